@@ -1,0 +1,343 @@
+//! The contract between the relay and everything that watches it.
+//!
+//! The relay (native) and the UI (wasm) both depend on this crate and never on each other. It
+//! holds plain serde types and no I/O, so the same definitions describe the JSON on the wire in
+//! both directions.
+//!
+//! - [`ServerName`]: the four UDP servers the relay runs.
+//! - [`Event`] and [`EventKind`]: past-tense facts, each stamped with a sequence number and a
+//!   monotonic timestamp by the relay's event bus.
+//! - [`Payload`]: a short, printable preview of a datagram's bytes.
+//!
+//! The golden tests at the bottom pin the JSON shape: a change there is a change of the contract.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// The four UDP servers of the relay. Their names appear in URLs, JSON and CLI flags.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerName {
+    /// Returns every datagram unchanged.
+    Echo,
+    /// Returns every datagram with its ASCII letters uppercased.
+    Upper,
+    /// The heartbeat chat server: registration, broadcast, eviction of silent clients.
+    Chat,
+    /// Drops datagrams with a set probability and answers the rest with their length.
+    Lossy,
+}
+
+impl ServerName {
+    /// Every server, in the order the relay starts them.
+    pub const ALL: [ServerName; 4] = [Self::Echo, Self::Upper, Self::Chat, Self::Lossy];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Echo => "echo",
+            Self::Upper => "upper",
+            Self::Chat => "chat",
+            Self::Lossy => "lossy",
+        }
+    }
+}
+
+impl fmt::Display for ServerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The name is not one of [`ServerName::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownServer(pub String);
+
+impl fmt::Display for UnknownServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown server {:?}: expected echo, upper, chat or lossy", self.0)
+    }
+}
+
+impl std::error::Error for UnknownServer {}
+
+impl FromStr for ServerName {
+    type Err = UnknownServer;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|name| name.as_str() == s).ok_or_else(|| UnknownServer(s.to_owned()))
+    }
+}
+
+/// How many bytes of a datagram an event carries. Longer datagrams are cut here and marked
+/// `truncated`; `len` always holds the real length. 256 bytes keep a chat line or a request
+/// whole while a 64 KB datagram costs a subscriber no more than a short one.
+pub const PREVIEW_BYTES: usize = 256;
+
+/// A printable preview of a datagram: `text` when the previewed bytes are UTF-8, else `hex`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct Payload {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hex: Option<String>,
+    /// True when the datagram was longer than [`PREVIEW_BYTES`] and the preview is its start.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub truncated: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl Payload {
+    /// Previews up to [`PREVIEW_BYTES`] of `bytes`.
+    pub fn preview(bytes: &[u8]) -> Self {
+        let truncated = bytes.len() > PREVIEW_BYTES;
+        let head = &bytes[..bytes.len().min(PREVIEW_BYTES)];
+        match std::str::from_utf8(head) {
+            Ok(text) => Self { text: Some(text.to_owned()), hex: None, truncated },
+            // A cut can split a multi-byte character: keep the valid part as text.
+            Err(e) if truncated && e.error_len().is_none() => Self {
+                text: Some(String::from_utf8_lossy(&head[..e.valid_up_to()]).into_owned()),
+                hex: None,
+                truncated,
+            },
+            Err(_) => Self { text: None, hex: Some(to_hex(head)), truncated },
+        }
+    }
+}
+
+/// Lowercase hex, two digits a byte, no separators.
+pub fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0x0f)] as char);
+    }
+    out
+}
+
+/// Something that happened in the relay, stamped by the event bus.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Event {
+    /// Increases by one for every event the relay emits while anyone is listening.
+    pub seq: u64,
+    /// Microseconds since the relay started, from a monotonic clock.
+    pub t_us: u64,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// Why a server did not answer a datagram.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DropReason {
+    /// The lossy server's dice said so: the loss a real network would cause.
+    Loss,
+    /// Too many delayed answers were already waiting; this one was shed to bound memory.
+    Shed,
+}
+
+/// The facts themselves. Field names are the vocabulary of the whole project: `server`,
+/// `peer`, `from`, `to`, `len`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A server read a datagram from `from`.
+    ServerRecv {
+        server: ServerName,
+        from: SocketAddr,
+        to: SocketAddr,
+        len: usize,
+        #[serde(flatten)]
+        payload: Payload,
+    },
+    /// A server sent a datagram to `to`. `delay_ms` is how long the answer was held first.
+    ServerSend {
+        server: ServerName,
+        from: SocketAddr,
+        to: SocketAddr,
+        len: usize,
+        #[serde(flatten)]
+        payload: Payload,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        delay_ms: Option<u64>,
+    },
+    /// A server read a datagram and will never answer it.
+    ServerDrop { server: ServerName, from: SocketAddr, to: SocketAddr, len: usize, reason: DropReason },
+    /// The kernel reported ICMP port unreachable (`ECONNREFUSED`) for something a server sent.
+    /// `peer` is known only when the socket could tell.
+    ServerRefused {
+        server: ServerName,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer: Option<SocketAddr>,
+    },
+    /// A chat client registered, or was heard from for the first time. `clients` counts the
+    /// live clients after the change.
+    ChatJoin {
+        server: ServerName,
+        peer: SocketAddr,
+        clients: usize,
+        /// The client will be evicted this many milliseconds after it was last heard.
+        timeout_ms: u64,
+    },
+    /// A known chat client sent `^hb^` or `reg` and is alive for another `timeout_ms`.
+    ChatHeartbeat { server: ServerName, peer: SocketAddr, timeout_ms: u64 },
+    /// A chat client sent `quit`.
+    ChatLeave { server: ServerName, peer: SocketAddr, clients: usize },
+    /// A chat client stayed silent for the whole timeout and was removed.
+    ChatEvict { server: ServerName, peer: SocketAddr, silent_ms: u64, clients: usize },
+    /// A chat message went out to `recipients` live clients, the sender included.
+    ChatBroadcast {
+        server: ServerName,
+        from: SocketAddr,
+        recipients: usize,
+        len: usize,
+        #[serde(flatten)]
+        payload: Payload,
+    },
+    /// A new chat client was turned away because `limit` clients are already live.
+    ChatRefused { server: ServerName, peer: SocketAddr, limit: usize },
+    /// The chat server is stopping and sent `end` to its `clients` live clients.
+    ChatEnd { server: ServerName, clients: usize },
+}
+
+impl EventKind {
+    /// The server the event is about.
+    pub fn server(&self) -> ServerName {
+        match self {
+            Self::ServerRecv { server, .. }
+            | Self::ServerSend { server, .. }
+            | Self::ServerDrop { server, .. }
+            | Self::ServerRefused { server, .. }
+            | Self::ChatJoin { server, .. }
+            | Self::ChatHeartbeat { server, .. }
+            | Self::ChatLeave { server, .. }
+            | Self::ChatEvict { server, .. }
+            | Self::ChatBroadcast { server, .. }
+            | Self::ChatRefused { server, .. }
+            | Self::ChatEnd { server, .. } => *server,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("test address")
+    }
+
+    fn golden(event: Event, expected: serde_json::Value) {
+        let json = serde_json::to_value(&event).expect("serialize");
+        assert_eq!(json, expected);
+        let back: Event = serde_json::from_value(expected).expect("deserialize");
+        assert_eq!(back, event);
+    }
+
+    #[test]
+    fn server_recv_golden() {
+        golden(
+            Event {
+                seq: 7,
+                t_us: 1500,
+                kind: EventKind::ServerRecv {
+                    server: ServerName::Echo,
+                    from: addr("127.0.0.1:50000"),
+                    to: addr("127.0.0.1:10004"),
+                    len: 5,
+                    payload: Payload::preview(b"hello"),
+                },
+            },
+            json!({"seq":7,"t_us":1500,"kind":"server_recv","server":"echo",
+                   "from":"127.0.0.1:50000","to":"127.0.0.1:10004","len":5,"text":"hello"}),
+        );
+    }
+
+    #[test]
+    fn server_send_with_delay_golden() {
+        golden(
+            Event {
+                seq: 8,
+                t_us: 2500,
+                kind: EventKind::ServerSend {
+                    server: ServerName::Lossy,
+                    from: addr("127.0.0.1:1060"),
+                    to: addr("127.0.0.1:50000"),
+                    len: 2,
+                    payload: Payload::preview(&[0xff, 0x00]),
+                    delay_ms: Some(150),
+                },
+            },
+            json!({"seq":8,"t_us":2500,"kind":"server_send","server":"lossy",
+                   "from":"127.0.0.1:1060","to":"127.0.0.1:50000","len":2,"hex":"ff00",
+                   "delay_ms":150}),
+        );
+    }
+
+    #[test]
+    fn drop_and_chat_golden() {
+        golden(
+            Event {
+                seq: 1,
+                t_us: 0,
+                kind: EventKind::ServerDrop {
+                    server: ServerName::Lossy,
+                    from: addr("127.0.0.1:5"),
+                    to: addr("127.0.0.1:1060"),
+                    len: 3,
+                    reason: DropReason::Loss,
+                },
+            },
+            json!({"seq":1,"t_us":0,"kind":"server_drop","server":"lossy","from":"127.0.0.1:5",
+                   "to":"127.0.0.1:1060","len":3,"reason":"loss"}),
+        );
+        golden(
+            Event {
+                seq: 2,
+                t_us: 10,
+                kind: EventKind::ChatEvict {
+                    server: ServerName::Chat,
+                    peer: addr("[::1]:7"),
+                    silent_ms: 10_000,
+                    clients: 0,
+                },
+            },
+            json!({"seq":2,"t_us":10,"kind":"chat_evict","server":"chat","peer":"[::1]:7",
+                   "silent_ms":10000,"clients":0}),
+        );
+    }
+
+    #[test]
+    fn preview_cuts_long_datagrams_and_keeps_text_whole_characters() {
+        let long = "é".repeat(PREVIEW_BYTES); // two bytes each: the cut lands mid-character
+        let p = Payload::preview(long.as_bytes());
+        assert!(p.truncated);
+        assert_eq!(p.text.as_deref(), Some("é".repeat(PREVIEW_BYTES / 2).as_str()));
+        assert_eq!(p.hex, None);
+
+        let p = Payload::preview(b"");
+        assert_eq!(p, Payload { text: Some(String::new()), hex: None, truncated: false });
+    }
+
+    #[test]
+    fn preview_uses_hex_for_binary() {
+        let p = Payload::preview(&[0x00, 0xab, 0xff]);
+        assert_eq!(p.text, None);
+        assert_eq!(p.hex.as_deref(), Some("00abff"));
+    }
+
+    #[test]
+    fn server_names_round_trip() {
+        for name in ServerName::ALL {
+            assert_eq!(name.as_str().parse::<ServerName>(), Ok(name));
+        }
+        assert!("ECHO".parse::<ServerName>().is_err());
+    }
+}

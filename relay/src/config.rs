@@ -1,0 +1,130 @@
+//! What the relay is told to do: addresses, ports and server settings.
+//!
+//! `main.rs` builds a [`Config`] from the command line; tests build one with
+//! [`Config::ephemeral`] so that every socket gets a free port.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use protocol::ServerName;
+
+use crate::udp::chat::ChatSettings;
+use crate::udp::lossy::LossySettings;
+
+/// Everything the relay needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The address every server binds to. Loopback by default, so nothing is reachable from
+    /// the network unless the operator asks.
+    pub bind: IpAddr,
+    /// Port for the page, the WebSocket and the HTTP API. 0 lets the OS pick.
+    pub http_port: u16,
+    /// UDP port of each server, in [`ServerName::ALL`] order. 0 lets the OS pick.
+    pub ports: Ports,
+    pub chat: ChatSettings,
+    pub lossy: LossySettings,
+}
+
+/// The UDP port of each server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    pub echo: u16,
+    pub upper: u16,
+    pub chat: u16,
+    pub lossy: u16,
+}
+
+impl Ports {
+    /// The tutorials' own ports, so their clients work as written.
+    pub const TUTORIAL: Ports = Ports { echo: 10004, upper: 8003, chat: 9998, lossy: 1060 };
+
+    pub fn get(&self, server: ServerName) -> u16 {
+        match server {
+            ServerName::Echo => self.echo,
+            ServerName::Upper => self.upper,
+            ServerName::Chat => self.chat,
+            ServerName::Lossy => self.lossy,
+        }
+    }
+}
+
+/// The command-line flag that sets a server's port, for error messages.
+pub fn port_flag(server: ServerName) -> &'static str {
+    match server {
+        ServerName::Echo => "--echo-port",
+        ServerName::Upper => "--upper-port",
+        ServerName::Chat => "--chat-port",
+        ServerName::Lossy => "--lossy-port",
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            http_port: 8080,
+            ports: Ports::TUTORIAL,
+            chat: ChatSettings::default(),
+            lossy: LossySettings::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Loopback, every port picked by the OS, lossy seed 42 and no drops. For tests.
+    pub fn ephemeral() -> Self {
+        Self {
+            http_port: 0,
+            ports: Ports { echo: 0, upper: 0, chat: 0, lossy: 0 },
+            lossy: LossySettings { drop: 0.0, seed: 42, ..LossySettings::default() },
+            ..Self::default()
+        }
+    }
+
+    pub fn server_addr(&self, server: ServerName) -> SocketAddr {
+        SocketAddr::new(self.bind, self.ports.get(server))
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.bind, self.http_port)
+    }
+}
+
+/// Parses durations such as `10s`, `600ms` or `1m 30s`, for the command line.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e} (write a duration such as 10s, 600ms or 1m30s)"))
+}
+
+/// Parses a probability between 0.0 and 1.0, for the command line.
+pub fn parse_probability(s: &str) -> Result<f64, String> {
+    let p: f64 = s.trim().parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if (0.0..=1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err(format!("{p} is not a probability: use a number from 0.0 (never drop) to 1.0 (drop all)"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_human_forms() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("600ms"), Ok(Duration::from_millis(600)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("10").is_err());
+    }
+
+    #[test]
+    fn probabilities_are_checked() {
+        assert_eq!(parse_probability("0.25"), Ok(0.25));
+        assert_eq!(parse_probability("1"), Ok(1.0));
+        assert!(parse_probability("1.5").is_err());
+        assert!(parse_probability("-0.1").is_err());
+        assert!(parse_probability("NaN").is_err());
+        assert!(parse_probability("half").is_err());
+    }
+}

@@ -1,0 +1,118 @@
+//! HTTP: the page, the health check and the server list.
+//!
+//! The page and its wasm are built by `build.rs` and embedded in the binary, so `relay` serves
+//! the UI from any working directory.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use protocol::ServerName;
+use serde::Serialize;
+
+use crate::bus::EventBus;
+use crate::{Config, RelayHandle};
+
+/// The built page: `index.html`, the web assets, and the wasm with its JS glue under `pkg/`.
+#[derive(rust_embed::Embed)]
+#[folder = "$OUT_DIR/site"]
+struct Site;
+
+/// Gzipped size, in bytes, of the page's wasm plus its JS glue, as measured by `build.rs`.
+pub const BUNDLE_GZIP_BYTES: u64 = match u64::from_str_radix(env!("WASM_BUNDLE_GZIP_BYTES"), 10) {
+    Ok(n) => n,
+    Err(_) => panic!("build.rs sets WASM_BUNDLE_GZIP_BYTES to a number"),
+};
+
+/// What every HTTP handler can see.
+#[derive(Clone)]
+pub struct AppState {
+    pub relay: RelayHandle,
+    pub config: Config,
+    pub bus: EventBus,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(|| asset_response("index.html")))
+        .route("/healthz", get(healthz))
+        .route("/api/servers", get(servers))
+        .route("/{*path}", get(|Path(path): Path<String>| asset_response_owned(path)))
+        .with_state(state)
+}
+
+/// Answered only once every server is bound: the relay binds all sockets before serving HTTP.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+#[derive(Serialize)]
+struct ServerInfo {
+    name: ServerName,
+    addr: SocketAddr,
+    about: &'static str,
+    settings: serde_json::Value,
+}
+
+#[derive(Serialize)]
+struct ServerList {
+    http: SocketAddr,
+    servers: Vec<ServerInfo>,
+}
+
+fn about(server: ServerName) -> &'static str {
+    match server {
+        ServerName::Echo => "returns every datagram unchanged",
+        ServerName::Upper => "returns every datagram with ASCII letters uppercased",
+        ServerName::Chat => "chat: reg or ^hb^ to join, quit to leave, anything else is broadcast",
+        ServerName::Lossy => "drops datagrams at random, answers the rest with their length",
+    }
+}
+
+async fn servers(State(state): State<AppState>) -> Json<ServerList> {
+    let AppState { relay, config, .. } = state;
+    let servers = relay
+        .servers
+        .iter()
+        .map(|(&name, &addr)| {
+            let settings = match name {
+                ServerName::Echo | ServerName::Upper => serde_json::json!({}),
+                ServerName::Chat => serde_json::json!({
+                    "timeout_ms": config.chat.timeout.as_millis(),
+                    "max_clients": config.chat.max_clients,
+                }),
+                ServerName::Lossy => serde_json::json!({
+                    "drop": config.lossy.drop,
+                    "delay_ms": config.lossy.delay.as_millis(),
+                    "jitter_ms": config.lossy.jitter.as_millis(),
+                    "seed": relay.seed,
+                    "max_pending": config.lossy.max_pending,
+                }),
+            };
+            ServerInfo { name, addr, about: about(name), settings }
+        })
+        .collect();
+    Json(ServerList { http: relay.http, servers })
+}
+
+async fn asset_response_owned(path: String) -> Response {
+    asset_response(&path).await
+}
+
+async fn asset_response(path: &str) -> Response {
+    match Site::get(path) {
+        Some(file) => (
+            [
+                (header::CONTENT_TYPE, file.metadata.mimetype().to_owned()),
+                (header::CACHE_CONTROL, "no-cache".to_owned()),
+            ],
+            file.data,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    }
+}

@@ -1,0 +1,160 @@
+//! UDP Playground's relay: real UDP servers, and a web page that shows what they do.
+//!
+//! A tour of the crate, in the order data flows:
+//!
+//! - [`udp`]: the four servers. Each is a sans-I/O [`udp::DatagramHandler`] (`echo`, `upper`,
+//!   `chat`, `lossy`); [`udp::drive`] is the one loop that owns a server's socket.
+//! - [`bus`]: the [`bus::EventBus`] every server emits into and every watcher subscribes to.
+//! - [`http`]: the page (embedded in the binary), `/healthz` and `/api/servers`.
+//! - [`config`]: what `main.rs` parses from the command line.
+//!
+//! [`Relay::bind`] binds every socket, so a caller can learn the real ports before serving;
+//! [`Relay::serve`] runs until the shutdown future completes. [`run`] does both.
+
+pub mod bus;
+pub mod config;
+pub mod http;
+pub mod udp;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use protocol::ServerName;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::bus::EventBus;
+pub use crate::config::Config;
+use crate::udp::{Setting, SettingError, SettingRequest};
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot bind the {server} server to UDP {addr}: {source} (choose another port with {flag})")]
+    BindUdp { server: ServerName, addr: SocketAddr, flag: &'static str, source: io::Error },
+    #[error("cannot bind the web page to TCP {addr}: {source} (choose another port with --http-port)")]
+    BindHttp { addr: SocketAddr, source: io::Error },
+    #[error("the HTTP server failed: {0}")]
+    Http(io::Error),
+}
+
+/// A relay whose sockets are bound but which is not serving yet.
+pub struct Relay {
+    config: Config,
+    http: TcpListener,
+    sockets: Vec<(ServerName, UdpSocket, mpsc::Receiver<SettingRequest>)>,
+    bus: EventBus,
+    handle: RelayHandle,
+}
+
+/// What the rest of the relay (and tests) may hold on to: addresses, the bus, live settings.
+#[derive(Clone, Debug)]
+pub struct RelayHandle {
+    /// Where the page and API are served.
+    pub http: SocketAddr,
+    /// Each server's real address.
+    pub servers: BTreeMap<ServerName, SocketAddr>,
+    /// The lossy server's seed, so a run can be repeated with `--seed`.
+    pub seed: u64,
+    settings: BTreeMap<ServerName, mpsc::Sender<SettingRequest>>,
+}
+
+/// Live settings are changed rarely, by people; 16 waiting requests is plenty.
+const SETTINGS_QUEUE: usize = 16;
+
+impl RelayHandle {
+    /// Changes a live setting of a server and waits for the server to accept or refuse it.
+    pub async fn configure(&self, server: ServerName, setting: Setting) -> Result<(), SettingError> {
+        let Some(tx) = self.settings.get(&server) else {
+            return Err(SettingError::NotSupported { server, setting: setting.name() });
+        };
+        let (reply, outcome) = oneshot::channel();
+        if tx.send(SettingRequest { setting, reply }).await.is_err() {
+            return Err(SettingError::NotSupported { server, setting: setting.name() });
+        }
+        outcome.await.unwrap_or(Err(SettingError::NotSupported { server, setting: setting.name() }))
+    }
+}
+
+impl Relay {
+    /// Binds the HTTP listener and every UDP server, reporting the first failure.
+    pub async fn bind(config: Config) -> Result<Relay, StartError> {
+        let mut sockets = Vec::new();
+        let mut servers = BTreeMap::new();
+        let mut settings = BTreeMap::new();
+        for server in ServerName::ALL {
+            let addr = config.server_addr(server);
+            let bind_error =
+                |source| StartError::BindUdp { server, addr, flag: config::port_flag(server), source };
+            let socket = UdpSocket::bind(addr).await.map_err(bind_error)?;
+            servers.insert(server, socket.local_addr().map_err(bind_error)?);
+            let (tx, rx) = mpsc::channel(SETTINGS_QUEUE);
+            settings.insert(server, tx);
+            sockets.push((server, socket, rx));
+        }
+        let addr = config.http_addr();
+        let http = TcpListener::bind(addr).await.map_err(|source| StartError::BindHttp { addr, source })?;
+        let http_addr = http.local_addr().map_err(|source| StartError::BindHttp { addr, source })?;
+        let seed = config.lossy.seed;
+        let handle = RelayHandle { http: http_addr, servers, seed, settings };
+        Ok(Relay { config, http, sockets, bus: EventBus::new(Instant::now()), handle })
+    }
+
+    /// Addresses and live settings of the bound relay.
+    pub fn handle(&self) -> &RelayHandle {
+        &self.handle
+    }
+
+    /// The bus every server emits into. Subscribe before [`Relay::serve`] to see everything.
+    pub fn bus(&self) -> &EventBus {
+        &self.bus
+    }
+
+    /// Serves until `shutdown` completes, then stops every server (the chat server sends its
+    /// clients `end`) and waits for them to finish.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+        let Relay { config, http, sockets, bus, handle } = self;
+        let token = CancellationToken::new();
+        let tasks = TaskTracker::new();
+
+        for (server, socket, rx) in sockets {
+            let (bus, token) = (bus.clone(), token.clone());
+            match server {
+                ServerName::Echo => tasks.spawn(udp::drive(socket, udp::echo::Echo, bus, rx, token)),
+                ServerName::Upper => tasks.spawn(udp::drive(socket, udp::upper::Upper, bus, rx, token)),
+                ServerName::Chat => {
+                    tasks.spawn(udp::drive(socket, udp::chat::Chat::new(config.chat), bus, rx, token))
+                }
+                ServerName::Lossy => {
+                    tasks.spawn(udp::drive(socket, udp::lossy::Lossy::new(config.lossy), bus, rx, token))
+                }
+            };
+        }
+
+        let app = http::router(http::AppState { relay: handle, config, bus });
+        let stop = token.clone();
+        let served = axum::serve(http, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                stop.cancel();
+            })
+            .await;
+        token.cancel();
+        tasks.close();
+        tasks.wait().await;
+        served.map_err(StartError::Http)
+    }
+}
+
+/// Binds and serves until `shutdown` completes: the whole relay in one call.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    Relay::bind(config).await?.serve(shutdown).await
+}

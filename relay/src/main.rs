@@ -1,0 +1,191 @@
+//! The `relay` binary: parses the command line, starts logging, runs the relay until Ctrl-C or
+//! SIGTERM, and exits 0 after a clean shutdown.
+
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use protocol::ServerName;
+use relay::config::{Config, Ports, parse_duration, parse_probability};
+use relay::udp::chat::ChatSettings;
+use relay::udp::lossy::LossySettings;
+
+/// UDP Playground: real UDP servers you can watch in your browser.
+///
+/// Starts four UDP servers on the tutorials' ports (echo, uppercase echo, a heartbeat chat, and
+/// a server that loses datagrams on purpose) and a web page that draws every datagram live.
+/// Talk to the servers from the page, or from `nc -u 127.0.0.1 10004` and your own scripts.
+#[derive(Parser, Debug)]
+#[command(name = "relay", version)]
+struct Cli {
+    /// Address every server listens on. The default, 127.0.0.1, keeps the relay private to
+    /// this computer; use 0.0.0.0 to let other machines in the room reach it.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    bind: IpAddr,
+
+    /// TCP port of the web page. Open http://127.0.0.1:PORT/ in a browser.
+    #[arg(long, value_name = "N", default_value_t = 8080)]
+    http_port: u16,
+
+    /// UDP port of the echo server, which sends every datagram back unchanged. 0 picks a free one.
+    #[arg(long, value_name = "N", default_value_t = Ports::TUTORIAL.echo)]
+    echo_port: u16,
+
+    /// UDP port of the uppercase server, which sends each datagram back in capital letters.
+    #[arg(long, value_name = "N", default_value_t = Ports::TUTORIAL.upper)]
+    upper_port: u16,
+
+    /// UDP port of the chat server: send `reg` to join, `^hb^` to stay alive, `quit` to leave.
+    #[arg(long, value_name = "N", default_value_t = Ports::TUTORIAL.chat)]
+    chat_port: u16,
+
+    /// UDP port of the lossy server, which drops datagrams on purpose and answers the rest.
+    #[arg(long, value_name = "N", default_value_t = Ports::TUTORIAL.lossy)]
+    lossy_port: u16,
+
+    /// Chance that the lossy server drops a datagram, from 0.0 (never) to 1.0 (always).
+    #[arg(long, value_name = "P", default_value = "0.5", value_parser = parse_probability)]
+    lossy_drop: f64,
+
+    /// Seed for the lossy server's dice. Without it a random seed is chosen and printed, so you
+    /// can replay exactly the same losses later.
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+
+    /// How long the lossy server waits before answering, e.g. 150ms. A wait longer than the
+    /// client's retry timer makes late and duplicate replies happen.
+    #[arg(long, value_name = "D", default_value = "0ms", value_parser = parse_duration)]
+    lossy_delay: Duration,
+
+    /// Extra random wait, up to this much, added to each lossy answer, e.g. 100ms. Answers can
+    /// then overtake each other.
+    #[arg(long, value_name = "D", default_value = "0ms", value_parser = parse_duration)]
+    lossy_jitter: Duration,
+
+    /// How many lossy answers may wait for their delay at once; more are dropped and counted.
+    #[arg(long, value_name = "N", default_value_t = LossySettings::default().max_pending)]
+    lossy_max_pending: usize,
+
+    /// How long a chat client may stay silent before the server forgets it, e.g. 10s or 600ms.
+    #[arg(long, value_name = "D", default_value = "10s", value_parser = parse_duration)]
+    chat_timeout: Duration,
+
+    /// Most chat clients at once; newcomers beyond this are turned away.
+    #[arg(long, value_name = "N", default_value_t = ChatSettings::default().max_clients)]
+    chat_max_clients: usize,
+}
+
+impl Cli {
+    fn into_config(self) -> anyhow::Result<Config> {
+        if self.chat_timeout.is_zero() {
+            anyhow::bail!("--chat-timeout must be longer than zero");
+        }
+        let seed = self.seed.unwrap_or_else(|| fastrand::u64(..));
+        Ok(Config {
+            bind: self.bind,
+            http_port: self.http_port,
+            ports: Ports {
+                echo: self.echo_port,
+                upper: self.upper_port,
+                chat: self.chat_port,
+                lossy: self.lossy_port,
+            },
+            chat: ChatSettings { timeout: self.chat_timeout, max_clients: self.chat_max_clients },
+            lossy: LossySettings {
+                drop: self.lossy_drop,
+                delay: self.lossy_delay,
+                jitter: self.lossy_jitter,
+                seed,
+                max_pending: self.lossy_max_pending,
+            },
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match start(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[tokio::main]
+async fn start(cli: Cli) -> anyhow::Result<()> {
+    let seed_given = cli.seed.is_some();
+    let config = cli.into_config()?;
+    let relay = relay::Relay::bind(config.clone()).await?;
+    let handle = relay.handle();
+
+    let host =
+        if handle.http.ip().is_unspecified() { "127.0.0.1".to_owned() } else { handle.http.ip().to_string() };
+    let url = match handle.http {
+        std::net::SocketAddr::V6(_) if !handle.http.ip().is_unspecified() => {
+            format!("http://[{host}]:{}/", handle.http.port())
+        }
+        _ => format!("http://{host}:{}/", handle.http.port()),
+    };
+    println!("UDP Playground relay is running.\n");
+    for (server, addr) in &handle.servers {
+        println!("  {:<6} udp://{addr:<22} {}", server.as_str(), describe(*server, &config));
+    }
+    println!("\n  Open {url} to watch the traffic. Press Ctrl-C to stop.");
+    if !seed_given {
+        println!("  Lossy seed {} (repeat this run's losses with --seed {}).", handle.seed, handle.seed);
+    }
+    tracing::info!(%url, seed = handle.seed, "relay started");
+
+    relay.serve(shutdown_signal()).await?;
+    tracing::info!("relay stopped");
+    Ok(())
+}
+
+fn describe(server: ServerName, config: &Config) -> String {
+    match server {
+        ServerName::Echo => "echoes every datagram".to_owned(),
+        ServerName::Upper => "echoes in UPPERCASE".to_owned(),
+        ServerName::Chat => {
+            format!("chat, evicts clients silent for {}", humantime::format_duration(config.chat.timeout))
+        }
+        ServerName::Lossy => format!("drops {:.0}% of datagrams", config.lossy.drop * 100.0),
+    }
+}
+
+/// Completes on Ctrl-C or, on Unix, SIGTERM: both stop the relay the same clean way.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,370 @@
+//! UDP servers: handlers decide, one driver does the I/O.
+//!
+//! Each server is a [`DatagramHandler`], a small state machine with the lifecycle of Twisted's
+//! `DatagramProtocol` (`startProtocol`, `datagramReceived`, `connectionRefused`,
+//! `stopProtocol`). A handler never touches a socket or a clock: it is handed `now`, and it
+//! writes what to send and which events to emit into a [`Cx`]. That keeps every server
+//! deterministic and unit-testable with explicit time.
+//!
+//! [`drive`] is the only code that owns a server's socket. It reads datagrams, calls the
+//! handler, sends what the handler asked for, fires the handler's timer, and stops on shutdown.
+
+pub mod chat;
+pub mod echo;
+pub mod lossy;
+pub mod upper;
+
+use std::io;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use protocol::{EventKind, Payload, ServerName};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::EventBus;
+
+/// The largest UDP payload over IPv4: 65,535 minus the 8-byte UDP and 20-byte IP headers.
+/// Every server accepts datagrams up to this size.
+pub const MAX_DATAGRAM: usize = 65_507;
+
+/// What a UDP server does. The driver owns the socket; the handler only decides.
+pub trait DatagramHandler: Send + 'static {
+    /// Which server this is, for events.
+    fn server(&self) -> ServerName;
+
+    /// The socket is bound and the server is about to read (Twisted's `startProtocol`).
+    fn on_start(&mut self, _cx: &mut Cx, _now: Instant) {}
+
+    /// A datagram arrived (`datagramReceived`). `payload` may be empty: an empty datagram is
+    /// still a datagram.
+    fn on_datagram(&mut self, cx: &mut Cx, now: Instant, from: SocketAddr, payload: &[u8]);
+
+    /// The kernel reported ICMP port unreachable for an earlier send (`connectionRefused`).
+    /// An unconnected socket rarely knows which peer it was, hence the `Option`.
+    fn on_refused(&mut self, cx: &mut Cx, _now: Instant, peer: Option<SocketAddr>) {
+        let server = self.server();
+        cx.emit(|| EventKind::ServerRefused { server, peer });
+    }
+
+    /// When the handler next wants [`DatagramHandler::on_tick`], if ever.
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+
+    /// The time asked for by [`DatagramHandler::poll_timeout`] has come.
+    fn on_tick(&mut self, _cx: &mut Cx, _now: Instant) {}
+
+    /// An operator changed a live setting.
+    fn on_configure(&mut self, _cx: &mut Cx, _now: Instant, setting: Setting) -> Result<(), SettingError> {
+        Err(SettingError::NotSupported { server: self.server(), setting: setting.name() })
+    }
+
+    /// The relay is shutting down (`stopProtocol`). Sends queued here still go out.
+    fn on_stop(&mut self, _cx: &mut Cx, _now: Instant) {}
+}
+
+/// A live setting change for one server.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Setting {
+    /// Lossy: the probability of dropping a datagram, 0.0 to 1.0.
+    Drop(f64),
+    /// Lossy: the fixed delay before each answer.
+    Delay(Duration),
+    /// Lossy: the upper bound of the random extra delay.
+    Jitter(Duration),
+    /// Chat: how long a silent client lives.
+    ChatTimeout(Duration),
+}
+
+impl Setting {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Drop(_) => "drop",
+            Self::Delay(_) => "delay",
+            Self::Jitter(_) => "jitter",
+            Self::ChatTimeout(_) => "timeout",
+        }
+    }
+}
+
+/// Why a live setting was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SettingError {
+    #[error("the {server} server has no setting {setting:?}")]
+    NotSupported { server: ServerName, setting: &'static str },
+    #[error("drop probability must be between 0.0 and 1.0, got {0}")]
+    DropOutOfRange(f64),
+    #[error("the chat timeout must be more than zero")]
+    ZeroTimeout,
+}
+
+/// A request to change a setting, with a reply slot for the outcome.
+pub struct SettingRequest {
+    pub setting: Setting,
+    pub reply: tokio::sync::oneshot::Sender<Result<(), SettingError>>,
+}
+
+/// How a queued datagram should be reported.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Report {
+    /// One `server_send` event.
+    Each,
+    /// No event of its own: the handler emitted a summary (a chat broadcast to many clients).
+    Summarised,
+    /// One `server_send` event saying the answer was held this long.
+    Delayed(Duration),
+}
+
+#[derive(Debug)]
+struct Outgoing {
+    to: SocketAddr,
+    bytes: Range<usize>,
+    report: Report,
+}
+
+/// The handler's side of one driver step: what to send and which events to emit.
+///
+/// Payloads are written into one reused buffer, so a steady stream of echoes allocates
+/// nothing per datagram.
+#[derive(Debug)]
+pub struct Cx {
+    server: ServerName,
+    local: SocketAddr,
+    observed: bool,
+    buf: Vec<u8>,
+    out: Vec<Outgoing>,
+    events: Vec<EventKind>,
+}
+
+impl Cx {
+    pub fn new(server: ServerName, local: SocketAddr) -> Self {
+        Self { server, local, observed: false, buf: Vec::new(), out: Vec::new(), events: Vec::new() }
+    }
+
+    /// The server's own address.
+    pub fn local(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Sends `payload` to `to`, reported as a `server_send` event.
+    pub fn send(&mut self, to: SocketAddr, payload: &[u8]) {
+        self.send_with(to, |buf| buf.extend_from_slice(payload));
+    }
+
+    /// Sends the bytes that `write` appends, reported as a `server_send` event.
+    pub fn send_with(&mut self, to: SocketAddr, write: impl FnOnce(&mut Vec<u8>)) {
+        self.queue(to, Report::Each, write);
+    }
+
+    /// Sends an answer that was held for `held`, reported with its delay.
+    pub fn send_delayed(&mut self, to: SocketAddr, payload: &[u8], held: Duration) {
+        self.queue(to, Report::Delayed(held), |buf| buf.extend_from_slice(payload));
+    }
+
+    /// Sends without a `server_send` event of its own; the handler emits a summary instead.
+    /// A chat message to 10,000 clients is one event, not 10,000.
+    pub fn send_summarised(&mut self, to: SocketAddr, payload: &[u8]) {
+        self.queue(to, Report::Summarised, |buf| buf.extend_from_slice(payload));
+    }
+
+    fn queue(&mut self, to: SocketAddr, report: Report, write: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.buf.len();
+        write(&mut self.buf);
+        self.out.push(Outgoing { to, bytes: start..self.buf.len(), report });
+    }
+
+    /// Emits an event. `build` runs only when someone is watching, so unwatched servers do
+    /// not even format their events.
+    pub fn emit(&mut self, build: impl FnOnce() -> EventKind) {
+        if self.observed {
+            self.events.push(build());
+        }
+    }
+
+    /// Whether events are being collected this step.
+    pub fn observed(&self) -> bool {
+        self.observed
+    }
+
+    /// Collects events from now on even without a bus subscriber. For tests of handlers.
+    pub fn observe(&mut self) {
+        self.observed = true;
+    }
+
+    /// Takes the queued datagrams as `(to, bytes)` pairs, in order. For tests of handlers.
+    pub fn take_sent(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
+        let sent = self.out.iter().map(|o| (o.to, self.buf[o.bytes.clone()].to_vec())).collect();
+        self.out.clear();
+        self.buf.clear();
+        sent
+    }
+
+    /// Takes the queued events, in order. For tests of handlers.
+    pub fn take_events(&mut self) -> Vec<EventKind> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Sends everything queued, then publishes the events: the handler's first, then one
+    /// `server_send` per datagram that asked for one.
+    async fn flush<H: DatagramHandler>(
+        &mut self,
+        socket: &UdpSocket,
+        handler: &mut H,
+        bus: &EventBus,
+        errors: &mut ErrorLog,
+    ) {
+        let now = Instant::now();
+        for event in self.events.drain(..) {
+            bus.emit(now, event);
+        }
+        let mut refused = false;
+        for o in &self.out {
+            let bytes = &self.buf[o.bytes.clone()];
+            match socket.send_to(bytes, o.to).await {
+                Ok(_) => {}
+                Err(e) if is_refusal(&e) => refused = true,
+                Err(e) => errors.log(self.server, "send", &e),
+            }
+            if self.observed && o.report != Report::Summarised {
+                let delay_ms = match o.report {
+                    Report::Delayed(d) => Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                    _ => None,
+                };
+                bus.emit(
+                    Instant::now(),
+                    EventKind::ServerSend {
+                        server: self.server,
+                        from: self.local,
+                        to: o.to,
+                        len: bytes.len(),
+                        payload: Payload::preview(bytes),
+                        delay_ms,
+                    },
+                );
+            }
+        }
+        self.out.clear();
+        self.buf.clear();
+        if refused {
+            handler.on_refused(self, now, None);
+            for event in self.events.drain(..) {
+                bus.emit(now, event);
+            }
+        }
+    }
+}
+
+/// On Linux a UDP socket learns of an ICMP port unreachable as `ECONNREFUSED` on its next
+/// call; Windows reports it on `recv_from` as `ConnectionReset` (WSAECONNRESET). Both mean
+/// "some earlier datagram found no listener", never "this socket is broken".
+fn is_refusal(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset)
+}
+
+/// Logs I/O errors at most once a second per server, with a count of the ones not shown.
+/// A peer that triggers errors in a loop must not flood the operator's terminal.
+#[derive(Debug, Default)]
+struct ErrorLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl ErrorLog {
+    fn log(&mut self, server: ServerName, what: &str, e: &io::Error) {
+        let now = Instant::now();
+        if self.last.is_some_and(|last| now.duration_since(last) < Duration::from_secs(1)) {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::warn!(%server, suppressed = self.suppressed, "{what} failed: {e}");
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
+}
+
+/// Runs one server until `shutdown` is cancelled: the only code that touches its socket.
+///
+/// Nothing a peer sends can end this loop. Errors from the socket are logged (rate-limited)
+/// and the loop goes on; refusals become `on_refused`.
+pub async fn drive<H: DatagramHandler>(
+    socket: UdpSocket,
+    mut handler: H,
+    bus: EventBus,
+    mut settings: mpsc::Receiver<SettingRequest>,
+    shutdown: CancellationToken,
+) {
+    let server = handler.server();
+    let local = match socket.local_addr() {
+        Ok(addr) => addr,
+        Err(e) => {
+            tracing::error!(%server, "socket has no local address: {e}");
+            return;
+        }
+    };
+    let mut cx = Cx::new(server, local);
+    let mut errors = ErrorLog::default();
+    // One byte more than the largest datagram, so an oversized one (possible over IPv6
+    // loopback) is seen as such rather than silently cut to a plausible size.
+    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+
+    cx.observed = bus.is_observed();
+    handler.on_start(&mut cx, Instant::now());
+    cx.flush(&socket, &mut handler, &bus, &mut errors).await;
+
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
+    let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(timer);
+    let mut armed_for = None;
+
+    loop {
+        let deadline = handler.poll_timeout();
+        if deadline != armed_for {
+            if let Some(at) = deadline {
+                timer.as_mut().reset(at.into());
+            }
+            armed_for = deadline;
+        }
+        tokio::select! {
+            biased;
+            _ = &mut cancelled => break,
+            received = socket.recv_from(&mut buf) => {
+                let now = Instant::now();
+                cx.observed = bus.is_observed();
+                match received {
+                    Ok((len, from)) => {
+                        let payload = &buf[..len];
+                        if cx.observed {
+                            bus.emit(now, EventKind::ServerRecv {
+                                server, from, to: local, len, payload: Payload::preview(payload),
+                            });
+                        }
+                        handler.on_datagram(&mut cx, now, from, payload);
+                    }
+                    Err(e) if is_refusal(&e) => handler.on_refused(&mut cx, now, None),
+                    Err(e) => errors.log(server, "receive", &e),
+                }
+            }
+            () = &mut timer, if armed_for.is_some() => {
+                // Fire once per deadline: the handler returns a new one if it wants another.
+                armed_for = None;
+                cx.observed = bus.is_observed();
+                handler.on_tick(&mut cx, Instant::now());
+            }
+            Some(request) = settings.recv() => {
+                cx.observed = bus.is_observed();
+                let outcome = handler.on_configure(&mut cx, Instant::now(), request.setting);
+                // The asker may have given up waiting; the setting still applies.
+                let _ = request.reply.send(outcome);
+            }
+        }
+        cx.flush(&socket, &mut handler, &bus, &mut errors).await;
+    }
+
+    cx.observed = bus.is_observed();
+    handler.on_stop(&mut cx, Instant::now());
+    cx.flush(&socket, &mut handler, &bus, &mut errors).await;
+}
