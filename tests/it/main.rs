@@ -1,0 +1,10 @@
+//! Integration and end-to-end tests, one binary. Every test starts its own relay on
+//! 127.0.0.1 with OS-chosen ports and talks to it for real; every await has a timeout.
+//!
+//! - `support`: starting a relay in-process or as the real binary, timeouts, UDP helpers.
+//! - `udp`: the four servers' wire contract, as the tutorials' clients see it.
+//! - `http`: the page, `/healthz` and `/api/servers`.
+//! - `cli`: the `relay` binary: banner, bad flags, ports in use, shutdown on SIGTERM.
+//! - `browser`: headless Chromium loads the page and sees the wasm run.
+
+mod support;
