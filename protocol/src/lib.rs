@@ -8,6 +8,8 @@
 //! - [`Event`] and [`EventKind`]: past-tense facts, each stamped with a sequence number and a
 //!   monotonic timestamp by the relay's event bus.
 //! - [`Payload`]: a short, printable preview of a datagram's bytes.
+//! - [`command`]: what a browser asks the relay to do over the WebSocket (`op`).
+//! - [`message`]: what the relay sends back (`type`): hello, events, errors, lag notices.
 //!
 //! The golden tests at the bottom pin the JSON shape: a change there is a change of the contract.
 
@@ -16,6 +18,12 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+pub mod command;
+pub mod message;
+
+pub use command::{Command, RetryParams, RetrySpec, Scope};
+pub use message::{ErrorCode, Hello, Limits, ServerMsg};
 
 /// The four UDP servers of the relay. Their names appear in URLs, JSON and CLI flags.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -204,12 +212,93 @@ pub enum EventKind {
     ChatRefused { server: ServerName, peer: SocketAddr, limit: usize },
     /// The chat server is stopping and sent `end` to its `clients` live clients.
     ChatEnd { server: ServerName, clients: usize },
+    /// An operator changed a live setting of a server. Durations are in milliseconds.
+    ServerConfigured { server: ServerName, setting: String, value: f64 },
+
+    /// A browser session opened a UDP socket at `local`, aimed at `remote`.
+    ClientOpen {
+        session: String,
+        socket: String,
+        local: SocketAddr,
+        remote: SocketAddr,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server: Option<ServerName>,
+        connect: bool,
+    },
+    /// A session's socket was closed.
+    ClientClose { session: String, socket: String },
+    /// A session's socket sent a datagram. `attempt` counts from 1 for requests with retries;
+    /// `req` is the request ID put in front of the payload, if any.
+    ClientSend {
+        session: String,
+        socket: String,
+        from: SocketAddr,
+        to: SocketAddr,
+        len: usize,
+        #[serde(flatten)]
+        payload: Payload,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attempt: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<String>,
+    },
+    /// A session's socket received a datagram. When it answers a request, `req` and `attempt`
+    /// say which, and `rtt_us` is the time since that attempt was sent.
+    ClientRecv {
+        session: String,
+        socket: String,
+        from: SocketAddr,
+        to: SocketAddr,
+        len: usize,
+        #[serde(flatten)]
+        payload: Payload,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attempt: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rtt_us: Option<u64>,
+    },
+    /// No answer came within `delay_ms`, so the request is sent again as `attempt`, which will
+    /// wait `next_wait_ms`.
+    ClientRetry { session: String, socket: String, attempt: u32, delay_ms: u64, next_wait_ms: u64 },
+    /// The request was given up after `attempts` attempts and `waited_ms` in all: the next
+    /// wait would have passed `give_up_ms`. The tutorial's client says "I think the server is
+    /// down" here.
+    ClientGiveup { session: String, socket: String, attempts: u32, waited_ms: u64, give_up_ms: u64 },
+    /// A reply that is not the answer: `late` when it answers an earlier attempt of the
+    /// request, `duplicate` when the request was already answered or given up.
+    ClientDuplicate {
+        session: String,
+        socket: String,
+        from: SocketAddr,
+        to: SocketAddr,
+        len: usize,
+        #[serde(flatten)]
+        payload: Payload,
+        req: String,
+        attempt: u32,
+        reason: DuplicateReason,
+    },
+    /// The kernel reported ICMP port unreachable (`ECONNREFUSED`): nothing listens at `peer`.
+    /// Only a connected socket learns this, as Twisted's `connectionRefused`.
+    ClientRefused { session: String, socket: String, peer: SocketAddr },
+}
+
+/// Why a reply was not taken as the answer to its request.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DuplicateReason {
+    /// It answers an earlier attempt; a later attempt was already on its way.
+    Late,
+    /// The request was already answered or given up.
+    Duplicate,
 }
 
 impl EventKind {
-    /// The server the event is about.
-    pub fn server(&self) -> ServerName {
-        match self {
+    /// The server the event is about, for server events.
+    pub fn server(&self) -> Option<ServerName> {
+        Some(match self {
             Self::ServerRecv { server, .. }
             | Self::ServerSend { server, .. }
             | Self::ServerDrop { server, .. }
@@ -220,7 +309,40 @@ impl EventKind {
             | Self::ChatEvict { server, .. }
             | Self::ChatBroadcast { server, .. }
             | Self::ChatRefused { server, .. }
-            | Self::ChatEnd { server, .. } => *server,
+            | Self::ChatEnd { server, .. }
+            | Self::ServerConfigured { server, .. } => *server,
+            _ => return None,
+        })
+    }
+
+    /// The browser session the event belongs to, for client events.
+    pub fn session(&self) -> Option<&str> {
+        match self {
+            Self::ClientOpen { session, .. }
+            | Self::ClientClose { session, .. }
+            | Self::ClientSend { session, .. }
+            | Self::ClientRecv { session, .. }
+            | Self::ClientRetry { session, .. }
+            | Self::ClientGiveup { session, .. }
+            | Self::ClientDuplicate { session, .. }
+            | Self::ClientRefused { session, .. } => Some(session),
+            _ => None,
+        }
+    }
+
+    /// The peer a server event is about: who sent to, or was sent by, the server.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        match self {
+            Self::ServerRecv { from, .. } | Self::ServerDrop { from, .. } => Some(*from),
+            Self::ServerSend { to, .. } => Some(*to),
+            Self::ServerRefused { peer, .. } => *peer,
+            Self::ChatJoin { peer, .. }
+            | Self::ChatHeartbeat { peer, .. }
+            | Self::ChatLeave { peer, .. }
+            | Self::ChatEvict { peer, .. }
+            | Self::ChatRefused { peer, .. } => Some(*peer),
+            Self::ChatBroadcast { from, .. } => Some(*from),
+            _ => None,
         }
     }
 }

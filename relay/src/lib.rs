@@ -30,7 +30,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::bus::EventBus;
 pub use crate::config::Config;
-use crate::udp::{Setting, SettingError, SettingRequest};
+use crate::udp::{Control, Setting, SettingError};
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +47,7 @@ pub enum StartError {
 pub struct Relay {
     config: Config,
     http: TcpListener,
-    sockets: Vec<(ServerName, UdpSocket, mpsc::Receiver<SettingRequest>)>,
+    sockets: Vec<(ServerName, UdpSocket, mpsc::Receiver<Control>)>,
     bus: EventBus,
     handle: RelayHandle,
 }
@@ -61,7 +61,7 @@ pub struct RelayHandle {
     pub servers: BTreeMap<ServerName, SocketAddr>,
     /// The lossy server's seed, so a run can be repeated with `--seed`.
     pub seed: u64,
-    settings: BTreeMap<ServerName, mpsc::Sender<SettingRequest>>,
+    settings: BTreeMap<ServerName, mpsc::Sender<Control>>,
 }
 
 /// Live settings are changed rarely, by people; 16 waiting requests is plenty.
@@ -71,13 +71,14 @@ impl RelayHandle {
     /// Changes a live setting of a server and waits for the server to accept or refuse it.
     pub async fn configure(&self, server: ServerName, setting: Setting) -> Result<(), SettingError> {
         let Some(tx) = self.settings.get(&server) else {
-            return Err(SettingError::NotSupported { server, setting: setting.name() });
+            return Err(SettingError::NotSupported { server: Some(server), setting: setting.name() });
         };
         let (reply, outcome) = oneshot::channel();
-        if tx.send(SettingRequest { setting, reply }).await.is_err() {
-            return Err(SettingError::NotSupported { server, setting: setting.name() });
+        let gone = || SettingError::NotSupported { server: Some(server), setting: setting.name() };
+        if tx.send(Control::Configure { setting, reply }).await.is_err() {
+            return Err(gone());
         }
-        outcome.await.unwrap_or(Err(SettingError::NotSupported { server, setting: setting.name() }))
+        outcome.await.unwrap_or_else(|_| Err(gone()))
     }
 }
 

@@ -108,8 +108,8 @@ fn strip(bytes: &[u8]) -> &[u8] {
 }
 
 impl DatagramHandler for Chat {
-    fn server(&self) -> ServerName {
-        ServerName::Chat
+    fn server(&self) -> Option<ServerName> {
+        Some(ServerName::Chat)
     }
 
     fn on_datagram(&mut self, cx: &mut Cx, now: Instant, from: SocketAddr, payload: &[u8]) {
@@ -142,7 +142,7 @@ impl DatagramHandler for Chat {
                 message.extend_from_slice(text);
                 message.push(b'\n');
                 for &peer in self.last_heard.keys() {
-                    cx.send_summarised(peer, &message);
+                    cx.send_silent(peer, &message);
                 }
                 let recipients = self.clients();
                 cx.emit(|| EventKind::ChatBroadcast {
@@ -172,13 +172,15 @@ impl DatagramHandler for Chat {
                 self.evict_silent(cx, now);
                 Ok(())
             }
-            other => Err(SettingError::NotSupported { server: ServerName::Chat, setting: other.name() }),
+            other => {
+                Err(SettingError::NotSupported { server: Some(ServerName::Chat), setting: other.name() })
+            }
         }
     }
 
     fn on_stop(&mut self, cx: &mut Cx, _now: Instant) {
         for &peer in self.last_heard.keys() {
-            cx.send_summarised(peer, b"end");
+            cx.send_silent(peer, b"end");
         }
         let clients = self.clients();
         cx.emit(|| EventKind::ChatEnd { server: ServerName::Chat, clients });
@@ -196,7 +198,7 @@ mod tests {
     }
 
     fn setup(max_clients: usize) -> (Chat, Cx) {
-        let mut cx = Cx::new(ServerName::Chat, addr(9998));
+        let mut cx = Cx::new(Some(ServerName::Chat), addr(9998));
         cx.observe();
         (Chat::new(ChatSettings { timeout: TIMEOUT, max_clients }), cx)
     }

@@ -15,8 +15,8 @@ use super::{Cx, DatagramHandler};
 pub struct Echo;
 
 impl DatagramHandler for Echo {
-    fn server(&self) -> ServerName {
-        ServerName::Echo
+    fn server(&self) -> Option<ServerName> {
+        Some(ServerName::Echo)
     }
 
     fn on_datagram(&mut self, cx: &mut Cx, _now: Instant, from: SocketAddr, payload: &[u8]) {
@@ -31,7 +31,7 @@ mod tests {
     #[test]
     fn returns_every_datagram_unchanged_including_empty_and_binary() {
         let peer: SocketAddr = "127.0.0.1:4000".parse().expect("addr");
-        let mut cx = Cx::new(ServerName::Echo, "127.0.0.1:10004".parse().expect("addr"));
+        let mut cx = Cx::new(Some(ServerName::Echo), "127.0.0.1:10004".parse().expect("addr"));
         let big = vec![0xa5; super::super::MAX_DATAGRAM];
         for payload in [&b""[..], b"hello", &[0, 255, 10][..], &big] {
             Echo.on_datagram(&mut cx, Instant::now(), peer, payload);

@@ -109,8 +109,8 @@ impl Lossy {
 }
 
 impl DatagramHandler for Lossy {
-    fn server(&self) -> ServerName {
-        ServerName::Lossy
+    fn server(&self) -> Option<ServerName> {
+        Some(ServerName::Lossy)
     }
 
     fn on_datagram(&mut self, cx: &mut Cx, now: Instant, from: SocketAddr, payload: &[u8]) {
@@ -180,7 +180,10 @@ impl DatagramHandler for Lossy {
             Setting::Delay(d) => self.settings.delay = d,
             Setting::Jitter(j) => self.settings.jitter = j,
             other => {
-                return Err(SettingError::NotSupported { server: ServerName::Lossy, setting: other.name() });
+                return Err(SettingError::NotSupported {
+                    server: Some(ServerName::Lossy),
+                    setting: other.name(),
+                });
             }
         }
         Ok(())
@@ -196,7 +199,7 @@ mod tests {
     }
 
     fn setup(settings: LossySettings) -> (Lossy, Cx) {
-        let mut cx = Cx::new(ServerName::Lossy, addr(1060));
+        let mut cx = Cx::new(Some(ServerName::Lossy), addr(1060));
         cx.observe();
         (Lossy::new(settings), cx)
     }

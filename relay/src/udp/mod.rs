@@ -6,8 +6,10 @@
 //! writes what to send and which events to emit into a [`Cx`]. That keeps every server
 //! deterministic and unit-testable with explicit time.
 //!
-//! [`drive`] is the only code that owns a server's socket. It reads datagrams, calls the
-//! handler, sends what the handler asked for, fires the handler's timer, and stops on shutdown.
+//! [`drive`] is the only code that owns a socket. It reads datagrams, calls the handler, sends
+//! what the handler asked for, fires the handler's timer, passes on control messages, and stops
+//! on shutdown. The same driver runs the relay's servers and the client sockets that browser
+//! sessions open (`crate::bridge::client`), so both behave alike on errors and shutdown.
 
 pub mod chat;
 pub mod echo;
@@ -30,10 +32,13 @@ use crate::bus::EventBus;
 /// Every server accepts datagrams up to this size.
 pub const MAX_DATAGRAM: usize = 65_507;
 
-/// What a UDP server does. The driver owns the socket; the handler only decides.
+/// What a UDP server (or client socket) does. The driver owns the socket; the handler only
+/// decides.
 pub trait DatagramHandler: Send + 'static {
-    /// Which server this is, for events.
-    fn server(&self) -> ServerName;
+    /// Which server this is. The driver then reports every datagram in and out as
+    /// `server_recv` and `server_send` events. `None` for a client socket, which reports its
+    /// own traffic with richer events.
+    fn server(&self) -> Option<ServerName>;
 
     /// The socket is bound and the server is about to read (Twisted's `startProtocol`).
     fn on_start(&mut self, _cx: &mut Cx, _now: Instant) {}
@@ -45,8 +50,9 @@ pub trait DatagramHandler: Send + 'static {
     /// The kernel reported ICMP port unreachable for an earlier send (`connectionRefused`).
     /// An unconnected socket rarely knows which peer it was, hence the `Option`.
     fn on_refused(&mut self, cx: &mut Cx, _now: Instant, peer: Option<SocketAddr>) {
-        let server = self.server();
-        cx.emit(|| EventKind::ServerRefused { server, peer });
+        if let Some(server) = self.server() {
+            cx.emit(|| EventKind::ServerRefused { server, peer });
+        }
     }
 
     /// When the handler next wants [`DatagramHandler::on_tick`], if ever.
@@ -57,10 +63,13 @@ pub trait DatagramHandler: Send + 'static {
     /// The time asked for by [`DatagramHandler::poll_timeout`] has come.
     fn on_tick(&mut self, _cx: &mut Cx, _now: Instant) {}
 
-    /// An operator changed a live setting.
+    /// An operator changed a live setting. Only servers have settings.
     fn on_configure(&mut self, _cx: &mut Cx, _now: Instant, setting: Setting) -> Result<(), SettingError> {
         Err(SettingError::NotSupported { server: self.server(), setting: setting.name() })
     }
+
+    /// A browser session asked its client socket to do something. Only client sockets obey.
+    fn on_client(&mut self, _cx: &mut Cx, _now: Instant, _command: ClientCommand) {}
 
     /// The relay is shutting down (`stopProtocol`). Sends queued here still go out.
     fn on_stop(&mut self, _cx: &mut Cx, _now: Instant) {}
@@ -83,9 +92,17 @@ impl Setting {
     pub fn name(self) -> &'static str {
         match self {
             Self::Drop(_) => "drop",
-            Self::Delay(_) => "delay",
-            Self::Jitter(_) => "jitter",
-            Self::ChatTimeout(_) => "timeout",
+            Self::Delay(_) => "delay_ms",
+            Self::Jitter(_) => "jitter_ms",
+            Self::ChatTimeout(_) => "timeout_ms",
+        }
+    }
+
+    /// The new value as a number: a probability, or a duration in milliseconds.
+    pub fn value(self) -> f64 {
+        match self {
+            Self::Drop(p) => p,
+            Self::Delay(d) | Self::Jitter(d) | Self::ChatTimeout(d) => d.as_secs_f64() * 1000.0,
         }
     }
 }
@@ -93,27 +110,39 @@ impl Setting {
 /// Why a live setting was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SettingError {
-    #[error("the {server} server has no setting {setting:?}")]
-    NotSupported { server: ServerName, setting: &'static str },
+    #[error("the {} server has no setting {setting:?}", server.map_or("client", ServerName::as_str))]
+    NotSupported { server: Option<ServerName>, setting: &'static str },
     #[error("drop probability must be between 0.0 and 1.0, got {0}")]
     DropOutOfRange(f64),
     #[error("the chat timeout must be more than zero")]
     ZeroTimeout,
 }
 
-/// A request to change a setting, with a reply slot for the outcome.
-pub struct SettingRequest {
-    pub setting: Setting,
-    pub reply: tokio::sync::oneshot::Sender<Result<(), SettingError>>,
+/// What the rest of the relay can tell a running handler.
+#[derive(Debug)]
+pub enum Control {
+    /// Change a server setting, and say whether it was accepted.
+    Configure { setting: Setting, reply: tokio::sync::oneshot::Sender<Result<(), SettingError>> },
+    /// A browser session's request to its client socket.
+    Client(ClientCommand),
+}
+
+/// What a browser session can ask of one of its client sockets.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientCommand {
+    /// Send a datagram, optionally as a request with retries and request IDs.
+    Send { payload: Vec<u8>, retry: Option<protocol::RetryParams>, request_id: bool },
+    /// Send `^hb^` every so often; `None` stops.
+    Heartbeat(Option<Duration>),
 }
 
 /// How a queued datagram should be reported.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Report {
-    /// One `server_send` event.
+    /// One `server_send` event (servers only).
     Each,
-    /// No event of its own: the handler emitted a summary (a chat broadcast to many clients).
-    Summarised,
+    /// No event of its own: the handler reported it (a chat broadcast, a client send).
+    Silent,
     /// One `server_send` event saying the answer was held this long.
     Delayed(Duration),
 }
@@ -131,7 +160,7 @@ struct Outgoing {
 /// nothing per datagram.
 #[derive(Debug)]
 pub struct Cx {
-    server: ServerName,
+    server: Option<ServerName>,
     local: SocketAddr,
     observed: bool,
     buf: Vec<u8>,
@@ -140,7 +169,7 @@ pub struct Cx {
 }
 
 impl Cx {
-    pub fn new(server: ServerName, local: SocketAddr) -> Self {
+    pub fn new(server: Option<ServerName>, local: SocketAddr) -> Self {
         Self { server, local, observed: false, buf: Vec::new(), out: Vec::new(), events: Vec::new() }
     }
 
@@ -164,10 +193,10 @@ impl Cx {
         self.queue(to, Report::Delayed(held), |buf| buf.extend_from_slice(payload));
     }
 
-    /// Sends without a `server_send` event of its own; the handler emits a summary instead.
-    /// A chat message to 10,000 clients is one event, not 10,000.
-    pub fn send_summarised(&mut self, to: SocketAddr, payload: &[u8]) {
-        self.queue(to, Report::Summarised, |buf| buf.extend_from_slice(payload));
+    /// Sends without a `server_send` event of its own; the handler reports it. A chat message
+    /// to 10,000 clients is one summary event, not 10,000.
+    pub fn send_silent(&mut self, to: SocketAddr, payload: &[u8]) {
+        self.queue(to, Report::Silent, |buf| buf.extend_from_slice(payload));
     }
 
     fn queue(&mut self, to: SocketAddr, report: Report, write: impl FnOnce(&mut Vec<u8>)) {
@@ -212,6 +241,7 @@ impl Cx {
     async fn flush<H: DatagramHandler>(
         &mut self,
         socket: &UdpSocket,
+        peer: Option<SocketAddr>,
         handler: &mut H,
         bus: &EventBus,
         errors: &mut ErrorLog,
@@ -223,12 +253,18 @@ impl Cx {
         let mut refused = false;
         for o in &self.out {
             let bytes = &self.buf[o.bytes.clone()];
-            match socket.send_to(bytes, o.to).await {
+            // A connected socket must use send(): it can only talk to its peer anyway.
+            let sent = match peer {
+                Some(_) => socket.send(bytes).await,
+                None => socket.send_to(bytes, o.to).await,
+            };
+            match sent {
                 Ok(_) => {}
                 Err(e) if is_refusal(&e) => refused = true,
                 Err(e) => errors.log(self.server, "send", &e),
             }
-            if self.observed && o.report != Report::Summarised {
+            let Some(server) = self.server else { continue };
+            if self.observed && o.report != Report::Silent {
                 let delay_ms = match o.report {
                     Report::Delayed(d) => Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                     _ => None,
@@ -236,7 +272,7 @@ impl Cx {
                 bus.emit(
                     Instant::now(),
                     EventKind::ServerSend {
-                        server: self.server,
+                        server,
                         from: self.local,
                         to: o.to,
                         len: bytes.len(),
@@ -249,7 +285,7 @@ impl Cx {
         self.out.clear();
         self.buf.clear();
         if refused {
-            handler.on_refused(self, now, None);
+            handler.on_refused(self, now, peer);
             for event in self.events.drain(..) {
                 bus.emit(now, event);
             }
@@ -273,19 +309,24 @@ struct ErrorLog {
 }
 
 impl ErrorLog {
-    fn log(&mut self, server: ServerName, what: &str, e: &io::Error) {
+    fn log(&mut self, server: Option<ServerName>, what: &str, e: &io::Error) {
+        let server = server.map_or("client", ServerName::as_str);
         let now = Instant::now();
         if self.last.is_some_and(|last| now.duration_since(last) < Duration::from_secs(1)) {
             self.suppressed += 1;
             return;
         }
-        tracing::warn!(%server, suppressed = self.suppressed, "{what} failed: {e}");
+        tracing::warn!(server, suppressed = self.suppressed, "{what} failed: {e}");
         self.last = Some(now);
         self.suppressed = 0;
     }
 }
 
-/// Runs one server until `shutdown` is cancelled: the only code that touches its socket.
+/// How many already-queued datagrams a stopping socket still handles, so that a reply that
+/// has arrived (the chat server's `end`, say) is reported rather than lost.
+const DRAIN_ON_STOP: usize = 64;
+
+/// Runs one socket until `shutdown` is cancelled: the only code that touches it.
 ///
 /// Nothing a peer sends can end this loop. Errors from the socket are logged (rate-limited)
 /// and the loop goes on; refusals become `on_refused`.
@@ -293,17 +334,18 @@ pub async fn drive<H: DatagramHandler>(
     socket: UdpSocket,
     mut handler: H,
     bus: EventBus,
-    mut settings: mpsc::Receiver<SettingRequest>,
+    mut control: mpsc::Receiver<Control>,
     shutdown: CancellationToken,
 ) {
     let server = handler.server();
     let local = match socket.local_addr() {
         Ok(addr) => addr,
         Err(e) => {
-            tracing::error!(%server, "socket has no local address: {e}");
+            tracing::error!(?server, "socket has no local address: {e}");
             return;
         }
     };
+    let peer = socket.peer_addr().ok();
     let mut cx = Cx::new(server, local);
     let mut errors = ErrorLog::default();
     // One byte more than the largest datagram, so an oversized one (possible over IPv6
@@ -312,7 +354,7 @@ pub async fn drive<H: DatagramHandler>(
 
     cx.observed = bus.is_observed();
     handler.on_start(&mut cx, Instant::now());
-    cx.flush(&socket, &mut handler, &bus, &mut errors).await;
+    cx.flush(&socket, peer, &mut handler, &bus, &mut errors).await;
 
     let cancelled = shutdown.cancelled();
     tokio::pin!(cancelled);
@@ -332,21 +374,8 @@ pub async fn drive<H: DatagramHandler>(
             biased;
             _ = &mut cancelled => break,
             received = socket.recv_from(&mut buf) => {
-                let now = Instant::now();
                 cx.observed = bus.is_observed();
-                match received {
-                    Ok((len, from)) => {
-                        let payload = &buf[..len];
-                        if cx.observed {
-                            bus.emit(now, EventKind::ServerRecv {
-                                server, from, to: local, len, payload: Payload::preview(payload),
-                            });
-                        }
-                        handler.on_datagram(&mut cx, now, from, payload);
-                    }
-                    Err(e) if is_refusal(&e) => handler.on_refused(&mut cx, now, None),
-                    Err(e) => errors.log(server, "receive", &e),
-                }
+                received_one(&mut handler, &mut cx, &bus, &mut errors, peer, &buf, received);
             }
             () = &mut timer, if armed_for.is_some() => {
                 // Fire once per deadline: the handler returns a new one if it wants another.
@@ -354,17 +383,63 @@ pub async fn drive<H: DatagramHandler>(
                 cx.observed = bus.is_observed();
                 handler.on_tick(&mut cx, Instant::now());
             }
-            Some(request) = settings.recv() => {
+            Some(message) = control.recv() => {
                 cx.observed = bus.is_observed();
-                let outcome = handler.on_configure(&mut cx, Instant::now(), request.setting);
-                // The asker may have given up waiting; the setting still applies.
-                let _ = request.reply.send(outcome);
+                let now = Instant::now();
+                match message {
+                    Control::Configure { setting, reply } => {
+                        let outcome = handler.on_configure(&mut cx, now, setting);
+                        if let (Ok(()), Some(server)) = (&outcome, server) {
+                            let (name, value) = (setting.name().to_owned(), setting.value());
+                            cx.emit(|| EventKind::ServerConfigured { server, setting: name, value });
+                        }
+                        // The asker may have given up waiting; the setting still applies.
+                        let _ = reply.send(outcome);
+                    }
+                    Control::Client(command) => handler.on_client(&mut cx, now, command),
+                }
             }
         }
-        cx.flush(&socket, &mut handler, &bus, &mut errors).await;
+        cx.flush(&socket, peer, &mut handler, &bus, &mut errors).await;
     }
 
+    // Handle what has already arrived, without waiting for more.
     cx.observed = bus.is_observed();
+    for _ in 0..DRAIN_ON_STOP {
+        let received = match socket.try_recv_from(&mut buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            other => other,
+        };
+        received_one(&mut handler, &mut cx, &bus, &mut errors, peer, &buf, received);
+    }
     handler.on_stop(&mut cx, Instant::now());
-    cx.flush(&socket, &mut handler, &bus, &mut errors).await;
+    cx.flush(&socket, peer, &mut handler, &bus, &mut errors).await;
+}
+
+/// Hands one received datagram (or receive error) to the handler.
+fn received_one<H: DatagramHandler>(
+    handler: &mut H,
+    cx: &mut Cx,
+    bus: &EventBus,
+    errors: &mut ErrorLog,
+    peer: Option<SocketAddr>,
+    buf: &[u8],
+    received: io::Result<(usize, SocketAddr)>,
+) {
+    let now = Instant::now();
+    match received {
+        Ok((len, from)) => {
+            let payload = &buf[..len];
+            if let (true, Some(server)) = (cx.observed, handler.server()) {
+                let to = cx.local;
+                bus.emit(
+                    now,
+                    EventKind::ServerRecv { server, from, to, len, payload: Payload::preview(payload) },
+                );
+            }
+            handler.on_datagram(cx, now, from, payload);
+        }
+        Err(e) if is_refusal(&e) => handler.on_refused(cx, now, peer),
+        Err(e) => errors.log(handler.server(), "receive", &e),
+    }
 }

@@ -15,8 +15,8 @@ use super::{Cx, DatagramHandler};
 pub struct Upper;
 
 impl DatagramHandler for Upper {
-    fn server(&self) -> ServerName {
-        ServerName::Upper
+    fn server(&self) -> Option<ServerName> {
+        Some(ServerName::Upper)
     }
 
     fn on_datagram(&mut self, cx: &mut Cx, _now: Instant, from: SocketAddr, payload: &[u8]) {
@@ -30,7 +30,7 @@ mod tests {
 
     fn upper(payload: &[u8]) -> Vec<u8> {
         let peer: SocketAddr = "127.0.0.1:4000".parse().expect("addr");
-        let mut cx = Cx::new(ServerName::Upper, "127.0.0.1:8003".parse().expect("addr"));
+        let mut cx = Cx::new(Some(ServerName::Upper), "127.0.0.1:8003".parse().expect("addr"));
         Upper.on_datagram(&mut cx, Instant::now(), peer, payload);
         let mut sent = cx.take_sent();
         assert_eq!(sent.len(), 1);

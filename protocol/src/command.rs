@@ -1,0 +1,196 @@
+//! Commands: what a browser (or any WebSocket client) asks the relay to do.
+//!
+//! Each is one JSON text frame, keyed by `op`. Commands are imperative; what they cause comes
+//! back as events. `docs/protocol.md` describes each one with examples.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ServerName;
+
+/// One command frame.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    /// Opens a UDP socket owned by the relay, on loopback with an OS-chosen port, aimed at one
+    /// of the relay's servers (`server`) or at an address the operator allowed (`target`).
+    Open {
+        socket: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server: Option<ServerName>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+        /// A connected socket (the default) hears ICMP port unreachable as ECONNREFUSED; an
+        /// unconnected one uses `sendto` and never learns of it.
+        #[serde(default = "yes")]
+        connect: bool,
+    },
+    /// Sends one datagram: `text` as UTF-8, or `hex` for arbitrary bytes.
+    Send {
+        socket: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hex: Option<String>,
+        /// Retry with exponential backoff until answered or given up.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry: Option<RetrySpec>,
+        /// Put `#ID ` in front of each attempt and match replies by it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        request_id: bool,
+    },
+    /// Sends `^hb^` on the socket every `every_ms`; 0 stops.
+    Heartbeat { socket: String, every_ms: u64 },
+    /// Closes the socket.
+    Close { socket: String },
+    /// `all`: also receive every event of the relay (the projector view). `own`: only this
+    /// session's sockets and what they cause, the default.
+    Subscribe { scope: Scope },
+    /// Changes a server's live settings; each change is announced as a `server_configured`
+    /// event.
+    Configure {
+        server: ServerName,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        drop: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        delay_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        jitter_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
+    },
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Command {
+    /// The `op` name, for error messages.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Self::Open { .. } => "open",
+            Self::Send { .. } => "send",
+            Self::Heartbeat { .. } => "heartbeat",
+            Self::Close { .. } => "close",
+            Self::Subscribe { .. } => "subscribe",
+            Self::Configure { .. } => "configure",
+        }
+    }
+}
+
+/// Which events a session receives.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// This session's sockets and the server events they cause.
+    Own,
+    /// Everything.
+    All,
+}
+
+/// `"retry": true`, `"retry": false`, or `"retry": {…}` with any of the parameters.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum RetrySpec {
+    Enabled(bool),
+    With(RetryParams),
+}
+
+impl RetrySpec {
+    /// The parameters to retry with, or `None` for no retries.
+    pub fn params(self) -> Option<RetryParams> {
+        match self {
+            Self::Enabled(true) => Some(RetryParams::default()),
+            Self::Enabled(false) => None,
+            Self::With(p) => Some(p),
+        }
+    }
+}
+
+/// The tutorial's backoff: wait `initial_ms`, multiply the wait by `factor` after each silent
+/// attempt, and give up when the next wait would pass `give_up_ms`. The defaults (100 ms, ×2,
+/// 2 s) wait 100, 200, 400, 800 and 1600 ms: five attempts.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryParams {
+    pub initial_ms: u64,
+    pub factor: f64,
+    pub give_up_ms: u64,
+}
+
+impl Default for RetryParams {
+    fn default() -> Self {
+        Self { initial_ms: 100, factor: 2.0, give_up_ms: 2_000 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: serde_json::Value) -> Command {
+        serde_json::from_value(v).expect("valid command")
+    }
+
+    #[test]
+    fn open_defaults_to_connected() {
+        assert_eq!(
+            parse(json!({"op":"open","socket":"a","server":"echo"})),
+            Command::Open { socket: "a".into(), server: Some(ServerName::Echo), target: None, connect: true }
+        );
+        assert_eq!(
+            parse(json!({"op":"open","socket":"t","target":"127.0.0.1:9000","connect":false})),
+            Command::Open {
+                socket: "t".into(),
+                server: None,
+                target: Some("127.0.0.1:9000".into()),
+                connect: false
+            }
+        );
+    }
+
+    #[test]
+    fn send_with_retry_forms() {
+        let full = parse(json!({"op":"send","socket":"a","text":"hi",
+            "retry":{"initial_ms":100,"factor":2.0,"give_up_ms":2000},"request_id":true}));
+        let Command::Send { retry: Some(spec), request_id: true, .. } = full else {
+            panic!("unexpected {full:?}")
+        };
+        assert_eq!(spec.params(), Some(RetryParams::default()));
+
+        let short = parse(json!({"op":"send","socket":"a","text":"hi","retry":true}));
+        let Command::Send { retry: Some(spec), request_id: false, .. } = short else {
+            panic!("unexpected {short:?}")
+        };
+        assert_eq!(spec.params(), Some(RetryParams::default()));
+
+        let partial = parse(json!({"op":"send","socket":"a","hex":"00ff","retry":{"initial_ms":50}}));
+        let Command::Send { retry: Some(spec), hex: Some(hex), .. } = partial else {
+            panic!("unexpected {partial:?}")
+        };
+        assert_eq!(hex, "00ff");
+        assert_eq!(spec.params(), Some(RetryParams { initial_ms: 50, ..RetryParams::default() }));
+    }
+
+    #[test]
+    fn every_op_round_trips() {
+        for v in [
+            json!({"op":"heartbeat","socket":"c","every_ms":5000}),
+            json!({"op":"close","socket":"a"}),
+            json!({"op":"subscribe","scope":"all"}),
+            json!({"op":"configure","server":"lossy","drop":0.3,"delay_ms":150,"jitter_ms":100}),
+            json!({"op":"configure","server":"chat","timeout_ms":3000}),
+        ] {
+            let command = parse(v.clone());
+            assert_eq!(serde_json::to_value(&command).expect("serialize"), v);
+        }
+    }
+
+    #[test]
+    fn unknown_ops_and_fields_are_rejected() {
+        assert!(serde_json::from_value::<Command>(json!({"op":"fly","socket":"a"})).is_err());
+        assert!(serde_json::from_value::<Command>(json!({"op":"close"})).is_err());
+        assert!(serde_json::from_value::<Command>(json!({"op":"close","socket":"a","sockt":1})).is_err());
+    }
+}
