@@ -11,6 +11,7 @@
 //! [`Relay::bind`] binds every socket, so a caller can learn the real ports before serving;
 //! [`Relay::serve`] runs until the shutdown future completes. [`run`] does both.
 
+pub mod bridge;
 pub mod bus;
 pub mod config;
 pub mod http;
