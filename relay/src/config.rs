@@ -23,6 +23,48 @@ pub struct Config {
     pub ports: Ports,
     pub chat: ChatSettings,
     pub lossy: LossySettings,
+    /// What each browser session may do.
+    pub limits: SessionLimits,
+    /// Addresses, besides the relay's own servers, that browsers may aim sockets at
+    /// (`--allow-target`). Empty by default: the relay is not an open relay.
+    pub allow_targets: Vec<SocketAddr>,
+    /// Host names the page may be reached by, besides the bind address and `localhost`
+    /// (`--public-host`). Any other `Host` header is refused, against DNS rebinding.
+    pub public_hosts: Vec<String>,
+}
+
+/// Limits on browser sessions. Each is a flag of the same name, and each is listed in the
+/// `hello` message so a client knows them up front.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// WebSocket sessions at once (`--max-sessions`). A classroom of 30 with a spare tab each
+    /// fits in 64; each session costs a task, a bus receiver and its sockets.
+    pub sessions: usize,
+    /// Open sockets per session (`--max-sockets`); each is a file descriptor and a task.
+    pub sockets_per_session: usize,
+    /// Datagrams per second per session, retries and heartbeats included
+    /// (`--max-sends-per-sec`). Far more than a person clicks, far less than a flood.
+    pub sends_per_sec: u32,
+    /// Largest datagram a browser may send, in bytes (`--max-datagram`). 8 KiB covers every
+    /// lesson; raise it up to 65,507 to explore the UDP maximum from the page.
+    pub datagram_bytes: usize,
+    /// Shortest heartbeat interval (`--min-heartbeat`): at most 10 beats a second a socket.
+    pub heartbeat_min: Duration,
+    /// Requests with retries or IDs in flight per socket (`--max-pending`).
+    pub pending_requests: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            sessions: 64,
+            sockets_per_session: 16,
+            sends_per_sec: 200,
+            datagram_bytes: 8 * 1024,
+            heartbeat_min: Duration::from_millis(100),
+            pending_requests: 32,
+        }
+    }
 }
 
 /// The UDP port of each server.
@@ -66,6 +108,9 @@ impl Default for Config {
             ports: Ports::TUTORIAL,
             chat: ChatSettings::default(),
             lossy: LossySettings::default(),
+            limits: SessionLimits::default(),
+            allow_targets: Vec::new(),
+            public_hosts: Vec::new(),
         }
     }
 }

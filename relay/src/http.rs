@@ -4,6 +4,7 @@
 //! the UI from any working directory.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
@@ -13,6 +14,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use protocol::ServerName;
 use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::bus::EventBus;
 use crate::{Config, RelayHandle};
@@ -28,12 +32,18 @@ pub const BUNDLE_GZIP_BYTES: u64 = match u64::from_str_radix(env!("WASM_BUNDLE_G
     Err(_) => panic!("build.rs sets WASM_BUNDLE_GZIP_BYTES to a number"),
 };
 
-/// What every HTTP handler can see.
+/// What every HTTP handler and WebSocket session can see.
 #[derive(Clone)]
 pub struct AppState {
     pub relay: RelayHandle,
-    pub config: Config,
+    pub config: Arc<Config>,
     pub bus: EventBus,
+    /// One permit per WebSocket session, `config.limits.sessions` in all.
+    pub sessions: Arc<Semaphore>,
+    /// Cancelled on shutdown, after the servers have stopped.
+    pub stop_sessions: CancellationToken,
+    /// Every session task, so shutdown can wait for them.
+    pub tasks: TaskTracker,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -41,7 +51,9 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(|| asset_response("index.html")))
         .route("/healthz", get(healthz))
         .route("/api/servers", get(servers))
+        .route("/ws", get(crate::bridge::ws))
         .route("/{*path}", get(|Path(path): Path<String>| asset_response_owned(path)))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::bridge::guard_host))
         .with_state(state)
 }
 

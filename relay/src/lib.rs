@@ -5,6 +5,8 @@
 //! - [`udp`]: the four servers. Each is a sans-I/O [`udp::DatagramHandler`] (`echo`, `upper`,
 //!   `chat`, `lossy`); [`udp::drive`] is the one loop that owns a server's socket.
 //! - [`bus`]: the [`bus::EventBus`] every server emits into and every watcher subscribes to.
+//! - [`bridge`]: `GET /ws`, where browser sessions open UDP sockets of their own and watch the
+//!   events; guarded by `Host` and `Origin` checks and per-session limits.
 //! - [`http`]: the page (embedded in the binary), `/healthz` and `/api/servers`.
 //! - [`config`]: what `main.rs` parses from the command line.
 //!
@@ -21,11 +23,12 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use protocol::ServerName;
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -138,12 +141,30 @@ impl Relay {
             };
         }
 
-        let app = http::router(http::AppState { relay: handle, config, bus });
-        let stop = token.clone();
+        // Shutdown runs in order: the servers stop first (the chat server sends `end`), then
+        // the sessions, which pass on the last events and say bye, then the HTTP server.
+        let sessions = TaskTracker::new();
+        let stop_sessions = CancellationToken::new();
+        let state = http::AppState {
+            relay: handle,
+            sessions: Arc::new(Semaphore::new(config.limits.sessions)),
+            config: Arc::new(config),
+            bus,
+            stop_sessions: stop_sessions.clone(),
+            tasks: sessions.clone(),
+        };
+        let app = http::router(state);
+        let stop_servers = token.clone();
+        let server_tasks = tasks.clone();
         let served = axum::serve(http, app)
             .with_graceful_shutdown(async move {
                 shutdown.await;
-                stop.cancel();
+                stop_servers.cancel();
+                server_tasks.close();
+                server_tasks.wait().await;
+                stop_sessions.cancel();
+                sessions.close();
+                sessions.wait().await;
             })
             .await;
         token.cancel();

@@ -1,13 +1,13 @@
 //! The `relay` binary: parses the command line, starts logging, runs the relay until Ctrl-C or
 //! SIGTERM, and exits 0 after a clean shutdown.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use protocol::ServerName;
-use relay::config::{Config, Ports, parse_duration, parse_probability};
+use relay::config::{Config, Ports, SessionLimits, parse_duration, parse_probability};
 use relay::udp::chat::ChatSettings;
 use relay::udp::lossy::LossySettings;
 
@@ -74,6 +74,48 @@ struct Cli {
     /// Most chat clients at once; newcomers beyond this are turned away.
     #[arg(long, value_name = "N", default_value_t = ChatSettings::default().max_clients)]
     chat_max_clients: usize,
+
+    /// Also let the page send to this address, e.g. 127.0.0.1:9000 for your own server.
+    /// Repeat for more. Without it, the page can reach only the relay's own servers.
+    #[arg(long, value_name = "ADDR")]
+    allow_target: Vec<SocketAddr>,
+
+    /// Also accept the page when reached by this name, e.g. the classroom machine's name or
+    /// address when started with --bind 0.0.0.0. Repeat for more.
+    #[arg(long, value_name = "NAME")]
+    public_host: Vec<String>,
+
+    /// Most browser tabs connected at once.
+    #[arg(long, value_name = "N", default_value_t = SessionLimits::default().sessions)]
+    max_sessions: usize,
+
+    /// Most UDP sockets one browser tab may open.
+    #[arg(long, value_name = "N", default_value_t = SessionLimits::default().sockets_per_session)]
+    max_sockets: usize,
+
+    /// Most datagrams one browser tab may send per second, retries and heartbeats included.
+    #[arg(long, value_name = "N", default_value_t = SessionLimits::default().sends_per_sec)]
+    max_sends_per_sec: u32,
+
+    /// Largest datagram, in bytes, a browser tab may send (at most 65507, the UDP maximum).
+    #[arg(long, value_name = "BYTES", default_value_t = SessionLimits::default().datagram_bytes,
+          value_parser = parse_datagram_size)]
+    max_datagram: usize,
+
+    /// Shortest heartbeat interval a browser tab may ask for.
+    #[arg(long, value_name = "D", default_value = "100ms", value_parser = parse_duration)]
+    min_heartbeat: Duration,
+
+    /// Most requests with retries waiting for an answer on one socket.
+    #[arg(long, value_name = "N", default_value_t = SessionLimits::default().pending_requests)]
+    max_pending: usize,
+}
+
+fn parse_datagram_size(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=relay::udp::MAX_DATAGRAM).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a datagram size from 1 to {} bytes", relay::udp::MAX_DATAGRAM)),
+    }
 }
 
 impl Cli {
@@ -99,6 +141,16 @@ impl Cli {
                 seed,
                 max_pending: self.lossy_max_pending,
             },
+            limits: SessionLimits {
+                sessions: self.max_sessions,
+                sockets_per_session: self.max_sockets,
+                sends_per_sec: self.max_sends_per_sec,
+                datagram_bytes: self.max_datagram,
+                heartbeat_min: self.min_heartbeat,
+                pending_requests: self.max_pending,
+            },
+            allow_targets: self.allow_target,
+            public_hosts: self.public_host,
         })
     }
 }
@@ -130,7 +182,7 @@ async fn start(cli: Cli) -> anyhow::Result<()> {
     let host =
         if handle.http.ip().is_unspecified() { "127.0.0.1".to_owned() } else { handle.http.ip().to_string() };
     let url = match handle.http {
-        std::net::SocketAddr::V6(_) if !handle.http.ip().is_unspecified() => {
+        SocketAddr::V6(_) if !handle.http.ip().is_unspecified() => {
             format!("http://[{host}]:{}/", handle.http.port())
         }
         _ => format!("http://{host}:{}/", handle.http.port()),

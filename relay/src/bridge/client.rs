@@ -16,6 +16,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -82,6 +83,8 @@ pub struct ClientSocket {
     finished: VecDeque<Finished>,
     next_id: u64,
     heartbeat: Option<(Duration, Instant)>,
+    /// `requests.len()`, published for the session to check its limit without asking.
+    pending_counter: Arc<AtomicUsize>,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -99,7 +102,18 @@ impl ClientSocket {
             finished: VecDeque::new(),
             next_id: 1,
             heartbeat: None,
+            pending_counter: Arc::default(),
         }
+    }
+
+    /// Publishes the number of requests in flight to `counter`.
+    pub fn with_pending_counter(mut self, counter: Arc<AtomicUsize>) -> Self {
+        self.pending_counter = counter;
+        self
+    }
+
+    fn publish_pending(&self) {
+        self.pending_counter.store(self.requests.len(), Ordering::Relaxed);
     }
 
     /// Requests waiting for an answer.
@@ -152,6 +166,7 @@ impl ClientSocket {
 
     fn finish(&mut self, i: usize, answered: Option<u32>) {
         let r = self.requests.remove(i);
+        self.publish_pending();
         if let Some(id) = r.id {
             if self.finished.len() == REMEMBERED {
                 self.finished.pop_front();
@@ -182,6 +197,7 @@ impl ClientSocket {
         });
         let wait = retry.map_or(SINGLE_ATTEMPT_WAIT, |p| Duration::from_millis(p.initial_ms));
         self.requests.push(Request { id, payload, retry, attempt: 1, wait, sent_at: now, first_sent: now });
+        self.publish_pending();
         self.send_attempt(cx, self.requests.len() - 1);
     }
 

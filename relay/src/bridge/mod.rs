@@ -1,3 +1,96 @@
 //! The bridge: browsers drive real UDP sockets over a WebSocket and watch every event.
+//!
+//! A browser cannot open a UDP socket, so the relay opens them on its behalf. `GET /ws`
+//! upgrades to a WebSocket session ([`session`]) that speaks the JSON protocol of the
+//! `protocol` crate, documented in `docs/protocol.md`.
+//!
+//! The relay runs on students' laptops while they browse the web, so the bridge is guarded:
+//! - [`guard_host`] refuses any request whose `Host` is not the relay's own (DNS rebinding);
+//! - [`ws`] refuses an upgrade whose `Origin` is another site's page (cross-site WebSocket
+//!   hijacking); scripts that send no `Origin` are welcome;
+//! - a session reaches only the relay's servers and `--allow-target` addresses, within the
+//!   limits of [`crate::config::SessionLimits`].
+//!
+//! - [`session`]: one WebSocket session: commands in, filtered events out.
+//! - [`client`]: the sans-I/O handler behind each socket a session opens.
+//! - [`budget`]: the per-session send rate limit.
+
 pub mod budget;
 pub mod client;
+pub mod session;
+
+use std::net::IpAddr;
+
+use axum::extract::{Request, State, WebSocketUpgrade};
+use axum::http::uri::Authority;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::http::AppState;
+
+/// Whether `authority` (a `Host` header, or the host part of an `Origin`) names this relay:
+/// its bind address, a loopback address when bound to loopback or to every interface,
+/// `localhost`, or a `--public-host` name, on the relay's HTTP port.
+pub fn is_own_authority(state: &AppState, authority: &str) -> bool {
+    let Ok(authority) = authority.parse::<Authority>() else { return false };
+    if authority.as_str().contains('@') {
+        return false;
+    }
+    let (host, port) = (authority.host(), authority.port_u16().unwrap_or(80));
+    if port != state.relay.http.port() {
+        return false;
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost")
+        || state.config.public_hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
+    {
+        return true;
+    }
+    let Ok(ip) = host.parse::<IpAddr>() else { return false };
+    let bind = state.config.bind;
+    ip == bind || (ip.is_loopback() && (bind.is_loopback() || bind.is_unspecified()))
+}
+
+/// Middleware: refuses requests whose `Host` is not the relay's own, so a web page that
+/// rebinds its own domain name to 127.0.0.1 still cannot read the relay's answers.
+pub async fn guard_host(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+    match host {
+        Some(host) if is_own_authority(&state, host) => next.run(request).await,
+        Some(host) => {
+            let message = format!(
+                "refused: Host {host:?} is not this relay's address; start the relay with \
+                 --public-host NAME to allow a name\n"
+            );
+            (StatusCode::FORBIDDEN, message).into_response()
+        }
+        None => (StatusCode::BAD_REQUEST, "refused: the request has no Host header\n").into_response(),
+    }
+}
+
+/// Whether the upgrade comes from the relay's own page (or from a script, which sends no
+/// `Origin`). Browsers always send `Origin` on a WebSocket upgrade and pages cannot forge it.
+fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else { return true };
+    let Some(authority) = origin.to_str().ok().and_then(|o| o.strip_prefix("http://")) else {
+        return false;
+    };
+    is_own_authority(state, authority)
+}
+
+/// `GET /ws`: upgrades to a session.
+pub async fn ws(State(state): State<AppState>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+    if !origin_allowed(&state, &headers) {
+        let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()).unwrap_or("?");
+        tracing::warn!(origin, "refused a WebSocket from another site's page");
+        return (StatusCode::FORBIDDEN, "refused: this WebSocket only serves the relay's own page\n")
+            .into_response();
+    }
+    // A hex-encoded datagram doubles in size; the rest is JSON around it.
+    let max_frame = state.config.limits.datagram_bytes * 2 + 4096;
+    upgrade.max_message_size(max_frame).max_frame_size(max_frame).on_upgrade(move |socket| {
+        let tasks = state.tasks.clone();
+        tasks.track_future(session::run(socket, state))
+    })
+}

@@ -1,0 +1,561 @@
+//! One WebSocket session: commands in, events out.
+//!
+//! The session task reads commands and carries them out: it opens sockets (each run by
+//! [`crate::udp::drive`] with a [`ClientSocket`] handler, in a task of its own), passes sends
+//! and heartbeats to them, and changes server settings. It subscribes to the event bus and
+//! forwards the events this session should see: its own sockets' events and the server events
+//! they cause, or every event after `subscribe all`.
+//!
+//! A slow browser only slows its own session: the bus never waits for it, and when the session
+//! falls more than the bus's capacity behind, it sends `lagged` with the number of events
+//! skipped and resumes. Events that are ready together are written together and flushed
+//! once, so a busy projector costs one write per batch rather than one per event.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{Message, WebSocket};
+use futures_util::SinkExt;
+use futures_util::stream::{SplitSink, StreamExt};
+use protocol::message::VERSION;
+use protocol::{
+    Command, ErrorCode, Event, EventKind, Hello, Limits, RetryParams, Scope, ServerMsg, ServerName,
+};
+use tokio::net::UdpSocket;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::budget::Budget;
+use super::client::{ClientSocket, Names};
+use crate::http::AppState;
+use crate::udp::{self, ClientCommand, Control, Setting};
+
+/// Events written to the WebSocket before one flush.
+const BATCH: usize = 256;
+
+/// Commands queued per socket. A full queue means the socket cannot keep up; the command is
+/// refused with `limit` rather than waited for.
+const SOCKET_QUEUE: usize = 64;
+
+/// Longest socket name, in bytes.
+const MAX_NAME: usize = 64;
+
+/// How long a `configure` may wait for the server to answer.
+const CONFIGURE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A socket this session opened.
+struct OpenSocket {
+    control: mpsc::Sender<Control>,
+    local: SocketAddr,
+    /// Requests in flight on it, kept by its handler, checked here against the limit.
+    pending: Arc<AtomicUsize>,
+    stop: CancellationToken,
+}
+
+/// A command that could not be carried out.
+struct Refusal {
+    code: ErrorCode,
+    message: String,
+}
+
+fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
+    Refusal { code, message: message.into() }
+}
+
+type Sink = SplitSink<WebSocket, Message>;
+
+struct Session {
+    id: String,
+    state: AppState,
+    scope: Scope,
+    sockets: HashMap<String, OpenSocket>,
+    /// Local addresses of this session's sockets: server events about them are this
+    /// session's to see.
+    locals: HashSet<SocketAddr>,
+    budget: Arc<Mutex<Budget>>,
+    /// Cancelled when the session ends or the relay shuts down; parent of every socket's.
+    stop: CancellationToken,
+    /// The tasks driving this session's sockets.
+    socket_tasks: TaskTracker,
+}
+
+/// Serializes a message to a text frame. Our types always serialize; should one ever fail,
+/// the frame says so instead of ending the session.
+fn frame(msg: &ServerMsg) -> Message {
+    match serde_json::to_string(msg) {
+        Ok(json) => Message::Text(json.into()),
+        Err(e) => Message::Text(format!(r#"{{"type":"error","code":"io","message":"{e}"}}"#).into()),
+    }
+}
+
+fn error_frame(refusal: Refusal, op: Option<&str>, socket: Option<&str>) -> Message {
+    frame(&ServerMsg::Error {
+        code: refusal.code,
+        message: refusal.message,
+        op: op.map(str::to_owned),
+        socket: socket.map(str::to_owned),
+    })
+}
+
+/// The hello's view of the limits.
+pub fn limits(state: &AppState) -> Limits {
+    let l = state.config.limits;
+    Limits {
+        sessions: l.sessions,
+        sockets_per_session: l.sockets_per_session,
+        sends_per_sec: l.sends_per_sec,
+        datagram_bytes: l.datagram_bytes,
+        heartbeat_min_ms: u64::try_from(l.heartbeat_min.as_millis()).unwrap_or(u64::MAX),
+        pending_requests: l.pending_requests,
+        chat_clients: state.config.chat.max_clients,
+        preview_bytes: protocol::PREVIEW_BYTES,
+    }
+}
+
+/// Runs one session until the browser leaves or the relay shuts down.
+pub async fn run(socket: WebSocket, state: AppState) {
+    let (mut sink, mut stream) = socket.split();
+    let Ok(_permit) = state.sessions.clone().try_acquire_owned() else {
+        let refusal = refuse(
+            ErrorCode::Limit,
+            format!("the relay already serves {} sessions (--max-sessions)", state.config.limits.sessions),
+        );
+        let _ = sink.send(error_frame(refusal, None, None)).await;
+        let _ = sink.close().await;
+        return;
+    };
+
+    // Subscribe before saying hello, so no event caused by the first command is missed.
+    let mut events = state.bus.subscribe();
+    let id = format!("{:012x}", fastrand::u64(..) >> 16);
+    let hello = ServerMsg::Hello(Hello {
+        version: VERSION,
+        session: id.clone(),
+        servers: state.relay.servers.clone(),
+        limits: limits(&state),
+    });
+    if sink.send(frame(&hello)).await.is_err() {
+        return;
+    }
+    tracing::info!(session = %id, "session started");
+
+    let stop = state.stop_sessions.child_token();
+    let budget = Arc::new(Mutex::new(Budget::new(state.config.limits.sends_per_sec, Instant::now())));
+    let mut session = Session {
+        id,
+        state,
+        scope: Scope::Own,
+        sockets: HashMap::new(),
+        locals: HashSet::new(),
+        budget,
+        stop: stop.clone(),
+        socket_tasks: TaskTracker::new(),
+    };
+
+    let ended = loop {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => break "the relay is shutting down",
+            frame = stream.next() => match frame {
+                Some(Ok(Message::Text(text))) => {
+                    let reply = session.command(text.as_str()).await;
+                    if let Some(reply) = reply
+                        && sink.send(reply).await.is_err()
+                    {
+                        break "";
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    let refusal = refuse(ErrorCode::BadJson, "send commands as JSON text frames");
+                    if sink.send(error_frame(refusal, None, None)).await.is_err() {
+                        break "";
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break "",
+                Some(Ok(_)) => {} // ping and pong are answered by the WebSocket layer
+            },
+            received = events.recv() => {
+                if session.forward(&mut sink, &mut events, received).await.is_err() {
+                    break "";
+                }
+            }
+        }
+    };
+
+    // Close the sockets. On shutdown, their drivers first handle what already arrived (the
+    // chat server's `end`), and the session passes those last events on before saying bye.
+    for (_, socket) in session.sockets.drain() {
+        socket.stop.cancel();
+    }
+    session.socket_tasks.close();
+    if !ended.is_empty() {
+        session.drain_on_stop(&mut sink, &mut events).await;
+        let _ = sink.send(frame(&ServerMsg::Bye { reason: ended.to_owned() })).await;
+        let _ = sink.close().await;
+    }
+    stop.cancel();
+    tracing::info!(session = %session.id, "session ended");
+}
+
+impl Session {
+    /// Whether this session should see `event`.
+    fn wants(&self, event: &Event) -> bool {
+        if self.scope == Scope::All {
+            return true;
+        }
+        match &event.kind {
+            EventKind::ServerConfigured { .. } => true,
+            kind => match kind.session() {
+                Some(session) => session == self.id,
+                None => kind.peer().is_some_and(|peer| self.locals.contains(&peer)),
+            },
+        }
+    }
+
+    /// Writes the received event and whatever else is ready, then flushes once.
+    async fn forward(
+        &self,
+        sink: &mut Sink,
+        events: &mut tokio::sync::broadcast::Receiver<Arc<Event>>,
+        mut received: Result<Arc<Event>, RecvError>,
+    ) -> Result<(), axum::Error> {
+        for _ in 0..BATCH {
+            match received {
+                Ok(event) => {
+                    if self.wants(&event) {
+                        sink.feed(frame(&ServerMsg::Event(Event::clone(&event)))).await?;
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => sink.feed(frame(&ServerMsg::Lagged { missed })).await?,
+                Err(RecvError::Closed) => break,
+            }
+            received = match events.try_recv() {
+                Ok(event) => Ok(event),
+                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+                Err(_) => break,
+            };
+        }
+        sink.flush().await
+    }
+
+    /// On shutdown: waits for this session's sockets to finish, then forwards what they and
+    /// the servers reported last. The relay stops its servers before its sessions, so once the
+    /// sockets have handled what was already in their queues, every last event is on the bus.
+    async fn drain_on_stop(
+        &self,
+        sink: &mut Sink,
+        events: &mut tokio::sync::broadcast::Receiver<Arc<Event>>,
+    ) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.socket_tasks.wait()).await;
+        if let Ok(first) = events.try_recv() {
+            let _ = self.forward(sink, events, Ok(first)).await;
+        }
+    }
+
+    /// Parses and carries out one command. Returns the frame to answer with, if any: errors
+    /// are answered, successes show up as events.
+    async fn command(&mut self, text: &str) -> Option<Message> {
+        let value: serde_json::Value = match serde_json::from_str(text) {
+            Ok(v @ serde_json::Value::Object(_)) => v,
+            Ok(_) => {
+                return Some(error_frame(
+                    refuse(ErrorCode::BadJson, "a command is a JSON object"),
+                    None,
+                    None,
+                ));
+            }
+            Err(e) => {
+                return Some(error_frame(refuse(ErrorCode::BadJson, format!("not JSON: {e}")), None, None));
+            }
+        };
+        let op = value.get("op").and_then(|op| op.as_str()).map(str::to_owned);
+        let socket = value.get("socket").and_then(|s| s.as_str()).map(str::to_owned);
+        const OPS: [&str; 6] = ["open", "send", "heartbeat", "close", "subscribe", "configure"];
+        let Some(op) = op.filter(|op| OPS.contains(&op.as_str())) else {
+            let refusal = refuse(ErrorCode::UnknownOp, format!("\"op\" must be one of {}", OPS.join(", ")));
+            return Some(error_frame(refusal, None, socket.as_deref()));
+        };
+        let outcome = match serde_json::from_value::<Command>(value) {
+            Ok(command) => self.execute(command).await,
+            Err(e) => Err(refuse(ErrorCode::BadCommand, format!("{op}: {e}"))),
+        };
+        outcome.err().map(|refusal| error_frame(refusal, Some(&op), socket.as_deref()))
+    }
+
+    async fn execute(&mut self, command: Command) -> Result<(), Refusal> {
+        match command {
+            Command::Open { socket, server, target, connect } => {
+                self.open(socket, server, target, connect).await
+            }
+            Command::Send { socket, text, hex, retry, request_id } => {
+                let payload = match (text, hex) {
+                    (Some(text), None) => text.into_bytes(),
+                    (None, Some(hex)) => decode_hex(&hex)?,
+                    _ => {
+                        return Err(refuse(
+                            ErrorCode::BadCommand,
+                            "send needs exactly one of \"text\" or \"hex\"",
+                        ));
+                    }
+                };
+                let retry = retry.and_then(|r| r.params()).map(check_retry).transpose()?;
+                self.send(&socket, payload, retry, request_id)
+            }
+            Command::Heartbeat { socket, every_ms } => {
+                let every = (every_ms > 0).then(|| Duration::from_millis(every_ms));
+                let min = self.state.config.limits.heartbeat_min;
+                if every.is_some_and(|every| every < min) {
+                    return Err(refuse(
+                        ErrorCode::Limit,
+                        format!(
+                            "heartbeats may come every {} ms at most often (--min-heartbeat)",
+                            min.as_millis()
+                        ),
+                    ));
+                }
+                self.control(&socket, ClientCommand::Heartbeat(every))
+            }
+            Command::Close { socket } => {
+                let open = self.sockets.remove(&socket).ok_or_else(|| unknown_socket(&socket))?;
+                open.stop.cancel();
+                self.locals.remove(&open.local);
+                let (session, socket) = (self.id.clone(), socket);
+                self.state.bus.emit(Instant::now(), EventKind::ClientClose { session, socket });
+                Ok(())
+            }
+            Command::Subscribe { scope } => {
+                self.scope = scope;
+                Ok(())
+            }
+            Command::Configure { server, drop, delay_ms, jitter_ms, timeout_ms } => {
+                let settings = [
+                    drop.map(Setting::Drop),
+                    delay_ms.map(|ms| Setting::Delay(Duration::from_millis(ms))),
+                    jitter_ms.map(|ms| Setting::Jitter(Duration::from_millis(ms))),
+                    timeout_ms.map(|ms| Setting::ChatTimeout(Duration::from_millis(ms))),
+                ];
+                if settings.iter().all(Option::is_none) {
+                    return Err(refuse(ErrorCode::BadCommand, "configure needs a setting to change"));
+                }
+                for setting in settings.into_iter().flatten() {
+                    let outcome =
+                        tokio::time::timeout(CONFIGURE_TIMEOUT, self.state.relay.configure(server, setting))
+                            .await;
+                    match outcome {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return Err(refuse(ErrorCode::BadCommand, e.to_string())),
+                        Err(_) => {
+                            return Err(refuse(ErrorCode::Io, format!("the {server} server did not answer")));
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Where a socket aimed at `server` or `target` should send, if it may.
+    fn resolve(
+        &self,
+        server: Option<ServerName>,
+        target: Option<String>,
+    ) -> Result<(SocketAddr, Option<ServerName>), Refusal> {
+        let servers = &self.state.relay.servers;
+        match (server, target) {
+            (Some(server), None) => {
+                let addr = servers[&server];
+                // A server bound to every interface is reached over loopback.
+                let ip = match addr.ip() {
+                    IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+                    ip => ip,
+                };
+                Ok((SocketAddr::new(ip, addr.port()), Some(server)))
+            }
+            (None, Some(target)) => {
+                let addr: SocketAddr = target.parse().map_err(|_| {
+                    refuse(
+                        ErrorCode::BadCommand,
+                        format!("target {target:?} is not an address like 127.0.0.1:9000"),
+                    )
+                })?;
+                let own = servers.iter().find(|(_, a)| **a == addr).map(|(name, _)| *name);
+                if own.is_none() && !self.state.config.allow_targets.contains(&addr) {
+                    return Err(refuse(
+                        ErrorCode::TargetNotAllowed,
+                        format!(
+                            "{addr} is not one of the relay's servers; the operator can allow it with --allow-target {addr}"
+                        ),
+                    ));
+                }
+                Ok((addr, own))
+            }
+            _ => Err(refuse(ErrorCode::BadCommand, "open needs exactly one of \"server\" or \"target\"")),
+        }
+    }
+
+    async fn open(
+        &mut self,
+        name: String,
+        server: Option<ServerName>,
+        target: Option<String>,
+        connect: bool,
+    ) -> Result<(), Refusal> {
+        if name.is_empty() || name.len() > MAX_NAME {
+            return Err(refuse(ErrorCode::BadCommand, format!("a socket name has 1 to {MAX_NAME} bytes")));
+        }
+        if self.sockets.contains_key(&name) {
+            return Err(refuse(ErrorCode::SocketExists, format!("a socket named {name:?} is already open")));
+        }
+        let limit = self.state.config.limits.sockets_per_session;
+        if self.sockets.len() >= limit {
+            return Err(refuse(
+                ErrorCode::Limit,
+                format!("a session may open {limit} sockets (--max-sockets)"),
+            ));
+        }
+        let (remote, server) = self.resolve(server, target)?;
+
+        let bind = match remote.ip() {
+            IpAddr::V4(ip) if ip.is_loopback() => SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            IpAddr::V6(ip) if ip.is_loopback() => SocketAddr::from((Ipv6Addr::LOCALHOST, 0)),
+            IpAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+            IpAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
+        };
+        let io = |e: std::io::Error| refuse(ErrorCode::Io, format!("cannot open a UDP socket: {e}"));
+        let socket = UdpSocket::bind(bind).await.map_err(io)?;
+        if connect {
+            // connect() on UDP sends nothing: it fixes the peer, so the kernel filters
+            // datagrams from anyone else and reports ICMP errors back to this socket.
+            socket.connect(remote).await.map_err(io)?;
+        }
+        let local = socket.local_addr().map_err(io)?;
+
+        let pending = Arc::new(AtomicUsize::new(0));
+        let names = Names { session: self.id.clone(), socket: name.clone() };
+        let limits = self.state.config.limits;
+        let handler = ClientSocket::new(names, remote, self.budget.clone(), limits.pending_requests)
+            .with_pending_counter(pending.clone());
+        let (control, rx) = mpsc::channel(SOCKET_QUEUE);
+        let stop = self.stop.child_token();
+        let (session, socket_name) = (self.id.clone(), name.clone());
+        self.state.bus.emit(
+            Instant::now(),
+            EventKind::ClientOpen { session, socket: socket_name, local, remote, server, connect },
+        );
+        self.socket_tasks.spawn(udp::drive(socket, handler, self.state.bus.clone(), rx, stop.clone()));
+        self.locals.insert(local);
+        self.sockets.insert(name, OpenSocket { control, local, pending, stop });
+        Ok(())
+    }
+
+    fn send(
+        &mut self,
+        socket: &str,
+        payload: Vec<u8>,
+        retry: Option<RetryParams>,
+        request_id: bool,
+    ) -> Result<(), Refusal> {
+        let limits = self.state.config.limits;
+        if payload.len() > limits.datagram_bytes {
+            return Err(refuse(
+                ErrorCode::Limit,
+                format!(
+                    "{} bytes is over the {}-byte datagram limit (--max-datagram)",
+                    payload.len(),
+                    limits.datagram_bytes
+                ),
+            ));
+        }
+        let open = self.sockets.get(socket).ok_or_else(|| unknown_socket(socket))?;
+        if (retry.is_some() || request_id) && open.pending.load(Ordering::Relaxed) >= limits.pending_requests
+        {
+            return Err(refuse(
+                ErrorCode::Limit,
+                format!(
+                    "{} requests are already waiting for answers on this socket (--max-pending)",
+                    limits.pending_requests
+                ),
+            ));
+        }
+        // The lock guards a few arithmetic operations and is never held across an await.
+        let allowed = self.budget.lock().map(|mut b| b.try_take(Instant::now())).unwrap_or(false);
+        if !allowed {
+            return Err(refuse(
+                ErrorCode::Limit,
+                format!("over {} datagrams per second (--max-sends-per-sec)", limits.sends_per_sec),
+            ));
+        }
+        self.control(socket, ClientCommand::Send { payload, retry, request_id })
+    }
+
+    fn control(&self, socket: &str, command: ClientCommand) -> Result<(), Refusal> {
+        let open = self.sockets.get(socket).ok_or_else(|| unknown_socket(socket))?;
+        open.control.try_send(Control::Client(command)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => refuse(ErrorCode::Limit, "the socket is busy; try again"),
+            mpsc::error::TrySendError::Closed(_) => refuse(ErrorCode::Io, "the socket has stopped"),
+        })
+    }
+}
+
+fn unknown_socket(name: &str) -> Refusal {
+    refuse(ErrorCode::UnknownSocket, format!("no socket named {name:?} is open in this session"))
+}
+
+/// Checks retry parameters, so that no request retries faster than every 10 ms or forever.
+fn check_retry(p: RetryParams) -> Result<RetryParams, Refusal> {
+    let ok = (10..=60_000).contains(&p.initial_ms)
+        && p.factor.is_finite()
+        && (1.0..=10.0).contains(&p.factor)
+        && p.give_up_ms <= 600_000;
+    if ok {
+        Ok(p)
+    } else {
+        Err(refuse(
+            ErrorCode::BadCommand,
+            "retry needs initial_ms from 10 to 60000, factor from 1.0 to 10.0 and give_up_ms up to 600000",
+        ))
+    }
+}
+
+fn decode_hex(hex: &str) -> Result<Vec<u8>, Refusal> {
+    let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    let bad = || refuse(ErrorCode::BadCommand, "hex must be pairs of hex digits, like \"00ff\"");
+    if digits.len() % 2 != 0 {
+        return Err(bad());
+    }
+    digits
+        .chunks(2)
+        .map(|pair| {
+            let text = std::str::from_utf8(pair).map_err(|_| bad())?;
+            u8::from_str_radix(text, 16).map_err(|_| bad())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_decodes_pairs_and_refuses_the_rest() {
+        assert_eq!(decode_hex("00ff 7A").ok(), Some(vec![0x00, 0xff, 0x7a]));
+        assert_eq!(decode_hex("").ok(), Some(vec![]));
+        assert!(decode_hex("abc").is_err());
+        assert!(decode_hex("zz").is_err());
+        assert!(decode_hex("é0").is_err());
+    }
+
+    #[test]
+    fn retry_parameters_are_bounded() {
+        assert!(check_retry(RetryParams::default()).is_ok());
+        assert!(check_retry(RetryParams { initial_ms: 1, ..RetryParams::default() }).is_err());
+        assert!(check_retry(RetryParams { factor: f64::NAN, ..RetryParams::default() }).is_err());
+        assert!(check_retry(RetryParams { factor: 0.5, ..RetryParams::default() }).is_err());
+    }
+}
