@@ -403,15 +403,30 @@ pub async fn drive<H: DatagramHandler>(
         cx.flush(&socket, peer, &mut handler, &bus, &mut errors).await;
     }
 
-    // Handle what has already arrived, without waiting for more.
+    // Handle what has already arrived, without waiting for more. This asks the kernel
+    // directly: tokio's own readiness flag may not have caught up with a datagram that landed
+    // a moment ago (the chat server's `end`, sent just before this socket was told to stop).
     cx.observed = bus.is_observed();
-    for _ in 0..DRAIN_ON_STOP {
-        let received = match socket.try_recv_from(&mut buf) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            other => other,
-        };
-        received_one(&mut handler, &mut cx, &bus, &mut errors, peer, &buf, received);
-    }
+    let socket = match socket.into_std() {
+        Ok(std_socket) => {
+            for _ in 0..DRAIN_ON_STOP {
+                let received = match std_socket.recv_from(&mut buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    other => other,
+                };
+                received_one(&mut handler, &mut cx, &bus, &mut errors, peer, &buf, received);
+            }
+            UdpSocket::from_std(std_socket)
+        }
+        Err(e) => Err(e),
+    };
+    let socket = match socket {
+        Ok(socket) => socket,
+        Err(e) => {
+            errors.log(server, "stop", &e);
+            return;
+        }
+    };
     handler.on_stop(&mut cx, Instant::now());
     cx.flush(&socket, peer, &mut handler, &bus, &mut errors).await;
 }

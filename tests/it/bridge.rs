@@ -1,0 +1,483 @@
+//! The WebSocket bridge, driven by a plain WebSocket client as a script would: the hello,
+//! every op, every event kind, every error code, the limits, and the Origin and Host guards.
+
+use std::time::{Duration, Instant};
+
+use protocol::ServerName;
+use serde_json::{Value, json};
+use tokio::net::UdpSocket;
+
+use crate::support::{TestRelay, recv, udp_client, within};
+use crate::ws::{Ws, connect, try_connect};
+
+async fn open(ws: &mut Ws, socket: &str, server: &str) -> Value {
+    ws.send(json!({"op":"open","socket":socket,"server":server})).await;
+    ws.event("client_open", Some(socket)).await
+}
+
+#[tokio::test]
+async fn hello_lists_version_session_servers_and_limits() {
+    let relay = TestRelay::start().await;
+    let ws = connect(relay.http()).await;
+    let hello = &ws.hello;
+    assert_eq!(hello["type"], "hello");
+    assert_eq!(hello["version"], 1);
+    assert!(hello["session"].as_str().is_some_and(|s| !s.is_empty()));
+    for server in ServerName::ALL {
+        assert_eq!(hello["servers"][server.as_str()], relay.addr(server).to_string());
+    }
+    for limit in ["sessions", "sockets_per_session", "sends_per_sec", "datagram_bytes", "heartbeat_min_ms"] {
+        assert!(hello["limits"][limit].as_u64().is_some_and(|n| n > 0), "limit {limit} in {hello}");
+    }
+    assert_eq!(hello["limits"]["chat_clients"], 10_000);
+    ws.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn echo_round_trip_reports_every_step() {
+    let relay = TestRelay::start().await;
+    let mut ws = connect(relay.http()).await;
+    let opened = open(&mut ws, "a", "echo").await;
+    assert_eq!(opened["remote"], relay.addr(ServerName::Echo).to_string());
+    assert_eq!(opened["connect"], true);
+    let local = opened["local"].clone();
+
+    ws.send(json!({"op":"send","socket":"a","text":"hello"})).await;
+    let sent = ws.event("client_send", Some("a")).await;
+    assert_eq!(
+        (sent["len"].clone(), sent["text"].clone(), sent["from"].clone()),
+        (json!(5), json!("hello"), local.clone())
+    );
+    let server_recv = ws.event("server_recv", None).await;
+    assert_eq!((server_recv["server"].clone(), server_recv["from"].clone()), (json!("echo"), local.clone()));
+    let server_send = ws.event("server_send", None).await;
+    assert_eq!(server_send["to"], local);
+    let got = ws.event("client_recv", Some("a")).await;
+    assert_eq!(got["text"], "hello");
+    assert_eq!(got["from"], relay.addr(ServerName::Echo).to_string());
+    assert!(got["seq"].as_u64() > sent["seq"].as_u64());
+    assert!(got["t_us"].as_u64() >= sent["t_us"].as_u64());
+    ws.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn hex_payloads_go_out_as_bytes_and_binary_replies_come_back_as_hex() {
+    let relay = TestRelay::start().await;
+    let mut ws = connect(relay.http()).await;
+    open(&mut ws, "u", "upper").await;
+    ws.send(json!({"op":"send","socket":"u","hex":"61ff00"})).await;
+    let got = ws.event("client_recv", Some("u")).await;
+    assert_eq!(got["hex"], "41ff00");
+    assert!(got.get("text").is_none());
+    ws.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn unconnected_socket_uses_sendto() {
+    let relay = TestRelay::start().await;
+    let mut ws = connect(relay.http()).await;
+    ws.send(json!({"op":"open","socket":"u","server":"echo","connect":false})).await;
+    assert_eq!(ws.event("client_open", Some("u")).await["connect"], false);
+    ws.send(json!({"op":"send","socket":"u","text":"x"})).await;
+    assert_eq!(ws.event("client_recv", Some("u")).await["text"], "x");
+    ws.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn close_ends_the_socket() {
+    let relay = TestRelay::start().await;
+    let mut ws = connect(relay.http()).await;
+    open(&mut ws, "a", "echo").await;
+    ws.send(json!({"op":"close","socket":"a"})).await;
+    ws.event("client_close", Some("a")).await;
+    ws.send(json!({"op":"send","socket":"a","text":"x"})).await;
+    ws.error("unknown_socket").await;
+    // The name is free again.
+    open(&mut ws, "a", "echo").await;
+    ws.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn errors_are_answered_and_the_session_stays_usable() {
+    let relay = TestRelay::start_with(|c| c.limits.sockets_per_session = 1).await;
+    let mut ws = connect(relay.http()).await;
+    let cases: Vec<(Value, &str)> = vec![
+        (json!("{not json"), "bad_json"),
+        (json!([1, 2]), "bad_json"),
+        (json!({"op":"fly"}), "unknown_op"),
+        (json!({"socket":"a"}), "unknown_op"),
+        (json!({"op":"send","socket":"a"}), "bad_command"),
+        (json!({"op":"open","socket":"a","server":"nope"}), "bad_command"),
+        (json!({"op":"send","socket":"zz","text":"x"}), "unknown_socket"),
+        (json!({"op":"open","socket":"t","target":"127.0.0.1:9"}), "target_not_allowed"),
+        (json!({"op":"send","socket":"a","hex":"abc"}), "bad_command"),
+    ];
+    for (command, code) in cases {
+        match &command {
+            Value::String(raw) => {
+                ws.send_raw(tokio_tungstenite::tungstenite::Message::text(raw.clone())).await
+            }
+            other => ws.send(other.clone()).await,
+        }
+        let error = ws.error(code).await;
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
+        // Still usable: a harmless command goes through.
+        ws.send(json!({"op":"subscribe","scope":"own"})).await;
+    }
+    open(&mut ws, "a", "echo").await;
+    ws.send(json!({"op":"open","socket":"a","server":"echo"})).await;
+    let exists = ws.error("socket_exists").await;
+    assert_eq!((exists["op"].clone(), exists["socket"].clone()), (json!("open"), json!("a")));
+    ws.send(json!({"op":"open","socket":"b","server":"echo"})).await;
+    ws.error("limit").await;
+    ws.send(json!({"op":"send","socket":"a","text":"still works"})).await;
+    assert_eq!(ws.event("client_recv", Some("a")).await["text"], "still works");
+    ws.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn retries_back_off_then_give_up_when_everything_is_dropped() {
+    let relay = TestRelay::start_with(|c| c.lossy.drop = 1.0).await;
+    let mut ws = connect(relay.http()).await;
+    open(&mut ws, "l", "lossy").await;
+    ws.send(json!({"op":"send","socket":"l","text":"anyone?",
+                   "retry":{"initial_ms":20,"factor":2.0,"give_up_ms":200}}))
+        .await;
+    let mut waits = Vec::new();
+    let giveup = ws
+        .wait_for("give-up", |m| {
+            if m["kind"] == "client_retry" {
+                waits.push((m["attempt"].as_u64(), m["delay_ms"].as_u64()));
+            }
+            m["kind"] == "client_giveup"
+        })
+        .await;
+    assert_eq!(waits, [(Some(2), Some(20)), (Some(3), Some(40)), (Some(4), Some(80))]);
+    assert_eq!(giveup["attempts"], 4);
+    assert!(giveup["waited_ms"].as_u64().is_some_and(|ms| ms >= 300), "{giveup}");
+    ws.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn default_retry_waits_grow_from_100ms() {
+    let relay = TestRelay::start_with(|c| c.lossy.drop = 1.0).await;
+    let mut ws = connect(relay.http()).await;
+    open(&mut ws, "l", "lossy").await;
+    ws.send(json!({"op":"send","socket":"l","text":"x","retry":true})).await;
+    let first = ws.event("client_retry", Some("l")).await;
+    assert_eq!((first["delay_ms"].clone(), first["next_wait_ms"].clone()), (json!(100), json!(200)));
+    ws.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn request_ids_mark_late_replies_and_take_only_the_current_attempts_answer() {
+    // The server holds every answer 300 ms; the client retries after 100, then 200 ms. So
+    // the answers to attempts 1 and 2 arrive after attempt 3 was sent: late. Attempt 3's
+    // answer (at 600 ms) is the answer, before attempt 4 would go out (at 700 ms).
+    let relay = TestRelay::start_with(|c| c.lossy.delay = Duration::from_millis(300)).await;
+    let mut ws = connect(relay.http()).await;
+    open(&mut ws, "l", "lossy").await;
+    ws.send(json!({"op":"send","socket":"l","text":"hi","request_id":true,
+                   "retry":{"initial_ms":100,"factor":2.0,"give_up_ms":2000}}))
+        .await;
+    let first = ws.event("client_send", Some("l")).await;
+    assert_eq!(first["text"], "#1-1 hi");
+    assert_eq!(first["req"], "1-1");
+    let mut late = Vec::new();
+    let answer = ws
+        .wait_for("the answer", |m| {
+            if m["kind"] == "client_duplicate" {
+                late.push((m["req"].clone(), m["reason"].clone()));
+            }
+            m["kind"] == "client_recv"
+        })
+        .await;
+    assert_eq!(late, [(json!("1-1"), json!("late")), (json!("1-2"), json!("late"))]);
+    assert_eq!(answer["req"], "1-3");
+    assert_eq!(answer["attempt"], 3);
+    assert_eq!(answer["text"], "#1-3 Your data was 7 bytes long");
+    assert!(answer["rtt_us"].as_u64().is_some_and(|rtt| rtt >= 300_000));
+    ws.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_second_reply_to_an_answered_request_is_a_duplicate() {
+    // An outside client replays the lossy server's answer to the browser's socket.
+    let relay = TestRelay::start().await;
+    let mut ws = connect(relay.http()).await;
+    let opened = ws_open_unconnected(&mut ws, "l", "lossy").await;
+    ws.send(json!({"op":"send","socket":"l","text":"hi","request_id":true})).await;
+    let answer = ws.event("client_recv", Some("l")).await;
+    assert_eq!(answer["req"], "1-1");
+    let replayer = udp_client().await;
+    let to: std::net::SocketAddr = opened["local"].as_str().expect("local").parse().expect("addr");
+    within("replaying", replayer.send_to(b"#1-1 Your data was 7 bytes long", to)).await.expect("send");
+    let dup = ws.event("client_duplicate", Some("l")).await;
+    assert_eq!((dup["req"].clone(), dup["reason"].clone()), (json!("1-1"), json!("duplicate")));
+    ws.close().await;
+    relay.shutdown().await;
+}
+
+async fn ws_open_unconnected(ws: &mut Ws, socket: &str, server: &str) -> Value {
+    ws.send(json!({"op":"open","socket":socket,"server":server,"connect":false})).await;
+    ws.event("client_open", Some(socket)).await
+}
+
+#[tokio::test]
+async fn connected_socket_reports_econnrefused_from_an_allowed_port_with_no_listener() {
+    let free = UdpSocket::bind("127.0.0.1:0").await.expect("bind").local_addr().expect("addr");
+    // The socket above is closed again: nothing listens on `free` now.
+    let relay = TestRelay::start_with(|c| c.allow_targets = vec![free]).await;
+    let mut ws = connect(relay.http()).await;
+    ws.send(json!({"op":"open","socket":"t","target":free.to_string(),"connect":true})).await;
+    ws.event("client_open", Some("t")).await;
+    ws.send(json!({"op":"send","socket":"t","text":"knock knock"})).await;
+    let refused = ws.event("client_refused", Some("t")).await;
+    assert_eq!(refused["peer"], free.to_string());
+    ws.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn heartbeats_keep_a_chat_client_alive_until_they_stop() {
+    let relay = TestRelay::start_with(|c| c.chat.timeout = Duration::from_millis(400)).await;
+    let mut ws = connect(relay.http()).await;
+    let opened = open(&mut ws, "c", "chat").await;
+    ws.send(json!({"op":"heartbeat","socket":"c","every_ms":100})).await;
+    let join = ws.event("chat_join", None).await;
+    assert_eq!(join["peer"], opened["local"]);
+    assert_eq!(join["timeout_ms"], 400);
+    // Alive well past the timeout while beating.
+    let started = Instant::now();
+    let mut beats = 0;
+    while started.elapsed() < Duration::from_millis(700) {
+        ws.event("chat_heartbeat", None).await;
+        beats += 1;
+    }
+    assert!(beats >= 4, "{beats} heartbeats in 700 ms");
+    ws.send(json!({"op":"heartbeat","socket":"c","every_ms":0})).await;
+    let evicted = ws.wait_for("eviction", |m| m["kind"] == "chat_evict").await;
+    assert_eq!(evicted["peer"], opened["local"]);
+    assert!(evicted["silent_ms"].as_u64().is_some_and(|ms| ms >= 400));
+    ws.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn chat_messages_broadcast_to_browser_sockets() {
+    let relay = TestRelay::start().await;
+    let mut ws = connect(relay.http()).await;
+    open(&mut ws, "c", "chat").await;
+    ws.send(json!({"op":"send","socket":"c","text":"hello class"})).await;
+    let broadcast = ws.event("chat_broadcast", None).await;
+    assert_eq!(
+        (broadcast["recipients"].clone(), broadcast["text"].clone()),
+        (json!(1), json!("hello class"))
+    );
+    let got = ws.event("client_recv", Some("c")).await;
+    let local = ws_local_port(&got);
+    assert_eq!(got["text"], format!("ack: 127.0.0.1 {local}\nhello class\n"));
+    ws.close().await;
+    relay.shutdown().await;
+}
+
+fn ws_local_port(event: &Value) -> u16 {
+    event["to"].as_str().and_then(|a| a.parse::<std::net::SocketAddr>().ok()).expect("to address").port()
+}
+
+#[tokio::test]
+async fn projector_sees_outside_clients_and_other_sessions() {
+    let relay = TestRelay::start().await;
+    let mut projector = connect(relay.http()).await;
+    projector.send(json!({"op":"subscribe","scope":"all"})).await;
+    let mut student = connect(relay.http()).await;
+    // Make sure the subscription took effect: configure is visible to everyone.
+    projector.send(json!({"op":"configure","server":"lossy","drop":0.25})).await;
+    let configured = projector.event("server_configured", None).await;
+    assert_eq!((configured["setting"].clone(), configured["value"].clone()), (json!("drop"), json!(0.25)));
+
+    let outside = udp_client().await;
+    within("outside send", outside.send_to(b"from nc", relay.addr(ServerName::Echo))).await.expect("send");
+    let _ = recv(&outside).await;
+    let me = outside.local_addr().expect("addr").to_string();
+    let seen =
+        projector.wait_for("outside datagram", |m| m["kind"] == "server_recv" && m["from"] == me).await;
+    assert_eq!(seen["text"], "from nc");
+
+    // The student, not subscribed, saw the configure change but not the outside client.
+    student.event("server_configured", None).await;
+    open(&mut student, "s", "echo").await;
+    student.send(json!({"op":"send","socket":"s","text":"mine"})).await;
+    let sent = projector.event("client_send", Some("s")).await;
+    assert_eq!(sent["session"], student.hello["session"]);
+    let mut others = 0;
+    student
+        .wait_for("own reply", |m| {
+            if m["from"] == me || m["to"] == me {
+                others += 1;
+            }
+            m["kind"] == "client_recv"
+        })
+        .await;
+    assert_eq!(others, 0, "a session without subscribe sees only its own traffic");
+    projector.close().await;
+    student.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn configure_validates_and_changes_live_settings() {
+    let relay = TestRelay::start().await;
+    let mut ws = connect(relay.http()).await;
+    ws.send(json!({"op":"configure","server":"lossy","drop":1.5})).await;
+    ws.error("bad_command").await;
+    ws.send(json!({"op":"configure","server":"echo","drop":0.5})).await;
+    ws.error("bad_command").await;
+    ws.send(json!({"op":"configure","server":"chat","timeout_ms":3000})).await;
+    let changed = ws.event("server_configured", None).await;
+    assert_eq!((changed["server"].clone(), changed["value"].clone()), (json!("chat"), json!(3000.0)));
+    ws.send(json!({"op":"configure","server":"lossy","drop":1.0})).await;
+    ws.event("server_configured", None).await;
+    open(&mut ws, "l", "lossy").await;
+    ws.send(json!({"op":"send","socket":"l","text":"x"})).await;
+    let dropped = ws.event("server_drop", None).await;
+    assert_eq!(dropped["reason"], "loss");
+    ws.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn origin_of_another_site_is_refused_and_own_page_or_scripts_allowed() {
+    let relay = TestRelay::start().await;
+    let port = relay.http().port();
+    for origin in ["http://evil.example", "null", &format!("http://evil.example:{port}"), "https://127.0.0.1"]
+    {
+        let refused = try_connect(relay.http(), &[("origin", origin)]).await.err();
+        assert_eq!(refused.map(|s| s.as_u16()), Some(403), "Origin {origin}");
+    }
+    for origin in [format!("http://127.0.0.1:{port}"), format!("http://localhost:{port}")] {
+        assert!(try_connect(relay.http(), &[("origin", &origin)]).await.is_ok(), "Origin {origin}");
+    }
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn host_other_than_the_relays_own_is_refused() {
+    let relay = TestRelay::start_with(|c| c.public_hosts = vec!["classroom.local".into()]).await;
+    let port = relay.http().port();
+    let refused = try_connect(relay.http(), &[("host", &format!("rebind.attacker.example:{port}"))]).await;
+    assert_eq!(refused.err().map(|s| s.as_u16()), Some(403));
+    let wrong_port =
+        try_connect(relay.http(), &[("host", &format!("127.0.0.1:{}", port.wrapping_add(1)))]).await;
+    assert_eq!(wrong_port.err().map(|s| s.as_u16()), Some(403));
+    for host in [format!("localhost:{port}"), format!("classroom.local:{port}")] {
+        assert!(try_connect(relay.http(), &[("host", &host)]).await.is_ok(), "Host {host}");
+    }
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn session_limit_refuses_the_extra_tab_with_an_error() {
+    let relay = TestRelay::start_with(|c| c.limits.sessions = 1).await;
+    let first = connect(relay.http()).await;
+    let refused = try_connect(relay.http(), &[]).await.expect("upgrade happens");
+    assert_eq!(refused.hello["type"], "error");
+    assert_eq!(refused.hello["code"], "limit");
+    first.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn send_rate_datagram_size_heartbeat_and_pending_limits() {
+    let relay = TestRelay::start_with(|c| {
+        c.limits.sends_per_sec = 5;
+        c.limits.datagram_bytes = 16;
+        c.limits.pending_requests = 1;
+        c.lossy.drop = 1.0;
+    })
+    .await;
+    let mut ws = connect(relay.http()).await;
+    open(&mut ws, "a", "echo").await;
+    ws.send(json!({"op":"send","socket":"a","text":"seventeen bytes!!"})).await;
+    assert!(ws.error("limit").await["message"].as_str().is_some_and(|m| m.contains("--max-datagram")));
+    ws.send(json!({"op":"heartbeat","socket":"a","every_ms":10})).await;
+    assert!(ws.error("limit").await["message"].as_str().is_some_and(|m| m.contains("--min-heartbeat")));
+
+    open(&mut ws, "l", "lossy").await;
+    ws.send(json!({"op":"send","socket":"l","text":"1","retry":true})).await;
+    ws.event("client_send", Some("l")).await;
+    ws.send(json!({"op":"send","socket":"l","text":"2","retry":true})).await;
+    assert!(ws.error("limit").await["message"].as_str().is_some_and(|m| m.contains("--max-pending")));
+
+    // Two sends spent (one refused by the pending limit still took a token); burst of 5.
+    let mut refused = None;
+    for i in 0..10 {
+        ws.send(json!({"op":"send","socket":"a","text":format!("{i}")})).await;
+        let reply = ws.wait_for("send outcome", |m| m["kind"] == "client_send" || m["type"] == "error").await;
+        if reply["type"] == "error" {
+            refused = Some((i, reply));
+            break;
+        }
+    }
+    let (i, error) = refused.expect("the rate limit refuses a send");
+    assert!(i <= 5, "refused only after {i} sends");
+    assert_eq!(error["code"], "limit");
+    assert!(error["message"].as_str().is_some_and(|m| m.contains("--max-sends-per-sec")));
+    ws.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stalled_reader_does_not_slow_the_echo_server_and_later_learns_what_it_missed() {
+    let relay = TestRelay::start().await;
+    let mut stalled = connect(relay.http()).await;
+    stalled.send(json!({"op":"subscribe","scope":"all"})).await;
+    stalled.send(json!({"op":"configure","server":"lossy","drop":0.5})).await;
+    stalled.event("server_configured", None).await;
+
+    // The stalled tab reads nothing while 30,000 round trips (60,000 events, over 30 MB of
+    // JSON) go by: more than the socket buffers and the bus can hold for it.
+    let client = udp_client().await;
+    let echo = relay.addr(ServerName::Echo);
+    let payload = [b'x'; 256];
+    let started = Instant::now();
+    for _ in 0..30_000 {
+        within("echo send", client.send_to(&payload, echo)).await.expect("send");
+        let (got, _) = recv(&client).await;
+        assert_eq!(got.len(), payload.len());
+    }
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(60), "30,000 round trips took {elapsed:?}");
+
+    let lagged = stalled.wait_for("lagged", |m| m["type"] == "lagged").await;
+    assert!(lagged["missed"].as_u64().is_some_and(|n| n > 0));
+    // And the session carries on.
+    stalled.send(json!({"op":"open","socket":"after","server":"echo"})).await;
+    stalled.event("client_open", Some("after")).await;
+    stalled.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_says_bye_after_the_chat_servers_end() {
+    let relay = TestRelay::start().await;
+    let mut ws = connect(relay.http()).await;
+    open(&mut ws, "c", "chat").await;
+    ws.send(json!({"op":"send","socket":"c","text":"reg"})).await;
+    ws.event("chat_join", None).await;
+    let stopping = tokio::spawn(relay.shutdown());
+    let end = ws.wait_for("end", |m| m["kind"] == "client_recv").await;
+    assert_eq!(end["text"], "end");
+    let bye = ws.wait_for("bye", |m| m["type"] == "bye").await;
+    assert!(bye["reason"].as_str().is_some_and(|r| r.contains("shutting down")));
+    within("relay stops", stopping).await.expect("shutdown task");
+}
