@@ -23,7 +23,7 @@ pub mod command;
 pub mod message;
 
 pub use command::{Command, RetryParams, RetrySpec, Scope};
-pub use message::{ErrorCode, Hello, Limits, ServerMsg};
+pub use message::{ErrorCode, Hello, Limits, ServerMsg, ServerSettings};
 
 /// The four UDP servers of the relay. Their names appear in URLs, JSON and CLI flags.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

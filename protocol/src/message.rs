@@ -48,7 +48,40 @@ pub struct Hello {
     pub session: String,
     /// Each server's UDP address.
     pub servers: BTreeMap<ServerName, SocketAddr>,
+    /// Each server's live settings when the session started; changes arrive later as
+    /// `server_configured` events.
+    #[serde(default)]
+    pub settings: BTreeMap<ServerName, ServerSettings>,
     pub limits: Limits,
+}
+
+/// A server's settings. Each server fills in the ones it has.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct ServerSettings {
+    /// Lossy: probability of dropping a datagram.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop: Option<f64>,
+    /// Lossy: fixed delay before each answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    /// Lossy: random extra delay, up to this much.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter_ms: Option<u64>,
+    /// Lossy: the RNG seed, to replay a run with `--seed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Lossy: delayed answers held at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pending: Option<usize>,
+    /// Chat: how long a silent client lives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Chat: live clients at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_clients: Option<usize>,
+    /// Chat: live clients now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients: Option<usize>,
 }
 
 /// The version of this protocol. Adding fields and messages keeps it; renaming bumps it.
@@ -109,6 +142,10 @@ mod tests {
             version: VERSION,
             session: "s1".into(),
             servers: BTreeMap::from([(ServerName::Echo, "127.0.0.1:10004".parse().expect("addr"))]),
+            settings: BTreeMap::from([(
+                ServerName::Lossy,
+                ServerSettings { drop: Some(0.5), seed: Some(42), ..ServerSettings::default() },
+            )]),
             limits: Limits {
                 sessions: 64,
                 sockets_per_session: 16,
@@ -123,6 +160,7 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&hello).expect("serialize"),
             json!({"type":"hello","version":1,"session":"s1","servers":{"echo":"127.0.0.1:10004"},
+                   "settings":{"lossy":{"drop":0.5,"seed":42}},
                    "limits":{"sessions":64,"sockets_per_session":16,"sends_per_sec":200,
                              "datagram_bytes":8192,"heartbeat_min_ms":100,"pending_requests":32,
                              "chat_clients":10000,"preview_bytes":256}})

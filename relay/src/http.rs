@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use protocol::ServerName;
+use protocol::{ServerName, ServerSettings};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -67,7 +67,7 @@ struct ServerInfo {
     name: ServerName,
     addr: SocketAddr,
     about: &'static str,
-    settings: serde_json::Value,
+    settings: ServerSettings,
 }
 
 #[derive(Serialize)]
@@ -85,30 +85,21 @@ fn about(server: ServerName) -> &'static str {
     }
 }
 
+/// `GET /api/servers`: each server's address and live settings.
 async fn servers(State(state): State<AppState>) -> Json<ServerList> {
-    let AppState { relay, config, .. } = state;
-    let servers = relay
+    let mut settings = state.relay.settings().await;
+    let servers = state
+        .relay
         .servers
         .iter()
-        .map(|(&name, &addr)| {
-            let settings = match name {
-                ServerName::Echo | ServerName::Upper => serde_json::json!({}),
-                ServerName::Chat => serde_json::json!({
-                    "timeout_ms": config.chat.timeout.as_millis(),
-                    "max_clients": config.chat.max_clients,
-                }),
-                ServerName::Lossy => serde_json::json!({
-                    "drop": config.lossy.drop,
-                    "delay_ms": config.lossy.delay.as_millis(),
-                    "jitter_ms": config.lossy.jitter.as_millis(),
-                    "seed": relay.seed,
-                    "max_pending": config.lossy.max_pending,
-                }),
-            };
-            ServerInfo { name, addr, about: about(name), settings }
+        .map(|(&name, &addr)| ServerInfo {
+            name,
+            addr,
+            about: about(name),
+            settings: settings.remove(&name).unwrap_or_default(),
         })
         .collect();
-    Json(ServerList { http: relay.http, servers })
+    Json(ServerList { http: state.relay.http, servers })
 }
 
 async fn asset_response_owned(path: String) -> Response {

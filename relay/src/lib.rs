@@ -72,6 +72,22 @@ pub struct RelayHandle {
 const SETTINGS_QUEUE: usize = 16;
 
 impl RelayHandle {
+    /// Every server's current settings, asked of the servers themselves. A server that does
+    /// not answer within a second (it never should) is left out.
+    pub async fn settings(&self) -> BTreeMap<ServerName, protocol::ServerSettings> {
+        let mut all = BTreeMap::new();
+        for (&server, tx) in &self.settings {
+            let (reply, answer) = oneshot::channel();
+            if tx.send(Control::Describe(reply)).await.is_err() {
+                continue;
+            }
+            if let Ok(Ok(settings)) = tokio::time::timeout(std::time::Duration::from_secs(1), answer).await {
+                all.insert(server, settings);
+            }
+        }
+        all
+    }
+
     /// Changes a live setting of a server and waits for the server to accept or refuse it.
     pub async fn configure(&self, server: ServerName, setting: Setting) -> Result<(), SettingError> {
         let Some(tx) = self.settings.get(&server) else {

@@ -30,6 +30,9 @@ async fn hello_lists_version_session_servers_and_limits() {
         assert!(hello["limits"][limit].as_u64().is_some_and(|n| n > 0), "limit {limit} in {hello}");
     }
     assert_eq!(hello["limits"]["chat_clients"], 10_000);
+    assert_eq!(hello["settings"]["lossy"]["drop"], 0.0);
+    assert_eq!(hello["settings"]["lossy"]["seed"], 42);
+    assert_eq!(hello["settings"]["chat"]["timeout_ms"], 10_000);
     ws.close().await;
     relay.shutdown().await;
 }
@@ -347,6 +350,11 @@ async fn configure_validates_and_changes_live_settings() {
     assert_eq!((changed["server"].clone(), changed["value"].clone()), (json!("chat"), json!(3000.0)));
     ws.send(json!({"op":"configure","server":"lossy","drop":1.0})).await;
     ws.event("server_configured", None).await;
+    // A new session's hello shows the live values.
+    let later = connect(relay.http()).await;
+    assert_eq!(later.hello["settings"]["lossy"]["drop"], 1.0);
+    assert_eq!(later.hello["settings"]["chat"]["timeout_ms"], 3000);
+    later.close().await;
     open(&mut ws, "l", "lossy").await;
     ws.send(json!({"op":"send","socket":"l","text":"x"})).await;
     let dropped = ws.event("server_drop", None).await;

@@ -137,6 +137,7 @@ pub async fn run(socket: WebSocket, state: AppState) {
         version: VERSION,
         session: id.clone(),
         servers: state.relay.servers.clone(),
+        settings: state.relay.settings().await,
         limits: limits(&state),
     });
     if sink.send(frame(&hello)).await.is_err() {

@@ -156,6 +156,15 @@ impl DatagramHandler for Chat {
         }
     }
 
+    fn settings(&self) -> protocol::ServerSettings {
+        protocol::ServerSettings {
+            timeout_ms: Some(self.timeout_ms()),
+            max_clients: Some(self.settings.max_clients),
+            clients: Some(self.clients()),
+            ..Default::default()
+        }
+    }
+
     fn poll_timeout(&self) -> Option<Instant> {
         self.by_silence.first().map(|&(heard, _)| heard + self.settings.timeout)
     }

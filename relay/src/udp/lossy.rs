@@ -159,6 +159,18 @@ impl DatagramHandler for Lossy {
         }
     }
 
+    fn settings(&self) -> protocol::ServerSettings {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        protocol::ServerSettings {
+            drop: Some(self.settings.drop),
+            delay_ms: Some(ms(self.settings.delay)),
+            jitter_ms: Some(ms(self.settings.jitter)),
+            seed: Some(self.settings.seed),
+            max_pending: Some(self.settings.max_pending),
+            ..Default::default()
+        }
+    }
+
     fn poll_timeout(&self) -> Option<Instant> {
         self.held.peek().map(|Reverse(h)| h.due)
     }

@@ -68,6 +68,11 @@ pub trait DatagramHandler: Send + 'static {
         Err(SettingError::NotSupported { server: self.server(), setting: setting.name() })
     }
 
+    /// The server's current settings, for `/api/servers` and `hello`.
+    fn settings(&self) -> protocol::ServerSettings {
+        protocol::ServerSettings::default()
+    }
+
     /// A browser session asked its client socket to do something. Only client sockets obey.
     fn on_client(&mut self, _cx: &mut Cx, _now: Instant, _command: ClientCommand) {}
 
@@ -123,6 +128,8 @@ pub enum SettingError {
 pub enum Control {
     /// Change a server setting, and say whether it was accepted.
     Configure { setting: Setting, reply: tokio::sync::oneshot::Sender<Result<(), SettingError>> },
+    /// Report the current settings.
+    Describe(tokio::sync::oneshot::Sender<protocol::ServerSettings>),
     /// A browser session's request to its client socket.
     Client(ClientCommand),
 }
@@ -395,6 +402,9 @@ pub async fn drive<H: DatagramHandler>(
                         }
                         // The asker may have given up waiting; the setting still applies.
                         let _ = reply.send(outcome);
+                    }
+                    Control::Describe(reply) => {
+                        let _ = reply.send(handler.settings());
                     }
                     Control::Client(command) => handler.on_client(&mut cx, now, command),
                 }
