@@ -4,6 +4,8 @@
 //! that the wasm module runs and which servers the relay offers; the live sequence diagram
 //! builds on the same start function.
 
+pub mod model;
+
 use wasm_bindgen::prelude::*;
 
 /// Entry point: marks the page as running and shows a greeting.
