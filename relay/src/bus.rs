@@ -5,9 +5,12 @@
 //! than [`EventBus::CAPACITY`] events behind gets `Lagged { missed }` from its receiver and
 //! carries on, so a slow watcher can never slow a server. With nobody subscribed, emitting is a
 //! single atomic load and servers skip even building the event (see [`EventBus::is_observed`]).
+//! The bus counts its subscribers itself: tokio's `receiver_count` takes a lock, and servers
+//! ask on every datagram.
 
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use protocol::{Event, EventKind};
@@ -22,6 +25,35 @@ pub struct EventBus {
     next_seq: Arc<AtomicU64>,
     /// Time zero for `t_us`: when the relay started.
     epoch: Instant,
+    /// Live [`Subscription`]s.
+    subscribers: Arc<AtomicUsize>,
+}
+
+/// A receiver of every event emitted after it subscribed. It derefs to the underlying
+/// `broadcast::Receiver` for `recv` and `try_recv`; dropping it unsubscribes.
+#[derive(Debug)]
+pub struct Subscription {
+    rx: broadcast::Receiver<Arc<Event>>,
+    subscribers: Arc<AtomicUsize>,
+}
+
+impl Deref for Subscription {
+    type Target = broadcast::Receiver<Arc<Event>>;
+    fn deref(&self) -> &Self::Target {
+        &self.rx
+    }
+}
+
+impl DerefMut for Subscription {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.rx
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.subscribers.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl EventBus {
@@ -31,13 +63,13 @@ impl EventBus {
 
     pub fn new(epoch: Instant) -> Self {
         let (tx, _) = broadcast::channel(Self::CAPACITY);
-        Self { tx, next_seq: Arc::new(AtomicU64::new(1)), epoch }
+        Self { tx, next_seq: Arc::new(AtomicU64::new(1)), epoch, subscribers: Arc::default() }
     }
 
     /// True when at least one subscriber is listening. Servers check this before building an
     /// event, so an unwatched relay pays nothing for its events.
     pub fn is_observed(&self) -> bool {
-        self.tx.receiver_count() > 0
+        self.subscribers.load(Ordering::Relaxed) > 0
     }
 
     /// Stamps and publishes an event that happened at `at`. Never blocks.
@@ -52,8 +84,11 @@ impl EventBus {
     }
 
     /// A new receiver of every event emitted from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.tx.subscribe()
+    pub fn subscribe(&self) -> Subscription {
+        // Count first: an event emitted in between then finds no receiver, which is harmless,
+        // rather than a receiver that was never counted.
+        self.subscribers.fetch_add(1, Ordering::Relaxed);
+        Subscription { rx: self.tx.subscribe(), subscribers: self.subscribers.clone() }
     }
 
     /// Time zero of `t_us`.
@@ -93,6 +128,11 @@ mod tests {
         assert!(bus.is_observed());
         bus.emit(Instant::now(), refused());
         assert_eq!(rx.try_recv().expect("event").seq, 1);
+        let second = bus.clone().subscribe();
+        drop(rx);
+        assert!(bus.is_observed());
+        drop(second);
+        assert!(!bus.is_observed(), "dropping the last subscription unsubscribes");
     }
 
     #[test]

@@ -32,6 +32,7 @@ use tokio_util::task::TaskTracker;
 
 use super::budget::Budget;
 use super::client::{ClientSocket, Names};
+use crate::bus::Subscription;
 use crate::http::AppState;
 use crate::udp::{self, ClientCommand, Control, Setting};
 
@@ -222,7 +223,7 @@ impl Session {
     async fn forward(
         &self,
         sink: &mut Sink,
-        events: &mut tokio::sync::broadcast::Receiver<Arc<Event>>,
+        events: &mut Subscription,
         mut received: Result<Arc<Event>, RecvError>,
     ) -> Result<(), axum::Error> {
         for _ in 0..BATCH {
@@ -247,11 +248,7 @@ impl Session {
     /// On shutdown: waits for this session's sockets to finish, then forwards what they and
     /// the servers reported last. The relay stops its servers before its sessions, so once the
     /// sockets have handled what was already in their queues, every last event is on the bus.
-    async fn drain_on_stop(
-        &self,
-        sink: &mut Sink,
-        events: &mut tokio::sync::broadcast::Receiver<Arc<Event>>,
-    ) {
+    async fn drain_on_stop(&self, sink: &mut Sink, events: &mut Subscription) {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.socket_tasks.wait()).await;
         if let Ok(first) = events.try_recv() {
             let _ = self.forward(sink, events, Ok(first)).await;
