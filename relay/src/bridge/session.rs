@@ -94,6 +94,13 @@ fn frame(msg: &ServerMsg) -> Message {
     }
 }
 
+/// An event as a message, serialized straight from the shared event without copying it.
+#[derive(serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum EventMsg<'a> {
+    Event(&'a Event),
+}
+
 fn error_frame(refusal: Refusal, op: Option<&str>, socket: Option<&str>) -> Message {
     frame(&ServerMsg::Error {
         code: refusal.code,
@@ -230,7 +237,10 @@ impl Session {
             match received {
                 Ok(event) => {
                     if self.wants(&event) {
-                        sink.feed(frame(&ServerMsg::Event(Event::clone(&event)))).await?;
+                        match serde_json::to_string(&EventMsg::Event(&event)) {
+                            Ok(text) => sink.feed(Message::Text(text.into())).await?,
+                            Err(e) => tracing::error!(seq = event.seq, "cannot serialize an event: {e}"),
+                        }
                     }
                 }
                 Err(RecvError::Lagged(missed)) => sink.feed(frame(&ServerMsg::Lagged { missed })).await?,
@@ -524,7 +534,7 @@ fn check_retry(p: RetryParams) -> Result<RetryParams, Refusal> {
 fn decode_hex(hex: &str) -> Result<Vec<u8>, Refusal> {
     let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
     let bad = || refuse(ErrorCode::BadCommand, "hex must be pairs of hex digits, like \"00ff\"");
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(bad());
     }
     digits
@@ -539,6 +549,18 @@ fn decode_hex(hex: &str) -> Result<Vec<u8>, Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn borrowed_event_frames_match_the_protocol() {
+        let event = Event {
+            seq: 9,
+            t_us: 1,
+            kind: EventKind::ClientClose { session: "s".into(), socket: "a".into() },
+        };
+        let borrowed = serde_json::to_value(EventMsg::Event(&event)).expect("serialize");
+        let owned = serde_json::to_value(ServerMsg::Event(event)).expect("serialize");
+        assert_eq!(borrowed, owned);
+    }
 
     #[test]
     fn hex_decodes_pairs_and_refuses_the_rest() {

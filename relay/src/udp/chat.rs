@@ -138,7 +138,7 @@ impl DatagramHandler for Chat {
                 }
                 let mut message = Vec::with_capacity(text.len() + 32);
                 // Writing to a Vec cannot fail.
-                let _ = write!(message, "ack: {} {}\n", from.ip(), from.port());
+                let _ = writeln!(message, "ack: {} {}", from.ip(), from.port());
                 message.extend_from_slice(text);
                 message.push(b'\n');
                 for &peer in self.last_heard.keys() {
