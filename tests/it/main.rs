@@ -7,4 +7,8 @@
 //! - `cli`: the `relay` binary: banner, bad flags, ports in use, shutdown on SIGTERM.
 //! - `browser`: headless Chromium loads the page and sees the wasm run.
 
+mod cli;
+mod http;
 mod support;
+mod tutorial;
+mod udp;

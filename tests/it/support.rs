@@ -86,3 +86,113 @@ pub async fn assert_silent(socket: &UdpSocket, quiet: Duration) {
         panic!("expected silence, got {got:?}");
     }
 }
+
+/// Waits for the first event on `events` that `matches` accepts, skipping the others.
+///
+/// Fails the test after [`STEP`], if the bus closes, or if the receiver lagged: a test that
+/// missed events cannot tell whether the one it wants was among them.
+pub async fn wait_for_event<T>(
+    events: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<protocol::Event>>,
+    what: &str,
+    mut matches: impl FnMut(&protocol::Event) -> Option<T>,
+) -> T {
+    within(what, async {
+        loop {
+            match events.recv().await {
+                Ok(event) => {
+                    if let Some(found) = matches(&event) {
+                        return found;
+                    }
+                }
+                Err(e) => panic!("event bus failed while waiting for {what}: {e}"),
+            }
+        }
+    })
+    .await
+}
+
+/// Every event already on the bus, without waiting. Fails the test if the receiver lagged.
+pub fn drain_events(
+    events: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<protocol::Event>>,
+) -> Vec<std::sync::Arc<protocol::Event>> {
+    use tokio::sync::broadcast::error::TryRecvError;
+    let mut drained = Vec::new();
+    loop {
+        match events.try_recv() {
+            Ok(event) => drained.push(event),
+            Err(TryRecvError::Empty | TryRecvError::Closed) => return drained,
+            Err(TryRecvError::Lagged(missed)) => panic!("the test's bus receiver lagged by {missed} events"),
+        }
+    }
+}
+
+/// An HTTP response as the tests see it: status, headers (names lowercased) and body.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A minimal HTTP/1.1 GET over a plain TCP connection, enough for the relay's own endpoints.
+///
+/// It asks the server to close the connection and reads until it does, so no client crate
+/// is needed. Bodies sent with `Transfer-Encoding: chunked` are reassembled.
+pub async fn http_get(addr: SocketAddr, path: &str) -> HttpResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut stream =
+        within("connecting to the HTTP server", tokio::net::TcpStream::connect(addr)).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    within("writing the HTTP request", stream.write_all(request.as_bytes())).await.expect("write request");
+    let mut raw = Vec::new();
+    within("reading the HTTP response", stream.read_to_end(&mut raw)).await.expect("read response");
+
+    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("the response has a blank line");
+    let head = std::str::from_utf8(&raw[..head_end]).expect("the response head is text");
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().expect("a status line");
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    let rest = &raw[head_end + 4..];
+    let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    let body = if chunked { dechunk(rest) } else { rest.to_vec() };
+    HttpResponse { status, headers, body }
+}
+
+/// Reassembles a `Transfer-Encoding: chunked` body.
+fn dechunk(mut rest: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    // Each round consumes one chunk, so this ends after at most `rest.len()` rounds.
+    loop {
+        let line_end = rest.windows(2).position(|w| w == b"\r\n").expect("a chunk size line");
+        let size_text = std::str::from_utf8(&rest[..line_end]).expect("chunk size is text");
+        let size_text = size_text.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_text, 16).expect("chunk size is hex");
+        if size == 0 {
+            return body;
+        }
+        let start = line_end + 2;
+        body.extend_from_slice(&rest[start..start + size]);
+        rest = &rest[start + size + 2..];
+    }
+}
