@@ -37,12 +37,15 @@ pub use crate::config::Config;
 use crate::udp::{Control, Setting, SettingError};
 
 /// Why the relay could not start.
+///
+/// The OS's reason is part of each message rather than a separate `source`, so the one-line
+/// message reads the same however it is printed.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot bind the {server} server to UDP {addr}: {source} (choose another port with {flag})")]
-    BindUdp { server: ServerName, addr: SocketAddr, flag: &'static str, source: io::Error },
-    #[error("cannot bind the web page to TCP {addr}: {source} (choose another port with --http-port)")]
-    BindHttp { addr: SocketAddr, source: io::Error },
+    #[error("cannot bind the {server} server to UDP {addr}: {reason} (choose another port with {flag})")]
+    BindUdp { server: ServerName, addr: SocketAddr, flag: &'static str, reason: io::Error },
+    #[error("cannot bind the web page to TCP {addr}: {reason} (choose another port with --http-port)")]
+    BindHttp { addr: SocketAddr, reason: io::Error },
     #[error("the HTTP server failed: {0}")]
     Http(io::Error),
 }
@@ -111,7 +114,7 @@ impl Relay {
         for server in ServerName::ALL {
             let addr = config.server_addr(server);
             let bind_error =
-                |source| StartError::BindUdp { server, addr, flag: config::port_flag(server), source };
+                |reason| StartError::BindUdp { server, addr, flag: config::port_flag(server), reason };
             let socket = UdpSocket::bind(addr).await.map_err(bind_error)?;
             servers.insert(server, socket.local_addr().map_err(bind_error)?);
             let (tx, rx) = mpsc::channel(SETTINGS_QUEUE);
@@ -119,8 +122,8 @@ impl Relay {
             sockets.push((server, socket, rx));
         }
         let addr = config.http_addr();
-        let http = TcpListener::bind(addr).await.map_err(|source| StartError::BindHttp { addr, source })?;
-        let http_addr = http.local_addr().map_err(|source| StartError::BindHttp { addr, source })?;
+        let http = TcpListener::bind(addr).await.map_err(|reason| StartError::BindHttp { addr, reason })?;
+        let http_addr = http.local_addr().map_err(|reason| StartError::BindHttp { addr, reason })?;
         let seed = config.lossy.seed;
         let handle = RelayHandle { http: http_addr, servers, seed, settings };
         Ok(Relay { config, http, sockets, bus: EventBus::new(Instant::now()), handle })

@@ -231,8 +231,6 @@ async fn a_port_in_use_names_the_flag_that_changes_it() {
 }
 
 #[tokio::test]
-#[ignore = "relay bug: a bind error prints the OS reason twice, because StartError::BindUdp both \
-            formats {source} and marks it #[source], and main.rs prints the chain with {:#}"]
 async fn a_port_in_use_error_gives_the_os_reason_once() {
     let taken = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
     let addr = taken.local_addr().expect("bound");
