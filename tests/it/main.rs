@@ -5,10 +5,14 @@
 //! - `udp`: the four servers' wire contract, as the tutorials' clients see it.
 //! - `http`: the page, `/healthz` and `/api/servers`.
 //! - `cli`: the `relay` binary: banner, bad flags, ports in use, shutdown on SIGTERM.
+//! - `bridge`: the WebSocket bridge as a script sees it: every op, event, error and limit.
+//! - `ws`: a WebSocket client for the bridge tests.
 //! - `browser`: headless Chromium loads the page and sees the wasm run.
 
+mod bridge;
 mod cli;
 mod http;
 mod support;
 mod tutorial;
 mod udp;
+mod ws;
