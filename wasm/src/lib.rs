@@ -1,21 +1,32 @@
-//! The browser UI of UDP Playground.
+//! The browser UI of UDP Playground: a live sequence diagram of real UDP traffic.
 //!
-//! The only export is [`start`], called by the loader in `index.html`. For now the page shows
-//! that the wasm module runs and which servers the relay offers; the live sequence diagram
-//! builds on the same start function.
+//! The only export is [`start`], which the loader in `index.html` runs. The crate's parts:
+//!
+//! - [`model`]: what the page knows, in plain Rust (lanes, arrows, marks, liveness, stats),
+//!   built from the relay's messages and tested natively with `cargo test -p wasm`;
+//! - `render`: draws the model on a canvas, once per animation frame;
+//! - `dom`: the panels made of DOM (event log, liveness, stats, details) and small helpers;
+//! - `app`: the running page, which wires the controls, speaks to the relay over the
+//!   WebSocket, reconnects, and runs the frame loop.
+//!
+//! The browser-only parts build only for wasm32, so the model's tests need no browser.
 
 pub mod model;
 
+#[cfg(target_arch = "wasm32")]
+mod app;
+#[cfg(target_arch = "wasm32")]
+mod dom;
+#[cfg(target_arch = "wasm32")]
+mod render;
+
+#[cfg(target_arch = "wasm32")]
 use wasm_bindgen::prelude::*;
 
-/// Entry point: marks the page as running and shows a greeting.
+/// Entry point: wires the page, connects to the relay and starts drawing. Marks `#status`
+/// with `data-state="ready"` once the UI runs.
+#[cfg(target_arch = "wasm32")]
 #[wasm_bindgen(start)]
 pub fn start() -> Result<(), JsValue> {
-    let document =
-        web_sys::window().and_then(|w| w.document()).ok_or_else(|| JsValue::from_str("no document"))?;
-    if let Some(status) = document.get_element_by_id("status") {
-        status.set_text_content(Some("UI running"));
-        status.set_attribute("data-state", "ready")?;
-    }
-    Ok(())
+    app::start()
 }

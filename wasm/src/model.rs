@@ -145,19 +145,29 @@ pub struct Arrow {
 #[derive(Clone, Debug, PartialEq)]
 pub enum MarkKind {
     /// Attempt `attempt` goes out after waiting `waited_ms` for the previous one.
-    Retry { attempt: u32, waited_ms: u64 },
-    GiveUp { attempts: u32, waited_ms: u64 },
+    Retry {
+        attempt: u32,
+        waited_ms: u64,
+    },
+    GiveUp {
+        attempts: u32,
+        waited_ms: u64,
+    },
     /// ECONNREFUSED.
     Refused,
     Join,
     Leave,
     Evict,
-    Broadcast { recipients: usize },
+    Broadcast {
+        recipients: usize,
+    },
     Configured,
     Opened,
     Closed,
     /// The relay skipped events for this page.
-    Lagged { missed: u64 },
+    Lagged {
+        missed: u64,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -309,6 +319,8 @@ pub struct Model {
     log: VecDeque<LogLine>,
     /// The newest `t_us` seen.
     pub latest_us: u64,
+    /// The newest `seq` seen, which stamps marks of our own such as `lagged`.
+    latest_seq: u64,
 }
 
 impl Default for Model {
@@ -334,6 +346,7 @@ impl Model {
             stats: Stats::default(),
             log: VecDeque::new(),
             latest_us: 0,
+            latest_seq: 0,
         }
     }
 
@@ -381,7 +394,7 @@ impl Model {
                 let text = format!("{missed} events skipped: this page fell behind");
                 if !self.lanes.is_empty() {
                     let mark = Mark { lane, kind: MarkKind::Lagged { missed: *missed }, text: text.clone() };
-                    let id = self.push(0, self.latest_us, Body::Mark(mark));
+                    let id = self.push(self.latest_seq, self.latest_us, Body::Mark(mark));
                     self.log_line(0, "lagged", None, text, Some(id));
                 } else {
                     self.log_line(0, "lagged", None, text, None);
@@ -431,7 +444,8 @@ impl Model {
             if let Some(i) = self.lanes.iter().position(|l| l.kind == LaneKind::Overflow) {
                 return i;
             }
-            let overflow = Lane { kind: LaneKind::Overflow, label: "more clients".into(), addr: None, closed: false };
+            let overflow =
+                Lane { kind: LaneKind::Overflow, label: "more clients".into(), addr: None, closed: false };
             self.lanes.push(overflow);
             return self.lanes.len() - 1;
         }
@@ -510,7 +524,14 @@ impl Model {
         id
     }
 
-    fn log_line(&mut self, seq: u64, kind: &'static str, socket: Option<&str>, text: String, item: Option<u64>) {
+    fn log_line(
+        &mut self,
+        seq: u64,
+        kind: &'static str,
+        socket: Option<&str>,
+        text: String,
+        item: Option<u64>,
+    ) {
         if self.log.len() >= LOG_OUTBOX {
             self.log.pop_front();
         }
@@ -597,7 +618,8 @@ impl Model {
                 self.chat.remove(i);
             }
         }
-        let client = ChatClient { lane, last_heard_us: t_us, timeout_ms: timeout_ms.unwrap_or(10_000), gone: None };
+        let client =
+            ChatClient { lane, last_heard_us: t_us, timeout_ms: timeout_ms.unwrap_or(10_000), gone: None };
         self.chat.push((peer, client));
     }
 
@@ -617,7 +639,11 @@ impl Model {
                     Some((state, at)) => (state, at),
                     None => {
                         let quiet = now_us.saturating_sub(c.last_heard_us);
-                        let state = if quiet * SILENT_SHARE >= timeout_us { Liveness::Silent } else { Liveness::Alive };
+                        let state = if quiet * SILENT_SHARE >= timeout_us {
+                            Liveness::Silent
+                        } else {
+                            Liveness::Alive
+                        };
                         (state, now_us)
                     }
                 };
@@ -638,6 +664,7 @@ impl Model {
     fn event(&mut self, event: &Event) {
         self.stats.events += 1;
         self.latest_us = self.latest_us.max(event.t_us);
+        self.latest_seq = self.latest_seq.max(event.seq);
         let seq = event.seq;
         match &event.kind {
             EventKind::ClientOpen { session, socket, local, remote, server, connect } => {
@@ -691,7 +718,8 @@ impl Model {
                     end_seq: None,
                 };
                 let id = self.send_arrow(event, lane, target, arrow);
-                let mut text = format!("{} → {}: {} ({len} B)", self.label(lane), self.label(target), preview(payload));
+                let mut text =
+                    format!("{} → {}: {} ({len} B)", self.label(lane), self.label(target), preview(payload));
                 if let Some(a) = attempt {
                     text.push_str(&format!(", attempt {a}"));
                 }
@@ -711,7 +739,8 @@ impl Model {
                 }
                 let lane = self.socket_lane(session, socket, Some(*to));
                 let source = self.lane_of(*from);
-                let id = self.receive(event, source, lane, Fate::Delivered, *len, payload, *attempt, req, *rtt_us);
+                let id =
+                    self.receive(event, source, lane, Fate::Delivered, *len, payload, *attempt, req, *rtt_us);
                 let mut text =
                     format!("{} → {}: {} ({len} B)", self.label(source), self.label(lane), preview(payload));
                 if let Some(r) = req {
@@ -811,7 +840,8 @@ impl Model {
                         self.push(seq, event.t_us, Body::Arrow(arrow))
                     }
                 };
-                let text = format!("{} read {} ({len} B) from {}", server, preview(payload), self.label(peer));
+                let text =
+                    format!("{} read {} ({len} B) from {}", server, preview(payload), self.label(peer));
                 self.log_line(seq, "server_recv", None, text, Some(id));
             }
             EventKind::ServerSend { server, from, to, len, payload, delay_ms } => {
@@ -872,7 +902,11 @@ impl Model {
             EventKind::ChatHeartbeat { server, peer, timeout_ms } => {
                 let peer_lane = self.lane_of(*peer);
                 self.chat_heard(*peer, peer_lane, event.t_us, Some(*timeout_ms));
-                let text = format!("{server}: heartbeat from {}, alive for {} s more", self.label(peer_lane), secs(*timeout_ms));
+                let text = format!(
+                    "{server}: heartbeat from {}, alive for {} s more",
+                    self.label(peer_lane),
+                    secs(*timeout_ms)
+                );
                 self.log_line(seq, "chat_heartbeat", None, text, None);
             }
             EventKind::ChatLeave { server, peer, clients } => {
@@ -980,7 +1014,14 @@ impl Model {
     }
 }
 
-fn plain_arrow(from: usize, to: usize, len: usize, payload: &Payload, t_end_us: Option<u64>, fate: Fate) -> Arrow {
+fn plain_arrow(
+    from: usize,
+    to: usize,
+    len: usize,
+    payload: &Payload,
+    t_end_us: Option<u64>,
+    fate: Fate,
+) -> Arrow {
     Arrow {
         from,
         to,
@@ -1273,7 +1314,13 @@ mod tests {
         }
         f.at(
             700,
-            EventKind::ClientGiveup { session: "me".into(), socket: "a".into(), attempts: 3, waited_ms: 700, give_up_ms: 700 },
+            EventKind::ClientGiveup {
+                session: "me".into(),
+                socket: "a".into(),
+                attempts: 3,
+                waited_ms: 700,
+                give_up_ms: 700,
+            },
         );
 
         let arrows = f.arrows();
@@ -1300,9 +1347,7 @@ mod tests {
             f.at(t, send("a", LOSSY, "#x ping", Some(attempt), Some(&req)));
             f.at(t, server_recv(ServerName::Lossy, LOSSY, SOCK, "#x ping"));
         }
-        for (t, attempt, reason) in
-            [(300, 1, DuplicateReason::Late), (400, 2, DuplicateReason::Duplicate)]
-        {
+        for (t, attempt, reason) in [(300, 1, DuplicateReason::Late), (400, 2, DuplicateReason::Duplicate)] {
             f.at(t, server_send(ServerName::Lossy, LOSSY, SOCK, "#x 4"));
             f.at(
                 t,
@@ -1359,7 +1404,10 @@ mod tests {
         let view = |f: &Feed, now_ms: u64| f.model.chat_clients(now_ms * 1000)[0].clone();
 
         let v = view(&f, 1_200);
-        assert_eq!((v.state, v.silent_ms, v.countdown_ms, v.label.as_str()), (Liveness::Alive, 200, 1_800, "c"));
+        assert_eq!(
+            (v.state, v.silent_ms, v.countdown_ms, v.label.as_str()),
+            (Liveness::Alive, 200, 1_800, "c")
+        );
         f.at(1_400, EventKind::ChatHeartbeat { server: ServerName::Chat, peer, timeout_ms: 2_000 });
         assert_eq!(view(&f, 1_500).countdown_ms, 1_900);
         // Quiet for a quarter of the timeout: silent, still counting down.
@@ -1432,7 +1480,10 @@ mod tests {
     fn configured_loss_sits_next_to_measured_loss() {
         let mut f = Feed::new();
         assert_eq!(f.model.stats().configured_drop, Some(0.25), "from hello's settings");
-        f.at(0, EventKind::ServerConfigured { server: ServerName::Lossy, setting: "drop".into(), value: 0.5 });
+        f.at(
+            0,
+            EventKind::ServerConfigured { server: ServerName::Lossy, setting: "drop".into(), value: 0.5 },
+        );
         assert_eq!(f.model.stats().configured_drop, Some(0.5));
         assert_eq!(f.model.stats().measured_loss(), None);
         f.at(1, server_recv(ServerName::Lossy, LOSSY, SOCK, "a"));

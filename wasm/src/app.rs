@@ -1,0 +1,916 @@
+//! The running page: one [`App`] value behind an `Rc<RefCell<_>>`, shared by the event
+//! handlers, the WebSocket callbacks and the frame loop.
+//!
+//! Events flow one way (STYLE.md): a WebSocket message only updates the [`Model`]; the
+//! `requestAnimationFrame` loop draws the diagram and makes the few DOM changes a frame needs
+//! (new log lines, and the panels ten times a second). Controls turn into [`Command`]s.
+//!
+//! The connection is watched by a 250 ms timer: when the relay goes away the status says so,
+//! and the page reconnects with a growing backoff (0.5 s doubling to 8 s). A reconnect is a new
+//! session, so the page reopens its sockets and heartbeats and tells the user it did.
+//!
+//! Every handler borrows the app with `try_borrow_mut`, logs to the console and returns if it
+//! cannot; none of them unwraps.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use protocol::{Command, EventKind, RetryParams, RetrySpec, Scope, ServerMsg, ServerName};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use web_sys::{
+    CanvasRenderingContext2d, CloseEvent, Document, Element, HtmlCanvasElement, HtmlElement, KeyboardEvent,
+    MessageEvent, MouseEvent, WebSocket, WheelEvent, Window,
+};
+
+use crate::dom;
+use crate::model::{Model, ms_text};
+use crate::render::{Hit, Renderer, View};
+
+pub type Shared = Rc<RefCell<App>>;
+
+/// Log lines kept in the DOM.
+const LOG_LINES: u32 = 300;
+/// New log lines written per frame at most; a storm shows its newest lines.
+const LOG_PER_FRAME: usize = 60;
+/// How often the panels are refreshed, in milliseconds.
+const PANEL_EVERY_MS: f64 = 100.0;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ConnState {
+    Connecting,
+    Open,
+    Closed,
+}
+
+/// A socket this page opened, remembered so a reconnect can open it again.
+#[derive(Clone, Debug)]
+struct OwnSocket {
+    name: String,
+    server: Option<ServerName>,
+    target: Option<String>,
+    connect: bool,
+    heartbeat_ms: u64,
+}
+
+/// The WebSocket callbacks of the current connection. Replaced on reconnect, after the old
+/// socket's handlers are unset, so JS never calls a dropped closure.
+struct WsCallbacks {
+    _open: Closure<dyn FnMut(web_sys::Event)>,
+    _message: Closure<dyn FnMut(MessageEvent)>,
+    _close: Closure<dyn FnMut(CloseEvent)>,
+}
+
+pub struct App {
+    window: Window,
+    document: Document,
+    model: Model,
+    view: View,
+    renderer: Renderer,
+    hits: Vec<Hit>,
+    ws: Option<WebSocket>,
+    ws_callbacks: Option<WsCallbacks>,
+    conn: ConnState,
+    backoff_ms: f64,
+    retry_at_ms: f64,
+    hellos: u32,
+    /// Relay time minus page time, in microseconds: the best (largest) seen.
+    clock_offset_us: Option<f64>,
+    sockets: Vec<OwnSocket>,
+    projector: bool,
+    last_panels_ms: f64,
+    error_until_ms: f64,
+    notice: String,
+    /// Caches of what the panels show, so unchanged panels cost no DOM work.
+    shown: Shown,
+    /// Handlers that live as long as the page. Kept here, not leaked, so the page's lifetime
+    /// owns them explicitly.
+    handlers: Vec<Closure<dyn FnMut(web_sys::Event)>>,
+}
+
+#[derive(Default)]
+struct Shown {
+    stats: String,
+    rtt: String,
+    liveness: String,
+    lanes: String,
+    details: Option<(u64, String)>,
+    summary: String,
+    scale: String,
+    status: String,
+}
+
+fn log(message: &str) {
+    web_sys::console::log_1(&JsValue::from_str(message));
+}
+
+/// Runs `f` on the app unless it is already borrowed (which would be a bug: say so and go on).
+fn with_app(shared: &Shared, what: &str, f: impl FnOnce(&mut App)) {
+    match shared.try_borrow_mut() {
+        Ok(mut app) => f(&mut app),
+        Err(_) => log(&format!("udp-playground: {what} skipped, the app was busy")),
+    }
+}
+
+/// Builds the app, wires the page and connects. Called once by `start`.
+pub fn start() -> Result<(), JsValue> {
+    let window = web_sys::window().ok_or("no window")?;
+    let document = window.document().ok_or("no document")?;
+    let canvas: HtmlCanvasElement = dom::by_id(&document, "diagram")?.dyn_into()?;
+    let ctx: CanvasRenderingContext2d =
+        canvas.get_context("2d")?.ok_or("no 2D canvas context")?.dyn_into()?;
+    let projector = window.location().search().unwrap_or_default().contains("view=all");
+    let app = App {
+        window: window.clone(),
+        document: document.clone(),
+        model: Model::default(),
+        view: View::default(),
+        renderer: Renderer::new(canvas, ctx),
+        hits: Vec::new(),
+        ws: None,
+        ws_callbacks: None,
+        conn: ConnState::Connecting,
+        backoff_ms: 500.0,
+        retry_at_ms: 0.0,
+        hellos: 0,
+        clock_offset_us: None,
+        sockets: Vec::new(),
+        projector: false,
+        last_panels_ms: 0.0,
+        error_until_ms: 0.0,
+        notice: String::new(),
+        shown: Shown::default(),
+        handlers: Vec::new(),
+    };
+    let shared: Shared = Rc::new(RefCell::new(app));
+    wire(&shared)?;
+    if let Ok(mut app) = shared.try_borrow_mut() {
+        app.set_projector(projector);
+        if let Some(status) = document.get_element_by_id("status") {
+            status.set_attribute("data-state", "ready")?;
+        }
+    }
+    connect(&shared);
+    start_frames(&shared);
+    start_timer(&shared)?;
+    Ok(())
+}
+
+/// The relay's WebSocket URL, on the host that served the page.
+fn ws_url(window: &Window) -> String {
+    let location = window.location();
+    let host = location.host().unwrap_or_else(|_| "127.0.0.1:8080".into());
+    let scheme = if location.protocol().unwrap_or_default() == "https:" { "wss" } else { "ws" };
+    format!("{scheme}://{host}/ws")
+}
+
+/// Opens a WebSocket and hooks its callbacks to the app.
+fn connect(shared: &Shared) {
+    let Ok(mut app) = shared.try_borrow_mut() else {
+        log("udp-playground: connect skipped, the app was busy");
+        return;
+    };
+    if let Some(old) = app.ws.take() {
+        old.set_onopen(None);
+        old.set_onmessage(None);
+        old.set_onclose(None);
+        let _ = old.close();
+    }
+    app.ws_callbacks = None;
+    let url = ws_url(&app.window);
+    let ws = match WebSocket::new(&url) {
+        Ok(ws) => ws,
+        Err(e) => {
+            log(&format!("udp-playground: cannot open {url}: {e:?}"));
+            app.conn_closed();
+            return;
+        }
+    };
+    let s = shared.clone();
+    let open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+        with_app(&s, "open", |app| {
+            app.conn = ConnState::Open;
+            app.backoff_ms = 500.0;
+        });
+    });
+    let s = shared.clone();
+    let message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        let Some(text) = event.data().as_string() else { return };
+        match serde_json::from_str::<ServerMsg>(&text) {
+            Ok(msg) => with_app(&s, "message", |app| app.on_message(msg)),
+            Err(e) => log(&format!("udp-playground: unreadable message ({e}): {text}")),
+        }
+    });
+    let s = shared.clone();
+    let close = Closure::<dyn FnMut(CloseEvent)>::new(move |_| {
+        with_app(&s, "close", App::conn_closed);
+    });
+    ws.set_onopen(Some(open.as_ref().unchecked_ref()));
+    ws.set_onmessage(Some(message.as_ref().unchecked_ref()));
+    ws.set_onclose(Some(close.as_ref().unchecked_ref()));
+    app.ws = Some(ws);
+    app.ws_callbacks = Some(WsCallbacks { _open: open, _message: message, _close: close });
+    app.conn = ConnState::Connecting;
+}
+
+/// The frame loop. The closure holds the only reference to itself, so it lives as long as the
+/// page (the wasm-bindgen `request-animation-frame` example's shape); it stops itself if the
+/// page can no longer schedule frames.
+fn start_frames(shared: &Shared) {
+    let slot: Rc<RefCell<Option<Closure<dyn FnMut(f64)>>>> = Rc::new(RefCell::new(None));
+    let again = slot.clone();
+    let s = shared.clone();
+    *slot.borrow_mut() = Some(Closure::new(move |t: f64| {
+        with_app(&s, "frame", |app| app.frame(t));
+        let window = web_sys::window();
+        let scheduled = match (window, again.try_borrow()) {
+            (Some(w), Ok(f)) => {
+                f.as_ref().map(|f| w.request_animation_frame(f.as_ref().unchecked_ref()).is_ok())
+            }
+            _ => None,
+        };
+        if scheduled != Some(true) {
+            log("udp-playground: the frame loop stopped");
+        }
+    }));
+    if let (Some(w), Ok(f)) = (web_sys::window(), slot.try_borrow())
+        && let Some(f) = f.as_ref()
+    {
+        let _ = w.request_animation_frame(f.as_ref().unchecked_ref());
+    }
+}
+
+/// The housekeeping timer: reconnects and status countdowns, which must run even when no
+/// frames are drawn (a hidden tab).
+fn start_timer(shared: &Shared) -> Result<(), JsValue> {
+    let s = shared.clone();
+    let tick = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+        let mut reconnect = false;
+        with_app(&s, "tick", |app| {
+            let now = app.now_ms();
+            reconnect = app.conn == ConnState::Closed && now >= app.retry_at_ms;
+            app.update_status(now);
+        });
+        if reconnect {
+            connect(&s);
+        }
+    });
+    let window = web_sys::window().ok_or("no window")?;
+    window.set_interval_with_callback_and_timeout_and_arguments_0(tick.as_ref().unchecked_ref(), 250)?;
+    with_app(shared, "timer", |app| app.handlers.push(tick));
+    Ok(())
+}
+
+/// Adds a listener whose closure lives in `App::handlers`.
+fn on(
+    shared: &Shared,
+    target: &web_sys::EventTarget,
+    event: &str,
+    f: impl FnMut(&mut App, web_sys::Event) + 'static,
+) {
+    let s = shared.clone();
+    let mut f = f;
+    let closure = Closure::<dyn FnMut(web_sys::Event)>::new(move |e: web_sys::Event| {
+        with_app(&s, "event handler", |app| f(app, e));
+    });
+    if let Err(e) = target.add_event_listener_with_callback(event, closure.as_ref().unchecked_ref()) {
+        log(&format!("udp-playground: cannot listen for {event}: {e:?}"));
+    }
+    with_app(shared, "wiring", |app| app.handlers.push(closure));
+}
+
+fn on_id(
+    shared: &Shared,
+    document: &Document,
+    id: &str,
+    event: &str,
+    f: impl FnMut(&mut App, web_sys::Event) + 'static,
+) {
+    match document.get_element_by_id(id) {
+        Some(element) => on(shared, &element, event, f),
+        None => log(&format!("udp-playground: the page has no #{id}")),
+    }
+}
+
+/// Hooks every control on the page.
+fn wire(shared: &Shared) -> Result<(), JsValue> {
+    let document = shared.try_borrow().map_err(|_| "busy")?.document.clone();
+    let d = &document;
+    on_id(shared, d, "open-btn", "click", |app, _| app.open_socket());
+    on_id(shared, d, "open-name", "keydown", |app, e| {
+        if is_enter(&e) {
+            app.open_socket();
+        }
+    });
+    on_id(shared, d, "send-btn", "click", |app, _| app.send_text());
+    on_id(shared, d, "send-text", "keydown", |app, e| {
+        if is_enter(&e) {
+            app.send_text();
+        }
+    });
+    on_id(shared, d, "close-btn", "click", |app, _| {
+        if let Some(socket) = app.selected_socket() {
+            app.command(&Command::Close { socket });
+        }
+    });
+    on_id(shared, d, "hb-start", "click", |app, _| {
+        let every = dom::input_u64(&app.document, "hb-every").unwrap_or(1000);
+        app.heartbeat(every);
+    });
+    on_id(shared, d, "hb-stop", "click", |app, _| app.heartbeat(0));
+    on_id(shared, d, "lossy-drop-range", "input", |app, _| {
+        let value = dom::input_value(&app.document, "lossy-drop-range");
+        dom::set_input(&app.document, "lossy-drop", &value);
+    });
+    on_id(shared, d, "lossy-drop-range", "change", |app, _| app.configure_lossy(false));
+    on_id(shared, d, "lossy-drop", "change", |app, _| {
+        let value = dom::input_value(&app.document, "lossy-drop");
+        dom::set_input(&app.document, "lossy-drop-range", &value);
+        app.configure_lossy(false);
+    });
+    on_id(shared, d, "lossy-apply", "click", |app, _| app.configure_lossy(true));
+    on_id(shared, d, "pause-btn", "click", |app, _| app.toggle_pause());
+    on_id(shared, d, "projector-btn", "click", |app, _| {
+        let on = !app.projector;
+        app.set_projector(on);
+    });
+    on_id(shared, d, "step-btn", "click", |app, _| app.step(1, false));
+    on_id(shared, d, "live-btn", "click", |app, _| app.go_live());
+    on_id(shared, d, "zoom-in", "click", |app, _| app.zoom(0.5));
+    on_id(shared, d, "zoom-out", "click", |app, _| app.zoom(2.0));
+    on_id(shared, d, "diagram", "click", |app, e| {
+        if let Some(e) = e.dyn_ref::<MouseEvent>() {
+            app.click_diagram(f64::from(e.offset_x()), f64::from(e.offset_y()));
+        }
+    });
+    on_id(shared, d, "diagram", "wheel", |app, e| {
+        if let Some(w) = e.dyn_ref::<WheelEvent>() {
+            e.prevent_default();
+            if w.ctrl_key() {
+                app.zoom(if w.delta_y() < 0.0 { 0.8 } else { 1.25 });
+            } else {
+                app.scroll(w.delta_y());
+            }
+        }
+    });
+    on_id(shared, d, "log", "click", |app, e| {
+        let item = e
+            .target()
+            .and_then(|t| t.dyn_into::<Element>().ok())
+            .and_then(|el| el.closest("li").ok().flatten())
+            .and_then(|li| li.get_attribute("data-item"))
+            .and_then(|id| id.parse::<u64>().ok());
+        if let Some(id) = item {
+            app.select(Some(id), true);
+        }
+    });
+    on(shared, &document, "keydown", |app, e| {
+        if let Some(k) = e.dyn_ref::<KeyboardEvent>() {
+            app.key(k);
+        }
+    });
+    Ok(())
+}
+
+fn is_enter(e: &web_sys::Event) -> bool {
+    e.dyn_ref::<KeyboardEvent>().is_some_and(|k| k.key() == "Enter")
+}
+
+impl App {
+    fn now_ms(&self) -> f64 {
+        self.window.performance().map_or(0.0, |p| p.now())
+    }
+
+    /// The relay's clock now, estimated from the newest events.
+    fn relay_now_us(&self) -> u64 {
+        match self.clock_offset_us {
+            Some(offset) => (self.now_ms() * 1000.0 + offset).max(self.model.latest_us as f64) as u64,
+            None => self.model.latest_us,
+        }
+    }
+
+    fn conn_closed(&mut self) {
+        if self.conn != ConnState::Closed {
+            self.retry_at_ms = self.now_ms() + self.backoff_ms;
+            self.backoff_ms = (self.backoff_ms * 2.0).min(8_000.0);
+        }
+        // The socket's callbacks stay in `ws_callbacks` until the next connect replaces
+        // them: this very function may be running inside one.
+        self.conn = ConnState::Closed;
+        let now = self.now_ms();
+        self.update_status(now);
+    }
+
+    fn on_message(&mut self, msg: ServerMsg) {
+        match &msg {
+            ServerMsg::Hello(hello) => {
+                self.hellos += 1;
+                if self.hellos > 1 {
+                    // A new session, perhaps a restarted relay with a fresh clock: start over.
+                    self.model = Model::default();
+                    self.view.selected = None;
+                    self.view.paused = false;
+                }
+                self.clock_offset_us = None;
+                self.conn = ConnState::Open;
+                if let Some(lossy) = hello.settings.get(&ServerName::Lossy) {
+                    if let Some(drop) = lossy.drop {
+                        dom::set_input(&self.document, "lossy-drop", &format!("{drop}"));
+                        dom::set_input(&self.document, "lossy-drop-range", &format!("{drop}"));
+                    }
+                    if let Some(ms) = lossy.delay_ms {
+                        dom::set_input(&self.document, "lossy-delay", &ms.to_string());
+                    }
+                    if let Some(ms) = lossy.jitter_ms {
+                        dom::set_input(&self.document, "lossy-jitter", &ms.to_string());
+                    }
+                }
+                self.model.apply(&msg);
+                self.after_hello();
+                return;
+            }
+            ServerMsg::Event(event) => {
+                let offset = event.t_us as f64 - self.now_ms() * 1000.0;
+                self.clock_offset_us = Some(self.clock_offset_us.map_or(offset, |o| o.max(offset)));
+                self.track_own_sockets(&event.kind);
+            }
+            ServerMsg::Error { message, .. } => {
+                self.show_error(message);
+            }
+            ServerMsg::Bye { reason } => {
+                self.notice = format!("The relay said goodbye: {reason}");
+            }
+            ServerMsg::Lagged { .. } => {}
+        }
+        self.model.apply(&msg);
+    }
+
+    /// After a (re)connect: subscribe and reopen what this page had open.
+    fn after_hello(&mut self) {
+        if self.projector {
+            self.command(&Command::Subscribe { scope: Scope::All });
+        }
+        if self.hellos > 1 {
+            let sockets = std::mem::take(&mut self.sockets);
+            let names: Vec<String> = sockets.iter().map(|s| s.name.clone()).collect();
+            for s in &sockets {
+                self.command(&Command::Open {
+                    socket: s.name.clone(),
+                    server: s.server,
+                    target: s.target.clone(),
+                    connect: s.connect,
+                });
+                if s.heartbeat_ms > 0 {
+                    self.command(&Command::Heartbeat { socket: s.name.clone(), every_ms: s.heartbeat_ms });
+                }
+            }
+            // The opens come back as events and fill the list again; keep the heartbeats.
+            self.sockets = sockets;
+            self.notice = if names.is_empty() {
+                "Reconnected to the relay: a new session.".to_owned()
+            } else {
+                format!("Reconnected: a new session, so sockets {} were opened again.", names.join(", "))
+            };
+        }
+        self.refresh_socket_list();
+    }
+
+    fn own_session(&self, session: &str) -> bool {
+        self.model.session.as_deref() == Some(session)
+    }
+
+    fn track_own_sockets(&mut self, kind: &EventKind) {
+        match kind {
+            EventKind::ClientOpen { session, socket, server, remote, connect, .. }
+                if self.own_session(session) =>
+            {
+                let heartbeat_ms =
+                    self.sockets.iter().find(|s| &s.name == socket).map_or(0, |s| s.heartbeat_ms);
+                self.sockets.retain(|s| &s.name != socket);
+                let target = server.is_none().then(|| remote.to_string());
+                self.sockets.push(OwnSocket {
+                    name: socket.clone(),
+                    server: *server,
+                    target,
+                    connect: *connect,
+                    heartbeat_ms,
+                });
+                self.refresh_socket_list();
+                dom::set_select(&self.document, "send-socket", socket);
+                let next = next_name(&self.sockets);
+                dom::set_input(&self.document, "open-name", &next);
+            }
+            EventKind::ClientClose { session, socket } if self.own_session(session) => {
+                self.sockets.retain(|s| &s.name != socket);
+                self.refresh_socket_list();
+            }
+            _ => {}
+        }
+    }
+
+    fn refresh_socket_list(&self) {
+        let options: Vec<(String, String)> = self
+            .sockets
+            .iter()
+            .map(|s| {
+                let to =
+                    s.server.map_or_else(|| s.target.clone().unwrap_or_default(), |n| n.as_str().to_owned());
+                let hb = if s.heartbeat_ms > 0 { format!(" ♥{}ms", s.heartbeat_ms) } else { String::new() };
+                (s.name.clone(), format!("{} → {to}{hb}", s.name))
+            })
+            .collect();
+        dom::fill_select(&self.document, "send-socket", &options);
+    }
+
+    /// Sends a command, or says why it cannot.
+    fn command(&mut self, command: &Command) {
+        let Some(ws) = self.ws.as_ref().filter(|_| self.conn == ConnState::Open) else {
+            self.show_error("Not connected to the relay: the command was not sent.");
+            return;
+        };
+        match serde_json::to_string(command) {
+            Ok(json) => {
+                if let Err(e) = ws.send_with_str(&json) {
+                    log(&format!("udp-playground: send failed: {e:?}"));
+                }
+            }
+            Err(e) => log(&format!("udp-playground: cannot encode a command: {e}")),
+        }
+    }
+
+    fn show_error(&mut self, message: &str) {
+        self.error_until_ms = self.now_ms() + 6_000.0;
+        if let Some(el) = self.document.get_element_by_id("error") {
+            el.set_text_content(Some(message));
+            let _ = el.remove_attribute("hidden");
+        }
+    }
+
+    fn selected_socket(&mut self) -> Option<String> {
+        let name = dom::select_value(&self.document, "send-socket");
+        if name.is_empty() {
+            self.show_error("Open a socket first.");
+            None
+        } else {
+            Some(name)
+        }
+    }
+
+    fn open_socket(&mut self) {
+        let mut name = dom::input_value(&self.document, "open-name").trim().to_owned();
+        if name.is_empty() {
+            name = next_name(&self.sockets);
+        }
+        let server = dom::select_value(&self.document, "open-server").parse::<ServerName>().ok();
+        let connect = dom::checked(&self.document, "open-connect");
+        self.command(&Command::Open {
+            socket: name,
+            server: server.or(Some(ServerName::Echo)),
+            target: None,
+            connect,
+        });
+    }
+
+    fn send_text(&mut self) {
+        let Some(socket) = self.selected_socket() else { return };
+        let text = dom::input_value(&self.document, "send-text");
+        let retry = dom::checked(&self.document, "retry-on").then(|| {
+            let defaults = RetryParams::default();
+            RetrySpec::With(RetryParams {
+                initial_ms: dom::input_u64(&self.document, "retry-initial").unwrap_or(defaults.initial_ms),
+                factor: dom::input_f64(&self.document, "retry-factor").unwrap_or(defaults.factor),
+                give_up_ms: dom::input_u64(&self.document, "retry-giveup").unwrap_or(defaults.give_up_ms),
+            })
+        });
+        let request_id = dom::checked(&self.document, "reqid-on");
+        self.command(&Command::Send { socket, text: Some(text), hex: None, retry, request_id });
+    }
+
+    fn heartbeat(&mut self, every_ms: u64) {
+        let Some(socket) = self.selected_socket() else { return };
+        if let Some(s) = self.sockets.iter_mut().find(|s| s.name == socket) {
+            s.heartbeat_ms = every_ms;
+        }
+        self.refresh_socket_list();
+        dom::set_select(&self.document, "send-socket", &socket);
+        self.command(&Command::Heartbeat { socket, every_ms });
+    }
+
+    fn configure_lossy(&mut self, all: bool) {
+        let drop = dom::input_f64(&self.document, "lossy-drop").map(|d| d.clamp(0.0, 1.0));
+        let (delay_ms, jitter_ms) = if all {
+            (dom::input_u64(&self.document, "lossy-delay"), dom::input_u64(&self.document, "lossy-jitter"))
+        } else {
+            (None, None)
+        };
+        self.command(&Command::Configure {
+            server: ServerName::Lossy,
+            drop,
+            delay_ms,
+            jitter_ms,
+            timeout_ms: None,
+        });
+    }
+
+    fn set_projector(&mut self, on: bool) {
+        self.projector = on;
+        self.view.scale = if on { 1.45 } else { 1.0 };
+        if let Some(body) = self.document.body() {
+            let _ = if on {
+                body.class_list().add_1("projector")
+            } else {
+                body.class_list().remove_1("projector")
+            };
+        }
+        dom::set_pressed(&self.document, "projector-btn", on);
+        if self.conn == ConnState::Open {
+            self.command(&Command::Subscribe { scope: if on { Scope::All } else { Scope::Own } });
+        }
+    }
+
+    fn toggle_pause(&mut self) {
+        if self.view.paused {
+            self.go_live();
+        } else {
+            self.view.paused = true;
+            self.view.end_us = self.relay_now_us();
+        }
+    }
+
+    fn go_live(&mut self) {
+        self.view.paused = false;
+    }
+
+    fn zoom(&mut self, factor: f64) {
+        self.view.us_per_px = (self.view.us_per_px * factor).clamp(View::MIN_US_PER_PX, View::MAX_US_PER_PX);
+    }
+
+    /// Scrolls by `dy` pixels: up is back in time. Scrolling pauses the diagram.
+    fn scroll(&mut self, dy: f64) {
+        if !self.view.paused {
+            self.view.paused = true;
+            self.view.end_us = self.relay_now_us();
+        }
+        let now = self.relay_now_us();
+        let end = self.view.end_us as f64 + dy * self.view.us_per_px;
+        self.view.end_us = end.clamp(0.0, now as f64) as u64;
+    }
+
+    /// Selects the next (or previous) item, arrows only if `arrows_only`, and pauses on it.
+    fn step(&mut self, direction: i64, arrows_only: bool) {
+        let items = self.model.items();
+        let current = self.view.selected;
+        let pick = |it: &&crate::model::Item| !arrows_only || matches!(it.body, crate::model::Body::Arrow(_));
+        let found = match (current, direction > 0) {
+            (Some(id), true) => items.iter().filter(pick).find(|it| it.id > id),
+            (Some(id), false) => items.iter().rev().filter(pick).find(|it| it.id < id),
+            (None, true) if self.view.paused => {
+                items.iter().filter(pick).find(|it| it.t_us > self.view.end_us)
+            }
+            (None, _) => items.iter().rev().filter(pick).find(|it| it.t_us <= self.relay_now_us()),
+        };
+        match found.map(|it| it.id) {
+            Some(id) => self.select(Some(id), true),
+            None if direction > 0 => self.go_live(),
+            None => {}
+        }
+    }
+
+    /// Selects an item and, if asked, pauses with it in view.
+    fn select(&mut self, id: Option<u64>, reveal: bool) {
+        self.view.selected = id;
+        if reveal && let Some(item) = id.and_then(|id| self.model.item(id)) {
+            let t = item.t_us;
+            let span = self.renderer.height().max(100.0) * self.view.us_per_px;
+            let end = (t as f64 + span * 0.3) as u64;
+            self.view.paused = true;
+            self.view.end_us = end.min(self.relay_now_us().max(t));
+        }
+        self.render_details(true);
+    }
+
+    fn click_diagram(&mut self, x: f64, y: f64) {
+        let best = self
+            .hits
+            .iter()
+            .map(|h| (h.distance(x, y), h.id))
+            .filter(|(d, _)| *d <= 8.0)
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        self.select(best.map(|(_, id)| id), false);
+    }
+
+    fn key(&mut self, k: &KeyboardEvent) {
+        if k.ctrl_key() || k.meta_key() || k.alt_key() {
+            return;
+        }
+        let target = k.target().and_then(|t| t.dyn_into::<HtmlElement>().ok());
+        let tag = target.as_ref().map(|t| t.tag_name().to_ascii_lowercase()).unwrap_or_default();
+        if matches!(tag.as_str(), "input" | "select" | "textarea") {
+            return;
+        }
+        let on_canvas = tag == "canvas";
+        let page = self.renderer.height().max(100.0);
+        let handled = match k.key().as_str() {
+            " " if tag != "button" => {
+                self.toggle_pause();
+                true
+            }
+            "s" | "S" | "." => {
+                self.step(1, false);
+                true
+            }
+            "l" | "L" | "End" => {
+                self.go_live();
+                true
+            }
+            "+" | "=" => {
+                self.zoom(0.5);
+                true
+            }
+            "-" | "_" => {
+                self.zoom(2.0);
+                true
+            }
+            "]" => {
+                self.step(1, true);
+                true
+            }
+            "[" => {
+                self.step(-1, true);
+                true
+            }
+            "p" | "P" => {
+                let on = !self.projector;
+                self.set_projector(on);
+                true
+            }
+            "Escape" => {
+                self.select(None, false);
+                true
+            }
+            "ArrowUp" if on_canvas => {
+                self.scroll(-page * 0.2);
+                true
+            }
+            "ArrowDown" if on_canvas => {
+                self.scroll(page * 0.2);
+                true
+            }
+            "PageUp" if on_canvas => {
+                self.scroll(-page * 0.9);
+                true
+            }
+            "PageDown" if on_canvas => {
+                self.scroll(page * 0.9);
+                true
+            }
+            _ => false,
+        };
+        if handled {
+            k.prevent_default();
+        }
+    }
+
+    /// One animation frame: draw, then the small DOM updates.
+    fn frame(&mut self, _t: f64) {
+        let now_ms = self.now_ms();
+        let now_us = self.relay_now_us();
+        if !self.view.paused {
+            self.view.end_us = now_us;
+        }
+        let dpr = self.window.device_pixel_ratio().max(1.0);
+        self.hits = self.renderer.draw(&self.model, &self.view, dpr);
+        self.write_log();
+        if now_ms - self.last_panels_ms >= PANEL_EVERY_MS {
+            self.last_panels_ms = now_ms;
+            self.render_panels(now_us);
+            self.render_details(false);
+        }
+    }
+
+    fn write_log(&mut self) {
+        let lines: Vec<_> = self.model.take_log().collect();
+        if lines.is_empty() {
+            return;
+        }
+        let Some(list) = self.document.get_element_by_id("log") else { return };
+        let skip = lines.len().saturating_sub(LOG_PER_FRAME);
+        for line in &lines[skip..] {
+            if let Err(e) = dom::prepend_log_line(&self.document, &list, line) {
+                log(&format!("udp-playground: log line: {e:?}"));
+            }
+        }
+        dom::trim_children(&list, LOG_LINES);
+    }
+
+    fn render_panels(&mut self, now_us: u64) {
+        let d = self.document.clone();
+        let stats = self.model.stats().clone();
+        let text = dom::stats_text(&stats);
+        if text != self.shown.stats {
+            dom::render_stats(&d, &stats);
+            self.shown.stats = text;
+        }
+        let rtt = format!("{:?}", stats.rtt_buckets);
+        if rtt != self.shown.rtt {
+            dom::render_rtt(&d, &stats);
+            self.shown.rtt = rtt;
+        }
+        let clients = self.model.chat_clients(now_us);
+        let live = format!("{clients:?}");
+        if live != self.shown.liveness {
+            dom::render_liveness(&d, &clients);
+            self.shown.liveness = live;
+        }
+        let lanes: Vec<(String, &'static str, bool)> =
+            self.model.lanes().iter().map(|l| (l.label.clone(), l.kind.as_str(), l.closed)).collect();
+        let key = format!("{lanes:?}");
+        if key != self.shown.lanes {
+            dom::render_lanes(&d, &lanes);
+            self.shown.lanes = key;
+        }
+        let summary = dom::diagram_summary(&self.model);
+        if summary.1 != self.shown.summary {
+            if let Some(canvas) = d.get_element_by_id("diagram") {
+                let _ = canvas.set_attribute("aria-label", &summary.1);
+                let _ = canvas.set_attribute("data-arrows", &summary.0.to_string());
+            }
+            self.shown.summary = summary.1;
+        }
+        let visible = self.renderer.height() * self.view.us_per_px;
+        let scale = format!(
+            "{} per pixel · {} visible{}",
+            ms_text(self.view.us_per_px as u64),
+            ms_text(visible as u64),
+            if self.view.paused { " · paused" } else { " · live" }
+        );
+        if scale != self.shown.scale {
+            dom::set_text(&d, "scale", &scale);
+            dom::set_pressed(&d, "pause-btn", self.view.paused);
+            dom::set_text(&d, "pause-btn", if self.view.paused { "Resume" } else { "Pause" });
+            self.shown.scale = scale;
+        }
+        self.update_status(self.now_ms());
+    }
+
+    fn render_details(&mut self, force: bool) {
+        let Some(id) = self.view.selected else {
+            if force || self.shown.details.is_some() {
+                dom::render_details(&self.document, None, &self.model);
+                self.shown.details = None;
+            }
+            return;
+        };
+        let key = format!("{:?}", self.model.item(id).map(|i| &i.body));
+        if !force && self.shown.details.as_ref().is_some_and(|(i, k)| *i == id && *k == key) {
+            return;
+        }
+        dom::render_details(&self.document, self.model.item(id), &self.model);
+        self.shown.details = Some((id, key));
+    }
+
+    fn update_status(&mut self, now_ms: f64) {
+        if self.error_until_ms > 0.0 && now_ms >= self.error_until_ms {
+            self.error_until_ms = 0.0;
+            if let Some(el) = self.document.get_element_by_id("error") {
+                let _ = el.set_attribute("hidden", "");
+            }
+        }
+        let (conn, mut text) = match self.conn {
+            ConnState::Connecting => ("connecting", "Connecting to the relay…".to_owned()),
+            ConnState::Open => {
+                let session = self.model.session.clone().unwrap_or_default();
+                let mode = if self.projector { " · projector: all traffic" } else { "" };
+                ("open", format!("Connected · session {session}{mode}"))
+            }
+            ConnState::Closed => {
+                let wait = ((self.retry_at_ms - now_ms) / 1000.0).max(0.0);
+                ("closed", format!("Disconnected: the relay is not answering. Reconnecting in {wait:.0} s…"))
+            }
+        };
+        if !self.notice.is_empty() {
+            text = format!("{text} — {}", self.notice);
+        }
+        let key = format!("{conn}{text}");
+        if key != self.shown.status {
+            if let Some(el) = self.document.get_element_by_id("status") {
+                el.set_text_content(Some(&text));
+                let _ = el.set_attribute("data-conn", conn);
+            }
+            self.shown.status = key;
+        }
+        if self.conn == ConnState::Open && self.notice.starts_with("The relay said") {
+            self.notice.clear();
+        }
+    }
+}
+
+/// The first of `a`, `b`, … `z`, `s27`, … not in use.
+fn next_name(sockets: &[OwnSocket]) -> String {
+    let used = |n: &str| sockets.iter().any(|s| s.name == n);
+    ('a'..='z')
+        .map(|c| c.to_string())
+        .find(|n| !used(n))
+        .or_else(|| (27..).map(|i| format!("s{i}")).find(|n| !used(n)))
+        .unwrap_or_else(|| "x".to_owned())
+}

@@ -1,0 +1,362 @@
+//! Small DOM helpers and the panels made of DOM: the event log, liveness, stats, the RTT
+//! histogram, the lane legend and the details of a selected arrow.
+//!
+//! Called by `app.rs` from the frame loop (at most ten times a second for the panels) and
+//! from control handlers. Text goes in with `set_text_content`, never as HTML, so payloads
+//! from the network cannot inject markup.
+
+use wasm_bindgen::{JsCast, JsValue};
+use web_sys::{Document, Element, HtmlInputElement, HtmlSelectElement};
+
+use crate::model::{
+    Body, ChatView, Fate, Item, LogLine, Model, RTT_BUCKETS_US, Stats, hex_dump, ms_text, payload_bytes,
+};
+
+pub fn by_id(document: &Document, id: &str) -> Result<Element, JsValue> {
+    document.get_element_by_id(id).ok_or_else(|| JsValue::from_str(&format!("the page has no #{id}")))
+}
+
+fn input(document: &Document, id: &str) -> Option<HtmlInputElement> {
+    document.get_element_by_id(id)?.dyn_into().ok()
+}
+
+fn select(document: &Document, id: &str) -> Option<HtmlSelectElement> {
+    document.get_element_by_id(id)?.dyn_into().ok()
+}
+
+pub fn input_value(document: &Document, id: &str) -> String {
+    input(document, id).map(|i| i.value()).unwrap_or_default()
+}
+
+pub fn input_u64(document: &Document, id: &str) -> Option<u64> {
+    input_value(document, id).trim().parse::<f64>().ok().filter(|v| *v >= 0.0).map(|v| v.round() as u64)
+}
+
+pub fn input_f64(document: &Document, id: &str) -> Option<f64> {
+    input_value(document, id).trim().parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+pub fn set_input(document: &Document, id: &str, value: &str) {
+    if let Some(i) = input(document, id) {
+        i.set_value(value);
+    }
+}
+
+pub fn checked(document: &Document, id: &str) -> bool {
+    input(document, id).is_some_and(|i| i.checked())
+}
+
+pub fn select_value(document: &Document, id: &str) -> String {
+    select(document, id).map(|s| s.value()).unwrap_or_default()
+}
+
+pub fn set_select(document: &Document, id: &str, value: &str) {
+    if let Some(s) = select(document, id) {
+        s.set_value(value);
+    }
+}
+
+/// Replaces a select's options with `(value, label)` pairs, keeping the selection if it is
+/// still offered.
+pub fn fill_select(document: &Document, id: &str, options: &[(String, String)]) {
+    let Some(s) = select(document, id) else { return };
+    let keep = s.value();
+    s.set_text_content(None);
+    for (value, label) in options {
+        if let Ok(option) = document.create_element("option") {
+            let _ = option.set_attribute("value", value);
+            option.set_text_content(Some(label));
+            let _ = s.append_child(&option);
+        }
+    }
+    if options.iter().any(|(v, _)| *v == keep) {
+        s.set_value(&keep);
+    }
+}
+
+pub fn set_text(document: &Document, id: &str, text: &str) {
+    if let Some(el) = document.get_element_by_id(id) {
+        el.set_text_content(Some(text));
+    }
+}
+
+pub fn set_pressed(document: &Document, id: &str, on: bool) {
+    if let Some(el) = document.get_element_by_id(id) {
+        let _ = el.set_attribute("aria-pressed", if on { "true" } else { "false" });
+    }
+}
+
+/// Creates `<tag class=…>text</tag>` inside `parent`.
+fn child(
+    document: &Document,
+    parent: &Element,
+    tag: &str,
+    class: &str,
+    text: &str,
+) -> Result<Element, JsValue> {
+    let el = document.create_element(tag)?;
+    if !class.is_empty() {
+        el.set_class_name(class);
+    }
+    if !text.is_empty() {
+        el.set_text_content(Some(text));
+    }
+    parent.append_child(&el)?;
+    Ok(el)
+}
+
+/// Adds one line at the top of the event log, with attributes tests and scripts can select.
+pub fn prepend_log_line(document: &Document, list: &Element, line: &LogLine) -> Result<(), JsValue> {
+    let li = document.create_element("li")?;
+    li.set_attribute("data-kind", line.kind)?;
+    li.set_attribute("data-seq", &line.seq.to_string())?;
+    if let Some(socket) = &line.socket {
+        li.set_attribute("data-socket", socket)?;
+    }
+    if let Some(item) = line.item {
+        li.set_attribute("data-item", &item.to_string())?;
+    }
+    li.set_text_content(Some(&format!("{:>9.3}  {}", line.t_us as f64 / 1e6, line.text)));
+    list.insert_before(&li, list.first_child().as_ref())?;
+    Ok(())
+}
+
+/// Removes the oldest children past `keep`.
+pub fn trim_children(list: &Element, keep: u32) {
+    while list.child_element_count() > keep {
+        match list.last_element_child() {
+            Some(last) => last.remove(),
+            None => break,
+        }
+    }
+}
+
+fn percent(p: f64) -> String {
+    format!("{:.0}%", p * 100.0)
+}
+
+/// The stats as (label, value) rows.
+fn stats_rows(stats: &Stats) -> Vec<(&'static str, String, &'static str)> {
+    let measured = stats.measured_loss().map_or_else(|| "–".to_owned(), percent);
+    let configured = stats.configured_drop.map_or_else(|| "?".to_owned(), percent);
+    let mut rows = vec![
+        ("Sent", stats.sent.to_string(), "sent"),
+        ("Received", stats.received.to_string(), "received"),
+        ("Dropped", stats.dropped.to_string(), "dropped"),
+        ("Retried", stats.retried.to_string(), "retried"),
+        ("Duplicates (late)", format!("{} ({})", stats.duplicates, stats.late), "duplicates"),
+        ("Gave up", stats.gave_up.to_string(), "gave-up"),
+        ("Lossy loss: measured / set", format!("{measured} / {configured}"), "loss"),
+        ("Mean RTT", stats.mean_rtt_us().map_or_else(|| "–".to_owned(), ms_text), "rtt"),
+    ];
+    if stats.refused > 0 {
+        rows.push(("ECONNREFUSED", stats.refused.to_string(), "refused"));
+    }
+    if stats.missed > 0 {
+        rows.push(("Events missed (lag)", stats.missed.to_string(), "missed"));
+    }
+    rows
+}
+
+pub fn stats_text(stats: &Stats) -> String {
+    format!("{:?}", stats_rows(stats))
+}
+
+pub fn render_stats(document: &Document, stats: &Stats) {
+    let Some(dl) = document.get_element_by_id("stats") else { return };
+    dl.set_text_content(None);
+    for (label, value, key) in stats_rows(stats) {
+        let _ = child(document, &dl, "dt", "", label);
+        if let Ok(dd) = child(document, &dl, "dd", "", &value) {
+            let _ = dd.set_attribute("data-stat", key);
+        }
+    }
+}
+
+/// The RTT histogram: one bar per bucket, height relative to the fullest.
+pub fn render_rtt(document: &Document, stats: &Stats) {
+    let Some(box_) = document.get_element_by_id("rtt") else { return };
+    box_.set_text_content(None);
+    let max = stats.rtt_buckets.iter().copied().max().unwrap_or(0).max(1);
+    for (i, count) in stats.rtt_buckets.iter().enumerate() {
+        let label = match RTT_BUCKETS_US.get(i) {
+            Some(upper) => format!("< {}: {count}", ms_text(*upper)),
+            None => format!("≥ {}: {count}", ms_text(RTT_BUCKETS_US[RTT_BUCKETS_US.len() - 1])),
+        };
+        if let Ok(bar) = child(document, &box_, "div", "bar", "") {
+            let height = if *count == 0 { 0.0 } else { 4.0 + 96.0 * (*count as f64) / (max as f64) };
+            let _ = bar.set_attribute("style", &format!("height:{height:.0}%"));
+            let _ = bar.set_attribute("title", &label);
+            let _ = bar.set_attribute("aria-label", &label);
+        }
+    }
+    // The axis under the bars.
+    let axis_id = "rtt-axis";
+    if document.get_element_by_id(axis_id).is_none()
+        && let Some(parent) = box_.parent_element()
+        && let Ok(axis) = document.create_element("div")
+    {
+        axis.set_id(axis_id);
+        for text in ["0.25 ms", "RTT (log scale)", "≥ 256 ms"] {
+            let _ = child(document, &axis, "span", "", text);
+        }
+        let _ = parent.append_child(&axis);
+    }
+}
+
+pub fn render_liveness(document: &Document, clients: &[ChatView]) {
+    let Some(list) = document.get_element_by_id("liveness") else { return };
+    list.set_text_content(None);
+    if clients.is_empty() {
+        let _ = child(
+            document,
+            &list,
+            "li",
+            "muted",
+            "No chat clients yet. Open a socket on chat and start its heartbeat.",
+        );
+        return;
+    }
+    for c in clients {
+        let Ok(li) = child(document, &list, "li", "", "") else { continue };
+        let _ = li.set_attribute("data-state", c.state.as_str());
+        let _ = li.set_attribute("data-peer", &c.peer.to_string());
+        let glyph = match c.state {
+            crate::model::Liveness::Alive => "● ALIVE",
+            crate::model::Liveness::Silent => "◐ SILENT",
+            crate::model::Liveness::Evicted => "✕ EVICTED",
+            crate::model::Liveness::Left => "○ LEFT",
+        };
+        let _ = child(document, &li, "span", "state", glyph);
+        let _ = child(document, &li, "span", "", &format!(" {} ", c.label));
+        let detail = match c.state {
+            crate::model::Liveness::Alive | crate::model::Liveness::Silent => format!(
+                "· heard {:.1} s ago · evicted in {:.1} s",
+                c.silent_ms as f64 / 1000.0,
+                c.countdown_ms as f64 / 1000.0
+            ),
+            crate::model::Liveness::Evicted => {
+                format!("· after {:.1} s of silence", c.silent_ms as f64 / 1000.0)
+            }
+            crate::model::Liveness::Left => "· said quit".to_owned(),
+        };
+        let _ = child(document, &li, "span", "muted", &detail);
+        if let Ok(meter) = child(document, &li, "div", "meter", "")
+            && let Ok(fill) = child(document, &meter, "span", "", "")
+        {
+            let share = if c.timeout_ms == 0 { 0.0 } else { c.countdown_ms as f64 / c.timeout_ms as f64 };
+            let _ = fill.set_attribute("style", &format!("width:{:.0}%", share * 100.0));
+        }
+    }
+}
+
+pub fn render_lanes(document: &Document, lanes: &[(String, &'static str, bool)]) {
+    let Some(list) = document.get_element_by_id("lanes") else { return };
+    list.set_text_content(None);
+    for (label, kind, closed) in lanes {
+        let text = if *closed { format!("{label} (closed)") } else { label.clone() };
+        if let Ok(li) = child(document, &list, "li", "", &text) {
+            let _ = li.set_attribute("data-lane-kind", kind);
+        }
+    }
+}
+
+/// The number of arrows and a sentence about the newest one, for the canvas's label.
+pub fn diagram_summary(model: &Model) -> (usize, String) {
+    let arrows = model.items().iter().filter(|i| matches!(i.body, Body::Arrow(_))).count();
+    let newest = model.items().iter().rev().find_map(|i| match &i.body {
+        Body::Arrow(a) => Some(a),
+        Body::Mark(_) => None,
+    });
+    let sentence = match newest {
+        Some(a) => {
+            let lane = |i: usize| model.lanes().get(i).map_or("?", |l| l.label.as_str());
+            format!(
+                "Sequence diagram, {arrows} datagrams. Newest: {} → {}, {} ({} bytes), {}.",
+                lane(a.from),
+                lane(a.to),
+                crate::model::preview(&a.payload),
+                a.len,
+                a.fate.as_str()
+            )
+        }
+        None => "Sequence diagram: no traffic yet".to_owned(),
+    };
+    (arrows, sentence)
+}
+
+/// Fills the details box for a selected item.
+pub fn render_details(document: &Document, item: Option<&Item>, model: &Model) {
+    let Some(panel) = document.get_element_by_id("details") else { return };
+    panel.set_text_content(None);
+    let Some(item) = item else {
+        let _ = child(
+            document,
+            &panel,
+            "p",
+            "muted",
+            "Click an arrow (or press ] and [) to see its bytes, timestamps, attempt and RTT.",
+        );
+        return;
+    };
+    let lane = |i: usize| model.lanes().get(i).map_or("?".to_owned(), |l| l.label.clone());
+    let Ok(dl) = document.create_element("dl") else { return };
+    let row = |k: &str, v: String, class: &str| {
+        let _ = child(document, &dl, "dt", "", k);
+        let _ = child(document, &dl, "dd", class, &v);
+    };
+    let secs = |t: u64| format!("{:.6} s", t as f64 / 1e6);
+    match &item.body {
+        Body::Arrow(a) => {
+            let _ = panel.set_attribute("data-fate", a.fate.as_str());
+            let fate = match a.fate {
+                Fate::Late => "LATE: a reply to an earlier attempt, not taken as the answer",
+                Fate::Duplicate => "DUPLICATE: the request was already answered or given up",
+                Fate::Dropped => "DROPPED by the server",
+                Fate::Refused => "REFUSED: ICMP port unreachable (ECONNREFUSED)",
+                Fate::Delivered => "delivered",
+                Fate::InFlight => "in flight",
+            };
+            let _ = child(document, &panel, "p", "", &format!("{} → {}: {fate}", lane(a.from), lane(a.to)));
+            let bytes = payload_bytes(&a.payload);
+            let text = a.payload.text.clone().unwrap_or_else(|| {
+                bytes
+                    .iter()
+                    .map(|b| if b.is_ascii_graphic() || *b == b' ' { char::from(*b) } else { '.' })
+                    .collect()
+            });
+            let cut = if a.payload.truncated { " (first bytes only)" } else { "" };
+            row("Text", format!("{text:?}{cut}"), "");
+            row("Hex", hex_dump(&bytes), "hex");
+            row("Length", format!("{} bytes", a.len), "");
+            row("Sent at", secs(item.t_us), "");
+            if let Some(t) = a.t_end_us {
+                let label = if a.fate == Fate::Dropped { "Dropped at" } else { "Arrived at" };
+                row(label, format!("{} (+{})", secs(t), ms_text(t.saturating_sub(item.t_us))), "");
+            }
+            if let Some(at) = a.attempt {
+                row("Attempt", at.to_string(), "");
+            }
+            if let Some(w) = a.waited_ms {
+                row("Waited before", format!("{w} ms"), "");
+            }
+            if let Some(r) = &a.req {
+                row("Request ID", format!("#{r}"), "");
+            }
+            if let Some(rtt) = a.rtt_us {
+                row("RTT", ms_text(rtt), "");
+            }
+            if let Some(d) = a.delay_ms {
+                row("Held by server", format!("{d} ms"), "");
+            }
+        }
+        Body::Mark(m) => {
+            let _ = panel.set_attribute("data-fate", "mark");
+            let _ = child(document, &panel, "p", "", &m.text);
+            row("Lane", lane(m.lane), "");
+            row("At", secs(item.t_us), "");
+        }
+    }
+    row("Event", format!("seq {}", item.seq), "");
+    let _ = panel.append_child(&dl);
+}
