@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Turns the raw results of bench/run.sh into the markdown tables of BENCHMARKS.md.
+
+    python3 bench/report.py bench/results > bench/results/results.md
+
+Reads, from the results folder:
+  loadgen.jsonl  one JSON line per loadgen run, tagged with its round;
+  chatfan.json   the 10,000-client chat fan-out;
+  busbench.json  the event bus micro-benchmark;
+  run.json       memory readings and facts about the machine.
+
+Ratios are taken per round first (relay and tokio measured within seconds of each other),
+then the median over rounds is shown with the range: on a shared, noisy machine that is
+fairer than dividing two medians taken minutes apart. Standard library only.
+"""
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+# Targets from issue 2.
+TOKIO_TARGET = 0.95  # relay echo >= 0.95x tokio echo, at 16 and 256 flows
+PYTHON_TARGET = 30.0  # relay echo >= 30x ThreadingUDPServer
+RSS_TARGET_KB = 15 * 1024  # idle RSS <= 15 MB
+CHAT_TARGET_MS = 100.0  # one message reaches 10,000 clients within 100 ms
+
+NAMES = {
+    "relay": "relay echo",
+    "tokio": "minimal tokio echo",
+    "python": "Python ThreadingUDPServer (upper)",
+    "relay-upper": "relay upper",
+}
+
+
+def fmt_int(x):
+    return f"{x:,.0f}"
+
+
+def mark(ok):
+    return "met" if ok else "**missed**"
+
+
+def cpu_per_rt(run):
+    """Server CPU microseconds per round trip over the whole loadgen run, warm-up included."""
+    return run["server_cpu_s"] * 1e6 / max(run["round_trips_all"], 1)
+
+
+def loadgen_tables(runs, meta):
+    flows_list = sorted({r["flows"] for r in runs})
+    labels = [l for l in NAMES if any(r["label"] == l for r in runs)]
+    out = []
+    out.append(
+        f"Closed loop, {runs[0]['size']}-byte datagrams, each cell the median of "
+        f"{meta['rounds']} interleaved rounds of {meta['duration']} after a {meta['warmup']} warm-up "
+        f"(range in brackets). Loss is requests unanswered within 200 ms.\n"
+    )
+    out.append("| flows | server | round trips/s | range | loss % | p50 µs | p99 µs | server CPU µs per round trip |")
+    out.append("|---:|---|---:|---:|---:|---:|---:|---:|")
+    for flows in flows_list:
+        for label in labels:
+            rs = [r for r in runs if r["flows"] == flows and r["label"] == label]
+            if not rs:
+                continue
+            rate = [r["rt_per_s"] for r in rs]
+            out.append(
+                f"| {flows} | {NAMES[label]} | {fmt_int(statistics.median(rate))} "
+                f"| {fmt_int(min(rate))}–{fmt_int(max(rate))} "
+                f"| {statistics.median(r['loss_pct'] for r in rs):.2f} "
+                f"| {statistics.median(r['p50_us'] for r in rs):,.0f} "
+                f"| {statistics.median(r['p99_us'] for r in rs):,.0f} "
+                f"| {statistics.median(cpu_per_rt(r) for r in rs):.1f} |"
+            )
+    out.append("")
+
+    def ratios(flows, top, bottom, metric=lambda r: r["rt_per_s"]):
+        by_round = {}
+        for r in runs:
+            if r["flows"] == flows:
+                by_round.setdefault(r["round"], {})[r["label"]] = metric(r)
+        rs = [v[top] / v[bottom] for v in by_round.values() if top in v and bottom in v and v[bottom] > 0]
+        return rs
+
+    out.append(
+        "Ratios of round trips/s, taken per round, then the median (range in brackets). The last "
+        "column compares CPU spent per round trip instead: tokio's ÷ the relay's, so 1.00 means "
+        "the relay costs no more CPU per datagram than the minimal echo.\n"
+    )
+    out.append(
+        "| flows | relay ÷ tokio echo | target ≥ 0.95 | relay ÷ Python | target ≥ 30× "
+        "| relay upper ÷ Python | CPU/rt: tokio ÷ relay |"
+    )
+    out.append("|---:|---:|---|---:|---|---:|---:|")
+    for flows in flows_list:
+        rt = ratios(flows, "relay", "tokio")
+        cpu = ratios(flows, "tokio", "relay", cpu_per_rt)
+        rp = ratios(flows, "relay", "python")
+        up = ratios(flows, "relay-upper", "python")
+        cells = [str(flows)]
+        if rt:
+            m = statistics.median(rt)
+            cells.append(f"{m:.2f} ({min(rt):.2f}–{max(rt):.2f})")
+            cells.append(mark(m >= TOKIO_TARGET) if flows in (16, 256) else "(not a target)")
+        else:
+            cells += ["–", "–"]
+        if rp:
+            m = statistics.median(rp)
+            cells.append(f"{m:.0f}× ({min(rp):.0f}–{max(rp):.0f})")
+            cells.append(mark(m >= PYTHON_TARGET))
+        else:
+            cells += ["–", "–"]
+        cells.append(f"{statistics.median(up):.0f}×" if up else "–")
+        cells.append(f"{statistics.median(cpu):.2f} ({min(cpu):.2f}–{max(cpu):.2f})" if cpu else "–")
+        out.append("| " + " | ".join(cells) + " |")
+    out.append("")
+    return out
+
+
+def memory_table(meta):
+    mb = lambda kb: f"{kb / 1024:.1f} MB"  # noqa: E731
+    return [
+        "| process | VmRSS | target |",
+        "|---|---:|---|",
+        f"| relay, idle (after start-up, nobody connected) | {mb(meta['relay_idle_kb'])} "
+        f"| ≤ 15 MB: {mark(meta['relay_idle_kb'] <= RSS_TARGET_KB)} |",
+        f"| relay, after the load runs | {mb(meta['relay_loaded_kb'])} (peak {mb(meta['relay_peak_kb'])}) | |",
+        f"| minimal tokio echo, idle | {mb(meta['tokio_idle_kb'])} | |",
+        f"| Python ThreadingUDPServer, idle | {mb(meta['python_idle_kb'])} | |",
+        "",
+    ]
+
+
+def chat_table(chat):
+    ms = lambda us: f"{us / 1000:.1f}"  # noqa: E731
+    out = [
+        f"{chat['clients']:,} clients registered ({chat['registered']:,} confirmed by a probe message), "
+        f"each sending `^hb^` every {chat['heartbeat_s']:.0f} s; then {chat['messages']} messages, "
+        "1 s apart. Times in ms from just before the send. *In socket*: kernel receive timestamp "
+        "(`SO_TIMESTAMPNS`), what the relay and kernel did. *Read*: when the client task read it "
+        "(adds chatfan's own work on a shared core).\n",
+        "| message | clients reached | in socket p50 | p99 | all in socket | read p50 | all read | target: all within 100 ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in chat["rounds"]:
+        ok = r["received"] == chat["clients"] and r["reached"]["max_us"] / 1000 <= CHAT_TARGET_MS
+        out.append(
+            f"| {r['round']} | {r['received']:,} | {ms(r['reached']['p50_us'])} | {ms(r['reached']['p99_us'])} "
+            f"| {ms(r['reached']['max_us'])} | {ms(r['read']['p50_us'])} | {ms(r['read']['max_us'])} | {mark(ok)} |"
+        )
+    out.append(
+        f"| all | {chat['messages'] * chat['clients'] - chat['missed']:,} of {chat['messages'] * chat['clients']:,} "
+        f"| {ms(chat['reached']['p50_us'])} | {ms(chat['reached']['p99_us'])} | {ms(chat['reached']['max_us'])} "
+        f"| {ms(chat['read']['p50_us'])} | {ms(chat['read']['max_us'])} | |"
+    )
+    out.append("")
+    return out
+
+
+def bus_table(bus):
+    out = [
+        f"Nanoseconds per call, median (and minimum) of {bus['rounds']} interleaved rounds.\n",
+        "| case | ns/op | min |",
+        "|---|---:|---:|",
+    ]
+    for c in bus["cases"]:
+        out.append(f"| `{c['name']}` | {c['median_ns']:.1f} | {c['min_ns']:.1f} |")
+    out.append("")
+    return out
+
+
+def main():
+    folder = Path(sys.argv[1] if len(sys.argv) > 1 else "bench/results")
+    runs = [json.loads(line) for line in (folder / "loadgen.jsonl").read_text().splitlines() if line.strip()]
+    meta = json.loads((folder / "run.json").read_text())
+    chat = json.loads((folder / "chatfan.json").read_text())
+    bus = json.loads((folder / "busbench.json").read_text())
+
+    lines = [
+        f"Machine: {meta['cpus']} cores ({meta['cpu_model']}), Linux {meta['kernel']}, "
+        f"load average at the end {meta['loadavg']}; load runs took {meta['load_seconds']} s.\n",
+        "### Echo round trips\n",
+        *loadgen_tables(runs, meta),
+        "### Memory\n",
+        *memory_table(meta),
+        "### Chat fan-out\n",
+        *chat_table(chat),
+        "### Event bus\n",
+        *bus_table(bus),
+    ]
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
