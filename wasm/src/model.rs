@@ -314,6 +314,14 @@ pub struct Model {
     in_flight: HashMap<(usize, usize), VecDeque<u64>>,
     /// The wait that preceded the next attempt, per socket lane, from `client_retry`.
     retry_wait: HashMap<usize, u64>,
+    /// The arrow of the latest datagram each server read from each peer. The driver reports
+    /// every read as `server_recv`, and the lossy server then reports a drop of the same
+    /// datagram: the drop turns that arrow's fate rather than drawing a second one.
+    last_read: HashMap<(usize, usize), u64>,
+    /// When each socket last sent a datagram without retries or request IDs that is still
+    /// unanswered. The relay measures RTT only for requests; for plain sends the page measures
+    /// it from the events' timestamps, like the tutorial's first client.
+    plain_sent: HashMap<usize, u64>,
     chat: Vec<(SocketAddr, ChatClient)>,
     stats: Stats,
     log: VecDeque<LogLine>,
@@ -342,6 +350,8 @@ impl Model {
             window: window.max(1),
             in_flight: HashMap::new(),
             retry_wait: HashMap::new(),
+            last_read: HashMap::new(),
+            plain_sent: HashMap::new(),
             chat: Vec::new(),
             stats: Stats::default(),
             log: VecDeque::new(),
@@ -703,6 +713,9 @@ impl Model {
                     Some(a) if *a > 1 => self.retry_wait.remove(&lane),
                     _ => None,
                 };
+                if attempt.is_none() && req.is_none() {
+                    self.plain_sent.insert(lane, event.t_us);
+                }
                 let arrow = Arrow {
                     from: lane,
                     to: target,
@@ -734,11 +747,13 @@ impl Model {
             }
             EventKind::ClientRecv { session, socket, from, to, len, payload, attempt, req, rtt_us } => {
                 self.stats.received += 1;
+                let lane = self.socket_lane(session, socket, Some(*to));
+                let source = self.lane_of(*from);
+                let plain = self.plain_sent.remove(&lane).filter(|_| rtt_us.is_none() && req.is_none());
+                let rtt_us = &rtt_us.or(plain.map(|sent| event.t_us.saturating_sub(sent)));
                 if let Some(rtt) = rtt_us {
                     self.stats.record_rtt(*rtt);
                 }
-                let lane = self.socket_lane(session, socket, Some(*to));
-                let source = self.lane_of(*from);
                 let id =
                     self.receive(event, source, lane, Fate::Delivered, *len, payload, *attempt, req, *rtt_us);
                 let mut text =
@@ -840,6 +855,7 @@ impl Model {
                         self.push(seq, event.t_us, Body::Arrow(arrow))
                     }
                 };
+                self.last_read.insert((peer, lane), id);
                 let text =
                     format!("{} read {} ({len} B) from {}", server, preview(payload), self.label(peer));
                 self.log_line(seq, "server_recv", None, text, Some(id));
@@ -862,10 +878,15 @@ impl Model {
                 let lane = self.server_lane(*server);
                 let peer = self.lane_of(*from);
                 if *server == ServerName::Lossy {
-                    self.stats.lossy_seen += 1;
                     self.stats.lossy_dropped += 1;
                 }
-                let id = match self.arrive(peer, lane, event, Fate::Dropped) {
+                let read = self.last_read.remove(&(peer, lane));
+                let turned = read.and_then(|id| {
+                    let arrow = self.arrow_mut(id)?;
+                    arrow.fate = Fate::Dropped;
+                    Some(id)
+                });
+                let id = match turned.or_else(|| self.arrive(peer, lane, event, Fate::Dropped)) {
                     Some(id) => id,
                     None => {
                         let empty = Payload::default();
@@ -1258,7 +1279,8 @@ mod tests {
         f.at(10, send("a", ECHO, "hello", None, None));
         f.at(11, server_recv(ServerName::Echo, ECHO, SOCK, "hello"));
         f.at(12, server_send(ServerName::Echo, ECHO, SOCK, "hello"));
-        f.at(13, recv(ECHO, "hello", Some(3_000)));
+        // No request ID, so no RTT from the relay: the page measures it, 13 ms - 10 ms.
+        f.at(13, recv(ECHO, "hello", None));
 
         let arrows = f.arrows();
         assert_eq!(arrows.len(), 2, "one arrow per datagram: {arrows:?}");
@@ -1301,6 +1323,7 @@ mod tests {
                 );
             }
             f.at(t, send("a", LOSSY, "ping", Some(attempt), None));
+            f.at(t, server_recv(ServerName::Lossy, LOSSY, SOCK, "ping"));
             f.at(
                 t,
                 EventKind::ServerDrop {
@@ -1487,6 +1510,7 @@ mod tests {
         assert_eq!(f.model.stats().configured_drop, Some(0.5));
         assert_eq!(f.model.stats().measured_loss(), None);
         f.at(1, server_recv(ServerName::Lossy, LOSSY, SOCK, "a"));
+        f.at(1, server_recv(ServerName::Lossy, LOSSY, SOCK, "b"));
         f.at(
             2,
             EventKind::ServerDrop {

@@ -1,0 +1,206 @@
+//! The UI end to end: headless Chromium drives the real page against a real relay, the way a
+//! student and a teacher use it. Each test clicks the controls, then reads the event log
+//! (`#log li[data-kind][data-socket]`), the canvas's summary (`#diagram[aria-label]`), the
+//! liveness and stats panels, and saves a screenshot into `tests/screenshots/ui-*.png`.
+//!
+//! Every wait is bounded: the [`Browser`] helpers time out, and so does everything else here.
+
+use std::time::Duration;
+
+use protocol::ServerName;
+use serde_json::json;
+
+use crate::browser::Browser;
+use crate::support::{TestRelay, udp_client, within};
+
+/// The page has connected to the relay and had its `hello`.
+const CONNECTED: &str = "#status[data-conn=open]";
+
+/// One step of the page reacting to traffic. Generous: the browser shares two cores with
+/// compilers.
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn page(relay: &TestRelay, query: &str) -> Browser {
+    let browser = Browser::open(&format!("http://{}/{query}", relay.http())).await;
+    browser.wait_for(CONNECTED, Browser::LOAD).await;
+    browser
+}
+
+/// Opens socket `name` on `server` with the "Open a socket" form.
+async fn open_socket(browser: &Browser, name: &str, server: &str) {
+    browser.fill("#open-name", name).await;
+    browser.eval("document.getElementById('open-server').value = arguments[0];", vec![json!(server)]).await;
+    browser.click("#open-btn").await;
+    browser.wait_for(&format!("#log li[data-kind=client_open][data-socket={name}]"), WAIT).await;
+}
+
+async fn send(browser: &Browser, text: &str) {
+    browser.fill("#send-text", text).await;
+    browser.click("#send-btn").await;
+}
+
+/// Sets the lossy server's drop rate and delay with its form, and waits for the change.
+async fn configure_lossy(browser: &Browser, drop: &str, delay_ms: &str) {
+    browser.fill("#lossy-drop", drop).await;
+    browser.fill("#lossy-delay", delay_ms).await;
+    browser.click("#lossy-apply").await;
+    browser.wait_for_text("#log", &format!("delay_ms set to {delay_ms}"), WAIT).await;
+}
+
+/// The texts of every log line matching `css`, oldest first.
+async fn log_texts(browser: &Browser, css: &str) -> Vec<String> {
+    let script =
+        "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.textContent).reverse();";
+    let value = browser.eval(script, vec![json!(css)]).await;
+    serde_json::from_value(value).expect("a list of strings")
+}
+
+#[tokio::test]
+async fn echo_round_trip_shows_in_the_log_the_diagram_and_the_details() {
+    let relay = TestRelay::start().await;
+    let browser = page(&relay, "").await;
+
+    open_socket(&browser, "a", "echo").await;
+    send(&browser, "hello").await;
+    let reply = browser.wait_for_text("#log li[data-kind=client_recv][data-socket=a]", "hello", WAIT).await;
+    assert!(reply.contains("echo → a"), "the reply comes from echo: {reply}");
+    assert!(reply.contains("RTT"), "the answer carries its RTT: {reply}");
+    // The canvas says what it drew: the newest datagram is echo's answer, delivered.
+    browser.wait_for("#diagram[aria-label*='echo → a, \"hello\"'][aria-label*='delivered']", WAIT).await;
+    let arrows: u64 = browser.attr("#diagram", "data-arrows").await.unwrap_or_default().parse().unwrap_or(0);
+    assert!(arrows >= 2, "the request and the reply are arrows, got {arrows}");
+
+    // Selecting the reply (from its log line) shows its bytes.
+    browser.click("#log li[data-kind=client_recv][data-socket=a]").await;
+    let details = browser.wait_for_text("#details", "68 65 6c 6c 6f", WAIT).await;
+    for needle in ["\"hello\"", "5 bytes", "RTT", "Arrived at"] {
+        assert!(details.contains(needle), "details lack {needle:?}:\n{details}");
+    }
+    browser.wait_for("#stats dd[data-stat=received]", WAIT).await;
+    assert_eq!(browser.text("#stats dd[data-stat=received]").await, "1");
+
+    browser.screenshot("ui-echo").await;
+    browser.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn total_loss_shows_retries_with_growing_waits_then_the_give_up() {
+    let relay = TestRelay::start().await;
+    let browser = page(&relay, "").await;
+
+    configure_lossy(&browser, "1", "0").await;
+    open_socket(&browser, "l", "lossy").await;
+    browser.click("#retry-on").await;
+    send(&browser, "anyone there?").await;
+    let gave_up =
+        browser.wait_for_text("#log li[data-kind=client_giveup][data-socket=l]", "gave up", WAIT).await;
+    assert!(gave_up.contains("after 5 attempts"), "{gave_up}");
+
+    let retries = log_texts(&browser, "#log li[data-kind=client_retry][data-socket=l]").await;
+    let waits: Vec<bool> = ["after 100 ms", "after 200 ms", "after 400 ms", "after 800 ms"]
+        .iter()
+        .zip(&retries)
+        .map(|(wait, line)| line.contains(wait))
+        .collect();
+    assert_eq!(waits, [true; 4], "each retry waited twice as long: {retries:#?}");
+    let drops = browser.find_all("#log li[data-kind=server_drop]").await.len();
+    assert_eq!(drops, 5, "every attempt was dropped");
+    browser.wait_for_text("#stats dd[data-stat=loss]", "100% / 100%", WAIT).await;
+
+    browser.screenshot("ui-lossy").await;
+    browser.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn with_request_ids_a_late_reply_is_marked_late() {
+    let relay = TestRelay::start().await;
+    let browser = page(&relay, "").await;
+
+    // Answers take 300 ms, the first retry fires after 100 ms: attempt 1's answer is late.
+    configure_lossy(&browser, "0", "300").await;
+    open_socket(&browser, "r", "lossy").await;
+    browser.click("#retry-on").await;
+    browser.click("#reqid-on").await;
+    send(&browser, "ping").await;
+    let late =
+        browser.wait_for_text("#log li[data-kind=client_duplicate][data-socket=r]", "LATE", WAIT).await;
+    assert!(late.contains("#1-1"), "the late reply answers attempt 1: {late}");
+    let answer =
+        browser.wait_for_text("#log li[data-kind=client_recv][data-socket=r]", "answers #1-", WAIT).await;
+    assert!(!answer.contains("#1-1,"), "attempt 1's reply is not the answer: {answer}");
+
+    browser.click("#log li[data-kind=client_duplicate][data-socket=r]").await;
+    browser.wait_for("#details[data-fate=late]", WAIT).await;
+    let details = browser.text("#details").await;
+    assert!(details.contains("LATE") && details.contains("Request ID"), "{details}");
+
+    browser.screenshot("ui-late").await;
+    browser.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn heartbeats_keep_a_chat_client_alive_and_stopping_them_evicts_it() {
+    let relay = TestRelay::start_with(|c| c.chat.timeout = Duration::from_millis(1500)).await;
+    let browser = page(&relay, "").await;
+
+    open_socket(&browser, "c", "chat").await;
+    browser.fill("#hb-every", "300").await;
+    browser.click("#hb-start").await;
+    browser.wait_for("#liveness li[data-state=alive]", WAIT).await;
+    send(&browser, "hi everyone").await;
+    browser.wait_for_text("#log li[data-kind=chat_broadcast]", "hi everyone", WAIT).await;
+    let alive = browser.text("#liveness").await;
+    assert!(alive.contains("ALIVE") && alive.contains("evicted in"), "{alive}");
+    browser.screenshot("ui-chat").await;
+
+    browser.click("#hb-stop").await;
+    browser.wait_for("#liveness li[data-state=evicted]", WAIT).await;
+    browser.wait_for_text("#log li[data-kind=chat_evict]", "EVICTED c", WAIT).await;
+    browser.screenshot("ui-chat-evicted").await;
+    browser.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn projector_mode_shows_an_outside_client_as_its_own_lane() {
+    let relay = TestRelay::start().await;
+    let browser = page(&relay, "?view=all").await;
+    browser.wait_for("body.projector", WAIT).await;
+    // The relay handles a session's commands in order: once this configure is seen, the
+    // page's earlier `subscribe all` has taken effect. (The controls are hidden on a
+    // projector, so the click is a script's.)
+    browser.eval("document.getElementById('lossy-apply').click();", vec![]).await;
+    browser.wait_for("#log li[data-kind=server_configured]", WAIT).await;
+
+    let outside = udp_client().await;
+    let port = outside.local_addr().expect("bound").port();
+    within("sending from outside", outside.send_to(b"hi from nc", relay.addr(ServerName::Echo)))
+        .await
+        .expect("send");
+    browser.wait_for("#lanes li[data-lane-kind=outside]", WAIT).await;
+    let lanes = browser.text("#lanes").await;
+    assert!(lanes.contains(&format!(":{port}")), "the outside client's lane names its port: {lanes}");
+    browser.wait_for_text("#log li[data-kind=server_recv]", "hi from nc", WAIT).await;
+    browser.wait_for_text("#status", "projector", WAIT).await;
+
+    browser.screenshot("ui-projector").await;
+    browser.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn stopping_the_relay_shows_the_page_disconnected() {
+    let relay = TestRelay::start().await;
+    let browser = page(&relay, "").await;
+    open_socket(&browser, "a", "echo").await;
+
+    relay.shutdown().await;
+    browser.wait_for("#status[data-conn=closed]", WAIT).await;
+    let status = browser.text("#status").await;
+    assert!(status.contains("Disconnected"), "{status}");
+    browser.screenshot("ui-disconnected").await;
+    browser.close().await;
+}
