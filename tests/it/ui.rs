@@ -79,6 +79,9 @@ async fn echo_round_trip_shows_in_the_log_the_diagram_and_the_details() {
     browser.wait_for("#stats dd[data-stat=received]", WAIT).await;
     assert_eq!(browser.text("#stats dd[data-stat=received]").await, "1");
 
+    let errors: Vec<_> = browser.console().await.into_iter().filter(|e| e.level == "SEVERE").collect();
+    assert!(errors.is_empty(), "the page logged errors: {errors:#?}");
+
     browser.screenshot("ui-echo").await;
     browser.close().await;
     relay.shutdown().await;

@@ -29,6 +29,9 @@ use crate::render::{Hit, Renderer, View};
 
 pub type Shared = Rc<RefCell<App>>;
 
+/// Holds the frame closure so it can schedule itself again.
+type FrameSlot = Rc<RefCell<Option<Closure<dyn FnMut(f64)>>>>;
+
 /// Log lines kept in the DOM.
 const LOG_LINES: u32 = 300;
 /// New log lines written per frame at most; a storm shows its newest lines.
@@ -217,7 +220,7 @@ fn connect(shared: &Shared) {
 /// page (the wasm-bindgen `request-animation-frame` example's shape); it stops itself if the
 /// page can no longer schedule frames.
 fn start_frames(shared: &Shared) {
-    let slot: Rc<RefCell<Option<Closure<dyn FnMut(f64)>>>> = Rc::new(RefCell::new(None));
+    let slot: FrameSlot = Rc::new(RefCell::new(None));
     let again = slot.clone();
     let s = shared.clone();
     *slot.borrow_mut() = Some(Closure::new(move |t: f64| {
@@ -598,6 +601,9 @@ impl App {
 
     fn configure_lossy(&mut self, all: bool) {
         let drop = dom::input_f64(&self.document, "lossy-drop").map(|d| d.clamp(0.0, 1.0));
+        if drop.is_none() && !all {
+            return; // the field is being edited (empty for a moment): nothing to change yet
+        }
         let (delay_ms, jitter_ms) = if all {
             (dom::input_u64(&self.document, "lossy-delay"), dom::input_u64(&self.document, "lossy-jitter"))
         } else {

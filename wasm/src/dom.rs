@@ -184,8 +184,12 @@ pub fn render_rtt(document: &Document, stats: &Stats) {
             None => format!("≥ {}: {count}", ms_text(RTT_BUCKETS_US[RTT_BUCKETS_US.len() - 1])),
         };
         if let Ok(bar) = child(document, &box_, "div", "bar", "") {
-            let height = if *count == 0 { 0.0 } else { 4.0 + 96.0 * (*count as f64) / (max as f64) };
-            let _ = bar.set_attribute("style", &format!("height:{height:.0}%"));
+            let style = if *count == 0 {
+                "height:2px;opacity:0.3".to_owned()
+            } else {
+                format!("height:{:.0}%", 6.0 + 94.0 * (*count as f64) / (max as f64))
+            };
+            let _ = bar.set_attribute("style", &style);
             let _ = bar.set_attribute("title", &label);
             let _ = bar.set_attribute("aria-label", &label);
         }

@@ -778,8 +778,8 @@ impl Model {
                 };
                 let lane = self.socket_lane(session, socket, Some(*to));
                 let source = self.lane_of(*from);
-                let req = Some(req.clone());
-                let id = self.receive(event, source, lane, fate, *len, payload, Some(*attempt), &req, None);
+                let tag = Some(req.clone());
+                let id = self.receive(event, source, lane, fate, *len, payload, Some(*attempt), &tag, None);
                 let what = match reason {
                     DuplicateReason::Late => "LATE reply",
                     DuplicateReason::Duplicate => "DUPLICATE reply",
@@ -788,7 +788,7 @@ impl Model {
                     "{} → {}: {what} to #{} (attempt {attempt}), not taken as the answer",
                     self.label(source),
                     self.label(lane),
-                    req.unwrap_or_default()
+                    req
                 );
                 let own = self.own_socket(session, socket);
                 self.log_line(seq, "client_duplicate", own, text, Some(id));
@@ -1116,7 +1116,7 @@ pub fn ms_text(us: u64) -> String {
 
 fn secs(ms: u64) -> String {
     let s = ms as f64 / 1000.0;
-    if ms % 1000 == 0 { format!("{s:.0}") } else { format!("{s:.1}") }
+    if ms.is_multiple_of(1000) { format!("{s:.0}") } else { format!("{s:.1}") }
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ impl View {
 
 impl Default for View {
     fn default() -> Self {
-        Self { paused: false, end_us: 0, us_per_px: 4_000.0, selected: None, scale: 1.0 }
+        Self { paused: false, end_us: 0, us_per_px: 8_000.0, selected: None, scale: 1.0 }
     }
 }
 
@@ -331,7 +331,13 @@ impl Renderer {
             ctx.set_text_align("center");
             ctx.set_font(&font(13.0, "700"));
             ctx.set_fill_style_str(if lane.closed { GREY } else { colour });
-            let label = format!("{glyph} {}{}", lane.label, if lane.closed { " (closed)" } else { "" });
+            // An outside lane's address is on the line below; the header keeps to the word.
+            let name = if lane.kind == LaneKind::Outside && lane.label.starts_with("outside ") {
+                "outside"
+            } else {
+                lane.label.as_str()
+            };
+            let label = format!("{glyph} {name}{}", if lane.closed { " (closed)" } else { "" });
             let _ = ctx.fill_text_with_max_width(&label, x, header * 0.38, (slot - 6.0).max(20.0));
             if let Some(addr) = lane.addr {
                 ctx.set_font(&font(10.0, "400"));
