@@ -218,9 +218,12 @@ impl Renderer {
                         Fate::Late => (ORANGE, &self.dash_late),
                         Fate::Duplicate => (PURPLE, &self.dash_dup),
                     };
-                    // A drop dies three quarters of the way, where the ✕ is.
+                    // A drop dies just short of the server that threw it away, where the ✕ is
+                    // (not on a lane line, which would blame another endpoint).
                     let (ex, ey) = if arrow.fate == Fate::Dropped {
-                        (x1 + (x2 - x1) * 0.75, y1 + (y2 - y1) * 0.75)
+                        let short = (28.0 * s).min((x2 - x1).abs() / 2.0);
+                        let share = if x2 == x1 { 1.0 } else { 1.0 - short / (x2 - x1).abs() };
+                        (x1 + (x2 - x1) * share, y1 + (y2 - y1) * share)
                     } else {
                         (x2, y2)
                     };
