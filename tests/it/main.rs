@@ -10,9 +10,11 @@
 //! - `browser`: headless Chromium loads the page and sees the wasm run.
 
 mod bridge;
+mod browser;
 mod cli;
 mod http;
 mod support;
 mod tutorial;
 mod udp;
+mod ui;
 mod ws;
