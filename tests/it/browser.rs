@@ -63,9 +63,12 @@ const CHROMIUM_FLAGS: &[&str] = &[
     "--window-size=1280,900",
 ];
 
-/// Where [`Browser::screenshot`] writes, next to this crate's `Cargo.toml`.
+/// Where [`Browser::screenshot`] writes: `target/screenshots/`, so a test run never dirties
+/// the work tree. The README's pictures are curated copies in `docs/screenshots/`.
 fn screenshot_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("screenshots")
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"), PathBuf::from);
+    target.join("screenshots")
 }
 
 #[tokio::test]
@@ -294,7 +297,7 @@ impl Browser {
         }
     }
 
-    /// Saves a PNG of the viewport as `tests/screenshots/NAME.png` and returns its path.
+    /// Saves a PNG of the viewport as `target/screenshots/NAME.png` and returns its path.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         let what = format!("taking screenshot {name:?}");
         match Self::limit(&what, Self::COMMAND, self.client.screenshot()).await {
@@ -642,7 +645,7 @@ fn parse_answer(answer: &[u8]) -> Option<(u16, String)> {
     (body.len() >= length).then(|| (status, body.to_owned()))
 }
 
-/// Writes `tests/screenshots/NAME.png`, via a `.tmp` file so a reader never sees half a PNG.
+/// Writes `target/screenshots/NAME.png`, via a `.tmp` file so a reader never sees half a PNG.
 fn save_png(name: &str, png: &[u8]) -> PathBuf {
     let dir = screenshot_dir();
     fs::create_dir_all(&dir).unwrap_or_else(|err| panic!("cannot create {}: {err}", dir.display()));

@@ -1,7 +1,7 @@
 //! The UI end to end: headless Chromium drives the real page against a real relay, the way a
 //! student and a teacher use it. Each test clicks the controls, then reads the event log
 //! (`#log li[data-kind][data-socket]`), the canvas's summary (`#diagram[aria-label]`), the
-//! liveness and stats panels, and saves a screenshot into `tests/screenshots/ui-*.png`.
+//! liveness and stats panels, and saves a screenshot into `target/screenshots/ui-*.png`.
 //!
 //! Every wait is bounded: the [`Browser`] helpers time out, and so does everything else here.
 
