@@ -260,10 +260,19 @@ impl Cx {
         let mut refused = false;
         for o in &self.out {
             let bytes = &self.buf[o.bytes.clone()];
-            // A connected socket must use send(): it can only talk to its peer anyway.
-            let sent = match peer {
-                Some(_) => socket.send(bytes).await,
-                None => socket.send_to(bytes, o.to).await,
+            // A connected socket must use send(): it can only talk to its peer anyway. Try the
+            // plain non-blocking call first (a chat broadcast is thousands of them in a row)
+            // and wait for the socket only when the kernel's send buffer is full.
+            let tried = match peer {
+                Some(_) => socket.try_send(bytes),
+                None => socket.try_send_to(bytes, o.to),
+            };
+            let sent = match tried {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match peer {
+                    Some(_) => socket.send(bytes).await,
+                    None => socket.send_to(bytes, o.to).await,
+                },
+                other => other,
             };
             match sent {
                 Ok(_) => {}
@@ -329,6 +338,10 @@ impl ErrorLog {
     }
 }
 
+/// Datagrams handled back to back before the driver looks at its timer, its control channel
+/// and shutdown again. Small enough that a timer fires late by microseconds, not more.
+const RECV_BURST: usize = 32;
+
 /// How many already-queued datagrams a stopping socket still handles, so that a reply that
 /// has arrived (the chat server's `end`, say) is reported rather than lost.
 const DRAIN_ON_STOP: usize = 64;
@@ -383,6 +396,16 @@ pub async fn drive<H: DatagramHandler>(
             received = socket.recv_from(&mut buf) => {
                 cx.observed = bus.is_observed();
                 received_one(&mut handler, &mut cx, &bus, &mut errors, peer, &buf, received);
+                // Datagrams come in bursts when many peers talk at once. Handle the ones
+                // already queued straight away, each answered before the next is read,
+                // instead of going round the select! (and its wake-up bookkeeping) for each.
+                for _ in 1..RECV_BURST {
+                    cx.flush(&socket, peer, &mut handler, &bus, &mut errors).await;
+                    match socket.try_recv_from(&mut buf) {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        received => received_one(&mut handler, &mut cx, &bus, &mut errors, peer, &buf, received),
+                    }
+                }
             }
             () = &mut timer, if armed_for.is_some() => {
                 // Fire once per deadline: the handler returns a new one if it wants another.
