@@ -4,17 +4,20 @@
 # What it does, in order:
 #   1. builds the relay and the bench tools in release mode;
 #   2. starts the relay (every port 0, so the OS picks free ones; the addresses are read from
-#      its startup banner), the minimal tokio echo (bench/src/bin/tokio_echo.rs) and Python's
-#      socketserver.ThreadingUDPServer uppercase server (bench/threading_udp_server.py);
+#      its startup banner), the minimal tokio echo (bench/src/bin/tokio_echo.rs), Python's
+#      socketserver.ThreadingUDPServer uppercase server (bench/threading_udp_server.py) and the
+#      minimal blocking chat server (bench/src/bin/minimal_chat.rs);
 #   3. reads the relay's idle memory (VmRSS in /proc/PID/status) before anyone has talked to it;
 #   4. runs `loadgen` at 1, 16 and 256 flows against every server, round-robin: each round
 #      measures every server once, starting with a different one each round, so noise on this
 #      shared machine falls on all of them alike;
-#   5. runs `chatfan` (10,000 chat clients, one message to all) and `busbench` (event bus cost);
+#   5. runs `chatfan` (10,000 chat clients, one message to all) against the relay's chat and
+#      the minimal chat, interleaved, then `busbench` (event bus cost);
 #   6. writes bench/results/results.md (tables and ratios) and prints it.
 #
-# Usage: bench/run.sh            (about 3 minutes once built)
-# Knobs: ROUNDS=4 DURATION=2s WARMUP=500ms FLOWS="1 16 256" bench/run.sh
+# Usage: bench/run.sh            (about 4 minutes once built)
+# Knobs: ROUNDS=12 DURATION=1s WARMUP=200ms FLOWS="1 16 256" CHAT_ROUNDS=2 WITH_UPPER=0 bench/run.sh
+#        WITH_UPPER=1 also measures the relay's upper server, the same work as the Python one.
 #
 # All traffic goes to 127.0.0.1, every load is bounded in time, and every process started here
 # is stopped on exit (the trap below), also on Ctrl-C or an error.
@@ -22,10 +25,16 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-ROUNDS=${ROUNDS:-4}
-DURATION=${DURATION:-2s}
-WARMUP=${WARMUP:-500ms}
+# Many short rounds beat a few long ones on a shared machine: a burst of noise then spoils
+# one paired sample instead of a whole server's result.
+# On the 2-core benchmark machine one round's relay ÷ tokio ratio ranged from 0.65 to 1.35 (where
+# the threads happen to land), so the median needs a dozen pairs to settle within a few percent.
+ROUNDS=${ROUNDS:-12}
+DURATION=${DURATION:-1s}
+WARMUP=${WARMUP:-200ms}
 FLOWS=${FLOWS:-"1 16 256"}
+CHAT_ROUNDS=${CHAT_ROUNDS:-2}
+WITH_UPPER=${WITH_UPPER:-0}
 OUT=bench/results
 BIN=${CARGO_TARGET_DIR:-target}/release
 mkdir -p "$OUT"
@@ -80,7 +89,7 @@ cargo build --release -p relay -p bench
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # --- 2. servers ----------------------------------------------------------------------------
-echo "== starting the relay, tokio-echo and the Python ThreadingUDPServer"
+echo "== starting the relay, tokio-echo, the Python ThreadingUDPServer and minimal-chat"
 RUST_LOG=warn "$BIN/relay" --bind 127.0.0.1 --http-port 0 --echo-port 0 --upper-port 0 \
     --chat-port 0 --lossy-port 0 --seed 1 >"$OUT/relay.out" 2>"$OUT/relay.log" &
 RELAY_PID=$!
@@ -91,10 +100,14 @@ PIDS+=("$TOKIO_PID")
 python3 -u bench/threading_udp_server.py 0 >"$OUT/python.out" 2>&1 &
 PYTHON_PID=$!
 PIDS+=("$PYTHON_PID")
+"$BIN/minimal-chat" 127.0.0.1:0 >"$OUT/minimal-chat.out" 2>&1 &
+MINICHAT_PID=$!
+PIDS+=("$MINICHAT_PID")
 
 wait_for "$OUT/relay.out" "Open http" "$RELAY_PID"
 wait_for "$OUT/tokio-echo.out" "listening udp://" "$TOKIO_PID"
 wait_for "$OUT/python.out" "listening udp://" "$PYTHON_PID"
+wait_for "$OUT/minimal-chat.out" "listening udp://" "$MINICHAT_PID"
 
 # The banner has one line per server: "  echo   udp://127.0.0.1:PORT   ...".
 relay_addr() { awk -v s="$1" '$1 == s { sub("udp://", "", $2); print $2 }' "$OUT/relay.out"; }
@@ -103,8 +116,9 @@ RELAY_UPPER=$(relay_addr upper)
 RELAY_CHAT=$(relay_addr chat)
 TOKIO_ECHO=$(sed -n 's/.*udp:\/\///p' "$OUT/tokio-echo.out")
 PYTHON_UPPER=$(sed -n 's/.*udp:\/\///p' "$OUT/python.out")
+MINIMAL_CHAT=$(sed -n 's/.*udp:\/\///p' "$OUT/minimal-chat.out")
 echo "   relay echo $RELAY_ECHO, relay upper $RELAY_UPPER, relay chat $RELAY_CHAT"
-echo "   tokio-echo $TOKIO_ECHO, python $PYTHON_UPPER"
+echo "   tokio-echo $TOKIO_ECHO, python $PYTHON_UPPER, minimal-chat $MINIMAL_CHAT"
 
 # --- 3. idle memory ------------------------------------------------------------------------
 sleep 1
@@ -115,8 +129,10 @@ echo "   idle VmRSS: relay ${RELAY_IDLE_KB} kB, tokio-echo ${TOKIO_IDLE_KB} kB, 
 
 # --- 4. interleaved load -------------------------------------------------------------------
 # label=address=pid; `relay-upper` is the relay doing the same work as the Python server.
-TARGETS=("relay=$RELAY_ECHO=$RELAY_PID" "tokio=$TOKIO_ECHO=$TOKIO_PID" "python=$PYTHON_UPPER=$PYTHON_PID"
-    "relay-upper=$RELAY_UPPER=$RELAY_PID")
+TARGETS=("relay=$RELAY_ECHO=$RELAY_PID" "tokio=$TOKIO_ECHO=$TOKIO_PID" "python=$PYTHON_UPPER=$PYTHON_PID")
+if [[ $WITH_UPPER == 1 ]]; then
+    TARGETS+=("relay-upper=$RELAY_UPPER=$RELAY_PID")
+fi
 TICKS_PER_S=$(getconf CLK_TCK)
 LOAD_START=$(date +%s)
 echo "== loadgen: flows {$FLOWS} x $ROUNDS rounds x ${#TARGETS[@]} servers, $WARMUP warm-up + $DURATION each"
@@ -142,14 +158,24 @@ RELAY_LOADED_KB=$(rss_kb "$RELAY_PID")
 RELAY_PEAK_KB=$(hwm_kb "$RELAY_PID")
 
 # --- 5. chat fan-out and the event bus -------------------------------------------------------
-echo "== chatfan: 10,000 clients on $RELAY_CHAT"
-"$BIN/chatfan" --target "$RELAY_CHAT" --clients 10000 >"$OUT/chatfan.json"
+echo "== chatfan: 10,000 clients, relay chat and minimal-chat, $CHAT_ROUNDS rounds"
+for round in $(seq 1 "$CHAT_ROUNDS"); do
+    for entry in "relay=$RELAY_CHAT" "minimal=$MINIMAL_CHAT"; do
+        line=$("$BIN/chatfan" --target "${entry#*=}" --clients 10000 --messages 3 --label "${entry%%=*}")
+        echo "${line%\}},\"run\":$round}" >>"$OUT/chatfan.jsonl"
+    done
+done
 echo "== busbench"
 "$BIN/busbench" >"$OUT/busbench.json"
 
 # --- 6. report -----------------------------------------------------------------------------
+# Which relay was measured: the commit, marked dirty if relay/ or protocol/ had local changes.
+COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if ! git diff --quiet HEAD -- relay protocol 2>/dev/null; then
+    COMMIT="$COMMIT-dirty"
+fi
 cat >"$OUT/run.json" <<EOF
-{"rounds": $ROUNDS, "duration": "$DURATION", "warmup": "$WARMUP", "load_seconds": $LOAD_SECONDS,
+{"commit": "$COMMIT", "rounds": $ROUNDS, "duration": "$DURATION", "warmup": "$WARMUP", "load_seconds": $LOAD_SECONDS,
  "relay_idle_kb": $RELAY_IDLE_KB, "tokio_idle_kb": $TOKIO_IDLE_KB, "python_idle_kb": $PYTHON_IDLE_KB,
  "relay_loaded_kb": $RELAY_LOADED_KB, "relay_peak_kb": $RELAY_PEAK_KB,
  "cpus": $(nproc), "kernel": "$(uname -r)", "loadavg": "$(cut -d' ' -f1-3 /proc/loadavg)",

@@ -85,6 +85,10 @@ struct Cli {
     /// a 2-core machine to the relay.
     #[arg(long, value_name = "N", default_value_t = 1)]
     threads: usize,
+
+    /// Name of the server in the output, e.g. relay or minimal.
+    #[arg(long, default_value = "target")]
+    label: String,
 }
 
 /// A client read the message of round `round`.
@@ -119,6 +123,7 @@ struct Delivery {
 /// The JSON line.
 #[derive(Debug, Serialize)]
 struct Report {
+    label: String,
     target: SocketAddr,
     clients: usize,
     registered: usize,
@@ -155,8 +160,9 @@ fn main() -> anyhow::Result<()> {
     let report = runtime.block_on(run(&cli))?;
     for round in &report.rounds {
         eprintln!(
-            "chatfan message {}: {}/{} clients; in every socket after {:.1} ms (p50 {:.1}, p99 {:.1}); \
+            "chatfan {} message {}: {}/{} clients; in every socket after {:.1} ms (p50 {:.1}, p99 {:.1}); \
              read by every client after {:.1} ms (p50 {:.1}, p99 {:.1})",
+            report.label,
             round.round,
             round.received,
             report.clients,
@@ -268,6 +274,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
 
     let worst = |f: fn(&Round) -> f64| rounds.iter().map(f).fold(0.0, f64::max) / 1e3;
     Ok(Report {
+        label: cli.label.clone(),
         target: cli.target,
         clients: cli.clients,
         registered,
