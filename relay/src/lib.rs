@@ -26,6 +26,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::serve::ListenerExt;
 use protocol::ServerName;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -175,6 +176,13 @@ impl Relay {
         let app = http::router(state);
         let stop_servers = token.clone();
         let server_tasks = tasks.clone();
+        // Events are small frames written one after another: without TCP_NODELAY, Nagle's
+        // algorithm holds each write until the browser's delayed ACK, about 40 ms later.
+        let http = http.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::warn!("cannot set TCP_NODELAY: {e}");
+            }
+        });
         let served = axum::serve(http, app)
             .with_graceful_shutdown(async move {
                 shutdown.await;
