@@ -83,6 +83,11 @@ hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 # --- 1. build ------------------------------------------------------------------------------
 echo "== building (cargo build --release -p relay -p bench)"
 cargo build --release -p relay -p bench
+# Which relay was built: the commit, marked dirty if relay/ or protocol/ had local changes.
+COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if ! git diff --quiet HEAD -- relay protocol 2>/dev/null; then
+    COMMIT="$COMMIT-dirty"
+fi
 
 # 10,000 chat clients are 10,000 sockets, each a file descriptor. chatfan raises its own soft
 # limit up to the hard limit; raising it here too helps when chatfan is run by hand later.
@@ -169,11 +174,6 @@ echo "== busbench"
 "$BIN/busbench" >"$OUT/busbench.json"
 
 # --- 6. report -----------------------------------------------------------------------------
-# Which relay was measured: the commit, marked dirty if relay/ or protocol/ had local changes.
-COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-if ! git diff --quiet HEAD -- relay protocol 2>/dev/null; then
-    COMMIT="$COMMIT-dirty"
-fi
 cat >"$OUT/run.json" <<EOF
 {"commit": "$COMMIT", "rounds": $ROUNDS, "duration": "$DURATION", "warmup": "$WARMUP", "load_seconds": $LOAD_SECONDS,
  "relay_idle_kb": $RELAY_IDLE_KB, "tokio_idle_kb": $TOKIO_IDLE_KB, "python_idle_kb": $PYTHON_IDLE_KB,
