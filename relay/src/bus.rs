@@ -1,20 +1,31 @@
-//! The event bus: every server emits into it, every watcher subscribes to it.
+//! The event bus: every server emits into it, every watcher listens to it.
 //!
-//! A thin wrapper over a bounded [`tokio::sync::broadcast`] channel. It stamps each event with a
-//! sequence number and a monotonic timestamp. Emitting never waits: a subscriber that falls more
-//! than [`EventBus::CAPACITY`] events behind gets `Lagged { missed }` from its receiver and
-//! carries on, so a slow watcher can never slow a server. With nobody subscribed, emitting is a
+//! It stamps each event with a sequence number and a monotonic timestamp, then delivers it two
+//! ways:
+//!
+//! - to every [`Subscription`]: a bounded [`tokio::sync::broadcast`] channel carrying every
+//!   event, for projectors and tests;
+//! - to the one browser session it concerns, through that session's [`Feed`]: its own client
+//!   events, and the server events whose peer is one of its sockets. Sessions that only want
+//!   their own traffic (nearly all of them) are then not woken for everyone else's, so the cost
+//!   of an event does not grow with the number of open tabs.
+//!
+//! Emitting never waits. A subscriber that falls more than [`EventBus::CAPACITY`] events behind
+//! gets `Lagged { missed }` from its receiver, and a feed that is full counts what it missed;
+//! both carry on, so a slow watcher can never slow a server. With nobody subscribed, emitting is a
 //! single atomic load and servers skip even building the event (see [`EventBus::is_observed`]).
 //! The bus counts its subscribers itself: tokio's `receiver_count` takes a lock, and servers
 //! ask on every datagram.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use protocol::{Event, EventKind};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 /// Cloned into every server and watcher; all clones share one channel and one sequence.
 #[derive(Clone, Debug)]
@@ -27,6 +38,103 @@ pub struct EventBus {
     epoch: Instant,
     /// Live [`Subscription`]s.
     subscribers: Arc<AtomicUsize>,
+    /// Where each session's events go.
+    routes: Arc<Routes>,
+}
+
+/// The sessions' feeds, and which session owns which socket address.
+#[derive(Debug, Default)]
+struct Routes {
+    /// `feeds.len()`, readable without the lock.
+    count: AtomicUsize,
+    /// Read on every routed event, written when a session or socket comes or goes. A
+    /// `std::sync::RwLock`: held for a map lookup and a `try_send`, never across an await.
+    table: RwLock<Table>,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    feeds: HashMap<String, Route>,
+    /// The local address of every socket a session opened, and the session's ID.
+    owners: HashMap<SocketAddr, String>,
+}
+
+#[derive(Debug, Clone)]
+struct Route {
+    tx: mpsc::Sender<Arc<Event>>,
+    /// Events dropped because the feed was full, not yet reported to the session.
+    missed: Arc<AtomicU64>,
+    /// The session subscribed to everything and reads the broadcast instead.
+    paused: Arc<AtomicBool>,
+}
+
+impl Route {
+    fn deliver(&self, event: &Arc<Event>) {
+        if self.paused.load(Ordering::Relaxed) {
+            return;
+        }
+        if self.tx.try_send(event.clone()).is_err() {
+            self.missed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One session's own events: those of its sockets and the server events they cause.
+/// Dropping it removes the session's route and its sockets' addresses.
+#[derive(Debug)]
+pub struct Feed {
+    session: String,
+    rx: mpsc::Receiver<Arc<Event>>,
+    route: Route,
+    routes: Arc<Routes>,
+}
+
+impl Feed {
+    /// Events queued per feed before it counts misses. A session reads its own events far
+    /// faster than its sockets can cause them unless the browser stalls.
+    pub const CAPACITY: usize = 4_096;
+
+    /// Routes server events about `addr` (one of this session's sockets) to this feed.
+    pub fn claim(&self, addr: SocketAddr) {
+        if let Ok(mut table) = self.routes.table.write() {
+            table.owners.insert(addr, self.session.clone());
+        }
+    }
+
+    /// Stops routing events about `addr` here.
+    pub fn release(&self, addr: SocketAddr) {
+        if let Ok(mut table) = self.routes.table.write() {
+            table.owners.remove(&addr);
+        }
+    }
+
+    /// While paused, nothing is routed here: the session reads the broadcast instead.
+    pub fn pause(&self, paused: bool) {
+        self.route.paused.store(paused, Ordering::Relaxed);
+    }
+
+    pub async fn recv(&mut self) -> Option<Arc<Event>> {
+        self.rx.recv().await
+    }
+
+    pub fn try_recv(&mut self) -> Option<Arc<Event>> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Events this feed could not take since the last call.
+    pub fn take_missed(&self) -> u64 {
+        self.route.missed.swap(0, Ordering::Relaxed)
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        if let Ok(mut table) = self.routes.table.write() {
+            table.feeds.remove(&self.session);
+            table.owners.retain(|_, owner| *owner != self.session);
+            self.routes.count.store(table.feeds.len(), Ordering::Relaxed);
+        }
+    }
 }
 
 /// A receiver of every event emitted after it subscribed. It derefs to the underlying
@@ -63,13 +171,19 @@ impl EventBus {
 
     pub fn new(epoch: Instant) -> Self {
         let (tx, _) = broadcast::channel(Self::CAPACITY);
-        Self { tx, next_seq: Arc::new(AtomicU64::new(1)), epoch, subscribers: Arc::default() }
+        Self {
+            tx,
+            next_seq: Arc::new(AtomicU64::new(1)),
+            epoch,
+            subscribers: Arc::default(),
+            routes: Arc::default(),
+        }
     }
 
     /// True when at least one subscriber is listening. Servers check this before building an
     /// event, so an unwatched relay pays nothing for its events.
     pub fn is_observed(&self) -> bool {
-        self.subscribers.load(Ordering::Relaxed) > 0
+        self.subscribers.load(Ordering::Relaxed) > 0 || self.routes.count.load(Ordering::Relaxed) > 0
     }
 
     /// Stamps and publishes an event that happened at `at`. Never blocks.
@@ -79,8 +193,43 @@ impl EventBus {
         }
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let t_us = u64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX);
-        // An error here only means the last subscriber left since the check above.
-        let _ = self.tx.send(Arc::new(Event { seq, t_us, kind }));
+        let event = Arc::new(Event { seq, t_us, kind });
+        if self.routes.count.load(Ordering::Relaxed) > 0 {
+            self.route(&event);
+        }
+        if self.subscribers.load(Ordering::Relaxed) > 0 {
+            // An error here only means the last subscriber left since the check above.
+            let _ = self.tx.send(event);
+        }
+    }
+
+    /// Delivers `event` to the feed of the session it concerns: the session named in a
+    /// client event, or the owner of the socket a server event is about. A settings change
+    /// concerns everyone.
+    fn route(&self, event: &Arc<Event>) {
+        let Ok(table) = self.routes.table.read() else { return };
+        if let EventKind::ServerConfigured { .. } = event.kind {
+            table.feeds.values().for_each(|route| route.deliver(event));
+            return;
+        }
+        let owner = match event.kind.session() {
+            Some(session) => Some(session),
+            None => event.kind.peer().and_then(|peer| table.owners.get(&peer)).map(String::as_str),
+        };
+        if let Some(route) = owner.and_then(|session| table.feeds.get(session)) {
+            route.deliver(event);
+        }
+    }
+
+    /// A feed of the events that concern `session`, until it is dropped.
+    pub fn feed(&self, session: &str) -> Feed {
+        let (tx, rx) = mpsc::channel(Feed::CAPACITY);
+        let route = Route { tx, missed: Arc::default(), paused: Arc::default() };
+        if let Ok(mut table) = self.routes.table.write() {
+            table.feeds.insert(session.to_owned(), route.clone());
+            self.routes.count.store(table.feeds.len(), Ordering::Relaxed);
+        }
+        Feed { session: session.to_owned(), rx, route, routes: self.routes.clone() }
     }
 
     /// A new receiver of every event emitted from now on.
@@ -133,6 +282,55 @@ mod tests {
         assert!(bus.is_observed());
         drop(second);
         assert!(!bus.is_observed(), "dropping the last subscription unsubscribes");
+    }
+
+    fn client_close(session: &str) -> EventKind {
+        EventKind::ClientClose { session: session.into(), socket: "a".into() }
+    }
+
+    #[test]
+    fn feeds_get_their_own_events_and_server_events_about_their_sockets() {
+        let bus = EventBus::new(Instant::now());
+        let mut a = bus.feed("a");
+        let mut b = bus.feed("b");
+        assert!(bus.is_observed());
+        let a_socket: std::net::SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+        a.claim(a_socket);
+
+        bus.emit(Instant::now(), client_close("a"));
+        bus.emit(Instant::now(), EventKind::ServerRefused { server: ServerName::Echo, peer: Some(a_socket) });
+        bus.emit(Instant::now(), EventKind::ServerRefused { server: ServerName::Echo, peer: None });
+        bus.emit(
+            Instant::now(),
+            EventKind::ServerConfigured { server: ServerName::Lossy, setting: "drop".into(), value: 1.0 },
+        );
+        let seqs =
+            |feed: &mut Feed| std::iter::from_fn(|| feed.try_recv()).map(|e| e.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(&mut a), [1, 2, 4]);
+        assert_eq!(seqs(&mut b), [4], "b sees only the settings change");
+
+        a.release(a_socket);
+        bus.emit(Instant::now(), EventKind::ServerRefused { server: ServerName::Echo, peer: Some(a_socket) });
+        assert!(a.try_recv().is_none());
+
+        a.pause(true);
+        bus.emit(Instant::now(), client_close("a"));
+        assert!(a.try_recv().is_none(), "a paused feed gets nothing");
+
+        drop((a, b));
+        assert!(!bus.is_observed(), "dropping the feeds removes their routes");
+    }
+
+    #[test]
+    fn a_full_feed_counts_what_it_missed() {
+        let bus = EventBus::new(Instant::now());
+        let mut feed = bus.feed("s");
+        for _ in 0..Feed::CAPACITY + 7 {
+            bus.emit(Instant::now(), client_close("s"));
+        }
+        assert_eq!(feed.take_missed(), 7);
+        assert_eq!(feed.take_missed(), 0);
+        assert_eq!(feed.try_recv().map(|e| e.seq), Some(1));
     }
 
     #[test]

@@ -2,16 +2,15 @@
 //!
 //! The session task reads commands and carries them out: it opens sockets (each run by
 //! [`crate::udp::drive`] with a [`ClientSocket`] handler, in a task of its own), passes sends
-//! and heartbeats to them, and changes server settings. It subscribes to the event bus and
-//! forwards the events this session should see: its own sockets' events and the server events
-//! they cause, or every event after `subscribe all`.
+//! and heartbeats to them, and changes server settings. It forwards the events this session
+//! should see: its [`Feed`] from the bus (its own sockets' events and the server events they
+//! cause), or every event after `subscribe all`.
 //!
 //! A slow browser only slows its own session: the bus never waits for it, and when the session
-//! falls more than the bus's capacity behind, it sends `lagged` with the number of events
-//! skipped and resumes. Events that are ready together are written together and flushed
+//! falls behind, it sends `lagged` with the number of events skipped and resumes. Events that are ready together are written together and flushed
 //! once, so a busy projector costs one write per batch rather than one per event.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,14 +24,14 @@ use protocol::{
     Command, ErrorCode, Event, EventKind, Hello, Limits, RetryParams, Scope, ServerMsg, ServerName,
 };
 use tokio::net::UdpSocket;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::budget::Budget;
 use super::client::{ClientSocket, Names};
-use crate::bus::Subscription;
+use crate::bus::{Feed, Subscription};
 use crate::http::AppState;
 use crate::udp::{self, ClientCommand, Control, Setting};
 
@@ -73,11 +72,11 @@ type Sink = SplitSink<WebSocket, Message>;
 struct Session {
     id: String,
     state: AppState,
-    scope: Scope,
+    /// This session's own events: its sockets' and the server events they cause.
+    feed: Feed,
+    /// Every event of the relay, after `subscribe all`.
+    all: Option<Subscription>,
     sockets: HashMap<String, OpenSocket>,
-    /// Local addresses of this session's sockets: server events about them are this
-    /// session's to see.
-    locals: HashSet<SocketAddr>,
     budget: Arc<Mutex<Budget>>,
     /// Cancelled when the session ends or the relay shuts down; parent of every socket's.
     stop: CancellationToken,
@@ -138,9 +137,9 @@ pub async fn run(socket: WebSocket, state: AppState) {
         return;
     };
 
-    // Subscribe before saying hello, so no event caused by the first command is missed.
-    let mut events = state.bus.subscribe();
     let id = format!("{:012x}", fastrand::u64(..) >> 16);
+    // Open the feed before saying hello, so no event caused by the first command is missed.
+    let feed = state.bus.feed(&id);
     let hello = ServerMsg::Hello(Hello {
         version: VERSION,
         session: id.clone(),
@@ -158,9 +157,9 @@ pub async fn run(socket: WebSocket, state: AppState) {
     let mut session = Session {
         id,
         state,
-        scope: Scope::Own,
+        feed,
+        all: None,
         sockets: HashMap::new(),
-        locals: HashSet::new(),
         budget,
         stop: stop.clone(),
         socket_tasks: TaskTracker::new(),
@@ -188,8 +187,13 @@ pub async fn run(socket: WebSocket, state: AppState) {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break "",
                 Some(Ok(_)) => {} // ping and pong are answered by the WebSocket layer
             },
-            received = events.recv() => {
-                if session.forward(&mut sink, &mut events, received).await.is_err() {
+            Some(event) = session.feed.recv() => {
+                if session.forward_own(&mut sink, event).await.is_err() {
+                    break "";
+                }
+            }
+            received = next_of_all(&mut session.all) => {
+                if session.forward_all(&mut sink, received).await.is_err() {
                     break "";
                 }
             }
@@ -203,7 +207,7 @@ pub async fn run(socket: WebSocket, state: AppState) {
     }
     session.socket_tasks.close();
     if !ended.is_empty() {
-        session.drain_on_stop(&mut sink, &mut events).await;
+        session.drain_on_stop(&mut sink).await;
         let _ = sink.send(frame(&ServerMsg::Bye { reason: ended.to_owned() })).await;
         let _ = sink.close().await;
     }
@@ -211,44 +215,57 @@ pub async fn run(socket: WebSocket, state: AppState) {
     tracing::info!(session = %session.id, "session ended");
 }
 
-impl Session {
-    /// Whether this session should see `event`.
-    fn wants(&self, event: &Event) -> bool {
-        if self.scope == Scope::All {
-            return true;
-        }
-        match &event.kind {
-            EventKind::ServerConfigured { .. } => true,
-            kind => match kind.session() {
-                Some(session) => session == self.id,
-                None => kind.peer().is_some_and(|peer| self.locals.contains(&peer)),
-            },
+/// The next event of the everything-subscription, or never when there is none.
+async fn next_of_all(all: &mut Option<Subscription>) -> Result<Arc<Event>, RecvError> {
+    match all {
+        Some(subscription) => subscription.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes one event as a text frame, without flushing.
+async fn feed_event(sink: &mut Sink, event: &Event) -> Result<(), axum::Error> {
+    match serde_json::to_string(&EventMsg::Event(event)) {
+        Ok(text) => sink.feed(Message::Text(text.into())).await,
+        Err(e) => {
+            tracing::error!(seq = event.seq, "cannot serialize an event: {e}");
+            Ok(())
         }
     }
+}
 
-    /// Writes the received event and whatever else is ready, then flushes once.
-    async fn forward(
-        &self,
+impl Session {
+    /// Writes `first` and whatever else of this session's own events is ready, then flushes
+    /// once: one write for a burst of events, not one each.
+    async fn forward_own(&mut self, sink: &mut Sink, first: Arc<Event>) -> Result<(), axum::Error> {
+        feed_event(sink, &first).await?;
+        for _ in 1..BATCH {
+            let Some(event) = self.feed.try_recv() else { break };
+            feed_event(sink, &event).await?;
+        }
+        let missed = self.feed.take_missed();
+        if missed > 0 {
+            sink.feed(frame(&ServerMsg::Lagged { missed })).await?;
+        }
+        sink.flush().await
+    }
+
+    /// The same for the everything-subscription, which reports its gaps as `Lagged`.
+    async fn forward_all(
+        &mut self,
         sink: &mut Sink,
-        events: &mut Subscription,
         mut received: Result<Arc<Event>, RecvError>,
     ) -> Result<(), axum::Error> {
         for _ in 0..BATCH {
             match received {
-                Ok(event) => {
-                    if self.wants(&event) {
-                        match serde_json::to_string(&EventMsg::Event(&event)) {
-                            Ok(text) => sink.feed(Message::Text(text.into())).await?,
-                            Err(e) => tracing::error!(seq = event.seq, "cannot serialize an event: {e}"),
-                        }
-                    }
-                }
+                Ok(event) => feed_event(sink, &event).await?,
                 Err(RecvError::Lagged(missed)) => sink.feed(frame(&ServerMsg::Lagged { missed })).await?,
                 Err(RecvError::Closed) => break,
             }
-            received = match events.try_recv() {
+            let Some(all) = self.all.as_mut() else { break };
+            received = match all.try_recv() {
                 Ok(event) => Ok(event),
-                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+                Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
                 Err(_) => break,
             };
         }
@@ -257,11 +274,14 @@ impl Session {
 
     /// On shutdown: waits for this session's sockets to finish, then forwards what they and
     /// the servers reported last. The relay stops its servers before its sessions, so once the
-    /// sockets have handled what was already in their queues, every last event is on the bus.
-    async fn drain_on_stop(&self, sink: &mut Sink, events: &mut Subscription) {
+    /// sockets have handled what was already in their queues, every last event has been emitted.
+    async fn drain_on_stop(&mut self, sink: &mut Sink) {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.socket_tasks.wait()).await;
-        if let Ok(first) = events.try_recv() {
-            let _ = self.forward(sink, events, Ok(first)).await;
+        if let Some(first) = self.feed.try_recv() {
+            let _ = self.forward_own(sink, first).await;
+        }
+        if let Some(Ok(first)) = self.all.as_mut().map(|all| all.try_recv()) {
+            let _ = self.forward_all(sink, Ok(first)).await;
         }
     }
 
@@ -331,13 +351,20 @@ impl Session {
             Command::Close { socket } => {
                 let open = self.sockets.remove(&socket).ok_or_else(|| unknown_socket(&socket))?;
                 open.stop.cancel();
-                self.locals.remove(&open.local);
+                self.feed.release(open.local);
                 let (session, socket) = (self.id.clone(), socket);
                 self.state.bus.emit(Instant::now(), EventKind::ClientClose { session, socket });
                 Ok(())
             }
             Command::Subscribe { scope } => {
-                self.scope = scope;
+                // Everything comes from the broadcast then, the session's own events included,
+                // so its own feed pauses to avoid sending them twice.
+                match scope {
+                    Scope::All if self.all.is_none() => self.all = Some(self.state.bus.subscribe()),
+                    Scope::All => {}
+                    Scope::Own => self.all = None,
+                }
+                self.feed.pause(scope == Scope::All);
                 Ok(())
             }
             Command::Configure { server, drop, delay_ms, jitter_ms, timeout_ms } => {
@@ -451,13 +478,13 @@ impl Session {
             .with_pending_counter(pending.clone());
         let (control, rx) = mpsc::channel(SOCKET_QUEUE);
         let stop = self.stop.child_token();
+        self.feed.claim(local);
         let (session, socket_name) = (self.id.clone(), name.clone());
         self.state.bus.emit(
             Instant::now(),
             EventKind::ClientOpen { session, socket: socket_name, local, remote, server, connect },
         );
         self.socket_tasks.spawn(udp::drive(socket, handler, self.state.bus.clone(), rx, stop.clone()));
-        self.locals.insert(local);
         self.sockets.insert(name, OpenSocket { control, local, pending, stop });
         Ok(())
     }
