@@ -72,6 +72,9 @@ pub struct RelayHandle {
     settings: BTreeMap<ServerName, mpsc::Sender<Control>>,
 }
 
+/// The receive buffer each server asks the kernel for.
+const RECV_BUFFER: usize = 4 << 20;
+
 /// Live settings are changed rarely, by people; 16 waiting requests is plenty.
 const SETTINGS_QUEUE: usize = 16;
 
@@ -117,6 +120,13 @@ impl Relay {
             let bind_error =
                 |reason| StartError::BindUdp { server, addr, flag: config::port_flag(server), reason };
             let socket = UdpSocket::bind(addr).await.map_err(bind_error)?;
+            // A server reads one datagram at a time; while it sends a chat message to
+            // thousands of clients, their heartbeats queue in the kernel. The default receive
+            // buffer (about 200 KB) overflows, and a lost heartbeat gets a client evicted.
+            // The kernel caps the request at its `net.core.rmem_max`.
+            if let Err(e) = socket2::SockRef::from(&socket).set_recv_buffer_size(RECV_BUFFER) {
+                tracing::warn!(%server, "cannot enlarge the receive buffer: {e}");
+            }
             servers.insert(server, socket.local_addr().map_err(bind_error)?);
             let (tx, rx) = mpsc::channel(SETTINGS_QUEUE);
             settings.insert(server, tx);

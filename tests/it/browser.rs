@@ -44,8 +44,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::TestRelay;
-
 /// The status line once the wasm start function has run.
 const READY: &str = "#status[data-state=ready]";
 
@@ -73,6 +71,8 @@ fn screenshot_dir() -> PathBuf {
 
 #[tokio::test]
 async fn the_page_loads_and_the_wasm_ui_starts() {
+    use crate::support::TestRelay;
+
     let relay = TestRelay::start().await;
     let browser = Browser::open(&format!("http://{}/", relay.http())).await;
 

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The bridge benchmark: round trips through the relay's WebSocket bridge against websocat and
+# against direct UDP, and the echo server's speed while a projector watches every event.
+#
+#   bench/bridge.sh            # needs websocat on PATH (cargo install websocat) for its rows
+#
+# Everything runs side by side in one go, in interleaved rounds, on loopback only; each load
+# run is bounded in time. Results: bench/results/bridge.jsonl (raw) and bridge.md (table).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-2s}
+out=bench/results
+mkdir -p "$out"
+raw="$out/bridge.jsonl"
+: > "$raw"
+
+cargo build --release -p relay -p bench >&2
+bin=target/release
+
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+# The relay, with the per-session send limit raised: the benchmark measures the bridge, not the
+# rate limit that protects the servers from a runaway tab.
+"$bin/relay" --http-port 0 --echo-port 0 --upper-port 0 --chat-port 0 --lossy-port 0 --seed 1 \
+    --max-sends-per-sec 1000000 > "$out/bridge-relay.out" 2> "$out/bridge-relay.log" &
+pids+=($!)
+"$bin/tokio-echo" 127.0.0.1:0 > "$out/bridge-tokio.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+    grep -q "Open http" "$out/bridge-relay.out" 2>/dev/null && grep -q . "$out/bridge-tokio.out" && break
+    sleep 0.1
+done
+echo_addr=$(grep -oE 'echo +udp://[^ ]+' "$out/bridge-relay.out" | sed 's|.*udp://||')
+http_addr=$(grep -oE 'Open http://[^/]+' "$out/bridge-relay.out" | sed 's|Open http://||')
+tokio_addr=$(grep -oE '127\.0\.0\.1:[0-9]+' "$out/bridge-tokio.out" | head -1)
+[ -n "$echo_addr" ] && [ -n "$http_addr" ] && [ -n "$tokio_addr" ] || { echo "servers did not start" >&2; exit 1; }
+
+have_websocat=false
+if command -v websocat >/dev/null; then
+    ws_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    websocat -b "ws-l:127.0.0.1:$ws_port" "udp:$echo_addr" > "$out/bridge-websocat.log" 2>&1 &
+    pids+=($!)
+    sleep 0.5
+    have_websocat=true
+else
+    echo "websocat not found: its rows are skipped (cargo install websocat)" >&2
+fi
+
+for round in $(seq "$ROUNDS"); do
+    for n in 1 16; do
+        "$bin/loadgen" --target "$echo_addr" --flows "$n" --duration "$DURATION" --warmup 300ms \
+            --label "udp-direct" >> "$raw"
+        "$bin/bridgebench" --mode relay --url "ws://$http_addr/ws" --connections "$n" \
+            --duration "$DURATION" --label "relay-bridge" >> "$raw"
+        if $have_websocat; then
+            "$bin/bridgebench" --mode websocat --url "ws://127.0.0.1:$ws_port/" --connections "$n" \
+                --duration "$DURATION" --label "websocat" >> "$raw"
+        fi
+    done
+    # The echo server while a projector subscribes to everything, against the bare tokio echo.
+    "$bin/loadgen" --target "$tokio_addr" --flows 16 --duration "$DURATION" --warmup 300ms \
+        --label "tokio-echo" >> "$raw"
+    "$bin/bridgebench" --mode projector --url "ws://$http_addr/ws" --duration "$DURATION" \
+        --warmup 0ms --label "projector" >> "$raw" &
+    projector=$!
+    sleep 0.2
+    "$bin/loadgen" --target "$echo_addr" --flows 16 --duration "$DURATION" --warmup 300ms \
+        --label "relay-echo-watched" >> "$raw"
+    wait "$projector"
+    echo "round $round done" >&2
+done
+
+python3 - "$raw" > "$out/bridge.md" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+def med(label, n, key):
+    vals = [r[key] for r in rows if r.get("label") == label and r.get("flows", r.get("connections")) == n]
+    return statistics.median(vals) if vals else None
+print("| connections | path | round trips/s | p50 µs | p99 µs |")
+print("|---:|---|---:|---:|---:|")
+for n in (1, 16):
+    for label in ("udp-direct", "relay-bridge", "websocat"):
+        rps = med(label, n, "rt_per_s")
+        if rps is None:
+            continue
+        print(f"| {n} | {label} | {rps:,.0f} | {med(label, n, 'p50_us'):,.0f} | {med(label, n, 'p99_us'):,.0f} |")
+print()
+for n in (1, 16):
+    r, w = med("relay-bridge", n, "rt_per_s"), med("websocat", n, "rt_per_s")
+    rp, wp = med("relay-bridge", n, "p50_us"), med("websocat", n, "p50_us")
+    if r and w:
+        print(f"- {n} connection(s): relay ÷ websocat round trips/s = {r / w:.2f}; p50 relay ÷ websocat = {rp / wp:.2f}")
+t, e = med("tokio-echo", 16, "rt_per_s"), med("relay-echo-watched", 16, "rt_per_s")
+proj = [r for r in rows if r.get("label") == "projector"]
+if t and e:
+    print(f"- relay echo with a projector watching ÷ bare tokio echo, 16 flows: {e / t:.2f}")
+if proj:
+    print(f"- the projector read {statistics.median(p['events'] for p in proj):,.0f} events per run (median), "
+          f"missed {statistics.median(p['missed'] for p in proj):,.0f}")
+PY
+cat "$out/bridge.md"

@@ -1,0 +1,279 @@
+//! `bridgebench`: round trips through a WebSocket-to-UDP bridge, and a projector that watches.
+//!
+//! Three modes, one per thing `bench/bridge.sh` compares:
+//!
+//! - `relay`: N WebSocket sessions on the relay's `/ws`. Each opens a socket on the echo server
+//!   and runs a closed loop: `{"op":"send",…}`, then wait for that socket's `client_recv`. One
+//!   round trip is browser → relay → UDP echo → relay → browser, with the JSON events the page
+//!   would draw in between.
+//! - `websocat`: N WebSocket connections to `websocat -b ws-l:… udp:…`, the general-purpose
+//!   bridge. Each sends a binary message and waits for the binary reply.
+//! - `projector`: one session that subscribes to every event and reads them as fast as it can,
+//!   for as long as the run lasts; it reports how many events and `lagged` gaps it saw. Run it
+//!   beside `loadgen` to measure the echo server while a projector watches.
+//!
+//! Output: one JSON line on stdout, one line for people on stderr.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bench::{Latency, parse_duration};
+use clap::{Parser, ValueEnum};
+use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Clone, Copy, Debug, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Mode {
+    Relay,
+    Websocat,
+    Projector,
+}
+
+/// Closed-loop round trips through a WebSocket bridge, or a projector reading every event.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "bridgebench")]
+struct Cli {
+    #[arg(long, value_enum)]
+    mode: Mode,
+
+    /// The WebSocket URL, e.g. ws://127.0.0.1:8080/ws.
+    #[arg(long, value_name = "URL")]
+    url: String,
+
+    /// Concurrent WebSocket connections, each with one request in flight.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    connections: usize,
+
+    /// How long to measure, after the warm-up.
+    #[arg(long, value_name = "D", default_value = "3s", value_parser = parse_duration)]
+    duration: Duration,
+
+    /// Load applied before measuring starts.
+    #[arg(long, value_name = "D", default_value = "300ms", value_parser = parse_duration)]
+    warmup: Duration,
+
+    /// Payload bytes per datagram.
+    #[arg(long, value_name = "BYTES", default_value_t = 64)]
+    size: usize,
+
+    /// Worker threads of the client's runtime (1: leave the other core to the bridge).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    threads: usize,
+
+    /// A label copied into the JSON line.
+    #[arg(long, default_value = "")]
+    label: String,
+}
+
+#[derive(Serialize)]
+struct Report {
+    label: String,
+    mode: Mode,
+    connections: usize,
+    seconds: f64,
+    round_trips: u64,
+    rt_per_s: f64,
+    p50_us: f64,
+    p99_us: f64,
+    max_us: f64,
+    /// Projector mode: events read, and events the relay said were skipped (`lagged`).
+    events: u64,
+    missed: u64,
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// How long any single reply may take before the run fails instead of hanging.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn connect(url: &str) -> anyhow::Result<Ws> {
+    // TCP_NODELAY on, as browsers do: small frames must not wait for a delayed ACK.
+    let connecting = tokio_tungstenite::connect_async_with_config(url, None, true);
+    let (ws, _) = tokio::time::timeout(REPLY_TIMEOUT, connecting)
+        .await
+        .context("connect timed out")?
+        .with_context(|| format!("cannot connect to {url}"))?;
+    Ok(ws)
+}
+
+async fn next(ws: &mut Ws) -> anyhow::Result<Message> {
+    match tokio::time::timeout(REPLY_TIMEOUT, ws.next()).await {
+        Ok(Some(Ok(message))) => Ok(message),
+        Ok(Some(Err(e))) => Err(e).context("WebSocket error"),
+        Ok(None) => bail!("the bridge closed the connection"),
+        Err(_) => bail!("no message for {REPLY_TIMEOUT:?}"),
+    }
+}
+
+async fn next_json(ws: &mut Ws) -> anyhow::Result<Value> {
+    loop {
+        if let Message::Text(text) = next(ws).await? {
+            return serde_json::from_str(&text).context("the relay sent invalid JSON");
+        }
+    }
+}
+
+/// The payload: printable, so `text` carries it unchanged.
+fn payload(size: usize) -> String {
+    "x".repeat(size)
+}
+
+/// One relay session's closed loop. Returns (round trips, latency) measured after `start`.
+async fn relay_flow(cli: &Cli, start: Instant, end: Instant) -> anyhow::Result<(u64, Latency)> {
+    let mut ws = connect(&cli.url).await?;
+    let hello = next_json(&mut ws).await?;
+    if hello["type"] != "hello" {
+        bail!("expected hello, got {hello}");
+    }
+    ws.send(Message::text(json!({"op":"open","socket":"b","server":"echo"}).to_string())).await?;
+    loop {
+        let m = next_json(&mut ws).await?;
+        if m["kind"] == "client_open" {
+            break;
+        }
+        if m["type"] == "error" {
+            bail!("open failed: {m}");
+        }
+    }
+    let send = Message::text(json!({"op":"send","socket":"b","text":payload(cli.size)}).to_string());
+    let (mut done, mut latency) = (0, Latency::new());
+    loop {
+        let sent = Instant::now();
+        if sent >= end {
+            break;
+        }
+        ws.send(send.clone()).await?;
+        // Look for the reply without parsing every event: the client should cost little, so
+        // the bridge is what gets measured (websocat's client parses nothing either).
+        loop {
+            let Message::Text(text) = next(&mut ws).await? else { continue };
+            if text.contains(r#""kind":"client_recv""#) {
+                break;
+            }
+            if text.starts_with(r#"{"type":"error""#) {
+                bail!("send failed (raise the relay's --max-sends-per-sec?): {}", text.as_str());
+            }
+        }
+        if sent >= start {
+            done += 1;
+            latency.record(sent.elapsed());
+        }
+    }
+    let _ = ws.close(None).await;
+    Ok((done, latency))
+}
+
+/// One websocat connection's closed loop.
+async fn websocat_flow(cli: &Cli, start: Instant, end: Instant) -> anyhow::Result<(u64, Latency)> {
+    let mut ws = connect(&cli.url).await?;
+    let bytes = payload(cli.size).into_bytes();
+    let (mut done, mut latency) = (0, Latency::new());
+    loop {
+        let sent = Instant::now();
+        if sent >= end {
+            break;
+        }
+        ws.send(Message::binary(bytes.clone())).await?;
+        loop {
+            if let Message::Binary(reply) = next(&mut ws).await? {
+                if reply.len() != bytes.len() {
+                    bail!("websocat answered {} bytes for {}", reply.len(), bytes.len());
+                }
+                break;
+            }
+        }
+        if sent >= start {
+            done += 1;
+            latency.record(sent.elapsed());
+        }
+    }
+    let _ = ws.close(None).await;
+    Ok((done, latency))
+}
+
+/// Reads every event until `end`: (events, missed).
+async fn projector(cli: &Cli, end: Instant) -> anyhow::Result<(u64, u64)> {
+    let mut ws = connect(&cli.url).await?;
+    next_json(&mut ws).await?;
+    ws.send(Message::text(json!({"op":"subscribe","scope":"all"}).to_string())).await?;
+    let (mut events, mut missed) = (0, 0);
+    while Instant::now() < end {
+        // Quiet periods are fine here: wait at most until the end of the run.
+        let left = end.saturating_duration_since(Instant::now());
+        let Ok(message) = tokio::time::timeout(left, ws.next()).await else { break };
+        let Some(Ok(Message::Text(text))) = message else { continue };
+        // Count without parsing the whole event: the projector should be cheap, not the test.
+        if text.starts_with(r#"{"type":"event""#) {
+            events += 1;
+        } else if text.starts_with(r#"{"type":"lagged""#) {
+            let v: Value = serde_json::from_str(&text)?;
+            missed += v["missed"].as_u64().unwrap_or(0);
+        }
+    }
+    let _ = ws.close(None).await;
+    Ok((events, missed))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<Report> {
+    let start = Instant::now() + cli.warmup;
+    let end = start + cli.duration;
+    let (mut round_trips, mut latency, mut events, mut missed) = (0, Latency::new(), 0, 0);
+    match cli.mode {
+        Mode::Projector => (events, missed) = projector(&cli, end).await?,
+        Mode::Relay | Mode::Websocat => {
+            let mut flows = tokio::task::JoinSet::new();
+            for _ in 0..cli.connections {
+                let cli = cli.clone();
+                flows.spawn(async move {
+                    match cli.mode {
+                        Mode::Relay => relay_flow(&cli, start, end).await,
+                        _ => websocat_flow(&cli, start, end).await,
+                    }
+                });
+            }
+            while let Some(flow) = flows.join_next().await {
+                let (done, flow_latency) = flow.context("a flow panicked")??;
+                round_trips += done;
+                latency.merge(&flow_latency);
+            }
+        }
+    }
+    let seconds = cli.duration.as_secs_f64();
+    let s = latency.summary();
+    Ok(Report {
+        label: cli.label,
+        mode: cli.mode,
+        connections: cli.connections,
+        seconds,
+        round_trips,
+        rt_per_s: round_trips as f64 / seconds,
+        p50_us: s.p50_us,
+        p99_us: s.p99_us,
+        max_us: s.max_us,
+        events,
+        missed,
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = bench::runtime(cli.threads).context("cannot start the tokio runtime")?;
+    let report = runtime.block_on(run(cli))?;
+    eprintln!(
+        "{} {:?} x{}: {:.0} round trips/s, p50 {:.0} us, p99 {:.0} us; {} events, {} missed",
+        report.label,
+        report.mode,
+        report.connections,
+        report.rt_per_s,
+        report.p50_us,
+        report.p99_us,
+        report.events,
+        report.missed
+    );
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
