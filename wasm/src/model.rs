@@ -383,9 +383,11 @@ impl Model {
         self.items.get(index)
     }
 
-    /// Log lines produced since the last call, oldest first.
-    pub fn take_log(&mut self) -> std::collections::vec_deque::Drain<'_, LogLine> {
-        self.log.drain(..)
+    /// Up to `max` of the log lines not taken yet, oldest first. The rest wait for the next
+    /// call (the outbox keeps the newest [`LOG_OUTBOX`]), so a burst is spread over frames.
+    pub fn take_log(&mut self, max: usize) -> std::collections::vec_deque::Drain<'_, LogLine> {
+        let n = self.log.len().min(max);
+        self.log.drain(..n)
     }
 
     /// Sets the lossy server's configured drop rate, e.g. from `/api/servers`.
@@ -1295,12 +1297,12 @@ mod tests {
         assert_eq!((stats.sent, stats.received, stats.rtt_count), (1, 1, 1));
         assert_eq!(stats.rtt_buckets[RTT_BUCKETS_US.iter().position(|&b| b == 4_000).expect("bucket")], 1);
 
-        let log: Vec<LogLine> = f.model.take_log().collect();
+        let log: Vec<LogLine> = f.model.take_log(usize::MAX).collect();
         let kinds: Vec<&str> = log.iter().map(|l| l.kind).collect();
         assert_eq!(kinds, ["client_open", "client_send", "server_recv", "server_send", "client_recv"]);
         assert_eq!(log[4].socket.as_deref(), Some("a"));
         assert!(log[4].text.contains("\"hello\""), "{:?}", log[4]);
-        assert!(f.model.take_log().next().is_none(), "the log is handed out once");
+        assert!(f.model.take_log(usize::MAX).next().is_none(), "the log is handed out once");
     }
 
     #[test]
@@ -1390,7 +1392,7 @@ mod tests {
         let fates: Vec<Fate> = f.arrows().iter().map(|a| a.fate).collect();
         assert_eq!(fates, [Fate::Delivered, Fate::Delivered, Fate::Late, Fate::Duplicate]);
         assert_eq!((f.model.stats().duplicates, f.model.stats().late), (2, 1));
-        let log: Vec<LogLine> = f.model.take_log().collect();
+        let log: Vec<LogLine> = f.model.take_log(usize::MAX).collect();
         assert!(log.iter().any(|l| l.kind == "client_duplicate" && l.text.contains("LATE")));
     }
 
@@ -1496,7 +1498,7 @@ mod tests {
         let first = f.model.items().front().expect("items").id;
         assert!(f.model.item(first).is_some());
         assert!(f.model.item(first - 1).is_none(), "folded items are gone");
-        assert!(f.model.take_log().count() <= LOG_OUTBOX);
+        assert!(f.model.take_log(usize::MAX).count() <= LOG_OUTBOX);
     }
 
     #[test]
