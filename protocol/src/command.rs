@@ -43,8 +43,13 @@ pub enum Command {
     /// Closes the socket.
     Close { socket: String },
     /// `all`: also receive every event of the relay (the projector view). `own`: only this
-    /// session's sockets and what they cause, the default.
-    Subscribe { scope: Scope },
+    /// session's sockets and what they cause, the default. With `batch`, events that are ready
+    /// together arrive in one `batch` message instead of one frame each.
+    Subscribe {
+        scope: Scope,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        batch: bool,
+    },
     /// Changes a server's live settings; each change is announced as a `server_configured`
     /// event.
     Configure {
@@ -179,6 +184,7 @@ mod tests {
             json!({"op":"heartbeat","socket":"c","every_ms":5000}),
             json!({"op":"close","socket":"a"}),
             json!({"op":"subscribe","scope":"all"}),
+            json!({"op":"subscribe","scope":"own","batch":true}),
             json!({"op":"configure","server":"lossy","drop":0.3,"delay_ms":150,"jitter_ms":100}),
             json!({"op":"configure","server":"chat","timeout_ms":3000}),
         ] {

@@ -37,6 +37,10 @@ pub enum ServerMsg {
     Bye {
         reason: String,
     },
+    /// Several messages in one frame, in order, after `subscribe` with `batch`.
+    Batch {
+        messages: Vec<ServerMsg>,
+    },
 }
 
 /// The greeting: who you are, where the servers are, and the limits that apply to you.
@@ -200,5 +204,13 @@ mod tests {
             serde_json::to_value(ServerMsg::Lagged { missed: 5 }).expect("serialize"),
             json!({"type":"lagged","missed":5})
         );
+        let batch = json!({"type":"batch","messages":[
+            {"type":"lagged","missed":5},
+            {"type":"event","seq":3,"t_us":99,"kind":"client_retry","session":"s1","socket":"a",
+             "attempt":2,"delay_ms":100,"next_wait_ms":200}]});
+        let ServerMsg::Batch { messages } = serde_json::from_value(batch).expect("deserialize") else {
+            panic!("not a batch")
+        };
+        assert_eq!(messages, [ServerMsg::Lagged { missed: 5 }, event]);
     }
 }

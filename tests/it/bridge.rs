@@ -489,3 +489,31 @@ async fn shutdown_says_bye_after_the_chat_servers_end() {
     assert!(bye["reason"].as_str().is_some_and(|r| r.contains("shutting down")));
     within("relay stops", stopping).await.expect("shutdown task");
 }
+
+#[tokio::test]
+async fn batch_mode_delivers_ready_events_together_in_order() {
+    let relay = TestRelay::start().await;
+    let mut ws = connect(relay.http()).await;
+    ws.send(json!({"op":"subscribe","scope":"own","batch":true})).await;
+    ws.send(json!({"op":"open","socket":"a","server":"echo"})).await;
+    let mut kinds = Vec::new();
+    let mut seqs = Vec::new();
+    let mut batches = 0;
+    ws.send(json!({"op":"send","socket":"a","text":"together"})).await;
+    ws.wait_for("the reply inside a batch", |m| {
+        assert_eq!(m["type"], "batch", "with batch on, events come in batches: {m}");
+        batches += 1;
+        for inner in m["messages"].as_array().expect("messages") {
+            assert_eq!(inner["type"], "event");
+            kinds.push(inner["kind"].as_str().unwrap_or_default().to_owned());
+            seqs.push(inner["seq"].as_u64().unwrap_or_default());
+        }
+        kinds.last().is_some_and(|k| k == "client_recv")
+    })
+    .await;
+    assert_eq!(kinds, ["client_open", "client_send", "server_recv", "server_send", "client_recv"]);
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order: {seqs:?}");
+    assert!(batches <= kinds.len());
+    ws.close().await;
+    relay.shutdown().await;
+}

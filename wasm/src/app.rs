@@ -412,6 +412,10 @@ impl App {
     }
 
     fn on_message(&mut self, msg: ServerMsg) {
+        if let ServerMsg::Batch { messages } = msg {
+            messages.into_iter().for_each(|m| self.on_message(m));
+            return;
+        }
         match &msg {
             ServerMsg::Hello(hello) => {
                 self.hellos += 1;
@@ -450,7 +454,7 @@ impl App {
             ServerMsg::Bye { reason } => {
                 self.notice = format!("The relay said goodbye: {reason}");
             }
-            ServerMsg::Lagged { .. } => {}
+            ServerMsg::Lagged { .. } | ServerMsg::Batch { .. } => {}
         }
         self.model.apply(&msg);
     }
@@ -458,7 +462,7 @@ impl App {
     /// After a (re)connect: subscribe and reopen what this page had open.
     fn after_hello(&mut self) {
         if self.projector {
-            self.command(&Command::Subscribe { scope: Scope::All });
+            self.command(&Command::Subscribe { scope: Scope::All, batch: true });
         }
         if self.hellos > 1 {
             let sockets = std::mem::take(&mut self.sockets);
@@ -637,7 +641,10 @@ impl App {
         }
         dom::set_pressed(&self.document, "projector-btn", on);
         if self.conn == ConnState::Open {
-            self.command(&Command::Subscribe { scope: if on { Scope::All } else { Scope::Own } });
+            self.command(&Command::Subscribe {
+                scope: if on { Scope::All } else { Scope::Own },
+                batch: true,
+            });
         }
     }
 

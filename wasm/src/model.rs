@@ -420,6 +420,7 @@ impl Model {
             ServerMsg::Bye { reason } => {
                 self.log_line(0, "bye", None, format!("the relay said goodbye: {reason}"), None);
             }
+            ServerMsg::Batch { messages } => messages.iter().for_each(|m| self.apply(m)),
         }
     }
 

@@ -76,6 +76,8 @@ struct Session {
     feed: Feed,
     /// Every event of the relay, after `subscribe all`.
     all: Option<Subscription>,
+    /// Send ready events together in `batch` messages.
+    batch: bool,
     sockets: HashMap<String, OpenSocket>,
     budget: Arc<Mutex<Budget>>,
     /// Cancelled when the session ends or the relay shuts down; parent of every socket's.
@@ -159,6 +161,7 @@ pub async fn run(socket: WebSocket, state: AppState) {
         state,
         feed,
         all: None,
+        batch: false,
         sockets: HashMap::new(),
         budget,
         stop: stop.clone(),
@@ -223,14 +226,56 @@ async fn next_of_all(all: &mut Option<Subscription>) -> Result<Arc<Event>, RecvE
     }
 }
 
-/// Writes one event as a text frame, without flushing.
-async fn feed_event(sink: &mut Sink, event: &Event) -> Result<(), axum::Error> {
-    match serde_json::to_string(&EventMsg::Event(event)) {
-        Ok(text) => sink.feed(Message::Text(text.into())).await,
-        Err(e) => {
-            tracing::error!(seq = event.seq, "cannot serialize an event: {e}");
-            Ok(())
+/// Messages ready to go out together: one frame each, or one `batch` frame for all of them.
+/// Either way they are flushed once, so a burst of events costs one write.
+struct Outbox {
+    batch: bool,
+    /// Each message's JSON.
+    messages: Vec<String>,
+}
+
+impl Outbox {
+    fn new(batch: bool) -> Self {
+        Self { batch, messages: Vec::new() }
+    }
+
+    fn event(&mut self, event: &Event) {
+        match serde_json::to_string(&EventMsg::Event(event)) {
+            Ok(json) => self.messages.push(json),
+            Err(e) => tracing::error!(seq = event.seq, "cannot serialize an event: {e}"),
         }
+    }
+
+    fn message(&mut self, msg: &ServerMsg) {
+        match serde_json::to_string(msg) {
+            Ok(json) => self.messages.push(json),
+            Err(e) => tracing::error!("cannot serialize a message: {e}"),
+        }
+    }
+
+    async fn send(self, sink: &mut Sink) -> Result<(), axum::Error> {
+        if self.messages.is_empty() {
+            return Ok(());
+        }
+        if self.batch {
+            // The messages are JSON already: splice them into the batch rather than parse them.
+            let len = self.messages.iter().map(|m| m.len() + 1).sum::<usize>() + 32;
+            let mut frame = String::with_capacity(len);
+            frame.push_str(r#"{"type":"batch","messages":["#);
+            for (i, message) in self.messages.iter().enumerate() {
+                if i > 0 {
+                    frame.push(',');
+                }
+                frame.push_str(message);
+            }
+            frame.push_str("]}");
+            sink.feed(Message::Text(frame.into())).await?;
+        } else {
+            for message in self.messages {
+                sink.feed(Message::Text(message.into())).await?;
+            }
+        }
+        sink.flush().await
     }
 }
 
@@ -238,16 +283,17 @@ impl Session {
     /// Writes `first` and whatever else of this session's own events is ready, then flushes
     /// once: one write for a burst of events, not one each.
     async fn forward_own(&mut self, sink: &mut Sink, first: Arc<Event>) -> Result<(), axum::Error> {
-        feed_event(sink, &first).await?;
+        let mut out = Outbox::new(self.batch);
+        out.event(&first);
         for _ in 1..BATCH {
             let Some(event) = self.feed.try_recv() else { break };
-            feed_event(sink, &event).await?;
+            out.event(&event);
         }
         let missed = self.feed.take_missed();
         if missed > 0 {
-            sink.feed(frame(&ServerMsg::Lagged { missed })).await?;
+            out.message(&ServerMsg::Lagged { missed });
         }
-        sink.flush().await
+        out.send(sink).await
     }
 
     /// The same for the everything-subscription, which reports its gaps as `Lagged`.
@@ -256,10 +302,11 @@ impl Session {
         sink: &mut Sink,
         mut received: Result<Arc<Event>, RecvError>,
     ) -> Result<(), axum::Error> {
+        let mut out = Outbox::new(self.batch);
         for _ in 0..BATCH {
             match received {
-                Ok(event) => feed_event(sink, &event).await?,
-                Err(RecvError::Lagged(missed)) => sink.feed(frame(&ServerMsg::Lagged { missed })).await?,
+                Ok(event) => out.event(&event),
+                Err(RecvError::Lagged(missed)) => out.message(&ServerMsg::Lagged { missed }),
                 Err(RecvError::Closed) => break,
             }
             let Some(all) = self.all.as_mut() else { break };
@@ -269,7 +316,7 @@ impl Session {
                 Err(_) => break,
             };
         }
-        sink.flush().await
+        out.send(sink).await
     }
 
     /// On shutdown: waits for this session's sockets to finish, then forwards what they and
@@ -356,7 +403,8 @@ impl Session {
                 self.state.bus.emit(Instant::now(), EventKind::ClientClose { session, socket });
                 Ok(())
             }
-            Command::Subscribe { scope } => {
+            Command::Subscribe { scope, batch } => {
+                self.batch = batch;
                 // Everything comes from the broadcast then, the session's own events included,
                 // so its own feed pauses to avoid sending them twice.
                 match scope {
