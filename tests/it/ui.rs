@@ -207,3 +207,32 @@ async fn stopping_the_relay_shows_the_page_disconnected() {
     browser.screenshot("ui-disconnected").await;
     browser.close().await;
 }
+
+#[tokio::test]
+async fn the_keyboard_alone_can_send_pause_and_switch_to_projector_mode() {
+    use fantoccini::key::Key;
+
+    let relay = TestRelay::start().await;
+    let browser = page(&relay, "").await;
+    open_socket(&browser, "k", "echo").await;
+
+    // Type into the text box and press Enter: the datagram goes out.
+    let input = browser.find("#send-text").await;
+    Browser::limit("clearing the text box", WAIT, input.clear()).await.expect("clear");
+    let typed = format!("typed{}", Key::Enter);
+    Browser::limit("typing", WAIT, input.send_keys(&typed)).await.expect("type");
+    browser.wait_for_text("#log li[data-kind=client_recv][data-socket=k]", "typed", WAIT).await;
+
+    // Space on the page pauses the diagram, and again resumes it.
+    let body = browser.find("body").await;
+    Browser::limit("pressing Space", WAIT, body.send_keys(" ")).await.expect("space");
+    browser.wait_for("#pause-btn[aria-pressed=true]", WAIT).await;
+    Browser::limit("pressing Space", WAIT, body.send_keys(" ")).await.expect("space");
+    browser.wait_for("#pause-btn[aria-pressed=false]", WAIT).await;
+
+    // P switches to projector mode, which subscribes to everything.
+    Browser::limit("pressing P", WAIT, body.send_keys("p")).await.expect("p");
+    browser.wait_for_text("#status", "projector", WAIT).await;
+    browser.close().await;
+    relay.shutdown().await;
+}
