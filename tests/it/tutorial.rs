@@ -1,7 +1,8 @@
-//! The tutorials' kind of client, in Python, against an in-process relay: small scripts in
-//! `tests/clients/` that use only the `socket` module the way the tutorials do (sendto and
-//! recvfrom, a connected chat socket, a retrying client with a doubling timeout). Each exits 0
-//! when the server behaved; anything else fails the test with the script's own explanation.
+//! The tutorials' kinds of client against an in-process relay: small Python scripts in
+//! `tests/clients/` that use the `socket` module the way the tutorials do (sendto and
+//! recvfrom, a connected chat socket, a retrying client with a doubling timeout), a Twisted
+//! `DatagramProtocol` client, and `nc -u`. Each script exits 0 when the server behaved;
+//! anything else fails the test with the script's own explanation.
 
 use std::path::PathBuf;
 use std::process::Output;
@@ -103,5 +104,58 @@ async fn python_retrying_client_gives_up_when_everything_is_dropped() {
     assert!(!output.status.success(), "the client claims an answer from a server that drops everything");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("seems to be down"), "stderr:\n{stderr}");
+    relay.shutdown().await;
+}
+
+/// Twisted's connected `DatagramProtocol`, as in the Twisted tutorial: the echo comes back, and
+/// a port with nobody listening arrives as `connectionRefused`.
+#[tokio::test]
+async fn twisted_echo_client_and_connection_refused() {
+    let relay = TestRelay::start().await;
+    let mut args = host_port(&relay, ServerName::Echo);
+    args.push("expect-echo".into());
+    let output = python("twisted_echo_client.py", &args).await;
+    assert_succeeded("twisted_echo_client.py (echo)", &output);
+
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+    let args = vec![closed.ip().to_string(), closed.port().to_string(), "expect-refused".into()];
+    let output = python("twisted_echo_client.py", &args).await;
+    assert_succeeded("twisted_echo_client.py (refused)", &output);
+    relay.shutdown().await;
+}
+
+/// `nc -u`, line by line as a student types: echo answers each line, and the chat server
+/// registers the client and sends its message back as `ack: IP PORT`.
+#[tokio::test]
+async fn netcat_talks_to_echo_and_chat() {
+    let relay = TestRelay::start().await;
+    for (server, input, expected) in [
+        (ServerName::Echo, "hello nc\n", "hello nc\n".to_owned()),
+        (ServerName::Upper, "shout\n", "SHOUT\n".to_owned()),
+        (ServerName::Chat, "reg\nhi all\n", "ack: 127.0.0.1 ".to_owned()),
+    ] {
+        let addr = relay.addr(server);
+        // -q1: quit a second after stdin ends, so nc has time to print the replies.
+        let mut child = tokio::process::Command::new("nc")
+            .args(["-u", "-q1", &addr.ip().to_string(), &addr.port().to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run nc: {e} (./scripts/test installs netcat-openbsd)"));
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        for line in input.split_inclusive('\n') {
+            tokio::io::AsyncWriteExt::write_all(&mut stdin, line.as_bytes()).await.expect("write to nc");
+            // nc sends what it reads at once; a pause keeps each line its own datagram.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        drop(stdin);
+        let output = tokio::time::timeout(SCRIPT_LIMIT, child.wait_with_output())
+            .await
+            .expect("nc finished in time")
+            .expect("nc output");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.contains(&expected), "{server}: expected {expected:?} in nc's output {stdout:?}");
+    }
     relay.shutdown().await;
 }
