@@ -127,9 +127,13 @@ async fn with_request_ids_a_late_reply_is_marked_late() {
     browser.click("#retry-on").await;
     browser.click("#reqid-on").await;
     send(&browser, "ping").await;
-    let late =
-        browser.wait_for_text("#log li[data-kind=client_duplicate][data-socket=r]", "LATE", WAIT).await;
-    assert!(late.contains("#1-1"), "the late reply answers attempt 1: {late}");
+    browser.wait_for_text("#log li[data-kind=client_duplicate][data-socket=r]", "LATE", WAIT).await;
+    // The log is written in order, a few times a second: the oldest late line is attempt 1's.
+    let lates = log_texts(&browser, "#log li[data-kind=client_duplicate][data-socket=r]").await;
+    assert!(
+        lates[0].contains("LATE") && lates[0].contains("#1-1"),
+        "the first late reply answers attempt 1: {lates:#?}"
+    );
     let answer =
         browser.wait_for_text("#log li[data-kind=client_recv][data-socket=r]", "answers #1-", WAIT).await;
     assert!(!answer.contains("#1-1,"), "attempt 1's reply is not the answer: {answer}");
