@@ -195,6 +195,12 @@ async fn start(cli: Cli) -> anyhow::Result<()> {
     if !seed_given {
         println!("  Lossy seed {} (repeat this run's losses with --seed {}).", handle.seed, handle.seed);
     }
+    if config.bind.is_unspecified() && config.public_hosts.is_empty() {
+        println!(
+            "  Other machines can reach the UDP servers. For their browsers to load the page too,\n  \
+             restart with --public-host NAME, NAME being this machine's name or address."
+        );
+    }
     tracing::info!(%url, seed = handle.seed, "relay started");
 
     relay.serve(shutdown_signal()).await?;
