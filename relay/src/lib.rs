@@ -3,10 +3,13 @@
 //! A tour of the crate, in the order data flows:
 //!
 //! - [`udp`]: the four servers. Each is a sans-I/O [`udp::DatagramHandler`] (`echo`, `upper`,
-//!   `chat`, `lossy`); [`udp::drive`] is the one loop that owns a server's socket.
-//! - [`bus`]: the [`bus::EventBus`] every server emits into and every watcher subscribes to.
-//! - [`bridge`]: `GET /ws`, where browser sessions open UDP sockets of their own and watch the
-//!   events; guarded by `Host` and `Origin` checks and per-session limits.
+//!   `chat`, `lossy`); [`udp::drive`] is the one loop that owns a socket, a server's or a
+//!   browser session's.
+//! - [`bus`]: the [`bus::EventBus`] every server and socket emits into. Projectors subscribe
+//!   to everything; each browser session gets a [`bus::Feed`] of its own events.
+//! - [`bridge`]: `GET /ws`, where browser sessions open UDP sockets of their own (run by
+//!   [`bridge::client`], the tutorial's retrying client) and watch the events; guarded by
+//!   `Host` and `Origin` checks and per-session limits.
 //! - [`http`]: the page (embedded in the binary), `/healthz` and `/api/servers`.
 //! - [`config`]: what `main.rs` parses from the command line.
 //!
