@@ -141,9 +141,7 @@ impl DatagramHandler for Chat {
                 let _ = writeln!(message, "ack: {} {}", from.ip(), from.port());
                 message.extend_from_slice(text);
                 message.push(b'\n');
-                for &peer in self.last_heard.keys() {
-                    cx.send_silent(peer, &message);
-                }
+                cx.send_silent_to_all(self.last_heard.keys().copied(), &message);
                 let recipients = self.clients();
                 cx.emit(|| EventKind::ChatBroadcast {
                     server: ServerName::Chat,
@@ -188,9 +186,7 @@ impl DatagramHandler for Chat {
     }
 
     fn on_stop(&mut self, cx: &mut Cx, _now: Instant) {
-        for &peer in self.last_heard.keys() {
-            cx.send_silent(peer, b"end");
-        }
+        cx.send_silent_to_all(self.last_heard.keys().copied(), b"end");
         let clients = self.clients();
         cx.emit(|| EventKind::ChatEnd { server: ServerName::Chat, clients });
     }
@@ -341,6 +337,20 @@ mod tests {
             peer: addr(3),
             limit: 2
         }));
+    }
+
+    #[test]
+    fn a_big_message_to_many_clients_is_stored_once() {
+        let (mut chat, mut cx) = setup(1_000);
+        let t0 = Instant::now();
+        for port in 1..=500 {
+            chat.on_datagram(&mut cx, t0, addr(port), b"reg");
+        }
+        let big = vec![b'x'; 60_000];
+        chat.on_datagram(&mut cx, t0, addr(1), &big);
+        assert_eq!(cx.out.len(), 500);
+        assert!(cx.buf.len() < 61_000, "stored {} bytes for 500 copies", cx.buf.len());
+        assert!(cx.take_sent().iter().all(|(_, bytes)| bytes.len() == 60_000 + "ack: 127.0.0.1 1\n\n".len()));
     }
 
     #[test]

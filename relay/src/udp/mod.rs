@@ -200,10 +200,22 @@ impl Cx {
         self.queue(to, Report::Delayed(held), |buf| buf.extend_from_slice(payload));
     }
 
-    /// Sends without a `server_send` event of its own; the handler reports it. A chat message
-    /// to 10,000 clients is one summary event, not 10,000.
+    /// Sends without a `server_send` event of its own; the handler reports it.
     pub fn send_silent(&mut self, to: SocketAddr, payload: &[u8]) {
         self.queue(to, Report::Silent, |buf| buf.extend_from_slice(payload));
+    }
+
+    /// Sends one payload to many peers, reported by the handler with one summary event. The
+    /// bytes are stored once: a 64 KB chat message to 10,000 clients costs 64 KB, not 640 MB.
+    pub fn send_silent_to_all(&mut self, to: impl IntoIterator<Item = SocketAddr>, payload: &[u8]) {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(payload);
+        let bytes = start..self.buf.len();
+        self.out.extend(to.into_iter().map(|to| Outgoing {
+            to,
+            bytes: bytes.clone(),
+            report: Report::Silent,
+        }));
     }
 
     fn queue(&mut self, to: SocketAddr, report: Report, write: impl FnOnce(&mut Vec<u8>)) {
@@ -300,6 +312,13 @@ impl Cx {
         }
         self.out.clear();
         self.buf.clear();
+        // One big step (a broadcast to 10,000 clients) must not keep its memory forever.
+        if self.out.capacity() > KEEP_OUTGOING {
+            self.out.shrink_to(KEEP_OUTGOING);
+        }
+        if self.buf.capacity() > KEEP_BUFFER {
+            self.buf.shrink_to(KEEP_BUFFER);
+        }
         if refused {
             handler.on_refused(self, now, peer);
             for event in self.events.drain(..) {
@@ -337,6 +356,10 @@ impl ErrorLog {
         self.suppressed = 0;
     }
 }
+
+/// Queued datagrams and payload bytes a socket keeps room for between steps.
+const KEEP_OUTGOING: usize = 1_024;
+const KEEP_BUFFER: usize = 256 * 1024;
 
 /// Datagrams handled back to back before the driver looks at its timer, its control channel
 /// and shutdown again. Small enough that a timer fires late by microseconds, not more.
