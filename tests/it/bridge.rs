@@ -517,3 +517,56 @@ async fn batch_mode_delivers_ready_events_together_in_order() {
     ws.close().await;
     relay.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_burst_of_requests_cannot_pass_the_pending_limit_and_none_vanish() {
+    let relay = TestRelay::start_with(|c| {
+        c.limits.pending_requests = 2;
+        c.lossy.drop = 1.0;
+    })
+    .await;
+    let mut ws = connect(relay.http()).await;
+    open(&mut ws, "l", "lossy").await;
+    for i in 0..5 {
+        ws.send(json!({"op":"send","socket":"l","text":format!("{i}"),"retry":true})).await;
+    }
+    let (mut sent, mut refused) = (0, 0);
+    while sent + refused < 5 {
+        let m = ws
+            .wait_for("a send or a refusal", |m| {
+                (m["kind"] == "client_send" && m["attempt"] == 1) || m["type"] == "error"
+            })
+            .await;
+        if m["type"] == "error" {
+            assert_eq!(m["code"], "limit");
+            refused += 1;
+        } else {
+            sent += 1;
+        }
+    }
+    assert_eq!((sent, refused), (2, 3), "every command is either sent or refused");
+    ws.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn heartbeat_commands_count_against_the_send_rate() {
+    let relay = TestRelay::start_with(|c| c.limits.sends_per_sec = 3).await;
+    let mut ws = connect(relay.http()).await;
+    open(&mut ws, "c", "chat").await;
+    let mut refused = None;
+    for i in 0..6 {
+        ws.send(json!({"op":"heartbeat","socket":"c","every_ms":60_000})).await;
+        let m =
+            ws.wait_for("a beat or a refusal", |m| m["kind"] == "client_send" || m["type"] == "error").await;
+        if m["type"] == "error" {
+            refused = Some((i, m));
+            break;
+        }
+    }
+    let (i, error) = refused.expect("restarting heartbeats over and over hits the rate limit");
+    assert!(i <= 3, "refused only after {i} beats");
+    assert!(error["message"].as_str().is_some_and(|m| m.contains("--max-sends-per-sec")));
+    ws.close().await;
+    relay.shutdown().await;
+}

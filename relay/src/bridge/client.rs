@@ -83,7 +83,8 @@ pub struct ClientSocket {
     finished: VecDeque<Finished>,
     next_id: u64,
     heartbeat: Option<(Duration, Instant)>,
-    /// `requests.len()`, published for the session to check its limit without asking.
+    /// Requests in flight, shared with the session: the session counts a request in when it
+    /// accepts the command, this handler counts it out when the request ends.
     pending_counter: Arc<AtomicUsize>,
 }
 
@@ -106,14 +107,17 @@ impl ClientSocket {
         }
     }
 
-    /// Publishes the number of requests in flight to `counter`.
+    /// Shares the count of requests in flight with the session (see the field).
     pub fn with_pending_counter(mut self, counter: Arc<AtomicUsize>) -> Self {
         self.pending_counter = counter;
         self
     }
 
-    fn publish_pending(&self) {
-        self.pending_counter.store(self.requests.len(), Ordering::Relaxed);
+    /// Counts one request out.
+    fn request_ended(&self) {
+        let _ = self
+            .pending_counter
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)));
     }
 
     /// Requests waiting for an answer.
@@ -166,7 +170,7 @@ impl ClientSocket {
 
     fn finish(&mut self, i: usize, answered: Option<u32>) {
         let r = self.requests.remove(i);
-        self.publish_pending();
+        self.request_ended();
         if let Some(id) = r.id {
             if self.finished.len() == REMEMBERED {
                 self.finished.pop_front();
@@ -188,7 +192,9 @@ impl ClientSocket {
             return;
         }
         if self.requests.len() >= self.max_pending {
-            // The session checks this before sending the command; this is the last guard.
+            // The session counts requests in before it passes them on, so this never happens;
+            // if it did, the request is refused here and counted out again.
+            self.request_ended();
             return;
         }
         let id = with_id.then(|| {
@@ -197,7 +203,6 @@ impl ClientSocket {
         });
         let wait = retry.map_or(SINGLE_ATTEMPT_WAIT, |p| Duration::from_millis(p.initial_ms));
         self.requests.push(Request { id, payload, retry, attempt: 1, wait, sent_at: now, first_sent: now });
-        self.publish_pending();
         self.send_attempt(cx, self.requests.len() - 1);
     }
 

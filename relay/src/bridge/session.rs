@@ -393,6 +393,10 @@ impl Session {
                         ),
                     ));
                 }
+                // The first beat goes out at once: it is a send like any other.
+                if every.is_some() {
+                    self.take_send_token()?;
+                }
                 self.control(&socket, ClientCommand::Heartbeat(every))
             }
             Command::Close { socket } => {
@@ -556,8 +560,8 @@ impl Session {
             ));
         }
         let open = self.sockets.get(socket).ok_or_else(|| unknown_socket(socket))?;
-        if (retry.is_some() || request_id) && open.pending.load(Ordering::Relaxed) >= limits.pending_requests
-        {
+        let is_request = retry.is_some() || request_id;
+        if is_request && open.pending.load(Ordering::Relaxed) >= limits.pending_requests {
             return Err(refuse(
                 ErrorCode::Limit,
                 format!(
@@ -566,15 +570,33 @@ impl Session {
                 ),
             ));
         }
+        self.take_send_token()?;
+        // Count the request in now, before its socket sees it, so a burst of commands cannot
+        // all pass the check above; the socket counts it out when it is answered or given up.
+        let pending = open.pending.clone();
+        if is_request {
+            pending.fetch_add(1, Ordering::Relaxed);
+        }
+        let sent = self.control(socket, ClientCommand::Send { payload, retry, request_id });
+        if sent.is_err() && is_request {
+            pending.fetch_sub(1, Ordering::Relaxed);
+        }
+        sent
+    }
+
+    /// Takes one datagram from the session's budget, or refuses with `limit`.
+    fn take_send_token(&self) -> Result<(), Refusal> {
         // The lock guards a few arithmetic operations and is never held across an await.
         let allowed = self.budget.lock().map(|mut b| b.try_take(Instant::now())).unwrap_or(false);
-        if !allowed {
-            return Err(refuse(
+        if allowed {
+            Ok(())
+        } else {
+            let per_sec = self.state.config.limits.sends_per_sec;
+            Err(refuse(
                 ErrorCode::Limit,
-                format!("over {} datagrams per second (--max-sends-per-sec)", limits.sends_per_sec),
-            ));
+                format!("over {per_sec} datagrams per second (--max-sends-per-sec)"),
+            ))
         }
-        self.control(socket, ClientCommand::Send { payload, retry, request_id })
     }
 
     fn control(&self, socket: &str, command: ClientCommand) -> Result<(), Refusal> {
