@@ -570,3 +570,23 @@ async fn heartbeat_commands_count_against_the_send_rate() {
     ws.close().await;
     relay.shutdown().await;
 }
+
+#[tokio::test]
+async fn shutdown_finishes_even_when_a_browser_stopped_reading() {
+    let relay = TestRelay::start().await;
+    let mut stalled = connect(relay.http()).await;
+    stalled.send(json!({"op":"subscribe","scope":"all"})).await;
+    stalled.send(json!({"op":"configure","server":"lossy","drop":0.5})).await;
+    stalled.event("server_configured", None).await;
+    // Enough traffic to fill the socket buffers towards the stalled tab, so its session is
+    // stuck in a write when the relay is told to stop.
+    let client = udp_client().await;
+    let echo = relay.addr(ServerName::Echo);
+    for _ in 0..30_000 {
+        within("echo send", client.send_to(&[b'x'; 256], echo)).await.expect("send");
+        recv(&client).await;
+    }
+    // `shutdown` fails the test if the relay takes longer than its step timeout.
+    relay.shutdown().await;
+    drop(stalled);
+}

@@ -11,6 +11,7 @@
 //! once, so a busy projector costs one write per batch rather than one per event.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,6 +45,9 @@ const SOCKET_QUEUE: usize = 64;
 
 /// Longest socket name, in bytes.
 const MAX_NAME: usize = 64;
+
+/// How long a session may take to pass on its last events and say bye at shutdown.
+const GOODBYE: Duration = Duration::from_secs(2);
 
 /// How long a `configure` may wait for the server to answer.
 const CONFIGURE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -168,38 +172,33 @@ pub async fn run(socket: WebSocket, state: AppState) {
         socket_tasks: TaskTracker::new(),
     };
 
+    const SHUTTING_DOWN: &str = "the relay is shutting down";
     let ended = loop {
-        tokio::select! {
+        // Every write may wait on a browser that stopped reading: it also gives way to shutdown.
+        let written = tokio::select! {
             biased;
-            () = stop.cancelled() => break "the relay is shutting down",
+            () = stop.cancelled() => break SHUTTING_DOWN,
             frame = stream.next() => match frame {
-                Some(Ok(Message::Text(text))) => {
-                    let reply = session.command(text.as_str()).await;
-                    if let Some(reply) = reply
-                        && sink.send(reply).await.is_err()
-                    {
-                        break "";
-                    }
-                }
+                Some(Ok(Message::Text(text))) => match session.command(text.as_str()).await {
+                    Some(reply) => until_stopped(&stop, sink.send(reply)).await,
+                    None => Some(Ok(())),
+                },
                 Some(Ok(Message::Binary(_))) => {
                     let refusal = refuse(ErrorCode::BadJson, "send commands as JSON text frames");
-                    if sink.send(error_frame(refusal, None, None)).await.is_err() {
-                        break "";
-                    }
+                    until_stopped(&stop, sink.send(error_frame(refusal, None, None))).await
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break "",
-                Some(Ok(_)) => {} // ping and pong are answered by the WebSocket layer
+                Some(Ok(_)) => Some(Ok(())), // ping and pong are answered by the WebSocket layer
             },
-            Some(event) = session.feed.recv() => {
-                if session.forward_own(&mut sink, event).await.is_err() {
-                    break "";
-                }
-            }
+            Some(event) = session.feed.recv() => until_stopped(&stop, session.forward_own(&mut sink, event)).await,
             received = next_of_all(&mut session.all) => {
-                if session.forward_all(&mut sink, received).await.is_err() {
-                    break "";
-                }
+                until_stopped(&stop, session.forward_all(&mut sink, received)).await
             }
+        };
+        match written {
+            Some(Ok(())) => {}
+            Some(Err(_)) => break "",
+            None => break SHUTTING_DOWN,
         }
     };
 
@@ -210,12 +209,25 @@ pub async fn run(socket: WebSocket, state: AppState) {
     }
     session.socket_tasks.close();
     if !ended.is_empty() {
-        session.drain_on_stop(&mut sink).await;
-        let _ = sink.send(frame(&ServerMsg::Bye { reason: ended.to_owned() })).await;
-        let _ = sink.close().await;
+        // A browser that stopped reading gets a moment for its goodbye, not forever.
+        let goodbye = async {
+            session.drain_on_stop(&mut sink).await;
+            let _ = sink.send(frame(&ServerMsg::Bye { reason: ended.to_owned() })).await;
+            let _ = sink.close().await;
+        };
+        let _ = tokio::time::timeout(GOODBYE, goodbye).await;
     }
     stop.cancel();
     tracing::info!(session = %session.id, "session ended");
+}
+
+/// Runs `write` unless the relay starts shutting down first (`None`).
+async fn until_stopped<T>(stop: &CancellationToken, write: impl Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        biased;
+        () = stop.cancelled() => None,
+        done = write => Some(done),
+    }
 }
 
 /// The next event of the everything-subscription, or never when there is none.
