@@ -135,10 +135,18 @@ impl Config {
     }
 }
 
-/// Parses durations such as `10s`, `600ms` or `1m 30s`, for the command line.
+/// The longest duration any setting takes: a day. Longer ones teach nothing and would
+/// overflow the clock arithmetic of the servers' timers.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Parses durations such as `10s`, `600ms` or `1m 30s`, up to a day, for the command line.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("{e} (write a duration such as 10s, 600ms or 1m30s)"))
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e} (write a duration such as 10s, 600ms or 1m30s)"))?;
+    if d > MAX_DURATION {
+        return Err(format!("{} is longer than the longest allowed, 1 day", s.trim()));
+    }
+    Ok(d)
 }
 
 /// Parses a probability between 0.0 and 1.0, for the command line.
@@ -160,6 +168,8 @@ mod tests {
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("600ms"), Ok(Duration::from_millis(600)));
         assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_duration("1day"), Ok(MAX_DURATION));
+        assert!(parse_duration("500000000000y").is_err(), "would overflow a timer");
         assert!(parse_duration("10").is_err());
     }
 

@@ -85,8 +85,9 @@ struct Cli {
     #[arg(long, value_name = "NAME")]
     public_host: Vec<String>,
 
-    /// Most browser tabs connected at once.
-    #[arg(long, value_name = "N", default_value_t = SessionLimits::default().sessions)]
+    /// Most browser tabs connected at once (up to 100,000).
+    #[arg(long, value_name = "N", default_value_t = SessionLimits::default().sessions,
+          value_parser = parse_session_limit)]
     max_sessions: usize,
 
     /// Most UDP sockets one browser tab may open.
@@ -109,6 +110,13 @@ struct Cli {
     /// Most requests with retries waiting for an answer on one socket.
     #[arg(long, value_name = "N", default_value_t = SessionLimits::default().pending_requests)]
     max_pending: usize,
+}
+
+fn parse_session_limit(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=100_000).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a number of sessions from 1 to 100000")),
+    }
 }
 
 fn parse_datagram_size(s: &str) -> Result<usize, String> {

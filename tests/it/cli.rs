@@ -247,12 +247,16 @@ async fn a_port_in_use_error_gives_the_os_reason_once() {
 
 #[tokio::test]
 async fn bad_values_fail_with_a_clear_error_and_no_panic() {
-    let cases: [(&str, &str); 5] = [
+    let cases: [(&str, &str); 8] = [
         ("--lossy-drop", "1.5"),
         ("--lossy-drop", "half"),
         ("--chat-timeout", "soon"),
         ("--lossy-delay", "later"),
         ("--echo-port", "70000"),
+        // Long enough to overflow a timer: refused up front instead of panicking a server.
+        ("--chat-timeout", "500000000000y"),
+        ("--max-sessions", "0"),
+        ("--max-datagram", "70000"),
     ];
     for (flag, value) in cases {
         let mut args = FREE_PORTS.to_vec();

@@ -188,6 +188,9 @@ impl DatagramHandler for Lossy {
             Setting::Drop(p) if !(0.0..=1.0).contains(&p) => {
                 return Err(SettingError::DropOutOfRange(p));
             }
+            Setting::Delay(d) | Setting::Jitter(d) if d > crate::config::MAX_DURATION => {
+                return Err(SettingError::TooLong { setting: setting.name() });
+            }
             Setting::Drop(p) => self.settings.drop = p,
             Setting::Delay(d) => self.settings.delay = d,
             Setting::Jitter(j) => self.settings.jitter = j,
@@ -348,6 +351,11 @@ mod tests {
             Err(SettingError::DropOutOfRange(1.5))
         );
         assert_eq!(lossy.on_configure(&mut cx, now, Setting::Drop(1.0)), Ok(()));
+        let too_long = Setting::Delay(crate::config::MAX_DURATION + Duration::from_secs(1));
+        assert_eq!(
+            lossy.on_configure(&mut cx, now, too_long),
+            Err(SettingError::TooLong { setting: "delay_ms" })
+        );
         lossy.on_datagram(&mut cx, now, addr(1), b"x");
         assert!(cx.take_sent().is_empty());
         assert!(lossy.on_configure(&mut cx, now, Setting::ChatTimeout(Duration::from_secs(1))).is_err());

@@ -121,6 +121,8 @@ pub enum SettingError {
     DropOutOfRange(f64),
     #[error("the chat timeout must be more than zero")]
     ZeroTimeout,
+    #[error("{setting} may be at most a day")]
+    TooLong { setting: &'static str },
 }
 
 /// What the rest of the relay can tell a running handler.
