@@ -520,9 +520,13 @@ impl Session {
         }
         let (remote, server) = self.resolve(server, target)?;
 
+        // Bind where the server will see us from: loopback for loopback, and the server's own
+        // address when it listens on one of this machine's other addresses, so the address
+        // this session claims is the one the server's events name.
         let bind = match remote.ip() {
             IpAddr::V4(ip) if ip.is_loopback() => SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             IpAddr::V6(ip) if ip.is_loopback() => SocketAddr::from((Ipv6Addr::LOCALHOST, 0)),
+            ip if server.is_some() => SocketAddr::new(ip, 0),
             IpAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
             IpAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
         };
