@@ -444,25 +444,34 @@ async fn send_rate_datagram_size_heartbeat_and_pending_limits() {
     relay.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_stalled_reader_does_not_slow_the_echo_server_and_later_learns_what_it_missed() {
-    let relay = TestRelay::start().await;
-    let mut stalled = connect(relay.http()).await;
-    stalled.send(json!({"op":"subscribe","scope":"all"})).await;
-    stalled.send(json!({"op":"configure","server":"lossy","drop":0.5})).await;
-    stalled.event("server_configured", None).await;
+/// A session subscribed to everything, known to be subscribed, that will read nothing more.
+async fn projector_that_stops_reading(relay: &TestRelay) -> Ws {
+    let mut ws = connect(relay.http()).await;
+    ws.send(json!({"op":"subscribe","scope":"all"})).await;
+    ws.send(json!({"op":"configure","server":"lossy","drop":0.5})).await;
+    ws.event("server_configured", None).await;
+    ws
+}
 
-    // The stalled tab reads nothing while 30,000 round trips (60,000 events, over 30 MB of
-    // JSON) go by: more than the socket buffers and the bus can hold for it.
+/// 30,000 echo round trips of 256 bytes: 60,000 events, over 30 MB of JSON for a projector,
+/// more than the socket buffers and the bus can hold for one that stopped reading.
+async fn flood_echo(relay: &TestRelay) {
     let client = udp_client().await;
     let echo = relay.addr(ServerName::Echo);
     let payload = [b'x'; 256];
-    let started = Instant::now();
     for _ in 0..30_000 {
         within("echo send", client.send_to(&payload, echo)).await.expect("send");
         let (got, _) = recv(&client).await;
         assert_eq!(got.len(), payload.len());
     }
+}
+
+#[tokio::test]
+async fn a_stalled_reader_does_not_slow_the_echo_server_and_later_learns_what_it_missed() {
+    let relay = TestRelay::start().await;
+    let mut stalled = projector_that_stops_reading(&relay).await;
+    let started = Instant::now();
+    flood_echo(&relay).await;
     let elapsed = started.elapsed();
     assert!(elapsed < Duration::from_secs(60), "30,000 round trips took {elapsed:?}");
 
@@ -574,18 +583,9 @@ async fn heartbeat_commands_count_against_the_send_rate() {
 #[tokio::test]
 async fn shutdown_finishes_even_when_a_browser_stopped_reading() {
     let relay = TestRelay::start().await;
-    let mut stalled = connect(relay.http()).await;
-    stalled.send(json!({"op":"subscribe","scope":"all"})).await;
-    stalled.send(json!({"op":"configure","server":"lossy","drop":0.5})).await;
-    stalled.event("server_configured", None).await;
-    // Enough traffic to fill the socket buffers towards the stalled tab, so its session is
-    // stuck in a write when the relay is told to stop.
-    let client = udp_client().await;
-    let echo = relay.addr(ServerName::Echo);
-    for _ in 0..30_000 {
-        within("echo send", client.send_to(&[b'x'; 256], echo)).await.expect("send");
-        recv(&client).await;
-    }
+    let stalled = projector_that_stops_reading(&relay).await;
+    // The session is now stuck in a write to the stalled tab when the relay is told to stop.
+    flood_echo(&relay).await;
     // `shutdown` fails the test if the relay takes longer than its step timeout.
     relay.shutdown().await;
     drop(stalled);
