@@ -81,6 +81,17 @@ impl Command {
             Self::Configure { .. } => "configure",
         }
     }
+
+    /// The socket the command names, if any.
+    pub fn socket(&self) -> Option<&str> {
+        match self {
+            Self::Open { socket, .. }
+            | Self::Send { socket, .. }
+            | Self::Heartbeat { socket, .. }
+            | Self::Close { socket } => Some(socket),
+            Self::Subscribe { .. } | Self::Configure { .. } => None,
+        }
+    }
 }
 
 /// Which events a session receives.

@@ -347,6 +347,13 @@ impl Session {
     /// Parses and carries out one command. Returns the frame to answer with, if any: errors
     /// are answered, successes show up as events.
     async fn command(&mut self, text: &str) -> Option<Message> {
+        // Nearly every frame is a well-formed command: parse it once, straight into its type.
+        if let Ok(command) = serde_json::from_str::<Command>(text) {
+            let (op, socket) = (command.op(), command.socket().map(str::to_owned));
+            let outcome = self.execute(command).await;
+            return outcome.err().map(|refusal| error_frame(refusal, Some(op), socket.as_deref()));
+        }
+        // Otherwise look closer, to say precisely what is wrong.
         let value: serde_json::Value = match serde_json::from_str(text) {
             Ok(v @ serde_json::Value::Object(_)) => v,
             Ok(_) => {
