@@ -193,6 +193,11 @@ impl Renderer {
         let mut hits = Vec::with_capacity(visible.len());
         let mut last_label_y = f64::NEG_INFINITY;
         ctx.set_text_baseline("middle");
+        // Traffic is drawn below the lane headers only, however densely it is packed.
+        ctx.save();
+        ctx.begin_path();
+        ctx.rect(0.0, header, w, h - header);
+        ctx.clip();
         for item in &visible {
             let Some(&y1) = ys.get(&item.seq) else { continue };
             if y1 < header - gap * 4.0 {
@@ -313,8 +318,10 @@ impl Renderer {
             }
         }
 
-        // Lane headers last, over anything scrolled under them.
-        ctx.set_fill_style_str("rgba(252,252,253,0.96)");
+        ctx.restore();
+
+        // Lane headers last.
+        ctx.set_fill_style_str("rgb(252,252,253)");
         ctx.fill_rect(0.0, 0.0, w, header);
         ctx.set_stroke_style_str(LANE);
         ctx.set_line_width(1.0);
