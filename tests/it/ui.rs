@@ -199,17 +199,27 @@ async fn projector_mode_shows_an_outside_client_as_its_own_lane() {
 }
 
 #[tokio::test]
-async fn stopping_the_relay_shows_the_page_disconnected() {
+async fn stopping_the_relay_shows_the_page_disconnected_and_it_reconnects_when_back() {
     let relay = TestRelay::start().await;
     let browser = page(&relay, "").await;
     open_socket(&browser, "a", "echo").await;
 
+    let http_port = relay.http().port();
     relay.shutdown().await;
     browser.wait_for("#status[data-conn=closed]", WAIT).await;
     let status = browser.text("#status").await;
     assert!(status.contains("Disconnected"), "{status}");
     browser.screenshot("ui-disconnected").await;
+
+    // The relay comes back on the same port: the page reconnects by itself, in a new session,
+    // and opens its socket again.
+    let relay = TestRelay::start_with(|c| c.http_port = http_port).await;
+    browser.wait_for(CONNECTED, WAIT).await;
+    browser.wait_for("#log li[data-kind=client_open][data-socket=a]", WAIT).await;
+    send(&browser, "back again").await;
+    browser.wait_for_text("#log li[data-kind=client_recv][data-socket=a]", "back again", WAIT).await;
     browser.close().await;
+    relay.shutdown().await;
 }
 
 #[tokio::test]
