@@ -239,11 +239,6 @@ impl EventBus {
         self.subscribers.fetch_add(1, Ordering::Relaxed);
         Subscription { rx: self.tx.subscribe(), subscribers: self.subscribers.clone() }
     }
-
-    /// Time zero of `t_us`.
-    pub fn epoch(&self) -> Instant {
-        self.epoch
-    }
 }
 
 #[cfg(test)]

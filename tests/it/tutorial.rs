@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use protocol::ServerName;
 
-use crate::support::TestRelay;
+use crate::support::{TestRelay, within};
 
 /// How long one script may run. The slowest, the lossy client giving up, needs about 3.1 s
 /// of waiting (0.1 + 0.2 + 0.4 + 0.8 + 1.6).
@@ -145,7 +145,9 @@ async fn netcat_talks_to_echo_and_chat() {
             .unwrap_or_else(|e| panic!("cannot run nc: {e} (./scripts/test installs netcat-openbsd)"));
         let mut stdin = child.stdin.take().expect("piped stdin");
         for line in input.split_inclusive('\n') {
-            tokio::io::AsyncWriteExt::write_all(&mut stdin, line.as_bytes()).await.expect("write to nc");
+            within("writing to nc", tokio::io::AsyncWriteExt::write_all(&mut stdin, line.as_bytes()))
+                .await
+                .expect("write to nc");
             // nc sends what it reads at once; a pause keeps each line its own datagram.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -88,6 +88,12 @@ pub struct ClientSocket {
     pending_counter: Arc<AtomicUsize>,
 }
 
+/// The request ID of attempt `attempt` of request `id`, as it goes on the wire after `#`:
+/// `7-2`. [`ClientSocket::parse_reply_id`] reads it back.
+fn req_name(id: u64, attempt: u32) -> String {
+    format!("{id}-{attempt}")
+}
+
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -156,7 +162,7 @@ impl ClientSocket {
         let r = &self.requests[i];
         match r.id {
             Some(id) => {
-                let req = format!("{id}-{}", r.attempt);
+                let req = req_name(id, r.attempt);
                 let mut bytes = Vec::with_capacity(r.payload.len() + req.len() + 2);
                 bytes.push(b'#');
                 bytes.extend_from_slice(req.as_bytes());
@@ -228,7 +234,7 @@ impl ClientSocket {
         let (attempt, req, rtt_us) = match answers {
             Some(r) => {
                 let rtt = now.saturating_duration_since(r.sent_at);
-                let req = r.id.map(|id| format!("{id}-{}", r.attempt));
+                let req = r.id.map(|id| req_name(id, r.attempt));
                 (Some(r.attempt), req, Some(u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX)))
             }
             None => (None, None, None),
@@ -263,7 +269,7 @@ impl ClientSocket {
             to,
             len: payload.len(),
             payload: Payload::preview(payload),
-            req: format!("{id}-{attempt}"),
+            req: req_name(id, attempt),
             attempt,
             reason,
         });
