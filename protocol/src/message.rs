@@ -77,6 +77,9 @@ pub struct ServerSettings {
     /// Lossy: delayed answers held at most.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_pending: Option<usize>,
+    /// Lossy: delayed answers shed so far because `max_pending` were already held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shed: Option<u64>,
     /// Chat: how long a silent client lives.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,

@@ -167,6 +167,7 @@ impl DatagramHandler for Lossy {
             jitter_ms: Some(ms(self.settings.jitter)),
             seed: Some(self.settings.seed),
             max_pending: Some(self.settings.max_pending),
+            shed: Some(self.shed),
             ..Default::default()
         }
     }
@@ -334,6 +335,7 @@ mod tests {
             lossy.on_datagram(&mut cx, t0, addr(1), b"flood");
         }
         assert_eq!((lossy.pending(), lossy.shed()), (3, 2));
+        assert_eq!(lossy.settings().shed, Some(2), "reported in /api/servers and hello");
         let shed = cx
             .take_events()
             .into_iter()
