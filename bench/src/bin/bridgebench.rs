@@ -24,6 +24,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 #[derive(Clone, Copy, Debug, ValueEnum, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -91,8 +92,11 @@ type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<t
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 async fn connect(url: &str) -> anyhow::Result<Ws> {
-    // TCP_NODELAY on, as browsers do: small frames must not wait for a delayed ACK.
-    let connecting = tokio_tungstenite::connect_async_with_config(url, None, true);
+    // TCP_NODELAY on, as browsers do: small frames must not wait for a delayed ACK. A small
+    // read buffer: tungstenite zeroes the whole buffer (128 KiB by default) before each read,
+    // which would make the client, not the bridge, the bottleneck. Both modes use this client.
+    let config = WebSocketConfig::default().read_buffer_size(4096);
+    let connecting = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
     let (ws, _) = tokio::time::timeout(REPLY_TIMEOUT, connecting)
         .await
         .context("connect timed out")?
