@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ServerName;
+use crate::{Kind, ServerName};
 
 /// One command frame.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -49,6 +49,10 @@ pub enum Command {
         scope: Scope,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         batch: bool,
+        /// Only events of these kinds, e.g. `["client_recv"]` for a script that wants just the
+        /// replies; every kind when absent. Errors, `lagged` and `bye` always come.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kinds: Option<Vec<Kind>>,
     },
     /// Changes a server's live settings; each change is announced as a `server_configured`
     /// event.
@@ -196,6 +200,7 @@ mod tests {
             json!({"op":"close","socket":"a"}),
             json!({"op":"subscribe","scope":"all"}),
             json!({"op":"subscribe","scope":"own","batch":true}),
+            json!({"op":"subscribe","scope":"own","kinds":["client_recv","client_giveup"]}),
             json!({"op":"configure","server":"lossy","drop":0.3,"delay_ms":150,"jitter_ms":100}),
             json!({"op":"configure","server":"chat","timeout_ms":3000}),
         ] {
@@ -209,5 +214,8 @@ mod tests {
         assert!(serde_json::from_value::<Command>(json!({"op":"fly","socket":"a"})).is_err());
         assert!(serde_json::from_value::<Command>(json!({"op":"close"})).is_err());
         assert!(serde_json::from_value::<Command>(json!({"op":"close","socket":"a","sockt":1})).is_err());
+        let typo = json!({"op":"subscribe","scope":"own","kinds":["client_reply"]});
+        let error = serde_json::from_value::<Command>(typo).expect_err("unknown kind").to_string();
+        assert!(error.contains("client_reply") && error.contains("client_recv"), "{error}");
     }
 }

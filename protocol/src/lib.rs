@@ -295,7 +295,88 @@ pub enum DuplicateReason {
     Duplicate,
 }
 
+/// The name of each [`EventKind`], as in its `kind` field, for choosing which kinds a session
+/// receives (`subscribe` with `kinds`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    ServerRecv,
+    ServerSend,
+    ServerDrop,
+    ServerRefused,
+    ChatJoin,
+    ChatHeartbeat,
+    ChatLeave,
+    ChatEvict,
+    ChatBroadcast,
+    ChatRefused,
+    ChatEnd,
+    ServerConfigured,
+    ClientOpen,
+    ClientClose,
+    ClientSend,
+    ClientRecv,
+    ClientRetry,
+    ClientGiveup,
+    ClientDuplicate,
+    ClientRefused,
+}
+
+/// A set of [`Kind`]s, one bit each: cheap to copy and to test on every event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Kinds(u32);
+
+impl Kinds {
+    /// Every kind: what a session receives unless it asks for fewer.
+    pub const ALL: Self = Self(u32::MAX);
+
+    pub const fn contains(self, kind: Kind) -> bool {
+        self.0 & (1 << kind as u32) != 0
+    }
+
+    /// The set as a number, for keeping it in an atomic.
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+
+    pub const fn from_bits(bits: u32) -> Self {
+        Self(bits)
+    }
+}
+
+impl FromIterator<Kind> for Kinds {
+    fn from_iter<I: IntoIterator<Item = Kind>>(kinds: I) -> Self {
+        Self(kinds.into_iter().fold(0, |bits, kind| bits | 1 << kind as u32))
+    }
+}
+
 impl EventKind {
+    /// Which kind of event this is: the name in its `kind` field.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Self::ServerRecv { .. } => Kind::ServerRecv,
+            Self::ServerSend { .. } => Kind::ServerSend,
+            Self::ServerDrop { .. } => Kind::ServerDrop,
+            Self::ServerRefused { .. } => Kind::ServerRefused,
+            Self::ChatJoin { .. } => Kind::ChatJoin,
+            Self::ChatHeartbeat { .. } => Kind::ChatHeartbeat,
+            Self::ChatLeave { .. } => Kind::ChatLeave,
+            Self::ChatEvict { .. } => Kind::ChatEvict,
+            Self::ChatBroadcast { .. } => Kind::ChatBroadcast,
+            Self::ChatRefused { .. } => Kind::ChatRefused,
+            Self::ChatEnd { .. } => Kind::ChatEnd,
+            Self::ServerConfigured { .. } => Kind::ServerConfigured,
+            Self::ClientOpen { .. } => Kind::ClientOpen,
+            Self::ClientClose { .. } => Kind::ClientClose,
+            Self::ClientSend { .. } => Kind::ClientSend,
+            Self::ClientRecv { .. } => Kind::ClientRecv,
+            Self::ClientRetry { .. } => Kind::ClientRetry,
+            Self::ClientGiveup { .. } => Kind::ClientGiveup,
+            Self::ClientDuplicate { .. } => Kind::ClientDuplicate,
+            Self::ClientRefused { .. } => Kind::ClientRefused,
+        }
+    }
+
     /// The server the event is about, for server events.
     pub fn server(&self) -> Option<ServerName> {
         Some(match self {
@@ -461,5 +542,54 @@ mod tests {
             assert_eq!(name.as_str().parse::<ServerName>(), Ok(name));
         }
         assert!("ECHO".parse::<ServerName>().is_err());
+    }
+
+    #[test]
+    fn every_kind_is_named_as_in_its_events() {
+        let (a, b) = ("127.0.0.1:1", "127.0.0.1:2");
+        let (server, client) = (json!({"server":"echo"}), json!({"session":"s","socket":"x"}));
+        let samples = [
+            ("server_recv", json!({"from":a,"to":b,"len":0,"text":""}), &server),
+            ("server_send", json!({"from":a,"to":b,"len":0,"text":""}), &server),
+            ("server_drop", json!({"from":a,"to":b,"len":0,"reason":"loss"}), &server),
+            ("server_refused", json!({}), &server),
+            ("chat_join", json!({"peer":a,"clients":1,"timeout_ms":1}), &server),
+            ("chat_heartbeat", json!({"peer":a,"timeout_ms":1}), &server),
+            ("chat_leave", json!({"peer":a,"clients":0}), &server),
+            ("chat_evict", json!({"peer":a,"silent_ms":1,"clients":0}), &server),
+            ("chat_broadcast", json!({"from":a,"recipients":1,"len":0,"text":""}), &server),
+            ("chat_refused", json!({"peer":a,"limit":1}), &server),
+            ("chat_end", json!({"clients":0}), &server),
+            ("server_configured", json!({"setting":"drop","value":0.5}), &server),
+            ("client_open", json!({"local":a,"remote":b,"connect":true}), &client),
+            ("client_close", json!({}), &client),
+            ("client_send", json!({"from":a,"to":b,"len":0,"text":""}), &client),
+            ("client_recv", json!({"from":a,"to":b,"len":0,"text":""}), &client),
+            ("client_retry", json!({"attempt":2,"delay_ms":1,"next_wait_ms":2}), &client),
+            ("client_giveup", json!({"attempts":2,"waited_ms":3,"give_up_ms":3}), &client),
+            (
+                "client_duplicate",
+                json!({"from":a,"to":b,"len":0,"text":"","req":"1","attempt":1,"reason":"late"}),
+                &client,
+            ),
+            ("client_refused", json!({"peer":b}), &client),
+        ];
+        let mut seen = Vec::new();
+        for (name, fields, common) in samples {
+            let mut event = fields;
+            event["kind"] = json!(name);
+            for (key, value) in common.as_object().into_iter().flatten() {
+                event[key] = value.clone();
+            }
+            let kind = serde_json::from_value::<EventKind>(event).expect(name).kind();
+            assert_eq!(serde_json::to_value(kind).expect("serialize"), json!(name));
+            assert!(!seen.contains(&kind), "{name} twice");
+            seen.push(kind);
+        }
+        let set: Kinds = seen.iter().copied().collect();
+        assert_eq!(set.bits().count_ones(), 20, "distinct bits");
+        assert!(seen.iter().all(|&kind| set.contains(kind)));
+        assert!(!Kinds::from_iter([Kind::ClientRecv]).contains(Kind::ClientSend));
+        assert!(serde_json::from_value::<Kind>(json!("client_reply")).is_err());
     }
 }

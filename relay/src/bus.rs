@@ -20,11 +20,11 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use protocol::{Event, EventKind};
+use protocol::{Event, EventKind, Kinds};
 use tokio::sync::{broadcast, mpsc};
 
 /// Cloned into every server and watcher; all clones share one channel and one sequence.
@@ -66,11 +66,17 @@ struct Route {
     missed: Arc<AtomicU64>,
     /// The session subscribed to everything and reads the broadcast instead.
     paused: Arc<AtomicBool>,
+    /// The kinds of event the session asked for ([`Kinds::bits`]). The others are left out
+    /// here, so they cost the session nothing, not even a wake-up.
+    kinds: Arc<AtomicU32>,
 }
 
 impl Route {
     fn deliver(&self, event: &Arc<Event>) {
         if self.paused.load(Ordering::Relaxed) {
+            return;
+        }
+        if !Kinds::from_bits(self.kinds.load(Ordering::Relaxed)).contains(event.kind.kind()) {
             return;
         }
         if self.tx.try_send(event.clone()).is_err() {
@@ -111,6 +117,11 @@ impl Feed {
     /// While paused, nothing is routed here: the session reads the broadcast instead.
     pub fn pause(&self, paused: bool) {
         self.route.paused.store(paused, Ordering::Relaxed);
+    }
+
+    /// From now on, only events of these kinds are routed here.
+    pub fn filter(&self, kinds: Kinds) {
+        self.route.kinds.store(kinds.bits(), Ordering::Relaxed);
     }
 
     pub async fn recv(&mut self) -> Option<Arc<Event>> {
@@ -224,7 +235,8 @@ impl EventBus {
     /// A feed of the events that concern `session`, until it is dropped.
     pub fn feed(&self, session: &str) -> Feed {
         let (tx, rx) = mpsc::channel(Feed::CAPACITY);
-        let route = Route { tx, missed: Arc::default(), paused: Arc::default() };
+        let kinds = Arc::new(AtomicU32::new(Kinds::ALL.bits()));
+        let route = Route { tx, missed: Arc::default(), paused: Arc::default(), kinds };
         if let Ok(mut table) = self.routes.table.write() {
             table.feeds.insert(session.to_owned(), route.clone());
             self.routes.count.store(table.feeds.len(), Ordering::Relaxed);
@@ -244,7 +256,7 @@ impl EventBus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::ServerName;
+    use protocol::{Kind, ServerName};
 
     fn refused() -> EventKind {
         EventKind::ServerRefused { server: ServerName::Echo, peer: None }
@@ -307,6 +319,13 @@ mod tests {
         a.release(a_socket);
         bus.emit(Instant::now(), EventKind::ServerRefused { server: ServerName::Echo, peer: Some(a_socket) });
         assert!(a.try_recv().is_none());
+
+        a.claim(a_socket);
+        a.filter([Kind::ClientOpen, Kind::ClientClose].into_iter().collect());
+        bus.emit(Instant::now(), EventKind::ServerRefused { server: ServerName::Echo, peer: Some(a_socket) });
+        bus.emit(Instant::now(), client_close("a"));
+        assert_eq!(seqs(&mut a), [7], "a filtered feed gets only the kinds it asked for");
+        a.filter(Kinds::ALL);
 
         a.pause(true);
         bus.emit(Instant::now(), client_close("a"));

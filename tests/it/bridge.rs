@@ -500,6 +500,57 @@ async fn shutdown_says_bye_after_the_chat_servers_end() {
 }
 
 #[tokio::test]
+async fn kinds_leave_out_every_other_event_and_reset_with_the_next_subscribe() {
+    let relay = TestRelay::start().await;
+    let mut ws = connect(relay.http()).await;
+    ws.send(json!({"op":"subscribe","scope":"own","kinds":["client_recv"]})).await;
+    ws.send(json!({"op":"open","socket":"a","server":"echo"})).await;
+    ws.send(json!({"op":"send","socket":"a","text":"just the reply"})).await;
+    // Nothing before the reply: not client_open, client_send, server_recv nor server_send.
+    let first = ws.next().await;
+    assert_eq!(
+        (first["kind"].clone(), first["text"].clone()),
+        (json!("client_recv"), json!("just the reply"))
+    );
+
+    // The everything-subscription is filtered the same way: an outside client's datagram
+    // shows up as the server's receive, and nothing else of it does.
+    let mut projector = connect(relay.http()).await;
+    projector.send(json!({"op":"subscribe","scope":"all","kinds":["server_recv"]})).await;
+    projector.send(json!({"op":"configure","server":"lossy","drop":0.0})).await; // filtered out
+    let outside = udp_client().await;
+    // The subscription may not have taken effect before the first datagram: send until seen.
+    let me = outside.local_addr().expect("addr").to_string();
+    let seen = within("a filtered projector sees the outside client", async {
+        loop {
+            outside.send_to(b"outside", relay.addr(ServerName::Echo)).await.expect("send");
+            let _ = recv(&outside).await;
+            let Ok(m) = tokio::time::timeout(Duration::from_millis(200), projector.next()).await else {
+                continue;
+            };
+            return m;
+        }
+    })
+    .await;
+    assert_eq!((seen["kind"].clone(), seen["from"].clone()), (json!("server_recv"), json!(me)));
+
+    // A typo in a kind is refused and says which kinds exist; the session carries on.
+    ws.send(json!({"op":"subscribe","scope":"own","kinds":["client_reply"]})).await;
+    let error = ws.error("bad_command").await;
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(message.contains("client_reply") && message.contains("client_recv"), "{message}");
+    // The filter still holds after the refused command, and a subscribe without kinds lifts it.
+    ws.send(json!({"op":"send","socket":"a","text":"again"})).await;
+    assert_eq!(ws.next().await["kind"], "client_recv");
+    ws.send(json!({"op":"subscribe","scope":"own"})).await;
+    ws.send(json!({"op":"send","socket":"a","text":"all of it"})).await;
+    assert_eq!(ws.next().await["kind"], "client_send");
+    projector.close().await;
+    ws.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
 async fn batch_mode_delivers_ready_events_together_in_order() {
     let relay = TestRelay::start().await;
     let mut ws = connect(relay.http()).await;

@@ -462,7 +462,7 @@ impl App {
     /// After a (re)connect: subscribe and reopen what this page had open.
     fn after_hello(&mut self) {
         if self.projector {
-            self.command(&Command::Subscribe { scope: Scope::All, batch: true });
+            self.command(&Command::Subscribe { scope: Scope::All, batch: true, kinds: None });
         }
         if self.hellos > 1 {
             let sockets = std::mem::take(&mut self.sockets);
@@ -644,6 +644,7 @@ impl App {
             self.command(&Command::Subscribe {
                 scope: if on { Scope::All } else { Scope::Own },
                 batch: true,
+                kinds: None,
             });
         }
     }

@@ -5,7 +5,7 @@
 //! - `relay`: N WebSocket sessions on the relay's `/ws`. Each opens a socket on the echo server
 //!   and runs a closed loop: `{"op":"send",…}`, then wait for that socket's `client_recv`. One
 //!   round trip is browser → relay → UDP echo → relay → browser, with the JSON events the page
-//!   would draw in between.
+//!   would draw in between, or only the `client_recv` with `--kinds client_recv`.
 //! - `websocat`: N WebSocket connections to `websocat -b ws-l:… udp:…`, the general-purpose
 //!   bridge. Each sends a binary message and waits for the binary reply.
 //! - `projector`: one session that subscribes to every event and reads them as fast as it can,
@@ -64,6 +64,11 @@ struct Cli {
     /// Worker threads of the client's runtime (1: leave the other core to the bridge).
     #[arg(long, value_name = "N", default_value_t = 1)]
     threads: usize,
+
+    /// Relay mode: ask for only these event kinds (`subscribe` with `kinds`), e.g.
+    /// `client_recv` for the replies alone. Every kind when not given.
+    #[arg(long, value_name = "KIND", value_delimiter = ',')]
+    kinds: Vec<String>,
 
     /// A label copied into the JSON line.
     #[arg(long, default_value = "")]
@@ -142,6 +147,9 @@ async fn relay_flow(cli: &Cli, start: Instant, end: Instant) -> anyhow::Result<(
         if m["type"] == "error" {
             bail!("open failed: {m}");
         }
+    }
+    if !cli.kinds.is_empty() {
+        ws.send(Message::text(json!({"op":"subscribe","scope":"own","kinds":cli.kinds}).to_string())).await?;
     }
     let send = Message::text(json!({"op":"send","socket":"b","text":payload(cli.size)}).to_string());
     let (mut done, mut latency) = (0, Latency::new());

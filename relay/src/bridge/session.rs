@@ -22,7 +22,7 @@ use futures_util::SinkExt;
 use futures_util::stream::{SplitSink, StreamExt};
 use protocol::message::VERSION;
 use protocol::{
-    Command, ErrorCode, Event, EventKind, Hello, Limits, RetryParams, Scope, ServerMsg, ServerName,
+    Command, ErrorCode, Event, EventKind, Hello, Kinds, Limits, RetryParams, Scope, ServerMsg, ServerName,
 };
 use tokio::net::UdpSocket;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -82,6 +82,9 @@ struct Session {
     all: Option<Subscription>,
     /// Send ready events together in `batch` messages.
     batch: bool,
+    /// The kinds of event the browser asked for. The feed filters its own; this filters the
+    /// everything-subscription.
+    kinds: Kinds,
     sockets: HashMap<String, OpenSocket>,
     budget: Arc<Mutex<Budget>>,
     /// Cancelled when the session ends or the relay shuts down; parent of every socket's.
@@ -166,6 +169,7 @@ pub async fn run(socket: WebSocket, state: AppState) {
         feed,
         all: None,
         batch: false,
+        kinds: Kinds::ALL,
         sockets: HashMap::new(),
         budget,
         stop: stop.clone(),
@@ -317,7 +321,8 @@ impl Session {
         let mut out = Outbox::new(self.batch);
         for _ in 0..BATCH {
             match received {
-                Ok(event) => out.event(&event),
+                Ok(event) if self.kinds.contains(event.kind.kind()) => out.event(&event),
+                Ok(_) => {}
                 Err(RecvError::Lagged(missed)) => out.message(&ServerMsg::Lagged { missed }),
                 Err(RecvError::Closed) => break,
             }
@@ -426,8 +431,10 @@ impl Session {
                 self.state.bus.emit(Instant::now(), EventKind::ClientClose { session, socket });
                 Ok(())
             }
-            Command::Subscribe { scope, batch } => {
+            Command::Subscribe { scope, batch, kinds } => {
                 self.batch = batch;
+                self.kinds = kinds.map_or(Kinds::ALL, |kinds| kinds.into_iter().collect());
+                self.feed.filter(self.kinds);
                 // Everything comes from the broadcast then, the session's own events included,
                 // so its own feed pauses to avoid sending them twice.
                 match scope {
