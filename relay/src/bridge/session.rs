@@ -301,6 +301,13 @@ impl Session {
     async fn forward_own(&mut self, sink: &mut Sink, first: Arc<Event>) -> Result<(), axum::Error> {
         let mut out = Outbox::new(self.batch);
         out.event(&first);
+        // A datagram just left one of this session's sockets: the server's receive and answer,
+        // and the socket's receive, follow within microseconds. Giving the runtime one turn
+        // first lets them join this write: 20-25% more round trips/s at 16 busy sessions
+        // (bench/bridge.sh), the same latency at one. Any other event goes out at once.
+        if matches!(first.kind, EventKind::ClientSend { .. }) {
+            tokio::task::yield_now().await;
+        }
         for _ in 1..BATCH {
             let Some(event) = self.feed.try_recv() else { break };
             out.event(&event);
