@@ -29,7 +29,8 @@ trap cleanup EXIT
 # rate limit that protects the servers from a runaway tab.
 "$bin/relay" --http-port 0 --echo-port 0 --upper-port 0 --chat-port 0 --lossy-port 0 --seed 1 \
     --max-sends-per-sec 1000000 > "$out/bridge-relay.out" 2> "$out/bridge-relay.log" &
-pids+=($!)
+relay_pid=$!
+pids+=($relay_pid)
 "$bin/tokio-echo" 127.0.0.1:0 > "$out/bridge-tokio.out" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do
@@ -45,23 +46,43 @@ have_websocat=false
 if command -v websocat >/dev/null; then
     ws_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     websocat -b "ws-l:127.0.0.1:$ws_port" "udp:$echo_addr" > "$out/bridge-websocat.log" 2>&1 &
-    pids+=($!)
+    websocat_pid=$!
+    pids+=($websocat_pid)
     sleep 0.5
     have_websocat=true
 else
     echo "websocat not found: its rows are skipped (cargo install websocat)" >&2
 fi
 
+# A process's user and system CPU time so far, in clock ticks.
+ticks() { awk '{ print $14, $15 }' "/proc/$1/stat" 2>/dev/null || echo "0 0"; }
+
+# Runs bridgebench and adds to its JSON line the CPU time the bridge spent meanwhile: the
+# relay's (its bridge and echo server), and websocat's when it is the bridge under test.
+bridge() {
+    local before_r before_w line
+    before_r=$(ticks "$relay_pid"); before_w=$(ticks "${websocat_pid:-0}")
+    line=$("$bin/bridgebench" "$@")
+    python3 - "$line" "$before_r" "$(ticks "$relay_pid")" "$before_w" "$(ticks "${websocat_pid:-0}")" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+(ru0, rs0), (ru1, rs1), (wu0, ws0), (wu1, ws1) = (map(int, a.split()) for a in sys.argv[2:6])
+r.update(relay_user_ticks=ru1 - ru0, relay_sys_ticks=rs1 - rs0,
+         websocat_user_ticks=wu1 - wu0, websocat_sys_ticks=ws1 - ws0)
+print(json.dumps(r))
+PY
+}
+
 for round in $(seq "$ROUNDS"); do
     for n in 1 16; do
         "$bin/loadgen" --target "$echo_addr" --flows "$n" --duration "$DURATION" --warmup 300ms \
             --label "udp-direct" >> "$raw"
-        "$bin/bridgebench" --mode relay --url "ws://$http_addr/ws" --connections "$n" \
+        bridge --mode relay --url "ws://$http_addr/ws" --connections "$n" \
             --duration "$DURATION" --label "relay-bridge" >> "$raw"
-        "$bin/bridgebench" --mode relay --url "ws://$http_addr/ws" --connections "$n" \
+        bridge --mode relay --url "ws://$http_addr/ws" --connections "$n" \
             --duration "$DURATION" --kinds client_recv --label "relay-bridge-replies" >> "$raw"
         if $have_websocat; then
-            "$bin/bridgebench" --mode websocat --url "ws://127.0.0.1:$ws_port/" --connections "$n" \
+            bridge --mode websocat --url "ws://127.0.0.1:$ws_port/" --connections "$n" \
                 --duration "$DURATION" --label "websocat" >> "$raw"
         fi
     done
@@ -78,9 +99,10 @@ for round in $(seq "$ROUNDS"); do
     echo "round $round done" >&2
 done
 
-python3 - "$raw" > "$out/bridge.md" <<'PY'
+python3 - "$raw" "$(getconf CLK_TCK)" > "$out/bridge.md" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+us_per_tick = 1e6 / int(sys.argv[2])
 def med(label, n, key):
     vals = [r[key] for r in rows if r.get("label") == label and r.get("flows", r.get("connections")) == n]
     return statistics.median(vals) if vals else None
@@ -92,6 +114,24 @@ for n in (1, 16):
         if rps is None:
             continue
         print(f"| {n} | {label} | {rps:,.0f} | {med(label, n, 'p50_us'):,.0f} | {med(label, n, 'p99_us'):,.0f} |")
+print()
+print("CPU per round trip, warm-up included (µs; the bridge's share spent in the kernel in brackets). "
+      "For websocat, the bridge is websocat plus the relay's echo server; for the relay, the relay.")
+print()
+print("| connections | path | bridge CPU µs | client CPU µs |")
+print("|---:|---|---:|---:|")
+def cpu(r):
+    user = r.get("relay_user_ticks", 0) + r.get("websocat_user_ticks", 0)
+    sys_ = r.get("relay_sys_ticks", 0) + r.get("websocat_sys_ticks", 0)
+    n = max(r.get("round_trips_total", 0), 1)
+    client = (r.get("cpu_user_ticks", 0) + r.get("cpu_sys_ticks", 0)) * us_per_tick / n
+    return (user + sys_) * us_per_tick / n, sys_ / max(user + sys_, 1), client
+for n in (1, 16):
+    for label in ("relay-bridge", "relay-bridge-replies", "websocat"):
+        runs = [cpu(r) for r in rows if r.get("label") == label and r.get("connections") == n]
+        if runs:
+            total, kernel, client = (statistics.median(x[i] for x in runs) for i in range(3))
+            print(f"| {n} | {label} | {total:.1f} ({kernel:.0%}) | {client:.1f} |")
 print()
 for label in ("relay-bridge", "relay-bridge-replies"):
     for n in (1, 16):

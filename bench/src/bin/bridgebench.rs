@@ -82,6 +82,11 @@ struct Report {
     connections: usize,
     seconds: f64,
     round_trips: u64,
+    /// Round trips including the warm-up's, and this client's CPU time over its whole run in
+    /// clock ticks (`getconf CLK_TCK`), for CPU per round trip.
+    round_trips_total: u64,
+    cpu_user_ticks: u64,
+    cpu_sys_ticks: u64,
     rt_per_s: f64,
     p50_us: f64,
     p99_us: f64,
@@ -131,8 +136,28 @@ fn payload(size: usize) -> String {
     "x".repeat(size)
 }
 
-/// One relay session's closed loop. Returns (round trips, latency) measured after `start`.
-async fn relay_flow(cli: &Cli, start: Instant, end: Instant) -> anyhow::Result<(u64, Latency)> {
+/// What one connection's closed loop did.
+#[derive(Default)]
+struct Flow {
+    /// Round trips sent after the warm-up, and their latency.
+    measured: u64,
+    latency: Latency,
+    /// Every round trip, the warm-up's included: what the CPU times cover.
+    total: u64,
+}
+
+impl Flow {
+    fn record(&mut self, sent: Instant, start: Instant) {
+        self.total += 1;
+        if sent >= start {
+            self.measured += 1;
+            self.latency.record(sent.elapsed());
+        }
+    }
+}
+
+/// One relay session's closed loop.
+async fn relay_flow(cli: &Cli, start: Instant, end: Instant) -> anyhow::Result<Flow> {
     let mut ws = connect(&cli.url).await?;
     let hello = next_json(&mut ws).await?;
     if hello["type"] != "hello" {
@@ -152,7 +177,7 @@ async fn relay_flow(cli: &Cli, start: Instant, end: Instant) -> anyhow::Result<(
         ws.send(Message::text(json!({"op":"subscribe","scope":"own","kinds":cli.kinds}).to_string())).await?;
     }
     let send = Message::text(json!({"op":"send","socket":"b","text":payload(cli.size)}).to_string());
-    let (mut done, mut latency) = (0, Latency::new());
+    let mut flow = Flow::default();
     loop {
         let sent = Instant::now();
         if sent >= end {
@@ -170,20 +195,17 @@ async fn relay_flow(cli: &Cli, start: Instant, end: Instant) -> anyhow::Result<(
                 bail!("send failed (raise the relay's --max-sends-per-sec?): {}", text.as_str());
             }
         }
-        if sent >= start {
-            done += 1;
-            latency.record(sent.elapsed());
-        }
+        flow.record(sent, start);
     }
     let _ = ws.close(None).await;
-    Ok((done, latency))
+    Ok(flow)
 }
 
 /// One websocat connection's closed loop.
-async fn websocat_flow(cli: &Cli, start: Instant, end: Instant) -> anyhow::Result<(u64, Latency)> {
+async fn websocat_flow(cli: &Cli, start: Instant, end: Instant) -> anyhow::Result<Flow> {
     let mut ws = connect(&cli.url).await?;
     let bytes = payload(cli.size).into_bytes();
-    let (mut done, mut latency) = (0, Latency::new());
+    let mut flow = Flow::default();
     loop {
         let sent = Instant::now();
         if sent >= end {
@@ -198,13 +220,10 @@ async fn websocat_flow(cli: &Cli, start: Instant, end: Instant) -> anyhow::Resul
                 break;
             }
         }
-        if sent >= start {
-            done += 1;
-            latency.record(sent.elapsed());
-        }
+        flow.record(sent, start);
     }
     let _ = ws.close(None).await;
-    Ok((done, latency))
+    Ok(flow)
 }
 
 /// Reads every event until `end`: (events, missed).
@@ -232,10 +251,22 @@ async fn projector(cli: &Cli, end: Instant) -> anyhow::Result<(u64, u64)> {
     Ok((events, missed))
 }
 
+/// This process's user and system CPU time so far, in clock ticks (Linux; zeros elsewhere).
+fn own_cpu_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let tick = |i: usize| fields.get(i).and_then(|f| f.parse().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of proc_pid_stat(5); field 3 comes first here.
+    (tick(11), tick(12))
+}
+
 async fn run(cli: Cli) -> anyhow::Result<Report> {
     let start = Instant::now() + cli.warmup;
     let end = start + cli.duration;
-    let (mut round_trips, mut latency, mut events, mut missed) = (0, Latency::new(), 0, 0);
+    let (mut round_trips, mut round_trips_total, mut latency) = (0, 0, Latency::new());
+    let (mut events, mut missed) = (0, 0);
     match cli.mode {
         Mode::Projector => (events, missed) = projector(&cli, end).await?,
         Mode::Relay | Mode::Websocat => {
@@ -250,20 +281,25 @@ async fn run(cli: Cli) -> anyhow::Result<Report> {
                 });
             }
             while let Some(flow) = flows.join_next().await {
-                let (done, flow_latency) = flow.context("a flow panicked")??;
-                round_trips += done;
-                latency.merge(&flow_latency);
+                let flow = flow.context("a flow panicked")??;
+                round_trips += flow.measured;
+                round_trips_total += flow.total;
+                latency.merge(&flow.latency);
             }
         }
     }
     let seconds = cli.duration.as_secs_f64();
     let s = latency.summary();
+    let (cpu_user_ticks, cpu_sys_ticks) = own_cpu_ticks();
     Ok(Report {
         label: cli.label,
         mode: cli.mode,
         connections: cli.connections,
         seconds,
         round_trips,
+        round_trips_total,
+        cpu_user_ticks,
+        cpu_sys_ticks,
         rt_per_s: round_trips as f64 / seconds,
         p50_us: s.p50_us,
         p99_us: s.p99_us,
