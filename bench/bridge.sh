@@ -86,16 +86,20 @@ for round in $(seq "$ROUNDS"); do
                 --duration "$DURATION" --label "websocat" >> "$raw"
         fi
     done
-    # The echo server while a projector subscribes to everything, against the bare tokio echo.
+    # The echo server while a projector subscribes to everything, against the bare tokio echo
+    # and against itself unwatched. The projector starts first and outlasts the load (its
+    # warm-up is only a longer run here), so the whole measured load is watched.
     "$bin/loadgen" --target "$tokio_addr" --flows 16 --duration "$DURATION" --warmup 300ms \
         --label "tokio-echo" >> "$raw"
     "$bin/bridgebench" --mode projector --url "ws://$http_addr/ws" --duration "$DURATION" \
-        --warmup 0ms --label "projector" >> "$raw" &
+        --warmup 800ms --label "projector" >> "$raw" &
     projector=$!
     sleep 0.2
     "$bin/loadgen" --target "$echo_addr" --flows 16 --duration "$DURATION" --warmup 300ms \
         --label "relay-echo-watched" >> "$raw"
     wait "$projector"
+    "$bin/loadgen" --target "$echo_addr" --flows 16 --duration "$DURATION" --warmup 300ms \
+        --label "relay-echo-unwatched" >> "$raw"
     echo "round $round done" >&2
 done
 
@@ -139,10 +143,19 @@ for label in ("relay-bridge", "relay-bridge-replies"):
         rp, wp = med(label, n, "p50_us"), med("websocat", n, "p50_us")
         if r and w:
             print(f"- {label}, {n} connection(s): ÷ websocat round trips/s = {r / w:.2f}; p50 ÷ websocat = {rp / wp:.2f}")
-t, e = med("tokio-echo", 16, "rt_per_s"), med("relay-echo-watched", 16, "rt_per_s")
+def per_round(label):
+    return [r["rt_per_s"] for r in rows if r.get("label") == label]
+def ratio(top, bottom):
+    # Ratios within each round (the runs seconds apart), then their median and range.
+    ratios = sorted(a / b for a, b in zip(per_round(top), per_round(bottom)) if b)
+    if ratios:
+        return f"{statistics.median(ratios):.2f} (range {ratios[0]:.2f}–{ratios[-1]:.2f}, {len(ratios)} rounds)"
+    return "n/a"
 proj = [r for r in rows if r.get("label") == "projector"]
-if t and e:
-    print(f"- relay echo with a projector watching ÷ bare tokio echo, 16 flows: {e / t:.2f}")
+if per_round("relay-echo-watched"):
+    print(f"- relay echo with a projector watching ÷ bare tokio echo, 16 flows: {ratio('relay-echo-watched', 'tokio-echo')}")
+    print(f"- relay echo watched ÷ the same echo unwatched: {ratio('relay-echo-watched', 'relay-echo-unwatched')}")
+    print(f"- relay echo unwatched ÷ bare tokio echo: {ratio('relay-echo-unwatched', 'tokio-echo')}")
 if proj:
     print(f"- the projector read {statistics.median(p['events'] for p in proj):,.0f} events per run (median), "
           f"missed {statistics.median(p['missed'] for p in proj):,.0f}")

@@ -19,6 +19,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub mod addr;
 pub mod command;
 pub mod message;
 
@@ -158,7 +159,9 @@ pub enum EventKind {
     /// A server read a datagram from `from`.
     ServerRecv {
         server: ServerName,
+        #[serde(with = "crate::addr")]
         from: SocketAddr,
+        #[serde(with = "crate::addr")]
         to: SocketAddr,
         len: usize,
         #[serde(flatten)]
@@ -167,7 +170,9 @@ pub enum EventKind {
     /// A server sent a datagram to `to`. `delay_ms` is how long the answer was held first.
     ServerSend {
         server: ServerName,
+        #[serde(with = "crate::addr")]
         from: SocketAddr,
+        #[serde(with = "crate::addr")]
         to: SocketAddr,
         len: usize,
         #[serde(flatten)]
@@ -176,7 +181,15 @@ pub enum EventKind {
         delay_ms: Option<u64>,
     },
     /// A server read a datagram and will never answer it.
-    ServerDrop { server: ServerName, from: SocketAddr, to: SocketAddr, len: usize, reason: DropReason },
+    ServerDrop {
+        server: ServerName,
+        #[serde(with = "crate::addr")]
+        from: SocketAddr,
+        #[serde(with = "crate::addr")]
+        to: SocketAddr,
+        len: usize,
+        reason: DropReason,
+    },
     /// The kernel reported ICMP port unreachable (`ECONNREFUSED`) for something a server sent.
     /// `peer` is known only when the socket could tell.
     ServerRefused {
@@ -188,20 +201,38 @@ pub enum EventKind {
     /// live clients after the change.
     ChatJoin {
         server: ServerName,
+        #[serde(with = "crate::addr")]
         peer: SocketAddr,
         clients: usize,
         /// The client will be evicted this many milliseconds after it was last heard.
         timeout_ms: u64,
     },
     /// A known chat client sent `^hb^` or `reg` and is alive for another `timeout_ms`.
-    ChatHeartbeat { server: ServerName, peer: SocketAddr, timeout_ms: u64 },
+    ChatHeartbeat {
+        server: ServerName,
+        #[serde(with = "crate::addr")]
+        peer: SocketAddr,
+        timeout_ms: u64,
+    },
     /// A chat client sent `quit`.
-    ChatLeave { server: ServerName, peer: SocketAddr, clients: usize },
+    ChatLeave {
+        server: ServerName,
+        #[serde(with = "crate::addr")]
+        peer: SocketAddr,
+        clients: usize,
+    },
     /// A chat client stayed silent for the whole timeout and was removed.
-    ChatEvict { server: ServerName, peer: SocketAddr, silent_ms: u64, clients: usize },
+    ChatEvict {
+        server: ServerName,
+        #[serde(with = "crate::addr")]
+        peer: SocketAddr,
+        silent_ms: u64,
+        clients: usize,
+    },
     /// A chat message went out to `recipients` live clients, the sender included.
     ChatBroadcast {
         server: ServerName,
+        #[serde(with = "crate::addr")]
         from: SocketAddr,
         recipients: usize,
         len: usize,
@@ -209,7 +240,12 @@ pub enum EventKind {
         payload: Payload,
     },
     /// A new chat client was turned away because `limit` clients are already live.
-    ChatRefused { server: ServerName, peer: SocketAddr, limit: usize },
+    ChatRefused {
+        server: ServerName,
+        #[serde(with = "crate::addr")]
+        peer: SocketAddr,
+        limit: usize,
+    },
     /// The chat server is stopping and sent `end` to its `clients` live clients.
     ChatEnd { server: ServerName, clients: usize },
     /// An operator changed a live setting of a server. Durations are in milliseconds.
@@ -219,7 +255,9 @@ pub enum EventKind {
     ClientOpen {
         session: String,
         socket: String,
+        #[serde(with = "crate::addr")]
         local: SocketAddr,
+        #[serde(with = "crate::addr")]
         remote: SocketAddr,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         server: Option<ServerName>,
@@ -232,7 +270,9 @@ pub enum EventKind {
     ClientSend {
         session: String,
         socket: String,
+        #[serde(with = "crate::addr")]
         from: SocketAddr,
+        #[serde(with = "crate::addr")]
         to: SocketAddr,
         len: usize,
         #[serde(flatten)]
@@ -247,7 +287,9 @@ pub enum EventKind {
     ClientRecv {
         session: String,
         socket: String,
+        #[serde(with = "crate::addr")]
         from: SocketAddr,
+        #[serde(with = "crate::addr")]
         to: SocketAddr,
         len: usize,
         #[serde(flatten)]
@@ -271,7 +313,9 @@ pub enum EventKind {
     ClientDuplicate {
         session: String,
         socket: String,
+        #[serde(with = "crate::addr")]
         from: SocketAddr,
+        #[serde(with = "crate::addr")]
         to: SocketAddr,
         len: usize,
         #[serde(flatten)]
@@ -282,7 +326,12 @@ pub enum EventKind {
     },
     /// The kernel reported ICMP port unreachable (`ECONNREFUSED`): nothing listens at `peer`.
     /// Only a connected socket learns this, as Twisted's `connectionRefused`.
-    ClientRefused { session: String, socket: String, peer: SocketAddr },
+    ClientRefused {
+        session: String,
+        socket: String,
+        #[serde(with = "crate::addr")]
+        peer: SocketAddr,
+    },
 }
 
 /// Why a reply was not taken as the answer to its request.

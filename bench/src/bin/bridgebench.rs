@@ -94,6 +94,8 @@ struct Report {
     /// Projector mode: events read, and events the relay said were skipped (`lagged`).
     events: u64,
     missed: u64,
+    /// Projector mode: WebSocket frames that carried them.
+    frames: u64,
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -226,18 +228,19 @@ async fn websocat_flow(cli: &Cli, start: Instant, end: Instant) -> anyhow::Resul
     Ok(flow)
 }
 
-/// Reads every event until `end`: (events, missed).
-async fn projector(cli: &Cli, end: Instant) -> anyhow::Result<(u64, u64)> {
+/// Reads every event until `end`: (events, missed, frames).
+async fn projector(cli: &Cli, end: Instant) -> anyhow::Result<(u64, u64, u64)> {
     let mut ws = connect(&cli.url).await?;
     next_json(&mut ws).await?;
     // Batches: what the page asks for in projector mode.
     ws.send(Message::text(json!({"op":"subscribe","scope":"all","batch":true}).to_string())).await?;
-    let (mut events, mut missed) = (0, 0);
+    let (mut events, mut missed, mut frames) = (0, 0, 0);
     while Instant::now() < end {
         // Quiet periods are fine here: wait at most until the end of the run.
         let left = end.saturating_duration_since(Instant::now());
         let Ok(message) = tokio::time::timeout(left, ws.next()).await else { break };
         let Some(Ok(Message::Text(text))) = message else { continue };
+        frames += 1;
         // Count without parsing every event: the projector should be cheap, not the test.
         events += text.matches(r#"{"type":"event""#).count() as u64;
         if text.contains(r#"{"type":"lagged""#) {
@@ -248,7 +251,7 @@ async fn projector(cli: &Cli, end: Instant) -> anyhow::Result<(u64, u64)> {
         }
     }
     let _ = ws.close(None).await;
-    Ok((events, missed))
+    Ok((events, missed, frames))
 }
 
 /// This process's user and system CPU time so far, in clock ticks (Linux; zeros elsewhere).
@@ -266,9 +269,9 @@ async fn run(cli: Cli) -> anyhow::Result<Report> {
     let start = Instant::now() + cli.warmup;
     let end = start + cli.duration;
     let (mut round_trips, mut round_trips_total, mut latency) = (0, 0, Latency::new());
-    let (mut events, mut missed) = (0, 0);
+    let (mut events, mut missed, mut frames) = (0, 0, 0);
     match cli.mode {
-        Mode::Projector => (events, missed) = projector(&cli, end).await?,
+        Mode::Projector => (events, missed, frames) = projector(&cli, end).await?,
         Mode::Relay | Mode::Websocat => {
             let mut flows = tokio::task::JoinSet::new();
             for _ in 0..cli.connections {
@@ -306,6 +309,7 @@ async fn run(cli: Cli) -> anyhow::Result<Report> {
         max_us: s.max_us,
         events,
         missed,
+        frames,
     })
 }
 
