@@ -21,17 +21,57 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
 use protocol::{Event, EventKind, Kinds};
 use tokio::sync::{broadcast, mpsc};
 
+/// An event as the bus hands it out, shared by everyone it concerns: the event itself and,
+/// once the first session has written it, its JSON message. Every other session watching
+/// reuses that text, so a classroom of projector tabs costs one serialization per event, not
+/// one per tab. It derefs to the [`Event`].
+#[derive(Debug)]
+pub struct Published {
+    event: Event,
+    json: OnceLock<Option<Box<str>>>,
+}
+
+impl Published {
+    /// The event as a `{"type":"event",…}` message, serialized on first use. `None` only if
+    /// serializing failed, which our types never do; it is logged once.
+    pub fn json(&self) -> Option<&str> {
+        self.json
+            .get_or_init(|| match serde_json::to_string(&EventMsg::Event(&self.event)) {
+                Ok(json) => Some(json.into_boxed_str()),
+                Err(e) => {
+                    tracing::error!(seq = self.event.seq, "cannot serialize an event: {e}");
+                    None
+                }
+            })
+            .as_deref()
+    }
+}
+
+impl Deref for Published {
+    type Target = Event;
+    fn deref(&self) -> &Event {
+        &self.event
+    }
+}
+
+/// An event as a server message, serialized straight from the shared event without copying it.
+#[derive(serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum EventMsg<'a> {
+    Event(&'a Event),
+}
+
 /// Cloned into every server and watcher; all clones share one channel and one sequence.
 #[derive(Clone, Debug)]
 pub struct EventBus {
     /// Events are shared, not copied, between subscribers.
-    tx: broadcast::Sender<Arc<Event>>,
+    tx: broadcast::Sender<Arc<Published>>,
     /// The next sequence number. Shared by clones so `seq` is unique across servers.
     next_seq: Arc<AtomicU64>,
     /// Time zero for `t_us`: when the relay started.
@@ -61,7 +101,7 @@ struct Table {
 
 #[derive(Debug, Clone)]
 struct Route {
-    tx: mpsc::Sender<Arc<Event>>,
+    tx: mpsc::Sender<Arc<Published>>,
     /// Events dropped because the feed was full, not yet reported to the session.
     missed: Arc<AtomicU64>,
     /// The session subscribed to everything and reads the broadcast instead.
@@ -72,7 +112,7 @@ struct Route {
 }
 
 impl Route {
-    fn deliver(&self, event: &Arc<Event>) {
+    fn deliver(&self, event: &Arc<Published>) {
         if self.paused.load(Ordering::Relaxed) {
             return;
         }
@@ -90,7 +130,7 @@ impl Route {
 #[derive(Debug)]
 pub struct Feed {
     session: String,
-    rx: mpsc::Receiver<Arc<Event>>,
+    rx: mpsc::Receiver<Arc<Published>>,
     route: Route,
     routes: Arc<Routes>,
 }
@@ -124,11 +164,11 @@ impl Feed {
         self.route.kinds.store(kinds.bits(), Ordering::Relaxed);
     }
 
-    pub async fn recv(&mut self) -> Option<Arc<Event>> {
+    pub async fn recv(&mut self) -> Option<Arc<Published>> {
         self.rx.recv().await
     }
 
-    pub fn try_recv(&mut self) -> Option<Arc<Event>> {
+    pub fn try_recv(&mut self) -> Option<Arc<Published>> {
         self.rx.try_recv().ok()
     }
 
@@ -152,12 +192,12 @@ impl Drop for Feed {
 /// `broadcast::Receiver` for `recv` and `try_recv`; dropping it unsubscribes.
 #[derive(Debug)]
 pub struct Subscription {
-    rx: broadcast::Receiver<Arc<Event>>,
+    rx: broadcast::Receiver<Arc<Published>>,
     subscribers: Arc<AtomicUsize>,
 }
 
 impl Deref for Subscription {
-    type Target = broadcast::Receiver<Arc<Event>>;
+    type Target = broadcast::Receiver<Arc<Published>>;
     fn deref(&self) -> &Self::Target {
         &self.rx
     }
@@ -204,7 +244,7 @@ impl EventBus {
         }
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let t_us = u64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX);
-        let event = Arc::new(Event { seq, t_us, kind });
+        let event = Arc::new(Published { event: Event { seq, t_us, kind }, json: OnceLock::new() });
         if self.routes.count.load(Ordering::Relaxed) > 0 {
             self.route(&event);
         }
@@ -217,7 +257,7 @@ impl EventBus {
     /// Delivers `event` to the feed of the session it concerns: the session named in a
     /// client event, or the owner of the socket a server event is about. A settings change
     /// concerns everyone.
-    fn route(&self, event: &Arc<Event>) {
+    fn route(&self, event: &Arc<Published>) {
         let Ok(table) = self.routes.table.read() else { return };
         if let EventKind::ServerConfigured { .. } = event.kind {
             table.feeds.values().for_each(|route| route.deliver(event));
@@ -345,6 +385,18 @@ mod tests {
         assert_eq!(feed.take_missed(), 7);
         assert_eq!(feed.take_missed(), 0);
         assert_eq!(feed.try_recv().map(|e| e.seq), Some(1));
+    }
+
+    #[test]
+    fn the_json_of_an_event_is_its_server_message_written_once() {
+        let bus = EventBus::new(Instant::now());
+        let (mut a, mut b) = (bus.subscribe(), bus.subscribe());
+        bus.emit(Instant::now(), client_close("s"));
+        let (first, second) = (a.try_recv().expect("a"), b.try_recv().expect("b"));
+        let json = first.json().expect("serializes");
+        let owned = serde_json::to_value(protocol::ServerMsg::Event((**first).clone())).expect("serialize");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(json).expect("JSON"), owned);
+        assert!(std::ptr::eq(json, second.json().expect("serializes")), "the second reader reuses the text");
     }
 
     #[test]

@@ -92,7 +92,7 @@ pub async fn assert_silent(socket: &UdpSocket, quiet: Duration) {
 /// Fails the test after [`STEP`], if the bus closes, or if the receiver lagged: a test that
 /// missed events cannot tell whether the one it wants was among them.
 pub async fn wait_for_event<T>(
-    events: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<protocol::Event>>,
+    events: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<relay::bus::Published>>,
     what: &str,
     mut matches: impl FnMut(&protocol::Event) -> Option<T>,
 ) -> T {
@@ -113,8 +113,8 @@ pub async fn wait_for_event<T>(
 
 /// Every event already on the bus, without waiting. Fails the test if the receiver lagged.
 pub fn drain_events(
-    events: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<protocol::Event>>,
-) -> Vec<std::sync::Arc<protocol::Event>> {
+    events: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<relay::bus::Published>>,
+) -> Vec<std::sync::Arc<relay::bus::Published>> {
     use tokio::sync::broadcast::error::TryRecvError;
     let mut drained = Vec::new();
     loop {

@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use protocol::{DropReason, Event, EventKind, ServerName};
+use protocol::{DropReason, EventKind, ServerName};
+use relay::bus::Published;
 use relay::udp::Setting;
 use tokio::net::UdpSocket;
 use tokio::sync::broadcast;
@@ -19,7 +20,7 @@ use crate::support::{TestRelay, assert_silent, drain_events, recv, udp_client, w
 /// Long enough to be confident that a datagram on loopback is not coming.
 const QUIET: Duration = Duration::from_millis(250);
 
-type Events = broadcast::Receiver<Arc<Event>>;
+type Events = broadcast::Receiver<Arc<Published>>;
 
 async fn send(socket: &UdpSocket, payload: &[u8], to: SocketAddr) {
     let sent = within("sending a datagram", socket.send_to(payload, to)).await.expect("send_to");

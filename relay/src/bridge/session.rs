@@ -22,7 +22,7 @@ use futures_util::SinkExt;
 use futures_util::stream::{SplitSink, StreamExt};
 use protocol::message::VERSION;
 use protocol::{
-    Command, ErrorCode, Event, EventKind, Hello, Kinds, Limits, RetryParams, Scope, ServerMsg, ServerName,
+    Command, ErrorCode, EventKind, Hello, Kinds, Limits, RetryParams, Scope, ServerMsg, ServerName,
 };
 use tokio::net::UdpSocket;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -32,7 +32,7 @@ use tokio_util::task::TaskTracker;
 
 use super::budget::Budget;
 use super::client::{ClientSocket, Names};
-use crate::bus::{Feed, Subscription};
+use crate::bus::{Feed, Published, Subscription};
 use crate::http::AppState;
 use crate::udp::{self, ClientCommand, Control, Setting};
 
@@ -100,13 +100,6 @@ fn frame(msg: &ServerMsg) -> Message {
         Ok(json) => Message::Text(json.into()),
         Err(e) => Message::Text(format!(r#"{{"type":"error","code":"io","message":"{e}"}}"#).into()),
     }
-}
-
-/// An event as a message, serialized straight from the shared event without copying it.
-#[derive(serde::Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum EventMsg<'a> {
-    Event(&'a Event),
 }
 
 fn error_frame(refusal: Refusal, op: Option<&str>, socket: Option<&str>) -> Message {
@@ -235,7 +228,7 @@ async fn until_stopped<T>(stop: &CancellationToken, write: impl Future<Output = 
 }
 
 /// The next event of the everything-subscription, or never when there is none.
-async fn next_of_all(all: &mut Option<Subscription>) -> Result<Arc<Event>, RecvError> {
+async fn next_of_all(all: &mut Option<Subscription>) -> Result<Arc<Published>, RecvError> {
     match all {
         Some(subscription) => subscription.recv().await,
         None => std::future::pending().await,
@@ -246,50 +239,55 @@ async fn next_of_all(all: &mut Option<Subscription>) -> Result<Arc<Event>, RecvE
 /// Either way they are flushed once, so a burst of events costs one write.
 struct Outbox {
     batch: bool,
-    /// Each message's JSON.
-    messages: Vec<String>,
+    /// One frame per message; in batch mode, the one batch frame being written.
+    frames: Vec<String>,
 }
 
 impl Outbox {
     fn new(batch: bool) -> Self {
-        Self { batch, messages: Vec::new() }
+        Self { batch, frames: Vec::new() }
     }
 
-    fn event(&mut self, event: &Event) {
-        match serde_json::to_string(&EventMsg::Event(event)) {
-            Ok(json) => self.messages.push(json),
-            Err(e) => tracing::error!(seq = event.seq, "cannot serialize an event: {e}"),
+    /// Adds a message that is JSON already: events are serialized once for every session
+    /// (see [`Published`]), and a batch splices them in rather than parse them.
+    fn push(&mut self, json: &str) {
+        match self.frames.last_mut() {
+            Some(batch) if self.batch => {
+                batch.push(',');
+                batch.push_str(json);
+            }
+            _ if self.batch => {
+                let mut batch = String::with_capacity(json.len() * 8);
+                batch.push_str(r#"{"type":"batch","messages":["#);
+                batch.push_str(json);
+                self.frames.push(batch);
+            }
+            _ => self.frames.push(json.to_owned()),
+        }
+    }
+
+    fn event(&mut self, event: &Published) {
+        if let Some(json) = event.json() {
+            self.push(json);
         }
     }
 
     fn message(&mut self, msg: &ServerMsg) {
         match serde_json::to_string(msg) {
-            Ok(json) => self.messages.push(json),
+            Ok(json) => self.push(&json),
             Err(e) => tracing::error!("cannot serialize a message: {e}"),
         }
     }
 
-    async fn send(self, sink: &mut Sink) -> Result<(), axum::Error> {
-        if self.messages.is_empty() {
+    async fn send(mut self, sink: &mut Sink) -> Result<(), axum::Error> {
+        if self.frames.is_empty() {
             return Ok(());
         }
-        if self.batch {
-            // The messages are JSON already: splice them into the batch rather than parse them.
-            let len = self.messages.iter().map(|m| m.len() + 1).sum::<usize>() + 32;
-            let mut frame = String::with_capacity(len);
-            frame.push_str(r#"{"type":"batch","messages":["#);
-            for (i, message) in self.messages.iter().enumerate() {
-                if i > 0 {
-                    frame.push(',');
-                }
-                frame.push_str(message);
-            }
-            frame.push_str("]}");
+        if let (true, Some(batch)) = (self.batch, self.frames.last_mut()) {
+            batch.push_str("]}");
+        }
+        for frame in self.frames {
             sink.feed(Message::Text(frame.into())).await?;
-        } else {
-            for message in self.messages {
-                sink.feed(Message::Text(message.into())).await?;
-            }
         }
         sink.flush().await
     }
@@ -298,7 +296,7 @@ impl Outbox {
 impl Session {
     /// Writes `first` and whatever else of this session's own events is ready, then flushes
     /// once: one write for a burst of events, not one each.
-    async fn forward_own(&mut self, sink: &mut Sink, first: Arc<Event>) -> Result<(), axum::Error> {
+    async fn forward_own(&mut self, sink: &mut Sink, first: Arc<Published>) -> Result<(), axum::Error> {
         let mut out = Outbox::new(self.batch);
         out.event(&first);
         // A datagram just left one of this session's sockets: the server's receive and answer,
@@ -323,7 +321,7 @@ impl Session {
     async fn forward_all(
         &mut self,
         sink: &mut Sink,
-        mut received: Result<Arc<Event>, RecvError>,
+        mut received: Result<Arc<Published>, RecvError>,
     ) -> Result<(), axum::Error> {
         let mut out = Outbox::new(self.batch);
         for _ in 0..BATCH {
@@ -683,18 +681,6 @@ fn decode_hex(hex: &str) -> Result<Vec<u8>, Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn borrowed_event_frames_match_the_protocol() {
-        let event = Event {
-            seq: 9,
-            t_us: 1,
-            kind: EventKind::ClientClose { session: "s".into(), socket: "a".into() },
-        };
-        let borrowed = serde_json::to_value(EventMsg::Event(&event)).expect("serialize");
-        let owned = serde_json::to_value(ServerMsg::Event(event)).expect("serialize");
-        assert_eq!(borrowed, owned);
-    }
 
     #[test]
     fn hex_decodes_pairs_and_refuses_the_rest() {
