@@ -186,6 +186,7 @@ async fn start(cli: Cli) -> anyhow::Result<()> {
     let config = cli.into_config()?;
     let relay = relay::Relay::bind(config.clone()).await?;
     let handle = relay.handle();
+    let shutdown = shutdown_signal();
 
     let host =
         if handle.http.ip().is_unspecified() { "127.0.0.1".to_owned() } else { handle.http.ip().to_string() };
@@ -211,7 +212,7 @@ async fn start(cli: Cli) -> anyhow::Result<()> {
     }
     tracing::info!(%url, seed = handle.seed, "relay started");
 
-    relay.serve(shutdown_signal()).await?;
+    relay.serve(shutdown).await?;
     tracing::info!("relay stopped");
     Ok(())
 }
@@ -228,30 +229,40 @@ fn describe(server: ServerName, config: &Config) -> String {
 }
 
 /// Completes on Ctrl-C or, on Unix, SIGTERM: both stop the relay the same clean way.
-async fn shutdown_signal() {
-    let ctrl_c = async {
+///
+/// The handlers are installed here, before the banner is printed, not when the future is
+/// first polled: a SIGTERM that came in between (a script stopping the relay as soon as it
+/// answers) would otherwise meet the default action and kill the relay without its shutdown.
+fn shutdown_signal() -> impl Future<Output = ()> {
+    #[cfg(unix)]
+    let listen = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let handlers =
+            signal(SignalKind::interrupt()).and_then(|i| Ok((i, signal(SignalKind::terminate())?)));
+        async move {
+            match handlers {
+                Ok((mut interrupt, mut terminate)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("cannot listen for Ctrl-C and SIGTERM: {e}");
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let listen = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!("cannot listen for Ctrl-C: {e}");
             std::future::pending::<()>().await;
         }
     };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::error!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
+    async move {
+        listen.await;
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
 }

@@ -204,6 +204,19 @@ async fn sigterm_sends_end_to_chat_clients_and_exits_zero() {
 }
 
 #[tokio::test]
+async fn sigterm_right_after_the_banner_still_stops_the_relay_cleanly() {
+    // A script may stop the relay the moment it has printed its addresses. The signal must find
+    // the relay's handler already in place, not the default action that kills it outright.
+    for _ in 0..3 {
+        let mut relay = RelayProcess::spawn(&FREE_PORTS);
+        relay.banner().await;
+        relay.terminate().await;
+        let (status, stderr) = relay.exit().await;
+        assert_eq!(status.code(), Some(0), "a clean exit, not death by signal ({status}); stderr:\n{stderr}");
+    }
+}
+
+#[tokio::test]
 async fn a_port_in_use_names_the_flag_that_changes_it() {
     for flag in ["--echo-port", "--upper-port", "--chat-port", "--lossy-port", "--http-port"] {
         // Hold the port for the whole run: TCP for the page, UDP for a server.
