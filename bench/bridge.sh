@@ -54,7 +54,8 @@ else
     echo "websocat not found: its rows are skipped (cargo install websocat)" >&2
 fi
 
-# A process's user and system CPU time so far, in clock ticks.
+# A process's user and system CPU time so far, in clock ticks (fields 14 and 15 of
+# /proc/PID/stat; right for relay and websocat, whose names hold no spaces).
 ticks() { awk '{ print $14, $15 }' "/proc/$1/stat" 2>/dev/null || echo "0 0"; }
 
 # Runs bridgebench and adds to its JSON line the CPU time the bridge spent meanwhile: the
@@ -135,7 +136,8 @@ for n in (1, 16):
         runs = [cpu(r) for r in rows if r.get("label") == label and r.get("connections") == n]
         if runs:
             total, kernel, client = (statistics.median(x[i] for x in runs) for i in range(3))
-            print(f"| {n} | {label} | {total:.1f} ({kernel:.0%}) | {client:.1f} |")
+            name = "websocat + relay echo" if label == "websocat" else label
+            print(f"| {n} | {name} | {total:.1f} ({kernel:.0%}) | {client:.1f} |")
 print()
 for label in ("relay-bridge", "relay-bridge-replies"):
     for n in (1, 16):

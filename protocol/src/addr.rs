@@ -7,9 +7,13 @@
 
 use std::net::{SocketAddr, SocketAddrV4};
 
-use serde::{Deserialize, Deserializer, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub fn serialize<S: Serializer>(addr: &SocketAddr, serializer: S) -> Result<S::Ok, S::Error> {
+    if !serializer.is_human_readable() {
+        // Binary formats have a shape of their own for addresses: keep serde's.
+        return addr.serialize(serializer);
+    }
     match addr {
         SocketAddr::V4(v4) => {
             let mut buf = Buf::default();
@@ -94,6 +98,21 @@ mod tests {
             let json = serde_json::to_string(&Holder(addr)).expect("serialize");
             assert_eq!(json, format!("\"{addr}\""));
             assert_eq!(serde_json::from_str::<Holder>(&json).expect("deserialize"), Holder(addr));
+        }
+    }
+
+    #[test]
+    fn every_octet_and_port_width_is_written_as_display_writes_it() {
+        for octet in 0..=255u8 {
+            for port in [0, 9, 10, 99, 100, 999, 1000, 9999, 10000, 65535] {
+                for position in 0..4 {
+                    let mut octets = [127, 0, 0, 1];
+                    octets[position] = octet;
+                    let addr = SocketAddr::from((octets, port));
+                    let json = serde_json::to_string(&Holder(addr)).expect("serialize");
+                    assert_eq!(json, format!("\"{addr}\""));
+                }
+            }
         }
     }
 }

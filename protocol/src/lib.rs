@@ -371,6 +371,9 @@ pub enum Kind {
     ClientRefused,
 }
 
+// Each kind is one bit of a `u32`; `ClientRefused` is the last kind.
+const _: () = assert!((Kind::ClientRefused as u32) < u32::BITS);
+
 /// A set of [`Kind`]s, one bit each: cheap to copy and to test on every event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Kinds(u32);

@@ -194,7 +194,12 @@ async fn relay_flow(cli: &Cli, start: Instant, end: Instant) -> anyhow::Result<F
                 break;
             }
             if text.starts_with(r#"{"type":"error""#) {
-                bail!("send failed (raise the relay's --max-sends-per-sec?): {}", text.as_str());
+                let hint = if text.contains(r#""code":"limit""#) {
+                    " (raise the relay's --max-sends-per-sec?)"
+                } else {
+                    ""
+                };
+                bail!("the relay refused a command{hint}: {}", text.as_str());
             }
         }
         flow.record(sent, start);

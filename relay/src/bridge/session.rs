@@ -239,13 +239,17 @@ async fn next_of_all(all: &mut Option<Subscription>) -> Result<Arc<Published>, R
 /// Either way they are flushed once, so a burst of events costs one write.
 struct Outbox {
     batch: bool,
+    /// The kinds of event the session asked for. The feed already leaves the others out as it
+    /// routes them; this also catches the everything-subscription, and events that were queued
+    /// before a new `subscribe`.
+    kinds: Kinds,
     /// One frame per message; in batch mode, the one batch frame being written.
     frames: Vec<String>,
 }
 
 impl Outbox {
-    fn new(batch: bool) -> Self {
-        Self { batch, frames: Vec::new() }
+    fn new(batch: bool, kinds: Kinds) -> Self {
+        Self { batch, kinds, frames: Vec::new() }
     }
 
     /// Adds a message that is JSON already: events are serialized once for every session
@@ -257,6 +261,7 @@ impl Outbox {
                 batch.push_str(json);
             }
             _ if self.batch => {
+                // A guess at a typical batch; the string grows as needed.
                 let mut batch = String::with_capacity(json.len() * 8);
                 batch.push_str(r#"{"type":"batch","messages":["#);
                 batch.push_str(json);
@@ -267,6 +272,9 @@ impl Outbox {
     }
 
     fn event(&mut self, event: &Published) {
+        if !self.kinds.contains(event.kind.kind()) {
+            return;
+        }
         if let Some(json) = event.json() {
             self.push(json);
         }
@@ -279,14 +287,20 @@ impl Outbox {
         }
     }
 
-    async fn send(mut self, sink: &mut Sink) -> Result<(), axum::Error> {
-        if self.frames.is_empty() {
-            return Ok(());
-        }
+    /// The finished frames.
+    fn frames(mut self) -> Vec<String> {
         if let (true, Some(batch)) = (self.batch, self.frames.last_mut()) {
             batch.push_str("]}");
         }
-        for frame in self.frames {
+        self.frames
+    }
+
+    async fn send(self, sink: &mut Sink) -> Result<(), axum::Error> {
+        let frames = self.frames();
+        if frames.is_empty() {
+            return Ok(());
+        }
+        for frame in frames {
             sink.feed(Message::Text(frame.into())).await?;
         }
         sink.flush().await
@@ -297,7 +311,7 @@ impl Session {
     /// Writes `first` and whatever else of this session's own events is ready, then flushes
     /// once: one write for a burst of events, not one each.
     async fn forward_own(&mut self, sink: &mut Sink, first: Arc<Published>) -> Result<(), axum::Error> {
-        let mut out = Outbox::new(self.batch);
+        let mut out = Outbox::new(self.batch, self.kinds);
         out.event(&first);
         // A datagram just left one of this session's sockets: the server's receive and answer,
         // and the socket's receive, follow within microseconds. Giving the runtime one turn
@@ -323,11 +337,10 @@ impl Session {
         sink: &mut Sink,
         mut received: Result<Arc<Published>, RecvError>,
     ) -> Result<(), axum::Error> {
-        let mut out = Outbox::new(self.batch);
+        let mut out = Outbox::new(self.batch, self.kinds);
         for _ in 0..BATCH {
             match received {
-                Ok(event) if self.kinds.contains(event.kind.kind()) => out.event(&event),
-                Ok(_) => {}
+                Ok(event) => out.event(&event),
                 Err(RecvError::Lagged(missed)) => out.message(&ServerMsg::Lagged { missed }),
                 Err(RecvError::Closed) => break,
             }
@@ -437,6 +450,12 @@ impl Session {
                 Ok(())
             }
             Command::Subscribe { scope, batch, kinds } => {
+                if kinds.as_ref().is_some_and(Vec::is_empty) {
+                    return Err(refuse(
+                        ErrorCode::BadCommand,
+                        "kinds lists the kinds of event to receive; leave it out to receive every kind",
+                    ));
+                }
                 self.batch = batch;
                 self.kinds = kinds.map_or(Kinds::ALL, |kinds| kinds.into_iter().collect());
                 self.feed.filter(self.kinds);
@@ -681,6 +700,74 @@ fn decode_hex(hex: &str) -> Result<Vec<u8>, Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two events as the bus hands them out: a `client_close`, then a `client_open`.
+    fn two_events() -> (Arc<Published>, Arc<Published>) {
+        let bus = crate::bus::EventBus::new(Instant::now());
+        let mut rx = bus.subscribe();
+        let local: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+        bus.emit(Instant::now(), EventKind::ClientClose { session: "s".into(), socket: "a".into() });
+        let open = EventKind::ClientOpen {
+            session: "s".into(),
+            socket: "b".into(),
+            local,
+            remote: local,
+            server: None,
+            connect: true,
+        };
+        bus.emit(Instant::now(), open);
+        (rx.try_recv().expect("first"), rx.try_recv().expect("second"))
+    }
+
+    fn parsed(frames: Vec<String>) -> Vec<serde_json::Value> {
+        frames.iter().map(|f| serde_json::from_str(f).expect("each frame is JSON")).collect()
+    }
+
+    #[test]
+    fn outbox_writes_a_frame_per_message_or_one_batch() {
+        let (close, open) = two_events();
+        let lagged = ServerMsg::Lagged { missed: 3 };
+
+        let mut out = Outbox::new(false, Kinds::ALL);
+        out.event(&close);
+        out.event(&open);
+        out.message(&lagged);
+        let frames = parsed(out.frames());
+        let types: Vec<_> = frames.iter().map(|f| f["type"].as_str().unwrap_or_default()).collect();
+        assert_eq!(types, ["event", "event", "lagged"]);
+        assert_eq!(
+            (frames[0]["kind"].as_str(), frames[1]["kind"].as_str()),
+            (Some("client_close"), Some("client_open"))
+        );
+
+        let mut out = Outbox::new(true, Kinds::ALL);
+        out.event(&close);
+        out.event(&open);
+        out.message(&lagged);
+        let frames = parsed(out.frames());
+        assert_eq!(frames.len(), 1, "one batch frame");
+        let messages = frames[0]["messages"].as_array().expect("messages");
+        assert_eq!(frames[0]["type"], "batch");
+        assert_eq!(messages.len(), 3);
+        assert_eq!((messages[0]["seq"].as_u64(), messages[1]["seq"].as_u64()), (Some(1), Some(2)));
+        assert_eq!(messages[2], serde_json::json!({"type":"lagged","missed":3}));
+
+        let mut out = Outbox::new(true, Kinds::ALL);
+        out.event(&open);
+        assert_eq!(parsed(out.frames())[0]["messages"].as_array().map(Vec::len), Some(1), "a batch of one");
+        assert!(Outbox::new(true, Kinds::ALL).frames().is_empty(), "nothing to say, no frame");
+    }
+
+    #[test]
+    fn outbox_leaves_out_kinds_not_asked_for() {
+        let (close, open) = two_events();
+        let mut out = Outbox::new(false, [protocol::Kind::ClientOpen].into_iter().collect());
+        out.event(&close);
+        out.event(&open);
+        let frames = parsed(out.frames());
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0]["kind"], "client_open");
+    }
 
     #[test]
     fn hex_decodes_pairs_and_refuses_the_rest() {
