@@ -82,8 +82,8 @@ struct Session {
     all: Option<Subscription>,
     /// Send ready events together in `batch` messages.
     batch: bool,
-    /// The kinds of event the browser asked for. The feed filters its own; this filters the
-    /// everything-subscription.
+    /// The kinds of event the browser asked for (`subscribe` with `kinds`), given to the feed
+    /// and to every [`Outbox`].
     kinds: Kinds,
     sockets: HashMap<String, OpenSocket>,
     budget: Arc<Mutex<Budget>>,
