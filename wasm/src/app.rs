@@ -57,6 +57,8 @@ struct OwnSocket {
     server: Option<ServerName>,
     target: Option<String>,
     connect: bool,
+    /// The most one read takes, when the socket was opened with a small buffer.
+    recv_buffer: Option<usize>,
     heartbeat_ms: u64,
 }
 
@@ -473,6 +475,7 @@ impl App {
                     server: s.server,
                     target: s.target.clone(),
                     connect: s.connect,
+                    recv_buffer: s.recv_buffer,
                 });
                 if s.heartbeat_ms > 0 {
                     self.command(&Command::Heartbeat { socket: s.name.clone(), every_ms: s.heartbeat_ms });
@@ -495,9 +498,17 @@ impl App {
 
     fn track_own_sockets(&mut self, kind: &EventKind) {
         match kind {
-            EventKind::ClientOpen { session, socket, server, remote, connect, .. }
-                if self.own_session(session) =>
-            {
+            // A crowd's members (`member`) are not sockets of the form's: they are left out.
+            EventKind::ClientOpen {
+                session,
+                socket,
+                member: None,
+                server,
+                remote,
+                connect,
+                recv_buffer,
+                ..
+            } if self.own_session(session) => {
                 let heartbeat_ms =
                     self.sockets.iter().find(|s| &s.name == socket).map_or(0, |s| s.heartbeat_ms);
                 self.sockets.retain(|s| &s.name != socket);
@@ -507,6 +518,7 @@ impl App {
                     server: *server,
                     target,
                     connect: *connect,
+                    recv_buffer: *recv_buffer,
                     heartbeat_ms,
                 });
                 self.refresh_socket_list();
@@ -514,7 +526,7 @@ impl App {
                 let next = next_name(&self.sockets);
                 dom::set_input(&self.document, "open-name", &next);
             }
-            EventKind::ClientClose { session, socket } if self.own_session(session) => {
+            EventKind::ClientClose { session, socket, member: None } if self.own_session(session) => {
                 self.sockets.retain(|s| &s.name != socket);
                 self.refresh_socket_list();
             }
@@ -530,7 +542,8 @@ impl App {
                 let to =
                     s.server.map_or_else(|| s.target.clone().unwrap_or_default(), |n| n.as_str().to_owned());
                 let hb = if s.heartbeat_ms > 0 { format!(" ♥{}ms", s.heartbeat_ms) } else { String::new() };
-                (s.name.clone(), format!("{} → {to}{hb}", s.name))
+                let buffer = s.recv_buffer.map_or_else(String::new, |n| format!(" (reads {n} B)"));
+                (s.name.clone(), format!("{} → {to}{buffer}{hb}", s.name))
             })
             .collect();
         dom::fill_select(&self.document, "send-socket", &options);
@@ -577,11 +590,24 @@ impl App {
         }
         let server = dom::select_value(&self.document, "open-server").parse::<ServerName>().ok();
         let connect = dom::checked(&self.document, "open-connect");
+        // Empty: read whole datagrams. Else like Python's `recvfrom(N)`: the rest is cut off.
+        let buffer = dom::input_value(&self.document, "open-recv-buffer");
+        let recv_buffer = match buffer.trim() {
+            "" => None,
+            text => match text.parse::<usize>() {
+                Ok(n @ 1..=65_535) => Some(n),
+                _ => {
+                    self.show_error("The receive buffer is a number of bytes, 1 to 65,535 (or empty).");
+                    return;
+                }
+            },
+        };
         self.command(&Command::Open {
             socket: name,
             server: server.or(Some(ServerName::Echo)),
             target: None,
             connect,
+            recv_buffer,
         });
     }
 
@@ -819,7 +845,8 @@ impl App {
         }
         let Some(list) = self.document.get_element_by_id("log") else { return };
         for line in &lines {
-            if let Err(e) = dom::prepend_log_line(&self.document, &list, line) {
+            let arrow = line.item.and_then(|id| self.model.arrow(id));
+            if let Err(e) = dom::prepend_log_line(&self.document, &list, line, arrow) {
                 log(&format!("udp-playground: log line: {e:?}"));
             }
         }

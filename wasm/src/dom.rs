@@ -9,7 +9,8 @@ use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{Document, Element, HtmlInputElement, HtmlSelectElement};
 
 use crate::model::{
-    Body, ChatView, Fate, Item, LogLine, Model, RTT_BUCKETS_US, Stats, hex_dump, ms_text, payload_bytes,
+    Arrow, Body, ChatView, Fate, Item, LogLine, Model, RTT_BUCKETS_US, Stats, cut_text, hex_dump,
+    misattributed_text, ms_text, payload_bytes, thousands,
 };
 
 pub fn by_id(document: &Document, id: &str) -> Result<Element, JsValue> {
@@ -105,8 +106,16 @@ fn child(
     Ok(el)
 }
 
-/// Adds one line at the top of the event log, with attributes tests and scripts can select.
-pub fn prepend_log_line(document: &Document, list: &Element, line: &LogLine) -> Result<(), JsValue> {
+/// Adds one line at the top of the event log, with attributes tests and scripts can select:
+/// the event's `data-kind`, `data-seq`, `data-socket` and `data-dg`, and, for an event about a
+/// datagram, its arrow as drawn when the line is written (`data-fate`, and `data-label`, the
+/// words on the canvas).
+pub fn prepend_log_line(
+    document: &Document,
+    list: &Element,
+    line: &LogLine,
+    arrow: Option<&Arrow>,
+) -> Result<(), JsValue> {
     let li = document.create_element("li")?;
     li.set_attribute("data-kind", line.kind)?;
     li.set_attribute("data-seq", &line.seq.to_string())?;
@@ -115,6 +124,13 @@ pub fn prepend_log_line(document: &Document, list: &Element, line: &LogLine) -> 
     }
     if let Some(item) = line.item {
         li.set_attribute("data-item", &item.to_string())?;
+    }
+    if let Some(dg) = line.dg {
+        li.set_attribute("data-dg", &dg.to_string())?;
+    }
+    if let Some(arrow) = arrow {
+        li.set_attribute("data-fate", arrow.fate.as_str())?;
+        li.set_attribute("data-label", &arrow.label())?;
     }
     li.set_text_content(Some(&format!("{:>9.3}  {}", line.t_us as f64 / 1e6, line.text)));
     list.insert_before(&li, list.first_child().as_ref())?;
@@ -151,6 +167,17 @@ fn stats_rows(stats: &Stats) -> Vec<(&'static str, String, &'static str)> {
     ];
     if stats.refused > 0 {
         rows.push(("ECONNREFUSED", stats.refused.to_string(), "refused"));
+    }
+    let rare = [
+        ("Vanished (nobody listened)", stats.vanished, "vanished"),
+        ("Not sent (the kernel refused)", stats.not_sent, "not-sent"),
+        ("Cut by the receive buffer", stats.cut, "cut"),
+        ("Taken for the wrong attempt", stats.misattributed, "misattributed"),
+    ];
+    for (label, count, key) in rare {
+        if count > 0 {
+            rows.push((label, count.to_string(), key));
+        }
     }
     if stats.missed > 0 {
         rows.push(("Events missed (lag)", stats.missed.to_string(), "missed"));
@@ -313,11 +340,13 @@ pub fn render_details(document: &Document, item: Option<&Item>, model: &Model) {
     match &item.body {
         Body::Arrow(a) => {
             let _ = panel.set_attribute("data-fate", a.fate.as_str());
+            let _ = panel.set_attribute("data-label", &a.label());
             let fate = match a.fate {
                 Fate::Late => "LATE: a reply to an earlier attempt, not taken as the answer",
                 Fate::Duplicate => "DUPLICATE: the request was already answered or given up",
                 Fate::Dropped => "DROPPED by the server",
-                Fate::Refused => "REFUSED: ICMP port unreachable (ECONNREFUSED)",
+                Fate::Vanished => "VANISHED: nothing listens there, so no socket got it",
+                Fate::NotSent => "NOT SENT: the kernel refused it, nothing left the socket",
                 Fate::Delivered => "delivered",
                 Fate::InFlight => "in flight",
             };
@@ -332,14 +361,46 @@ pub fn render_details(document: &Document, item: Option<&Item>, model: &Model) {
             let cut = if a.payload.truncated { " (first bytes only)" } else { "" };
             row("Text", format!("{text:?}{cut}"), "");
             row("Hex", hex_dump(&bytes), "hex");
-            row("Length", format!("{} bytes", a.len), "");
+            row("Length", format!("{} bytes", thousands(a.len)), "");
+            if let Some(kept) = a.cut() {
+                row(
+                    "Read",
+                    format!(
+                        "{}: the socket's buffer held {} bytes, the rest is lost",
+                        cut_text(kept, a.len),
+                        thousands(kept)
+                    ),
+                    "warn",
+                );
+            }
+            if let Some(m) = a.member {
+                row("Crowd member", m.to_string(), "");
+            }
             row("Sent at", secs(item.t_us), "");
             if let Some(t) = a.t_end_us {
-                let label = if a.fate == Fate::Dropped { "Dropped at" } else { "Arrived at" };
+                let label = match a.fate {
+                    Fate::Dropped => "Dropped at",
+                    Fate::Vanished => "Vanished at",
+                    Fate::NotSent => "Refused at",
+                    _ => "Arrived at",
+                };
                 row(label, format!("{} (+{})", secs(t), ms_text(t.saturating_sub(item.t_us))), "");
             }
-            if let Some(at) = a.attempt {
-                row("Attempt", at.to_string(), "");
+            if a.errno.is_some() || a.error.is_some() {
+                let errno = a.errno.as_deref().unwrap_or("error");
+                row("Kernel said", format!("{errno}: {}", a.error.as_deref().unwrap_or("")), "warn");
+            }
+            if let Some(dg) = a.dg {
+                row("Datagram", format!("dg {dg}"), "");
+            }
+            if let Some(dg) = a.reply_to {
+                row("Answers datagram", format!("dg {dg}"), "");
+            }
+            match (a.misattributed(), a.attempt, a.answers) {
+                (Some((taken, answers)), _, _) => row("Attempt", misattributed_text(taken, answers), "warn"),
+                (None, Some(at), _) => row("Attempt", at.to_string(), ""),
+                (None, None, Some(answers)) => row("Answers attempt", answers.to_string(), ""),
+                (None, None, None) => {}
             }
             if let Some(w) = a.waited_ms {
                 row("Waited before", format!("{w} ms"), "");
@@ -349,6 +410,13 @@ pub fn render_details(document: &Document, item: Option<&Item>, model: &Model) {
             }
             if let Some(rtt) = a.rtt_us {
                 row("RTT", ms_text(rtt), "");
+            }
+            if let (Some(claimed), Some((taken, _))) = (a.claimed_rtt_us, a.misattributed()) {
+                row(
+                    "RTT the client measured",
+                    format!("{} (from #{taken}'s send)", ms_text(claimed)),
+                    "warn",
+                );
             }
             if let Some(d) = a.delay_ms {
                 row("Held by server", format!("{d} ms"), "");

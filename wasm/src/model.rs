@@ -1,25 +1,41 @@
 //! What the page knows about the traffic, in plain Rust: no web-sys, no clock, no DOM.
 //!
 //! The socket code feeds every [`ServerMsg`] to [`Model::apply`]; the frame loop reads the model
-//! and draws it. Nothing here draws or waits, so the tests below drive it natively with
-//! hand-written events and an explicit `now`, the same sans-I/O shape as the relay's servers.
+//! and draws it. Nothing here draws or waits, so the tests (`model/tests.rs`) drive it natively
+//! with hand-written events and an explicit `now`, the same sans-I/O shape as the relay's servers.
 //!
 //! The model turns events into a sequence diagram:
-//! - **lanes**: one per endpoint. This page's sockets, other sessions' sockets (projector
-//!   mode), outside clients such as `nc -u`, and each server;
-//! - **arrows**: one per datagram. A `client_send` waits for the matching `server_recv` (or
-//!   `server_drop`) on the same pair of lanes, and a `server_send` for the matching
-//!   `client_recv` (or `client_duplicate`), first in first out, as UDP on loopback keeps order;
+//! - **lanes**: one per endpoint. This page's sockets (a crowd's members share their crowd's
+//!   lane), other sessions' sockets (projector mode), outside clients such as `nc -u`, and each
+//!   server;
+//! - **arrows**: one per datagram, found by the name the relay gives it (`dg`): a `client_send`
+//!   and the `server_recv` of it are one arrow, as are a `server_send` and the `client_recv` of
+//!   it, and an answer's `reply_to` names the request it answers. Nothing is paired by order or
+//!   timing ([`matching`] says why). An arrow ends where its datagram ended: delivered, dropped
+//!   by the server, vanished (nothing listened), or never sent (the kernel refused it);
 //! - **marks**: things that happen on one lane: retries, give-ups, ECONNREFUSED, chat joins,
 //!   evictions, broadcasts, configuration changes.
 //!
 //! Memory is bounded: the model keeps the last [`Model::window`] items and folds older ones
 //! into the counters of [`Stats`], which count everything ever seen.
+//!
+//! Parts: [`matching`] (the index by `dg` and the reply chain), [`text`] (previews, byte
+//! counts and arrow labels).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
-use protocol::{DuplicateReason, Event, EventKind, Hello, Payload, ServerMsg, ServerName};
+use protocol::{Dg, DuplicateReason, Event, EventKind, Hello, Payload, ServerMsg, ServerName};
+
+mod matching;
+mod text;
+
+#[cfg(test)]
+mod tests;
+
+use matching::DgIndex;
+use text::secs;
+pub use text::{cut_text, hex_dump, misattributed_text, ms_text, payload_bytes, preview, thousands};
 
 /// Items kept for drawing by default: about half a second of a 5,000 events/s storm, or
 /// several minutes of a lesson.
@@ -35,9 +51,6 @@ const MAX_CHAT_CLIENTS: usize = 64;
 /// Event log lines waiting for the frame loop; older ones are counted, not kept.
 const LOG_OUTBOX: usize = 500;
 
-/// Datagrams waiting for their other end, per pair of lanes.
-const MAX_IN_FLIGHT: usize = 64;
-
 /// Upper bounds of the RTT histogram's buckets, in microseconds; the last bucket is open.
 pub const RTT_BUCKETS_US: [u64; 11] =
     [250, 500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 128_000, 256_000];
@@ -45,9 +58,9 @@ pub const RTT_BUCKETS_US: [u64; 11] =
 /// Who a lane stands for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LaneKind {
-    /// One of the relay's servers.
+    /// One of the relay's servers, or `nobody`, the port where nothing listens.
     Server(ServerName),
-    /// A socket this page opened.
+    /// A socket (or crowd) this page opened.
     Own,
     /// A socket of another browser session, seen in projector mode.
     OtherSession,
@@ -78,6 +91,12 @@ impl LaneKind {
             Self::Overflow => "overflow",
         }
     }
+
+    /// Whether this endpoint reports what it receives. An outside client's arrivals are never
+    /// seen; a server's and a relay socket's are.
+    fn reports(&self) -> bool {
+        !matches!(self, Self::Outside | Self::Overflow)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -99,8 +118,11 @@ pub enum Fate {
     Delivered,
     /// The server read it and threw it away (the lossy server's simulated loss).
     Dropped,
-    /// The kernel answered with ICMP port unreachable: ECONNREFUSED.
-    Refused,
+    /// It reached no socket: nothing listens at its destination (`client_vanished`).
+    Vanished,
+    /// The kernel refused to send it, e.g. `EMSGSIZE` for more than 65,507 bytes: nothing left
+    /// the socket (`client_send_failed`).
+    NotSent,
     /// A reply to an earlier attempt, arriving after a later attempt was sent.
     Late,
     /// A second reply to a request that was already answered or given up.
@@ -113,7 +135,8 @@ impl Fate {
             Self::InFlight => "in flight",
             Self::Delivered => "delivered",
             Self::Dropped => "dropped",
-            Self::Refused => "refused",
+            Self::Vanished => "vanished",
+            Self::NotSent => "not sent",
             Self::Late => "late",
             Self::Duplicate => "duplicate",
         }
@@ -121,24 +144,94 @@ impl Fate {
 }
 
 /// One datagram from one lane to another.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Arrow {
     pub from: usize,
     pub to: usize,
-    /// When the receiving end reported it (or when it was dropped or refused).
+    /// When the receiving end reported it (or when it was dropped, vanished or refused).
     pub t_end_us: Option<u64>,
     pub fate: Fate,
     pub len: usize,
+    /// The bytes, as the receiving socket got them once it has (a chat copy's `ack: …`).
     pub payload: Payload,
+    /// The relay's name for this datagram, carried by every event about it.
+    pub dg: Option<Dg>,
+    /// For a server's answer: the datagram it answers (for a chat copy, the message copied).
+    pub reply_to: Option<Dg>,
+    /// Which member of a crowd sent or received it.
+    pub member: Option<u32>,
+    /// For a send, its attempt; for a reply, the attempt the client took it as the answer to.
     pub attempt: Option<u32>,
     pub req: Option<String>,
+    /// For a reply: the attempt it really answers, found by following `reply_to` to the
+    /// request. It differs from `attempt` when a client without request IDs took an answer to
+    /// an earlier attempt as the answer to its latest one.
+    pub answers: Option<u32>,
+    /// The round trip: from the send of the attempt this reply really answers, when the
+    /// relay's names say which; else as the client measured it.
     pub rtt_us: Option<u64>,
+    /// The client's own RTT when it is wrong: measured from the attempt it took the reply for.
+    pub claimed_rtt_us: Option<u64>,
+    /// Bytes the receiving socket's read kept: less than `len` when its buffer was smaller.
+    pub kept: Option<usize>,
+    /// For a datagram the kernel refused to send: the errno's name, and its words.
+    pub errno: Option<String>,
+    pub error: Option<String>,
     /// For a retry: how long the previous attempt waited for an answer.
     pub waited_ms: Option<u64>,
     /// How long the server held the answer (the lossy server's delay).
     pub delay_ms: Option<u64>,
     /// The `seq` of the event that ended the arrow.
     pub end_seq: Option<u64>,
+}
+
+impl Arrow {
+    /// A datagram from `from` to `to`, not yet ended.
+    fn new(from: usize, to: usize, len: usize, payload: &Payload) -> Self {
+        Arrow {
+            from,
+            to,
+            t_end_us: None,
+            fate: Fate::InFlight,
+            len,
+            payload: payload.clone(),
+            dg: None,
+            reply_to: None,
+            member: None,
+            attempt: None,
+            req: None,
+            answers: None,
+            rtt_us: None,
+            claimed_rtt_us: None,
+            kept: None,
+            errno: None,
+            error: None,
+            waited_ms: None,
+            delay_ms: None,
+            end_seq: None,
+        }
+    }
+
+    /// Ends the arrow with `fate` at the event `seq`, `t_us`.
+    fn end(&mut self, fate: Fate, seq: u64, t_us: u64) {
+        self.fate = fate;
+        self.t_end_us = Some(t_us);
+        self.end_seq = Some(seq);
+    }
+
+    /// The bytes a read kept, when it cut the datagram short.
+    pub fn cut(&self) -> Option<usize> {
+        self.kept.filter(|kept| *kept < self.len)
+    }
+
+    /// `(taken as, really answers)` when the client took this reply as the answer to another
+    /// attempt than the one it answers.
+    pub fn misattributed(&self) -> Option<(u32, u32)> {
+        match (self.attempt, self.answers) {
+            (Some(taken), Some(answers)) if taken != answers => Some((taken, answers)),
+            _ => None,
+        }
+    }
 }
 
 /// Something that happened on one lane.
@@ -178,6 +271,10 @@ pub struct Mark {
 }
 
 #[derive(Clone, Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "most items are arrows: boxing each would cost an allocation per datagram to save room only on marks"
+)]
 pub enum Body {
     Arrow(Arrow),
     Mark(Mark),
@@ -205,14 +302,26 @@ pub struct LogLine {
     pub text: String,
     /// The diagram item this line is about, for click-to-select.
     pub item: Option<u64>,
+    /// The datagram the event is about.
+    pub dg: Option<Dg>,
 }
 
 /// Counters over everything ever seen, including items folded out of the window.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Stats {
+    /// Datagrams that left a socket: a send the kernel refused is taken back out.
     pub sent: u64,
+    /// Datagrams a client got: answers, chat copies, and a server's answers to outside clients.
     pub received: u64,
     pub dropped: u64,
+    /// Datagrams that reached no socket at all (sent to `nobody`).
+    pub vanished: u64,
+    /// Sends the kernel refused (`EMSGSIZE`).
+    pub not_sent: u64,
+    /// Datagrams a small receive buffer cut short.
+    pub cut: u64,
+    /// Replies the client took as the answer to another attempt than the one they answer.
+    pub misattributed: u64,
     pub retried: u64,
     pub duplicates: u64,
     pub late: u64,
@@ -250,7 +359,6 @@ impl Stats {
         self.rtt_sum_us = self.rtt_sum_us.saturating_add(rtt_us);
     }
 }
-
 /// A chat client's liveness, as the liveness panel shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Liveness {
@@ -304,24 +412,20 @@ const SILENT_SHARE: u64 = 4;
 pub struct Model {
     /// This page's session, from `hello`.
     pub session: Option<String>,
+    /// Every address `hello` named, `nobody` included.
     pub servers: Vec<(ServerName, SocketAddr)>,
     lanes: Vec<Lane>,
     by_addr: HashMap<SocketAddr, usize>,
     by_socket: HashMap<(String, String), usize>,
+    /// The crowd members open on each crowd's lane, so the lane closes with its last member.
+    crowd_members: HashMap<usize, usize>,
     items: VecDeque<Item>,
     next_id: u64,
     window: usize,
-    in_flight: HashMap<(usize, usize), VecDeque<u64>>,
+    /// The arrow of each datagram, by the relay's name for it.
+    dgs: DgIndex,
     /// The wait that preceded the next attempt, per socket lane, from `client_retry`.
     retry_wait: HashMap<usize, u64>,
-    /// The arrow of the latest datagram each server read from each peer. The driver reports
-    /// every read as `server_recv`, and the lossy server then reports a drop of the same
-    /// datagram: the drop turns that arrow's fate rather than drawing a second one.
-    last_read: HashMap<(usize, usize), u64>,
-    /// When each socket last sent a datagram without retries or request IDs that is still
-    /// unanswered. The relay measures RTT only for requests; for plain sends the page measures
-    /// it from the events' timestamps, like the tutorial's first client.
-    plain_sent: HashMap<usize, u64>,
     chat: Vec<(SocketAddr, ChatClient)>,
     stats: Stats,
     log: VecDeque<LogLine>,
@@ -345,13 +449,12 @@ impl Model {
             lanes: Vec::new(),
             by_addr: HashMap::new(),
             by_socket: HashMap::new(),
+            crowd_members: HashMap::new(),
             items: VecDeque::new(),
             next_id: 0,
             window: window.max(1),
-            in_flight: HashMap::new(),
+            dgs: DgIndex::default(),
             retry_wait: HashMap::new(),
-            last_read: HashMap::new(),
-            plain_sent: HashMap::new(),
             chat: Vec::new(),
             stats: Stats::default(),
             log: VecDeque::new(),
@@ -381,6 +484,14 @@ impl Model {
         let first = self.items.front()?.id;
         let index = usize::try_from(id.checked_sub(first)?).ok()?;
         self.items.get(index)
+    }
+
+    /// The arrow with this item id, if it is still in the window.
+    pub fn arrow(&self, id: u64) -> Option<&Arrow> {
+        match self.item(id) {
+            Some(Item { body: Body::Arrow(arrow), .. }) => Some(arrow),
+            _ => None,
+        }
     }
 
     /// Up to `max` of the log lines not taken yet, oldest first. The rest wait for the next
@@ -438,6 +549,10 @@ impl Model {
         }
         self.by_socket.retain(|_, lane| self.lanes[*lane].kind != LaneKind::Own);
         for (name, addr) in hello.servers.clone() {
+            // `nobody` gets its lane only once something is sent there.
+            if name == ServerName::Nobody {
+                continue;
+            }
             let lane = self.server_lane(name);
             self.by_addr.insert(addr, lane);
             self.lanes[lane].addr = Some(addr);
@@ -449,7 +564,8 @@ impl Model {
         if let Some(i) = self.lanes.iter().position(|l| l.kind == kind) {
             return i;
         }
-        self.add_lane(Lane { kind, label: name.as_str().to_owned(), addr: None, closed: false })
+        let addr = self.servers.iter().find(|(n, _)| *n == name).map(|(_, a)| *a);
+        self.add_lane(Lane { kind, label: name.as_str().to_owned(), addr, closed: false })
     }
 
     fn add_lane(&mut self, lane: Lane) -> usize {
@@ -471,9 +587,12 @@ impl Model {
         if let Some(&lane) = self.by_addr.get(&addr) {
             return lane;
         }
-        // A server bound to 0.0.0.0 is reached at 127.0.0.1 on the same port.
-        if let Some(&(name, _)) =
-            self.servers.iter().find(|(_, a)| a.port() == addr.port() && a.ip().is_unspecified())
+        // One of the relay's addresses (`nobody`'s lane is made on first use), or a server
+        // bound to 0.0.0.0, reached at 127.0.0.1 on the same port.
+        if let Some(&(name, _)) = self
+            .servers
+            .iter()
+            .find(|(_, a)| *a == addr || (a.port() == addr.port() && a.ip().is_unspecified()))
         {
             let lane = self.server_lane(name);
             self.by_addr.insert(addr, lane);
@@ -526,6 +645,14 @@ impl Model {
         self.lanes.get(lane).map_or("?", |l| l.label.as_str())
     }
 
+    /// A lane's label, with the crowd member when there is one: `k[3]`.
+    fn who(&self, lane: usize, member: Option<u32>) -> String {
+        match member {
+            Some(m) => format!("{}[{m}]", self.label(lane)),
+            None => self.label(lane).to_owned(),
+        }
+    }
+
     fn push(&mut self, seq: u64, t_us: u64, body: Body) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
@@ -533,6 +660,9 @@ impl Model {
         while self.items.len() > self.window {
             self.items.pop_front();
             self.stats.folded += 1;
+        }
+        if let Some(first) = self.items.front().map(|i| i.id) {
+            self.dgs.fold(first, self.window);
         }
         id
     }
@@ -545,53 +675,61 @@ impl Model {
         text: String,
         item: Option<u64>,
     ) {
+        self.log_dg(seq, kind, socket, text, item, None);
+    }
+
+    fn log_dg(
+        &mut self,
+        seq: u64,
+        kind: &'static str,
+        socket: Option<&str>,
+        text: String,
+        item: Option<u64>,
+        dg: Option<Dg>,
+    ) {
         if self.log.len() >= LOG_OUTBOX {
             self.log.pop_front();
         }
         let t_us = self.latest_us;
-        self.log.push_back(LogLine { seq, t_us, kind, socket: socket.map(str::to_owned), text, item });
+        self.log.push_back(LogLine { seq, t_us, kind, socket: socket.map(str::to_owned), text, item, dg });
     }
 
-    /// Starts an arrow. Toward a lane that reports nothing (an outside client), it is
-    /// delivered at once; otherwise it waits for its receiving end.
-    fn send_arrow(&mut self, event: &Event, from: usize, to: usize, arrow: Arrow) -> u64 {
-        let reports = !matches!(self.lanes[to].kind, LaneKind::Outside | LaneKind::Overflow);
+    /// Starts the arrow of datagram `dg`. A server's answer to an outside client is taken as
+    /// delivered at once, as the outside client's requests are counted as sent: nobody reports
+    /// its arrival, and the projector view would otherwise show every answer lost. Anything
+    /// else waits for its receiving end to report it.
+    fn send_arrow(&mut self, event: &Event, dg: Dg, arrow: Arrow) -> u64 {
+        // Its arrival was reported first (events of two tasks): complete that arrow instead.
+        if let Some(id) = self.dgs.arrow(dg)
+            && let Some(arrived) = self.arrow_mut(id)
+        {
+            arrived.from = arrow.from;
+            arrived.member = arrived.member.or(arrow.member);
+            arrived.attempt = arrived.attempt.or(arrow.attempt);
+            arrived.req = arrived.req.take().or(arrow.req);
+            arrived.reply_to = arrow.reply_to;
+            arrived.waited_ms = arrow.waited_ms;
+            arrived.delay_ms = arrow.delay_ms;
+            return id;
+        }
         let mut arrow = arrow;
-        if !reports {
-            // Nobody reports its arrival: on loopback, take it as received, as the outside
-            // client's own sends are counted as sent.
+        let to_outsider = matches!(self.lanes[arrow.from].kind, LaneKind::Server(_))
+            && !self.lanes[arrow.to].kind.reports();
+        if to_outsider {
             arrow.fate = Fate::Delivered;
             arrow.t_end_us = Some(event.t_us);
             self.stats.received += 1;
         }
+        arrow.dg = Some(dg);
         let id = self.push(event.seq, event.t_us, Body::Arrow(arrow));
-        if reports {
-            let queue = self.in_flight.entry((from, to)).or_default();
-            if queue.len() >= MAX_IN_FLIGHT {
-                queue.pop_front();
-            }
-            queue.push_back(id);
-        }
+        self.dgs.name(dg, id);
         id
     }
 
-    /// Ends the oldest arrow in flight from `from` to `to`, if one is still in the window.
-    fn arrive(&mut self, from: usize, to: usize, event: &Event, fate: Fate) -> Option<u64> {
-        let first = self.items.front().map_or(0, |i| i.id);
-        let queue = self.in_flight.get_mut(&(from, to))?;
-        while let Some(id) = queue.pop_front() {
-            if id < first {
-                continue;
-            }
-            let index = usize::try_from(id - first).ok()?;
-            if let Some(Item { body: Body::Arrow(arrow), .. }) = self.items.get_mut(index) {
-                arrow.fate = fate;
-                arrow.t_end_us = Some(event.t_us);
-                arrow.end_seq = Some(event.seq);
-                return Some(id);
-            }
-        }
-        None
+    /// The arrow of datagram `dg`, while it is still in flight and in the window.
+    fn in_flight(&mut self, dg: Dg) -> Option<u64> {
+        let id = self.dgs.arrow(dg)?;
+        self.arrow_mut(id).filter(|a| a.fate == Fate::InFlight).map(|_| id)
     }
 
     fn arrow_mut(&mut self, id: u64) -> Option<&mut Arrow> {
@@ -603,6 +741,30 @@ impl Model {
         }
     }
 
+    /// Datagram `dg` arrived (or met its `fate`) at `to`: ends its arrow, or, if no send of it
+    /// was seen (an outside sender, a send folded away, a link the relay left out), draws it
+    /// unpaired, starting and ending now.
+    fn arrival(&mut self, event: &Event, dg: Dg, fate: Fate, fresh: Arrow) -> u64 {
+        if let Some(id) = self.in_flight(dg)
+            && let Some(arrow) = self.arrow_mut(id)
+        {
+            arrow.end(fate, event.seq, event.t_us);
+            return id;
+        }
+        let mut arrow = Arrow { dg: Some(dg), ..fresh };
+        arrow.end(fate, event.seq, event.t_us);
+        let id = self.push(event.seq, event.t_us, Body::Arrow(arrow));
+        self.dgs.name(dg, id);
+        id
+    }
+
+    /// What the reply on arrow `id` really answers, by its `reply_to`, if the request was sent
+    /// by the socket (and member) that received it and is still in the window.
+    fn answered(&self, id: u64, lane: usize, member: Option<u32>) -> Option<matching::Answered> {
+        let request = self.dgs.arrow(self.arrow(id)?.reply_to?)?;
+        matching::answered(self.item(request)?, lane, member)
+    }
+
     fn mark(&mut self, event: &Event, lane: usize, kind: MarkKind, text: &str) -> u64 {
         let mark = Mark { lane, kind, text: text.to_owned() };
         self.push(event.seq, event.t_us, Body::Mark(mark))
@@ -611,7 +773,6 @@ impl Model {
     fn own_socket<'a>(&self, session: &str, socket: &'a str) -> Option<&'a str> {
         (self.session.as_deref() == Some(session)).then_some(socket)
     }
-
     fn chat_heard(&mut self, peer: SocketAddr, lane: usize, t_us: u64, timeout_ms: Option<u64>) {
         if let Some((_, c)) = self.chat.iter_mut().find(|(p, _)| *p == peer) {
             c.last_heard_us = t_us;
@@ -683,8 +844,23 @@ impl Model {
         self.latest_seq = self.latest_seq.max(event.seq);
         let seq = event.seq;
         match &event.kind {
-            EventKind::ClientOpen { session, socket, local, remote, server, connect } => {
+            EventKind::ClientOpen {
+                session,
+                socket,
+                member,
+                local,
+                remote,
+                server,
+                connect,
+                recv_buffer,
+            } => {
+                let known = self.by_socket.get(&(session.clone(), socket.clone())).copied();
                 let lane = self.socket_lane(session, socket, Some(*local));
+                // A crowd is one lane: it is marked opened once, when its first member opens.
+                let first = known.is_none_or(|l| self.lanes[l].closed || member.is_none());
+                if member.is_some() {
+                    *self.crowd_members.entry(lane).or_default() += 1;
+                }
                 let target = match server {
                     Some(name) => {
                         let l = self.server_lane(*name);
@@ -698,20 +874,35 @@ impl Model {
                     }
                 };
                 let how = if *connect { "connected" } else { "unconnected (sendto)" };
-                let text = format!("{} opened on {local}, {how}, aimed at {target}", self.label(lane));
-                let id = self.mark(event, lane, MarkKind::Opened, &text);
+                let mut text =
+                    format!("{} opened on {local}, {how}, aimed at {target}", self.who(lane, *member));
+                if let Some(bytes) = recv_buffer {
+                    text.push_str(&format!(", reads at most {} bytes", thousands(*bytes)));
+                }
+                let id = first.then(|| self.mark(event, lane, MarkKind::Opened, &text));
                 let own = self.own_socket(session, socket);
-                self.log_line(seq, "client_open", own, text, Some(id));
+                self.log_line(seq, "client_open", own, text, id);
             }
-            EventKind::ClientClose { session, socket } => {
+            EventKind::ClientClose { session, socket, member } => {
                 let lane = self.socket_lane(session, socket, None);
-                self.lanes[lane].closed = true;
-                let text = format!("{} closed", self.label(lane));
-                let id = self.mark(event, lane, MarkKind::Closed, &text);
+                let members = match member {
+                    Some(_) => self.crowd_members.get_mut(&lane).map(|n| {
+                        *n = n.saturating_sub(1);
+                        *n
+                    }),
+                    None => None,
+                };
+                let text = format!("{} closed", self.who(lane, *member));
+                // A crowd's lane closes with its last member.
+                let id = matches!(members, None | Some(0)).then(|| {
+                    self.lanes[lane].closed = true;
+                    self.crowd_members.remove(&lane);
+                    self.mark(event, lane, MarkKind::Closed, &text)
+                });
                 let own = self.own_socket(session, socket);
-                self.log_line(seq, "client_close", own, text, Some(id));
+                self.log_line(seq, "client_close", own, text, id);
             }
-            EventKind::ClientSend { session, socket, from, to, len, payload, attempt, req } => {
+            EventKind::ClientSend { session, socket, member, dg, from, to, len, payload, attempt, req } => {
                 self.stats.sent += 1;
                 let lane = self.socket_lane(session, socket, Some(*from));
                 let target = self.lane_of(*to);
@@ -719,26 +910,20 @@ impl Model {
                     Some(a) if *a > 1 => self.retry_wait.remove(&lane),
                     _ => None,
                 };
-                if attempt.is_none() && req.is_none() {
-                    self.plain_sent.insert(lane, event.t_us);
-                }
                 let arrow = Arrow {
-                    from: lane,
-                    to: target,
-                    t_end_us: None,
-                    fate: Fate::InFlight,
-                    len: *len,
-                    payload: payload.clone(),
+                    member: *member,
                     attempt: *attempt,
                     req: req.clone(),
-                    rtt_us: None,
                     waited_ms,
-                    delay_ms: None,
-                    end_seq: None,
+                    ..Arrow::new(lane, target, *len, payload)
                 };
-                let id = self.send_arrow(event, lane, target, arrow);
-                let mut text =
-                    format!("{} → {}: {} ({len} B)", self.label(lane), self.label(target), preview(payload));
+                let id = self.send_arrow(event, *dg, arrow);
+                let mut text = format!(
+                    "{} → {}: {} ({len} B)",
+                    self.who(lane, *member),
+                    self.label(target),
+                    preview(payload)
+                );
                 if let Some(a) = attempt {
                     text.push_str(&format!(", attempt {a}"));
                 }
@@ -749,31 +934,81 @@ impl Model {
                     text.push_str(&format!(", request #{r}"));
                 }
                 let own = self.own_socket(session, socket);
-                self.log_line(seq, "client_send", own, text, Some(id));
+                self.log_dg(seq, "client_send", own, text, Some(id), Some(*dg));
             }
-            EventKind::ClientRecv { session, socket, from, to, len, payload, attempt, req, rtt_us } => {
+            EventKind::ClientRecv {
+                session,
+                socket,
+                member,
+                dg,
+                from,
+                to,
+                len,
+                payload,
+                attempt,
+                req,
+                rtt_us,
+                kept,
+            } => {
                 self.stats.received += 1;
                 let lane = self.socket_lane(session, socket, Some(*to));
                 let source = self.lane_of(*from);
-                let plain = self.plain_sent.remove(&lane).filter(|_| rtt_us.is_none() && req.is_none());
-                let rtt_us = &rtt_us.or(plain.map(|sent| event.t_us.saturating_sub(sent)));
-                if let Some(rtt) = rtt_us {
-                    self.stats.record_rtt(*rtt);
+                let fresh = Arrow::new(source, lane, *len, payload);
+                let id = self.arrival(event, *dg, Fate::Delivered, fresh);
+                let reply =
+                    self.reply(event, id, lane, *member, *attempt, req, *rtt_us, payload, Some(*kept));
+                if reply.cut().is_some() {
+                    self.stats.cut += 1;
                 }
-                let id =
-                    self.receive(event, source, lane, Fate::Delivered, *len, payload, *attempt, req, *rtt_us);
-                let mut text =
-                    format!("{} → {}: {} ({len} B)", self.label(source), self.label(lane), preview(payload));
-                if let Some(r) = req {
-                    text.push_str(&format!(", answers #{r}"));
+                if reply.misattributed().is_some() {
+                    self.stats.misattributed += 1;
                 }
-                if let Some(rtt) = rtt_us {
-                    text.push_str(&format!(", RTT {}", ms_text(*rtt)));
+                if let Some(rtt) = reply.rtt_us {
+                    self.stats.record_rtt(rtt);
+                }
+                let mut text = format!(
+                    "{} → {}: {} ({len} B)",
+                    self.label(source),
+                    self.who(lane, *member),
+                    preview(payload)
+                );
+                if let Some(kept) = reply.cut() {
+                    text.push_str(&format!(", {}: the rest is lost", cut_text(kept, *len)));
+                }
+                match (req, reply.misattributed(), attempt) {
+                    (Some(r), _, _) => text.push_str(&format!(", answers #{r}")),
+                    (None, Some((taken, answers)), _) => {
+                        text.push_str(&format!(", {}", misattributed_text(taken, answers)));
+                    }
+                    (None, None, Some(a)) => text.push_str(&format!(", taken as the answer to #{a}")),
+                    (None, None, None) => {}
+                }
+                if let Some(rtt) = reply.rtt_us {
+                    text.push_str(&format!(", RTT {}", ms_text(rtt)));
+                }
+                if let Some(claimed) = reply.claimed_rtt_us {
+                    text.push_str(&format!(
+                        " (the client measured {} from #{})",
+                        ms_text(claimed),
+                        attempt.unwrap_or(0)
+                    ));
                 }
                 let own = self.own_socket(session, socket);
-                self.log_line(seq, "client_recv", own, text, Some(id));
+                self.log_dg(seq, "client_recv", own, text, Some(id), Some(*dg));
             }
-            EventKind::ClientDuplicate { session, socket, from, to, len, payload, req, attempt, reason } => {
+            EventKind::ClientDuplicate {
+                session,
+                socket,
+                member,
+                dg,
+                from,
+                to,
+                len,
+                payload,
+                req,
+                attempt,
+                reason,
+            } => {
                 self.stats.duplicates += 1;
                 let fate = match reason {
                     DuplicateReason::Late => {
@@ -784,8 +1019,10 @@ impl Model {
                 };
                 let lane = self.socket_lane(session, socket, Some(*to));
                 let source = self.lane_of(*from);
+                let fresh = Arrow::new(source, lane, *len, payload);
+                let id = self.arrival(event, *dg, fate, fresh);
                 let tag = Some(req.clone());
-                let id = self.receive(event, source, lane, fate, *len, payload, Some(*attempt), &tag, None);
+                self.reply(event, id, lane, *member, Some(*attempt), &tag, None, payload, None);
                 let what = match reason {
                     DuplicateReason::Late => "LATE reply",
                     DuplicateReason::Duplicate => "DUPLICATE reply",
@@ -793,11 +1030,11 @@ impl Model {
                 let text = format!(
                     "{} → {}: {what} to #{} (attempt {attempt}), not taken as the answer",
                     self.label(source),
-                    self.label(lane),
+                    self.who(lane, *member),
                     req
                 );
                 let own = self.own_socket(session, socket);
-                self.log_line(seq, "client_duplicate", own, text, Some(id));
+                self.log_dg(seq, "client_duplicate", own, text, Some(id), Some(*dg));
             }
             EventKind::ClientRetry { session, socket, attempt, delay_ms, next_wait_ms } => {
                 self.stats.retried += 1;
@@ -826,78 +1063,112 @@ impl Model {
                 let own = self.own_socket(session, socket);
                 self.log_line(seq, "client_giveup", own, text, Some(id));
             }
-            EventKind::ClientRefused { session, socket, peer } => {
+            EventKind::ClientRefused { session, socket, member, peer } => {
                 self.stats.refused += 1;
                 let lane = self.socket_lane(session, socket, None);
-                let target = self.lane_of(*peer);
-                // The ICMP error answers the latest datagram this socket sent there.
-                let latest = self.items.iter().rev().take(200).find_map(|item| match &item.body {
-                    Body::Arrow(a) if a.from == lane && a.to == target => Some(item.id),
-                    _ => None,
-                });
-                if let Some(arrow) = latest.and_then(|id| self.arrow_mut(id)) {
-                    arrow.fate = Fate::Refused;
-                    arrow.t_end_us = Some(event.t_us);
-                    arrow.end_seq = Some(seq);
-                }
-                let text = format!("{}: ECONNREFUSED, nothing listens at {peer}", self.label(lane));
+                // The ICMP error names no datagram, so no arrow is blamed for it: a datagram
+                // that reached nobody is named by its own `client_vanished`.
+                let text = format!("{}: ECONNREFUSED, nothing listens at {peer}", self.who(lane, *member));
                 let id = self.mark(event, lane, MarkKind::Refused, &text);
                 let own = self.own_socket(session, socket);
                 self.log_line(seq, "client_refused", own, text, Some(id));
             }
-            EventKind::ServerRecv { server, from, to, len, payload } => {
+            EventKind::ClientVanished { session, socket, member, dg, to, len, reason: _ } => {
+                self.stats.vanished += 1;
+                let lane = self.socket_lane(session, socket, None);
+                let target = self.lane_of(*to);
+                let fresh = Arrow { member: *member, ..Arrow::new(lane, target, *len, &Payload::default()) };
+                let id = self.arrival(event, *dg, Fate::Vanished, fresh);
+                let payload =
+                    self.arrow(id).map_or_else(String::new, |a| format!("{} ", preview(&a.payload)));
+                let text = format!(
+                    "{} → {}: {payload}({len} B) VANISHED: nothing listens at {to}, so no socket got it",
+                    self.who(lane, *member),
+                    self.label(target)
+                );
+                let own = self.own_socket(session, socket);
+                self.log_dg(seq, "client_vanished", own, text, Some(id), Some(*dg));
+            }
+            EventKind::ClientSendFailed { session, socket, member, dg, to, len, errno, error } => {
+                self.stats.not_sent += 1;
+                let lane = self.socket_lane(session, socket, None);
+                let target = self.lane_of(*to);
+                if self.in_flight(*dg).is_some() {
+                    // Its `client_send` counted it as sent, but nothing left the socket.
+                    self.stats.sent = self.stats.sent.saturating_sub(1);
+                }
+                let fresh = Arrow { member: *member, ..Arrow::new(lane, target, *len, &Payload::default()) };
+                let id = self.arrival(event, *dg, Fate::NotSent, fresh);
+                if let Some(arrow) = self.arrow_mut(id) {
+                    arrow.errno.clone_from(errno);
+                    arrow.error = Some(error.clone());
+                }
+                let why = match errno {
+                    Some(errno) => format!("{errno}, {error}"),
+                    None => error.clone(),
+                };
+                let text = format!(
+                    "{} → {}: {} B NOT SENT, the kernel refused it ({why})",
+                    self.who(lane, *member),
+                    self.label(target),
+                    thousands(*len)
+                );
+                let own = self.own_socket(session, socket);
+                self.log_dg(seq, "client_send_failed", own, text, Some(id), Some(*dg));
+            }
+            EventKind::ServerRecv { server, dg, from, to, len, payload } => {
                 let lane = self.server_lane(*server);
                 self.by_addr.entry(*to).or_insert(lane);
                 let peer = self.lane_of(*from);
                 if *server == ServerName::Lossy {
                     self.stats.lossy_seen += 1;
                 }
-                let id = match self.arrive(peer, lane, event, Fate::Delivered) {
-                    Some(id) => id,
-                    None => {
-                        // Nobody we watch reported sending it: an outside client.
-                        self.stats.sent += 1;
-                        let arrow = plain_arrow(peer, lane, *len, payload, Some(event.t_us), Fate::Delivered);
-                        self.push(seq, event.t_us, Body::Arrow(arrow))
-                    }
-                };
-                self.last_read.insert((peer, lane), id);
+                if !self.lanes[peer].kind.reports() {
+                    // An outside client sends without telling us: its read is its send.
+                    self.stats.sent += 1;
+                }
+                let id = self.arrival(event, *dg, Fate::Delivered, Arrow::new(peer, lane, *len, payload));
                 let text =
                     format!("{} read {} ({len} B) from {}", server, preview(payload), self.label(peer));
-                self.log_line(seq, "server_recv", None, text, Some(id));
+                self.log_dg(seq, "server_recv", None, text, Some(id), Some(*dg));
             }
-            EventKind::ServerSend { server, from, to, len, payload, delay_ms } => {
+            EventKind::ServerSend { server, dg, reply_to, from, to, len, payload, delay_ms } => {
                 let lane = self.server_lane(*server);
                 self.by_addr.entry(*from).or_insert(lane);
                 let peer = self.lane_of(*to);
-                let mut arrow = plain_arrow(lane, peer, *len, payload, None, Fate::InFlight);
-                arrow.delay_ms = *delay_ms;
-                let id = self.send_arrow(event, lane, peer, arrow);
+                let arrow = Arrow {
+                    reply_to: *reply_to,
+                    delay_ms: *delay_ms,
+                    ..Arrow::new(lane, peer, *len, payload)
+                };
+                let id = self.send_arrow(event, *dg, arrow);
                 let mut text = format!("{server} → {}: {} ({len} B)", self.label(peer), preview(payload));
                 if let Some(d) = delay_ms {
                     text.push_str(&format!(" after holding it {d} ms"));
                 }
-                self.log_line(seq, "server_send", None, text, Some(id));
+                self.log_dg(seq, "server_send", None, text, Some(id), Some(*dg));
             }
-            EventKind::ServerDrop { server, from, len, reason, .. } => {
+            EventKind::ServerDrop { server, dg, from, len, reason, .. } => {
                 self.stats.dropped += 1;
                 let lane = self.server_lane(*server);
                 let peer = self.lane_of(*from);
                 if *server == ServerName::Lossy {
                     self.stats.lossy_dropped += 1;
                 }
-                let read = self.last_read.remove(&(peer, lane));
-                let turned = read.and_then(|id| {
+                // The server read it first (`server_recv`, same `dg`): the drop turns that
+                // arrow's fate rather than drawing a second one.
+                let read = self.dgs.arrow(*dg).and_then(|id| {
                     let arrow = self.arrow_mut(id)?;
                     arrow.fate = Fate::Dropped;
+                    arrow.t_end_us.get_or_insert(event.t_us);
+                    arrow.end_seq.get_or_insert(seq);
                     Some(id)
                 });
-                let id = match turned.or_else(|| self.arrive(peer, lane, event, Fate::Dropped)) {
+                let id = match read {
                     Some(id) => id,
                     None => {
-                        let empty = Payload::default();
-                        let arrow = plain_arrow(peer, lane, *len, &empty, Some(event.t_us), Fate::Dropped);
-                        self.push(seq, event.t_us, Body::Arrow(arrow))
+                        let fresh = Arrow::new(peer, lane, *len, &Payload::default());
+                        self.arrival(event, *dg, Fate::Dropped, fresh)
                     }
                 };
                 let why = match reason {
@@ -905,7 +1176,7 @@ impl Model {
                     protocol::DropReason::Shed => "too many answers waiting",
                 };
                 let text = format!("{server} DROPPED {len} B from {} ({why})", self.label(peer));
-                self.log_line(seq, "server_drop", None, text, Some(id));
+                self.log_dg(seq, "server_drop", None, text, Some(id), Some(*dg));
             }
             EventKind::ServerRefused { server, peer } => {
                 let lane = self.server_lane(*server);
@@ -956,31 +1227,20 @@ impl Model {
                 let id = self.mark(event, lane, MarkKind::Evict, &text);
                 self.log_line(seq, "chat_evict", None, text, Some(id));
             }
-            EventKind::ChatBroadcast { server, from, recipients, len, payload } => {
+            EventKind::ChatBroadcast { server, dg, from, recipients, len, payload } => {
                 let lane = self.server_lane(*server);
                 let sender = self.lane_of(*from);
                 self.chat_heard(*from, sender, event.t_us, None);
-                // The chat server sends the copies silently; draw the fan-out to every live
-                // client that reports nothing itself. This page's sockets draw their own copy
-                // when their `client_recv` arrives.
-                let quiet: Vec<usize> = self
-                    .chat
-                    .iter()
-                    .filter(|(_, c)| c.gone.is_none())
-                    .map(|(_, c)| c.lane)
-                    .filter(|l| matches!(self.lanes[*l].kind, LaneKind::Outside | LaneKind::Overflow))
-                    .collect();
-                for peer in quiet {
-                    let arrow = plain_arrow(lane, peer, *len, payload, Some(event.t_us), Fate::Delivered);
-                    self.push(seq, event.t_us, Body::Arrow(arrow));
-                }
+                // Each copy is a datagram of its own, reported as a `server_send` whose
+                // `reply_to` is this message: those draw the fan-out, with the bytes each
+                // client got. The broadcast itself is a mark.
                 let text = format!(
-                    "{server}: broadcast {} from {} to {recipients} clients",
+                    "{server}: broadcast {} ({len} B) from {} to {recipients} clients",
                     preview(payload),
                     self.label(sender)
                 );
                 let id = self.mark(event, lane, MarkKind::Broadcast { recipients: *recipients }, &text);
-                self.log_line(seq, "chat_broadcast", None, text, Some(id));
+                self.log_dg(seq, "chat_broadcast", None, text, Some(id), Some(*dg));
             }
             EventKind::ChatRefused { server, peer, limit } => {
                 let lane = self.server_lane(*server);
@@ -1006,549 +1266,45 @@ impl Model {
         }
     }
 
-    /// A socket received a datagram: end the arrow the server started, or draw a fresh one.
+    /// A socket received the datagram drawn as arrow `id`: records what it got and what the
+    /// relay's names say the datagram answers, and returns the arrow as it now is.
+    ///
+    /// The chain is `client_recv.dg` = `server_send.dg`, whose `reply_to` = `server_recv.dg` =
+    /// `client_send.dg`, and that send has its attempt. When the client took the reply as the
+    /// answer to another attempt (`attempt`, with the RTT `rtt_us` measured from it), the
+    /// arrow keeps both, and its RTT is the real one, from the send it answers.
     #[allow(clippy::too_many_arguments)]
-    fn receive(
+    fn reply(
         &mut self,
         event: &Event,
-        source: usize,
+        id: u64,
         lane: usize,
-        fate: Fate,
-        len: usize,
-        payload: &Payload,
+        member: Option<u32>,
         attempt: Option<u32>,
         req: &Option<String>,
         rtt_us: Option<u64>,
-    ) -> u64 {
-        match self.arrive(source, lane, event, fate) {
-            Some(id) => {
-                if let Some(arrow) = self.arrow_mut(id) {
-                    arrow.attempt = attempt;
-                    arrow.req.clone_from(req);
-                    arrow.rtt_us = rtt_us;
-                }
-                id
-            }
-            None => {
-                let mut arrow = plain_arrow(source, lane, len, payload, Some(event.t_us), fate);
-                arrow.attempt = attempt;
-                arrow.req.clone_from(req);
-                arrow.rtt_us = rtt_us;
-                arrow.end_seq = Some(event.seq);
-                self.push(event.seq, event.t_us, Body::Arrow(arrow))
-            }
+        payload: &Payload,
+        kept: Option<usize>,
+    ) -> Arrow {
+        let answered = self.answered(id, lane, member);
+        let Some(arrow) = self.arrow_mut(id) else {
+            // Only if the window could not hold the arrow just drawn; nothing to record.
+            return Arrow::new(lane, lane, 0, payload);
+        };
+        arrow.payload.clone_from(payload);
+        arrow.member = member;
+        arrow.attempt = attempt;
+        arrow.req.clone_from(req);
+        arrow.kept = kept;
+        arrow.answers = answered.and_then(|a| a.attempt);
+        let real = answered.map(|a| event.t_us.saturating_sub(a.sent_us));
+        if arrow.misattributed().is_some() {
+            arrow.rtt_us = real;
+            arrow.claimed_rtt_us = rtt_us;
+        } else {
+            arrow.rtt_us = rtt_us.or(real);
+            arrow.claimed_rtt_us = None;
         }
-    }
-}
-
-fn plain_arrow(
-    from: usize,
-    to: usize,
-    len: usize,
-    payload: &Payload,
-    t_end_us: Option<u64>,
-    fate: Fate,
-) -> Arrow {
-    Arrow {
-        from,
-        to,
-        t_end_us,
-        fate,
-        len,
-        payload: payload.clone(),
-        attempt: None,
-        req: None,
-        rtt_us: None,
-        waited_ms: None,
-        delay_ms: None,
-        end_seq: None,
-    }
-}
-
-/// A short quoted preview of a payload for labels and the log.
-pub fn preview(payload: &Payload) -> String {
-    const MAX: usize = 24;
-    match (&payload.text, &payload.hex) {
-        (Some(text), _) => {
-            let clean: String = text.chars().map(|c| if c.is_control() { '·' } else { c }).collect();
-            let mut short: String = clean.chars().take(MAX).collect();
-            if clean.chars().count() > MAX || payload.truncated {
-                short.push('…');
-            }
-            format!("\"{short}\"")
-        }
-        (None, Some(hex)) => {
-            let mut short: String = hex.chars().take(MAX).collect();
-            if hex.len() > MAX || payload.truncated {
-                short.push('…');
-            }
-            format!("0x{short}")
-        }
-        (None, None) => "(bytes not shown)".to_owned(),
-    }
-}
-
-/// The payload's previewed bytes.
-pub fn payload_bytes(payload: &Payload) -> Vec<u8> {
-    match (&payload.text, &payload.hex) {
-        (Some(text), _) => text.as_bytes().to_vec(),
-        (None, Some(hex)) => hex
-            .as_bytes()
-            .chunks(2)
-            .filter_map(|pair| std::str::from_utf8(pair).ok().and_then(|p| u8::from_str_radix(p, 16).ok()))
-            .collect(),
-        (None, None) => Vec::new(),
-    }
-}
-
-/// Bytes as spaced hex pairs, as a hex dump shows them.
-pub fn hex_dump(bytes: &[u8]) -> String {
-    let hex = protocol::to_hex(bytes);
-    let pairs: Vec<&str> = hex.as_bytes().chunks(2).filter_map(|c| std::str::from_utf8(c).ok()).collect();
-    pairs.join(" ")
-}
-
-/// Microseconds as milliseconds with sensible precision: `0.31 ms`, `12.4 ms`, `250 ms`.
-pub fn ms_text(us: u64) -> String {
-    let ms = us as f64 / 1000.0;
-    if ms < 1.0 {
-        format!("{ms:.2} ms")
-    } else if ms < 100.0 {
-        format!("{ms:.1} ms")
-    } else {
-        format!("{ms:.0} ms")
-    }
-}
-
-fn secs(ms: u64) -> String {
-    let s = ms as f64 / 1000.0;
-    if ms.is_multiple_of(1000) { format!("{s:.0}") } else { format!("{s:.1}") }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use protocol::Limits;
-    use std::collections::BTreeMap;
-
-    const ECHO: &str = "127.0.0.1:10004";
-    const LOSSY: &str = "127.0.0.1:1060";
-    const CHAT: &str = "127.0.0.1:9998";
-    const SOCK: &str = "127.0.0.1:50000";
-
-    fn addr(s: &str) -> SocketAddr {
-        s.parse().expect("test address")
-    }
-
-    fn hello() -> ServerMsg {
-        ServerMsg::Hello(Hello {
-            version: 1,
-            session: "me".into(),
-            servers: BTreeMap::from([
-                (ServerName::Echo, addr(ECHO)),
-                (ServerName::Lossy, addr(LOSSY)),
-                (ServerName::Chat, addr(CHAT)),
-            ]),
-            settings: BTreeMap::from([(
-                ServerName::Lossy,
-                protocol::message::ServerSettings { drop: Some(0.25), ..Default::default() },
-            )]),
-            limits: Limits {
-                sessions: 64,
-                sockets_per_session: 16,
-                sends_per_sec: 200,
-                datagram_bytes: 8192,
-                heartbeat_min_ms: 100,
-                pending_requests: 32,
-                chat_clients: 100,
-                preview_bytes: 256,
-            },
-        })
-    }
-
-    /// Feeds events with increasing `seq`.
-    struct Feed {
-        model: Model,
-        seq: u64,
-    }
-
-    impl Feed {
-        fn new() -> Self {
-            Self::with_window(DEFAULT_WINDOW)
-        }
-
-        fn with_window(window: usize) -> Self {
-            let mut model = Model::new(window);
-            model.apply(&hello());
-            Feed { model, seq: 0 }
-        }
-
-        fn at(&mut self, t_ms: u64, kind: EventKind) {
-            self.seq += 1;
-            let event = Event { seq: self.seq, t_us: t_ms * 1000, kind };
-            self.model.apply(&ServerMsg::Event(event));
-        }
-
-        fn open(&mut self, socket: &str, local: &str, server: ServerName, remote: &str) {
-            self.at(
-                0,
-                EventKind::ClientOpen {
-                    session: "me".into(),
-                    socket: socket.into(),
-                    local: addr(local),
-                    remote: addr(remote),
-                    server: Some(server),
-                    connect: true,
-                },
-            );
-        }
-
-        fn arrows(&self) -> Vec<Arrow> {
-            self.model
-                .items()
-                .iter()
-                .filter_map(|i| match &i.body {
-                    Body::Arrow(a) => Some(a.clone()),
-                    Body::Mark(_) => None,
-                })
-                .collect()
-        }
-
-        fn marks(&self) -> Vec<MarkKind> {
-            self.model
-                .items()
-                .iter()
-                .filter_map(|i| match &i.body {
-                    Body::Mark(m) => Some(m.kind.clone()),
-                    Body::Arrow(_) => None,
-                })
-                .collect()
-        }
-
-        fn lane(&self, label: &str) -> usize {
-            self.model.lanes().iter().position(|l| l.label == label).expect("lane exists")
-        }
-    }
-
-    fn send(socket: &str, to: &str, text: &str, attempt: Option<u32>, req: Option<&str>) -> EventKind {
-        EventKind::ClientSend {
-            session: "me".into(),
-            socket: socket.into(),
-            from: addr(SOCK),
-            to: addr(to),
-            len: text.len(),
-            payload: Payload::preview(text.as_bytes()),
-            attempt,
-            req: req.map(str::to_owned),
-        }
-    }
-
-    fn server_recv(server: ServerName, at: &str, from: &str, text: &str) -> EventKind {
-        EventKind::ServerRecv {
-            server,
-            from: addr(from),
-            to: addr(at),
-            len: text.len(),
-            payload: Payload::preview(text.as_bytes()),
-        }
-    }
-
-    fn server_send(server: ServerName, at: &str, to: &str, text: &str) -> EventKind {
-        EventKind::ServerSend {
-            server,
-            from: addr(at),
-            to: addr(to),
-            len: text.len(),
-            payload: Payload::preview(text.as_bytes()),
-            delay_ms: None,
-        }
-    }
-
-    fn recv(from: &str, text: &str, rtt_us: Option<u64>) -> EventKind {
-        EventKind::ClientRecv {
-            session: "me".into(),
-            socket: "a".into(),
-            from: addr(from),
-            to: addr(SOCK),
-            len: text.len(),
-            payload: Payload::preview(text.as_bytes()),
-            attempt: rtt_us.map(|_| 1),
-            req: None,
-            rtt_us,
-        }
-    }
-
-    #[test]
-    fn echo_round_trip_pairs_sends_with_receipts() {
-        let mut f = Feed::new();
-        f.open("a", SOCK, ServerName::Echo, ECHO);
-        f.at(10, send("a", ECHO, "hello", None, None));
-        f.at(11, server_recv(ServerName::Echo, ECHO, SOCK, "hello"));
-        f.at(12, server_send(ServerName::Echo, ECHO, SOCK, "hello"));
-        // No request ID, so no RTT from the relay: the page measures it, 13 ms - 10 ms.
-        f.at(13, recv(ECHO, "hello", None));
-
-        let arrows = f.arrows();
-        assert_eq!(arrows.len(), 2, "one arrow per datagram: {arrows:?}");
-        let (a, echo) = (f.lane("a"), f.lane("echo"));
-        assert_eq!((arrows[0].from, arrows[0].to, arrows[0].fate), (a, echo, Fate::Delivered));
-        assert_eq!(arrows[0].t_end_us, Some(11_000));
-        assert_eq!((arrows[1].from, arrows[1].to, arrows[1].fate), (echo, a, Fate::Delivered));
-        assert_eq!(arrows[1].rtt_us, Some(3_000));
-        assert_eq!(f.model.lanes()[a].kind, LaneKind::Own);
-
-        let stats = f.model.stats();
-        assert_eq!((stats.sent, stats.received, stats.rtt_count), (1, 1, 1));
-        assert_eq!(stats.rtt_buckets[RTT_BUCKETS_US.iter().position(|&b| b == 4_000).expect("bucket")], 1);
-
-        let log: Vec<LogLine> = f.model.take_log(usize::MAX).collect();
-        let kinds: Vec<&str> = log.iter().map(|l| l.kind).collect();
-        assert_eq!(kinds, ["client_open", "client_send", "server_recv", "server_send", "client_recv"]);
-        assert_eq!(log[4].socket.as_deref(), Some("a"));
-        assert!(log[4].text.contains("\"hello\""), "{:?}", log[4]);
-        assert!(f.model.take_log(usize::MAX).next().is_none(), "the log is handed out once");
-    }
-
-    #[test]
-    fn drops_retries_and_give_up_are_marked_with_their_waits() {
-        let mut f = Feed::new();
-        f.open("a", SOCK, ServerName::Lossy, LOSSY);
-        let mut t = 0;
-        for (attempt, wait) in [(1, 0), (2, 100), (3, 200)] {
-            t += wait;
-            if attempt > 1 {
-                f.at(
-                    t,
-                    EventKind::ClientRetry {
-                        session: "me".into(),
-                        socket: "a".into(),
-                        attempt,
-                        delay_ms: wait,
-                        next_wait_ms: wait * 2,
-                    },
-                );
-            }
-            f.at(t, send("a", LOSSY, "ping", Some(attempt), None));
-            f.at(t, server_recv(ServerName::Lossy, LOSSY, SOCK, "ping"));
-            f.at(
-                t,
-                EventKind::ServerDrop {
-                    server: ServerName::Lossy,
-                    from: addr(SOCK),
-                    to: addr(LOSSY),
-                    len: 4,
-                    reason: protocol::DropReason::Loss,
-                },
-            );
-        }
-        f.at(
-            700,
-            EventKind::ClientGiveup {
-                session: "me".into(),
-                socket: "a".into(),
-                attempts: 3,
-                waited_ms: 700,
-                give_up_ms: 700,
-            },
-        );
-
-        let arrows = f.arrows();
-        assert_eq!(arrows.len(), 3);
-        assert!(arrows.iter().all(|a| a.fate == Fate::Dropped));
-        let waits: Vec<Option<u64>> = arrows.iter().map(|a| a.waited_ms).collect();
-        assert_eq!(waits, [None, Some(100), Some(200)]);
-        let marks = f.marks();
-        assert!(marks.contains(&MarkKind::Retry { attempt: 2, waited_ms: 100 }));
-        assert!(marks.contains(&MarkKind::Retry { attempt: 3, waited_ms: 200 }));
-        assert!(marks.contains(&MarkKind::GiveUp { attempts: 3, waited_ms: 700 }));
-
-        let stats = f.model.stats();
-        assert_eq!((stats.sent, stats.dropped, stats.retried, stats.gave_up), (3, 3, 2, 1));
-        assert_eq!(stats.measured_loss(), Some(1.0));
-    }
-
-    #[test]
-    fn late_and_duplicate_replies_are_marked_apart_from_the_answer() {
-        let mut f = Feed::new();
-        f.open("a", SOCK, ServerName::Lossy, LOSSY);
-        for (t, attempt) in [(0, 1), (100, 2)] {
-            let req = format!("1-{attempt}");
-            f.at(t, send("a", LOSSY, "#x ping", Some(attempt), Some(&req)));
-            f.at(t, server_recv(ServerName::Lossy, LOSSY, SOCK, "#x ping"));
-        }
-        for (t, attempt, reason) in [(300, 1, DuplicateReason::Late), (400, 2, DuplicateReason::Duplicate)] {
-            f.at(t, server_send(ServerName::Lossy, LOSSY, SOCK, "#x 4"));
-            f.at(
-                t,
-                EventKind::ClientDuplicate {
-                    session: "me".into(),
-                    socket: "a".into(),
-                    from: addr(LOSSY),
-                    to: addr(SOCK),
-                    len: 4,
-                    payload: Payload::preview(b"#x 4"),
-                    req: format!("1-{attempt}"),
-                    attempt,
-                    reason,
-                },
-            );
-        }
-        let fates: Vec<Fate> = f.arrows().iter().map(|a| a.fate).collect();
-        assert_eq!(fates, [Fate::Delivered, Fate::Delivered, Fate::Late, Fate::Duplicate]);
-        assert_eq!((f.model.stats().duplicates, f.model.stats().late), (2, 1));
-        let log: Vec<LogLine> = f.model.take_log(usize::MAX).collect();
-        assert!(log.iter().any(|l| l.kind == "client_duplicate" && l.text.contains("LATE")));
-    }
-
-    #[test]
-    fn econnrefused_ends_the_latest_arrow_to_that_peer() {
-        let mut f = Feed::new();
-        let target = "127.0.0.1:9";
-        f.at(
-            0,
-            EventKind::ClientOpen {
-                session: "me".into(),
-                socket: "t".into(),
-                local: addr(SOCK),
-                remote: addr(target),
-                server: None,
-                connect: true,
-            },
-        );
-        f.at(1, send("t", target, "hi", None, None));
-        f.at(2, EventKind::ClientRefused { session: "me".into(), socket: "t".into(), peer: addr(target) });
-        let arrows = f.arrows();
-        assert_eq!(arrows.len(), 1);
-        assert_eq!(arrows[0].fate, Fate::Refused);
-        assert!(f.marks().contains(&MarkKind::Refused));
-        assert_eq!(f.model.stats().refused, 1);
-    }
-
-    #[test]
-    fn liveness_counts_down_from_an_explicit_now_until_eviction() {
-        let mut f = Feed::new();
-        let peer = addr(SOCK);
-        f.open("c", SOCK, ServerName::Chat, CHAT);
-        f.at(1_000, EventKind::ChatJoin { server: ServerName::Chat, peer, clients: 1, timeout_ms: 2_000 });
-        let view = |f: &Feed, now_ms: u64| f.model.chat_clients(now_ms * 1000)[0].clone();
-
-        let v = view(&f, 1_200);
-        assert_eq!(
-            (v.state, v.silent_ms, v.countdown_ms, v.label.as_str()),
-            (Liveness::Alive, 200, 1_800, "c")
-        );
-        f.at(1_400, EventKind::ChatHeartbeat { server: ServerName::Chat, peer, timeout_ms: 2_000 });
-        assert_eq!(view(&f, 1_500).countdown_ms, 1_900);
-        // Quiet for a quarter of the timeout: silent, still counting down.
-        let v = view(&f, 2_000);
-        assert_eq!((v.state, v.countdown_ms), (Liveness::Silent, 1_400));
-        assert_eq!(view(&f, 3_400).countdown_ms, 0);
-        f.at(3_400, EventKind::ChatEvict { server: ServerName::Chat, peer, silent_ms: 2_000, clients: 0 });
-        let v = view(&f, 9_000);
-        assert_eq!((v.state, v.silent_ms, v.countdown_ms), (Liveness::Evicted, 2_000, 0));
-        assert!(f.marks().contains(&MarkKind::Evict));
-        // Heard again: back to alive.
-        f.at(9_000, EventKind::ChatJoin { server: ServerName::Chat, peer, clients: 1, timeout_ms: 2_000 });
-        assert_eq!(view(&f, 9_000).state, Liveness::Alive);
-    }
-
-    #[test]
-    fn outside_clients_get_their_own_lane_and_broadcasts_fan_out_to_them() {
-        let mut f = Feed::new();
-        let nc = "127.0.0.1:40000";
-        let py = "127.0.0.1:40001";
-        f.at(1, server_recv(ServerName::Echo, ECHO, nc, "hi from nc"));
-        f.at(2, server_send(ServerName::Echo, ECHO, nc, "hi from nc"));
-        let outside = f.lane(&format!("outside {nc}"));
-        assert_eq!(f.model.lanes()[outside].kind, LaneKind::Outside);
-        let arrows = f.arrows();
-        assert_eq!(arrows.len(), 2);
-        assert!(arrows.iter().all(|a| a.fate == Fate::Delivered), "nobody else reports: {arrows:?}");
-        let stats = f.model.stats();
-        assert_eq!((stats.sent, stats.received), (1, 1), "an outside client's datagram and its echo count");
-
-        for peer in [nc, py] {
-            let peer = addr(peer);
-            f.at(3, EventKind::ChatJoin { server: ServerName::Chat, peer, clients: 1, timeout_ms: 10_000 });
-        }
-        f.at(
-            4,
-            EventKind::ChatBroadcast {
-                server: ServerName::Chat,
-                from: addr(nc),
-                recipients: 2,
-                len: 2,
-                payload: Payload::preview(b"yo"),
-            },
-        );
-        let chat = f.lane("chat");
-        let fan: Vec<usize> = f.arrows().iter().filter(|a| a.from == chat).map(|a| a.to).collect();
-        assert_eq!(fan.len(), 2, "one arrow per recipient");
-        assert!(f.marks().contains(&MarkKind::Broadcast { recipients: 2 }));
-    }
-
-    #[test]
-    fn the_window_is_bounded_and_old_items_fold_into_counts() {
-        let mut f = Feed::with_window(100);
-        f.open("a", SOCK, ServerName::Echo, ECHO);
-        for i in 0..1_000 {
-            f.at(i, send("a", ECHO, "x", None, None));
-            f.at(i, server_recv(ServerName::Echo, ECHO, SOCK, "x"));
-        }
-        assert_eq!(f.model.items().len(), 100);
-        let stats = f.model.stats();
-        assert_eq!(stats.sent, 1_000);
-        assert_eq!(stats.folded, 1_001 - 100);
-        assert!(f.arrows().iter().all(|a| a.fate == Fate::Delivered), "pairing survives folding");
-        let first = f.model.items().front().expect("items").id;
-        assert!(f.model.item(first).is_some());
-        assert!(f.model.item(first - 1).is_none(), "folded items are gone");
-        assert!(f.model.take_log(usize::MAX).count() <= LOG_OUTBOX);
-    }
-
-    #[test]
-    fn configured_loss_sits_next_to_measured_loss() {
-        let mut f = Feed::new();
-        assert_eq!(f.model.stats().configured_drop, Some(0.25), "from hello's settings");
-        f.at(
-            0,
-            EventKind::ServerConfigured { server: ServerName::Lossy, setting: "drop".into(), value: 0.5 },
-        );
-        assert_eq!(f.model.stats().configured_drop, Some(0.5));
-        assert_eq!(f.model.stats().measured_loss(), None);
-        f.at(1, server_recv(ServerName::Lossy, LOSSY, SOCK, "a"));
-        f.at(1, server_recv(ServerName::Lossy, LOSSY, SOCK, "b"));
-        f.at(
-            2,
-            EventKind::ServerDrop {
-                server: ServerName::Lossy,
-                from: addr(SOCK),
-                to: addr(LOSSY),
-                len: 1,
-                reason: protocol::DropReason::Loss,
-            },
-        );
-        assert_eq!(f.model.stats().measured_loss(), Some(0.5));
-    }
-
-    #[test]
-    fn a_new_session_closes_the_old_sockets_lanes() {
-        let mut f = Feed::new();
-        f.open("a", SOCK, ServerName::Echo, ECHO);
-        let a = f.lane("a");
-        f.model.apply(&hello());
-        assert!(f.model.lanes()[a].closed);
-        f.model.apply(&ServerMsg::Lagged { missed: 7 });
-        assert_eq!(f.model.stats().missed, 7);
-    }
-
-    #[test]
-    fn previews_and_hex_dumps() {
-        assert_eq!(preview(&Payload::preview(b"hi\n")), "\"hi·\"");
-        assert_eq!(preview(&Payload::preview(&[0, 255])), "0x00ff");
-        assert_eq!(payload_bytes(&Payload::preview(&[0, 255])), [0, 255]);
-        assert_eq!(hex_dump(b"AB"), "41 42");
-        assert_eq!(ms_text(310), "0.31 ms");
-        assert_eq!(ms_text(250_000), "250 ms");
+        arrow.clone()
     }
 }

@@ -7,17 +7,19 @@
 //!   than one text line to the event after it, so a burst of loopback traffic (microseconds
 //!   apart) still reads as a sequence rather than one smudge;
 //! - an arrow goes from the event that sent a datagram to the event that received, dropped or
-//!   refused it.
+//!   lost it: a datagram that vanished (nothing listened) ends on its target's lane in ∅, one
+//!   the kernel refused to send is a stub at its sender ending in ⊘.
 //!
 //! Colours are Okabe–Ito (safe for colour-blind viewers) and every fate also has its own line
 //! style and word: dashed and ✕ for a drop, LATE and DUP for replies that are not the answer.
+//! The words are [`Arrow::label`]'s, the same the event log and its `data-label` carry.
 
 use std::collections::HashMap;
 
 use wasm_bindgen::JsValue;
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
 
-use crate::model::{Arrow, Body, Fate, Item, LaneKind, MarkKind, Model, preview};
+use crate::model::{Arrow, Body, Fate, Item, LaneKind, MarkKind, Model};
 
 const INK: &str = "#111111";
 const MUTED: &str = "#5b6068";
@@ -218,19 +220,26 @@ impl Renderer {
                         Fate::Delivered if to_server => (BLUE, &self.dash_none),
                         Fate::Delivered => (GREEN, &self.dash_none),
                         Fate::InFlight => (GREY, &self.dash_drop),
-                        Fate::Dropped => (VERMILLION, &self.dash_drop),
-                        Fate::Refused => (VERMILLION, &self.dash_none),
+                        Fate::Dropped | Fate::Vanished => (VERMILLION, &self.dash_drop),
+                        Fate::NotSent => (VERMILLION, &self.dash_none),
                         Fate::Late => (ORANGE, &self.dash_late),
                         Fate::Duplicate => (PURPLE, &self.dash_dup),
                     };
                     // A drop dies just short of the server that threw it away, where the ✕ is
                     // (not on a lane line, which would blame another endpoint).
-                    let (ex, ey) = if arrow.fate == Fate::Dropped {
-                        let short = (28.0 * s).min((x2 - x1).abs() / 2.0);
-                        let share = if x2 == x1 { 1.0 } else { 1.0 - short / (x2 - x1).abs() };
-                        (x1 + (x2 - x1) * share, y1 + (y2 - y1) * share)
-                    } else {
-                        (x2, y2)
+                    // A datagram the kernel refused never left its socket: a stub toward the
+                    // target. One that vanished dies on its target's lane, where nothing listened.
+                    let (ex, ey) = match arrow.fate {
+                        Fate::Dropped => {
+                            let short = (28.0 * s).min((x2 - x1).abs() / 2.0);
+                            let share = if x2 == x1 { 1.0 } else { 1.0 - short / (x2 - x1).abs() };
+                            (x1 + (x2 - x1) * share, y1 + (y2 - y1) * share)
+                        }
+                        Fate::NotSent => {
+                            let stub = (30.0 * s).min((x2 - x1).abs() / 2.0);
+                            (x1 + stub * (x2 - x1).signum(), y1)
+                        }
+                        _ => (x2, y2),
                     };
                     let selected = view.selected == Some(item.id);
                     if selected {
@@ -251,10 +260,11 @@ impl Renderer {
                     ctx.line_to(ex, ey);
                     ctx.stroke();
                     let _ = ctx.set_line_dash(&self.dash_none);
-                    if arrow.fate == Fate::Dropped {
-                        self.cross(ex, ey, 7.0 * s);
-                    } else {
-                        self.head(x1, y1, ex, ey, 9.0 * s);
+                    match arrow.fate {
+                        Fate::Dropped => self.cross(ex, ey, 7.0 * s),
+                        Fate::Vanished => self.nothing(ex, ey, 7.0 * s, false),
+                        Fate::NotSent => self.nothing(ex, ey, 7.0 * s, true),
+                        _ => self.head(x1, y1, ex, ey, 9.0 * s),
                     }
                     hits.push(Hit { id: item.id, x1, y1, x2: ex, y2: ey });
 
@@ -262,23 +272,17 @@ impl Renderer {
                     let mid_y = (y1 + ey) / 2.0;
                     if mid_y - last_label_y >= 14.0 * s || selected {
                         last_label_y = mid_y;
-                        let mut label = String::new();
-                        match arrow.fate {
-                            Fate::Late => label.push_str("LATE "),
-                            Fate::Duplicate => label.push_str("DUP "),
-                            Fate::Dropped => label.push_str("✕ DROPPED "),
-                            Fate::Refused => label.push_str("⊘ "),
-                            _ => {}
-                        }
-                        if let Some(a) = arrow.attempt.filter(|a| *a > 1 || arrow.waited_ms.is_some()) {
-                            label.push_str(&format!("#{a} "));
-                        }
-                        label.push_str(&preview(&arrow.payload));
-                        label.push_str(&format!(" {}B", arrow.len));
-                        if let Some(wait) = arrow.waited_ms {
-                            label.push_str(&format!(" · after {wait} ms"));
-                        }
-                        let bold = matches!(arrow.fate, Fate::Late | Fate::Duplicate | Fate::Dropped);
+                        let label = arrow.label();
+                        // What the bytes' arrival says that a glance would miss is in bold:
+                        // a cut read, a reply taken for the wrong attempt.
+                        let untrue = arrow.cut().is_some() || arrow.misattributed().is_some();
+                        let bold = untrue
+                            || matches!(
+                                arrow.fate,
+                                Fate::Late | Fate::Duplicate | Fate::Dropped | Fate::Vanished | Fate::NotSent
+                            );
+                        let colour =
+                            if untrue && arrow.fate == Fate::Delivered { VERMILLION } else { colour };
                         ctx.set_font(&font(12.0, if bold { "700" } else { "400" }));
                         ctx.set_text_align("center");
                         let max = (x2 - x1).abs().max(60.0 * s) - 8.0;
@@ -333,6 +337,7 @@ impl Renderer {
         for (i, lane) in lanes.iter().enumerate() {
             let x = lane_x[i];
             let (glyph, colour) = match lane.kind {
+                LaneKind::Server(protocol::ServerName::Nobody) => ("∅", MUTED),
                 LaneKind::Server(_) => ("■", INK),
                 LaneKind::Own => ("●", BLUE),
                 LaneKind::OtherSession => ("◆", PURPLE),
@@ -403,6 +408,22 @@ impl Renderer {
         ctx.line_to(x2 - size * (angle + 0.45).cos(), y2 - size * (angle + 0.45).sin());
         ctx.close_path();
         ctx.fill();
+    }
+
+    /// ∅ where a datagram reached nobody, or ⊘ (`barred`) where the kernel kept it.
+    fn nothing(&self, x: f64, y: f64, r: f64, barred: bool) {
+        let ctx = &self.ctx;
+        ctx.set_line_width(2.5);
+        ctx.begin_path();
+        let _ = ctx.arc(x, y, r, 0.0, std::f64::consts::TAU);
+        if barred {
+            ctx.move_to(x - r * 0.7, y + r * 0.7);
+            ctx.line_to(x + r * 0.7, y - r * 0.7);
+        } else {
+            ctx.move_to(x - r * 1.2, y + r * 1.2);
+            ctx.line_to(x + r * 1.2, y - r * 1.2);
+        }
+        ctx.stroke();
     }
 
     fn cross(&self, x: f64, y: f64, r: f64) {

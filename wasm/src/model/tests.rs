@@ -1,0 +1,819 @@
+//! The model, driven natively: explicit events in (with the relay's `dg` names), the drawing
+//! model out. No browser, no clock: every event carries its own time.
+
+use super::*;
+use protocol::{Limits, VanishReason};
+use std::collections::BTreeMap;
+
+const ECHO: &str = "127.0.0.1:10004";
+const LOSSY: &str = "127.0.0.1:1060";
+const CHAT: &str = "127.0.0.1:9998";
+const NOBODY: &str = "127.0.0.1:29999";
+const SOCK: &str = "127.0.0.1:50000";
+const SOCK2: &str = "127.0.0.1:50001";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("test address")
+}
+
+fn hello() -> ServerMsg {
+    ServerMsg::Hello(Hello {
+        version: 1,
+        session: "me".into(),
+        servers: BTreeMap::from([
+            (ServerName::Echo, addr(ECHO)),
+            (ServerName::Lossy, addr(LOSSY)),
+            (ServerName::Chat, addr(CHAT)),
+            (ServerName::Nobody, addr(NOBODY)),
+        ]),
+        settings: BTreeMap::from([(
+            ServerName::Lossy,
+            protocol::message::ServerSettings { drop: Some(0.25), ..Default::default() },
+        )]),
+        limits: Limits {
+            sessions: 64,
+            sockets_per_session: 16,
+            sends_per_sec: 200,
+            datagram_bytes: 65_507,
+            bytes_per_sec: 1 << 20,
+            crowd_clients: 100,
+            heartbeat_min_ms: 100,
+            pending_requests: 32,
+            chat_clients: 100,
+            preview_bytes: 256,
+        },
+    })
+}
+
+/// Feeds events with increasing `seq`.
+struct Feed {
+    model: Model,
+    seq: u64,
+}
+
+impl Feed {
+    fn new() -> Self {
+        Self::with_window(DEFAULT_WINDOW)
+    }
+
+    fn with_window(window: usize) -> Self {
+        let mut model = Model::new(window);
+        model.apply(&hello());
+        Feed { model, seq: 0 }
+    }
+
+    fn at(&mut self, t_ms: u64, kind: EventKind) {
+        self.seq += 1;
+        let event = Event { seq: self.seq, t_us: t_ms * 1000, kind };
+        self.model.apply(&ServerMsg::Event(event));
+    }
+
+    fn open(&mut self, socket: &str, local: &str, server: ServerName, remote: &str) {
+        self.open_with(socket, local, server, remote, true, None);
+    }
+
+    fn open_with(
+        &mut self,
+        socket: &str,
+        local: &str,
+        server: ServerName,
+        remote: &str,
+        connect: bool,
+        recv_buffer: Option<usize>,
+    ) {
+        self.at(
+            0,
+            EventKind::ClientOpen {
+                session: "me".into(),
+                socket: socket.into(),
+                member: None,
+                local: addr(local),
+                remote: addr(remote),
+                server: Some(server),
+                connect,
+                recv_buffer,
+            },
+        );
+    }
+
+    fn arrows(&self) -> Vec<Arrow> {
+        self.model
+            .items()
+            .iter()
+            .filter_map(|i| match &i.body {
+                Body::Arrow(a) => Some(a.clone()),
+                Body::Mark(_) => None,
+            })
+            .collect()
+    }
+
+    /// The arrow drawn for datagram `dg`.
+    fn arrow(&self, dg: Dg) -> Arrow {
+        let found = self.arrows().into_iter().filter(|a| a.dg == Some(dg)).collect::<Vec<_>>();
+        assert_eq!(found.len(), 1, "one arrow for dg {dg}: {found:#?}");
+        found.into_iter().next().expect("one arrow")
+    }
+
+    fn marks(&self) -> Vec<MarkKind> {
+        self.model
+            .items()
+            .iter()
+            .filter_map(|i| match &i.body {
+                Body::Mark(m) => Some(m.kind.clone()),
+                Body::Arrow(_) => None,
+            })
+            .collect()
+    }
+
+    fn lane(&self, label: &str) -> usize {
+        self.model.lanes().iter().position(|l| l.label == label).expect("lane exists")
+    }
+
+    fn log(&mut self) -> Vec<LogLine> {
+        self.model.take_log(usize::MAX).collect()
+    }
+}
+
+fn bytes(text: &str) -> (usize, Payload) {
+    (text.len(), Payload::preview(text.as_bytes()))
+}
+
+/// Socket `socket` at `SOCK` sends datagram `dg`.
+fn send(dg: Dg, socket: &str, to: &str, text: &str, attempt: Option<u32>, req: Option<&str>) -> EventKind {
+    send_from(dg, socket, SOCK, to, text, attempt, req)
+}
+
+fn send_from(
+    dg: Dg,
+    socket: &str,
+    from: &str,
+    to: &str,
+    text: &str,
+    attempt: Option<u32>,
+    req: Option<&str>,
+) -> EventKind {
+    let (len, payload) = bytes(text);
+    EventKind::ClientSend {
+        session: "me".into(),
+        socket: socket.into(),
+        member: None,
+        dg,
+        from: addr(from),
+        to: addr(to),
+        len,
+        payload,
+        attempt,
+        req: req.map(str::to_owned),
+    }
+}
+
+fn server_recv(dg: Dg, server: ServerName, at: &str, from: &str, text: &str) -> EventKind {
+    let (len, payload) = bytes(text);
+    EventKind::ServerRecv { server, dg, from: addr(from), to: addr(at), len, payload }
+}
+
+fn server_send(
+    dg: Dg,
+    reply_to: Option<Dg>,
+    server: ServerName,
+    at: &str,
+    to: &str,
+    text: &str,
+) -> EventKind {
+    let (len, payload) = bytes(text);
+    EventKind::ServerSend { server, dg, reply_to, from: addr(at), to: addr(to), len, payload, delay_ms: None }
+}
+
+fn dropped(dg: Dg, from: &str, len: usize) -> EventKind {
+    EventKind::ServerDrop {
+        server: ServerName::Lossy,
+        dg,
+        from: addr(from),
+        to: addr(LOSSY),
+        len,
+        reason: protocol::DropReason::Loss,
+    }
+}
+
+/// Socket `a` at `SOCK` receives datagram `dg`, whole.
+fn recv(dg: Dg, from: &str, text: &str, attempt: Option<u32>, rtt_us: Option<u64>) -> EventKind {
+    recv_at(dg, "a", SOCK, from, text, attempt, rtt_us)
+}
+
+fn recv_at(
+    dg: Dg,
+    socket: &str,
+    at: &str,
+    from: &str,
+    text: &str,
+    attempt: Option<u32>,
+    rtt_us: Option<u64>,
+) -> EventKind {
+    let (len, payload) = bytes(text);
+    EventKind::ClientRecv {
+        session: "me".into(),
+        socket: socket.into(),
+        member: None,
+        dg,
+        from: addr(from),
+        to: addr(at),
+        len,
+        payload,
+        attempt,
+        req: None,
+        rtt_us,
+        kept: len,
+    }
+}
+
+fn retry(attempt: u32, delay_ms: u64) -> EventKind {
+    EventKind::ClientRetry {
+        session: "me".into(),
+        socket: "a".into(),
+        attempt,
+        delay_ms,
+        next_wait_ms: delay_ms * 2,
+    }
+}
+
+#[test]
+fn echo_round_trip_is_two_arrows_named_by_their_datagrams() {
+    let mut f = Feed::new();
+    f.open("a", SOCK, ServerName::Echo, ECHO);
+    f.at(10, send(1, "a", ECHO, "hello", None, None));
+    f.at(11, server_recv(1, ServerName::Echo, ECHO, SOCK, "hello"));
+    f.at(12, server_send(2, Some(1), ServerName::Echo, ECHO, SOCK, "hello"));
+    // No request ID, so no RTT from the relay: the reply names its request (reply_to 1),
+    // whose send was at 10 ms, so the round trip took 13 ms - 10 ms.
+    f.at(13, recv(2, ECHO, "hello", None, None));
+
+    let arrows = f.arrows();
+    assert_eq!(arrows.len(), 2, "one arrow per datagram: {arrows:?}");
+    let (a, echo) = (f.lane("a"), f.lane("echo"));
+    let (request, reply) = (f.arrow(1), f.arrow(2));
+    assert_eq!((request.from, request.to, request.fate), (a, echo, Fate::Delivered));
+    assert_eq!(request.t_end_us, Some(11_000));
+    assert_eq!((reply.from, reply.to, reply.fate), (echo, a, Fate::Delivered));
+    assert_eq!((reply.reply_to, reply.rtt_us), (Some(1), Some(3_000)));
+    assert_eq!(f.model.lanes()[a].kind, LaneKind::Own);
+
+    let stats = f.model.stats();
+    assert_eq!((stats.sent, stats.received, stats.rtt_count), (1, 1, 1));
+    assert_eq!(stats.rtt_buckets[RTT_BUCKETS_US.iter().position(|&b| b == 4_000).expect("bucket")], 1);
+
+    let log = f.log();
+    let kinds: Vec<&str> = log.iter().map(|l| l.kind).collect();
+    assert_eq!(kinds, ["client_open", "client_send", "server_recv", "server_send", "client_recv"]);
+    let dgs: Vec<Option<Dg>> = log.iter().map(|l| l.dg).collect();
+    assert_eq!(dgs, [None, Some(1), Some(1), Some(2), Some(2)]);
+    assert_eq!(log[4].socket.as_deref(), Some("a"));
+    assert!(log[4].text.contains("\"hello\""), "{:?}", log[4]);
+    assert!(f.model.take_log(usize::MAX).next().is_none(), "the log is handed out once");
+    assert!(!f.model.lanes().iter().any(|l| l.label == "nobody"), "nobody's lane waits for a send there");
+}
+
+#[test]
+fn arrivals_end_the_arrow_of_their_own_datagram_whatever_the_order() {
+    let mut f = Feed::new();
+    f.open("a", SOCK, ServerName::Echo, ECHO);
+    f.at(0, send(1, "a", ECHO, "first", None, None));
+    f.at(1, send(2, "a", ECHO, "second", None, None));
+    // The second overtakes the first, and so does its echo: first in first out would have
+    // ended each arrow with the other's arrival.
+    f.at(5, server_recv(2, ServerName::Echo, ECHO, SOCK, "second"));
+    f.at(6, server_recv(1, ServerName::Echo, ECHO, SOCK, "first"));
+    f.at(7, server_send(3, Some(2), ServerName::Echo, ECHO, SOCK, "second"));
+    f.at(8, server_send(4, Some(1), ServerName::Echo, ECHO, SOCK, "first"));
+    f.at(9, recv(3, ECHO, "second", None, None));
+    assert_eq!(f.arrow(1).t_end_us, Some(6_000));
+    assert_eq!(f.arrow(2).t_end_us, Some(5_000));
+    assert_eq!((f.arrow(3).fate, f.arrow(3).rtt_us), (Fate::Delivered, Some(8_000)));
+    assert_eq!(f.arrow(4).fate, Fate::InFlight, "its arrival is not reported yet: not guessed");
+}
+
+#[test]
+fn an_arrival_no_send_named_is_drawn_unpaired_and_guesses_nothing() {
+    let mut f = Feed::new();
+    f.open("a", SOCK, ServerName::Echo, ECHO);
+    f.at(0, send(1, "a", ECHO, "x", None, None));
+    // The relay could not be sure which send this read was: it gave it a name of its own.
+    f.at(1, server_recv(7, ServerName::Echo, ECHO, SOCK, "x"));
+    f.at(2, server_send(8, None, ServerName::Echo, ECHO, SOCK, "x"));
+    f.at(3, recv(8, ECHO, "x", None, None));
+    assert_eq!(f.arrow(1).fate, Fate::InFlight, "the send keeps waiting for its own name");
+    let unpaired = f.arrow(7);
+    assert_eq!((unpaired.fate, unpaired.t_end_us), (Fate::Delivered, Some(1_000)));
+    assert_eq!(f.arrow(8).rtt_us, None, "no reply_to: no round trip is claimed");
+    assert_eq!(f.model.stats().sent, 1, "the unpaired read is not counted as a second send");
+}
+
+#[test]
+fn drops_retries_and_give_up_are_marked_with_their_waits() {
+    let mut f = Feed::new();
+    f.open("a", SOCK, ServerName::Lossy, LOSSY);
+    let mut t = 0;
+    for (attempt, wait) in [(1, 0), (2, 100), (3, 200)] {
+        t += wait;
+        if attempt > 1 {
+            f.at(t, retry(attempt, wait));
+        }
+        let dg = Dg::from(attempt);
+        f.at(t, send(dg, "a", LOSSY, "ping", Some(attempt), None));
+        f.at(t, server_recv(dg, ServerName::Lossy, LOSSY, SOCK, "ping"));
+        f.at(t, dropped(dg, SOCK, 4));
+    }
+    f.at(
+        700,
+        EventKind::ClientGiveup {
+            session: "me".into(),
+            socket: "a".into(),
+            attempts: 3,
+            waited_ms: 700,
+            give_up_ms: 700,
+        },
+    );
+
+    let arrows = f.arrows();
+    assert_eq!(arrows.len(), 3);
+    assert!(arrows.iter().all(|a| a.fate == Fate::Dropped));
+    let waits: Vec<Option<u64>> = arrows.iter().map(|a| a.waited_ms).collect();
+    assert_eq!(waits, [None, Some(100), Some(200)]);
+    let marks = f.marks();
+    assert!(marks.contains(&MarkKind::Retry { attempt: 2, waited_ms: 100 }));
+    assert!(marks.contains(&MarkKind::Retry { attempt: 3, waited_ms: 200 }));
+    assert!(marks.contains(&MarkKind::GiveUp { attempts: 3, waited_ms: 700 }));
+
+    let stats = f.model.stats();
+    assert_eq!((stats.sent, stats.dropped, stats.retried, stats.gave_up), (3, 3, 2, 1));
+    assert_eq!(stats.measured_loss(), Some(1.0));
+}
+
+#[test]
+fn late_and_duplicate_replies_are_marked_apart_from_the_answer() {
+    let mut f = Feed::new();
+    f.open("a", SOCK, ServerName::Lossy, LOSSY);
+    for (t, attempt) in [(0, 1), (100, 2)] {
+        let req = format!("1-{attempt}");
+        let dg = Dg::from(attempt);
+        f.at(t, send(dg, "a", LOSSY, "#x ping", Some(attempt), Some(&req)));
+        f.at(t, server_recv(dg, ServerName::Lossy, LOSSY, SOCK, "#x ping"));
+    }
+    for (t, attempt, reason) in [(300, 1, DuplicateReason::Late), (400, 2, DuplicateReason::Duplicate)] {
+        let dg = 10 + Dg::from(attempt);
+        f.at(t, server_send(dg, Some(Dg::from(attempt)), ServerName::Lossy, LOSSY, SOCK, "#x 4"));
+        f.at(
+            t,
+            EventKind::ClientDuplicate {
+                session: "me".into(),
+                socket: "a".into(),
+                member: None,
+                dg,
+                from: addr(LOSSY),
+                to: addr(SOCK),
+                len: 4,
+                payload: Payload::preview(b"#x 4"),
+                req: format!("1-{attempt}"),
+                attempt,
+                reason,
+            },
+        );
+    }
+    let fates: Vec<Fate> = f.arrows().iter().map(|a| a.fate).collect();
+    assert_eq!(fates, [Fate::Delivered, Fate::Delivered, Fate::Late, Fate::Duplicate]);
+    assert_eq!(f.arrow(11).answers, Some(1), "the late reply's chain agrees with its request ID");
+    assert_eq!(f.arrow(11).misattributed(), None);
+    assert_eq!((f.model.stats().duplicates, f.model.stats().late), (2, 1));
+    let log = f.log();
+    assert!(log.iter().any(|l| l.kind == "client_duplicate" && l.text.contains("LATE")));
+}
+
+#[test]
+fn a_datagram_to_nobody_vanishes_where_it_died_and_is_not_received() {
+    for connect in [false, true] {
+        let mut f = Feed::new();
+        f.open_with("n", SOCK, ServerName::Nobody, NOBODY, connect, None);
+        f.at(10, send(5, "n", NOBODY, "anyone?", None, None));
+        f.at(
+            11,
+            EventKind::ClientVanished {
+                session: "me".into(),
+                socket: "n".into(),
+                member: None,
+                dg: 5,
+                to: addr(NOBODY),
+                len: 7,
+                reason: VanishReason::NoListener,
+            },
+        );
+        if connect {
+            // Only a connected socket hears the ICMP error, and it names no datagram.
+            f.at(
+                12,
+                EventKind::ClientRefused {
+                    session: "me".into(),
+                    socket: "n".into(),
+                    member: None,
+                    peer: addr(NOBODY),
+                },
+            );
+        }
+
+        let nobody = f.lane("nobody");
+        assert_eq!(f.model.lanes()[nobody].kind, LaneKind::Server(ServerName::Nobody));
+        let arrow = f.arrow(5);
+        assert_eq!((arrow.from, arrow.to), (f.lane("n"), nobody), "drawn as sent, to nobody");
+        assert_eq!((arrow.fate, arrow.t_end_us), (Fate::Vanished, Some(11_000)), "connect {connect}");
+        assert!(arrow.label().contains("VANISHED \"anyone?\" 7B"), "{}", arrow.label());
+        let stats = f.model.stats();
+        assert_eq!((stats.sent, stats.received, stats.vanished), (1, 0, 1), "connect {connect}");
+        assert_eq!(stats.refused, u64::from(connect));
+        assert_eq!(f.marks().contains(&MarkKind::Refused), connect);
+        let log = f.log();
+        let line = log.iter().find(|l| l.kind == "client_vanished").expect("a vanished line");
+        assert!(line.text.contains("VANISHED: nothing listens at 127.0.0.1:29999"), "{}", line.text);
+        assert_eq!((line.dg, line.item.is_some()), (Some(5), true));
+    }
+}
+
+#[test]
+fn econnrefused_is_a_mark_and_blames_no_datagram() {
+    let mut f = Feed::new();
+    let target = "127.0.0.1:9";
+    f.at(
+        0,
+        EventKind::ClientOpen {
+            session: "me".into(),
+            socket: "t".into(),
+            member: None,
+            local: addr(SOCK),
+            remote: addr(target),
+            server: None,
+            connect: true,
+            recv_buffer: None,
+        },
+    );
+    f.at(1, send(1, "t", target, "hi", None, None));
+    f.at(
+        2,
+        EventKind::ClientRefused {
+            session: "me".into(),
+            socket: "t".into(),
+            member: None,
+            peer: addr(target),
+        },
+    );
+    assert_eq!(f.arrow(1).fate, Fate::InFlight, "the kernel did not say which datagram it was");
+    assert!(f.marks().contains(&MarkKind::Refused));
+    let stats = f.model.stats();
+    assert_eq!((stats.refused, stats.received), (1, 0), "a send to a target is not taken as received");
+}
+
+#[test]
+fn a_read_with_a_small_buffer_is_labelled_cut() {
+    let mut f = Feed::new();
+    f.open_with("a", SOCK, ServerName::Echo, ECHO, true, Some(1_024));
+    let big = "x".repeat(2_000);
+    f.at(0, send(1, "a", ECHO, &big, None, None));
+    f.at(1, server_recv(1, ServerName::Echo, ECHO, SOCK, &big));
+    f.at(2, server_send(2, Some(1), ServerName::Echo, ECHO, SOCK, &big));
+    f.at(
+        3,
+        EventKind::ClientRecv {
+            session: "me".into(),
+            socket: "a".into(),
+            member: None,
+            dg: 2,
+            from: addr(ECHO),
+            to: addr(SOCK),
+            len: 2_000,
+            payload: Payload::preview(&big.as_bytes()[..1_024]),
+            attempt: None,
+            req: None,
+            rtt_us: None,
+            kept: 1_024,
+        },
+    );
+    let reply = f.arrow(2);
+    assert_eq!((reply.fate, reply.cut()), (Fate::Delivered, Some(1_024)));
+    assert!(reply.label().ends_with(" 2000B · cut to 1,024 of 2,000 bytes"), "{}", reply.label());
+    assert_eq!(f.arrow(1).cut(), None, "the server read it whole");
+    assert_eq!(f.model.stats().cut, 1);
+    let log = f.log();
+    assert!(log[0].text.contains("reads at most 1,024 bytes"), "{}", log[0].text);
+    let line = log.iter().find(|l| l.kind == "client_recv").expect("a recv line");
+    assert!(line.text.contains("cut to 1,024 of 2,000 bytes: the rest is lost"), "{}", line.text);
+}
+
+/// A retrying client without request IDs, against a server that holds each answer 300 ms:
+/// attempt 1 at 0 ms, attempt 2 at 200 ms, attempt 1's answer at 300 ms.
+fn mistaken_retry(f: &mut Feed, reply_to: Option<Dg>) {
+    f.open("a", SOCK, ServerName::Lossy, LOSSY);
+    f.at(0, send(1, "a", LOSSY, "ping", Some(1), None));
+    f.at(0, server_recv(1, ServerName::Lossy, LOSSY, SOCK, "ping"));
+    f.at(200, retry(2, 200));
+    f.at(200, send(2, "a", LOSSY, "ping", Some(2), None));
+    f.at(200, server_recv(2, ServerName::Lossy, LOSSY, SOCK, "ping"));
+    f.at(300, server_send(3, reply_to, ServerName::Lossy, LOSSY, SOCK, "Your data was 4 bytes long"));
+    // The client takes the first reply as the answer to its latest attempt, and measures the
+    // round trip from it.
+    f.at(300, recv(3, LOSSY, "Your data was 4 bytes long", Some(2), Some(100_000)));
+}
+
+#[test]
+fn a_reply_taken_for_the_latest_attempt_is_labelled_with_the_attempt_it_answers() {
+    let mut f = Feed::new();
+    mistaken_retry(&mut f, Some(1));
+    let reply = f.arrow(3);
+    assert_eq!((reply.attempt, reply.answers, reply.misattributed()), (Some(2), Some(1), Some((2, 1))));
+    assert_eq!((reply.rtt_us, reply.claimed_rtt_us), (Some(300_000), Some(100_000)), "the real RTT");
+    let label = reply.label();
+    assert!(label.contains("taken as the answer to #2, but it answers #1"), "{label}");
+    assert!(!label.contains("#2 \""), "no bare attempt number that repeats the mistake: {label}");
+    let stats = f.model.stats();
+    assert_eq!((stats.misattributed, stats.rtt_count, stats.rtt_sum_us), (1, 1, 300_000));
+    let log = f.log();
+    let line = log.iter().find(|l| l.kind == "client_recv").expect("a recv line");
+    assert!(
+        line.text.contains(
+            "taken as the answer to #2, but it answers #1, RTT 300 ms (the client measured 100 ms from #2)"
+        ),
+        "{}",
+        line.text
+    );
+
+    // Attempt 2's own answer comes later; the client has stopped waiting, so takes it for
+    // nothing, but its chain still says what it answers.
+    f.at(500, server_send(4, Some(2), ServerName::Lossy, LOSSY, SOCK, "Your data was 4 bytes long"));
+    f.at(500, recv(4, LOSSY, "Your data was 4 bytes long", None, None));
+    let second = f.arrow(4);
+    assert_eq!((second.answers, second.misattributed(), second.rtt_us), (Some(2), None, Some(300_000)));
+}
+
+#[test]
+fn a_reply_is_not_relabelled_without_its_chain_or_when_the_chain_agrees() {
+    // The relay left the link out: the client's claim stands, and nothing else is claimed.
+    let mut f = Feed::new();
+    mistaken_retry(&mut f, None);
+    let reply = f.arrow(3);
+    assert_eq!((reply.answers, reply.misattributed(), reply.rtt_us), (None, None, Some(100_000)));
+    assert!(reply.label().starts_with("#2 \"Your data"), "{}", reply.label());
+    let log = f.log();
+    assert!(log.iter().any(|l| l.kind == "client_recv" && l.text.contains("taken as the answer to #2,")));
+
+    // The reply does answer attempt 2: nothing to correct.
+    let mut f = Feed::new();
+    mistaken_retry(&mut f, Some(2));
+    let reply = f.arrow(3);
+    assert_eq!((reply.answers, reply.misattributed(), reply.rtt_us), (Some(2), None, Some(100_000)));
+    assert_eq!(f.model.stats().misattributed, 0);
+}
+
+#[test]
+fn each_chat_copy_is_labelled_with_the_bytes_its_client_got() {
+    let mut f = Feed::new();
+    f.open("a", SOCK, ServerName::Chat, CHAT);
+    f.open("b", SOCK2, ServerName::Chat, CHAT);
+    let nc = "127.0.0.1:40000";
+    f.at(1, EventKind::ChatJoin { server: ServerName::Chat, peer: addr(nc), clients: 3, timeout_ms: 10_000 });
+    f.at(2, send(1, "a", CHAT, "hi", None, None));
+    f.at(2, server_recv(1, ServerName::Chat, CHAT, SOCK, "hi"));
+    f.at(
+        3,
+        EventKind::ChatBroadcast {
+            server: ServerName::Chat,
+            dg: 1,
+            from: addr(SOCK),
+            recipients: 3,
+            len: 2,
+            payload: Payload::preview(b"hi"),
+        },
+    );
+    let copy = "ack: 127.0.0.1 50000\nhi\n";
+    for (dg, to) in [(2, SOCK), (3, SOCK2), (4, nc)] {
+        f.at(3, server_send(dg, Some(1), ServerName::Chat, CHAT, to, copy));
+    }
+    f.at(4, recv_at(2, "a", SOCK, CHAT, copy, None, None));
+    f.at(4, recv_at(3, "b", SOCK2, CHAT, copy, None, None));
+
+    let chat = f.lane("chat");
+    let copies: Vec<Arrow> = f.arrows().into_iter().filter(|a| a.from == chat).collect();
+    assert_eq!(copies.len(), 3, "one arrow per copy, none invented from the broadcast: {copies:#?}");
+    let to: Vec<usize> = copies.iter().map(|a| a.to).collect();
+    assert_eq!(to, [f.lane("a"), f.lane("b"), f.lane(&format!("outside {nc}"))]);
+    for arrow in &copies {
+        assert_eq!((arrow.fate, arrow.reply_to), (Fate::Delivered, Some(1)));
+        assert!(arrow.label().starts_with("\"ack: 127.0.0.1 50000·hi·\" 24B"), "{}", arrow.label());
+    }
+    assert_eq!(f.arrow(2).rtt_us, Some(2_000), "the sender's own copy closes its round trip");
+    assert_eq!(f.arrow(3).rtt_us, None, "b sent nothing: a copy of a's message is no round trip of b's");
+    assert!(f.marks().contains(&MarkKind::Broadcast { recipients: 3 }));
+    let log = f.log();
+    let got: Vec<&str> =
+        log.iter().filter(|l| l.kind == "client_recv").map(|l| l.socket.as_deref().unwrap_or("?")).collect();
+    assert_eq!(got, ["a", "b"]);
+    assert!(
+        log.iter()
+            .filter(|l| l.kind == "client_recv")
+            .all(|l| l.text.contains("\"ack: 127.0.0.1 50000·hi·\""))
+    );
+}
+
+#[test]
+fn a_send_the_kernel_refused_is_drawn_not_sent_with_its_errno() {
+    let mut f = Feed::new();
+    f.open("a", SOCK, ServerName::Echo, ECHO);
+    let failed = |dg| EventKind::ClientSendFailed {
+        session: "me".into(),
+        socket: "a".into(),
+        member: None,
+        dg,
+        to: addr(ECHO),
+        len: 65_508,
+        errno: Some("EMSGSIZE".into()),
+        error: "Message too long".into(),
+    };
+    f.at(1, send(1, "a", ECHO, "big", None, None));
+    f.at(1, failed(1));
+    // Without its `client_send` (the relay may report only the failure) it is drawn all the same.
+    f.at(2, failed(2));
+    for dg in [1, 2] {
+        let arrow = f.arrow(dg);
+        assert_eq!((arrow.fate, arrow.to), (Fate::NotSent, f.lane("echo")));
+        assert_eq!(
+            (arrow.errno.as_deref(), arrow.error.as_deref()),
+            (Some("EMSGSIZE"), Some("Message too long"))
+        );
+        assert!(arrow.label().starts_with("⊘ NOT SENT (EMSGSIZE) "), "{}", arrow.label());
+    }
+    let stats = f.model.stats();
+    assert_eq!((stats.sent, stats.not_sent), (0, 2), "nothing left the socket");
+    let log = f.log();
+    let line = log.iter().find(|l| l.kind == "client_send_failed").expect("a failure line");
+    assert!(
+        line.text.contains("65,508 B NOT SENT, the kernel refused it (EMSGSIZE, Message too long)"),
+        "{}",
+        line.text
+    );
+}
+
+#[test]
+fn a_crowd_shares_one_lane_and_labels_its_members() {
+    let mut f = Feed::new();
+    let members = ["127.0.0.1:51000", "127.0.0.1:51001", "127.0.0.1:51002"];
+    for (m, local) in (0..).zip(members) {
+        f.at(
+            0,
+            EventKind::ClientOpen {
+                session: "me".into(),
+                socket: "k".into(),
+                member: Some(m),
+                local: addr(local),
+                remote: addr(ECHO),
+                server: Some(ServerName::Echo),
+                connect: true,
+                recv_buffer: None,
+            },
+        );
+    }
+    let (len, payload) = bytes("hi");
+    f.at(
+        1,
+        EventKind::ClientSend {
+            session: "me".into(),
+            socket: "k".into(),
+            member: Some(2),
+            dg: 1,
+            from: addr(members[2]),
+            to: addr(ECHO),
+            len,
+            payload: payload.clone(),
+            attempt: None,
+            req: None,
+        },
+    );
+    f.at(2, server_recv(1, ServerName::Echo, ECHO, members[2], "hi"));
+    f.at(3, server_send(2, Some(1), ServerName::Echo, ECHO, members[2], "hi"));
+    f.at(
+        4,
+        EventKind::ClientRecv {
+            session: "me".into(),
+            socket: "k".into(),
+            member: Some(2),
+            dg: 2,
+            from: addr(ECHO),
+            to: addr(members[2]),
+            len,
+            payload,
+            attempt: None,
+            req: None,
+            rtt_us: None,
+            kept: len,
+        },
+    );
+    let k = f.lane("k");
+    assert_eq!(f.model.lanes().len(), 4, "echo, lossy, chat and one crowd lane");
+    assert_eq!(f.marks().iter().filter(|m| **m == MarkKind::Opened).count(), 1);
+    let (request, reply) = (f.arrow(1), f.arrow(2));
+    assert_eq!((request.from, request.fate, request.member), (k, Fate::Delivered, Some(2)));
+    assert_eq!((reply.to, reply.member, reply.rtt_us), (k, Some(2), Some(3_000)));
+    assert!(reply.label().starts_with("[2] \"hi\""), "{}", reply.label());
+    let log = f.log();
+    assert!(log.iter().any(|l| l.kind == "client_send" && l.text.starts_with("k[2] → echo")), "{log:#?}");
+
+    for m in 0..3 {
+        assert!(!f.model.lanes()[k].closed, "the crowd is open until its last member closes");
+        f.at(5, EventKind::ClientClose { session: "me".into(), socket: "k".into(), member: Some(m) });
+    }
+    assert!(f.model.lanes()[k].closed);
+}
+
+#[test]
+fn liveness_counts_down_from_an_explicit_now_until_eviction() {
+    let mut f = Feed::new();
+    let peer = addr(SOCK);
+    f.open("c", SOCK, ServerName::Chat, CHAT);
+    f.at(1_000, EventKind::ChatJoin { server: ServerName::Chat, peer, clients: 1, timeout_ms: 2_000 });
+    let view = |f: &Feed, now_ms: u64| f.model.chat_clients(now_ms * 1000)[0].clone();
+
+    let v = view(&f, 1_200);
+    assert_eq!((v.state, v.silent_ms, v.countdown_ms, v.label.as_str()), (Liveness::Alive, 200, 1_800, "c"));
+    f.at(1_400, EventKind::ChatHeartbeat { server: ServerName::Chat, peer, timeout_ms: 2_000 });
+    assert_eq!(view(&f, 1_500).countdown_ms, 1_900);
+    // Quiet for a quarter of the timeout: silent, still counting down.
+    let v = view(&f, 2_000);
+    assert_eq!((v.state, v.countdown_ms), (Liveness::Silent, 1_400));
+    assert_eq!(view(&f, 3_400).countdown_ms, 0);
+    f.at(3_400, EventKind::ChatEvict { server: ServerName::Chat, peer, silent_ms: 2_000, clients: 0 });
+    let v = view(&f, 9_000);
+    assert_eq!((v.state, v.silent_ms, v.countdown_ms), (Liveness::Evicted, 2_000, 0));
+    assert!(f.marks().contains(&MarkKind::Evict));
+    // Heard again: back to alive.
+    f.at(9_000, EventKind::ChatJoin { server: ServerName::Chat, peer, clients: 1, timeout_ms: 2_000 });
+    assert_eq!(view(&f, 9_000).state, Liveness::Alive);
+}
+
+#[test]
+fn outside_clients_get_their_own_lane_and_their_answers_count_as_received() {
+    let mut f = Feed::new();
+    let nc = "127.0.0.1:40000";
+    f.at(1, server_recv(1, ServerName::Echo, ECHO, nc, "hi from nc"));
+    f.at(2, server_send(2, Some(1), ServerName::Echo, ECHO, nc, "hi from nc"));
+    let outside = f.lane(&format!("outside {nc}"));
+    assert_eq!(f.model.lanes()[outside].kind, LaneKind::Outside);
+    let arrows = f.arrows();
+    assert_eq!(arrows.len(), 2);
+    assert!(arrows.iter().all(|a| a.fate == Fate::Delivered), "nobody else reports: {arrows:?}");
+    let stats = f.model.stats();
+    assert_eq!((stats.sent, stats.received), (1, 1), "an outside client's datagram and its echo count");
+}
+
+#[test]
+fn the_window_is_bounded_and_old_items_fold_into_counts() {
+    let mut f = Feed::with_window(100);
+    f.open("a", SOCK, ServerName::Echo, ECHO);
+    for i in 0..1_000 {
+        f.at(i, send(i, "a", ECHO, "x", None, None));
+        f.at(i, server_recv(i, ServerName::Echo, ECHO, SOCK, "x"));
+    }
+    assert_eq!(f.model.items().len(), 100);
+    let stats = f.model.stats();
+    assert_eq!(stats.sent, 1_000);
+    assert_eq!(stats.folded, 1_001 - 100);
+    assert!(f.arrows().iter().all(|a| a.fate == Fate::Delivered), "matching survives folding");
+    assert!(f.model.dgs.len() <= 2 * 100 + 1, "the index forgets folded datagrams: {}", f.model.dgs.len());
+    let first = f.model.items().front().expect("items").id;
+    assert!(f.model.item(first).is_some());
+    assert!(f.model.item(first - 1).is_none(), "folded items are gone");
+    assert!(f.model.take_log(usize::MAX).count() <= LOG_OUTBOX);
+
+    // A late event about a folded datagram is drawn on its own, not matched to a guess.
+    f.at(2_000, server_send(5_000, Some(3), ServerName::Echo, ECHO, SOCK, "x"));
+    f.at(2_001, recv(5_000, ECHO, "x", None, None));
+    assert_eq!(f.arrow(5_000).rtt_us, None);
+}
+
+#[test]
+fn configured_loss_sits_next_to_measured_loss() {
+    let mut f = Feed::new();
+    assert_eq!(f.model.stats().configured_drop, Some(0.25), "from hello's settings");
+    f.at(0, EventKind::ServerConfigured { server: ServerName::Lossy, setting: "drop".into(), value: 0.5 });
+    assert_eq!(f.model.stats().configured_drop, Some(0.5));
+    assert_eq!(f.model.stats().measured_loss(), None);
+    f.at(1, server_recv(1, ServerName::Lossy, LOSSY, SOCK, "a"));
+    f.at(1, server_recv(2, ServerName::Lossy, LOSSY, SOCK, "b"));
+    f.at(2, dropped(1, SOCK, 1));
+    assert_eq!(f.model.stats().measured_loss(), Some(0.5));
+    assert_eq!(f.arrow(1).fate, Fate::Dropped);
+    assert_eq!(f.arrow(2).fate, Fate::Delivered, "the drop names its own datagram, not the latest read");
+}
+
+#[test]
+fn a_new_session_closes_the_old_sockets_lanes() {
+    let mut f = Feed::new();
+    f.open("a", SOCK, ServerName::Echo, ECHO);
+    let a = f.lane("a");
+    f.model.apply(&hello());
+    assert!(f.model.lanes()[a].closed);
+    f.model.apply(&ServerMsg::Lagged { missed: 7 });
+    assert_eq!(f.model.stats().missed, 7);
+}
