@@ -23,6 +23,11 @@ pub enum Command {
         /// unconnected one uses `sendto` and never learns of it.
         #[serde(default = "yes")]
         connect: bool,
+        /// The most one read takes, 1 to 65,535 bytes, like the buffer size of Python's
+        /// `recvfrom(N)`: a longer datagram is cut to it and the rest is lost. By default the
+        /// whole datagram is read.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recv_buffer: Option<usize>,
     },
     /// Sends one datagram: `text` as UTF-8, or `hex` for arbitrary bytes.
     Send {
@@ -40,8 +45,30 @@ pub enum Command {
     },
     /// Sends `^hb^` on the socket every `every_ms`; 0 stops.
     Heartbeat { socket: String, every_ms: u64 },
-    /// Closes the socket.
+    /// Closes the socket, or stops a whole crowd.
     Close { socket: String },
+    /// Runs `clients` sockets at once, each on its own port and aimed at the same server or
+    /// target, each sending the payload every `every_ms` (starting at a random moment within
+    /// the first interval, so that members interleave as independent clients would). With
+    /// `heartbeat`, each also sends `^hb^` that often (`true`: every 5 s, the tutorial's
+    /// client), so the members stay registered on the chat server. Its events are those of any
+    /// socket, with `member` saying which one; `close` stops them all.
+    Crowd {
+        socket: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server: Option<ServerName>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+        clients: u32,
+        /// 0: each member sends once, at a random moment within the first second.
+        every_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hex: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        heartbeat: Option<HeartbeatSpec>,
+    },
     /// `all`: also receive every event of the relay (the projector view). `own`: only this
     /// session's sockets and what they cause, the default. With `batch`, events that are ready
     /// together arrive in one `batch` message instead of one frame each.
@@ -83,6 +110,7 @@ impl Command {
             Self::Close { .. } => "close",
             Self::Subscribe { .. } => "subscribe",
             Self::Configure { .. } => "configure",
+            Self::Crowd { .. } => "crowd",
         }
     }
 
@@ -92,7 +120,8 @@ impl Command {
             Self::Open { socket, .. }
             | Self::Send { socket, .. }
             | Self::Heartbeat { socket, .. }
-            | Self::Close { socket } => Some(socket),
+            | Self::Close { socket }
+            | Self::Crowd { socket, .. } => Some(socket),
             Self::Subscribe { .. } | Self::Configure { .. } => None,
         }
     }
@@ -106,6 +135,28 @@ pub enum Scope {
     Own,
     /// Everything.
     All,
+}
+
+/// A crowd's `"heartbeat": true` (every 5 s) or `"heartbeat": 2000` (milliseconds).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum HeartbeatSpec {
+    Enabled(bool),
+    EveryMs(u64),
+}
+
+impl HeartbeatSpec {
+    /// The tutorial's chat client beats every 5 s, half the server's 10 s timeout.
+    pub const DEFAULT_MS: u64 = 5_000;
+
+    /// The interval in milliseconds, or `None` for no heartbeats.
+    pub fn every_ms(self) -> Option<u64> {
+        match self {
+            Self::Enabled(true) => Some(Self::DEFAULT_MS),
+            Self::Enabled(false) | Self::EveryMs(0) => None,
+            Self::EveryMs(ms) => Some(ms),
+        }
+    }
 }
 
 /// `"retry": true`, `"retry": false`, or `"retry": {…}` with any of the parameters.
@@ -157,7 +208,13 @@ mod tests {
     fn open_defaults_to_connected() {
         assert_eq!(
             parse(json!({"op":"open","socket":"a","server":"echo"})),
-            Command::Open { socket: "a".into(), server: Some(ServerName::Echo), target: None, connect: true }
+            Command::Open {
+                socket: "a".into(),
+                server: Some(ServerName::Echo),
+                target: None,
+                connect: true,
+                recv_buffer: None
+            }
         );
         assert_eq!(
             parse(json!({"op":"open","socket":"t","target":"127.0.0.1:9000","connect":false})),
@@ -165,7 +222,8 @@ mod tests {
                 socket: "t".into(),
                 server: None,
                 target: Some("127.0.0.1:9000".into()),
-                connect: false
+                connect: false,
+                recv_buffer: None
             }
         );
     }
@@ -203,6 +261,10 @@ mod tests {
             json!({"op":"subscribe","scope":"own","kinds":["client_recv","client_giveup"]}),
             json!({"op":"configure","server":"lossy","drop":0.3,"delay_ms":150,"jitter_ms":100}),
             json!({"op":"configure","server":"chat","timeout_ms":3000}),
+            json!({"op":"open","socket":"n","server":"nobody","connect":false,"recv_buffer":1024}),
+            json!({"op":"crowd","socket":"k","server":"upper","clients":100,"every_ms":1000,"text":"hi"}),
+            json!({"op":"crowd","socket":"k","server":"chat","clients":3,"every_ms":0,"text":"hi","heartbeat":true}),
+            json!({"op":"crowd","socket":"k","server":"chat","clients":3,"every_ms":0,"hex":"00","heartbeat":500}),
         ] {
             let command = parse(v.clone());
             assert_eq!(serde_json::to_value(&command).expect("serialize"), v);

@@ -23,7 +23,7 @@ pub mod addr;
 pub mod command;
 pub mod message;
 
-pub use command::{Command, RetryParams, RetrySpec, Scope};
+pub use command::{Command, HeartbeatSpec, RetryParams, RetrySpec, Scope};
 pub use message::{ErrorCode, Hello, Limits, ServerMsg, ServerSettings};
 
 /// The four UDP servers of the relay. Their names appear in URLs, JSON and CLI flags.
@@ -38,11 +38,17 @@ pub enum ServerName {
     Chat,
     /// Drops datagrams with a set probability and answers the rest with their length.
     Lossy,
+    /// Not a server: a loopback port the relay keeps free, where nothing listens. A datagram
+    /// sent there vanishes; a connected socket hears `ECONNREFUSED`.
+    Nobody,
 }
 
 impl ServerName {
     /// Every server, in the order the relay starts them.
     pub const ALL: [ServerName; 4] = [Self::Echo, Self::Upper, Self::Chat, Self::Lossy];
+
+    /// Everything a socket can be aimed at by name: the servers, then `nobody`.
+    pub const TARGETS: [ServerName; 5] = [Self::Echo, Self::Upper, Self::Chat, Self::Lossy, Self::Nobody];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -50,6 +56,7 @@ impl ServerName {
             Self::Upper => "upper",
             Self::Chat => "chat",
             Self::Lossy => "lossy",
+            Self::Nobody => "nobody",
         }
     }
 }
@@ -60,13 +67,13 @@ impl fmt::Display for ServerName {
     }
 }
 
-/// The name is not one of [`ServerName::ALL`].
+/// The name is not one of [`ServerName::TARGETS`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownServer(pub String);
 
 impl fmt::Display for UnknownServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown server {:?}: expected echo, upper, chat or lossy", self.0)
+        write!(f, "unknown server {:?}: expected echo, upper, chat, lossy or nobody", self.0)
     }
 }
 
@@ -76,7 +83,7 @@ impl FromStr for ServerName {
     type Err = UnknownServer;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|name| name.as_str() == s).ok_or_else(|| UnknownServer(s.to_owned()))
+        Self::TARGETS.into_iter().find(|name| name.as_str() == s).ok_or_else(|| UnknownServer(s.to_owned()))
     }
 }
 
@@ -141,6 +148,10 @@ pub struct Event {
     pub kind: EventKind,
 }
 
+/// The name the relay gives one datagram, unique within its run. Every event about the same
+/// datagram carries the same `dg`, from the send to the arrival; see `docs/protocol.md`.
+pub type Dg = u64;
+
 /// Why a server did not answer a datagram.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -159,6 +170,7 @@ pub enum EventKind {
     /// A server read a datagram from `from`.
     ServerRecv {
         server: ServerName,
+        dg: Dg,
         #[serde(with = "crate::addr")]
         from: SocketAddr,
         #[serde(with = "crate::addr")]
@@ -167,9 +179,13 @@ pub enum EventKind {
         #[serde(flatten)]
         payload: Payload,
     },
-    /// A server sent a datagram to `to`. `delay_ms` is how long the answer was held first.
+    /// A server sent a datagram to `to`. `reply_to` names the datagram it answers (for a chat
+    /// copy, the message it copies); `delay_ms` is how long the answer was held first.
     ServerSend {
         server: ServerName,
+        dg: Dg,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<Dg>,
         #[serde(with = "crate::addr")]
         from: SocketAddr,
         #[serde(with = "crate::addr")]
@@ -183,6 +199,7 @@ pub enum EventKind {
     /// A server read a datagram and will never answer it.
     ServerDrop {
         server: ServerName,
+        dg: Dg,
         #[serde(with = "crate::addr")]
         from: SocketAddr,
         #[serde(with = "crate::addr")]
@@ -229,9 +246,11 @@ pub enum EventKind {
         silent_ms: u64,
         clients: usize,
     },
-    /// A chat message went out to `recipients` live clients, the sender included.
+    /// A chat message (datagram `dg`) went out to `recipients` live clients, the sender
+    /// included. Each copy is a datagram of its own: a `server_send` whose `reply_to` is `dg`.
     ChatBroadcast {
         server: ServerName,
+        dg: Dg,
         #[serde(with = "crate::addr")]
         from: SocketAddr,
         recipients: usize,
@@ -251,10 +270,13 @@ pub enum EventKind {
     /// An operator changed a live setting of a server. Durations are in milliseconds.
     ServerConfigured { server: ServerName, setting: String, value: f64 },
 
-    /// A browser session opened a UDP socket at `local`, aimed at `remote`.
+    /// A browser session opened a UDP socket at `local`, aimed at `remote`. `recv_buffer` is
+    /// the most a read takes, when the socket was opened with one.
     ClientOpen {
         session: String,
         socket: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        member: Option<u32>,
         #[serde(with = "crate::addr")]
         local: SocketAddr,
         #[serde(with = "crate::addr")]
@@ -262,14 +284,25 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         server: Option<ServerName>,
         connect: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recv_buffer: Option<usize>,
     },
     /// A session's socket was closed.
-    ClientClose { session: String, socket: String },
+    ClientClose {
+        session: String,
+        socket: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        member: Option<u32>,
+    },
     /// A session's socket sent a datagram. `attempt` counts from 1 for requests with retries;
     /// `req` is the request ID put in front of the payload, if any.
     ClientSend {
         session: String,
         socket: String,
+        /// Which member of a crowd sent it; absent for a plain socket.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        member: Option<u32>,
+        dg: Dg,
         #[serde(with = "crate::addr")]
         from: SocketAddr,
         #[serde(with = "crate::addr")]
@@ -282,11 +315,16 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         req: Option<String>,
     },
-    /// A session's socket received a datagram. When it answers a request, `req` and `attempt`
-    /// say which, and `rtt_us` is the time since that attempt was sent.
+    /// A session's socket received a datagram. When the socket takes it as the answer to a
+    /// request, `req` and `attempt` say which, and `rtt_us` is the time since that attempt was
+    /// sent. `len` is the datagram's real length and `kept` the bytes the socket's read got:
+    /// less than `len` when the datagram was cut by a small `recv_buffer`.
     ClientRecv {
         session: String,
         socket: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        member: Option<u32>,
+        dg: Dg,
         #[serde(with = "crate::addr")]
         from: SocketAddr,
         #[serde(with = "crate::addr")]
@@ -300,6 +338,7 @@ pub enum EventKind {
         req: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rtt_us: Option<u64>,
+        kept: usize,
     },
     /// No answer came within `delay_ms`, so the request is sent again as `attempt`, which will
     /// wait `next_wait_ms`.
@@ -313,6 +352,9 @@ pub enum EventKind {
     ClientDuplicate {
         session: String,
         socket: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        member: Option<u32>,
+        dg: Dg,
         #[serde(with = "crate::addr")]
         from: SocketAddr,
         #[serde(with = "crate::addr")]
@@ -329,9 +371,50 @@ pub enum EventKind {
     ClientRefused {
         session: String,
         socket: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        member: Option<u32>,
         #[serde(with = "crate::addr")]
         peer: SocketAddr,
     },
+    /// Datagram `dg`, sent by a session's socket, reached no socket at all: nothing listens at
+    /// `to` (the `nobody` target). The relay knows because it keeps that port free. A connected
+    /// socket also hears of it as `client_refused`; an unconnected one never does.
+    ClientVanished {
+        session: String,
+        socket: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        member: Option<u32>,
+        dg: Dg,
+        #[serde(with = "crate::addr")]
+        to: SocketAddr,
+        len: usize,
+        reason: VanishReason,
+    },
+    /// The kernel refused to send datagram `dg`: `error` is its reason, e.g. `EMSGSIZE`
+    /// ("Message too long") for more than UDP's 65,507 bytes. Nothing left the socket.
+    ClientSendFailed {
+        session: String,
+        socket: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        member: Option<u32>,
+        dg: Dg,
+        #[serde(with = "crate::addr")]
+        to: SocketAddr,
+        len: usize,
+        /// The errno's name, such as `EMSGSIZE`, when it has one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        errno: Option<String>,
+        /// The kernel's words, with what they mean here.
+        error: String,
+    },
+}
+
+/// Why a datagram reached nobody.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum VanishReason {
+    /// No socket is bound to the destination port.
+    NoListener,
 }
 
 /// Why a reply was not taken as the answer to its request.
@@ -369,10 +452,12 @@ pub enum Kind {
     ClientGiveup,
     ClientDuplicate,
     ClientRefused,
+    ClientVanished,
+    ClientSendFailed,
 }
 
-// Each kind is one bit of a `u32`; `ClientRefused` is the last kind.
-const _: () = assert!((Kind::ClientRefused as u32) < u32::BITS);
+// Each kind is one bit of a `u32`; `ClientSendFailed` is the last kind.
+const _: () = assert!((Kind::ClientSendFailed as u32) < u32::BITS);
 
 /// A set of [`Kind`]s, one bit each: cheap to copy and to test on every event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -426,6 +511,8 @@ impl EventKind {
             Self::ClientGiveup { .. } => Kind::ClientGiveup,
             Self::ClientDuplicate { .. } => Kind::ClientDuplicate,
             Self::ClientRefused { .. } => Kind::ClientRefused,
+            Self::ClientVanished { .. } => Kind::ClientVanished,
+            Self::ClientSendFailed { .. } => Kind::ClientSendFailed,
         }
     }
 
@@ -458,7 +545,25 @@ impl EventKind {
             | Self::ClientRetry { session, .. }
             | Self::ClientGiveup { session, .. }
             | Self::ClientDuplicate { session, .. }
-            | Self::ClientRefused { session, .. } => Some(session),
+            | Self::ClientRefused { session, .. }
+            | Self::ClientVanished { session, .. }
+            | Self::ClientSendFailed { session, .. } => Some(session),
+            _ => None,
+        }
+    }
+
+    /// The datagram the event is about, if it is about one.
+    pub fn dg(&self) -> Option<Dg> {
+        match self {
+            Self::ServerRecv { dg, .. }
+            | Self::ServerSend { dg, .. }
+            | Self::ServerDrop { dg, .. }
+            | Self::ChatBroadcast { dg, .. }
+            | Self::ClientSend { dg, .. }
+            | Self::ClientRecv { dg, .. }
+            | Self::ClientDuplicate { dg, .. }
+            | Self::ClientVanished { dg, .. }
+            | Self::ClientSendFailed { dg, .. } => Some(*dg),
             _ => None,
         }
     }
@@ -504,13 +609,14 @@ mod tests {
                 t_us: 1500,
                 kind: EventKind::ServerRecv {
                     server: ServerName::Echo,
+                    dg: 3,
                     from: addr("127.0.0.1:50000"),
                     to: addr("127.0.0.1:10004"),
                     len: 5,
                     payload: Payload::preview(b"hello"),
                 },
             },
-            json!({"seq":7,"t_us":1500,"kind":"server_recv","server":"echo",
+            json!({"seq":7,"t_us":1500,"kind":"server_recv","server":"echo","dg":3,
                    "from":"127.0.0.1:50000","to":"127.0.0.1:10004","len":5,"text":"hello"}),
         );
     }
@@ -523,6 +629,8 @@ mod tests {
                 t_us: 2500,
                 kind: EventKind::ServerSend {
                     server: ServerName::Lossy,
+                    dg: 4,
+                    reply_to: Some(3),
                     from: addr("127.0.0.1:1060"),
                     to: addr("127.0.0.1:50000"),
                     len: 2,
@@ -530,7 +638,7 @@ mod tests {
                     delay_ms: Some(150),
                 },
             },
-            json!({"seq":8,"t_us":2500,"kind":"server_send","server":"lossy",
+            json!({"seq":8,"t_us":2500,"kind":"server_send","server":"lossy","dg":4,"reply_to":3,
                    "from":"127.0.0.1:1060","to":"127.0.0.1:50000","len":2,"hex":"ff00",
                    "delay_ms":150}),
         );
@@ -544,13 +652,14 @@ mod tests {
                 t_us: 0,
                 kind: EventKind::ServerDrop {
                     server: ServerName::Lossy,
+                    dg: 17,
                     from: addr("127.0.0.1:5"),
                     to: addr("127.0.0.1:1060"),
                     len: 3,
                     reason: DropReason::Loss,
                 },
             },
-            json!({"seq":1,"t_us":0,"kind":"server_drop","server":"lossy","from":"127.0.0.1:5",
+            json!({"seq":1,"t_us":0,"kind":"server_drop","server":"lossy","dg":17,"from":"127.0.0.1:5",
                    "to":"127.0.0.1:1060","len":3,"reason":"loss"}),
         );
         golden(
@@ -566,6 +675,69 @@ mod tests {
             },
             json!({"seq":2,"t_us":10,"kind":"chat_evict","server":"chat","peer":"[::1]:7",
                    "silent_ms":10000,"clients":0}),
+        );
+    }
+
+    #[test]
+    fn client_datagram_events_golden() {
+        golden(
+            Event {
+                seq: 9,
+                t_us: 30,
+                kind: EventKind::ClientRecv {
+                    session: "s1".into(),
+                    socket: "a".into(),
+                    member: None,
+                    dg: 12,
+                    from: addr("127.0.0.1:10004"),
+                    to: addr("127.0.0.1:40522"),
+                    len: 2000,
+                    payload: Payload::preview(b"x"),
+                    attempt: None,
+                    req: None,
+                    rtt_us: None,
+                    kept: 1024,
+                },
+            },
+            json!({"seq":9,"t_us":30,"kind":"client_recv","session":"s1","socket":"a","dg":12,
+                   "from":"127.0.0.1:10004","to":"127.0.0.1:40522","len":2000,"text":"x",
+                   "kept":1024}),
+        );
+        golden(
+            Event {
+                seq: 10,
+                t_us: 31,
+                kind: EventKind::ClientVanished {
+                    session: "s1".into(),
+                    socket: "n".into(),
+                    member: Some(4),
+                    dg: 13,
+                    to: addr("127.0.0.1:29999"),
+                    len: 5,
+                    reason: VanishReason::NoListener,
+                },
+            },
+            json!({"seq":10,"t_us":31,"kind":"client_vanished","session":"s1","socket":"n",
+                   "member":4,"dg":13,"to":"127.0.0.1:29999","len":5,"reason":"no_listener"}),
+        );
+        golden(
+            Event {
+                seq: 11,
+                t_us: 32,
+                kind: EventKind::ClientSendFailed {
+                    session: "s1".into(),
+                    socket: "a".into(),
+                    member: None,
+                    dg: 14,
+                    to: addr("127.0.0.1:10004"),
+                    len: 65_508,
+                    errno: Some("EMSGSIZE".into()),
+                    error: "Message too long".into(),
+                },
+            },
+            json!({"seq":11,"t_us":32,"kind":"client_send_failed","session":"s1","socket":"a",
+                   "dg":14,"to":"127.0.0.1:10004","len":65508,"errno":"EMSGSIZE",
+                   "error":"Message too long"}),
         );
     }
 
@@ -590,7 +762,7 @@ mod tests {
 
     #[test]
     fn server_names_round_trip() {
-        for name in ServerName::ALL {
+        for name in ServerName::TARGETS {
             assert_eq!(name.as_str().parse::<ServerName>(), Ok(name));
         }
         assert!("ECHO".parse::<ServerName>().is_err());
@@ -601,30 +773,32 @@ mod tests {
         let (a, b) = ("127.0.0.1:1", "127.0.0.1:2");
         let (server, client) = (json!({"server":"echo"}), json!({"session":"s","socket":"x"}));
         let samples = [
-            ("server_recv", json!({"from":a,"to":b,"len":0,"text":""}), &server),
-            ("server_send", json!({"from":a,"to":b,"len":0,"text":""}), &server),
-            ("server_drop", json!({"from":a,"to":b,"len":0,"reason":"loss"}), &server),
+            ("server_recv", json!({"dg":1,"from":a,"to":b,"len":0,"text":""}), &server),
+            ("server_send", json!({"dg":2,"from":a,"to":b,"len":0,"text":""}), &server),
+            ("server_drop", json!({"dg":1,"from":a,"to":b,"len":0,"reason":"loss"}), &server),
             ("server_refused", json!({}), &server),
             ("chat_join", json!({"peer":a,"clients":1,"timeout_ms":1}), &server),
             ("chat_heartbeat", json!({"peer":a,"timeout_ms":1}), &server),
             ("chat_leave", json!({"peer":a,"clients":0}), &server),
             ("chat_evict", json!({"peer":a,"silent_ms":1,"clients":0}), &server),
-            ("chat_broadcast", json!({"from":a,"recipients":1,"len":0,"text":""}), &server),
+            ("chat_broadcast", json!({"dg":1,"from":a,"recipients":1,"len":0,"text":""}), &server),
             ("chat_refused", json!({"peer":a,"limit":1}), &server),
             ("chat_end", json!({"clients":0}), &server),
             ("server_configured", json!({"setting":"drop","value":0.5}), &server),
             ("client_open", json!({"local":a,"remote":b,"connect":true}), &client),
             ("client_close", json!({}), &client),
-            ("client_send", json!({"from":a,"to":b,"len":0,"text":""}), &client),
-            ("client_recv", json!({"from":a,"to":b,"len":0,"text":""}), &client),
+            ("client_send", json!({"dg":1,"from":a,"to":b,"len":0,"text":""}), &client),
+            ("client_recv", json!({"dg":2,"from":a,"to":b,"len":0,"text":"","kept":0}), &client),
             ("client_retry", json!({"attempt":2,"delay_ms":1,"next_wait_ms":2}), &client),
             ("client_giveup", json!({"attempts":2,"waited_ms":3,"give_up_ms":3}), &client),
             (
                 "client_duplicate",
-                json!({"from":a,"to":b,"len":0,"text":"","req":"1","attempt":1,"reason":"late"}),
+                json!({"dg":3,"from":a,"to":b,"len":0,"text":"","req":"1","attempt":1,"reason":"late"}),
                 &client,
             ),
             ("client_refused", json!({"peer":b}), &client),
+            ("client_vanished", json!({"dg":1,"to":b,"len":0,"reason":"no_listener"}), &client),
+            ("client_send_failed", json!({"dg":1,"to":b,"len":0,"error":"x"}), &client),
         ];
         let mut seen = Vec::new();
         for (name, fields, common) in samples {
@@ -639,7 +813,7 @@ mod tests {
             seen.push(kind);
         }
         let set: Kinds = seen.iter().copied().collect();
-        assert_eq!(set.bits().count_ones(), 20, "distinct bits");
+        assert_eq!(set.bits().count_ones(), 22, "distinct bits");
         assert!(seen.iter().all(|&kind| set.contains(kind)));
         assert!(!Kinds::from_iter([Kind::ClientRecv]).contains(Kind::ClientSend));
         assert!(serde_json::from_value::<Kind>(json!("client_reply")).is_err());

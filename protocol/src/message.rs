@@ -104,8 +104,14 @@ pub struct Limits {
     /// Datagrams a session may send per second (retries and heartbeats included), averaged
     /// over a one-second burst.
     pub sends_per_sec: u32,
-    /// Largest datagram a session may send, in bytes.
+    /// Largest datagram a session may send, in bytes: UDP's own 65,507 unless the operator set
+    /// less. A longer one is handed to the kernel, which refuses it (`client_send_failed`).
     pub datagram_bytes: usize,
+    /// Datagram bytes a session may send per second (retries, heartbeats and crowds included),
+    /// averaged over a one-second burst.
+    pub bytes_per_sec: u64,
+    /// Members of one crowd at most.
+    pub crowd_clients: u32,
     /// Shortest heartbeat interval, in milliseconds.
     pub heartbeat_min_ms: u64,
     /// Requests with retries or IDs waiting for an answer, per socket.
@@ -157,7 +163,9 @@ mod tests {
                 sessions: 64,
                 sockets_per_session: 16,
                 sends_per_sec: 200,
-                datagram_bytes: 8192,
+                datagram_bytes: 65_507,
+                bytes_per_sec: 1_048_576,
+                crowd_clients: 100,
                 heartbeat_min_ms: 100,
                 pending_requests: 32,
                 chat_clients: 10_000,
@@ -169,7 +177,8 @@ mod tests {
             json!({"type":"hello","version":1,"session":"s1","servers":{"echo":"127.0.0.1:10004"},
                    "settings":{"lossy":{"drop":0.5,"seed":42}},
                    "limits":{"sessions":64,"sockets_per_session":16,"sends_per_sec":200,
-                             "datagram_bytes":8192,"heartbeat_min_ms":100,"pending_requests":32,
+                             "datagram_bytes":65507,"bytes_per_sec":1048576,"crowd_clients":100,
+                             "heartbeat_min_ms":100,"pending_requests":32,
                              "chat_clients":10000,"preview_bytes":256}})
         );
     }

@@ -25,6 +25,8 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
 use protocol::{Event, EventKind, Kinds};
+
+use crate::udp::identity::Datagrams;
 use tokio::sync::{broadcast, mpsc};
 
 /// An event as the bus hands it out, shared by everyone it concerns: the event itself and,
@@ -80,6 +82,8 @@ pub struct EventBus {
     subscribers: Arc<AtomicUsize>,
     /// Where each session's events go.
     routes: Arc<Routes>,
+    /// The names of datagrams, which every event about one carries.
+    datagrams: Arc<Datagrams>,
 }
 
 /// The sessions' feeds, and which session owns which socket address.
@@ -142,16 +146,18 @@ impl Feed {
 
     /// Routes server events about `addr` (one of this session's sockets) to this feed.
     pub fn claim(&self, addr: SocketAddr) {
-        if let Ok(mut table) = self.routes.table.write() {
-            table.owners.insert(addr, self.session.clone());
-        }
+        self.claims().claim(addr);
     }
 
     /// Stops routing events about `addr` here.
     pub fn release(&self, addr: SocketAddr) {
-        if let Ok(mut table) = self.routes.table.write() {
-            table.owners.remove(&addr);
-        }
+        self.claims().release(addr);
+    }
+
+    /// A handle for claiming and releasing this session's addresses from its sockets' tasks,
+    /// which may outlive the feed by a moment.
+    pub fn claims(&self) -> Claims {
+        Claims { session: self.session.clone(), routes: self.routes.clone() }
     }
 
     /// While paused, nothing is routed here: the session reads the broadcast instead.
@@ -175,6 +181,32 @@ impl Feed {
     /// Events this feed could not take since the last call.
     pub fn take_missed(&self) -> u64 {
         self.route.missed.swap(0, Ordering::Relaxed)
+    }
+}
+
+/// Claims socket addresses for one session's feed; see [`Feed::claims`].
+#[derive(Debug, Clone)]
+pub struct Claims {
+    session: String,
+    routes: Arc<Routes>,
+}
+
+impl Claims {
+    /// Routes server events about `addr` to the session.
+    pub fn claim(&self, addr: SocketAddr) {
+        if let Ok(mut table) = self.routes.table.write() {
+            table.owners.insert(addr, self.session.clone());
+        }
+    }
+
+    /// Stops routing events about `addr` to the session, unless another session has claimed
+    /// the address since (the OS may give a closed socket's port to a new one).
+    pub fn release(&self, addr: SocketAddr) {
+        if let Ok(mut table) = self.routes.table.write()
+            && table.owners.get(&addr) == Some(&self.session)
+        {
+            table.owners.remove(&addr);
+        }
     }
 }
 
@@ -228,7 +260,13 @@ impl EventBus {
             epoch,
             subscribers: Arc::default(),
             routes: Arc::default(),
+            datagrams: Datagrams::new(),
         }
+    }
+
+    /// The relay's datagram names, shared by every socket's driver.
+    pub fn datagrams(&self) -> Arc<Datagrams> {
+        self.datagrams.clone()
     }
 
     /// True when at least one subscriber is listening. Servers check this before building an
@@ -332,7 +370,7 @@ mod tests {
     }
 
     fn client_close(session: &str) -> EventKind {
-        EventKind::ClientClose { session: session.into(), socket: "a".into() }
+        EventKind::ClientClose { session: session.into(), socket: "a".into(), member: None }
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct Config {
     /// Addresses, besides the relay's own servers, that browsers may aim sockets at
     /// (`--allow-target`). Empty by default: the relay is not an open relay.
     pub allow_targets: Vec<SocketAddr>,
+    /// The loopback port kept free for the `nobody` target (`--nobody-port`); 0 picks one.
+    pub nobody_port: u16,
     /// Host names the page may be reached by, besides the bind address and `localhost`
     /// (`--public-host`). Any other `Host` header is refused, against DNS rebinding.
     pub public_hosts: Vec<String>,
@@ -45,9 +47,17 @@ pub struct SessionLimits {
     /// Datagrams per second per session, retries and heartbeats included
     /// (`--max-sends-per-sec`). Far more than a person clicks, far less than a flood.
     pub sends_per_sec: u32,
-    /// Largest datagram a browser may send, in bytes (`--max-datagram`). 8 KiB covers every
-    /// lesson; raise it up to 65,507 to explore the UDP maximum from the page.
+    /// Largest datagram a browser may send, in bytes (`--max-datagram`): UDP's own 65,507 by
+    /// default, which the kernel enforces (a longer send fails with `EMSGSIZE`). An operator may
+    /// set less.
     pub datagram_bytes: usize,
+    /// Datagram bytes per second per session, retries, heartbeats and crowds included
+    /// (`--max-bytes-per-sec`). This, not a small datagram cap, keeps one tab from flooding:
+    /// 1 MiB/s is sixteen 64 KB datagrams a second.
+    pub bytes_per_sec: u64,
+    /// Crowd members per session, all crowds together (`--max-crowd`): each is a socket and a
+    /// task. 100 is the tutorials' "many clients".
+    pub crowd_clients: u32,
     /// Shortest heartbeat interval (`--min-heartbeat`): at most 10 beats a second a socket.
     pub heartbeat_min: Duration,
     /// Requests with retries or IDs in flight per socket (`--max-pending`).
@@ -60,7 +70,9 @@ impl Default for SessionLimits {
             sessions: 64,
             sockets_per_session: 16,
             sends_per_sec: 200,
-            datagram_bytes: 8 * 1024,
+            datagram_bytes: crate::udp::MAX_DATAGRAM,
+            bytes_per_sec: 1 << 20,
+            crowd_clients: 100,
             heartbeat_min: Duration::from_millis(100),
             pending_requests: 32,
         }
@@ -86,6 +98,8 @@ impl Ports {
             ServerName::Upper => self.upper,
             ServerName::Chat => self.chat,
             ServerName::Lossy => self.lossy,
+            // Not a server: its port is chosen apart, see `Config::nobody_port`.
+            ServerName::Nobody => 0,
         }
     }
 }
@@ -97,6 +111,7 @@ pub fn port_flag(server: ServerName) -> &'static str {
         ServerName::Upper => "--upper-port",
         ServerName::Chat => "--chat-port",
         ServerName::Lossy => "--lossy-port",
+        ServerName::Nobody => "--nobody-port",
     }
 }
 
@@ -110,6 +125,7 @@ impl Default for Config {
             lossy: LossySettings::default(),
             limits: SessionLimits::default(),
             allow_targets: Vec::new(),
+            nobody_port: 0,
             public_hosts: Vec::new(),
         }
     }

@@ -1,11 +1,11 @@
-//! HTTP: the page, the health check and the server list.
+//! HTTP: the page, the health check, the server list, and the bridge's routes.
 //!
 //! The page and its wasm are built by `build.rs` and embedded in the binary, so `relay` serves
 //! the UI from any working directory.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
+use crate::bridge::{self, AppState};
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
@@ -14,12 +14,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use protocol::{ServerName, ServerSettings};
 use serde::Serialize;
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
-use crate::bus::EventBus;
-use crate::{Config, RelayHandle};
 
 /// The built page: `index.html`, the web assets, and the wasm with its JS glue under `pkg/`.
 #[derive(rust_embed::Embed)]
@@ -32,28 +26,14 @@ pub const BUNDLE_GZIP_BYTES: u64 = match u64::from_str_radix(env!("WASM_BUNDLE_G
     Err(_) => panic!("build.rs sets WASM_BUNDLE_GZIP_BYTES to a number"),
 };
 
-/// What every HTTP handler and WebSocket session can see.
-#[derive(Clone)]
-pub struct AppState {
-    pub relay: RelayHandle,
-    pub config: Arc<Config>,
-    pub bus: EventBus,
-    /// One permit per WebSocket session, `config.limits.sessions` in all.
-    pub sessions: Arc<Semaphore>,
-    /// Cancelled on shutdown, after the servers have stopped.
-    pub stop_sessions: CancellationToken,
-    /// Every session task, so shutdown can wait for them.
-    pub tasks: TaskTracker,
-}
-
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(|| asset_response("index.html")))
         .route("/healthz", get(healthz))
         .route("/api/servers", get(servers))
-        .route("/ws", get(crate::bridge::ws))
+        .merge(bridge::routes())
         .route("/{*path}", get(|Path(path): Path<String>| asset_response_owned(path)))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::bridge::guard_host))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), bridge::guard_host))
         .with_state(state)
 }
 
@@ -82,6 +62,7 @@ fn about(server: ServerName) -> &'static str {
         ServerName::Upper => "returns every datagram with ASCII letters uppercased",
         ServerName::Chat => "chat: reg or ^hb^ to join, quit to leave, anything else is broadcast",
         ServerName::Lossy => "drops datagrams at random, answers the rest with their length",
+        ServerName::Nobody => "nothing listens here: a datagram sent here vanishes",
     }
 }
 
@@ -90,9 +71,8 @@ async fn servers(State(state): State<AppState>) -> Json<ServerList> {
     let mut settings = state.relay.settings().await;
     let servers = state
         .relay
-        .servers
-        .iter()
-        .map(|(&name, &addr)| ServerInfo {
+        .targets()
+        .map(|(name, addr)| ServerInfo {
             name,
             addr,
             about: about(name),

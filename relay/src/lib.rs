@@ -4,220 +4,24 @@
 //!
 //! - [`udp`]: the four servers. Each is a sans-I/O [`udp::DatagramHandler`] (`echo`, `upper`,
 //!   `chat`, `lossy`); [`udp::drive`] is the one loop that owns a socket, a server's or a
-//!   browser session's.
+//!   browser session's, and names every datagram it sees ([`udp::identity`]).
 //! - [`bus`]: the [`bus::EventBus`] every server and socket emits into. Projectors subscribe
 //!   to everything; each browser session gets a [`bus::Feed`] of its own events.
-//! - [`bridge`]: `GET /ws`, where browser sessions open UDP sockets of their own (run by
-//!   [`bridge::client`], the tutorial's retrying client) and watch the events; guarded by
-//!   `Host` and `Origin` checks and per-session limits.
-//! - [`http`]: the page (embedded in the binary), `/healthz` and `/api/servers`.
+//! - [`bridge`]: `GET /ws`, where browser sessions open UDP sockets and crowds of their own
+//!   (run by [`bridge::client`], the tutorial's retrying client) and watch the events; guarded
+//!   by `Host` and `Origin` checks and per-session limits.
+//! - [`request_id`]: the `#n-a ` request-ID format the lossy server and the client share.
+//! - [`http`]: the page (embedded in the binary), `/healthz`, `/api/servers`, and the bridge.
 //! - [`config`]: what `main.rs` parses from the command line.
-//!
-//! [`Relay::bind`] binds every socket, so a caller can learn the real ports before serving;
-//! [`Relay::serve`] runs until the shutdown future completes. [`run`] does both.
+//! - [`relay`]: binding it all and serving until shutdown: [`Relay`], [`run`].
 
 pub mod bridge;
 pub mod bus;
 pub mod config;
 pub mod http;
+pub mod relay;
+pub mod request_id;
 pub mod udp;
 
-use std::collections::BTreeMap;
-use std::future::Future;
-use std::io;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Instant;
-
-use axum::serve::ListenerExt;
-use protocol::ServerName;
-use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::{Semaphore, mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
-use crate::bus::EventBus;
 pub use crate::config::Config;
-use crate::udp::{Control, Setting, SettingError};
-
-/// Why the relay could not start.
-///
-/// The OS's reason is part of each message rather than a separate `source`, so the one-line
-/// message reads the same however it is printed.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("cannot bind the {server} server to UDP {addr}: {reason} (choose another port with {flag})")]
-    BindUdp { server: ServerName, addr: SocketAddr, flag: &'static str, reason: io::Error },
-    #[error("cannot bind the web page to TCP {addr}: {reason} (choose another port with --http-port)")]
-    BindHttp { addr: SocketAddr, reason: io::Error },
-    #[error("the HTTP server failed: {0}")]
-    Http(io::Error),
-}
-
-/// A relay whose sockets are bound but which is not serving yet.
-pub struct Relay {
-    config: Config,
-    http: TcpListener,
-    sockets: Vec<(ServerName, UdpSocket, mpsc::Receiver<Control>)>,
-    bus: EventBus,
-    handle: RelayHandle,
-}
-
-/// What the rest of the relay (and tests) may hold on to: addresses, the bus, live settings.
-#[derive(Clone, Debug)]
-pub struct RelayHandle {
-    /// Where the page and API are served.
-    pub http: SocketAddr,
-    /// Each server's real address.
-    pub servers: BTreeMap<ServerName, SocketAddr>,
-    /// The lossy server's seed, so a run can be repeated with `--seed`.
-    pub seed: u64,
-    settings: BTreeMap<ServerName, mpsc::Sender<Control>>,
-}
-
-/// The receive buffer each server asks the kernel for.
-const RECV_BUFFER: usize = 4 << 20;
-
-/// Live settings are changed rarely, by people; 16 waiting requests is plenty.
-const SETTINGS_QUEUE: usize = 16;
-
-impl RelayHandle {
-    /// Every server's current settings, asked of the servers themselves. A server that does
-    /// not answer within a second (it never should) is left out.
-    pub async fn settings(&self) -> BTreeMap<ServerName, protocol::ServerSettings> {
-        let mut all = BTreeMap::new();
-        for (&server, tx) in &self.settings {
-            let (reply, answer) = oneshot::channel();
-            if tx.send(Control::Describe(reply)).await.is_err() {
-                continue;
-            }
-            if let Ok(Ok(settings)) = tokio::time::timeout(std::time::Duration::from_secs(1), answer).await {
-                all.insert(server, settings);
-            }
-        }
-        all
-    }
-
-    /// Changes a live setting of a server and waits for the server to accept or refuse it.
-    pub async fn configure(&self, server: ServerName, setting: Setting) -> Result<(), SettingError> {
-        let Some(tx) = self.settings.get(&server) else {
-            return Err(SettingError::NotSupported { server: Some(server), setting: setting.name() });
-        };
-        let (reply, outcome) = oneshot::channel();
-        let gone = || SettingError::NotSupported { server: Some(server), setting: setting.name() };
-        if tx.send(Control::Configure { setting, reply }).await.is_err() {
-            return Err(gone());
-        }
-        outcome.await.unwrap_or_else(|_| Err(gone()))
-    }
-}
-
-impl Relay {
-    /// Binds the HTTP listener and every UDP server, reporting the first failure.
-    pub async fn bind(config: Config) -> Result<Relay, StartError> {
-        let mut sockets = Vec::new();
-        let mut servers = BTreeMap::new();
-        let mut settings = BTreeMap::new();
-        for server in ServerName::ALL {
-            let addr = config.server_addr(server);
-            let bind_error =
-                |reason| StartError::BindUdp { server, addr, flag: config::port_flag(server), reason };
-            let socket = UdpSocket::bind(addr).await.map_err(bind_error)?;
-            // A server reads one datagram at a time; while it sends a chat message to
-            // thousands of clients, their heartbeats queue in the kernel. The default receive
-            // buffer (about 200 KB) overflows, and a lost heartbeat gets a client evicted.
-            // The kernel caps the request at its `net.core.rmem_max`.
-            if let Err(e) = socket2::SockRef::from(&socket).set_recv_buffer_size(RECV_BUFFER) {
-                tracing::warn!(%server, "cannot enlarge the receive buffer: {e}");
-            }
-            servers.insert(server, socket.local_addr().map_err(bind_error)?);
-            let (tx, rx) = mpsc::channel(SETTINGS_QUEUE);
-            settings.insert(server, tx);
-            sockets.push((server, socket, rx));
-        }
-        let addr = config.http_addr();
-        let http = TcpListener::bind(addr).await.map_err(|reason| StartError::BindHttp { addr, reason })?;
-        let http_addr = http.local_addr().map_err(|reason| StartError::BindHttp { addr, reason })?;
-        let seed = config.lossy.seed;
-        let handle = RelayHandle { http: http_addr, servers, seed, settings };
-        Ok(Relay { config, http, sockets, bus: EventBus::new(Instant::now()), handle })
-    }
-
-    /// Addresses and live settings of the bound relay.
-    pub fn handle(&self) -> &RelayHandle {
-        &self.handle
-    }
-
-    /// The bus every server emits into. Subscribe before [`Relay::serve`] to see everything.
-    pub fn bus(&self) -> &EventBus {
-        &self.bus
-    }
-
-    /// Serves until `shutdown` completes, then stops every server (the chat server sends its
-    /// clients `end`) and waits for them to finish.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
-        let Relay { config, http, sockets, bus, handle } = self;
-        let token = CancellationToken::new();
-        let tasks = TaskTracker::new();
-
-        for (server, socket, rx) in sockets {
-            let (bus, token) = (bus.clone(), token.clone());
-            match server {
-                ServerName::Echo => tasks.spawn(udp::drive(socket, udp::echo::Echo, bus, rx, token)),
-                ServerName::Upper => tasks.spawn(udp::drive(socket, udp::upper::Upper, bus, rx, token)),
-                ServerName::Chat => {
-                    tasks.spawn(udp::drive(socket, udp::chat::Chat::new(config.chat), bus, rx, token))
-                }
-                ServerName::Lossy => {
-                    tasks.spawn(udp::drive(socket, udp::lossy::Lossy::new(config.lossy), bus, rx, token))
-                }
-            };
-        }
-
-        // Shutdown runs in order: the servers stop first (the chat server sends `end`), then
-        // the sessions, which pass on the last events and say bye, then the HTTP server.
-        let sessions = TaskTracker::new();
-        let stop_sessions = CancellationToken::new();
-        let state = http::AppState {
-            relay: handle,
-            sessions: Arc::new(Semaphore::new(config.limits.sessions)),
-            config: Arc::new(config),
-            bus,
-            stop_sessions: stop_sessions.clone(),
-            tasks: sessions.clone(),
-        };
-        let app = http::router(state);
-        let stop_servers = token.clone();
-        let server_tasks = tasks.clone();
-        // Events are small frames written one after another: without TCP_NODELAY, Nagle's
-        // algorithm holds each write until the browser's delayed ACK, about 40 ms later.
-        let http = http.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::warn!("cannot set TCP_NODELAY: {e}");
-            }
-        });
-        let served = axum::serve(http, app)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                stop_servers.cancel();
-                server_tasks.close();
-                server_tasks.wait().await;
-                stop_sessions.cancel();
-                sessions.close();
-                sessions.wait().await;
-            })
-            .await;
-        token.cancel();
-        tasks.close();
-        tasks.wait().await;
-        served.map_err(StartError::Http)
-    }
-}
-
-/// Binds and serves until `shutdown` completes: the whole relay in one call.
-pub async fn run(
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), StartError> {
-    Relay::bind(config).await?.serve(shutdown).await
-}
+pub use crate::relay::{Relay, RelayHandle, StartError, run};

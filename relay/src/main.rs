@@ -98,10 +98,27 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = SessionLimits::default().sends_per_sec)]
     max_sends_per_sec: u32,
 
-    /// Largest datagram, in bytes, a browser tab may send (at most 65507, the UDP maximum).
+    /// Largest datagram, in bytes, a browser tab may send. The default is UDP's own maximum,
+    /// 65507: a longer send is refused by the kernel (EMSGSIZE), as for any program.
     #[arg(long, value_name = "BYTES", default_value_t = SessionLimits::default().datagram_bytes,
           value_parser = parse_datagram_size)]
     max_datagram: usize,
+
+    /// Most datagram bytes one browser tab may send per second, retries, heartbeats and crowds
+    /// included.
+    #[arg(long, value_name = "BYTES", default_value_t = SessionLimits::default().bytes_per_sec,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
+    max_bytes_per_sec: u64,
+
+    /// Most crowd members one browser tab may run at once, all its crowds together.
+    #[arg(long, value_name = "N", default_value_t = SessionLimits::default().crowd_clients,
+          value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    max_crowd: u32,
+
+    /// The loopback UDP port kept free for the `nobody` target, where nothing listens. By
+    /// default a free one below the OS's ephemeral range is picked.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    nobody_port: u16,
 
     /// Shortest heartbeat interval a browser tab may ask for.
     #[arg(long, value_name = "D", default_value = "100ms", value_parser = parse_duration)]
@@ -154,10 +171,13 @@ impl Cli {
                 sockets_per_session: self.max_sockets,
                 sends_per_sec: self.max_sends_per_sec,
                 datagram_bytes: self.max_datagram,
+                bytes_per_sec: self.max_bytes_per_sec,
+                crowd_clients: self.max_crowd,
                 heartbeat_min: self.min_heartbeat,
                 pending_requests: self.max_pending,
             },
             allow_targets: self.allow_target,
+            nobody_port: self.nobody_port,
             public_hosts: self.public_host,
         })
     }
@@ -197,8 +217,8 @@ async fn start(cli: Cli) -> anyhow::Result<()> {
         _ => format!("http://{host}:{}/", handle.http.port()),
     };
     println!("UDP Playground relay is running.\n");
-    for (server, addr) in &handle.servers {
-        println!("  {:<6} udp://{addr:<22} {}", server.as_str(), describe(*server, &config));
+    for (server, addr) in handle.targets() {
+        println!("  {:<6} udp://{addr:<22} {}", server.as_str(), describe(server, &config));
     }
     println!("\n  Open {url} to watch the traffic. Press Ctrl-C to stop.");
     if !seed_given {
@@ -225,6 +245,7 @@ fn describe(server: ServerName, config: &Config) -> String {
             format!("chat, evicts clients silent for {}", humantime::format_duration(config.chat.timeout))
         }
         ServerName::Lossy => format!("drops {:.0}% of datagrams", config.lossy.drop * 100.0),
+        ServerName::Nobody => "nothing listens here: datagrams vanish".to_owned(),
     }
 }
 

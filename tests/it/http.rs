@@ -15,7 +15,7 @@ async fn healthz_answers_200_once_the_servers_are_bound() {
 }
 
 #[tokio::test]
-async fn api_servers_lists_the_four_servers_with_their_real_addresses() {
+async fn api_servers_lists_the_four_servers_and_nobody_with_their_real_addresses() {
     let relay = TestRelay::start_with(|c| c.chat.max_clients = 77).await;
     let response = http_get(relay.http(), "/api/servers").await;
     assert_eq!(response.status, 200, "{response:?}");
@@ -25,7 +25,9 @@ async fn api_servers_lists_the_four_servers_with_their_real_addresses() {
     let list: serde_json::Value = serde_json::from_slice(&response.body).expect("the body is JSON");
     assert_eq!(list["http"], relay.http().to_string());
     let servers = list["servers"].as_array().expect("a `servers` array");
-    assert_eq!(servers.len(), 4, "{list:#}");
+    assert_eq!(servers.len(), 5, "{list:#}");
+    let nobody = servers.iter().find(|s| s["name"] == "nobody").expect("nobody is listed");
+    assert_eq!(nobody["addr"], relay.handle.nobody.to_string());
     for name in ServerName::ALL {
         let entry = servers
             .iter()

@@ -6,6 +6,8 @@
 //! - `http`: the page, `/healthz` and `/api/servers`.
 //! - `cli`: the `relay` binary: banner, bad flags, ports in use, shutdown on SIGTERM.
 //! - `bridge`: the WebSocket bridge as a script sees it: every op, event, error and limit.
+//! - `identity`: every datagram's `dg` from send to arrival, and what the socket lessons need:
+//!   receive buffers, `nobody`, UDP's size limit, frames too large, crowds.
 //! - `ws`: a WebSocket client for the bridge tests.
 //! - `browser`: headless Chromium loads the page and sees the wasm run.
 
@@ -13,8 +15,10 @@ mod bridge;
 mod browser;
 mod cli;
 mod http;
+mod identity;
 mod support;
 mod tutorial;
 mod udp;
 mod ui;
+mod ui_truth;
 mod ws;

@@ -16,12 +16,12 @@ use crate::support::{TestRelay, within};
 /// of waiting (0.1 + 0.2 + 0.4 + 0.8 + 1.6).
 const SCRIPT_LIMIT: Duration = Duration::from_secs(20);
 
-fn script(name: &str) -> PathBuf {
+pub fn script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients").join(name)
 }
 
 /// Runs `python3 tests/clients/<name> args...` with a time limit; the child dies with the test.
-async fn python(name: &str, args: &[String]) -> Output {
+pub async fn python(name: &str, args: &[String]) -> Output {
     let run = tokio::process::Command::new("python3")
         .arg(script(name))
         .args(args)
@@ -35,12 +35,12 @@ async fn python(name: &str, args: &[String]) -> Output {
     }
 }
 
-fn host_port(relay: &TestRelay, server: ServerName) -> Vec<String> {
+pub fn host_port(relay: &TestRelay, server: ServerName) -> Vec<String> {
     let addr = relay.addr(server);
     vec![addr.ip().to_string(), addr.port().to_string()]
 }
 
-fn assert_succeeded(name: &str, output: &Output) {
+pub fn assert_succeeded(name: &str, output: &Output) {
     assert!(
         output.status.success(),
         "{name} failed ({}):\nstdout:\n{}\nstderr:\n{}",

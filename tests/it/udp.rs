@@ -598,10 +598,18 @@ async fn events_carry_seq_server_and_peer() {
             .kind
             .clone()
     };
+    let echo_recv =
+        find(&|k| matches!(k, EventKind::ServerRecv { server: ServerName::Echo, .. }), "echo recv");
+    let echo_send =
+        find(&|k| matches!(k, EventKind::ServerSend { server: ServerName::Echo, .. }), "echo send");
+    let (Some(asked), Some(answered)) = (echo_recv.dg(), echo_send.dg()) else { panic!("unnamed datagrams") };
+    assert_ne!(asked, answered, "an answer is a datagram of its own");
     assert_eq!(
-        find(&|k| matches!(k, EventKind::ServerSend { server: ServerName::Echo, .. }), "echo server_send"),
+        echo_send,
         EventKind::ServerSend {
             server: ServerName::Echo,
+            dg: answered,
+            reply_to: Some(asked),
             from: echo,
             to: me,
             len: 2,
@@ -625,10 +633,14 @@ async fn events_carry_seq_server_and_peer() {
         find(&|k| matches!(k, EventKind::ChatLeave { .. }), "chat_leave"),
         EventKind::ChatLeave { server: ServerName::Chat, peer, clients: 0 } if peer == me
     ));
+    let drop = find(&|k| matches!(k, EventKind::ServerDrop { .. }), "server_drop");
+    let lossy_recv =
+        find(&|k| matches!(k, EventKind::ServerRecv { server: ServerName::Lossy, .. }), "lossy recv");
     assert_eq!(
-        find(&|k| matches!(k, EventKind::ServerDrop { .. }), "server_drop"),
+        drop,
         EventKind::ServerDrop {
             server: ServerName::Lossy,
+            dg: lossy_recv.dg().expect("named"),
             from: me,
             to: lossy,
             len: 4,
@@ -656,10 +668,13 @@ async fn echo_events_name_the_server_and_the_peer() {
     })
     .await;
     assert!(recv_event.0 < send_event.0, "the receive is numbered before the answer");
+    let dg = recv_event.1.dg().expect("named");
+    assert!(matches!(send_event.1, EventKind::ServerSend { reply_to: Some(r), .. } if r == dg));
     assert_eq!(
         recv_event.1,
         EventKind::ServerRecv {
             server: ServerName::Echo,
+            dg,
             from: me,
             to: echo,
             len: 2,

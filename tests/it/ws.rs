@@ -112,6 +112,20 @@ impl Ws {
         }
     }
 
+    /// Reads until the relay closes the connection, and returns its Close frame's code and
+    /// reason, or `None` if it closed without one.
+    pub async fn closed(&mut self) -> Option<(u16, String)> {
+        loop {
+            match within("waiting for the relay to close", self.stream.next()).await {
+                Some(Ok(Message::Close(frame))) => {
+                    return frame.map(|f| (f.code.into(), f.reason.to_string()));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
     pub async fn close(mut self) {
         let _ = within("closing the WebSocket", self.stream.close(None)).await;
     }

@@ -100,6 +100,7 @@ fn small_event() -> EventKind {
 /// The event the driver emits for every datagram it reads, preview included.
 fn recv_event(from: SocketAddr, to: SocketAddr, payload: &[u8]) -> EventKind {
     EventKind::ServerRecv {
+        dg: 1,
         server: ServerName::Echo,
         from,
         to,

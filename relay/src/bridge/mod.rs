@@ -12,22 +12,54 @@
 //!   limits of [`crate::config::SessionLimits`].
 //!
 //! - [`session`]: one WebSocket session: commands in, filtered events out.
+//! - [`command`]: reading a command frame, and what makes it unreadable.
+//! - [`target`]: where a session's socket may send, and where it binds.
+//! - [`outbox`]: the session's outgoing frames, batched.
 //! - [`client`]: the sans-I/O handler behind each socket a session opens.
-//! - [`budget`]: the per-session send rate limit.
+//! - [`budget`]: the per-session budget of datagrams and bytes a second.
 
 pub mod budget;
 pub mod client;
+pub mod command;
+pub mod outbox;
 pub mod session;
+pub mod target;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::{Request, State, WebSocketUpgrade};
 use axum::http::uri::Authority;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::http::AppState;
+use crate::bus::EventBus;
+use crate::{Config, RelayHandle};
+
+/// What every HTTP handler and WebSocket session can see.
+#[derive(Clone)]
+pub struct AppState {
+    pub relay: RelayHandle,
+    pub config: Arc<Config>,
+    pub bus: EventBus,
+    /// One permit per WebSocket session, `config.limits.sessions` in all.
+    pub sessions: Arc<Semaphore>,
+    /// Cancelled on shutdown, after the servers have stopped.
+    pub stop_sessions: CancellationToken,
+    /// Every session task, so shutdown can wait for them.
+    pub tasks: TaskTracker,
+}
+
+/// The bridge's routes: `GET /ws`.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/ws", get(ws))
+}
 
 /// Whether `authority` (a `Host` header, or the host part of an `Origin`) names this relay:
 /// its bind address, a loopback address when bound to loopback or to every interface,
@@ -92,8 +124,9 @@ pub async fn ws(State(state): State<AppState>, headers: HeaderMap, upgrade: WebS
         return (StatusCode::FORBIDDEN, "refused: this WebSocket only serves the relay's own page\n")
             .into_response();
     }
-    // A hex-encoded datagram doubles in size; the rest is JSON around it.
-    let max_frame = state.config.limits.datagram_bytes * 2 + 4096;
+    // Frames up to `MAX_FRAME` are read, so that one larger than any command gets an answer;
+    // past that the session is closed with 1009 and the reason.
+    let max_frame = command::MAX_FRAME;
     upgrade.read_buffer_size(READ_BUFFER).max_message_size(max_frame).max_frame_size(max_frame).on_upgrade(
         move |socket| {
             let tasks = state.tasks.clone();

@@ -6,35 +6,42 @@
 //! should see: its [`Feed`] from the bus (its own sockets' events and the server events they
 //! cause), or every event after `subscribe all`.
 //!
+//! Commands reach a socket through its control channel, in order, so a `send` just before a
+//! `close` still goes out: closing drops the channel, and the socket stops once it has done
+//! everything asked before. Only the socket counts its pending requests: the session asks it.
+//!
 //! A slow browser only slows its own session: the bus never waits for it, and when the session
-//! falls behind, it sends `lagged` with the number of events skipped and resumes. Events that are ready together are written together and flushed
-//! once, so a busy projector costs one write per batch rather than one per event.
+//! falls behind, it sends `lagged` with the number of events skipped and resumes. Events that
+//! are ready together are written together and flushed once (see [`Outbox`]), so a busy
+//! projector costs one write per batch rather than one per event.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use futures_util::SinkExt;
-use futures_util::stream::{SplitSink, StreamExt};
+use futures_util::stream::StreamExt;
 use protocol::message::VERSION;
 use protocol::{
     Command, ErrorCode, EventKind, Hello, Kinds, Limits, RetryParams, Scope, ServerMsg, ServerName,
 };
 use tokio::net::UdpSocket;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::budget::Budget;
-use super::client::{ClientSocket, Names};
+use super::AppState;
+use super::budget::{Budget, Over};
+use super::client::{ClientCommand, ClientSocket, Names, Opening, TooManyPending};
+use super::command::{self, Refusal, refuse};
+use super::outbox::{Outbox, Sink};
+use super::target;
 use crate::bus::{Feed, Published, Subscription};
-use crate::http::AppState;
-use crate::udp::{self, ClientCommand, Control, Setting};
+use crate::udp::{self, Control, MAX_DATAGRAM, Setting};
 
 /// Events written to the WebSocket before one flush.
 const BATCH: usize = 256;
@@ -49,29 +56,16 @@ const MAX_NAME: usize = 64;
 /// How long a session may take to pass on its last events and say bye at shutdown.
 const GOODBYE: Duration = Duration::from_secs(2);
 
-/// How long a `configure` may wait for the server to answer.
-const CONFIGURE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a `configure`, or a socket asked to take a request, may take to answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A socket this session opened.
+/// A socket this session opened, or a crowd of them under one name.
 struct OpenSocket {
-    control: mpsc::Sender<Control>,
-    local: SocketAddr,
-    /// Requests in flight on it, kept by its handler, checked here against the limit.
-    pending: Arc<AtomicUsize>,
-    stop: CancellationToken,
+    /// One control channel per socket: one for a plain socket, one per member of a crowd.
+    /// Dropping them closes the sockets, after whatever they were asked before.
+    controls: Vec<mpsc::Sender<Control<ClientCommand>>>,
+    crowd: bool,
 }
-
-/// A command that could not be carried out.
-struct Refusal {
-    code: ErrorCode,
-    message: String,
-}
-
-fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
-    Refusal { code, message: message.into() }
-}
-
-type Sink = SplitSink<WebSocket, Message>;
 
 struct Session {
     id: String,
@@ -86,6 +80,8 @@ struct Session {
     /// and to every [`Outbox`].
     kinds: Kinds,
     sockets: HashMap<String, OpenSocket>,
+    /// Members of this session's crowds, against `--max-crowd`.
+    crowd_members: u32,
     budget: Arc<Mutex<Budget>>,
     /// Cancelled when the session ends or the relay shuts down; parent of every socket's.
     stop: CancellationToken,
@@ -119,11 +115,17 @@ pub fn limits(state: &AppState) -> Limits {
         sockets_per_session: l.sockets_per_session,
         sends_per_sec: l.sends_per_sec,
         datagram_bytes: l.datagram_bytes,
-        heartbeat_min_ms: u64::try_from(l.heartbeat_min.as_millis()).unwrap_or(u64::MAX),
+        bytes_per_sec: l.bytes_per_sec,
+        crowd_clients: l.crowd_clients,
+        heartbeat_min_ms: ms(l.heartbeat_min),
         pending_requests: l.pending_requests,
         chat_clients: state.config.chat.max_clients,
         preview_bytes: protocol::PREVIEW_BYTES,
     }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Runs one session until the browser leaves or the relay shuts down.
@@ -145,7 +147,7 @@ pub async fn run(socket: WebSocket, state: AppState) {
     let hello = ServerMsg::Hello(Hello {
         version: VERSION,
         session: id.clone(),
-        servers: state.relay.servers.clone(),
+        servers: state.relay.targets().collect(),
         settings: state.relay.settings().await,
         limits: limits(&state),
     });
@@ -155,7 +157,8 @@ pub async fn run(socket: WebSocket, state: AppState) {
     tracing::info!(session = %id, "session started");
 
     let stop = state.stop_sessions.child_token();
-    let budget = Arc::new(Mutex::new(Budget::new(state.config.limits.sends_per_sec, Instant::now())));
+    let l = state.config.limits;
+    let budget = Arc::new(Mutex::new(Budget::new(l.sends_per_sec, l.bytes_per_sec, Instant::now())));
     let mut session = Session {
         id,
         state,
@@ -164,6 +167,7 @@ pub async fn run(socket: WebSocket, state: AppState) {
         batch: false,
         kinds: Kinds::ALL,
         sockets: HashMap::new(),
+        crowd_members: 0,
         budget,
         stop: stop.clone(),
         socket_tasks: TaskTracker::new(),
@@ -184,7 +188,14 @@ pub async fn run(socket: WebSocket, state: AppState) {
                     let refusal = refuse(ErrorCode::BadJson, "send commands as JSON text frames");
                     until_stopped(&stop, sink.send(error_frame(refusal, None, None))).await
                 }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break "",
+                Some(Ok(Message::Close(_))) | None => break "",
+                Some(Err(e)) => {
+                    // A frame too big to read: say so before closing, never close silently.
+                    if let Some(close) = unreadable(e) {
+                        let _ = tokio::time::timeout(GOODBYE, sink.send(Message::Close(Some(close)))).await;
+                    }
+                    break "";
+                }
                 Some(Ok(_)) => Some(Ok(())), // ping and pong are answered by the WebSocket layer
             },
             Some(event) = session.feed.recv() => until_stopped(&stop, session.forward_own(&mut sink, event)).await,
@@ -201,9 +212,8 @@ pub async fn run(socket: WebSocket, state: AppState) {
 
     // Close the sockets. On shutdown, their drivers first handle what already arrived (the
     // chat server's `end`), and the session passes those last events on before saying bye.
-    for (_, socket) in session.sockets.drain() {
-        socket.stop.cancel();
-    }
+    // Dropping a socket's control channel closes it once it has done what it was asked.
+    session.sockets.clear();
     session.socket_tasks.close();
     if !ended.is_empty() {
         // A browser that stopped reading gets a moment for its goodbye, not forever.
@@ -216,6 +226,23 @@ pub async fn run(socket: WebSocket, state: AppState) {
     }
     stop.cancel();
     tracing::info!(session = %session.id, "session ended");
+}
+
+/// The Close frame for a read error that ends the session, if the browser should hear why.
+fn unreadable(e: axum::Error) -> Option<CloseFrame> {
+    let e = e.into_inner();
+    match e.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(_)) => Some(CloseFrame {
+            code: close_code::SIZE,
+            reason: format!(
+                "a frame of more than {} bytes cannot be read; commands are at most {} bytes",
+                command::MAX_FRAME,
+                command::MAX_COMMAND
+            )
+            .into(),
+        }),
+        _ => None,
+    }
 }
 
 /// Runs `write` unless the relay starts shutting down first (`None`).
@@ -232,78 +259,6 @@ async fn next_of_all(all: &mut Option<Subscription>) -> Result<Arc<Published>, R
     match all {
         Some(subscription) => subscription.recv().await,
         None => std::future::pending().await,
-    }
-}
-
-/// Messages ready to go out together: one frame each, or one `batch` frame for all of them.
-/// Either way they are flushed once, so a burst of events costs one write.
-struct Outbox {
-    batch: bool,
-    /// The kinds of event the session asked for. The feed already leaves the others out as it
-    /// routes them; this also catches the everything-subscription, and events that were queued
-    /// before a new `subscribe`.
-    kinds: Kinds,
-    /// One frame per message; in batch mode, the one batch frame being written.
-    frames: Vec<String>,
-}
-
-impl Outbox {
-    fn new(batch: bool, kinds: Kinds) -> Self {
-        Self { batch, kinds, frames: Vec::new() }
-    }
-
-    /// Adds a message that is JSON already: events are serialized once for every session
-    /// (see [`Published`]), and a batch splices them in rather than parse them.
-    fn push(&mut self, json: &str) {
-        match self.frames.last_mut() {
-            Some(batch) if self.batch => {
-                batch.push(',');
-                batch.push_str(json);
-            }
-            _ if self.batch => {
-                // A guess at a typical batch; the string grows as needed.
-                let mut batch = String::with_capacity(json.len() * 8);
-                batch.push_str(r#"{"type":"batch","messages":["#);
-                batch.push_str(json);
-                self.frames.push(batch);
-            }
-            _ => self.frames.push(json.to_owned()),
-        }
-    }
-
-    fn event(&mut self, event: &Published) {
-        if !self.kinds.contains(event.kind.kind()) {
-            return;
-        }
-        if let Some(json) = event.json() {
-            self.push(json);
-        }
-    }
-
-    fn message(&mut self, msg: &ServerMsg) {
-        match serde_json::to_string(msg) {
-            Ok(json) => self.push(&json),
-            Err(e) => tracing::error!("cannot serialize a message: {e}"),
-        }
-    }
-
-    /// The finished frames.
-    fn frames(mut self) -> Vec<String> {
-        if let (true, Some(batch)) = (self.batch, self.frames.last_mut()) {
-            batch.push_str("]}");
-        }
-        self.frames
-    }
-
-    async fn send(self, sink: &mut Sink) -> Result<(), axum::Error> {
-        let frames = self.frames();
-        if frames.is_empty() {
-            return Ok(());
-        }
-        for frame in frames {
-            sink.feed(Message::Text(frame.into())).await?;
-        }
-        sink.flush().await
     }
 }
 
@@ -367,61 +322,40 @@ impl Session {
         }
     }
 
-    /// Parses and carries out one command. Returns the frame to answer with, if any: errors
-    /// are answered, successes show up as events.
+    /// Carries out one command frame. Returns the frame to answer with, if any: errors are
+    /// answered, successes show up as events.
     async fn command(&mut self, text: &str) -> Option<Message> {
-        // Nearly every frame is a well-formed command: parse it once, straight into its type.
-        if let Ok(command) = serde_json::from_str::<Command>(text) {
-            let (op, socket) = (command.op(), command.socket().map(str::to_owned));
-            let outcome = self.execute(command).await;
-            return outcome.err().map(|refusal| error_frame(refusal, Some(op), socket.as_deref()));
-        }
-        // Otherwise look closer, to say precisely what is wrong.
-        let value: serde_json::Value = match serde_json::from_str(text) {
-            Ok(v @ serde_json::Value::Object(_)) => v,
-            Ok(_) => {
-                return Some(error_frame(
-                    refuse(ErrorCode::BadJson, "a command is a JSON object"),
-                    None,
-                    None,
-                ));
-            }
-            Err(e) => {
-                return Some(error_frame(refuse(ErrorCode::BadJson, format!("not JSON: {e}")), None, None));
-            }
+        let command = match command::parse(text) {
+            Ok(command) => command,
+            Err(e) => return Some(error_frame(e.refusal, e.op.as_deref(), e.socket.as_deref())),
         };
-        let op = value.get("op").and_then(|op| op.as_str()).map(str::to_owned);
-        let socket = value.get("socket").and_then(|s| s.as_str()).map(str::to_owned);
-        const OPS: [&str; 6] = ["open", "send", "heartbeat", "close", "subscribe", "configure"];
-        let Some(op) = op.filter(|op| OPS.contains(&op.as_str())) else {
-            let refusal = refuse(ErrorCode::UnknownOp, format!("\"op\" must be one of {}", OPS.join(", ")));
-            return Some(error_frame(refusal, None, socket.as_deref()));
-        };
-        let outcome = match serde_json::from_value::<Command>(value) {
-            Ok(command) => self.execute(command).await,
-            Err(e) => Err(refuse(ErrorCode::BadCommand, format!("{op}: {e}"))),
-        };
-        outcome.err().map(|refusal| error_frame(refusal, Some(&op), socket.as_deref()))
+        let (op, socket) = (command.op(), command.socket().map(str::to_owned));
+        let outcome = self.execute(command).await;
+        outcome.err().map(|refusal| error_frame(refusal, Some(op), socket.as_deref()))
     }
 
     async fn execute(&mut self, command: Command) -> Result<(), Refusal> {
         match command {
-            Command::Open { socket, server, target, connect } => {
-                self.open(socket, server, target, connect).await
+            Command::Open { socket, server, target, connect, recv_buffer } => {
+                self.check_new_name(&socket)?;
+                let (remote, server) = target::resolve(&self.state, server, target.as_deref())?;
+                if let Some(n) = recv_buffer
+                    && !(1..=65_535).contains(&n)
+                {
+                    return Err(refuse(ErrorCode::BadCommand, "recv_buffer is from 1 to 65535 bytes"));
+                }
+                let opening = Opening { remote, server, connect, recv_buffer };
+                let names = Names { session: self.id.clone(), socket: socket.clone(), member: None };
+                let limits = self.state.config.limits;
+                let handler = ClientSocket::new(names, opening, self.budget.clone(), limits.pending_requests);
+                let control = self.spawn_socket(opening, handler).await?;
+                self.sockets.insert(socket, OpenSocket { controls: vec![control], crowd: false });
+                Ok(())
             }
             Command::Send { socket, text, hex, retry, request_id } => {
-                let payload = match (text, hex) {
-                    (Some(text), None) => text.into_bytes(),
-                    (None, Some(hex)) => decode_hex(&hex)?,
-                    _ => {
-                        return Err(refuse(
-                            ErrorCode::BadCommand,
-                            "send needs exactly one of \"text\" or \"hex\"",
-                        ));
-                    }
-                };
-                let retry = retry.and_then(|r| r.params()).map(check_retry).transpose()?;
-                self.send(&socket, payload, retry, request_id)
+                let payload = command::payload(text, hex, "send")?;
+                let retry = retry.and_then(|r| r.params()).map(command::check_retry).transpose()?;
+                self.send(&socket, payload, retry, request_id).await
             }
             Command::Heartbeat { socket, every_ms } => {
                 let every = (every_ms > 0).then(|| Duration::from_millis(every_ms));
@@ -435,19 +369,25 @@ impl Session {
                         ),
                     ));
                 }
+                let control = self.plain_socket(&socket)?.clone();
                 // The first beat goes out at once: it is a send like any other.
                 if every.is_some() {
-                    self.take_send_token()?;
+                    self.take_budget(udp_heartbeat_len())?;
                 }
-                self.control(&socket, ClientCommand::Heartbeat(every))
+                order(&control, ClientCommand::Heartbeat(every))
             }
             Command::Close { socket } => {
-                let open = self.sockets.remove(&socket).ok_or_else(|| unknown_socket(&socket))?;
-                open.stop.cancel();
-                self.feed.release(open.local);
-                let (session, socket) = (self.id.clone(), socket);
-                self.state.bus.emit(Instant::now(), EventKind::ClientClose { session, socket });
+                let closed = self.sockets.remove(&socket).ok_or_else(|| unknown_socket(&socket))?;
+                if closed.crowd {
+                    self.crowd_members -= u32::try_from(closed.controls.len()).unwrap_or(u32::MAX);
+                }
                 Ok(())
+            }
+            Command::Crowd { socket, server, target, clients, every_ms, text, hex, heartbeat } => {
+                let payload = command::payload(text, hex, "crowd")?;
+                let heartbeat = heartbeat.and_then(|h| h.every_ms()).map(Duration::from_millis);
+                let every = (every_ms > 0).then(|| Duration::from_millis(every_ms));
+                self.crowd(socket, server, target.as_deref(), clients, every, payload, heartbeat).await
             }
             Command::Subscribe { scope, batch, kinds } => {
                 if kinds.as_ref().is_some_and(Vec::is_empty) {
@@ -481,7 +421,7 @@ impl Session {
                 }
                 for setting in settings.into_iter().flatten() {
                     let outcome =
-                        tokio::time::timeout(CONFIGURE_TIMEOUT, self.state.relay.configure(server, setting))
+                        tokio::time::timeout(ANSWER_TIMEOUT, self.state.relay.configure(server, setting))
                             .await;
                     match outcome {
                         Ok(Ok(())) => {}
@@ -496,57 +436,12 @@ impl Session {
         }
     }
 
-    /// Where a socket aimed at `server` or `target` should send, if it may.
-    fn resolve(
-        &self,
-        server: Option<ServerName>,
-        target: Option<String>,
-    ) -> Result<(SocketAddr, Option<ServerName>), Refusal> {
-        let servers = &self.state.relay.servers;
-        match (server, target) {
-            (Some(server), None) => {
-                let addr = servers[&server];
-                // A server bound to every interface is reached over loopback.
-                let ip = match addr.ip() {
-                    IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-                    IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-                    ip => ip,
-                };
-                Ok((SocketAddr::new(ip, addr.port()), Some(server)))
-            }
-            (None, Some(target)) => {
-                let addr: SocketAddr = target.parse().map_err(|_| {
-                    refuse(
-                        ErrorCode::BadCommand,
-                        format!("target {target:?} is not an address like 127.0.0.1:9000"),
-                    )
-                })?;
-                let own = servers.iter().find(|(_, a)| **a == addr).map(|(name, _)| *name);
-                if own.is_none() && !self.state.config.allow_targets.contains(&addr) {
-                    return Err(refuse(
-                        ErrorCode::TargetNotAllowed,
-                        format!(
-                            "{addr} is not one of the relay's servers; the operator can allow it with --allow-target {addr}"
-                        ),
-                    ));
-                }
-                Ok((addr, own))
-            }
-            _ => Err(refuse(ErrorCode::BadCommand, "open needs exactly one of \"server\" or \"target\"")),
-        }
-    }
-
-    async fn open(
-        &mut self,
-        name: String,
-        server: Option<ServerName>,
-        target: Option<String>,
-        connect: bool,
-    ) -> Result<(), Refusal> {
+    /// Refuses a name that is malformed or taken, or one socket too many.
+    fn check_new_name(&self, name: &str) -> Result<(), Refusal> {
         if name.is_empty() || name.len() > MAX_NAME {
             return Err(refuse(ErrorCode::BadCommand, format!("a socket name has 1 to {MAX_NAME} bytes")));
         }
-        if self.sockets.contains_key(&name) {
+        if self.sockets.contains_key(name) {
             return Err(refuse(ErrorCode::SocketExists, format!("a socket named {name:?} is already open")));
         }
         let limit = self.state.config.limits.sockets_per_session;
@@ -556,46 +451,51 @@ impl Session {
                 format!("a session may open {limit} sockets (--max-sockets)"),
             ));
         }
-        let (remote, server) = self.resolve(server, target)?;
-
-        // Bind where the server will see us from: loopback for loopback, and the server's own
-        // address when it listens on one of this machine's other addresses, so the address
-        // this session claims is the one the server's events name.
-        let bind = match remote.ip() {
-            IpAddr::V4(ip) if ip.is_loopback() => SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-            IpAddr::V6(ip) if ip.is_loopback() => SocketAddr::from((Ipv6Addr::LOCALHOST, 0)),
-            ip if server.is_some() => SocketAddr::new(ip, 0),
-            IpAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
-            IpAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
-        };
-        let io = |e: std::io::Error| refuse(ErrorCode::Io, format!("cannot open a UDP socket: {e}"));
-        let socket = UdpSocket::bind(bind).await.map_err(io)?;
-        if connect {
-            // connect() on UDP sends nothing: it fixes the peer, so the kernel filters
-            // datagrams from anyone else and reports ICMP errors back to this socket.
-            socket.connect(remote).await.map_err(io)?;
-        }
-        let local = socket.local_addr().map_err(io)?;
-
-        let pending = Arc::new(AtomicUsize::new(0));
-        let names = Names { session: self.id.clone(), socket: name.clone() };
-        let limits = self.state.config.limits;
-        let handler = ClientSocket::new(names, remote, self.budget.clone(), limits.pending_requests)
-            .with_pending_counter(pending.clone());
-        let (control, rx) = mpsc::channel(SOCKET_QUEUE);
-        let stop = self.stop.child_token();
-        self.feed.claim(local);
-        let (session, socket_name) = (self.id.clone(), name.clone());
-        self.state.bus.emit(
-            Instant::now(),
-            EventKind::ClientOpen { session, socket: socket_name, local, remote, server, connect },
-        );
-        self.socket_tasks.spawn(udp::drive(socket, handler, self.state.bus.clone(), rx, stop.clone()));
-        self.sockets.insert(name, OpenSocket { control, local, pending, stop });
         Ok(())
     }
 
-    fn send(
+    /// Opens a real UDP socket aimed at `opening.remote` and runs `handler` on it, in a task
+    /// that releases the socket's address when it ends.
+    async fn spawn_socket(
+        &self,
+        opening: Opening,
+        handler: ClientSocket,
+    ) -> Result<mpsc::Sender<Control<ClientCommand>>, Refusal> {
+        let io = |e: std::io::Error| refuse(ErrorCode::Io, format!("cannot open a UDP socket: {e}"));
+        let bind = target::bind_addr(opening.remote, opening.server.is_some());
+        let socket = UdpSocket::bind(bind).await.map_err(io)?;
+        if opening.connect {
+            // connect() on UDP sends nothing: it fixes the peer, so the kernel filters
+            // datagrams from anyone else and reports ICMP errors back to this socket.
+            socket.connect(opening.remote).await.map_err(io)?;
+        }
+        let local: SocketAddr = socket.local_addr().map_err(io)?;
+        let (control, rx) = mpsc::channel(SOCKET_QUEUE);
+        let claims = self.feed.claims();
+        claims.claim(local);
+        let driven = udp::drive(socket, handler, self.state.bus.clone(), rx, self.stop.child_token());
+        self.socket_tasks.spawn(async move {
+            driven.await;
+            claims.release(local);
+        });
+        Ok(control)
+    }
+
+    /// The control channel of a plain (not crowd) socket.
+    fn plain_socket(&self, name: &str) -> Result<&mpsc::Sender<Control<ClientCommand>>, Refusal> {
+        let open = self.sockets.get(name).ok_or_else(|| unknown_socket(name))?;
+        if open.crowd {
+            return Err(refuse(
+                ErrorCode::BadCommand,
+                format!(
+                    "{name:?} is a crowd: its members send on their own; close it and start another to change them"
+                ),
+            ));
+        }
+        Ok(&open.controls[0])
+    }
+
+    async fn send(
         &mut self,
         socket: &str,
         payload: Vec<u8>,
@@ -603,186 +503,138 @@ impl Session {
         request_id: bool,
     ) -> Result<(), Refusal> {
         let limits = self.state.config.limits;
-        if payload.len() > limits.datagram_bytes {
+        // UDP's own limit is the kernel's to enforce (`client_send_failed`); a lower one is
+        // the operator's.
+        if payload.len() > limits.datagram_bytes && limits.datagram_bytes < MAX_DATAGRAM {
             return Err(refuse(
                 ErrorCode::Limit,
                 format!(
-                    "{} bytes is over the {}-byte datagram limit (--max-datagram)",
+                    "{} bytes is over this relay's {}-byte datagram limit (--max-datagram)",
                     payload.len(),
                     limits.datagram_bytes
                 ),
             ));
         }
-        let open = self.sockets.get(socket).ok_or_else(|| unknown_socket(socket))?;
-        let is_request = retry.is_some() || request_id;
-        if is_request && open.pending.load(Ordering::Relaxed) >= limits.pending_requests {
+        let control = self.plain_socket(socket)?.clone();
+        self.take_budget(payload.len())?;
+        if retry.is_none() && !request_id {
+            return order(&control, ClientCommand::Send { payload, retry, request_id, accepted: None });
+        }
+        // Only the socket knows how many of its requests still wait: ask it.
+        let (accepted, answer) = oneshot::channel();
+        order(&control, ClientCommand::Send { payload, retry, request_id, accepted: Some(accepted) })?;
+        match tokio::time::timeout(ANSWER_TIMEOUT, answer).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(TooManyPending(limit)))) => Err(refuse(
+                ErrorCode::Limit,
+                format!("{limit} requests are already waiting for answers on this socket (--max-pending)"),
+            )),
+            Ok(Err(_)) => Err(refuse(ErrorCode::Io, "the socket has stopped")),
+            Err(_) => Err(refuse(ErrorCode::Io, "the socket did not answer")),
+        }
+    }
+
+    /// Starts a crowd: `clients` sockets under one name, each sending on a beat of its own.
+    #[allow(clippy::too_many_arguments)]
+    async fn crowd(
+        &mut self,
+        name: String,
+        server: Option<ServerName>,
+        target: Option<&str>,
+        clients: u32,
+        every: Option<Duration>,
+        payload: Vec<u8>,
+        heartbeat: Option<Duration>,
+    ) -> Result<(), Refusal> {
+        self.check_new_name(&name)?;
+        let (remote, server) = target::resolve(&self.state, server, target)?;
+        let limits = self.state.config.limits;
+        let room = limits.crowd_clients.saturating_sub(self.crowd_members);
+        if clients == 0 || clients > room {
             return Err(refuse(
                 ErrorCode::Limit,
                 format!(
-                    "{} requests are already waiting for answers on this socket (--max-pending)",
-                    limits.pending_requests
+                    "a crowd has 1 to {room} clients now: this session's crowds may have {} in all (--max-crowd)",
+                    limits.crowd_clients
                 ),
             ));
         }
-        self.take_send_token()?;
-        // Count the request in now, before its socket sees it, so a burst of commands cannot
-        // all pass the check above; the socket counts it out when it is answered or given up.
-        let pending = open.pending.clone();
-        if is_request {
-            pending.fetch_add(1, Ordering::Relaxed);
-        }
-        let sent = self.control(socket, ClientCommand::Send { payload, retry, request_id });
-        if sent.is_err() && is_request {
-            pending.fetch_sub(1, Ordering::Relaxed);
-        }
-        sent
-    }
-
-    /// Takes one datagram from the session's budget, or refuses with `limit`.
-    fn take_send_token(&self) -> Result<(), Refusal> {
-        // The lock guards a few arithmetic operations and is never held across an await.
-        let allowed = self.budget.lock().map(|mut b| b.try_take(Instant::now())).unwrap_or(false);
-        if allowed {
-            Ok(())
-        } else {
-            let per_sec = self.state.config.limits.sends_per_sec;
-            Err(refuse(
+        let min = limits.heartbeat_min;
+        if every.is_some_and(|e| e < min) || heartbeat.is_some_and(|h| h < min) {
+            return Err(refuse(
                 ErrorCode::Limit,
-                format!("over {per_sec} datagrams per second (--max-sends-per-sec)"),
-            ))
+                format!(
+                    "a crowd member may send every {} ms at most often (--min-heartbeat)",
+                    min.as_millis()
+                ),
+            ));
         }
+        // What the crowd will send each second, against the session's budget.
+        let per_sec =
+            |interval: Option<Duration>| interval.map_or(0.0, |d| f64::from(clients) / d.as_secs_f64());
+        let (messages, beats) = (per_sec(every), per_sec(heartbeat));
+        let datagrams = messages + beats;
+        let bytes = messages * payload.len() as f64 + beats * udp_heartbeat_len() as f64;
+        if datagrams > f64::from(limits.sends_per_sec) || bytes > limits.bytes_per_sec as f64 {
+            return Err(refuse(
+                ErrorCode::Limit,
+                format!(
+                    "this crowd would send {datagrams:.0} datagrams ({bytes:.0} bytes) a second, over this                      session's {} datagrams (--max-sends-per-sec) or {} bytes (--max-bytes-per-sec)",
+                    limits.sends_per_sec, limits.bytes_per_sec
+                ),
+            ));
+        }
+        let opening = Opening { remote, server, connect: true, recv_buffer: None };
+        // Each member starts at a random moment within its first interval, as independent
+        // clients would, so that their datagrams interleave.
+        let spread = every.unwrap_or(Duration::from_secs(1));
+        let mut controls = Vec::with_capacity(clients as usize);
+        for member in 0..clients {
+            let names = Names { session: self.id.clone(), socket: name.clone(), member: Some(member) };
+            let after = spread.mul_f64(fastrand::f64());
+            let handler = ClientSocket::new(names, opening, self.budget.clone(), limits.pending_requests)
+                .crowd_member(payload.clone(), after, every, heartbeat);
+            // A member that cannot open stops the crowd: the ones already open close with it.
+            controls.push(self.spawn_socket(opening, handler).await?);
+        }
+        self.crowd_members += clients;
+        self.sockets.insert(name, OpenSocket { controls, crowd: true });
+        Ok(())
     }
 
-    fn control(&self, socket: &str, command: ClientCommand) -> Result<(), Refusal> {
-        let open = self.sockets.get(socket).ok_or_else(|| unknown_socket(socket))?;
-        open.control.try_send(Control::Client(command)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => refuse(ErrorCode::Limit, "the socket is busy; try again"),
-            mpsc::error::TrySendError::Closed(_) => refuse(ErrorCode::Io, "the socket has stopped"),
+    /// Takes one datagram of `bytes` from the session's budget, or refuses with `limit`.
+    fn take_budget(&self, bytes: usize) -> Result<(), Refusal> {
+        // The lock guards a few arithmetic operations and is never held across an await.
+        let taken = match self.budget.lock() {
+            Ok(mut budget) => budget.take(Instant::now(), bytes),
+            Err(_) => Err(Over::Datagrams),
+        };
+        let limits = self.state.config.limits;
+        taken.map_err(|over| match over {
+            Over::Datagrams => refuse(
+                ErrorCode::Limit,
+                format!("over {} datagrams per second (--max-sends-per-sec)", limits.sends_per_sec),
+            ),
+            Over::Bytes => refuse(
+                ErrorCode::Limit,
+                format!("over {} bytes per second (--max-bytes-per-sec)", limits.bytes_per_sec),
+            ),
         })
     }
+}
+
+fn udp_heartbeat_len() -> usize {
+    super::client::HEARTBEAT.len()
+}
+
+/// Passes a command to a socket, in order behind the ones before it.
+fn order(control: &mpsc::Sender<Control<ClientCommand>>, command: ClientCommand) -> Result<(), Refusal> {
+    control.try_send(Control::Command(command)).map_err(|e| match e {
+        mpsc::error::TrySendError::Full(_) => refuse(ErrorCode::Limit, "the socket is busy; try again"),
+        mpsc::error::TrySendError::Closed(_) => refuse(ErrorCode::Io, "the socket has stopped"),
+    })
 }
 
 fn unknown_socket(name: &str) -> Refusal {
     refuse(ErrorCode::UnknownSocket, format!("no socket named {name:?} is open in this session"))
-}
-
-/// Checks retry parameters, so that no request retries faster than every 10 ms or forever.
-fn check_retry(p: RetryParams) -> Result<RetryParams, Refusal> {
-    let ok = (10..=60_000).contains(&p.initial_ms)
-        && p.factor.is_finite()
-        && (1.0..=10.0).contains(&p.factor)
-        && p.give_up_ms <= 600_000;
-    if ok {
-        Ok(p)
-    } else {
-        Err(refuse(
-            ErrorCode::BadCommand,
-            "retry needs initial_ms from 10 to 60000, factor from 1.0 to 10.0 and give_up_ms up to 600000",
-        ))
-    }
-}
-
-fn decode_hex(hex: &str) -> Result<Vec<u8>, Refusal> {
-    let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    let bad = || refuse(ErrorCode::BadCommand, "hex must be pairs of hex digits, like \"00ff\"");
-    if !digits.len().is_multiple_of(2) {
-        return Err(bad());
-    }
-    digits
-        .chunks(2)
-        .map(|pair| {
-            let text = std::str::from_utf8(pair).map_err(|_| bad())?;
-            u8::from_str_radix(text, 16).map_err(|_| bad())
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Two events as the bus hands them out: a `client_close`, then a `client_open`.
-    fn two_events() -> (Arc<Published>, Arc<Published>) {
-        let bus = crate::bus::EventBus::new(Instant::now());
-        let mut rx = bus.subscribe();
-        let local: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
-        bus.emit(Instant::now(), EventKind::ClientClose { session: "s".into(), socket: "a".into() });
-        let open = EventKind::ClientOpen {
-            session: "s".into(),
-            socket: "b".into(),
-            local,
-            remote: local,
-            server: None,
-            connect: true,
-        };
-        bus.emit(Instant::now(), open);
-        (rx.try_recv().expect("first"), rx.try_recv().expect("second"))
-    }
-
-    fn parsed(frames: Vec<String>) -> Vec<serde_json::Value> {
-        frames.iter().map(|f| serde_json::from_str(f).expect("each frame is JSON")).collect()
-    }
-
-    #[test]
-    fn outbox_writes_a_frame_per_message_or_one_batch() {
-        let (close, open) = two_events();
-        let lagged = ServerMsg::Lagged { missed: 3 };
-
-        let mut out = Outbox::new(false, Kinds::ALL);
-        out.event(&close);
-        out.event(&open);
-        out.message(&lagged);
-        let frames = parsed(out.frames());
-        let types: Vec<_> = frames.iter().map(|f| f["type"].as_str().unwrap_or_default()).collect();
-        assert_eq!(types, ["event", "event", "lagged"]);
-        assert_eq!(
-            (frames[0]["kind"].as_str(), frames[1]["kind"].as_str()),
-            (Some("client_close"), Some("client_open"))
-        );
-
-        let mut out = Outbox::new(true, Kinds::ALL);
-        out.event(&close);
-        out.event(&open);
-        out.message(&lagged);
-        let frames = parsed(out.frames());
-        assert_eq!(frames.len(), 1, "one batch frame");
-        let messages = frames[0]["messages"].as_array().expect("messages");
-        assert_eq!(frames[0]["type"], "batch");
-        assert_eq!(messages.len(), 3);
-        assert_eq!((messages[0]["seq"].as_u64(), messages[1]["seq"].as_u64()), (Some(1), Some(2)));
-        assert_eq!(messages[2], serde_json::json!({"type":"lagged","missed":3}));
-
-        let mut out = Outbox::new(true, Kinds::ALL);
-        out.event(&open);
-        assert_eq!(parsed(out.frames())[0]["messages"].as_array().map(Vec::len), Some(1), "a batch of one");
-        assert!(Outbox::new(true, Kinds::ALL).frames().is_empty(), "nothing to say, no frame");
-    }
-
-    #[test]
-    fn outbox_leaves_out_kinds_not_asked_for() {
-        let (close, open) = two_events();
-        let mut out = Outbox::new(false, [protocol::Kind::ClientOpen].into_iter().collect());
-        out.event(&close);
-        out.event(&open);
-        let frames = parsed(out.frames());
-        assert_eq!(frames.len(), 1);
-        assert_eq!(frames[0]["kind"], "client_open");
-    }
-
-    #[test]
-    fn hex_decodes_pairs_and_refuses_the_rest() {
-        assert_eq!(decode_hex("00ff 7A").ok(), Some(vec![0x00, 0xff, 0x7a]));
-        assert_eq!(decode_hex("").ok(), Some(vec![]));
-        assert!(decode_hex("abc").is_err());
-        assert!(decode_hex("zz").is_err());
-        assert!(decode_hex("é0").is_err());
-    }
-
-    #[test]
-    fn retry_parameters_are_bounded() {
-        assert!(check_retry(RetryParams::default()).is_ok());
-        assert!(check_retry(RetryParams { initial_ms: 1, ..RetryParams::default() }).is_err());
-        assert!(check_retry(RetryParams { factor: f64::NAN, ..RetryParams::default() }).is_err());
-        assert!(check_retry(RetryParams { factor: 0.5, ..RetryParams::default() }).is_err());
-    }
 }

@@ -108,6 +108,8 @@ fn strip(bytes: &[u8]) -> &[u8] {
 }
 
 impl DatagramHandler for Chat {
+    type Command = std::convert::Infallible;
+
     fn server(&self) -> Option<ServerName> {
         Some(ServerName::Chat)
     }
@@ -141,15 +143,18 @@ impl DatagramHandler for Chat {
                 let _ = writeln!(message, "ack: {} {}", from.ip(), from.port());
                 message.extend_from_slice(text);
                 message.push(b'\n');
-                cx.send_silent_to_all(self.last_heard.keys().copied(), &message);
                 let recipients = self.clients();
+                let dg = cx.arrival().unwrap_or_default();
                 cx.emit(|| EventKind::ChatBroadcast {
                     server: ServerName::Chat,
+                    dg,
                     from,
                     recipients,
                     len: text.len(),
                     payload: Payload::preview(text),
                 });
+                // Every copy is a datagram of its own, answering the message it copies.
+                cx.send_to_all(self.last_heard.keys().copied(), &message);
             }
         }
     }
@@ -189,7 +194,7 @@ impl DatagramHandler for Chat {
     }
 
     fn on_stop(&mut self, cx: &mut Cx, _now: Instant) {
-        cx.send_silent_to_all(self.last_heard.keys().copied(), b"end");
+        cx.send_to_all(self.last_heard.keys().copied(), b"end");
         let clients = self.clients();
         cx.emit(|| EventKind::ChatEnd { server: ServerName::Chat, clients });
     }
@@ -249,6 +254,25 @@ mod tests {
         let expected = b"ack: 127.0.0.1 2\nhello there\n".to_vec();
         assert_eq!(sent, vec![(addr(1), expected.clone()), (addr(2), expected)]);
         assert_eq!(kinds(&cx.take_events()), ["join", "join", "broadcast"]);
+    }
+
+    #[test]
+    fn each_copy_is_a_datagram_of_its_own_answering_the_message() {
+        let (mut chat, mut cx) = setup(10);
+        let t0 = Instant::now();
+        cx.arrive(&mut chat, t0, 100, addr(1), b"reg");
+        cx.arrive(&mut chat, t0, 101, addr(2), b"hi");
+        let copies = cx.take_named();
+        assert_eq!(copies.len(), 2);
+        assert!(
+            copies
+                .iter()
+                .all(|(_, bytes, _, reply_to)| bytes == b"ack: 127.0.0.1 2\nhi\n" && *reply_to == Some(101))
+        );
+        assert_ne!(copies[0].2, copies[1].2, "each copy has its own name");
+        assert!(copies.iter().all(|(_, _, dg, _)| *dg != 0 && *dg != 101));
+        let broadcast = cx.take_events().into_iter().find(|e| matches!(e, EventKind::ChatBroadcast { .. }));
+        assert!(matches!(broadcast, Some(EventKind::ChatBroadcast { dg: 101, recipients: 2, .. })));
     }
 
     #[test]

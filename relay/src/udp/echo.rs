@@ -15,6 +15,8 @@ use super::{Cx, DatagramHandler};
 pub struct Echo;
 
 impl DatagramHandler for Echo {
+    type Command = std::convert::Infallible;
+
     fn server(&self) -> Option<ServerName> {
         Some(ServerName::Echo)
     }

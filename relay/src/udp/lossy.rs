@@ -19,9 +19,10 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use protocol::{DropReason, EventKind, ServerName};
+use protocol::{Dg, DropReason, EventKind, ServerName};
 
 use super::{Cx, DatagramHandler, Setting, SettingError};
+use crate::request_id;
 
 /// Tunables of the lossy server.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +54,8 @@ struct Held {
     order: u64,
     held_since: Instant,
     to: SocketAddr,
+    /// The datagram it answers.
+    reply_to: Option<Dg>,
     answer: Vec<u8>,
 }
 
@@ -64,19 +67,6 @@ pub struct Lossy {
     arrivals: u64,
     /// Answers shed because the queue was full, since start.
     shed: u64,
-}
-
-/// The longest request ID the server echoes back, in characters.
-pub const MAX_REQUEST_ID: usize = 20;
-
-/// The request ID of a datagram that starts with `#ID ` (1 to 20 of `[A-Za-z0-9_-]`, then a
-/// space), including the `#` and the space.
-pub fn request_id(payload: &[u8]) -> Option<&[u8]> {
-    let rest = payload.strip_prefix(b"#")?;
-    let len = rest.iter().take(MAX_REQUEST_ID + 1).position(|&b| b == b' ')?;
-    let id = &rest[..len];
-    let valid = !id.is_empty() && id.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    valid.then(|| &payload[..len + 2])
 }
 
 impl Lossy {
@@ -109,6 +99,8 @@ impl Lossy {
 }
 
 impl DatagramHandler for Lossy {
+    type Command = std::convert::Infallible;
+
     fn server(&self) -> Option<ServerName> {
         Some(ServerName::Lossy)
     }
@@ -116,11 +108,13 @@ impl DatagramHandler for Lossy {
     fn on_datagram(&mut self, cx: &mut Cx, now: Instant, from: SocketAddr, payload: &[u8]) {
         let len = payload.len();
         let to = cx.local();
+        let dg = cx.arrival().unwrap_or_default();
         // One draw per datagram, always, so the drop sequence for a seed does not depend on
         // the delay settings.
         if self.rng.f64() < self.settings.drop {
             cx.emit(|| EventKind::ServerDrop {
                 server: ServerName::Lossy,
+                dg,
                 from,
                 to,
                 len,
@@ -129,7 +123,7 @@ impl DatagramHandler for Lossy {
             return;
         }
         let mut answer = Vec::with_capacity(48);
-        if let Some(id) = request_id(payload) {
+        if let Some(id) = request_id::prefix(payload) {
             answer.extend_from_slice(id);
         }
         // Writing to a Vec cannot fail.
@@ -142,6 +136,7 @@ impl DatagramHandler for Lossy {
             self.shed += 1;
             cx.emit(|| EventKind::ServerDrop {
                 server: ServerName::Lossy,
+                dg,
                 from,
                 to,
                 len,
@@ -154,6 +149,7 @@ impl DatagramHandler for Lossy {
                 order: self.arrivals,
                 held_since: now,
                 to: from,
+                reply_to: cx.arrival(),
                 answer,
             }));
         }
@@ -179,7 +175,7 @@ impl DatagramHandler for Lossy {
     fn on_tick(&mut self, cx: &mut Cx, now: Instant) {
         while self.held.peek().is_some_and(|Reverse(h)| h.due <= now) {
             if let Some(Reverse(h)) = self.held.pop() {
-                cx.send_delayed(h.to, &h.answer, now.saturating_duration_since(h.held_since));
+                cx.send_delayed(h.to, &h.answer, now.saturating_duration_since(h.held_since), h.reply_to);
             }
         }
     }
@@ -268,15 +264,20 @@ mod tests {
     }
 
     #[test]
-    fn request_id_syntax() {
-        assert_eq!(request_id(b"#1 x"), Some(&b"#1 "[..]));
-        assert_eq!(request_id(b"#abc "), Some(&b"#abc "[..]));
-        assert_eq!(request_id(b"#12345678901234567890 x"), Some(&b"#12345678901234567890 "[..]));
-        assert_eq!(request_id(b"#123456789012345678901 x"), None, "21 characters is too long");
-        assert_eq!(request_id(b"# x"), None, "empty ID");
-        assert_eq!(request_id(b"#a.b x"), None, "'.' is not allowed");
-        assert_eq!(request_id(b"#abc"), None, "no space");
-        assert_eq!(request_id(b"abc x"), None);
+    fn every_answer_names_the_datagram_it_answers_even_when_held() {
+        let delay = Duration::from_millis(150);
+        let (mut lossy, mut cx) = setup(LossySettings { drop: 0.0, delay, ..Default::default() });
+        let t0 = Instant::now();
+        cx.arrive(&mut lossy, t0, 7, addr(1), b"#1 a");
+        cx.arrive(&mut lossy, t0, 8, addr(2), b"#2 b");
+        lossy.on_tick(&mut cx, t0 + delay);
+        let replies: Vec<_> =
+            cx.take_named().into_iter().map(|(to, _, dg, reply_to)| (to, dg != 0, reply_to)).collect();
+        assert_eq!(replies, [(addr(1), true, Some(7)), (addr(2), true, Some(8))]);
+
+        let (mut lossy, mut cx) = setup(LossySettings { drop: 1.0, ..Default::default() });
+        cx.arrive(&mut lossy, t0, 9, addr(1), b"x");
+        assert!(matches!(cx.take_events().as_slice(), [EventKind::ServerDrop { dg: 9, .. }]));
     }
 
     #[test]

@@ -15,6 +15,8 @@ use super::{Cx, DatagramHandler};
 pub struct Upper;
 
 impl DatagramHandler for Upper {
+    type Command = std::convert::Infallible;
+
     fn server(&self) -> Option<ServerName> {
         Some(ServerName::Upper)
     }

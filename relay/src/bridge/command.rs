@@ -1,0 +1,155 @@
+//! Reading commands: a text frame becomes a [`Command`], or a refusal that says precisely what
+//! is wrong.
+
+use protocol::{Command, ErrorCode, RetryParams};
+
+/// The longest command frame the relay reads, in bytes: room for a datagram of 65,535 bytes
+/// (more than UDP carries, so UDP itself can refuse it) even written as JSON `\u00XX` escapes,
+/// six characters a byte. A longer frame is refused with `limit` and the session goes on.
+pub const MAX_COMMAND: usize = 6 * 65_535 + 4_096;
+
+/// The longest frame the relay reads at all. A longer one cannot be read, so the connection is
+/// closed with code 1009 ("message too big") and a reason the page shows.
+pub const MAX_FRAME: usize = 1 << 20;
+
+const _: () = assert!(MAX_COMMAND < MAX_FRAME, "a frame too long for a command is still read");
+
+/// A command that could not be carried out.
+#[derive(Debug)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+pub fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
+    Refusal { code, message: message.into() }
+}
+
+/// A frame that is not a command, with what it named, for the error message.
+#[derive(Debug)]
+pub struct Unreadable {
+    pub refusal: Refusal,
+    pub op: Option<String>,
+    pub socket: Option<String>,
+}
+
+const OPS: [&str; 7] = ["open", "send", "heartbeat", "close", "subscribe", "configure", "crowd"];
+
+/// Reads one text frame.
+pub fn parse(text: &str) -> Result<Command, Unreadable> {
+    let unreadable = |refusal, op: Option<&str>, socket: Option<&str>| Unreadable {
+        refusal,
+        op: op.map(str::to_owned),
+        socket: socket.map(str::to_owned),
+    };
+    if text.len() > MAX_COMMAND {
+        let message = format!(
+            "a command is at most {MAX_COMMAND} bytes, and this frame has {}; nothing was done",
+            text.len()
+        );
+        return Err(unreadable(refuse(ErrorCode::Limit, message), None, None));
+    }
+    // Nearly every frame is a well-formed command: parse it once, straight into its type.
+    if let Ok(command) = serde_json::from_str::<Command>(text) {
+        return Ok(command);
+    }
+    // Otherwise look closer, to say precisely what is wrong.
+    let value: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v @ serde_json::Value::Object(_)) => v,
+        Ok(_) => {
+            return Err(unreadable(refuse(ErrorCode::BadJson, "a command is a JSON object"), None, None));
+        }
+        Err(e) => return Err(unreadable(refuse(ErrorCode::BadJson, format!("not JSON: {e}")), None, None)),
+    };
+    let op = value.get("op").and_then(|op| op.as_str()).map(str::to_owned);
+    let socket = value.get("socket").and_then(|s| s.as_str()).map(str::to_owned);
+    let Some(op) = op.filter(|op| OPS.contains(&op.as_str())) else {
+        let refusal = refuse(ErrorCode::UnknownOp, format!("\"op\" must be one of {}", OPS.join(", ")));
+        return Err(unreadable(refusal, None, socket.as_deref()));
+    };
+    serde_json::from_value::<Command>(value).map_err(|e| {
+        unreadable(refuse(ErrorCode::BadCommand, format!("{op}: {e}")), Some(&op), socket.as_deref())
+    })
+}
+
+/// A datagram's bytes, from exactly one of `text` or `hex`.
+pub fn payload(text: Option<String>, hex: Option<String>, op: &str) -> Result<Vec<u8>, Refusal> {
+    match (text, hex) {
+        (Some(text), None) => Ok(text.into_bytes()),
+        (None, Some(hex)) => decode_hex(&hex),
+        _ => Err(refuse(ErrorCode::BadCommand, format!("{op} needs exactly one of \"text\" or \"hex\""))),
+    }
+}
+
+/// Checks retry parameters, so that no request retries faster than every 10 ms or forever.
+pub fn check_retry(p: RetryParams) -> Result<RetryParams, Refusal> {
+    let ok = (10..=60_000).contains(&p.initial_ms)
+        && p.factor.is_finite()
+        && (1.0..=10.0).contains(&p.factor)
+        && p.give_up_ms <= 600_000;
+    if ok {
+        Ok(p)
+    } else {
+        Err(refuse(
+            ErrorCode::BadCommand,
+            "retry needs initial_ms from 10 to 60000, factor from 1.0 to 10.0 and give_up_ms up to 600000",
+        ))
+    }
+}
+
+fn decode_hex(hex: &str) -> Result<Vec<u8>, Refusal> {
+    let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    let bad = || refuse(ErrorCode::BadCommand, "hex must be pairs of hex digits, like \"00ff\"");
+    if !digits.len().is_multiple_of(2) {
+        return Err(bad());
+    }
+    digits
+        .chunks(2)
+        .map(|pair| {
+            let text = std::str::from_utf8(pair).map_err(|_| bad())?;
+            u8::from_str_radix(text, 16).map_err(|_| bad())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_decodes_pairs_and_refuses_the_rest() {
+        assert_eq!(decode_hex("00ff 7A").ok(), Some(vec![0x00, 0xff, 0x7a]));
+        assert_eq!(decode_hex("").ok(), Some(vec![]));
+        assert!(decode_hex("abc").is_err());
+        assert!(decode_hex("zz").is_err());
+        assert!(decode_hex("é0").is_err());
+    }
+
+    #[test]
+    fn retry_parameters_are_bounded() {
+        assert!(check_retry(RetryParams::default()).is_ok());
+        assert!(check_retry(RetryParams { initial_ms: 1, ..RetryParams::default() }).is_err());
+        assert!(check_retry(RetryParams { factor: f64::NAN, ..RetryParams::default() }).is_err());
+        assert!(check_retry(RetryParams { factor: 0.5, ..RetryParams::default() }).is_err());
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong_and_name_what_they_can() {
+        let e = parse("[1]").expect_err("not an object");
+        assert_eq!(e.refusal.code, ErrorCode::BadJson);
+        let e = parse(r#"{"op":"fly","socket":"a"}"#).expect_err("unknown op");
+        assert_eq!((e.refusal.code, e.socket.as_deref()), (ErrorCode::UnknownOp, Some("a")));
+        let e = parse(r#"{"op":"send","socket":"a","txt":"x"}"#).expect_err("bad field");
+        assert_eq!((e.refusal.code, e.op.as_deref()), (ErrorCode::BadCommand, Some("send")));
+        assert!(e.refusal.message.contains("txt"), "{}", e.refusal.message);
+    }
+
+    #[test]
+    fn the_largest_datagram_fits_in_a_command_even_escaped_and_more_is_a_limit() {
+        let escaped = "\\u0001".repeat(65_507);
+        let frame = format!(r#"{{"op":"send","socket":"a","text":"{escaped}"}}"#);
+        assert!(parse(&frame).is_ok());
+        let e = parse(&" ".repeat(MAX_COMMAND + 1)).expect_err("too long");
+        assert_eq!(e.refusal.code, ErrorCode::Limit);
+    }
+}

@@ -1,0 +1,67 @@
+//! Live settings and commands: what the rest of the relay can tell a running handler.
+//!
+//! Each socket's driver reads a channel of [`Control`] messages. A server takes [`Setting`]s
+//! and describes its settings; a client socket takes the commands of its handler's own type
+//! ([`DatagramHandler::Command`](super::DatagramHandler::Command)). Whoever asks waits for the
+//! answer on a oneshot channel, so every count and setting keeps one owner: the handler.
+
+use std::time::Duration;
+
+use protocol::ServerName;
+use tokio::sync::oneshot;
+
+/// A message to a running handler. `C` is the handler's own command type.
+#[derive(Debug)]
+pub enum Control<C> {
+    /// Change a server setting, and say whether it was accepted.
+    Configure { setting: Setting, reply: oneshot::Sender<Result<(), SettingError>> },
+    /// Report the current settings.
+    Describe(oneshot::Sender<protocol::ServerSettings>),
+    /// A command of the handler's own kind.
+    Command(C),
+}
+
+/// A live setting change for one server.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Setting {
+    /// Lossy: the probability of dropping a datagram, 0.0 to 1.0.
+    Drop(f64),
+    /// Lossy: the fixed delay before each answer.
+    Delay(Duration),
+    /// Lossy: the upper bound of the random extra delay.
+    Jitter(Duration),
+    /// Chat: how long a silent client lives.
+    ChatTimeout(Duration),
+}
+
+impl Setting {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Drop(_) => "drop",
+            Self::Delay(_) => "delay_ms",
+            Self::Jitter(_) => "jitter_ms",
+            Self::ChatTimeout(_) => "timeout_ms",
+        }
+    }
+
+    /// The new value as a number: a probability, or a duration in milliseconds.
+    pub fn value(self) -> f64 {
+        match self {
+            Self::Drop(p) => p,
+            Self::Delay(d) | Self::Jitter(d) | Self::ChatTimeout(d) => d.as_secs_f64() * 1000.0,
+        }
+    }
+}
+
+/// Why a live setting was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SettingError {
+    #[error("the {} server has no setting {setting:?}", server.map_or("client", ServerName::as_str))]
+    NotSupported { server: Option<ServerName>, setting: &'static str },
+    #[error("drop probability must be between 0.0 and 1.0, got {0}")]
+    DropOutOfRange(f64),
+    #[error("the chat timeout must be more than zero")]
+    ZeroTimeout,
+    #[error("{setting} may be at most a day")]
+    TooLong { setting: &'static str },
+}

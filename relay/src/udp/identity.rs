@@ -1,0 +1,309 @@
+//! Datagram identity: one name (`dg`) per datagram, from the send to the arrival.
+//!
+//! The relay owns both ends of most datagrams it draws: a page's socket sends to a server, a
+//! server answers a page's socket. Each end is a different socket in a different task, so the
+//! receiving end cannot simply be told which datagram it got. Instead the sender writes down
+//! what it is about to send, and the receiver looks it up:
+//!
+//! - Before a relay socket sends to another relay socket, it records `(dg, fingerprint)` in the
+//!   queue of that flow (source port, destination port). A send that then fails is struck out.
+//! - When a relay socket reads a datagram, it takes the oldest entry of its flow whose
+//!   fingerprint (length and bytes) matches. Loopback keeps the order of one flow, so that is
+//!   the datagram it got. Entries skipped on the way were lost in the kernel (a full receive
+//!   queue), and are forgotten.
+//! - An arrival with no matching entry (an outside client's datagram, or one sent while nobody
+//!   watched) gets a new `dg` of its own: where the relay cannot be sure, it leaves the link out.
+//!
+//! The table also knows the one address where the relay knows for sure that nothing listens:
+//! the `nobody` port ([`Datagrams::set_nobody`]), which it keeps free.
+//!
+//! Names are given only while someone watches ([`Cx::observed`](super::Cx::observed)), so an
+//! unwatched relay never touches this table.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use protocol::Dg;
+
+/// Datagrams remembered per flow that have been sent but not yet read. A receiver that stops
+/// reading (or a kernel that drops) must not grow the table: the oldest are forgotten first,
+/// and their arrival, if it ever comes, is simply not linked.
+const PER_FLOW: usize = 1_024;
+
+/// Bytes of a payload's start and end that go into its fingerprint, with its length. Enough to
+/// tell apart the datagrams of one flow that are in flight together, cheap for 64 KB ones.
+const FINGERPRINT_HEAD: usize = 128;
+const FINGERPRINT_TAIL: usize = 64;
+
+/// One end of a flow: the address family and the port. A server bound to every interface does
+/// not know which of its addresses a peer used, but it knows its port.
+type End = (bool, u16);
+
+fn end(addr: SocketAddr) -> End {
+    (addr.ip().to_canonical().is_ipv6(), addr.port())
+}
+
+/// What identifies a datagram's bytes well enough among its flow's datagrams in flight.
+fn fingerprint(payload: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    payload.len().hash(&mut h);
+    if payload.len() <= FINGERPRINT_HEAD + FINGERPRINT_TAIL {
+        payload.hash(&mut h);
+    } else {
+        payload[..FINGERPRINT_HEAD].hash(&mut h);
+        payload[payload.len() - FINGERPRINT_TAIL..].hash(&mut h);
+    }
+    h.finish()
+}
+
+/// The relay's datagram names and the sends awaiting their arrival. Shared by every socket
+/// through the event bus.
+#[derive(Debug, Default)]
+pub struct Datagrams {
+    /// The last name given; names start at 1.
+    last: AtomicU64,
+    /// Entries in every flow queue, so a receiver can skip the lock when there are none.
+    in_flight: AtomicUsize,
+    /// A `std::sync::Mutex`: held for one hash lookup and a queue operation, never across an
+    /// await.
+    table: Mutex<Table>,
+    /// The `nobody` target: a loopback port the relay keeps free.
+    nobody: OnceLock<SocketAddr>,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    /// The relay's own sockets, counted (two sockets may share a port across families).
+    owned: HashMap<End, usize>,
+    /// Sent, not yet read: per (source, destination), oldest first.
+    flows: HashMap<(End, End), VecDeque<(Dg, u64)>>,
+}
+
+impl Datagrams {
+    pub fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    /// Sets the `nobody` address, once, when the relay starts.
+    pub fn set_nobody(&self, addr: SocketAddr) {
+        let _ = self.nobody.set(addr);
+    }
+
+    /// Whether `to` is the `nobody` address.
+    pub fn is_nobody(&self, to: SocketAddr) -> bool {
+        self.nobody.get() == Some(&to)
+    }
+
+    /// A new name.
+    pub fn next(&self) -> Dg {
+        self.last.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Registers one of the relay's sockets, so datagrams sent to it are recorded. Dropping the
+    /// guard unregisters it and forgets its flows.
+    pub fn own(self: &Arc<Self>, local: SocketAddr) -> Owned {
+        if let Ok(mut table) = self.table.lock() {
+            *table.owned.entry(end(local)).or_default() += 1;
+        }
+        Owned { datagrams: self.clone(), local }
+    }
+
+    /// Datagram `dg` is about to go from `from` to `to`. Recorded only if `to` is one of the
+    /// relay's sockets: nobody else will look it up.
+    pub fn sending(&self, from: SocketAddr, to: SocketAddr, dg: Dg, payload: &[u8]) {
+        let Ok(mut table) = self.table.lock() else { return };
+        if !table.owned.contains_key(&end(to)) {
+            return;
+        }
+        let queue = table.flows.entry((end(from), end(to))).or_default();
+        if queue.len() == PER_FLOW {
+            queue.pop_front();
+        } else {
+            self.in_flight.fetch_add(1, Ordering::Relaxed);
+        }
+        queue.push_back((dg, fingerprint(payload)));
+    }
+
+    /// The send of `dg` from `from` to `to` failed: it will never arrive.
+    pub fn not_sent(&self, from: SocketAddr, to: SocketAddr, dg: Dg) {
+        let Ok(mut table) = self.table.lock() else { return };
+        if let Some(queue) = table.flows.get_mut(&(end(from), end(to)))
+            && let Some(i) = queue.iter().rposition(|&(d, _)| d == dg)
+        {
+            queue.remove(i);
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether any recorded datagram still awaits its arrival. A receiver that is not watched
+    /// still takes its entries off while this is true, so that a send recorded just before the
+    /// last watcher left cannot be mistaken for a later one.
+    pub fn any_in_flight(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) > 0
+    }
+
+    /// The name of the datagram `to` just read from `from`, if it was recorded as sent.
+    pub fn arrived(&self, from: SocketAddr, to: SocketAddr, payload: &[u8]) -> Option<Dg> {
+        if !self.any_in_flight() {
+            return None;
+        }
+        let Ok(mut table) = self.table.lock() else { return None };
+        let Entry::Occupied(mut entry) = table.flows.entry((end(from), end(to))) else { return None };
+        let print = fingerprint(payload);
+        let queue = entry.get_mut();
+        let found = queue.iter().position(|&(_, p)| p == print)?;
+        // Everything older in this flow was lost on the way.
+        let (dg, _) = queue[found];
+        queue.drain(..=found);
+        self.in_flight.fetch_sub(found + 1, Ordering::Relaxed);
+        if queue.is_empty() {
+            entry.remove();
+        }
+        Some(dg)
+    }
+
+    fn disown(&self, local: SocketAddr) {
+        let Ok(mut table) = self.table.lock() else { return };
+        let here = end(local);
+        if let Entry::Occupied(mut count) = table.owned.entry(here) {
+            *count.get_mut() -= 1;
+            if *count.get() > 0 {
+                return;
+            }
+            count.remove();
+        }
+        let mut forgotten = 0;
+        table.flows.retain(|&(from, to), queue| {
+            let keep = from != here && to != here;
+            if !keep {
+                forgotten += queue.len();
+            }
+            keep
+        });
+        self.in_flight.fetch_sub(forgotten, Ordering::Relaxed);
+    }
+}
+
+/// One of the relay's sockets, registered with [`Datagrams::own`] until dropped.
+#[derive(Debug)]
+pub struct Owned {
+    datagrams: Arc<Datagrams>,
+    local: SocketAddr,
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        self.datagrams.disown(self.local);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn an_arrival_takes_the_name_it_was_sent_with() {
+        let dgs = Datagrams::new();
+        let _server = dgs.own(addr(10004));
+        let _client = dgs.own(addr(5000));
+        let (a, b) = (dgs.next(), dgs.next());
+        dgs.sending(addr(5000), addr(10004), a, b"one");
+        dgs.sending(addr(5000), addr(10004), b, b"two");
+        assert_eq!(dgs.arrived(addr(5000), addr(10004), b"one"), Some(a));
+        assert_eq!(dgs.arrived(addr(5000), addr(10004), b"two"), Some(b));
+        assert!(!dgs.any_in_flight());
+    }
+
+    #[test]
+    fn a_server_bound_to_every_interface_is_found_by_its_port() {
+        let dgs = Datagrams::new();
+        let _server = dgs.own("0.0.0.0:10004".parse().expect("addr"));
+        let dg = dgs.next();
+        dgs.sending(addr(5000), addr(10004), dg, b"x");
+        assert_eq!(dgs.arrived(addr(5000), "0.0.0.0:10004".parse().expect("addr"), b"x"), Some(dg));
+    }
+
+    #[test]
+    fn identical_datagrams_are_named_in_the_order_they_were_sent() {
+        let dgs = Datagrams::new();
+        let _server = dgs.own(addr(1));
+        let names: Vec<_> = (0..3).map(|_| dgs.next()).collect();
+        for &dg in &names {
+            dgs.sending(addr(2), addr(1), dg, b"^hb^");
+        }
+        let arrived: Vec<_> = (0..3).map(|_| dgs.arrived(addr(2), addr(1), b"^hb^")).collect();
+        assert_eq!(arrived, names.iter().map(|&d| Some(d)).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_datagram_lost_on_the_way_is_skipped_and_forgotten() {
+        let dgs = Datagrams::new();
+        let _server = dgs.own(addr(1));
+        let (lost, kept) = (dgs.next(), dgs.next());
+        dgs.sending(addr(2), addr(1), lost, b"lost");
+        dgs.sending(addr(2), addr(1), kept, b"kept");
+        assert_eq!(dgs.arrived(addr(2), addr(1), b"kept"), Some(kept));
+        assert!(!dgs.any_in_flight(), "the lost one is forgotten, not left to confuse later arrivals");
+        assert_eq!(dgs.arrived(addr(2), addr(1), b"lost"), None);
+    }
+
+    #[test]
+    fn unrecorded_arrivals_and_sends_to_strangers_have_no_link() {
+        let dgs = Datagrams::new();
+        let _server = dgs.own(addr(1));
+        // An outside client's datagram was never recorded.
+        assert_eq!(dgs.arrived(addr(40000), addr(1), b"from nc"), None);
+        // A server's answer to an outside client is not recorded either: nobody looks it up.
+        dgs.sending(addr(1), addr(40000), dgs.next(), b"answer");
+        assert!(!dgs.any_in_flight());
+    }
+
+    #[test]
+    fn a_failed_send_is_struck_out() {
+        let dgs = Datagrams::new();
+        let _server = dgs.own(addr(1));
+        let (failed, sent) = (dgs.next(), dgs.next());
+        dgs.sending(addr(2), addr(1), failed, b"same");
+        dgs.not_sent(addr(2), addr(1), failed);
+        dgs.sending(addr(2), addr(1), sent, b"same");
+        assert_eq!(dgs.arrived(addr(2), addr(1), b"same"), Some(sent));
+    }
+
+    #[test]
+    fn a_closed_socket_forgets_its_flows_and_queues_are_bounded() {
+        let dgs = Datagrams::new();
+        let server = dgs.own(addr(1));
+        for _ in 0..PER_FLOW + 10 {
+            dgs.sending(addr(2), addr(1), dgs.next(), b"x");
+        }
+        assert_eq!(dgs.in_flight.load(Ordering::Relaxed), PER_FLOW);
+        drop(server);
+        assert!(!dgs.any_in_flight());
+        dgs.sending(addr(2), addr(1), dgs.next(), b"x");
+        assert!(!dgs.any_in_flight(), "no longer the relay's socket");
+    }
+
+    #[test]
+    fn long_datagrams_differing_only_in_the_middle_still_pair_in_order() {
+        let dgs = Datagrams::new();
+        let _server = dgs.own(addr(1));
+        let (a, b) = (vec![0u8; 2000], {
+            let mut v = vec![0u8; 2000];
+            v[1000] = 1;
+            v
+        });
+        let (da, db) = (dgs.next(), dgs.next());
+        dgs.sending(addr(2), addr(1), da, &a);
+        dgs.sending(addr(2), addr(1), db, &b);
+        assert_eq!(dgs.arrived(addr(2), addr(1), &a), Some(da));
+        assert_eq!(dgs.arrived(addr(2), addr(1), &b), Some(db));
+    }
+}
