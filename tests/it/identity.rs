@@ -84,7 +84,8 @@ async fn a_held_lossy_answer_still_names_the_request_it_answers() {
     let mut ws = connect(relay.http()).await;
     open(&mut ws, "l", json!({"server":"lossy"})).await;
     let events = assert_chain(&mut ws, "l", "#7 late", "lossy").await;
-    assert_eq!(one(&events, "server_send")["delay_ms"], 150);
+    let held = one(&events, "server_send")["delay_ms"].as_u64().expect("delay_ms");
+    assert!(held >= 150, "held {held} ms, at least the delay");
     ws.close().await;
     relay.shutdown().await;
 }
