@@ -272,21 +272,24 @@ impl Renderer {
                     let mid_y = (y1 + ey) / 2.0;
                     if mid_y - last_label_y >= 14.0 * s || selected {
                         last_label_y = mid_y;
-                        let label = arrow.label();
-                        // What the bytes' arrival says that a glance would miss is in bold:
-                        // a cut read, a reply taken for the wrong attempt.
-                        let untrue = arrow.cut().is_some() || arrow.misattributed().is_some();
-                        let bold = untrue
+                        let note = arrow.note();
+                        let bold = note.is_some()
                             || matches!(
                                 arrow.fate,
                                 Fate::Late | Fate::Duplicate | Fate::Dropped | Fate::Vanished | Fate::NotSent
                             );
-                        let colour =
-                            if untrue && arrow.fate == Fate::Delivered { VERMILLION } else { colour };
                         ctx.set_font(&font(12.0, if bold { "700" } else { "400" }));
                         ctx.set_text_align("center");
                         let max = (x2 - x1).abs().max(60.0 * s) - 8.0;
-                        self.halo_text(&label, (x1 + x2) / 2.0, mid_y - 7.0 * s, max, colour);
+                        self.halo_text(&arrow.headline(), (x1 + x2) / 2.0, mid_y - 7.0 * s, max, colour);
+                        // A note (a cut read, a reply taken for the wrong attempt) goes under
+                        // the line, in its own words, wide enough to read.
+                        if let Some(note) = note {
+                            let wide = max.max(span * 0.6);
+                            let cx = ((x1 + x2) / 2.0).clamp(gutter + wide / 2.0, gutter + span - wide / 2.0);
+                            self.halo_text(&note, cx, mid_y + 8.0 * s, wide, VERMILLION);
+                            last_label_y = mid_y + 14.0 * s;
+                        }
                         // The time on the left.
                         ctx.set_font(&font(10.5, "400"));
                         ctx.set_text_align("right");

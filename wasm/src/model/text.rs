@@ -94,9 +94,16 @@ pub fn misattributed_text(taken: u32, answers: u32) -> String {
 
 impl Arrow {
     /// What the diagram prints on this arrow, and what the event log and tests read as its
-    /// `data-label`: the fate's word, the attempt, the bytes, and what the relay's names say
-    /// about it (cut by the receive buffer, taken as the answer to the wrong attempt).
+    /// `data-label`: the [`headline`](Self::headline), then the [`note`](Self::note) if any.
     pub fn label(&self) -> String {
+        match self.note() {
+            Some(note) => format!("{} · {note}", self.headline()),
+            None => self.headline(),
+        }
+    }
+
+    /// The fate's word, the crowd member, the attempt, the bytes and the wait before a retry.
+    pub fn headline(&self) -> String {
         let mut label = String::new();
         match self.fate {
             Fate::Late => label.push_str("LATE "),
@@ -114,24 +121,31 @@ impl Arrow {
         if let Some(m) = self.member {
             label.push_str(&format!("[{m}] "));
         }
-        let misattributed = self.misattributed();
-        if misattributed.is_none()
+        // A reply taken for the wrong attempt is not numbered with the mistake: its note says it.
+        if self.misattributed().is_none()
             && let Some(a) = self.attempt.filter(|a| *a > 1 || self.waited_ms.is_some())
         {
             label.push_str(&format!("#{a} "));
         }
         label.push_str(&preview(&self.payload));
         label.push_str(&format!(" {}B", self.len));
-        if let Some(kept) = self.cut() {
-            label.push_str(&format!(" · {}", cut_text(kept, self.len)));
-        }
-        if let Some((taken, answers)) = misattributed {
-            label.push_str(&format!(" · {}", misattributed_text(taken, answers)));
-        }
         if let Some(wait) = self.waited_ms {
             label.push_str(&format!(" · after {wait} ms"));
         }
         label
+    }
+
+    /// What the relay's names say that the bytes alone do not: the read cut the datagram, or
+    /// the client took the reply as the answer to another attempt than the one it answers.
+    pub fn note(&self) -> Option<String> {
+        let notes: Vec<String> = [
+            self.cut().map(|kept| cut_text(kept, self.len)),
+            self.misattributed().map(|(taken, answers)| misattributed_text(taken, answers)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        (!notes.is_empty()).then(|| notes.join(" · "))
     }
 }
 
