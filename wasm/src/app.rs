@@ -60,6 +60,11 @@ struct OwnSocket {
     /// The most one read takes, when the socket was opened with a small buffer.
     recv_buffer: Option<usize>,
     heartbeat_ms: u64,
+    /// False once the relay closed it: it is not offered for sending, but a reconnect opens it
+    /// again. A relay that shuts down closes every socket (`client_close`) before its `bye`.
+    open: bool,
+    /// The user asked to close it: its `client_close` forgets it.
+    closing: bool,
 }
 
 /// The WebSocket callbacks of the current connection. Replaced on reconnect, after the old
@@ -322,6 +327,9 @@ fn wire(shared: &Shared) -> Result<(), JsValue> {
     });
     on_id(shared, d, "close-btn", "click", |app, _| {
         if let Some(socket) = app.selected_socket() {
+            if let Some(s) = app.sockets.iter_mut().find(|s| s.name == socket) {
+                s.closing = true;
+            }
             app.command(&Command::Close { socket });
         }
     });
@@ -520,6 +528,8 @@ impl App {
                     connect: *connect,
                     recv_buffer: *recv_buffer,
                     heartbeat_ms,
+                    open: true,
+                    closing: false,
                 });
                 self.refresh_socket_list();
                 dom::set_select(&self.document, "send-socket", socket);
@@ -527,7 +537,10 @@ impl App {
                 dom::set_input(&self.document, "open-name", &next);
             }
             EventKind::ClientClose { session, socket, member: None } if self.own_session(session) => {
-                self.sockets.retain(|s| &s.name != socket);
+                self.sockets.retain(|s| !(&s.name == socket && s.closing));
+                if let Some(s) = self.sockets.iter_mut().find(|s| &s.name == socket) {
+                    s.open = false;
+                }
                 self.refresh_socket_list();
             }
             _ => {}
@@ -538,6 +551,7 @@ impl App {
         let options: Vec<(String, String)> = self
             .sockets
             .iter()
+            .filter(|s| s.open)
             .map(|s| {
                 let to =
                     s.server.map_or_else(|| s.target.clone().unwrap_or_default(), |n| n.as_str().to_owned());
