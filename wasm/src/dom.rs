@@ -117,7 +117,7 @@ pub fn prepend_log_line(
     arrow: Option<&Arrow>,
 ) -> Result<(), JsValue> {
     let li = document.create_element("li")?;
-    li.set_attribute("data-kind", line.kind)?;
+    li.set_attribute("data-kind", &line.kind)?;
     li.set_attribute("data-seq", &line.seq.to_string())?;
     if let Some(socket) = &line.socket {
         li.set_attribute("data-socket", socket)?;

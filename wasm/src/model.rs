@@ -22,6 +22,7 @@
 //! Parts: [`matching`] (the index by `dg` and the reply chain), [`text`] (previews, byte
 //! counts and arrow labels).
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
@@ -296,7 +297,7 @@ pub struct LogLine {
     pub seq: u64,
     pub t_us: u64,
     /// The event's `kind`, as on the wire.
-    pub kind: &'static str,
+    pub kind: Cow<'static, str>,
     /// The socket name, for this page's sockets.
     pub socket: Option<String>,
     pub text: String,
@@ -681,7 +682,7 @@ impl Model {
     fn log_dg(
         &mut self,
         seq: u64,
-        kind: &'static str,
+        kind: impl Into<Cow<'static, str>>,
         socket: Option<&str>,
         text: String,
         item: Option<u64>,
@@ -691,6 +692,7 @@ impl Model {
             self.log.pop_front();
         }
         let t_us = self.latest_us;
+        let kind = kind.into();
         self.log.push_back(LogLine { seq, t_us, kind, socket: socket.map(str::to_owned), text, item, dg });
     }
 
@@ -1263,7 +1265,27 @@ impl Model {
                 let id = self.mark(event, lane, MarkKind::Configured, &text);
                 self.log_line(seq, "server_configured", None, text, Some(id));
             }
+            #[allow(
+                unreachable_patterns,
+                reason = "kinds the protocol gains before this page draws them land here"
+            )]
+            other => self.unknown(seq, other),
         }
+    }
+
+    /// An event of a kind this page does not draw yet: logged under its name, nothing drawn and
+    /// nothing guessed (the protocol may gain kinds at any time).
+    fn unknown(&mut self, seq: u64, kind: &EventKind) {
+        let name = serde_json::to_value(kind.kind()).ok().and_then(|v| v.as_str().map(str::to_owned));
+        let name = name.unwrap_or_else(|| "event".to_owned());
+        let mut text = match kind.server() {
+            Some(server) => format!("{server}: {name}"),
+            None => name.clone(),
+        };
+        if let Some(dg) = kind.dg() {
+            text.push_str(&format!(", datagram {dg}"));
+        }
+        self.log_dg(seq, name, None, text, None, kind.dg());
     }
 
     /// A socket received the datagram drawn as arrow `id`: records what it got and what the
