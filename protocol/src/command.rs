@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Kind, ServerName};
+use crate::{Dir, Kind, ServerName};
 
 /// One command frame.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -47,6 +47,36 @@ pub enum Command {
     Heartbeat { socket: String, every_ms: u64 },
     /// Closes the socket, or stops a whole crowd.
     Close { socket: String },
+    /// Changes the settings of one direction of a server's link; the others are kept. Every
+    /// session hears of it as `link_configured`. `mtu` 0 turns fragmenting off.
+    Link {
+        server: ServerName,
+        dir: Dir,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        loss: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duplicate: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reorder: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        delay_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        jitter_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mtu: Option<u16>,
+    },
+    /// Aims a fault at the next datagrams of one direction of a server's link: exactly one of
+    /// `drop_next`, `duplicate_next` (counts) or `hold_next_ms`.
+    Fault {
+        server: ServerName,
+        dir: Dir,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        drop_next: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duplicate_next: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hold_next_ms: Option<u64>,
+    },
     /// Runs `clients` sockets at once, each on its own port and aimed at the same server or
     /// target, each sending the payload every `every_ms` (starting at a random moment within
     /// the first interval, so that members interleave as independent clients would). With
@@ -111,6 +141,8 @@ impl Command {
             Self::Subscribe { .. } => "subscribe",
             Self::Configure { .. } => "configure",
             Self::Crowd { .. } => "crowd",
+            Self::Link { .. } => "link",
+            Self::Fault { .. } => "fault",
         }
     }
 
@@ -122,7 +154,7 @@ impl Command {
             | Self::Heartbeat { socket, .. }
             | Self::Close { socket }
             | Self::Crowd { socket, .. } => Some(socket),
-            Self::Subscribe { .. } | Self::Configure { .. } => None,
+            Self::Subscribe { .. } | Self::Configure { .. } | Self::Link { .. } | Self::Fault { .. } => None,
         }
     }
 }
@@ -265,6 +297,9 @@ mod tests {
             json!({"op":"crowd","socket":"k","server":"upper","clients":100,"every_ms":1000,"text":"hi"}),
             json!({"op":"crowd","socket":"k","server":"chat","clients":3,"every_ms":0,"text":"hi","heartbeat":true}),
             json!({"op":"crowd","socket":"k","server":"chat","clients":3,"every_ms":0,"hex":"00","heartbeat":500}),
+            json!({"op":"link","server":"echo","dir":"out","loss":0.3,"delay_ms":100,"jitter_ms":50}),
+            json!({"op":"link","server":"upper","dir":"in","mtu":1500}),
+            json!({"op":"fault","server":"echo","dir":"in","drop_next":2}),
         ] {
             let command = parse(v.clone());
             assert_eq!(serde_json::to_value(&command).expect("serialize"), v);

@@ -10,6 +10,7 @@
 //! - [`Payload`]: a short, printable preview of a datagram's bytes.
 //! - [`command`]: what a browser asks the relay to do over the WebSocket (`op`).
 //! - [`message`]: what the relay sends back (`type`): hello, events, errors, lag notices.
+//! - [`link`]: the impaired link in front of each server: its settings, faults and reasons.
 //!
 //! The golden tests at the bottom pin the JSON shape: a change there is a change of the contract.
 
@@ -21,9 +22,11 @@ use serde::{Deserialize, Serialize};
 
 pub mod addr;
 pub mod command;
+pub mod link;
 pub mod message;
 
 pub use command::{Command, HeartbeatSpec, RetryParams, RetrySpec, Scope};
+pub use link::{Dir, HoldReason, LinkDropReason, LinkFault, LinkPatch, LinkSettings, Links};
 pub use message::{ErrorCode, Hello, Limits, ServerMsg, ServerSettings};
 
 /// The four UDP servers of the relay. Their names appear in URLs, JSON and CLI flags.
@@ -270,6 +273,54 @@ pub enum EventKind {
     /// An operator changed a live setting of a server. Durations are in milliseconds.
     ServerConfigured { server: ServerName, setting: String, value: f64 },
 
+    /// The link lost datagram `dg` on its way `dir` (to or from the server). `peer` is the
+    /// server's other end. With `fragment`, fragment number `fragment` of `fragments` was lost.
+    LinkDrop {
+        server: ServerName,
+        dir: Dir,
+        dg: Dg,
+        #[serde(with = "crate::addr")]
+        peer: SocketAddr,
+        len: usize,
+        reason: LinkDropReason,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fragment: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fragments: Option<u32>,
+    },
+    /// The link delivers datagram `dg` twice; the second delivery is datagram `copy`.
+    LinkDuplicate {
+        server: ServerName,
+        dir: Dir,
+        dg: Dg,
+        copy: Dg,
+        #[serde(with = "crate::addr")]
+        peer: SocketAddr,
+    },
+    /// The link holds datagram `dg` back: for `hold_ms` (a delay or a fault), or until the next
+    /// datagram has gone by (`reorder`, no `hold_ms`).
+    LinkHold {
+        server: ServerName,
+        dir: Dir,
+        dg: Dg,
+        #[serde(with = "crate::addr")]
+        peer: SocketAddr,
+        reason: HoldReason,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hold_ms: Option<u64>,
+    },
+    /// The link lets datagram `dg` go on after holding it `held_us` microseconds.
+    LinkRelease {
+        server: ServerName,
+        dir: Dir,
+        dg: Dg,
+        #[serde(with = "crate::addr")]
+        peer: SocketAddr,
+        held_us: u64,
+    },
+    /// A direction of a server's link has new settings (all of them, not only the change).
+    LinkConfigured { server: ServerName, dir: Dir, settings: LinkSettings },
+
     /// A browser session opened a UDP socket at `local`, aimed at `remote`. `recv_buffer` is
     /// the most a read takes, when the socket was opened with one.
     ClientOpen {
@@ -454,10 +505,15 @@ pub enum Kind {
     ClientRefused,
     ClientVanished,
     ClientSendFailed,
+    LinkDrop,
+    LinkDuplicate,
+    LinkHold,
+    LinkRelease,
+    LinkConfigured,
 }
 
-// Each kind is one bit of a `u32`; `ClientSendFailed` is the last kind.
-const _: () = assert!((Kind::ClientSendFailed as u32) < u32::BITS);
+// Each kind is one bit of a `u32`; `LinkConfigured` is the last kind.
+const _: () = assert!((Kind::LinkConfigured as u32) < u32::BITS);
 
 /// A set of [`Kind`]s, one bit each: cheap to copy and to test on every event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -513,6 +569,11 @@ impl EventKind {
             Self::ClientRefused { .. } => Kind::ClientRefused,
             Self::ClientVanished { .. } => Kind::ClientVanished,
             Self::ClientSendFailed { .. } => Kind::ClientSendFailed,
+            Self::LinkDrop { .. } => Kind::LinkDrop,
+            Self::LinkDuplicate { .. } => Kind::LinkDuplicate,
+            Self::LinkHold { .. } => Kind::LinkHold,
+            Self::LinkRelease { .. } => Kind::LinkRelease,
+            Self::LinkConfigured { .. } => Kind::LinkConfigured,
         }
     }
 
@@ -530,7 +591,12 @@ impl EventKind {
             | Self::ChatBroadcast { server, .. }
             | Self::ChatRefused { server, .. }
             | Self::ChatEnd { server, .. }
-            | Self::ServerConfigured { server, .. } => *server,
+            | Self::ServerConfigured { server, .. }
+            | Self::LinkDrop { server, .. }
+            | Self::LinkDuplicate { server, .. }
+            | Self::LinkHold { server, .. }
+            | Self::LinkRelease { server, .. }
+            | Self::LinkConfigured { server, .. } => *server,
             _ => return None,
         })
     }
@@ -563,7 +629,11 @@ impl EventKind {
             | Self::ClientRecv { dg, .. }
             | Self::ClientDuplicate { dg, .. }
             | Self::ClientVanished { dg, .. }
-            | Self::ClientSendFailed { dg, .. } => Some(*dg),
+            | Self::ClientSendFailed { dg, .. }
+            | Self::LinkDrop { dg, .. }
+            | Self::LinkDuplicate { dg, .. }
+            | Self::LinkHold { dg, .. }
+            | Self::LinkRelease { dg, .. } => Some(*dg),
             _ => None,
         }
     }
@@ -580,6 +650,10 @@ impl EventKind {
             | Self::ChatEvict { peer, .. }
             | Self::ChatRefused { peer, .. } => Some(*peer),
             Self::ChatBroadcast { from, .. } => Some(*from),
+            Self::LinkDrop { peer, .. }
+            | Self::LinkDuplicate { peer, .. }
+            | Self::LinkHold { peer, .. }
+            | Self::LinkRelease { peer, .. } => Some(*peer),
             _ => None,
         }
     }
@@ -742,6 +816,57 @@ mod tests {
     }
 
     #[test]
+    fn link_events_golden() {
+        golden(
+            Event {
+                seq: 12,
+                t_us: 40,
+                kind: EventKind::LinkDrop {
+                    server: ServerName::Echo,
+                    dir: Dir::Out,
+                    dg: 21,
+                    peer: addr("127.0.0.1:40522"),
+                    len: 3000,
+                    reason: LinkDropReason::Fragment,
+                    fragment: Some(2),
+                    fragments: Some(3),
+                },
+            },
+            json!({"seq":12,"t_us":40,"kind":"link_drop","server":"echo","dir":"out","dg":21,
+                   "peer":"127.0.0.1:40522","len":3000,"reason":"fragment","fragment":2,"fragments":3}),
+        );
+        golden(
+            Event {
+                seq: 13,
+                t_us: 41,
+                kind: EventKind::LinkHold {
+                    server: ServerName::Upper,
+                    dir: Dir::In,
+                    dg: 22,
+                    peer: addr("127.0.0.1:40522"),
+                    reason: HoldReason::Delay,
+                    hold_ms: Some(130),
+                },
+            },
+            json!({"seq":13,"t_us":41,"kind":"link_hold","server":"upper","dir":"in","dg":22,
+                   "peer":"127.0.0.1:40522","reason":"delay","hold_ms":130}),
+        );
+        golden(
+            Event {
+                seq: 14,
+                t_us: 42,
+                kind: EventKind::LinkConfigured {
+                    server: ServerName::Echo,
+                    dir: Dir::Out,
+                    settings: LinkSettings { loss: 0.3, delay_ms: 100, jitter_ms: 50, ..Default::default() },
+                },
+            },
+            json!({"seq":14,"t_us":42,"kind":"link_configured","server":"echo","dir":"out",
+                   "settings":{"loss":0.3,"duplicate":0.0,"reorder":0.0,"delay_ms":100,"jitter_ms":50}}),
+        );
+    }
+
+    #[test]
     fn preview_cuts_long_datagrams_and_keeps_text_whole_characters() {
         let long = "é".repeat(PREVIEW_BYTES); // two bytes each: the cut lands mid-character
         let p = Payload::preview(long.as_bytes());
@@ -799,6 +924,11 @@ mod tests {
             ("client_refused", json!({"peer":b}), &client),
             ("client_vanished", json!({"dg":1,"to":b,"len":0,"reason":"no_listener"}), &client),
             ("client_send_failed", json!({"dg":1,"to":b,"len":0,"error":"x"}), &client),
+            ("link_drop", json!({"dir":"in","dg":1,"peer":a,"len":0,"reason":"loss"}), &server),
+            ("link_duplicate", json!({"dir":"out","dg":1,"copy":2,"peer":a}), &server),
+            ("link_hold", json!({"dir":"out","dg":1,"peer":a,"reason":"reorder"}), &server),
+            ("link_release", json!({"dir":"out","dg":1,"peer":a,"held_us":5}), &server),
+            ("link_configured", json!({"dir":"in","settings":{"loss":0.5}}), &server),
         ];
         let mut seen = Vec::new();
         for (name, fields, common) in samples {
@@ -813,7 +943,7 @@ mod tests {
             seen.push(kind);
         }
         let set: Kinds = seen.iter().copied().collect();
-        assert_eq!(set.bits().count_ones(), 22, "distinct bits");
+        assert_eq!(set.bits().count_ones(), 27, "distinct bits");
         assert!(seen.iter().all(|&kind| set.contains(kind)));
         assert!(!Kinds::from_iter([Kind::ClientRecv]).contains(Kind::ClientSend));
         assert!(serde_json::from_value::<Kind>(json!("client_reply")).is_err());

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Event, ServerName};
+use crate::{Event, Links, ServerName};
 
 /// One message frame from the relay.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -56,6 +56,10 @@ pub struct Hello {
     /// `server_configured` events.
     #[serde(default)]
     pub settings: BTreeMap<ServerName, ServerSettings>,
+    /// Each server's link, both directions, when the session started; changes arrive later as
+    /// `link_configured` events.
+    #[serde(default)]
+    pub links: BTreeMap<ServerName, Links>,
     pub limits: Limits,
 }
 
@@ -159,6 +163,7 @@ mod tests {
                 ServerName::Lossy,
                 ServerSettings { drop: Some(0.5), seed: Some(42), ..ServerSettings::default() },
             )]),
+            links: BTreeMap::from([(ServerName::Echo, Links::default())]),
             limits: Limits {
                 sessions: 64,
                 sockets_per_session: 16,
@@ -176,6 +181,8 @@ mod tests {
             serde_json::to_value(&hello).expect("serialize"),
             json!({"type":"hello","version":1,"session":"s1","servers":{"echo":"127.0.0.1:10004"},
                    "settings":{"lossy":{"drop":0.5,"seed":42}},
+                   "links":{"echo":{"in":{"loss":0.0,"duplicate":0.0,"reorder":0.0,"delay_ms":0,"jitter_ms":0},
+                                    "out":{"loss":0.0,"duplicate":0.0,"reorder":0.0,"delay_ms":0,"jitter_ms":0}}},
                    "limits":{"sessions":64,"sockets_per_session":16,"sends_per_sec":200,
                              "datagram_bytes":65507,"bytes_per_sec":1048576,"crowd_clients":100,
                              "heartbeat_min_ms":100,"pending_requests":32,

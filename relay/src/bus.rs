@@ -297,7 +297,7 @@ impl EventBus {
     /// concerns everyone.
     fn route(&self, event: &Arc<Published>) {
         let Ok(table) = self.routes.table.read() else { return };
-        if let EventKind::ServerConfigured { .. } = event.kind {
+        if let EventKind::ServerConfigured { .. } | EventKind::LinkConfigured { .. } = event.kind {
             table.feeds.values().for_each(|route| route.deliver(event));
             return;
         }

@@ -3,10 +3,11 @@
 //! `main.rs` builds a [`Config`] from the command line; tests build one with
 //! [`Config::ephemeral`] so that every socket gets a free port.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use protocol::ServerName;
+use protocol::{Dir, LinkPatch, Links, ServerName};
 
 use crate::udp::chat::ChatSettings;
 use crate::udp::lossy::LossySettings;
@@ -28,6 +29,8 @@ pub struct Config {
     /// Addresses, besides the relay's own servers, that browsers may aim sockets at
     /// (`--allow-target`). Empty by default: the relay is not an open relay.
     pub allow_targets: Vec<SocketAddr>,
+    /// Each server's link at start (`--link`); every setting is off unless given.
+    pub links: BTreeMap<ServerName, Links>,
     /// The loopback port kept free for the `nobody` target (`--nobody-port`); 0 picks one.
     pub nobody_port: u16,
     /// Host names the page may be reached by, besides the bind address and `localhost`
@@ -126,6 +129,7 @@ impl Default for Config {
             limits: SessionLimits::default(),
             allow_targets: Vec::new(),
             nobody_port: 0,
+            links: BTreeMap::new(),
             public_hosts: Vec::new(),
         }
     }
@@ -175,6 +179,55 @@ pub fn parse_probability(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Parses one `--link SERVER.DIR=KEY:VALUE[,KEY:VALUE…]`, e.g.
+/// `echo.out=loss:0.3,delay:100ms,jitter:50ms`. The keys are `loss`, `duplicate` and `reorder`
+/// (probabilities), `delay` and `jitter` (durations) and `mtu` (bytes).
+pub fn parse_link(s: &str) -> Result<(ServerName, Dir, LinkPatch), String> {
+    let (target, settings) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: write SERVER.DIR=KEY:VALUE, e.g. echo.out=loss:0.3"))?;
+    let (server, dir) = target
+        .split_once('.')
+        .ok_or_else(|| format!("{target:?}: name a server and a direction, e.g. echo.out or upper.in"))?;
+    let server: ServerName = server.parse().map_err(|e: protocol::UnknownServer| e.to_string())?;
+    if server == ServerName::Nobody {
+        return Err("nobody has no link: nothing listens there".into());
+    }
+    let dir: Dir = dir.parse()?;
+    let mut patch = LinkPatch::default();
+    for pair in settings.split(',') {
+        let (key, value) = pair
+            .split_once(':')
+            .ok_or_else(|| format!("{pair:?}: write KEY:VALUE, e.g. loss:0.3 or delay:100ms"))?;
+        let (key, value) = (key.trim(), value.trim());
+        let probability = || parse_probability(value).map_err(|e| format!("{key}: {e}"));
+        let millis = || {
+            parse_duration(value)
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .map_err(|e| format!("{key}: {e}"))
+        };
+        match key {
+            "loss" => patch.loss = Some(probability()?),
+            "duplicate" => patch.duplicate = Some(probability()?),
+            "reorder" => patch.reorder = Some(probability()?),
+            "delay" => patch.delay_ms = Some(millis()?),
+            "jitter" => patch.jitter_ms = Some(millis()?),
+            "mtu" => {
+                patch.mtu =
+                    Some(value.parse().map_err(|_| format!("mtu: {value:?} is not a number of bytes"))?)
+            }
+            _ => {
+                return Err(format!(
+                    "unknown link setting {key:?}: the keys are loss, duplicate, reorder, delay, jitter and mtu"
+                ));
+            }
+        }
+    }
+    // The same checks as a live change, so a bad value is refused at start.
+    crate::udp::link::apply(&protocol::LinkSettings::default(), &patch).map_err(|e| e.to_string())?;
+    Ok((server, dir, patch))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +240,34 @@ mod tests {
         assert_eq!(parse_duration("1day"), Ok(MAX_DURATION));
         assert!(parse_duration("500000000000y").is_err(), "would overflow a timer");
         assert!(parse_duration("10").is_err());
+    }
+
+    #[test]
+    fn links_are_parsed_and_bad_ones_named() {
+        let (server, dir, patch) = parse_link("echo.out=loss:0.3,delay:100ms,jitter:50ms").expect("valid");
+        assert_eq!((server, dir), (ServerName::Echo, Dir::Out));
+        assert_eq!((patch.loss, patch.delay_ms, patch.jitter_ms), (Some(0.3), Some(100), Some(50)));
+        let (_, dir, patch) = parse_link("upper.in=duplicate:0.1,mtu:1500,reorder:0.5").expect("valid");
+        assert_eq!(
+            (dir, patch.duplicate, patch.mtu, patch.reorder),
+            (Dir::In, Some(0.1), Some(1500), Some(0.5))
+        );
+        for (bad, says) in [
+            ("echo.out", "SERVER.DIR=KEY:VALUE"),
+            ("echo=loss:0.1", "direction"),
+            ("ehco.out=loss:0.1", "unknown server"),
+            ("echo.up=loss:0.1", "unknown direction"),
+            ("echo.out=loss", "KEY:VALUE"),
+            ("echo.out=loss:2", "loss"),
+            ("echo.out=delay:fast", "delay"),
+            ("echo.out=delay:2m", "delay_ms may be at most"),
+            ("echo.out=mtu:10", "mtu"),
+            ("echo.out=speed:1", "unknown link setting"),
+            ("nobody.in=loss:1", "nobody has no link"),
+        ] {
+            let error = parse_link(bad).expect_err(bad);
+            assert!(error.contains(says), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/servers", get(servers))
         .merge(bridge::routes())
+        .merge(crate::api::routes())
         .route("/{*path}", get(|Path(path): Path<String>| asset_response_owned(path)))
         .layer(axum::middleware::from_fn_with_state(state.clone(), bridge::guard_host))
         .with_state(state)

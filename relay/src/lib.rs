@@ -4,7 +4,8 @@
 //!
 //! - [`udp`]: the four servers. Each is a sans-I/O [`udp::DatagramHandler`] (`echo`, `upper`,
 //!   `chat`, `lossy`); [`udp::drive`] is the one loop that owns a socket, a server's or a
-//!   browser session's, and names every datagram it sees ([`udp::identity`]).
+//!   browser session's, and names every datagram it sees ([`udp::identity`]). A server's
+//!   datagrams cross its seeded, impaired link ([`udp::link`]) both ways.
 //! - [`bus`]: the [`bus::EventBus`] every server and socket emits into. Projectors subscribe
 //!   to everything; each browser session gets a [`bus::Feed`] of its own events.
 //! - [`bridge`]: `GET /ws`, where browser sessions open UDP sockets and crowds of their own
@@ -12,9 +13,11 @@
 //!   by `Host` and `Origin` checks and per-session limits.
 //! - [`request_id`]: the `#n-a ` request-ID format the lossy server and the client share.
 //! - [`http`]: the page (embedded in the binary), `/healthz`, `/api/servers`, and the bridge.
+//! - [`api`]: `/api/links`, the HTTP API for each server's link (the wire).
 //! - [`config`]: what `main.rs` parses from the command line.
 //! - [`relay`]: binding it all and serving until shutdown: [`Relay`], [`run`].
 
+pub mod api;
 pub mod bridge;
 pub mod bus;
 pub mod config;

@@ -115,6 +115,13 @@ struct Cli {
           value_parser = clap::value_parser!(u32).range(0..=10_000))]
     max_crowd: u32,
 
+    /// Impair a server's link from the start: SERVER.DIR=KEY:VALUE[,KEY:VALUE...], e.g.
+    /// echo.out=loss:0.3,delay:100ms,jitter:50ms or upper.in=duplicate:0.1. DIR is in (to the
+    /// server) or out (from it); the keys are loss, duplicate, reorder, delay, jitter and mtu.
+    /// Repeat for more.
+    #[arg(long, value_name = "SERVER.DIR=KEY:VALUE,...", value_parser = relay::config::parse_link)]
+    link: Vec<(ServerName, protocol::Dir, protocol::LinkPatch)>,
+
     /// The loopback UDP port kept free for the `nobody` target, where nothing listens. By
     /// default a free one below the OS's ephemeral range is picked.
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -178,9 +185,23 @@ impl Cli {
             },
             allow_targets: self.allow_target,
             nobody_port: self.nobody_port,
+            links: links(&self.link)?,
             public_hosts: self.public_host,
         })
     }
+}
+
+/// Folds the `--link` flags into each server's settings, later flags changing earlier ones.
+fn links(
+    flags: &[(ServerName, protocol::Dir, protocol::LinkPatch)],
+) -> anyhow::Result<std::collections::BTreeMap<ServerName, protocol::Links>> {
+    let mut links = std::collections::BTreeMap::<ServerName, protocol::Links>::new();
+    for (server, dir, patch) in flags {
+        let settings = links.entry(*server).or_default().get_mut(*dir);
+        *settings = relay::udp::link::apply(settings, patch)
+            .map_err(|e| anyhow::anyhow!("--link {server}.{dir}: {e}"))?;
+    }
+    Ok(links)
 }
 
 fn main() -> ExitCode {

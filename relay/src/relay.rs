@@ -21,8 +21,13 @@ use tokio_util::task::TaskTracker;
 use crate::bridge::AppState;
 use crate::bus::EventBus;
 use crate::config::{self, Config};
-use crate::udp::{Control, Setting, SettingError};
-use crate::{http, udp};
+use crate::http;
+use crate::udp::chat::Chat;
+use crate::udp::echo::Echo;
+use crate::udp::link::{LinkError, Wire};
+use crate::udp::lossy::Lossy;
+use crate::udp::upper::Upper;
+use crate::udp::{Control, LinkChange, Setting, SettingError, drive_server};
 
 /// Why the relay could not start.
 ///
@@ -92,6 +97,35 @@ impl RelayHandle {
         all
     }
 
+    /// Every server's link, both directions, asked of the servers' drivers.
+    pub async fn links(&self) -> BTreeMap<ServerName, protocol::Links> {
+        let mut all = BTreeMap::new();
+        for (&server, tx) in &self.settings {
+            let (reply, answer) = oneshot::channel();
+            if tx.send(Control::DescribeLinks(reply)).await.is_err() {
+                continue;
+            }
+            if let Ok(Ok(links)) = tokio::time::timeout(std::time::Duration::from_secs(1), answer).await {
+                all.insert(server, links);
+            }
+        }
+        all
+    }
+
+    /// Changes one direction of a server's link, or aims a fault at it; answers with that
+    /// direction's settings. `None` for a server the relay does not run (`nobody`).
+    pub async fn link(
+        &self,
+        server: ServerName,
+        dir: protocol::Dir,
+        change: LinkChange,
+    ) -> Option<Result<protocol::LinkSettings, LinkError>> {
+        let tx = self.settings.get(&server)?;
+        let (reply, outcome) = oneshot::channel();
+        tx.send(Control::Link { dir, change, reply }).await.ok()?;
+        outcome.await.ok()
+    }
+
     /// Changes a live setting of a server and waits for the server to accept or refuse it.
     pub async fn configure(&self, server: ServerName, setting: Setting) -> Result<(), SettingError> {
         let Some(tx) = self.settings.get(&server) else {
@@ -159,14 +193,17 @@ impl Relay {
 
         for (server, socket, rx) in sockets {
             let (bus, token) = (bus.clone(), token.clone());
+            // Every link gets a stream of its own from the one seed.
+            let wire =
+                Wire::new(server, config.lossy.seed, config.links.get(&server).copied().unwrap_or_default());
             match server {
-                ServerName::Echo => tasks.spawn(udp::drive(socket, udp::echo::Echo, bus, rx, token)),
-                ServerName::Upper => tasks.spawn(udp::drive(socket, udp::upper::Upper, bus, rx, token)),
+                ServerName::Echo => tasks.spawn(drive_server(socket, Echo, wire, bus, rx, token)),
+                ServerName::Upper => tasks.spawn(drive_server(socket, Upper, wire, bus, rx, token)),
                 ServerName::Chat => {
-                    tasks.spawn(udp::drive(socket, udp::chat::Chat::new(config.chat), bus, rx, token))
+                    tasks.spawn(drive_server(socket, Chat::new(config.chat), wire, bus, rx, token))
                 }
                 ServerName::Lossy => {
-                    tasks.spawn(udp::drive(socket, udp::lossy::Lossy::new(config.lossy), bus, rx, token))
+                    tasks.spawn(drive_server(socket, Lossy::new(config.lossy), wire, bus, rx, token))
                 }
                 // `ServerName::ALL`, which `bind` walks, holds only real servers.
                 ServerName::Nobody => continue,

@@ -260,7 +260,7 @@ async fn a_port_in_use_error_gives_the_os_reason_once() {
 
 #[tokio::test]
 async fn bad_values_fail_with_a_clear_error_and_no_panic() {
-    let cases: [(&str, &str); 8] = [
+    let cases: [(&str, &str); 11] = [
         ("--lossy-drop", "1.5"),
         ("--lossy-drop", "half"),
         ("--chat-timeout", "soon"),
@@ -270,6 +270,9 @@ async fn bad_values_fail_with_a_clear_error_and_no_panic() {
         ("--chat-timeout", "500000000000y"),
         ("--max-sessions", "0"),
         ("--max-datagram", "70000"),
+        ("--link", "echo.out=loss:2"),
+        ("--link", "echo.up=loss:0.1"),
+        ("--link", "echo.out=delay:soon"),
     ];
     for (flag, value) in cases {
         let mut args = FREE_PORTS.to_vec();

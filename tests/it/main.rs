@@ -8,6 +8,8 @@
 //! - `bridge`: the WebSocket bridge as a script sees it: every op, event, error and limit.
 //! - `identity`: every datagram's `dg` from send to arrival, and what the socket lessons need:
 //!   receive buffers, `nobody`, UDP's size limit, frames too large, crowds.
+//! - `wire`: the impaired link in front of every server: each setting, fault and direction,
+//!   the seed, and the HTTP API.
 //! - `ws`: a WebSocket client for the bridge tests.
 //! - `browser`: headless Chromium loads the page and sees the wasm run.
 
@@ -21,4 +23,5 @@ mod tutorial;
 mod udp;
 mod ui;
 mod ui_truth;
+mod wire;
 mod ws;

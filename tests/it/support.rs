@@ -151,11 +151,30 @@ impl HttpResponse {
 /// It asks the server to close the connection and reads until it does, so no client crate
 /// is needed. Bodies sent with `Transfer-Encoding: chunked` are reassembled.
 pub async fn http_get(addr: SocketAddr, path: &str) -> HttpResponse {
+    http_request(addr, "GET", path, &[], "").await
+}
+
+/// A minimal HTTP/1.1 request with extra headers and a body, read as [`http_get`] reads.
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpResponse {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let mut stream =
         within("connecting to the HTTP server", tokio::net::TcpStream::connect(addr)).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() || method != "GET" {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
     within("writing the HTTP request", stream.write_all(request.as_bytes())).await.expect("write request");
     let mut raw = Vec::new();
     within("reading the HTTP response", stream.read_to_end(&mut raw)).await.expect("read response");

@@ -33,7 +33,8 @@ pub struct Unreadable {
     pub socket: Option<String>,
 }
 
-const OPS: [&str; 7] = ["open", "send", "heartbeat", "close", "subscribe", "configure", "crowd"];
+const OPS: [&str; 9] =
+    ["open", "send", "heartbeat", "close", "subscribe", "configure", "crowd", "link", "fault"];
 
 /// Reads one text frame.
 pub fn parse(text: &str) -> Result<Command, Unreadable> {

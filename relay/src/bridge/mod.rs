@@ -103,7 +103,7 @@ pub async fn guard_host(State(state): State<AppState>, request: Request, next: N
 
 /// Whether the upgrade comes from the relay's own page (or from a script, which sends no
 /// `Origin`). Browsers always send `Origin` on a WebSocket upgrade and pages cannot forge it.
-fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
+pub fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else { return true };
     let Some(authority) = origin.to_str().ok().and_then(|o| o.strip_prefix("http://")) else {
         return false;

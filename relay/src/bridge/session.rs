@@ -26,7 +26,8 @@ use futures_util::SinkExt;
 use futures_util::stream::StreamExt;
 use protocol::message::VERSION;
 use protocol::{
-    Command, ErrorCode, EventKind, Hello, Kinds, Limits, RetryParams, Scope, ServerMsg, ServerName,
+    Command, Dir, ErrorCode, EventKind, Hello, Kinds, Limits, LinkFault, LinkPatch, RetryParams, Scope,
+    ServerMsg, ServerName,
 };
 use tokio::net::UdpSocket;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -41,7 +42,7 @@ use super::command::{self, Refusal, refuse};
 use super::outbox::{Outbox, Sink};
 use super::target;
 use crate::bus::{Feed, Published, Subscription};
-use crate::udp::{self, Control, MAX_DATAGRAM, Setting};
+use crate::udp::{self, Control, LinkChange, MAX_DATAGRAM, Setting};
 
 /// Events written to the WebSocket before one flush.
 const BATCH: usize = 256;
@@ -149,6 +150,7 @@ pub async fn run(socket: WebSocket, state: AppState) {
         session: id.clone(),
         servers: state.relay.targets().collect(),
         settings: state.relay.settings().await,
+        links: state.relay.links().await,
         limits: limits(&state),
     });
     if sink.send(frame(&hello)).await.is_err() {
@@ -389,6 +391,17 @@ impl Session {
                 let every = (every_ms > 0).then(|| Duration::from_millis(every_ms));
                 self.crowd(socket, server, target.as_deref(), clients, every, payload, heartbeat).await
             }
+            Command::Link { server, dir, loss, duplicate, reorder, delay_ms, jitter_ms, mtu } => {
+                let patch = LinkPatch { loss, duplicate, reorder, delay_ms, jitter_ms, mtu };
+                if patch == LinkPatch::default() {
+                    return Err(refuse(ErrorCode::BadCommand, "link needs a setting to change"));
+                }
+                self.link(server, dir, LinkChange::Set(patch)).await
+            }
+            Command::Fault { server, dir, drop_next, duplicate_next, hold_next_ms } => {
+                let fault = LinkFault { drop_next, duplicate_next, hold_next_ms };
+                self.link(server, dir, LinkChange::Fault(fault)).await
+            }
             Command::Subscribe { scope, batch, kinds } => {
                 if kinds.as_ref().is_some_and(Vec::is_empty) {
                     return Err(refuse(
@@ -433,6 +446,16 @@ impl Session {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// Changes a server's link, or aims a fault at it.
+    async fn link(&self, server: ServerName, dir: Dir, change: LinkChange) -> Result<(), Refusal> {
+        match tokio::time::timeout(ANSWER_TIMEOUT, self.state.relay.link(server, dir, change)).await {
+            Ok(Some(Ok(_))) => Ok(()),
+            Ok(Some(Err(e))) => Err(refuse(ErrorCode::BadCommand, e.to_string())),
+            Ok(None) => Err(refuse(ErrorCode::BadCommand, format!("{server} has no link"))),
+            Err(_) => Err(refuse(ErrorCode::Io, format!("the {server} server did not answer"))),
         }
     }
 

@@ -7,8 +7,10 @@
 
 use std::time::Duration;
 
-use protocol::ServerName;
+use protocol::{Dir, LinkFault, LinkPatch, LinkSettings, Links, ServerName};
 use tokio::sync::oneshot;
+
+use super::link::LinkError;
 
 /// A message to a running handler. `C` is the handler's own command type.
 #[derive(Debug)]
@@ -17,8 +19,20 @@ pub enum Control<C> {
     Configure { setting: Setting, reply: oneshot::Sender<Result<(), SettingError>> },
     /// Report the current settings.
     Describe(oneshot::Sender<protocol::ServerSettings>),
+    /// Change one direction of the server's link, or aim a fault at it; answers with the
+    /// direction's settings after the change.
+    Link { dir: Dir, change: LinkChange, reply: oneshot::Sender<Result<LinkSettings, LinkError>> },
+    /// Report both directions of the server's link.
+    DescribeLinks(oneshot::Sender<Links>),
     /// A command of the handler's own kind.
     Command(C),
+}
+
+/// What to do to a link.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LinkChange {
+    Set(LinkPatch),
+    Fault(LinkFault),
 }
 
 /// A live setting change for one server.

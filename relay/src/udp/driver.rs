@@ -10,8 +10,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::MAX_DATAGRAM;
-use super::control::Control;
+use super::control::{Control, LinkChange};
 use super::handler::{Cx, DatagramHandler, Report, Undelivered, Why};
+use super::link::{LinkError, Packet, Wire};
 use crate::bus::EventBus;
 
 /// Queued datagrams and payload bytes a socket keeps room for between steps.
@@ -36,7 +37,32 @@ const DRAIN_ON_STOP: usize = 64;
 /// and the loop goes on; refusals become `on_refused`.
 pub async fn drive<H: DatagramHandler>(
     socket: UdpSocket,
+    handler: H,
+    bus: EventBus,
+    control: mpsc::Receiver<Control<H::Command>>,
+    shutdown: CancellationToken,
+) {
+    run(socket, handler, None, bus, control, shutdown).await;
+}
+
+/// [`drive`] for a server, with the link in front of it: every datagram it reads crosses
+/// `wire.inbound` before the handler sees it, and every datagram it sends crosses
+/// `wire.outbound` before the socket sends it.
+pub async fn drive_server<H: DatagramHandler>(
+    socket: UdpSocket,
+    handler: H,
+    wire: Wire,
+    bus: EventBus,
+    control: mpsc::Receiver<Control<H::Command>>,
+    shutdown: CancellationToken,
+) {
+    run(socket, handler, Some(wire), bus, control, shutdown).await;
+}
+
+async fn run<H: DatagramHandler>(
+    socket: UdpSocket,
     mut handler: H,
+    wire: Option<Wire>,
     bus: EventBus,
     mut control: mpsc::Receiver<Control<H::Command>>,
     shutdown: CancellationToken,
@@ -53,7 +79,7 @@ pub async fn drive<H: DatagramHandler>(
     let datagrams = bus.datagrams();
     let _owned = datagrams.own(local);
     let mut cx = Cx::with_datagrams(server, local, datagrams);
-    let mut io = Io { socket: &socket, peer, bus: &bus, errors: ErrorLog::default() };
+    let mut io = Io { socket: &socket, peer, bus: &bus, errors: ErrorLog::default(), wire };
     // One byte more than the largest datagram, so an oversized one (possible over IPv6
     // loopback) is seen as such rather than silently cut to a plausible size.
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
@@ -69,7 +95,8 @@ pub async fn drive<H: DatagramHandler>(
     let mut armed_for = None;
 
     loop {
-        let deadline = handler.poll_timeout();
+        let deadline =
+            handler.poll_timeout().into_iter().chain(io.wire.as_ref().and_then(Wire::poll_timeout)).min();
         if deadline != armed_for {
             if let Some(at) = deadline {
                 timer.as_mut().reset(at.into());
@@ -94,10 +121,14 @@ pub async fn drive<H: DatagramHandler>(
                 }
             }
             () = &mut timer, if armed_for.is_some() => {
-                // Fire once per deadline: the handler returns a new one if it wants another.
+                // Fire once per deadline: the handler and the wire give a new one if they want.
                 armed_for = None;
                 cx.observed = bus.is_observed();
-                handler.on_tick(&mut cx, Instant::now());
+                let now = Instant::now();
+                if handler.poll_timeout().is_some_and(|at| at <= now) {
+                    handler.on_tick(&mut cx, now);
+                }
+                io.release_due(&mut handler, &mut cx, now).await;
             }
             message = control.recv() => {
                 let Some(message) = message else { break };
@@ -116,6 +147,27 @@ pub async fn drive<H: DatagramHandler>(
                     Control::Describe(reply) => {
                         let _ = reply.send(handler.settings());
                     }
+                    Control::Link { dir, change, reply } => {
+                        let outcome = match (io.wire.as_mut(), server) {
+                            (Some(wire), Some(server)) => {
+                                let link = wire.get_mut(dir);
+                                let outcome = match change {
+                                    LinkChange::Set(patch) => link.configure(&patch),
+                                    LinkChange::Fault(fault) => link.fault(&fault).map(|()| link.settings()),
+                                };
+                                if let (Ok(settings), LinkChange::Set(_)) = (&outcome, change) {
+                                    let settings = *settings;
+                                    cx.emit(|| EventKind::LinkConfigured { server, dir, settings });
+                                }
+                                outcome
+                            }
+                            _ => Err(LinkError::NoLink),
+                        };
+                        let _ = reply.send(outcome);
+                    }
+                    Control::DescribeLinks(reply) => {
+                        let _ = reply.send(io.wire.as_ref().map(Wire::settings).unwrap_or_default());
+                    }
                     Control::Command(command) => handler.on_command(&mut cx, now, command),
                 }
             }
@@ -127,7 +179,7 @@ pub async fn drive<H: DatagramHandler>(
     // directly: tokio's own readiness flag may not have caught up with a datagram that landed
     // a moment ago (the chat server's `end`, sent just before this socket was told to stop).
     cx.observed = bus.is_observed();
-    let mut errors = io.errors;
+    let Io { mut errors, wire, .. } = io;
     let std_socket = match socket.into_std() {
         Ok(std_socket) => std_socket,
         Err(e) => {
@@ -135,13 +187,13 @@ pub async fn drive<H: DatagramHandler>(
             return;
         }
     };
+    let mut drained = Vec::new();
     for _ in 0..DRAIN_ON_STOP {
-        let received = match std_socket.recv_from(&mut buf) {
+        match std_socket.recv_from(&mut buf) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            other => other,
-        };
-        if let Some(e) = received_one(&mut handler, &mut cx, &bus, peer, &buf, received) {
-            errors.log(server, "receive", &e);
+            Ok((len, from)) => drained.push((from, buf[..len].to_vec())),
+            Err(e) if is_refusal(&e) => handler.on_refused(&mut cx, Instant::now(), peer),
+            Err(e) => errors.log(server, "receive", &e),
         }
     }
     let socket = match UdpSocket::from_std(std_socket) {
@@ -151,61 +203,28 @@ pub async fn drive<H: DatagramHandler>(
             return;
         }
     };
+    let mut io = Io { socket: &socket, peer, bus: &bus, errors, wire };
+    for (from, payload) in drained {
+        io.received(&mut handler, &mut cx, &payload, Ok((payload.len(), from)));
+    }
     handler.on_stop(&mut cx, Instant::now());
-    let mut io = Io { socket: &socket, peer, bus: &bus, errors };
+    // What the wire still holds is lost with the link: only what is due goes out.
     io.flush(&mut cx, &mut handler).await;
 }
 
-/// Hands one received datagram (or receive error) to the handler, naming it first. Returns
-/// an error to log, if any.
-fn received_one<H: DatagramHandler>(
-    handler: &mut H,
-    cx: &mut Cx,
-    bus: &EventBus,
-    peer: Option<SocketAddr>,
-    buf: &[u8],
-    received: io::Result<(usize, SocketAddr)>,
-) -> Option<io::Error> {
-    let now = Instant::now();
-    match received {
-        Ok((len, from)) => {
-            let payload = &buf[..len];
-            // A datagram recorded as sent is taken off its flow even when nobody watches any
-            // more, so that it cannot be mistaken for a later one.
-            let recorded = if cx.observed || cx.datagrams.any_in_flight() {
-                cx.datagrams.arrived(from, cx.local, payload)
-            } else {
-                None
-            };
-            cx.arrival = cx.observed.then(|| recorded.unwrap_or_else(|| cx.datagrams.next()));
-            if let (Some(dg), Some(server)) = (cx.arrival, handler.server()) {
-                let to = cx.local;
-                bus.emit(
-                    now,
-                    EventKind::ServerRecv { server, dg, from, to, len, payload: Payload::preview(payload) },
-                );
-            }
-            handler.on_datagram(cx, now, from, payload);
-            cx.arrival = None;
-            None
-        }
-        Err(e) if is_refusal(&e) => {
-            handler.on_refused(cx, now, peer);
-            None
-        }
-        Err(e) => Some(e),
-    }
-}
-
-/// What the driver's sends share: the socket, its peer if connected, the bus, the log.
+/// What the driver's I/O steps share: the socket, its peer if connected, the bus, the log,
+/// and a server's wire.
 struct Io<'a> {
     socket: &'a UdpSocket,
     peer: Option<SocketAddr>,
     bus: &'a EventBus,
     errors: ErrorLog,
+    wire: Option<Wire>,
 }
 
 impl Io<'_> {
+    /// Names one received datagram (or takes a receive error), passes it through the `in`
+    /// link if there is one at work, and hands what comes out to the handler.
     fn received<H: DatagramHandler>(
         &mut self,
         handler: &mut H,
@@ -213,8 +232,95 @@ impl Io<'_> {
         buf: &[u8],
         received: io::Result<(usize, SocketAddr)>,
     ) {
-        if let Some(e) = received_one(handler, cx, self.bus, self.peer, buf, received) {
-            self.errors.log(handler.server(), "receive", &e);
+        let now = Instant::now();
+        let (len, from) = match received {
+            Ok(got) => got,
+            Err(e) if is_refusal(&e) => return handler.on_refused(cx, now, self.peer),
+            Err(e) => return self.errors.log(handler.server(), "receive", &e),
+        };
+        let payload = &buf[..len];
+        // A datagram recorded as sent is taken off its flow even when nobody watches any
+        // more, so that it cannot be mistaken for a later one.
+        let recorded = if cx.observed || cx.datagrams.any_in_flight() {
+            cx.datagrams.arrived(from, cx.local, payload)
+        } else {
+            None
+        };
+        let dg = if cx.observed { recorded.unwrap_or_else(|| cx.datagrams.next()) } else { 0 };
+        match self.wire.as_mut() {
+            Some(wire) if !wire.inbound.is_idle() => {
+                let packet = Packet { dg, peer: from, bytes: payload.to_vec() };
+                let mut events = Vec::new();
+                let datagrams = &cx.datagrams;
+                let observed = cx.observed;
+                wire.inbound.push(now, packet, &mut events, || if observed { datagrams.next() } else { 0 });
+                self.emit_all(cx, now, events);
+                self.deliver_inbound(handler, cx, now);
+            }
+            _ => self.deliver(handler, cx, now, dg, from, payload),
+        }
+    }
+
+    /// Hands every datagram that has crossed the `in` link to the handler.
+    fn deliver_inbound<H: DatagramHandler>(&mut self, handler: &mut H, cx: &mut Cx, now: Instant) {
+        while let Some(packet) = self.wire.as_mut().and_then(|wire| wire.inbound.pop_ready()) {
+            self.deliver(handler, cx, now, packet.dg, packet.peer, &packet.bytes);
+        }
+    }
+
+    /// Hands one datagram to the handler, reporting it as a server's receipt.
+    fn deliver<H: DatagramHandler>(
+        &self,
+        handler: &mut H,
+        cx: &mut Cx,
+        now: Instant,
+        dg: protocol::Dg,
+        from: SocketAddr,
+        payload: &[u8],
+    ) {
+        cx.arrival = cx.observed.then_some(dg);
+        if let (true, Some(server)) = (cx.observed, handler.server()) {
+            let (to, len) = (cx.local, payload.len());
+            self.bus.emit(
+                now,
+                EventKind::ServerRecv { server, dg, from, to, len, payload: Payload::preview(payload) },
+            );
+        }
+        handler.on_datagram(cx, now, from, payload);
+        cx.arrival = None;
+    }
+
+    fn emit_all(&self, cx: &Cx, now: Instant, events: Vec<EventKind>) {
+        if cx.observed {
+            for event in events {
+                self.bus.emit(now, event);
+            }
+        }
+    }
+
+    /// The timer fired: lets out what the links held until now.
+    async fn release_due<H: DatagramHandler>(&mut self, handler: &mut H, cx: &mut Cx, now: Instant) {
+        let Some(wire) = self.wire.as_mut() else { return };
+        let mut events = Vec::new();
+        wire.inbound.release_due(now, &mut events);
+        wire.outbound.release_due(now, &mut events);
+        self.emit_all(cx, now, events);
+        self.deliver_inbound(handler, cx, now);
+        self.send_outbound(handler, cx, now).await;
+    }
+
+    /// Sends every datagram that has crossed the `out` link.
+    async fn send_outbound<H: DatagramHandler>(&mut self, handler: &mut H, cx: &mut Cx, now: Instant) {
+        let mut refused = false;
+        while let Some(packet) = self.wire.as_mut().and_then(|wire| wire.outbound.pop_ready()) {
+            match self.transmit(cx, packet.dg, packet.peer, &packet.bytes).await {
+                Err(e) if is_refusal(&e) => refused = true,
+                Err(e) => self.errors.log(cx.server, "send", &e),
+                Ok(_) => {}
+            }
+        }
+        if refused {
+            handler.on_refused(cx, now, self.peer);
         }
     }
 
@@ -227,57 +333,11 @@ impl Io<'_> {
         }
         let mut refused = false;
         let mut undelivered = Vec::new();
-        for o in &cx.out {
+        let mut link_events = Vec::new();
+        let out = std::mem::take(&mut cx.out);
+        for o in &out {
             let bytes = &cx.buf[o.bytes.clone()];
-            // Write the name down before the datagram can arrive.
-            if o.dg != 0 {
-                cx.datagrams.sending(cx.local, o.to, o.dg, bytes);
-            }
-            let nobody = cx.datagrams.is_nobody(o.to);
-            let sent = if nobody && !still_free(o.to) {
-                Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!(
-                        "another program has bound {}, the port kept free for `nobody`, so the relay \
-                         sent nothing there",
-                        o.to
-                    ),
-                ))
-            } else {
-                self.send(bytes, o.to).await
-            };
-            match sent {
-                Ok(_) if nobody && o.report == Report::Silent => {
-                    undelivered.push(Undelivered {
-                        dg: o.dg,
-                        to: o.to,
-                        len: bytes.len(),
-                        why: Why::NoListener,
-                    });
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    if o.dg != 0 {
-                        cx.datagrams.not_sent(cx.local, o.to, o.dg);
-                    }
-                    if is_refusal(&e) {
-                        refused = true;
-                    } else {
-                        self.errors.log(cx.server, "send", &e);
-                        if o.report == Report::Silent {
-                            let len = bytes.len();
-                            undelivered.push(Undelivered {
-                                dg: o.dg,
-                                to: o.to,
-                                len,
-                                why: Why::SendFailed(e),
-                            });
-                        }
-                    }
-                }
-            }
-            let Some(server) = cx.server else { continue };
-            if cx.observed && o.report != Report::Silent {
+            if let (Some(server), true) = (cx.server, cx.observed && o.report != Report::Silent) {
                 let delay_ms = match o.report {
                     Report::Delayed(d) => Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                     _ => None,
@@ -296,8 +356,40 @@ impl Io<'_> {
                     },
                 );
             }
+            if let Some(wire) = self.wire.as_mut().filter(|wire| !wire.outbound.is_idle()) {
+                let packet = Packet { dg: o.dg, peer: o.to, bytes: bytes.to_vec() };
+                let (datagrams, observed) = (&cx.datagrams, cx.observed);
+                wire.outbound
+                    .push(now, packet, &mut link_events, || if observed { datagrams.next() } else { 0 });
+                continue;
+            }
+            let nobody = cx.datagrams.is_nobody(o.to);
+            match self.transmit(cx, o.dg, o.to, bytes).await {
+                Ok(_) if nobody && o.report == Report::Silent => {
+                    undelivered.push(Undelivered {
+                        dg: o.dg,
+                        to: o.to,
+                        len: bytes.len(),
+                        why: Why::NoListener,
+                    });
+                }
+                Ok(_) => {}
+                Err(e) if is_refusal(&e) => refused = true,
+                Err(e) => {
+                    self.errors.log(cx.server, "send", &e);
+                    if o.report == Report::Silent {
+                        let len = bytes.len();
+                        undelivered.push(Undelivered { dg: o.dg, to: o.to, len, why: Why::SendFailed(e) });
+                    }
+                }
+            }
         }
+        cx.out = out;
         cx.out.clear();
+        if !link_events.is_empty() {
+            self.emit_all(cx, now, link_events);
+        }
+        self.send_outbound(handler, cx, now).await;
         cx.buf.clear();
         // One big step (a broadcast to 10,000 clients) must not keep its memory forever.
         if cx.out.capacity() > KEEP_OUTGOING {
@@ -315,6 +407,29 @@ impl Io<'_> {
         for event in cx.events.drain(..) {
             self.bus.emit(now, event);
         }
+    }
+
+    /// Puts one datagram on the socket, writing its name down first so that the relay socket
+    /// it reaches knows it. A failed send is struck out again.
+    async fn transmit(&self, cx: &Cx, dg: protocol::Dg, to: SocketAddr, bytes: &[u8]) -> io::Result<usize> {
+        if dg != 0 {
+            cx.datagrams.sending(cx.local, to, dg, bytes);
+        }
+        let sent = if cx.datagrams.is_nobody(to) && !still_free(to) {
+            Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!(
+                    "another program has bound {to}, the port kept free for `nobody`, so the relay sent \
+                     nothing there"
+                ),
+            ))
+        } else {
+            self.send(bytes, to).await
+        };
+        if sent.is_err() && dg != 0 {
+            cx.datagrams.not_sent(cx.local, to, dg);
+        }
+        sent
     }
 
     /// Sends one datagram. A connected socket must use send(): it can only talk to its peer

@@ -14,6 +14,7 @@
 //!   on errors and shutdown.
 //! - [`control`]: live settings and commands for a running handler.
 //! - [`identity`]: the `dg` every datagram is named by, from its send to its arrival.
+//! - [`link`]: the impaired link in front of each server, one per direction.
 //! - the servers: [`echo`], [`upper`], [`chat`], [`lossy`].
 
 pub mod chat;
@@ -22,11 +23,12 @@ pub mod driver;
 pub mod echo;
 pub mod handler;
 pub mod identity;
+pub mod link;
 pub mod lossy;
 pub mod upper;
 
-pub use control::{Control, Setting, SettingError};
-pub use driver::drive;
+pub use control::{Control, LinkChange, Setting, SettingError};
+pub use driver::{drive, drive_server};
 pub use handler::{Cx, DatagramHandler, Undelivered, Why};
 
 /// The largest UDP payload over IPv4: 65,535 minus the 8-byte UDP and 20-byte IP headers.

@@ -1,0 +1,146 @@
+//! The HTTP API for scripts and test rigs: each server's link, in the style of Toxiproxy's.
+//!
+//! - `GET /api/links`: every server's link, both directions.
+//! - `PUT /api/links/{server}/{in|out}`: change some settings, keep the others; answers with
+//!   the direction's new settings.
+//! - `POST /api/links/{server}/{in|out}/faults`: aim a fault at the next datagrams.
+//!
+//! Errors are JSON (`{"error":"…"}`) and name what is wrong: 400 for a bad value, 404 for an
+//! unknown server or direction. Any web page the user visits can send requests to localhost,
+//! so a request that changes something must be `application/json` (otherwise 415), which a
+//! page cannot send cross-site without the browser asking first, and must carry no foreign
+//! `Origin` (otherwise 403), the WebSocket's rule. `docs/api.md` has curl examples.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use protocol::{Dir, LinkFault, LinkPatch, LinkSettings, Links, ServerName};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::bridge::{self, AppState};
+use crate::udp::LinkChange;
+
+/// The API's routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/links", get(list))
+        .route("/api/links/{server}/{dir}", put(set))
+        .route("/api/links/{server}/{dir}/faults", post(fault))
+}
+
+/// A refusal, as JSON.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        #[derive(Serialize)]
+        struct Body {
+            error: String,
+        }
+        (self.0, Json(Body { error: self.1 })).into_response()
+    }
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, message.into())
+}
+
+/// `GET /api/links`.
+async fn list(State(state): State<AppState>) -> Json<BTreeMap<ServerName, Links>> {
+    Json(state.relay.links().await)
+}
+
+/// `PUT /api/links/{server}/{dir}`.
+async fn set(
+    State(state): State<AppState>,
+    Path((server, dir)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<LinkSettings>, ApiError> {
+    let (server, dir) = target(&server, &dir)?;
+    let patch: LinkPatch = json_body(&state, &headers, &body)?;
+    if patch == LinkPatch::default() {
+        return Err(bad("name a setting to change: loss, duplicate, reorder, delay_ms, jitter_ms or mtu"));
+    }
+    change(&state, server, dir, LinkChange::Set(patch)).await.map(Json)
+}
+
+#[derive(Serialize)]
+struct FaultAimed {
+    fault: LinkFault,
+    link: LinkSettings,
+}
+
+/// `POST /api/links/{server}/{dir}/faults`.
+async fn fault(
+    State(state): State<AppState>,
+    Path((server, dir)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<FaultAimed>, ApiError> {
+    let (server, dir) = target(&server, &dir)?;
+    let fault: LinkFault = json_body(&state, &headers, &body)?;
+    let link = change(&state, server, dir, LinkChange::Fault(fault)).await?;
+    Ok(Json(FaultAimed { fault, link }))
+}
+
+async fn change(
+    state: &AppState,
+    server: ServerName,
+    dir: Dir,
+    change: LinkChange,
+) -> Result<LinkSettings, ApiError> {
+    let answer =
+        tokio::time::timeout(std::time::Duration::from_secs(2), state.relay.link(server, dir, change)).await;
+    match answer {
+        Ok(Some(Ok(settings))) => Ok(settings),
+        Ok(Some(Err(e))) => Err(bad(e.to_string())),
+        Ok(None) => Err(ApiError(StatusCode::NOT_FOUND, format!("{server} has no link"))),
+        Err(_) => {
+            Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("the {server} server did not answer")))
+        }
+    }
+}
+
+/// The server and direction a path names, or 404.
+fn target(server: &str, dir: &str) -> Result<(ServerName, Dir), ApiError> {
+    let not_found = |message: String| ApiError(StatusCode::NOT_FOUND, message);
+    let server: ServerName = server.parse().map_err(|e: protocol::UnknownServer| not_found(e.to_string()))?;
+    if !ServerName::ALL.contains(&server) {
+        return Err(not_found(format!("{server} has no link: it is not a server")));
+    }
+    let dir: Dir = dir.parse().map_err(not_found)?;
+    Ok((server, dir))
+}
+
+/// The body of a request that changes something: JSON, from no foreign page.
+fn json_body<T: DeserializeOwned>(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
+    if !bridge::origin_allowed(state, headers) {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "refused: this API serves only the relay's own page and scripts".into(),
+        ));
+    }
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(ApiError(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the body as JSON, with Content-Type: application/json".into(),
+        ));
+    }
+    let mut json = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut json).map_err(|e| match e.path().to_string().as_str() {
+        "." => bad(format!("the body is not valid here: {}", e.inner())),
+        field => bad(format!("{field}: {}", e.inner())),
+    })
+}

@@ -1,0 +1,346 @@
+//! The wire: the seeded, impaired link in front of every server, both directions, driven from
+//! a page socket, from outside Python clients, from the WebSocket and from the HTTP API.
+
+use std::time::Duration;
+
+use protocol::ServerName;
+use serde_json::{Value, json};
+
+use crate::support::{TestRelay, http_get, http_request, recv, udp_client, within};
+use crate::tutorial::{assert_succeeded, host_port, python};
+use crate::ws::{Ws, connect};
+
+async fn open(ws: &mut Ws, socket: &str, server: &str) -> Value {
+    ws.send(json!({"op":"open","socket":socket,"server":server})).await;
+    ws.event("client_open", Some(socket)).await
+}
+
+async fn link(ws: &mut Ws, command: Value) -> Value {
+    let mut full = json!({"op":"link"});
+    full.as_object_mut().expect("object").extend(command.as_object().expect("object").clone());
+    ws.send(full).await;
+    ws.event("link_configured", None).await
+}
+
+/// Collects events until one satisfies `last`, or until `quiet` passes with nothing new.
+async fn events_for(ws: &mut Ws, quiet: Duration) -> Vec<Value> {
+    let mut seen = Vec::new();
+    while let Ok(m) = tokio::time::timeout(quiet, ws.next()).await {
+        if m["type"] == "event" {
+            seen.push(m);
+        }
+    }
+    seen
+}
+
+fn kinds(events: &[Value]) -> Vec<&str> {
+    events.iter().filter_map(|e| e["kind"].as_str()).collect()
+}
+
+fn of<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["kind"] == kind).collect()
+}
+
+#[tokio::test]
+async fn loss_on_the_way_there_and_on_the_way_back() {
+    let relay = TestRelay::start().await;
+    let mut ws = connect(relay.http()).await;
+    open(&mut ws, "e", "echo").await;
+
+    let configured = link(&mut ws, json!({"server":"echo","dir":"in","loss":1.0})).await;
+    assert_eq!(
+        (configured["dir"].clone(), configured["settings"]["loss"].clone()),
+        (json!("in"), json!(1.0))
+    );
+    ws.send(json!({"op":"send","socket":"e","text":"there"})).await;
+    let events = events_for(&mut ws, Duration::from_millis(300)).await;
+    let sent = &of(&events, "client_send")[0];
+    let dropped = of(&events, "link_drop");
+    assert_eq!(dropped.len(), 1, "{events:#?}");
+    assert_eq!((dropped[0]["dir"].clone(), dropped[0]["dg"].clone()), (json!("in"), sent["dg"].clone()));
+    assert_eq!(dropped[0]["reason"], "loss");
+    assert!(of(&events, "server_recv").is_empty(), "the server never saw it: {:?}", kinds(&events));
+
+    link(&mut ws, json!({"server":"echo","dir":"in","loss":0.0})).await;
+    link(&mut ws, json!({"server":"echo","dir":"out","loss":1.0})).await;
+    ws.send(json!({"op":"send","socket":"e","text":"back"})).await;
+    let events = events_for(&mut ws, Duration::from_millis(300)).await;
+    let answer = of(&events, "server_send");
+    assert_eq!(answer.len(), 1, "the server answered: {:?}", kinds(&events));
+    let dropped = of(&events, "link_drop");
+    assert_eq!(
+        (dropped[0]["dir"].clone(), dropped[0]["dg"].clone()),
+        (json!("out"), answer[0]["dg"].clone())
+    );
+    assert!(of(&events, "client_recv").is_empty(), "lost on the way back: {:?}", kinds(&events));
+    ws.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn duplicates_are_datagrams_of_their_own_and_delays_are_held_then_released() {
+    let relay = TestRelay::start().await;
+    let mut ws = connect(relay.http()).await;
+    open(&mut ws, "u", "upper").await;
+    link(&mut ws, json!({"server":"upper","dir":"out","duplicate":1.0})).await;
+    ws.send(json!({"op":"send","socket":"u","text":"twice"})).await;
+    let events = events_for(&mut ws, Duration::from_millis(300)).await;
+    let dup = of(&events, "link_duplicate");
+    assert_eq!(dup.len(), 1, "{:?}", kinds(&events));
+    let got: Vec<_> = of(&events, "client_recv").iter().map(|e| e["dg"].clone()).collect();
+    assert_eq!(
+        got,
+        [dup[0]["dg"].clone(), dup[0]["copy"].clone()],
+        "the socket got both, each by its own name"
+    );
+
+    link(&mut ws, json!({"server":"upper","dir":"out","duplicate":0.0})).await;
+    link(&mut ws, json!({"server":"upper","dir":"in","delay_ms":200})).await;
+    ws.send(json!({"op":"send","socket":"u","text":"slow"})).await;
+    let events = events_for(&mut ws, Duration::from_millis(500)).await;
+    let hold = of(&events, "link_hold");
+    let release = of(&events, "link_release");
+    assert_eq!((hold.len(), release.len()), (1, 1), "{:?}", kinds(&events));
+    assert_eq!((hold[0]["reason"].clone(), hold[0]["hold_ms"].clone()), (json!("delay"), json!(200)));
+    assert!(release[0]["held_us"].as_u64().is_some_and(|us| us >= 200_000));
+    let sent = of(&events, "client_send")[0]["t_us"].as_u64().expect("t_us");
+    let received = of(&events, "server_recv")[0]["t_us"].as_u64().expect("t_us");
+    assert!(received - sent >= 200_000, "the server read it after the hold");
+    ws.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reordered_datagram_arrives_after_the_next_one() {
+    let relay = TestRelay::start().await;
+    let mut ws = connect(relay.http()).await;
+    open(&mut ws, "e", "echo").await;
+    link(&mut ws, json!({"server":"echo","dir":"in","reorder":1.0})).await;
+    ws.send(json!({"op":"send","socket":"e","text":"first"})).await;
+    ws.send(json!({"op":"send","socket":"e","text":"second"})).await;
+    let events = events_for(&mut ws, Duration::from_millis(500)).await;
+    let read: Vec<_> = of(&events, "server_recv").iter().map(|e| e["text"].clone()).collect();
+    assert_eq!(read, [json!("second"), json!("first")], "the second passed the first");
+    let first = of(&events, "client_send")[0]["dg"].clone();
+    let hold = of(&events, "link_hold");
+    assert_eq!((hold[0]["dg"].clone(), hold[0]["reason"].clone()), (first.clone(), json!("reorder")));
+    assert_eq!(of(&events, "link_release")[0]["dg"], first);
+    // The answers come back in the order the server read them.
+    let answers: Vec<_> = of(&events, "client_recv").iter().map(|e| e["text"].clone()).collect();
+    assert_eq!(answers, [json!("second"), json!("first")]);
+    ws.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn over_a_1500_byte_mtu_a_lost_fragment_loses_the_datagram() {
+    let relay = TestRelay::start().await;
+    let mut ws = connect(relay.http()).await;
+    open(&mut ws, "e", "echo").await;
+    link(&mut ws, json!({"server":"echo","dir":"out","mtu":1500,"loss":1.0})).await;
+    ws.send(json!({"op":"send","socket":"e","text":"x".repeat(2000)})).await;
+    let dropped = ws.event("link_drop", None).await;
+    assert_eq!(
+        (dropped["reason"].clone(), dropped["fragment"].clone(), dropped["fragments"].clone()),
+        (json!("fragment"), json!(1), json!(2))
+    );
+    ws.send(json!({"op":"send","socket":"e","text":"small"})).await;
+    let dropped = ws.event("link_drop", None).await;
+    assert_eq!(dropped["reason"], "loss", "a datagram in one fragment is simply lost");
+    assert!(dropped.get("fragments").is_none());
+    ws.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn faults_hit_the_next_datagrams_in_each_direction() {
+    let relay = TestRelay::start().await;
+    let mut ws = connect(relay.http()).await;
+    open(&mut ws, "e", "echo").await;
+    ws.send(json!({"op":"fault","server":"echo","dir":"in","drop_next":2})).await;
+    for text in ["a", "b", "c"] {
+        ws.send(json!({"op":"send","socket":"e","text":text})).await;
+    }
+    let events = events_for(&mut ws, Duration::from_millis(300)).await;
+    assert_eq!(of(&events, "link_drop").iter().filter(|e| e["reason"] == "fault").count(), 2);
+    let got: Vec<_> = of(&events, "client_recv").iter().map(|e| e["text"].clone()).collect();
+    assert_eq!(got, [json!("c")]);
+
+    ws.send(json!({"op":"fault","server":"echo","dir":"out","duplicate_next":1})).await;
+    ws.send(json!({"op":"send","socket":"e","text":"d"})).await;
+    let events = events_for(&mut ws, Duration::from_millis(300)).await;
+    assert_eq!(of(&events, "client_recv").len(), 2, "{:?}", kinds(&events));
+
+    ws.send(json!({"op":"fault","server":"echo","dir":"out","hold_next_ms":300})).await;
+    ws.send(json!({"op":"send","socket":"e","text":"held"})).await;
+    ws.send(json!({"op":"send","socket":"e","text":"free"})).await;
+    let events = events_for(&mut ws, Duration::from_millis(600)).await;
+    let got: Vec<_> = of(&events, "client_recv").iter().map(|e| e["text"].clone()).collect();
+    assert_eq!(got, [json!("free"), json!("held")], "the held one arrives last");
+    assert_eq!(of(&events, "link_hold")[0]["reason"], "fault");
+
+    ws.send(json!({"op":"fault","server":"echo","dir":"out"})).await;
+    assert!(ws.error("bad_command").await["message"].as_str().is_some_and(|m| m.contains("exactly one")));
+    ws.send(json!({"op":"link","server":"echo","dir":"out","loss":3})).await;
+    assert!(ws.error("bad_command").await["message"].as_str().is_some_and(|m| m.contains("loss")));
+    ws.send(json!({"op":"link","server":"nobody","dir":"out","loss":0.5})).await;
+    ws.error("bad_command").await;
+    ws.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_session_hears_of_a_change_and_hello_lists_the_links() {
+    let relay = TestRelay::start().await;
+    let mut a = connect(relay.http()).await;
+    let mut b = connect(relay.http()).await;
+    assert_eq!(a.hello["links"]["echo"]["out"]["loss"], 0.0);
+    link(&mut a, json!({"server":"chat","dir":"out","jitter_ms":30})).await;
+    let heard = b.event("link_configured", None).await;
+    assert_eq!((heard["server"].clone(), heard["settings"]["jitter_ms"].clone()), (json!("chat"), json!(30)));
+    let c = connect(relay.http()).await;
+    assert_eq!(c.hello["links"]["chat"]["out"]["jitter_ms"], 30);
+    for ws in [a, b, c] {
+        ws.close().await;
+    }
+    relay.shutdown().await;
+}
+
+/// The drop pattern of 30 datagrams sent one at a time through `echo.in` at 50% loss.
+async fn drop_pattern(seed: u64) -> String {
+    let relay = TestRelay::start_with(|c| {
+        c.lossy.seed = seed;
+        c.links.entry(ServerName::Echo).or_default().inbound.loss = 0.5;
+    })
+    .await;
+    let mut ws = connect(relay.http()).await;
+    open(&mut ws, "e", "echo").await;
+    let mut pattern = String::new();
+    for i in 0..30 {
+        ws.send(json!({"op":"send","socket":"e","text":format!("n{i}")})).await;
+        let outcome =
+            ws.wait_for("the outcome", |m| m["kind"] == "link_drop" || m["kind"] == "client_recv").await;
+        pattern.push(if outcome["kind"] == "link_drop" { 'x' } else { '.' });
+    }
+    ws.close().await;
+    relay.shutdown().await;
+    pattern
+}
+
+#[tokio::test]
+async fn the_seed_replays_the_same_losses() {
+    let first = drop_pattern(7).await;
+    assert!(first.contains('x') && first.contains('.'), "{first}");
+    assert_eq!(drop_pattern(7).await, first, "the same seed and traffic, the same losses");
+    assert_ne!(drop_pattern(8).await, first, "another seed, other losses");
+}
+
+#[tokio::test]
+async fn outside_clients_cross_the_link_too() {
+    // The tutorial's retrying client gets through a link that loses half of what it sends.
+    let relay = TestRelay::start_with(|c| {
+        c.lossy.seed = 3;
+        c.links.entry(ServerName::Lossy).or_default().inbound.loss = 0.5;
+    })
+    .await;
+    let mut events = relay.bus.subscribe();
+    let output = python("lossy_client.py", &host_port(&relay, ServerName::Lossy)).await;
+    assert_succeeded("lossy_client.py", &output);
+    let mut drops = 0;
+    while let Ok(event) = events.try_recv() {
+        drops += usize::from(matches!(event.kind, protocol::EventKind::LinkDrop { .. }));
+    }
+    assert!(drops > 0, "no datagram was lost on the way: the seed lets everything through?");
+    relay.shutdown().await;
+
+    // An outside client's answers are delayed on the way back.
+    let relay =
+        TestRelay::start_with(|c| c.links.entry(ServerName::Echo).or_default().outbound.delay_ms = 150).await;
+    let client = udp_client().await;
+    let started = tokio::time::Instant::now();
+    within("send", client.send_to(b"late", relay.addr(ServerName::Echo))).await.expect("send");
+    assert_eq!(recv(&client).await.0, b"late");
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    let output = python("echo_client.py", &host_port(&relay, ServerName::Echo)).await;
+    assert_succeeded("echo_client.py through a slow link", &output);
+    relay.shutdown().await;
+}
+
+fn json_of(body: &[u8]) -> Value {
+    serde_json::from_slice(body).expect("JSON body")
+}
+
+#[tokio::test]
+async fn the_http_api_reads_and_changes_links_and_refuses_what_it_must() {
+    let relay = TestRelay::start().await;
+    let http = relay.http();
+    let listed = http_get(http, "/api/links").await;
+    assert_eq!(listed.status, 200);
+    let links = json_of(&listed.body);
+    for server in ServerName::ALL {
+        assert_eq!(links[server.as_str()]["in"]["loss"], 0.0, "{links}");
+        assert_eq!(links[server.as_str()]["out"]["delay_ms"], 0, "{links}");
+    }
+
+    let json = [("Content-Type", "application/json")];
+    let put = http_request(http, "PUT", "/api/links/echo/out", &json, r#"{"loss":0.3,"delay_ms":100}"#).await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let settings = json_of(&put.body);
+    assert_eq!((settings["loss"].clone(), settings["delay_ms"].clone()), (json!(0.3), json!(100)));
+    let put = http_request(http, "PUT", "/api/links/echo/out", &json, r#"{"jitter_ms":50}"#).await;
+    let settings = json_of(&put.body);
+    assert_eq!(
+        (settings["loss"].clone(), settings["jitter_ms"].clone()),
+        (json!(0.3), json!(50)),
+        "others kept"
+    );
+    assert_eq!(json_of(&http_get(http, "/api/links").await.body)["echo"]["out"]["jitter_ms"], 50);
+
+    let fault = http_request(http, "POST", "/api/links/upper/in/faults", &json, r#"{"drop_next":2}"#).await;
+    assert_eq!(fault.status, 200, "{}", fault.text());
+    assert_eq!(json_of(&fault.body)["fault"]["drop_next"], 2);
+    let client = udp_client().await;
+    for text in [&b"one"[..], b"two", b"three"] {
+        within("send", client.send_to(text, relay.addr(ServerName::Upper))).await.expect("send");
+    }
+    assert_eq!(recv(&client).await.0, b"THREE", "the first two were dropped");
+
+    // method, path, headers, body, the status, and a word the error must say.
+    type Refusal<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str, u16, &'a str);
+    let refusals: [Refusal; 8] = [
+        ("PUT", "/api/links/echo/out", &[], r#"{"loss":0.1}"#, 415, "application/json"),
+        (
+            "PUT",
+            "/api/links/echo/out",
+            &[("Content-Type", "text/plain")],
+            r#"{"loss":0.1}"#,
+            415,
+            "application/json",
+        ),
+        (
+            "PUT",
+            "/api/links/echo/out",
+            &[("Content-Type", "application/json"), ("Origin", "http://evil.example")],
+            r#"{"loss":0.1}"#,
+            403,
+            "refused",
+        ),
+        ("PUT", "/api/links/echo/out", &json, r#"{"loss":1.5}"#, 400, "loss"),
+        ("PUT", "/api/links/echo/out", &json, r#"{"los":0.1}"#, 400, "los"),
+        ("PUT", "/api/links/ehco/out", &json, r#"{"loss":0.1}"#, 404, "ehco"),
+        ("PUT", "/api/links/echo/sideways", &json, r#"{"loss":0.1}"#, 404, "sideways"),
+        ("POST", "/api/links/echo/in/faults", &json, r#"{"hold_next_ms":"long"}"#, 400, "hold_next_ms"),
+    ];
+    for (method, path, headers, body, status, says) in refusals {
+        let response = http_request(http, method, path, headers, body).await;
+        assert_eq!(response.status, status, "{method} {path} {headers:?} {body}: {}", response.text());
+        let error = json_of(&response.body)["error"].as_str().unwrap_or_default().to_owned();
+        assert!(error.contains(says), "{method} {path} {body}: {error}");
+    }
+    assert_eq!(
+        json_of(&http_get(http, "/api/links").await.body)["echo"]["out"]["loss"],
+        0.3,
+        "nothing changed"
+    );
+    relay.shutdown().await;
+}
