@@ -23,6 +23,12 @@ const KEEP_BUFFER: usize = 256 * 1024;
 /// and shutdown again. Small enough that a timer fires late by microseconds, not more.
 const RECV_BURST: usize = 32;
 
+/// How early a held datagram may leave the wire. Tokio's timer ticks once a millisecond and
+/// never fires early, so a datagram released on the first tick after its due time leaves up
+/// to a millisecond late. Waking half a tick before and letting go of what is due within half a
+/// tick centres the error on the due time instead: each leaves within half a millisecond of it.
+const WIRE_SLACK: Duration = Duration::from_micros(500);
+
 /// How many already-queued datagrams a stopping socket still handles, so that a reply that
 /// has arrived (the chat server's `end`, say) is reported rather than lost.
 const DRAIN_ON_STOP: usize = 64;
@@ -95,8 +101,9 @@ async fn run<H: DatagramHandler>(
     let mut armed_for = None;
 
     loop {
-        let deadline =
-            handler.poll_timeout().into_iter().chain(io.wire.as_ref().and_then(Wire::poll_timeout)).min();
+        let wire_due =
+            io.wire.as_ref().and_then(Wire::poll_timeout).map(|at| at.checked_sub(WIRE_SLACK).unwrap_or(at));
+        let deadline = handler.poll_timeout().into_iter().chain(wire_due).min();
         if deadline != armed_for {
             if let Some(at) = deadline {
                 timer.as_mut().reset(at.into());
@@ -302,8 +309,8 @@ impl Io<'_> {
     async fn release_due<H: DatagramHandler>(&mut self, handler: &mut H, cx: &mut Cx, now: Instant) {
         let Some(wire) = self.wire.as_mut() else { return };
         let mut events = Vec::new();
-        wire.inbound.release_due(now, &mut events);
-        wire.outbound.release_due(now, &mut events);
+        wire.inbound.release_due(now + WIRE_SLACK, &mut events);
+        wire.outbound.release_due(now + WIRE_SLACK, &mut events);
         self.emit_all(cx, now, events);
         self.deliver_inbound(handler, cx, now);
         self.send_outbound(handler, cx, now).await;
