@@ -191,12 +191,36 @@ impl HeartbeatSpec {
     }
 }
 
-/// `"retry": true`, `"retry": false`, or `"retry": {…}` with any of the parameters.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+/// `"retry": true`, `"retry": false`, or `"retry": {…}` with any of the parameters by name.
+/// Anything else, an array of parameters by position included, is refused.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq)]
 #[serde(untagged)]
 pub enum RetrySpec {
     Enabled(bool),
     With(RetryParams),
+}
+
+impl<'de> Deserialize<'de> for RetrySpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Spec;
+        impl<'de> serde::de::Visitor<'de> for Spec {
+            type Value = RetrySpec;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true, false, or an object such as {\"initial_ms\":100,\"factor\":2.0,\"give_up_ms\":2000}")
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, enabled: bool) -> Result<RetrySpec, E> {
+                Ok(RetrySpec::Enabled(enabled))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RetrySpec, A::Error> {
+                RetryParams::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RetrySpec::With)
+            }
+        }
+        deserializer.deserialize_any(Spec)
+    }
 }
 
 impl RetrySpec {
@@ -281,6 +305,19 @@ mod tests {
         };
         assert_eq!(hex, "00ff");
         assert_eq!(spec.params(), Some(RetryParams { initial_ms: 50, ..RetryParams::default() }));
+    }
+
+    #[test]
+    fn retry_is_a_flag_or_named_parameters_never_a_list() {
+        let list = json!({"op":"send","socket":"a","text":"x","retry":[100, 2.0, 2000]});
+        let error = serde_json::from_value::<Command>(list).expect_err("by position").to_string();
+        assert!(error.contains("initial_ms"), "{error}");
+        assert!(
+            serde_json::from_value::<Command>(json!({"op":"send","socket":"a","text":"x","retry":1}))
+                .is_err()
+        );
+        let off = parse(json!({"op":"send","socket":"a","text":"x","retry":false}));
+        assert!(matches!(off, Command::Send { retry: Some(RetrySpec::Enabled(false)), .. }));
     }
 
     #[test]

@@ -261,6 +261,16 @@ pub enum EventKind {
         #[serde(flatten)]
         payload: Payload,
     },
+    /// Chat message `dg` (`len` bytes) cannot be wrapped as `ack: IP PORT\n…\n` within UDP's
+    /// 65,507 bytes: from this sender at most `max_len` fit. It went to nobody.
+    ChatTooLong {
+        server: ServerName,
+        dg: Dg,
+        #[serde(with = "crate::addr")]
+        from: SocketAddr,
+        len: usize,
+        max_len: usize,
+    },
     /// A new chat client was turned away because `limit` clients are already live.
     ChatRefused {
         server: ServerName,
@@ -510,10 +520,11 @@ pub enum Kind {
     LinkHold,
     LinkRelease,
     LinkConfigured,
+    ChatTooLong,
 }
 
-// Each kind is one bit of a `u32`; `LinkConfigured` is the last kind.
-const _: () = assert!((Kind::LinkConfigured as u32) < u32::BITS);
+// Each kind is one bit of a `u32`; `ChatTooLong` is the last kind.
+const _: () = assert!((Kind::ChatTooLong as u32) < u32::BITS);
 
 /// A set of [`Kind`]s, one bit each: cheap to copy and to test on every event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -574,6 +585,7 @@ impl EventKind {
             Self::LinkHold { .. } => Kind::LinkHold,
             Self::LinkRelease { .. } => Kind::LinkRelease,
             Self::LinkConfigured { .. } => Kind::LinkConfigured,
+            Self::ChatTooLong { .. } => Kind::ChatTooLong,
         }
     }
 
@@ -596,7 +608,8 @@ impl EventKind {
             | Self::LinkDuplicate { server, .. }
             | Self::LinkHold { server, .. }
             | Self::LinkRelease { server, .. }
-            | Self::LinkConfigured { server, .. } => *server,
+            | Self::LinkConfigured { server, .. }
+            | Self::ChatTooLong { server, .. } => *server,
             _ => return None,
         })
     }
@@ -633,7 +646,8 @@ impl EventKind {
             | Self::LinkDrop { dg, .. }
             | Self::LinkDuplicate { dg, .. }
             | Self::LinkHold { dg, .. }
-            | Self::LinkRelease { dg, .. } => Some(*dg),
+            | Self::LinkRelease { dg, .. }
+            | Self::ChatTooLong { dg, .. } => Some(*dg),
             _ => None,
         }
     }
@@ -649,7 +663,7 @@ impl EventKind {
             | Self::ChatLeave { peer, .. }
             | Self::ChatEvict { peer, .. }
             | Self::ChatRefused { peer, .. } => Some(*peer),
-            Self::ChatBroadcast { from, .. } => Some(*from),
+            Self::ChatBroadcast { from, .. } | Self::ChatTooLong { from, .. } => Some(*from),
             Self::LinkDrop { peer, .. }
             | Self::LinkDuplicate { peer, .. }
             | Self::LinkHold { peer, .. }
@@ -929,6 +943,7 @@ mod tests {
             ("link_hold", json!({"dir":"out","dg":1,"peer":a,"reason":"reorder"}), &server),
             ("link_release", json!({"dir":"out","dg":1,"peer":a,"held_us":5}), &server),
             ("link_configured", json!({"dir":"in","settings":{"loss":0.5}}), &server),
+            ("chat_too_long", json!({"dg":1,"from":a,"len":65490,"max_len":65486}), &server),
         ];
         let mut seen = Vec::new();
         for (name, fields, common) in samples {
@@ -943,7 +958,7 @@ mod tests {
             seen.push(kind);
         }
         let set: Kinds = seen.iter().copied().collect();
-        assert_eq!(set.bits().count_ones(), 27, "distinct bits");
+        assert_eq!(set.bits().count_ones(), 28, "distinct bits");
         assert!(seen.iter().all(|&kind| set.contains(kind)));
         assert!(!Kinds::from_iter([Kind::ClientRecv]).contains(Kind::ClientSend));
         assert!(serde_json::from_value::<Kind>(json!("client_reply")).is_err());

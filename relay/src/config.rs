@@ -65,6 +65,9 @@ pub struct SessionLimits {
     pub heartbeat_min: Duration,
     /// Requests with retries or IDs in flight per socket (`--max-pending`).
     pub pending_requests: usize,
+    /// How often the relay pings a browser (`--ws-ping`). A session that answers nothing, not
+    /// even a pong, for two of these is closed, so a laptop that went to sleep frees its slot.
+    pub ping_every: Duration,
 }
 
 impl Default for SessionLimits {
@@ -78,6 +81,7 @@ impl Default for SessionLimits {
             crowd_clients: 100,
             heartbeat_min: Duration::from_millis(100),
             pending_requests: 32,
+            ping_every: Duration::from_secs(20),
         }
     }
 }

@@ -131,9 +131,21 @@ struct Cli {
     #[arg(long, value_name = "D", default_value = "100ms", value_parser = parse_duration)]
     min_heartbeat: Duration,
 
+    /// How often to ping each browser tab; one that answers nothing for two pings is closed.
+    #[arg(long, value_name = "D", default_value = "20s", value_parser = parse_ping)]
+    ws_ping: Duration,
+
     /// Most requests with retries waiting for an answer on one socket.
     #[arg(long, value_name = "N", default_value_t = SessionLimits::default().pending_requests)]
     max_pending: usize,
+}
+
+fn parse_ping(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(100) {
+        return Err(format!("{} is too often: ping at most every 100ms", s.trim()));
+    }
+    Ok(d)
 }
 
 fn parse_session_limit(s: &str) -> Result<usize, String> {
@@ -182,6 +194,7 @@ impl Cli {
                 crowd_clients: self.max_crowd,
                 heartbeat_min: self.min_heartbeat,
                 pending_requests: self.max_pending,
+                ping_every: self.ws_ping,
             },
             allow_targets: self.allow_target,
             nobody_port: self.nobody_port,

@@ -5,6 +5,8 @@
 //! - `udp`: the four servers' wire contract, as the tutorials' clients see it.
 //! - `http`: the page, `/healthz` and `/api/servers`.
 //! - `cli`: the `relay` binary: banner, bad flags, ports in use, shutdown on SIGTERM.
+//! - `classroom`: what a class on one relay met: sleeping laptops, broken frames, duplicate
+//!   headers, chat messages too long to wrap, settings under load, lenient retries.
 //! - `bridge`: the WebSocket bridge as a script sees it: every op, event, error and limit.
 //! - `identity`: every datagram's `dg` from send to arrival, and what the socket lessons need:
 //!   receive buffers, `nobody`, UDP's size limit, frames too large, crowds.
@@ -15,6 +17,7 @@
 
 mod bridge;
 mod browser;
+mod classroom;
 mod cli;
 mod http;
 mod identity;

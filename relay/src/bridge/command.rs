@@ -88,14 +88,22 @@ pub fn check_retry(p: RetryParams) -> Result<RetryParams, Refusal> {
         && p.factor.is_finite()
         && (1.0..=10.0).contains(&p.factor)
         && p.give_up_ms <= 600_000;
-    if ok {
-        Ok(p)
-    } else {
-        Err(refuse(
+    if !ok {
+        return Err(refuse(
             ErrorCode::BadCommand,
             "retry needs initial_ms from 10 to 60000, factor from 1.0 to 10.0 and give_up_ms up to 600000",
-        ))
+        ));
     }
+    if p.initial_ms > p.give_up_ms {
+        return Err(refuse(
+            ErrorCode::BadCommand,
+            format!(
+                "retry's initial_ms ({}) is longer than give_up_ms ({}): the first wait would already give up",
+                p.initial_ms, p.give_up_ms
+            ),
+        ));
+    }
+    Ok(p)
 }
 
 fn decode_hex(hex: &str) -> Result<Vec<u8>, Refusal> {
@@ -132,6 +140,9 @@ mod tests {
         assert!(check_retry(RetryParams { initial_ms: 1, ..RetryParams::default() }).is_err());
         assert!(check_retry(RetryParams { factor: f64::NAN, ..RetryParams::default() }).is_err());
         assert!(check_retry(RetryParams { factor: 0.5, ..RetryParams::default() }).is_err());
+        let backwards = RetryParams { initial_ms: 3_000, give_up_ms: 2_000, ..RetryParams::default() };
+        let error = check_retry(backwards).expect_err("initial over give-up").message;
+        assert!(error.contains("initial_ms") && error.contains("give_up_ms"), "{error}");
     }
 
     #[test]

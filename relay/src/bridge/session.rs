@@ -175,13 +175,19 @@ pub async fn run(socket: WebSocket, state: AppState) {
         socket_tasks: TaskTracker::new(),
     };
 
+    // Every frame from the browser, pongs included, shows it is still there.
+    let ping_every = session.state.config.limits.ping_every;
+    let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+
     const SHUTTING_DOWN: &str = "the relay is shutting down";
     let ended = loop {
         // Every write may wait on a browser that stopped reading: it also gives way to shutdown.
         let written = tokio::select! {
             biased;
             () = stop.cancelled() => break SHUTTING_DOWN,
-            frame = stream.next() => match frame {
+            frame = stream.next() => match frame.inspect(|_| last_heard = Instant::now()) {
                 Some(Ok(Message::Text(text))) => match session.command(text.as_str()).await {
                     Some(reply) => until_stopped(&stop, sink.send(reply)).await,
                     None => Some(Ok(())),
@@ -190,9 +196,16 @@ pub async fn run(socket: WebSocket, state: AppState) {
                     let refusal = refuse(ErrorCode::BadJson, "send commands as JSON text frames");
                     until_stopped(&stop, sink.send(error_frame(refusal, None, None))).await
                 }
-                Some(Ok(Message::Close(_))) | None => break "",
+                Some(Ok(Message::Close(_))) => {
+                    // The WebSocket layer has queued the Close that answers it, with the same
+                    // code; flushing sends it.
+                    let _ = tokio::time::timeout(GOODBYE, sink.flush()).await;
+                    break "";
+                }
+                None => break "",
                 Some(Err(e)) => {
-                    // A frame too big to read: say so before closing, never close silently.
+                    // A frame too big, broken or not UTF-8: say so before closing, never close
+                    // silently.
                     if let Some(close) = unreadable(e) {
                         let _ = tokio::time::timeout(GOODBYE, sink.send(Message::Close(Some(close)))).await;
                     }
@@ -200,6 +213,16 @@ pub async fn run(socket: WebSocket, state: AppState) {
                 }
                 Some(Ok(_)) => Some(Ok(())), // ping and pong are answered by the WebSocket layer
             },
+            _ = pings.tick() => {
+                if last_heard.elapsed() > ping_every * 2 {
+                    // A laptop that went to sleep, or a tab that is gone: free its slot.
+                    let reason = format!("no answer to pings for {} s", last_heard.elapsed().as_secs());
+                    let close = CloseFrame { code: close_code::AWAY, reason: reason.into() };
+                    let _ = tokio::time::timeout(GOODBYE, sink.send(Message::Close(Some(close)))).await;
+                    break "";
+                }
+                until_stopped(&stop, sink.send(Message::Ping(Default::default()))).await
+            }
             Some(event) = session.feed.recv() => until_stopped(&stop, session.forward_own(&mut sink, event)).await,
             received = next_of_all(&mut session.all) => {
                 until_stopped(&stop, session.forward_all(&mut sink, received)).await
@@ -234,6 +257,13 @@ pub async fn run(socket: WebSocket, state: AppState) {
 fn unreadable(e: axum::Error) -> Option<CloseFrame> {
     let e = e.into_inner();
     match e.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Utf8(_)) => {
+            Some(CloseFrame { code: close_code::INVALID, reason: "a text frame that is not UTF-8".into() })
+        }
+        Some(tungstenite::Error::Protocol(p)) => Some(CloseFrame {
+            code: close_code::PROTOCOL,
+            reason: format!("WebSocket protocol error: {p}").into(),
+        }),
         Some(tungstenite::Error::Capacity(_)) => Some(CloseFrame {
             code: close_code::SIZE,
             reason: format!(

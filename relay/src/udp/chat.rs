@@ -141,6 +141,15 @@ impl DatagramHandler for Chat {
                 let mut message = Vec::with_capacity(text.len() + 32);
                 // Writing to a Vec cannot fail.
                 let _ = writeln!(message, "ack: {} {}", from.ip(), from.port());
+                // The wrapper and the closing newline must fit in one datagram with the text;
+                // a copy the kernel would refuse must not be claimed as sent.
+                let max_len = super::MAX_DATAGRAM.saturating_sub(message.len() + 1);
+                if text.len() > max_len {
+                    let dg = cx.arrival().unwrap_or_default();
+                    let len = text.len();
+                    cx.emit(|| EventKind::ChatTooLong { server: ServerName::Chat, dg, from, len, max_len });
+                    return;
+                }
                 message.extend_from_slice(text);
                 message.push(b'\n');
                 let recipients = self.clients();
@@ -378,6 +387,30 @@ mod tests {
         assert_eq!(cx.out.len(), 500);
         assert!(cx.buf.len() < 61_000, "stored {} bytes for 500 copies", cx.buf.len());
         assert!(cx.take_sent().iter().all(|(_, bytes)| bytes.len() == 60_000 + "ack: 127.0.0.1 1\n\n".len()));
+    }
+
+    #[test]
+    fn a_message_too_long_to_wrap_goes_to_nobody_and_says_so() {
+        let (mut chat, mut cx) = setup(10);
+        let t0 = Instant::now();
+        chat.on_datagram(&mut cx, t0, addr(1), b"reg");
+        // "ack: 127.0.0.1 1\n" is 17 bytes and the closing newline one more.
+        let fits = vec![b'x'; super::super::MAX_DATAGRAM - 18];
+        chat.on_datagram(&mut cx, t0, addr(1), &fits);
+        assert_eq!(cx.take_sent()[0].1.len(), super::super::MAX_DATAGRAM);
+        let too_long = vec![b'x'; super::super::MAX_DATAGRAM - 17];
+        cx.take_events();
+        chat.on_datagram(&mut cx, t0, addr(1), &too_long);
+        assert!(cx.take_sent().is_empty());
+        let events = cx.take_events();
+        assert!(
+            matches!(events.as_slice(), [EventKind::ChatTooLong { len, max_len, .. }] if *len == 65_490 && *max_len == 65_489),
+            "{events:?}"
+        );
+        assert!(
+            !events.iter().any(|e| matches!(e, EventKind::ChatBroadcast { .. })),
+            "no broadcast is claimed"
+        );
     }
 
     #[test]

@@ -113,30 +113,8 @@ async fn run<H: DatagramHandler>(
         tokio::select! {
             biased;
             _ = &mut cancelled => break,
-            received = socket.recv_from(&mut buf) => {
-                cx.observed = bus.is_observed();
-                io.received(&mut handler, &mut cx, &buf, received);
-                // Datagrams come in bursts when many peers talk at once. Handle the ones
-                // already queued straight away, each answered before the next is read,
-                // instead of going round the select! (and its wake-up bookkeeping) for each.
-                for _ in 1..RECV_BURST {
-                    io.flush(&mut cx, &mut handler).await;
-                    match socket.try_recv_from(&mut buf) {
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        received => io.received(&mut handler, &mut cx, &buf, received),
-                    }
-                }
-            }
-            () = &mut timer, if armed_for.is_some() => {
-                // Fire once per deadline: the handler and the wire give a new one if they want.
-                armed_for = None;
-                cx.observed = bus.is_observed();
-                let now = Instant::now();
-                if handler.poll_timeout().is_some_and(|at| at <= now) {
-                    handler.on_tick(&mut cx, now);
-                }
-                io.release_due(&mut handler, &mut cx, now).await;
-            }
+            // Control comes before traffic: a server flooded with datagrams still answers a
+            // settings request at once, and a session's commands are never starved.
             message = control.recv() => {
                 let Some(message) = message else { break };
                 cx.observed = bus.is_observed();
@@ -177,6 +155,30 @@ async fn run<H: DatagramHandler>(
                     }
                     Control::Command(command) => handler.on_command(&mut cx, now, command),
                 }
+            }
+            received = socket.recv_from(&mut buf) => {
+                cx.observed = bus.is_observed();
+                io.received(&mut handler, &mut cx, &buf, received);
+                // Datagrams come in bursts when many peers talk at once. Handle the ones
+                // already queued straight away, each answered before the next is read,
+                // instead of going round the select! (and its wake-up bookkeeping) for each.
+                for _ in 1..RECV_BURST {
+                    io.flush(&mut cx, &mut handler).await;
+                    match socket.try_recv_from(&mut buf) {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        received => io.received(&mut handler, &mut cx, &buf, received),
+                    }
+                }
+            }
+            () = &mut timer, if armed_for.is_some() => {
+                // Fire once per deadline: the handler and the wire give a new one if they want.
+                armed_for = None;
+                cx.observed = bus.is_observed();
+                let now = Instant::now();
+                if handler.poll_timeout().is_some_and(|at| at <= now) {
+                    handler.on_tick(&mut cx, now);
+                }
+                io.release_due(&mut handler, &mut cx, now).await;
             }
         }
         io.flush(&mut cx, &mut handler).await;
