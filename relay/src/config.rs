@@ -42,8 +42,9 @@ pub struct Config {
 /// `hello` message so a client knows them up front.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionLimits {
-    /// WebSocket sessions at once (`--max-sessions`). A classroom of 30 with a spare tab each
-    /// fits in 64; each session costs a task, a bus receiver and its sockets.
+    /// WebSocket sessions at once (`--max-sessions`). A class of 100 with a spare tab each and
+    /// its projectors fits in 256; each session costs a task, a feed and its sockets. One
+    /// student's runaway tabs are stopped by the cap per address, not by this one.
     pub sessions: usize,
     /// Open sockets per session (`--max-sockets`); each is a file descriptor and a task.
     pub sockets_per_session: usize,
@@ -65,6 +66,8 @@ pub struct SessionLimits {
     pub heartbeat_min: Duration,
     /// Requests with retries or IDs in flight per socket (`--max-pending`).
     pub pending_requests: usize,
+    /// Connections, WebSocket sessions included, per client address.
+    pub addresses: crate::serve::AddressLimits,
     /// How often the relay pings a browser (`--ws-ping`). A session that answers nothing, not
     /// even a pong, for two of these is closed, so a laptop that went to sleep frees its slot.
     pub ping_every: Duration,
@@ -73,7 +76,7 @@ pub struct SessionLimits {
 impl Default for SessionLimits {
     fn default() -> Self {
         Self {
-            sessions: 64,
+            sessions: 256,
             sockets_per_session: 16,
             sends_per_sec: 200,
             datagram_bytes: crate::udp::MAX_DATAGRAM,
@@ -82,6 +85,7 @@ impl Default for SessionLimits {
             heartbeat_min: Duration::from_millis(100),
             pending_requests: 32,
             ping_every: Duration::from_secs(20),
+            addresses: crate::serve::AddressLimits { per_address: 16, per_loopback: 1024 },
         }
     }
 }

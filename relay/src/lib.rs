@@ -14,6 +14,7 @@
 //! - [`request_id`]: the `#n-a ` request-ID format the lossy server and the client share.
 //! - [`http`]: the page (embedded in the binary), `/healthz`, `/api/servers`, and the bridge.
 //! - [`api`]: `/api/links`, the HTTP API for each server's link (the wire).
+//! - [`serve`]: the HTTP accept loop, with a header read timeout and a cap per client address.
 //! - [`config`]: what `main.rs` parses from the command line.
 //! - [`relay`]: binding it all and serving until shutdown: [`Relay`], [`run`].
 
@@ -24,6 +25,7 @@ pub mod config;
 pub mod http;
 pub mod relay;
 pub mod request_id;
+pub mod serve;
 pub mod udp;
 
 pub use crate::config::Config;

@@ -131,6 +131,15 @@ struct Cli {
     #[arg(long, value_name = "D", default_value = "100ms", value_parser = parse_duration)]
     min_heartbeat: Duration,
 
+    /// Most connections (WebSocket sessions included) from one client address: one student's
+    /// runaway tabs stop here, not at --max-sessions.
+    #[arg(long, value_name = "N", default_value_t = SessionLimits::default().addresses.per_address)]
+    max_per_address: usize,
+
+    /// Most connections from loopback (this machine: the teacher's own tabs and scripts).
+    #[arg(long, value_name = "N", default_value_t = SessionLimits::default().addresses.per_loopback)]
+    max_per_loopback: usize,
+
     /// How often to ping each browser tab; one that answers nothing for two pings is closed.
     #[arg(long, value_name = "D", default_value = "20s", value_parser = parse_ping)]
     ws_ping: Duration,
@@ -195,6 +204,10 @@ impl Cli {
                 heartbeat_min: self.min_heartbeat,
                 pending_requests: self.max_pending,
                 ping_every: self.ws_ping,
+                addresses: relay::serve::AddressLimits {
+                    per_address: self.max_per_address,
+                    per_loopback: self.max_per_loopback,
+                },
             },
             allow_targets: self.allow_target,
             nobody_port: self.nobody_port,

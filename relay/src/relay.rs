@@ -11,7 +11,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::serve::ListenerExt;
 use protocol::ServerName;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -21,13 +20,13 @@ use tokio_util::task::TaskTracker;
 use crate::bridge::AppState;
 use crate::bus::EventBus;
 use crate::config::{self, Config};
-use crate::http;
 use crate::udp::chat::Chat;
 use crate::udp::echo::Echo;
 use crate::udp::link::{LinkError, Wire};
 use crate::udp::lossy::Lossy;
 use crate::udp::upper::Upper;
 use crate::udp::{Control, LinkChange, Setting, SettingError, drive_server};
+use crate::{http, serve};
 
 /// Why the relay could not start.
 ///
@@ -214,6 +213,7 @@ impl Relay {
         // the sessions, which pass on the last events and say bye, then the HTTP server.
         let sessions = TaskTracker::new();
         let stop_sessions = CancellationToken::new();
+        let address_limits = config.limits.addresses;
         let state = AppState {
             relay: handle,
             sessions: Arc::new(Semaphore::new(config.limits.sessions)),
@@ -225,28 +225,20 @@ impl Relay {
         let app = http::router(state);
         let stop_servers = token.clone();
         let server_tasks = tasks.clone();
-        // Events are small frames written one after another: without TCP_NODELAY, Nagle's
-        // algorithm holds each write until the browser's delayed ACK, about 40 ms later.
-        let http = http.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::warn!("cannot set TCP_NODELAY: {e}");
-            }
-        });
-        let served = axum::serve(http, app)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                stop_servers.cancel();
-                server_tasks.close();
-                server_tasks.wait().await;
-                stop_sessions.cancel();
-                sessions.close();
-                sessions.wait().await;
-            })
-            .await;
+        serve::serve(http, app, address_limits, async move {
+            shutdown.await;
+            stop_servers.cancel();
+            server_tasks.close();
+            server_tasks.wait().await;
+            stop_sessions.cancel();
+            sessions.close();
+            sessions.wait().await;
+        })
+        .await;
         token.cancel();
         tasks.close();
         tasks.wait().await;
-        served.map_err(StartError::Http)
+        Ok(())
     }
 }
 

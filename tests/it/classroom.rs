@@ -220,3 +220,49 @@ async fn retry_parameters_are_strict() {
     ws.close().await;
     relay.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_request_head_that_never_ends_is_dropped() {
+    let relay = TestRelay::start().await;
+    let mut tcp = within("connect", TcpStream::connect(relay.http())).await.expect("connect");
+    within("half a request", tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x")).await.expect("write");
+    // The relay gives up on the head after its timeout and closes the connection: the read
+    // ends (with nothing, or a 408) instead of waiting forever.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(
+        relay::serve::HEADER_TIMEOUT + Duration::from_secs(3),
+        tcp.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(read.is_ok(), "the half-sent request was held open for more than the timeout");
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn one_address_holds_a_bounded_number_of_connections_and_sessions() {
+    let relay = TestRelay::start_with(|c| c.limits.addresses.per_loopback = 3).await;
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        sessions.push(connect(relay.http()).await);
+    }
+    let refused = http_get(relay.http(), "/healthz").await;
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    assert!(refused.text().contains("--max-per-loopback"), "{}", refused.text());
+    // A session that ends gives its place back.
+    sessions.pop().expect("a session").close().await;
+    let answered = within("the place given back", async {
+        loop {
+            let response = http_get(relay.http(), "/healthz").await;
+            if response.status == 200 {
+                return response;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(answered.text(), "ok\n");
+    for ws in sessions {
+        ws.close().await;
+    }
+    relay.shutdown().await;
+}

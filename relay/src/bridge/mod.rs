@@ -127,7 +127,12 @@ pub fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
 const READ_BUFFER: usize = 4096;
 
 /// `GET /ws`: upgrades to a session.
-pub async fn ws(State(state): State<AppState>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+pub async fn ws(
+    State(state): State<AppState>,
+    slot: Option<axum::Extension<Arc<crate::serve::AddressSlot>>>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     if !origin_allowed(&state, &headers) {
         let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()).unwrap_or("?");
         tracing::warn!(origin, "refused a WebSocket from another site's page");
@@ -140,7 +145,11 @@ pub async fn ws(State(state): State<AppState>, headers: HeaderMap, upgrade: WebS
     upgrade.read_buffer_size(READ_BUFFER).max_message_size(max_frame).max_frame_size(max_frame).on_upgrade(
         move |socket| {
             let tasks = state.tasks.clone();
-            tasks.track_future(session::run(socket, state))
+            tasks.track_future(async move {
+                // The session holds its connection's place in its address's count.
+                let _slot = slot;
+                session::run(socket, state).await;
+            })
         },
     )
 }
