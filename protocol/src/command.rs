@@ -110,6 +110,11 @@ pub enum Command {
         /// replies; every kind when absent. Errors, `lagged` and `bye` always come.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         kinds: Option<Vec<Kind>>,
+        /// With `all`: first the relay's recent past (up to the last 5,000 recorded events,
+        /// in `seq` order), then live events, with none twice. A projector opened late still
+        /// shows what happened before it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        history: bool,
     },
     /// Changes a server's live settings; each change is announced as a `server_configured`
     /// event.
@@ -328,6 +333,7 @@ mod tests {
             json!({"op":"subscribe","scope":"all"}),
             json!({"op":"subscribe","scope":"own","batch":true}),
             json!({"op":"subscribe","scope":"own","kinds":["client_recv","client_giveup"]}),
+            json!({"op":"subscribe","scope":"all","batch":true,"history":true}),
             json!({"op":"configure","server":"lossy","drop":0.3,"delay_ms":150,"jitter_ms":100}),
             json!({"op":"configure","server":"chat","timeout_ms":3000}),
             json!({"op":"open","socket":"n","server":"nobody","connect":false,"recv_buffer":1024}),

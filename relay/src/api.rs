@@ -4,6 +4,10 @@
 //! - `PUT /api/links/{server}/{in|out}`: change some settings, keep the others; answers with
 //!   the direction's new settings.
 //! - `POST /api/links/{server}/{in|out}/faults`: aim a fault at the next datagrams.
+//! - `GET /api/events.jsonl`: the recent events, one JSON object a line, in `seq` order.
+//! - `GET /api/capture.pcapng`: the recent datagrams, for Wireshark.
+//! - `GET /api/datagrams/{dg}`: one datagram's IP and UDP headers, field by field.
+//! - `GET /metrics`: Prometheus' text format.
 //!
 //! Errors are JSON (`{"error":"…"}`) and name what is wrong: 400 for a bad value, 404 for an
 //! unknown server or direction. Any web page the user visits can send requests to localhost,
@@ -32,6 +36,70 @@ pub fn routes() -> Router<AppState> {
         .route("/api/links", get(list))
         .route("/api/links/{server}/{dir}", put(set))
         .route("/api/links/{server}/{dir}/faults", post(fault))
+        .route("/api/events.jsonl", get(events))
+        .route("/api/capture.pcapng", get(capture))
+        .route("/api/datagrams/{dg}", get(datagram))
+        .route("/metrics", get(metrics))
+}
+
+fn history(state: &AppState) -> Result<std::sync::Arc<crate::history::History>, ApiError> {
+    state.bus.history().cloned().ok_or_else(|| {
+        ApiError(StatusCode::NOT_FOUND, "the relay keeps no history: it was started with --history 0".into())
+    })
+}
+
+/// `GET /api/events.jsonl`.
+async fn events(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let body = crate::capture::jsonl(&*history(&state)?);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/jsonl; charset=utf-8"),
+            (header::CONTENT_DISPOSITION, "attachment; filename=\"udp-playground-events.jsonl\""),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// `GET /api/capture.pcapng`.
+async fn capture(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let history = history(&state)?;
+    // Building a big capture is CPU work: off the runtime's threads, so the servers go on.
+    let built = tokio::task::spawn_blocking(move || crate::capture::pcapng(&history)).await;
+    match built {
+        Ok(Ok(bytes)) => Ok((
+            [
+                (header::CONTENT_TYPE, "application/x-pcapng"),
+                (header::CONTENT_DISPOSITION, "attachment; filename=\"udp-playground.pcapng\""),
+            ],
+            bytes,
+        )
+            .into_response()),
+        Ok(Err(e)) => {
+            Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot write the capture: {e}")))
+        }
+        Err(e) => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot write the capture: {e}"))),
+    }
+}
+
+/// `GET /api/datagrams/{dg}`.
+async fn datagram(
+    State(state): State<AppState>,
+    Path(dg): Path<String>,
+) -> Result<Json<crate::capture::Headers>, ApiError> {
+    let dg: protocol::Dg = dg.parse().map_err(|_| bad(format!("{dg:?} is not a datagram's number")))?;
+    let seen = history(&state)?.datagram(dg).ok_or_else(|| {
+        ApiError(StatusCode::NOT_FOUND, format!("datagram {dg} is not in the history (any more)"))
+    })?;
+    let (_, headers) = crate::capture::packet(&seen)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("datagram {dg} is larger than IP carries")))?;
+    Ok(Json(headers))
+}
+
+/// `GET /metrics`.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let text = state.bus.metrics().map(|m| m.encode()).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
 /// A refusal, as JSON.

@@ -26,6 +26,8 @@ use std::time::Instant;
 
 use protocol::{Event, EventKind, Kinds};
 
+use crate::history::History;
+use crate::metrics::Metrics;
 use crate::udp::identity::Datagrams;
 use tokio::sync::{broadcast, mpsc};
 
@@ -84,6 +86,10 @@ pub struct EventBus {
     routes: Arc<Routes>,
     /// The names of datagrams, which every event about one carries.
     datagrams: Arc<Datagrams>,
+    /// The recent past, when recording (the default for a running relay).
+    history: Option<Arc<History>>,
+    /// What `/metrics` counts, from every event.
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// The sessions' feeds, and which session owns which socket address.
@@ -261,6 +267,32 @@ impl EventBus {
             subscribers: Arc::default(),
             routes: Arc::default(),
             datagrams: Datagrams::new(),
+            history: None,
+            metrics: None,
+        }
+    }
+
+    /// The relay's bus: it counts every event into `metrics` and, with a `history`, records
+    /// every event and datagram. Both always watch, so events are built and datagrams named
+    /// whether or not a browser is connected.
+    pub fn recording(epoch: Instant, history: Option<Arc<History>>, metrics: Arc<Metrics>) -> Self {
+        Self { history, metrics: Some(metrics), ..Self::new(epoch) }
+    }
+
+    /// What `/metrics` counts, if this bus counts.
+    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.metrics.as_ref()
+    }
+
+    /// The recent past, if this bus records it.
+    pub fn history(&self) -> Option<&Arc<History>> {
+        self.history.as_ref()
+    }
+
+    /// Records a datagram one of the relay's sockets read or sent, with its whole bytes.
+    pub fn record(&self, dg: protocol::Dg, at: Instant, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
+        if let Some(history) = &self.history {
+            history.record_datagram(dg, at, from, to, bytes);
         }
     }
 
@@ -272,7 +304,10 @@ impl EventBus {
     /// True when at least one subscriber is listening. Servers check this before building an
     /// event, so an unwatched relay pays nothing for its events.
     pub fn is_observed(&self) -> bool {
-        self.subscribers.load(Ordering::Relaxed) > 0 || self.routes.count.load(Ordering::Relaxed) > 0
+        self.history.is_some()
+            || self.metrics.is_some()
+            || self.subscribers.load(Ordering::Relaxed) > 0
+            || self.routes.count.load(Ordering::Relaxed) > 0
     }
 
     /// Stamps and publishes an event that happened at `at`. Never blocks.
@@ -280,9 +315,15 @@ impl EventBus {
         if !self.is_observed() {
             return;
         }
+        if let Some(metrics) = &self.metrics {
+            metrics.count(&kind);
+        }
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let t_us = u64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX);
         let event = Arc::new(Published { event: Event { seq, t_us, kind }, json: OnceLock::new() });
+        if let Some(history) = &self.history {
+            history.record_event(&event);
+        }
         if self.routes.count.load(Ordering::Relaxed) > 0 {
             self.route(&event);
         }

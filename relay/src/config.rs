@@ -29,6 +29,8 @@ pub struct Config {
     /// Addresses, besides the relay's own servers, that browsers may aim sockets at
     /// (`--allow-target`). Empty by default: the relay is not an open relay.
     pub allow_targets: Vec<SocketAddr>,
+    /// How much of the recent past the relay keeps (`--history`).
+    pub history: crate::history::HistoryLimits,
     /// Each server's link at start (`--link`); every setting is off unless given.
     pub links: BTreeMap<ServerName, Links>,
     /// The loopback port kept free for the `nobody` target (`--nobody-port`); 0 picks one.
@@ -138,6 +140,7 @@ impl Default for Config {
             allow_targets: Vec::new(),
             nobody_port: 0,
             links: BTreeMap::new(),
+            history: crate::history::HistoryLimits::default(),
             public_hosts: Vec::new(),
         }
     }

@@ -11,6 +11,9 @@
 //! - [`bridge`]: `GET /ws`, where browser sessions open UDP sockets and crowds of their own
 //!   (run by [`bridge::client`], the tutorial's retrying client) and watch the events; guarded
 //!   by `Host` and `Origin` checks and per-session limits.
+//! - [`history`]: the recent past, recorded by default: events and datagrams, bounded.
+//! - [`capture`]: the history as Wireshark sees it (pcapng) and as JSON lines.
+//! - [`metrics`]: `/metrics`, counted from the event stream.
 //! - [`request_id`]: the `#n-a ` request-ID format the lossy server and the client share.
 //! - [`http`]: the page (embedded in the binary), `/healthz`, `/api/servers`, and the bridge.
 //! - [`api`]: `/api/links`, the HTTP API for each server's link (the wire).
@@ -21,8 +24,11 @@
 pub mod api;
 pub mod bridge;
 pub mod bus;
+pub mod capture;
 pub mod config;
+pub mod history;
 pub mod http;
+pub mod metrics;
 pub mod relay;
 pub mod request_id;
 pub mod serve;

@@ -115,6 +115,11 @@ struct Cli {
           value_parser = clap::value_parser!(u32).range(0..=10_000))]
     max_crowd: u32,
 
+    /// Events and datagrams the relay keeps for /api/capture.pcapng, /api/events.jsonl and
+    /// the projector's backlog; 0 turns recording off.
+    #[arg(long, value_name = "N", default_value_t = relay::history::HistoryLimits::default().events)]
+    history: usize,
+
     /// Impair a server's link from the start: SERVER.DIR=KEY:VALUE[,KEY:VALUE...], e.g.
     /// echo.out=loss:0.3,delay:100ms,jitter:50ms or upper.in=duplicate:0.1. DIR is in (to the
     /// server) or out (from it); the keys are loss, duplicate, reorder, delay, jitter and mtu.
@@ -212,6 +217,7 @@ impl Cli {
             allow_targets: self.allow_target,
             nobody_port: self.nobody_port,
             links: links(&self.link)?,
+            history: relay::history::HistoryLimits { events: self.history, ..Default::default() },
             public_hosts: self.public_host,
         })
     }

@@ -20,6 +20,8 @@ use tokio_util::task::TaskTracker;
 use crate::bridge::AppState;
 use crate::bus::EventBus;
 use crate::config::{self, Config};
+use crate::history::History;
+use crate::metrics::Metrics;
 use crate::udp::chat::Chat;
 use crate::udp::echo::Echo;
 use crate::udp::link::{LinkError, Wire};
@@ -168,7 +170,9 @@ impl Relay {
         let nobody = nobody_port(&config)?;
         let seed = config.lossy.seed;
         let handle = RelayHandle { http: http_addr, servers, nobody, seed, settings };
-        let bus = EventBus::new(Instant::now());
+        let epoch = Instant::now();
+        let history = (config.history.events > 0).then(|| Arc::new(History::new(config.history, epoch)));
+        let bus = EventBus::recording(epoch, history, Arc::new(Metrics::new()));
         bus.datagrams().set_nobody(nobody);
         Ok(Relay { config, http, sockets, bus, handle })
     }

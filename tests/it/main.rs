@@ -12,6 +12,8 @@
 //!   receive buffers, `nobody`, UDP's size limit, frames too large, crowds.
 //! - `wire`: the impaired link in front of every server: each setting, fault and direction,
 //!   the seed, and the HTTP API.
+//! - `toolbox`: the capture read by tshark, the metrics checked by promtool, the events as
+//!   JSON lines, a datagram's headers, a projector's backlog.
 //! - `ws`: a WebSocket client for the bridge tests.
 //! - `browser`: headless Chromium loads the page and sees the wasm run.
 
@@ -22,6 +24,7 @@ mod cli;
 mod http;
 mod identity;
 mod support;
+mod toolbox;
 mod tutorial;
 mod udp;
 mod ui;

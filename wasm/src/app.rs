@@ -472,7 +472,7 @@ impl App {
     /// After a (re)connect: subscribe and reopen what this page had open.
     fn after_hello(&mut self) {
         if self.projector {
-            self.command(&Command::Subscribe { scope: Scope::All, batch: true, kinds: None });
+            self.command(&Command::Subscribe { scope: Scope::All, batch: true, kinds: None, history: false });
         }
         if self.hellos > 1 {
             let sockets = std::mem::take(&mut self.sockets);
@@ -685,6 +685,7 @@ impl App {
                 scope: if on { Scope::All } else { Scope::Own },
                 batch: true,
                 kinds: None,
+                history: false,
             });
         }
     }

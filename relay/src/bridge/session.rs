@@ -47,6 +47,9 @@ use crate::udp::{self, Control, LinkChange, MAX_DATAGRAM, Setting};
 /// Events written to the WebSocket before one flush.
 const BATCH: usize = 256;
 
+/// Recorded events a `subscribe` with `history` sends at most.
+const BACKLOG: usize = 5_000;
+
 /// Commands queued per socket. A full queue means the socket cannot keep up; the command is
 /// refused with `limit` rather than waited for.
 const SOCKET_QUEUE: usize = 64;
@@ -81,6 +84,10 @@ struct Session {
     /// and to every [`Outbox`].
     kinds: Kinds,
     sockets: HashMap<String, OpenSocket>,
+    /// Recorded events to send before the live ones, after `subscribe` with `history`.
+    backlog: Vec<Arc<Published>>,
+    /// The last event the backlog sent: the live stream skips it and those before it.
+    sent_through: u64,
     /// Members of this session's crowds, against `--max-crowd`.
     crowd_members: u32,
     budget: Arc<Mutex<Budget>>,
@@ -157,6 +164,10 @@ pub async fn run(socket: WebSocket, state: AppState) {
         return;
     }
     tracing::info!(session = %id, "session started");
+    let metrics = state.bus.metrics().cloned();
+    if let Some(metrics) = &metrics {
+        metrics.session_started();
+    }
 
     let stop = state.stop_sessions.child_token();
     let l = state.config.limits;
@@ -170,6 +181,8 @@ pub async fn run(socket: WebSocket, state: AppState) {
         kinds: Kinds::ALL,
         sockets: HashMap::new(),
         crowd_members: 0,
+        backlog: Vec::new(),
+        sent_through: 0,
         budget,
         stop: stop.clone(),
         socket_tasks: TaskTracker::new(),
@@ -190,6 +203,7 @@ pub async fn run(socket: WebSocket, state: AppState) {
             frame = stream.next() => match frame.inspect(|_| last_heard = Instant::now()) {
                 Some(Ok(Message::Text(text))) => match session.command(text.as_str()).await {
                     Some(reply) => until_stopped(&stop, sink.send(reply)).await,
+                    None if !session.backlog.is_empty() => until_stopped(&stop, session.send_backlog(&mut sink)).await,
                     None => Some(Ok(())),
                 },
                 Some(Ok(Message::Binary(_))) => {
@@ -250,6 +264,9 @@ pub async fn run(socket: WebSocket, state: AppState) {
         let _ = tokio::time::timeout(GOODBYE, goodbye).await;
     }
     stop.cancel();
+    if let Some(metrics) = &metrics {
+        metrics.session_ended();
+    }
     tracing::info!(session = %session.id, "session ended");
 }
 
@@ -313,6 +330,7 @@ impl Session {
         }
         let missed = self.feed.take_missed();
         if missed > 0 {
+            self.count_lagged(missed);
             out.message(&ServerMsg::Lagged { missed });
         }
         out.send(sink).await
@@ -327,8 +345,13 @@ impl Session {
         let mut out = Outbox::new(self.batch, self.kinds);
         for _ in 0..BATCH {
             match received {
+                // Already sent with the backlog.
+                Ok(event) if event.seq <= self.sent_through => {}
                 Ok(event) => out.event(&event),
-                Err(RecvError::Lagged(missed)) => out.message(&ServerMsg::Lagged { missed }),
+                Err(RecvError::Lagged(missed)) => {
+                    self.count_lagged(missed);
+                    out.message(&ServerMsg::Lagged { missed })
+                }
                 Err(RecvError::Closed) => break,
             }
             let Some(all) = self.all.as_mut() else { break };
@@ -339,6 +362,19 @@ impl Session {
             };
         }
         out.send(sink).await
+    }
+
+    /// Sends the recorded past asked for with `subscribe`'s `history`, in frames of [`BATCH`].
+    async fn send_backlog(&mut self, sink: &mut Sink) -> Result<(), axum::Error> {
+        let backlog = std::mem::take(&mut self.backlog);
+        for chunk in backlog.chunks(BATCH) {
+            let mut out = Outbox::new(self.batch, self.kinds);
+            for event in chunk {
+                out.event(event);
+            }
+            out.send(sink).await?;
+        }
+        Ok(())
     }
 
     /// On shutdown: waits for this session's sockets to finish, then forwards what they and
@@ -432,7 +468,13 @@ impl Session {
                 let fault = LinkFault { drop_next, duplicate_next, hold_next_ms };
                 self.link(server, dir, LinkChange::Fault(fault)).await
             }
-            Command::Subscribe { scope, batch, kinds } => {
+            Command::Subscribe { scope, batch, kinds, history } => {
+                if history && scope != Scope::All {
+                    return Err(refuse(
+                        ErrorCode::BadCommand,
+                        "history comes with scope all: the whole relay's past",
+                    ));
+                }
                 if kinds.as_ref().is_some_and(Vec::is_empty) {
                     return Err(refuse(
                         ErrorCode::BadCommand,
@@ -450,6 +492,14 @@ impl Session {
                     Scope::Own => self.all = None,
                 }
                 self.feed.pause(scope == Scope::All);
+                if history && let Some(recorded) = self.state.bus.history() {
+                    // The subscription above is open first, so nothing falls between the two;
+                    // what both hold goes out once, from the backlog.
+                    let events = recorded.events();
+                    let start = events.len().saturating_sub(BACKLOG);
+                    self.backlog = events[start..].to_vec();
+                    self.sent_through = self.backlog.last().map_or(0, |e| e.seq);
+                }
                 Ok(())
             }
             Command::Configure { server, drop, delay_ms, jitter_ms, timeout_ms } => {
@@ -476,6 +526,12 @@ impl Session {
                 }
                 Ok(())
             }
+        }
+    }
+
+    fn count_lagged(&self, missed: u64) {
+        if let Some(metrics) = self.state.bus.metrics() {
+            metrics.lagged(missed);
         }
     }
 

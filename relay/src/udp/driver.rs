@@ -256,6 +256,9 @@ impl Io<'_> {
             None
         };
         let dg = if cx.observed { recorded.unwrap_or_else(|| cx.datagrams.next()) } else { 0 };
+        if dg != 0 {
+            self.bus.record(dg, now, from, cx.local, payload);
+        }
         match self.wire.as_mut() {
             Some(wire) if !wire.inbound.is_idle() => {
                 let packet = Packet { dg, peer: from, bytes: payload.to_vec() };
@@ -423,6 +426,7 @@ impl Io<'_> {
     async fn transmit(&self, cx: &Cx, dg: protocol::Dg, to: SocketAddr, bytes: &[u8]) -> io::Result<usize> {
         if dg != 0 {
             cx.datagrams.sending(cx.local, to, dg, bytes);
+            self.bus.record(dg, Instant::now(), cx.local, to, bytes);
         }
         let sent = if cx.datagrams.is_nobody(to) && !still_free(to) {
             Err(io::Error::new(

@@ -60,6 +60,39 @@ fn fingerprint(payload: &[u8]) -> u64 {
     h.finish()
 }
 
+/// Which ports, per address family, one of the relay's sockets holds: one bit each, read
+/// without the lock on every send (a server answering an outside client must not take it),
+/// written under it.
+#[derive(Debug)]
+struct OwnedPorts([AtomicU64; 2 * 65_536 / 64]);
+
+impl Default for OwnedPorts {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl OwnedPorts {
+    fn bit((v6, port): End) -> (usize, u64) {
+        let i = usize::from(v6) * 65_536 + usize::from(port);
+        (i / 64, 1 << (i % 64))
+    }
+
+    fn contains(&self, end: End) -> bool {
+        let (word, bit) = Self::bit(end);
+        self.0[word].load(Ordering::Relaxed) & bit != 0
+    }
+
+    fn set(&self, end: End, on: bool) {
+        let (word, bit) = Self::bit(end);
+        if on {
+            self.0[word].fetch_or(bit, Ordering::Relaxed);
+        } else {
+            self.0[word].fetch_and(!bit, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The relay's datagram names and the sends awaiting their arrival. Shared by every socket
 /// through the event bus.
 #[derive(Debug, Default)]
@@ -73,6 +106,8 @@ pub struct Datagrams {
     table: Mutex<Table>,
     /// The `nobody` target: a loopback port the relay keeps free.
     nobody: OnceLock<SocketAddr>,
+    /// `table.owned`'s keys, readable without the lock.
+    owned: OwnedPorts,
 }
 
 #[derive(Debug, Default)]
@@ -108,6 +143,7 @@ impl Datagrams {
     pub fn own(self: &Arc<Self>, local: SocketAddr) -> Owned {
         if let Ok(mut table) = self.table.lock() {
             *table.owned.entry(end(local)).or_default() += 1;
+            self.owned.set(end(local), true);
         }
         Owned { datagrams: self.clone(), local }
     }
@@ -115,6 +151,9 @@ impl Datagrams {
     /// Datagram `dg` is about to go from `from` to `to`. Recorded only if `to` is one of the
     /// relay's sockets: nobody else will look it up.
     pub fn sending(&self, from: SocketAddr, to: SocketAddr, dg: Dg, payload: &[u8]) {
+        if !self.owned.contains(end(to)) {
+            return;
+        }
         let Ok(mut table) = self.table.lock() else { return };
         if !table.owned.contains_key(&end(to)) {
             return;
@@ -175,6 +214,7 @@ impl Datagrams {
                 return;
             }
             count.remove();
+            self.owned.set(here, false);
         }
         let mut forgotten = 0;
         table.flows.retain(|&(from, to), queue| {

@@ -1,0 +1,231 @@
+//! `GET /metrics`: the relay in Prometheus' text format, for people who run services.
+//!
+//! Every count comes from the event stream, at one place: the bus counts each event as it
+//! emits it, so the metrics say exactly what the events say. A relay with metrics therefore
+//! always emits its events (see [`crate::bus::EventBus::is_observed`]).
+//!
+//! - `udp_playground_datagrams_total{server,direction}` and `udp_playground_bytes_total{…}`:
+//!   `in` for the datagrams a server received (`server_recv`), `out` for those it sent
+//!   (`server_send`);
+//! - `udp_playground_dropped_total{server,reason}`: the lossy server's `loss` and `shed`, the
+//!   link's `link_loss`, `link_fault` and `link_fragment`, and the chat server's `too_long`;
+//! - `udp_playground_chat_clients` and `udp_playground_sessions`;
+//! - `udp_playground_lagged_events_total`: events sessions missed because they fell behind.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use protocol::{DropReason, EventKind, LinkDropReason, ServerName};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Flow {
+    server: &'static str,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Dropped {
+    server: &'static str,
+    reason: &'static str,
+}
+
+/// The relay's metrics. Cheap to share: every handle is an atomic.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Per server (in [`ServerName::ALL`] order), `[in, out]`: resolved once, so counting a
+    /// datagram is two atomic adds.
+    datagrams: Vec<[Counter; 2]>,
+    bytes: Vec<[Counter; 2]>,
+    dropped: Family<Dropped, Counter>,
+    chat_clients: Gauge,
+    sessions: Gauge,
+    lagged: Counter,
+}
+
+fn index(server: ServerName) -> Option<usize> {
+    ServerName::ALL.iter().position(|&s| s == server)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("udp_playground");
+        let datagrams = Family::<Flow, Counter>::default();
+        let bytes = Family::<Flow, Counter>::default();
+        let dropped = Family::<Dropped, Counter>::default();
+        let (chat_clients, sessions, lagged) = (Gauge::default(), Gauge::default(), Counter::default());
+        registry.register(
+            "datagrams",
+            "Datagrams each server received (in) and sent (out)",
+            datagrams.clone(),
+        );
+        registry.register("bytes", "Payload bytes each server received (in) and sent (out)", bytes.clone());
+        registry.register(
+            "dropped",
+            "Datagrams dropped, by the server or its link, and why",
+            dropped.clone(),
+        );
+        registry.register("chat_clients", "Live chat clients", chat_clients.clone());
+        registry.register("sessions", "WebSocket sessions connected", sessions.clone());
+        registry.register("lagged_events", "Events sessions missed because they fell behind", lagged.clone());
+        let resolve = |family: &Family<Flow, Counter>| {
+            ServerName::ALL
+                .iter()
+                .map(|server| {
+                    let get = |direction| {
+                        family.get_or_create(&Flow { server: server.as_str(), direction }).clone()
+                    };
+                    [get("in"), get("out")]
+                })
+                .collect()
+        };
+        Self {
+            datagrams: resolve(&datagrams),
+            bytes: resolve(&bytes),
+            registry,
+            dropped,
+            chat_clients,
+            sessions,
+            lagged,
+        }
+    }
+
+    /// Counts what `event` says happened.
+    pub fn count(&self, event: &EventKind) {
+        let flow = |server: ServerName, direction: usize, len: usize| {
+            if let Some(i) = index(server) {
+                self.datagrams[i][direction].inc();
+                self.bytes[i][direction].inc_by(len as u64);
+            }
+        };
+        let drop = |server: ServerName, reason| {
+            self.dropped.get_or_create(&Dropped { server: server.as_str(), reason }).inc();
+        };
+        match event {
+            EventKind::ServerRecv { server, len, .. } => flow(*server, 0, *len),
+            EventKind::ServerSend { server, len, .. } => flow(*server, 1, *len),
+            EventKind::ServerDrop { server, reason, .. } => drop(
+                *server,
+                match reason {
+                    DropReason::Loss => "loss",
+                    DropReason::Shed => "shed",
+                },
+            ),
+            EventKind::LinkDrop { server, reason, .. } => drop(
+                *server,
+                match reason {
+                    LinkDropReason::Loss => "link_loss",
+                    LinkDropReason::Fault => "link_fault",
+                    LinkDropReason::Fragment => "link_fragment",
+                },
+            ),
+            EventKind::ChatTooLong { server, .. } => drop(*server, "too_long"),
+            EventKind::ChatJoin { clients, .. }
+            | EventKind::ChatLeave { clients, .. }
+            | EventKind::ChatEvict { clients, .. } => {
+                self.chat_clients.set(i64::try_from(*clients).unwrap_or(i64::MAX));
+            }
+            EventKind::ChatEnd { .. } => {
+                self.chat_clients.set(0);
+            }
+            _ => {}
+        }
+    }
+
+    pub fn session_started(&self) {
+        self.sessions.inc();
+    }
+
+    pub fn session_ended(&self) {
+        self.sessions.dec();
+    }
+
+    pub fn lagged(&self, missed: u64) {
+        self.lagged.inc_by(missed);
+    }
+
+    /// Prometheus' text exposition format (version 0.0.4), which `promtool check metrics` and
+    /// every Prometheus scrapes.
+    ///
+    /// `prometheus-client` writes OpenMetrics, which differs in two ways only for these
+    /// metrics: a counter's `# HELP` and `# TYPE` name it without `_total`, and the text ends
+    /// with `# EOF`. Both are translated here.
+    pub fn encode(&self) -> String {
+        let mut open_metrics = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut open_metrics, &self.registry) {
+            tracing::error!("cannot encode the metrics: {e}");
+        }
+        let counters: Vec<&str> = open_metrics
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+            .collect();
+        let mut out = String::with_capacity(open_metrics.len() + 64);
+        for line in open_metrics.lines() {
+            if line == "# EOF" {
+                continue;
+            }
+            let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+                let rest = line.strip_prefix(prefix)?;
+                let (name, tail) = rest.split_once(' ')?;
+                counters.contains(&name).then(|| format!("{prefix}{name}_total {tail}"))
+            });
+            out.push_str(renamed.as_deref().unwrap_or(line));
+            out.push('\n');
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_counted_by_server_direction_and_reason() {
+        let metrics = Metrics::new();
+        let a: std::net::SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        let payload = protocol::Payload::preview(b"hello");
+        metrics.count(&EventKind::ServerRecv {
+            server: ServerName::Echo,
+            dg: 1,
+            from: a,
+            to: a,
+            len: 5,
+            payload: payload.clone(),
+        });
+        metrics.count(&EventKind::ServerSend {
+            server: ServerName::Echo,
+            dg: 2,
+            reply_to: Some(1),
+            from: a,
+            to: a,
+            len: 5,
+            payload,
+            delay_ms: None,
+        });
+        metrics.count(&EventKind::ServerDrop {
+            server: ServerName::Lossy,
+            dg: 3,
+            from: a,
+            to: a,
+            len: 1,
+            reason: DropReason::Loss,
+        });
+        let text = metrics.encode();
+        assert!(text.contains(r#"udp_playground_datagrams_total{server="echo",direction="in"} 1"#), "{text}");
+        assert!(text.contains(r#"udp_playground_bytes_total{server="echo",direction="out"} 5"#), "{text}");
+        assert!(text.contains(r#"udp_playground_dropped_total{server="lossy",reason="loss"} 1"#), "{text}");
+        assert!(text.contains("udp_playground_sessions 0"), "{text}");
+        assert!(text.contains("# TYPE udp_playground_datagrams_total counter"), "{text}");
+        assert!(text.contains("# HELP udp_playground_dropped_total "), "{text}");
+        assert!(!text.contains("# EOF"), "{text}");
+    }
+}
