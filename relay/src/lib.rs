@@ -18,6 +18,7 @@
 //! - [`http`]: the page (embedded in the binary), `/healthz`, `/api/servers`, and the bridge.
 //! - [`api`]: `/api/links`, the HTTP API for each server's link (the wire).
 //! - [`serve`]: the HTTP accept loop, with a header read timeout and a cap per client address.
+//! - [`interfaces`]: this machine's addresses, which a classroom's browsers use.
 //! - [`config`]: what `main.rs` parses from the command line.
 //! - [`fuzz`]: a fuzzer for every parser and handler of untrusted input.
 //! - [`relay`]: binding it all and serving until shutdown: [`Relay`], [`run`].
@@ -30,6 +31,7 @@ pub mod config;
 pub mod fuzz;
 pub mod history;
 pub mod http;
+pub mod interfaces;
 pub mod metrics;
 pub mod relay;
 pub mod request_id;

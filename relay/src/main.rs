@@ -277,11 +277,26 @@ async fn start(cli: Cli) -> anyhow::Result<()> {
     if !seed_given {
         println!("  Lossy seed {} (repeat this run's losses with --seed {}).", handle.seed, handle.seed);
     }
-    if config.bind.is_unspecified() && config.public_hosts.is_empty() {
-        println!(
-            "  Other machines can reach the UDP servers. For their browsers to load the page too,\n  \
-             restart with --public-host NAME, NAME being this machine's name or address."
-        );
+    if config.bind.is_unspecified() {
+        let port = handle.http.port();
+        let addresses: Vec<_> =
+            relay::interfaces::addresses().into_iter().filter(|(_, ip)| !ip.is_loopback()).collect();
+        if addresses.is_empty() {
+            println!("  No network address found: students' machines cannot reach this one yet.");
+        } else {
+            println!("  Students open one of these (the same network as this machine):");
+            for (name, ip) in addresses {
+                let url = match ip {
+                    std::net::IpAddr::V6(v6) => format!("http://[{v6}]:{port}/"),
+                    std::net::IpAddr::V4(v4) => format!("http://{v4}:{port}/"),
+                };
+                println!("    {url:<32} ({name})");
+            }
+        }
+        for host in &config.public_hosts {
+            println!("    http://{host}:{port}/");
+        }
+        println!("  On the projector, open the page with ?view=all to show everyone's traffic.");
     }
     tracing::info!(%url, seed = handle.seed, "relay started");
 

@@ -127,7 +127,7 @@ async fn two_host_or_origin_headers_are_refused() {
     let relay = TestRelay::start().await;
     let http = relay.http();
     let own = http.to_string();
-    let twice = http_request(http, "GET", "/healthz", &[("Host", &own)], "").await;
+    let twice = http_request(http, "GET", "/healthz", &[("Host", &own), ("Host", &own)], "").await;
     assert_eq!(twice.status, 400, "{}", twice.text());
     assert_eq!(http_get(http, "/healthz").await.status, 200);
 
@@ -264,5 +264,27 @@ async fn one_address_holds_a_bounded_number_of_connections_and_sessions() {
     for ws in sessions {
         ws.close().await;
     }
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn bound_to_every_interface_the_relay_accepts_its_own_addresses_without_being_told() {
+    let relay = TestRelay::start_with(|c| c.bind = std::net::Ipv4Addr::UNSPECIFIED.into()).await;
+    // Only the Host header names the machine's other addresses: every byte goes over loopback.
+    let port = relay.http().port();
+    let http = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    for (name, ip) in relay::interfaces::addresses() {
+        let host = match ip {
+            std::net::IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+            std::net::IpAddr::V4(v4) => format!("{v4}:{port}"),
+        };
+        let answer = http_request(http, "GET", "/healthz", &[("Host", &host)], "").await;
+        assert_eq!(answer.status, 200, "{name} {host}: {}", answer.text());
+    }
+    let stranger = http_request(http, "GET", "/healthz", &[("Host", "192.0.2.1:80")], "").await;
+    assert_eq!(stranger.status, 403, "not this machine's address");
+    let rebound =
+        http_request(http, "GET", "/healthz", &[("Host", &format!("evil.example:{port}"))], "").await;
+    assert_eq!(rebound.status, 403, "a name is accepted only with --public-host");
     relay.shutdown().await;
 }

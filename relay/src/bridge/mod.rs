@@ -62,8 +62,9 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Whether `authority` (a `Host` header, or the host part of an `Origin`) names this relay:
-/// its bind address, a loopback address when bound to loopback or to every interface,
-/// `localhost`, or a `--public-host` name, on the relay's HTTP port.
+/// its bind address, a loopback address when bound to loopback, any of this machine's own
+/// addresses when bound to every interface (a classroom: students need no restart), `localhost`,
+/// or a `--public-host` name, on the relay's HTTP port.
 pub fn is_own_authority(state: &AppState, authority: &str) -> bool {
     let Ok(authority) = authority.parse::<Authority>() else { return false };
     if authority.as_str().contains('@') {
@@ -81,7 +82,9 @@ pub fn is_own_authority(state: &AppState, authority: &str) -> bool {
     }
     let Ok(ip) = host.parse::<IpAddr>() else { return false };
     let bind = state.config.bind;
-    ip == bind || (ip.is_loopback() && (bind.is_loopback() || bind.is_unspecified()))
+    ip == bind
+        || (ip.is_loopback() && bind.is_loopback())
+        || (bind.is_unspecified() && crate::interfaces::is_local(ip))
 }
 
 /// Middleware: refuses requests whose `Host` is not the relay's own, so a web page that
@@ -98,7 +101,8 @@ pub async fn guard_host(State(state): State<AppState>, request: Request, next: N
         Some(host) => {
             let message = format!(
                 "refused: Host {host:?} is not this relay's address; start the relay with \
-                 --public-host NAME to allow a name\n"
+                 --public-host NAME to allow a name (this machine's own addresses are accepted \
+                 when it is bound to 0.0.0.0)\n"
             );
             (StatusCode::FORBIDDEN, message).into_response()
         }

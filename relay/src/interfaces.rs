@@ -1,0 +1,58 @@
+//! This machine's own network addresses, for a classroom: with `--bind 0.0.0.0` students'
+//! browsers reach the page at one of them, and the relay accepts it as its own `Host` without
+//! being told (`--public-host` remains for names, which it cannot know).
+
+use std::net::IpAddr;
+
+/// Each interface's name and address, loopback last. Asked of the OS each time: a laptop's
+/// addresses change as it moves between networks.
+pub fn addresses() -> Vec<(String, IpAddr)> {
+    let mut found = os_addresses();
+    found.sort_by_key(|(name, ip)| (ip.is_loopback(), ip.is_ipv6(), name.clone()));
+    found.dedup();
+    found
+}
+
+/// Whether `ip` is one of this machine's addresses.
+pub fn is_local(ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    ip.is_loopback() || addresses().iter().any(|(_, own)| *own == ip)
+}
+
+#[cfg(unix)]
+fn os_addresses() -> Vec<(String, IpAddr)> {
+    let Ok(all) = nix::ifaddrs::getifaddrs() else { return Vec::new() };
+    all.filter_map(|ifaddr| {
+        let address = ifaddr.address?;
+        let ip = match (address.as_sockaddr_in(), address.as_sockaddr_in6()) {
+            (Some(v4), _) => IpAddr::V4(v4.ip()),
+            (_, Some(v6)) => IpAddr::V6(v6.ip()),
+            _ => return None,
+        };
+        // A link-local IPv6 address needs a zone in a URL, which browsers refuse.
+        let link_local = matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
+        (!link_local).then(|| (ifaddr.interface_name, ip))
+    })
+    .collect()
+}
+
+#[cfg(not(unix))]
+fn os_addresses() -> Vec<(String, IpAddr)> {
+    Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_always_local_and_comes_last() {
+        assert!(is_local("127.0.0.1".parse().expect("ip")));
+        assert!(is_local("::1".parse().expect("ip")));
+        assert!(!is_local("192.0.2.1".parse().expect("ip")), "TEST-NET-1 is no one's address");
+        let found = addresses();
+        if let Some(first_loopback) = found.iter().position(|(_, ip)| ip.is_loopback()) {
+            assert!(found[first_loopback..].iter().all(|(_, ip)| ip.is_loopback()), "{found:?}");
+        }
+    }
+}
