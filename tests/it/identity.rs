@@ -391,3 +391,40 @@ async fn an_outside_clients_datagram_is_named_where_it_arrives() {
     assert_eq!(reply, Some(recv_dg), "the echo names the outside client's datagram");
     relay.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_strangers_datagram_reaches_only_the_unconnected_socket() {
+    let relay = TestRelay::start().await;
+    let mut ws = connect(relay.http()).await;
+    let conn = open(&mut ws, "conn", json!({"server":"echo"})).await;
+    let unconn = open(&mut ws, "unconn", json!({"server":"echo","connect":false})).await;
+    // Another socket of the same session may be aimed at them: a stranger to both.
+    open(&mut ws, "to-unconn", json!({"target":unconn["local"],"connect":false})).await;
+    open(&mut ws, "to-conn", json!({"target":conn["local"]})).await;
+
+    ws.send(json!({"op":"send","socket":"to-unconn","text":"hi, stranger here"})).await;
+    let got = ws.event("client_recv", Some("unconn")).await;
+    assert_eq!(got["text"], "hi, stranger here");
+    assert_ne!(got["from"], relay.addr(ServerName::Echo).to_string(), "it came from the stranger");
+
+    ws.send(json!({"op":"send","socket":"to-conn","text":"hi, stranger here"})).await;
+    // The connected socket accepts only its peer: the kernel answers the stranger with ICMP
+    // port unreachable, as if nothing listened.
+    let refused = ws.event("client_refused", Some("to-conn")).await;
+    assert_eq!(refused["peer"], conn["local"]);
+    let quiet = tokio::time::timeout(Duration::from_millis(300), async {
+        loop {
+            let m = ws.next().await;
+            if m["kind"] == "client_recv" && m["socket"] == "conn" {
+                return m;
+            }
+        }
+    })
+    .await;
+    assert!(quiet.is_err(), "the connected socket heard a stranger: {quiet:?}");
+
+    ws.send(json!({"op":"open","socket":"far","target":"127.0.0.1:9"})).await;
+    ws.error("target_not_allowed").await;
+    ws.close().await;
+    relay.shutdown().await;
+}

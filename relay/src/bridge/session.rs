@@ -68,6 +68,8 @@ struct OpenSocket {
     /// One control channel per socket: one for a plain socket, one per member of a crowd.
     /// Dropping them closes the sockets, after whatever they were asked before.
     controls: Vec<mpsc::Sender<Control<ClientCommand>>>,
+    /// Where each of them is bound: another of this session's sockets may send there.
+    locals: Vec<SocketAddr>,
     crowd: bool,
 }
 
@@ -406,7 +408,8 @@ impl Session {
         match command {
             Command::Open { socket, server, target, connect, recv_buffer } => {
                 self.check_new_name(&socket)?;
-                let (remote, server) = target::resolve(&self.state, server, target.as_deref())?;
+                let (remote, server) =
+                    target::resolve(&self.state, server, target.as_deref(), &self.locals())?;
                 if let Some(n) = recv_buffer
                     && !(1..=65_535).contains(&n)
                 {
@@ -416,8 +419,11 @@ impl Session {
                 let names = Names { session: self.id.clone(), socket: socket.clone(), member: None };
                 let limits = self.state.config.limits;
                 let handler = ClientSocket::new(names, opening, self.budget.clone(), limits.pending_requests);
-                let control = self.spawn_socket(opening, handler).await?;
-                self.sockets.insert(socket, OpenSocket { controls: vec![control], crowd: false });
+                let (control, local) = self.spawn_socket(opening, handler).await?;
+                self.sockets.insert(
+                    socket,
+                    OpenSocket { controls: vec![control], locals: vec![local], crowd: false },
+                );
                 Ok(())
             }
             Command::Send { socket, text, hex, retry, request_id } => {
@@ -569,7 +575,7 @@ impl Session {
         &self,
         opening: Opening,
         handler: ClientSocket,
-    ) -> Result<mpsc::Sender<Control<ClientCommand>>, Refusal> {
+    ) -> Result<(mpsc::Sender<Control<ClientCommand>>, SocketAddr), Refusal> {
         let io = |e: std::io::Error| refuse(ErrorCode::Io, format!("cannot open a UDP socket: {e}"));
         let bind = target::bind_addr(opening.remote, opening.server.is_some());
         let socket = UdpSocket::bind(bind).await.map_err(io)?;
@@ -587,7 +593,12 @@ impl Session {
             driven.await;
             claims.release(local);
         });
-        Ok(control)
+        Ok((control, local))
+    }
+
+    /// Where this session's sockets are bound.
+    fn locals(&self) -> Vec<SocketAddr> {
+        self.sockets.values().flat_map(|open| open.locals.iter().copied()).collect()
     }
 
     /// The control channel of a plain (not crowd) socket.
@@ -656,7 +667,7 @@ impl Session {
         heartbeat: Option<Duration>,
     ) -> Result<(), Refusal> {
         self.check_new_name(&name)?;
-        let (remote, server) = target::resolve(&self.state, server, target)?;
+        let (remote, server) = target::resolve(&self.state, server, target, &self.locals())?;
         let limits = self.state.config.limits;
         let room = limits.crowd_clients.saturating_sub(self.crowd_members);
         if clients == 0 || clients > room {
@@ -698,16 +709,19 @@ impl Session {
         // clients would, so that their datagrams interleave.
         let spread = every.unwrap_or(Duration::from_secs(1));
         let mut controls = Vec::with_capacity(clients as usize);
+        let mut locals = Vec::with_capacity(clients as usize);
         for member in 0..clients {
             let names = Names { session: self.id.clone(), socket: name.clone(), member: Some(member) };
             let after = spread.mul_f64(fastrand::f64());
             let handler = ClientSocket::new(names, opening, self.budget.clone(), limits.pending_requests)
                 .crowd_member(payload.clone(), after, every, heartbeat);
             // A member that cannot open stops the crowd: the ones already open close with it.
-            controls.push(self.spawn_socket(opening, handler).await?);
+            let (control, local) = self.spawn_socket(opening, handler).await?;
+            controls.push(control);
+            locals.push(local);
         }
         self.crowd_members += clients;
-        self.sockets.insert(name, OpenSocket { controls, crowd: true });
+        self.sockets.insert(name, OpenSocket { controls, locals, crowd: true });
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! Where a session's socket may send, and where it binds: `open`'s and `crowd`'s targets.
 //!
-//! A socket is aimed at one of the relay's servers, at `nobody`, or at an address the
+//! A socket is aimed at one of the relay's servers, at `nobody`, at another socket of the same
+//! session (a stranger writing to a connected socket is a lesson), or at an address the
 //! operator allowed with `--allow-target`. Anything else is refused before a socket exists, so
 //! the relay is never an open relay or an amplifier.
 
@@ -17,6 +18,7 @@ pub fn resolve(
     state: &AppState,
     server: Option<ServerName>,
     target: Option<&str>,
+    own_sockets: &[SocketAddr],
 ) -> Result<(SocketAddr, Option<ServerName>), Refusal> {
     match (server, target) {
         (Some(ServerName::Nobody), None) => Ok((state.relay.nobody, Some(ServerName::Nobody))),
@@ -40,7 +42,9 @@ pub fn resolve(
                 )
             })?;
             let own = state.relay.targets().find(|(_, a)| *a == addr).map(|(name, _)| name);
-            if own.is_none() && !state.config.allow_targets.contains(&addr) {
+            let allowed =
+                own.is_some() || own_sockets.contains(&addr) || state.config.allow_targets.contains(&addr);
+            if !allowed {
                 return Err(refuse(
                     ErrorCode::TargetNotAllowed,
                     format!(
