@@ -31,7 +31,7 @@ fn os_addresses() -> Vec<(String, IpAddr)> {
         };
         // A link-local IPv6 address needs a zone in a URL, which browsers refuse.
         let link_local = matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
-        (!link_local).then(|| (ifaddr.interface_name, ip))
+        (!link_local).then_some((ifaddr.interface_name, ip))
     })
     .collect()
 }
