@@ -7,7 +7,13 @@
 //!
 //! The connection is watched by a 250 ms timer: when the relay goes away the status says so,
 //! and the page reconnects with a growing backoff (0.5 s doubling to 8 s). A reconnect is a new
-//! session, so the page reopens its sockets and heartbeats and tells the user it did.
+//! session, so the page reopens its sockets and heartbeats and tells the user it did. When the
+//! relay closes the connection with a reason (1009: a frame too big to read), the banner, the
+//! status and the log say it before the page reconnects.
+//!
+//! Settings forms send one command per Apply (or Enter), never one more on the way: a field's
+//! `change` fires as focus leaves it for the Apply button, so no field both applies on change
+//! and waits for Apply. The link panel sends only what differs from the relay's settings.
 //!
 //! Every handler borrows the app with `try_borrow_mut`, logs to the console and returns if it
 //! cannot; none of them unwraps.
@@ -15,7 +21,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use protocol::{Command, EventKind, RetryParams, RetrySpec, Scope, ServerMsg, ServerName};
+use protocol::{Command, Dir, EventKind, LinkFault, RetryParams, RetrySpec, Scope, ServerMsg, ServerName};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{
@@ -24,7 +30,7 @@ use web_sys::{
 };
 
 use crate::dom;
-use crate::model::{Model, ms_text};
+use crate::model::{Model, close_code_text, link_patch, ms_text};
 use crate::render::{Hit, Renderer, View};
 
 pub type Shared = Rc<RefCell<App>>;
@@ -99,21 +105,29 @@ pub struct App {
     notice: String,
     /// Caches of what the panels show, so unchanged panels cost no DOM work.
     shown: Shown,
+    /// The server whose link the link panel shows.
+    link_server: ServerName,
+    /// Why the relay closed the last connection, when it said: told again after reconnecting.
+    closed_because: Option<String>,
     /// Handlers that live as long as the page. Kept here, not leaked, so the page's lifetime
     /// owns them explicitly.
     handlers: Vec<Closure<dyn FnMut(web_sys::Event)>>,
 }
 
+/// What each panel last showed, compared by value (not by a `Debug` string, whose code would
+/// cost the bundle more than the comparison saves).
 #[derive(Default)]
 struct Shown {
-    stats: String,
-    rtt: String,
-    liveness: String,
-    lanes: String,
-    details: Option<(u64, String)>,
+    stats: Option<Vec<(&'static str, String, &'static str)>>,
+    rtt: Option<[u64; crate::model::RTT_BUCKETS_US.len() + 1]>,
+    liveness: Option<Vec<crate::model::ChatView>>,
+    lanes: Option<Vec<(String, &'static str, bool)>>,
+    details: Option<(u64, Option<crate::model::Body>)>,
     summary: String,
     scale: String,
     status: String,
+    /// The server the link panel showed, and the model's links revision then.
+    links: Option<(ServerName, u64)>,
 }
 
 fn log(message: &str) {
@@ -157,6 +171,8 @@ pub fn start() -> Result<(), JsValue> {
         error_until_ms: 0.0,
         notice: String::new(),
         shown: Shown::default(),
+        link_server: ServerName::Echo,
+        closed_because: None,
         handlers: Vec::new(),
     };
     let shared: Shared = Rc::new(RefCell::new(app));
@@ -219,8 +235,11 @@ fn connect(shared: &Shared) {
         }
     });
     let s = shared.clone();
-    let close = Closure::<dyn FnMut(CloseEvent)>::new(move |_| {
-        with_app(&s, "close", App::conn_closed);
+    let close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
+        with_app(&s, "close", |app| {
+            app.closed_with(event.code(), &event.reason());
+            app.conn_closed();
+        });
     });
     ws.set_onopen(Some(open.as_ref().unchecked_ref()));
     ws.set_onmessage(Some(message.as_ref().unchecked_ref()));
@@ -278,6 +297,9 @@ fn start_timer(shared: &Shared) -> Result<(), JsValue> {
     Ok(())
 }
 
+/// What a control does when its event fires.
+type Handler = Box<dyn FnMut(&mut App, web_sys::Event)>;
+
 /// Adds a listener whose closure lives in `App::handlers`.
 fn on(
     shared: &Shared,
@@ -285,8 +307,14 @@ fn on(
     event: &str,
     f: impl FnMut(&mut App, web_sys::Event) + 'static,
 ) {
+    listen(shared, target, event, Box::new(f));
+}
+
+/// [`on`]'s work, for every handler alike: one JS closure type and one shim for all of them
+/// instead of one per control, which keeps the bundle smaller by several kilobytes.
+#[inline(never)]
+fn listen(shared: &Shared, target: &web_sys::EventTarget, event: &str, mut f: Handler) {
     let s = shared.clone();
-    let mut f = f;
     let closure = Closure::<dyn FnMut(web_sys::Event)>::new(move |e: web_sys::Event| {
         with_app(&s, "event handler", |app| f(app, e));
     });
@@ -303,8 +331,13 @@ fn on_id(
     event: &str,
     f: impl FnMut(&mut App, web_sys::Event) + 'static,
 ) {
+    listen_id(shared, document, id, event, Box::new(f));
+}
+
+#[inline(never)]
+fn listen_id(shared: &Shared, document: &Document, id: &str, event: &str, f: Handler) {
     match document.get_element_by_id(id) {
-        Some(element) => on(shared, &element, event, f),
+        Some(element) => listen(shared, &element, event, f),
         None => log(&format!("udp-playground: the page has no #{id}")),
     }
 }
@@ -343,12 +376,22 @@ fn wire(shared: &Shared) -> Result<(), JsValue> {
         dom::set_input(&app.document, "lossy-drop", &value);
     });
     on_id(shared, d, "lossy-drop-range", "change", |app, _| app.configure_lossy(false));
-    on_id(shared, d, "lossy-drop", "change", |app, _| {
+    // The number field waits for Apply (or Enter): applying on its `change` too would send the
+    // value twice when the user types it and clicks Apply. The slider has no Apply: it
+    // applies when let go.
+    on_id(shared, d, "lossy-drop", "input", |app, _| {
         let value = dom::input_value(&app.document, "lossy-drop");
         dom::set_input(&app.document, "lossy-drop-range", &value);
-        app.configure_lossy(false);
     });
     on_id(shared, d, "lossy-apply", "click", |app, _| app.configure_lossy(true));
+    for id in ["lossy-drop", "lossy-delay", "lossy-jitter"] {
+        on_id(shared, d, id, "keydown", |app, e| {
+            if is_enter(&e) {
+                app.configure_lossy(true);
+            }
+        });
+    }
+    wire_link_panel(shared, d);
     on_id(shared, d, "pause-btn", "click", |app, _| app.toggle_pause());
     on_id(shared, d, "projector-btn", "click", |app, _| {
         let on = !app.projector;
@@ -392,6 +435,38 @@ fn wire(shared: &Shared) -> Result<(), JsValue> {
     Ok(())
 }
 
+/// The link panel: a server to show, its settings in both directions (applied together by
+/// Apply or Enter) and the faults, one click each.
+fn wire_link_panel(shared: &Shared, d: &Document) {
+    on_id(shared, d, "link-server", "change", |app, _| {
+        let picked = dom::select_value(&app.document, "link-server").parse::<ServerName>();
+        app.link_server = picked.unwrap_or(ServerName::Echo);
+        app.shown.links = None;
+        // The panel shows the relay's settings for the new server, not what was typed before.
+        dom::render_link_panel(&app.document, &app.model, app.link_server);
+    });
+    on_id(shared, d, "link-apply", "click", |app, _| app.apply_link());
+    for dir in Dir::BOTH {
+        for field in crate::model::LINK_FIELDS {
+            on_id(shared, d, &dom::link_input_id(dir, field), "keydown", |app, e| {
+                if is_enter(&e) {
+                    app.apply_link();
+                }
+            });
+        }
+        on_id(shared, d, &format!("link-{dir}-drop"), "click", move |app, _| {
+            app.link_fault(dir, LinkFault { drop_next: Some(1), ..LinkFault::default() });
+        });
+        on_id(shared, d, &format!("link-{dir}-dup"), "click", move |app, _| {
+            app.link_fault(dir, LinkFault { duplicate_next: Some(1), ..LinkFault::default() });
+        });
+        on_id(shared, d, &format!("link-{dir}-hold"), "click", move |app, _| {
+            let ms = dom::input_u64(&app.document, "link-hold-ms").unwrap_or(500);
+            app.link_fault(dir, LinkFault { hold_next_ms: Some(ms), ..LinkFault::default() });
+        });
+    }
+}
+
 fn is_enter(e: &web_sys::Event) -> bool {
     e.dyn_ref::<KeyboardEvent>().is_some_and(|k| k.key() == "Enter")
 }
@@ -419,6 +494,22 @@ impl App {
         self.conn = ConnState::Closed;
         let now = self.now_ms();
         self.update_status(now);
+    }
+
+    /// The relay closed the WebSocket: if it said why, the banner, the status and the log say
+    /// it too, before the page reconnects.
+    fn closed_with(&mut self, code: u16, reason: &str) {
+        if self.conn == ConnState::Closed {
+            return;
+        }
+        // The whole reason goes to the banner and the log; the status keeps to the code.
+        if let Some(text) = self.model.connection_closed(code, reason) {
+            // Going away (a relay shutting down, after its `bye`) is routine: the status says it.
+            if !matches!(code, 1000 | 1001) {
+                self.show_error_for(&text, 15_000.0);
+            }
+            self.closed_because = Some(close_code_text(code));
+        }
     }
 
     fn on_message(&mut self, msg: ServerMsg) {
@@ -496,7 +587,11 @@ impl App {
             } else {
                 format!("Reconnected: a new session, so sockets {} were opened again.", names.join(", "))
             };
+            if let Some(code) = self.closed_because.take() {
+                self.notice = format!("{} The relay had closed the last one ({code}).", self.notice);
+            }
         }
+        self.shown.links = None;
         self.refresh_socket_list();
     }
 
@@ -580,7 +675,11 @@ impl App {
     }
 
     fn show_error(&mut self, message: &str) {
-        self.error_until_ms = self.now_ms() + 6_000.0;
+        self.show_error_for(message, 6_000.0);
+    }
+
+    fn show_error_for(&mut self, message: &str, ms: f64) {
+        self.error_until_ms = self.now_ms() + ms;
         if let Some(el) = self.document.get_element_by_id("error") {
             el.set_text_content(Some(message));
             let _ = el.remove_attribute("hidden");
@@ -666,6 +765,48 @@ impl App {
             delay_ms,
             jitter_ms,
             timeout_ms: None,
+        });
+    }
+
+    /// Sends, for each direction of the panel's server, the settings typed differently from
+    /// the relay's: one `link` op per direction that changed, none if nothing did.
+    fn apply_link(&mut self) {
+        let server = self.link_server;
+        let links = self.model.links().get(&server).copied().unwrap_or_default();
+        let mut commands = Vec::new();
+        for dir in Dir::BOTH {
+            let fields = dom::link_fields(&self.document, dir);
+            match link_patch(links.get(dir), &fields) {
+                Ok(Some(p)) => commands.push(Command::Link {
+                    server,
+                    dir,
+                    loss: p.loss,
+                    duplicate: p.duplicate,
+                    reorder: p.reorder,
+                    delay_ms: p.delay_ms,
+                    jitter_ms: p.jitter_ms,
+                    mtu: p.mtu,
+                }),
+                Ok(None) => {}
+                Err(e) => {
+                    // Nothing is sent: half a change would be worse than none.
+                    self.show_error(&format!("{server} link {dir}: {e}"));
+                    return;
+                }
+            }
+        }
+        for command in &commands {
+            self.command(command);
+        }
+    }
+
+    fn link_fault(&mut self, dir: Dir, fault: LinkFault) {
+        self.command(&Command::Fault {
+            server: self.link_server,
+            dir,
+            drop_next: fault.drop_next,
+            duplicate_next: fault.duplicate_next,
+            hold_next_ms: fault.hold_next_ms,
         });
     }
 
@@ -871,28 +1012,30 @@ impl App {
     fn render_panels(&mut self, now_us: u64) {
         let d = self.document.clone();
         let stats = self.model.stats().clone();
-        let text = dom::stats_text(&stats);
-        if text != self.shown.stats {
+        let rows = Some(dom::stats_rows(&stats));
+        if rows != self.shown.stats {
             dom::render_stats(&d, &stats);
-            self.shown.stats = text;
+            self.shown.stats = rows;
         }
-        let rtt = format!("{:?}", stats.rtt_buckets);
-        if rtt != self.shown.rtt {
+        if Some(stats.rtt_buckets) != self.shown.rtt {
             dom::render_rtt(&d, &stats);
-            self.shown.rtt = rtt;
+            self.shown.rtt = Some(stats.rtt_buckets);
         }
         let clients = self.model.chat_clients(now_us);
-        let live = format!("{clients:?}");
-        if live != self.shown.liveness {
+        if self.shown.liveness.as_ref() != Some(&clients) {
             dom::render_liveness(&d, &clients);
-            self.shown.liveness = live;
+            self.shown.liveness = Some(clients);
         }
         let lanes: Vec<(String, &'static str, bool)> =
             self.model.lanes().iter().map(|l| (l.label.clone(), l.kind.as_str(), l.closed)).collect();
-        let key = format!("{lanes:?}");
-        if key != self.shown.lanes {
+        if self.shown.lanes.as_ref() != Some(&lanes) {
             dom::render_lanes(&d, &lanes);
-            self.shown.lanes = key;
+            self.shown.lanes = Some(lanes);
+        }
+        let links = Some((self.link_server, self.model.links_revision()));
+        if links != self.shown.links {
+            dom::render_link_panel(&d, &self.model, self.link_server);
+            self.shown.links = links;
         }
         let summary = dom::diagram_summary(&self.model);
         if summary.1 != self.shown.summary {
@@ -926,7 +1069,7 @@ impl App {
             }
             return;
         };
-        let key = format!("{:?}", self.model.item(id).map(|i| &i.body));
+        let key = self.model.item(id).map(|i| i.body.clone());
         if !force && self.shown.details.as_ref().is_some_and(|(i, k)| *i == id && *k == key) {
             return;
         }
@@ -950,7 +1093,11 @@ impl App {
             }
             ConnState::Closed => {
                 let wait = ((self.retry_at_ms - now_ms) / 1000.0).max(0.0);
-                ("closed", format!("Disconnected: the relay is not answering. Reconnecting in {wait:.0} s…"))
+                let why = match &self.closed_because {
+                    Some(code) => format!("the relay closed the connection ({code})"),
+                    None => "the relay is not answering".to_owned(),
+                };
+                ("closed", format!("Disconnected: {why}. Reconnecting in {wait:.0} s…"))
             }
         };
         if !self.notice.is_empty() {
@@ -961,6 +1108,8 @@ impl App {
             if let Some(el) = self.document.get_element_by_id("status") {
                 el.set_text_content(Some(&text));
                 let _ = el.set_attribute("data-conn", conn);
+                // The pill keeps to one line; the whole text is its tooltip.
+                let _ = el.set_attribute("title", &text);
             }
             self.shown.status = key;
         }

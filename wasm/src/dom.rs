@@ -1,5 +1,5 @@
 //! Small DOM helpers and the panels made of DOM: the event log, liveness, stats, the RTT
-//! histogram, the lane legend and the details of a selected arrow.
+//! histogram, the lane legend, the details of a selected arrow and the link panel's values.
 //!
 //! Called by `app.rs` from the frame loop (at most ten times a second for the panels) and
 //! from control handlers. Text goes in with `set_text_content`, never as HTML, so payloads
@@ -8,9 +8,11 @@
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{Document, Element, HtmlInputElement, HtmlSelectElement};
 
+use protocol::{Dir, HoldReason, LinkDropReason, ServerName};
+
 use crate::model::{
-    Arrow, Body, ChatView, Fate, Item, LogLine, Model, RTT_BUCKETS_US, Stats, cut_text, hex_dump,
-    misattributed_text, ms_text, payload_bytes, thousands,
+    Arrow, Body, ChatView, Fate, Item, LINK_FIELDS, LogLine, Model, RTT_BUCKETS_US, Stats, cut_text,
+    hex_dump, link_summary, link_values, misattributed_text, ms_text, payload_bytes, thousands,
 };
 
 pub fn by_id(document: &Document, id: &str) -> Result<Element, JsValue> {
@@ -107,9 +109,10 @@ fn child(
 }
 
 /// Adds one line at the top of the event log, with attributes tests and scripts can select:
-/// the event's `data-kind`, `data-seq`, `data-socket` and `data-dg`, and, for an event about a
-/// datagram, its arrow as drawn when the line is written (`data-fate`, and `data-label`, the
-/// words on the canvas).
+/// the event's `data-kind`, `data-seq`, `data-socket` and `data-dg` (and `data-copy`, the
+/// link's copy of it), and, for an event about a datagram, its arrow as drawn when the line is
+/// written (`data-fate`; `data-label`, the words on the canvas; `data-link`, what the link did
+/// to it, as words such as `in lost fragment` or `out held reordered`).
 pub fn prepend_log_line(
     document: &Document,
     list: &Element,
@@ -128,9 +131,15 @@ pub fn prepend_log_line(
     if let Some(dg) = line.dg {
         li.set_attribute("data-dg", &dg.to_string())?;
     }
+    if let Some(copy) = line.copy {
+        li.set_attribute("data-copy", &copy.to_string())?;
+    }
     if let Some(arrow) = arrow {
         li.set_attribute("data-fate", arrow.fate.as_str())?;
         li.set_attribute("data-label", &arrow.label())?;
+        if let Some(words) = arrow.link_words() {
+            li.set_attribute("data-link", &words)?;
+        }
     }
     li.set_text_content(Some(&format!("{:>9.3}  {}", line.t_us as f64 / 1e6, line.text)));
     list.insert_before(&li, list.first_child().as_ref())?;
@@ -151,14 +160,14 @@ fn percent(p: f64) -> String {
     format!("{:.0}%", p * 100.0)
 }
 
-/// The stats as (label, value) rows.
-fn stats_rows(stats: &Stats) -> Vec<(&'static str, String, &'static str)> {
+/// The stats as (label, value, key) rows.
+pub fn stats_rows(stats: &Stats) -> Vec<(&'static str, String, &'static str)> {
     let measured = stats.measured_loss().map_or_else(|| "–".to_owned(), percent);
     let configured = stats.configured_drop.map_or_else(|| "?".to_owned(), percent);
     let mut rows = vec![
         ("Sent", stats.sent.to_string(), "sent"),
         ("Received", stats.received.to_string(), "received"),
-        ("Dropped", stats.dropped.to_string(), "dropped"),
+        ("Dropped by the server", stats.dropped.to_string(), "dropped"),
         ("Retried", stats.retried.to_string(), "retried"),
         ("Duplicates (late)", format!("{} ({})", stats.duplicates, stats.late), "duplicates"),
         ("Gave up", stats.gave_up.to_string(), "gave-up"),
@@ -167,6 +176,17 @@ fn stats_rows(stats: &Stats) -> Vec<(&'static str, String, &'static str)> {
     ];
     if stats.refused > 0 {
         rows.push(("ECONNREFUSED", stats.refused.to_string(), "refused"));
+    }
+    if stats.link_lost_in + stats.link_lost_out > 0 {
+        let lost = format!("{} / {}", stats.link_lost_in, stats.link_lost_out);
+        rows.push(("Lost on the link: there / back", lost, "link-lost"));
+    }
+    if stats.link_copies > 0 {
+        rows.push(("Copied by the link", stats.link_copies.to_string(), "link-copies"));
+    }
+    if stats.link_held > 0 {
+        let held = format!("{} ({})", stats.link_held, stats.link_reordered);
+        rows.push(("Held by the link (reordered)", held, "link-held"));
     }
     let rare = [
         ("Vanished (nobody listened)", stats.vanished, "vanished"),
@@ -183,10 +203,6 @@ fn stats_rows(stats: &Stats) -> Vec<(&'static str, String, &'static str)> {
         rows.push(("Events missed (lag)", stats.missed.to_string(), "missed"));
     }
     rows
-}
-
-pub fn stats_text(stats: &Stats) -> String {
-    format!("{:?}", stats_rows(stats))
 }
 
 pub fn render_stats(document: &Document, stats: &Stats) {
@@ -316,6 +332,78 @@ pub fn diagram_summary(model: &Model) -> (usize, String) {
     (arrows, sentence)
 }
 
+/// What the link did to the arrow's datagram, as rows of the details box.
+fn link_rows(a: &Arrow, row: &impl Fn(&str, String, &str)) {
+    let Some(link) = &a.link else { return };
+    let way = match link.dir {
+        Dir::In => "in, on the way to the server",
+        Dir::Out => "out, on the way from the server",
+    };
+    row("Link", way.to_owned(), "");
+    if let Some(loss) = &link.lost {
+        let why = match (loss.reason, loss.fragment) {
+            (LinkDropReason::Fragment, Some((i, n))) => {
+                format!("fragment {i} of {n} lost, so the whole datagram is (IP cannot rebuild it)")
+            }
+            (LinkDropReason::Fault, _) => "dropped by a drop-next fault".to_owned(),
+            _ => "lost (the link's loss)".to_owned(),
+        };
+        row("Lost", why, "warn");
+    }
+    if let Some(held) = &link.held {
+        let why = match held.reason {
+            HoldReason::Delay => "delay and jitter",
+            HoldReason::Reorder => "reorder: until the next datagram passed it",
+            HoldReason::Fault => "a hold-next fault",
+        };
+        let planned = held.hold_ms.map_or_else(String::new, |ms| format!("{ms} ms, "));
+        let really = held
+            .held_us
+            .map_or_else(|| "still held".to_owned(), |us| format!("released after {}", ms_text(us)));
+        row("Held on the link", format!("{planned}{why}; {really}"), "warn");
+    }
+    if let Some(dg) = link.copy_of {
+        row("Copy of", format!("dg {dg}: the link delivered that datagram twice"), "warn");
+    }
+    if let Some(dg) = link.copied_as {
+        row("Delivered twice", format!("the link's copy is dg {dg}"), "warn");
+    }
+}
+
+/// The id of the link panel's input for one setting of one direction: `link-in-loss`.
+pub fn link_input_id(dir: Dir, field: &str) -> String {
+    format!("link-{dir}-{field}")
+}
+
+/// The link panel's fields for `dir`, as typed.
+pub fn link_fields(document: &Document, dir: Dir) -> [String; 6] {
+    LINK_FIELDS.map(|field| input_value(document, &link_input_id(dir, field)))
+}
+
+/// Shows `server`'s link in the panel (the diagram shows every server's under its name). A
+/// field being edited (it has the focus) keeps what the user is typing.
+pub fn render_link_panel(document: &Document, model: &Model, server: ServerName) {
+    let links = model.links().get(&server).copied().unwrap_or_default();
+    let focused = document.active_element().map(|e| e.id()).unwrap_or_default();
+    for dir in Dir::BOTH {
+        let settings = links.get(dir);
+        for (field, value) in LINK_FIELDS.iter().zip(link_values(settings)) {
+            let id = link_input_id(dir, field);
+            if id != focused {
+                set_input(document, &id, &value);
+            }
+        }
+        if let Some(row) = document.get_element_by_id(&format!("link-row-{dir}")) {
+            let _ = row.set_attribute("data-settings", &link_summary(settings));
+        }
+        let to = match dir {
+            Dir::In => format!("to {server}"),
+            Dir::Out => format!("from {server}"),
+        };
+        set_text(document, &format!("link-to-{dir}"), &to);
+    }
+}
+
 /// Fills the details box for a selected item.
 pub fn render_details(document: &Document, item: Option<&Item>, model: &Model) {
     let Some(panel) = document.get_element_by_id("details") else { return };
@@ -347,6 +435,8 @@ pub fn render_details(document: &Document, item: Option<&Item>, model: &Model) {
                 Fate::Dropped => "DROPPED by the server",
                 Fate::Vanished => "VANISHED: nothing listens there, so no socket got it",
                 Fate::NotSent => "NOT SENT: the kernel refused it, nothing left the socket",
+                Fate::LostIn => "LOST ON THE LINK on the way there: the server never saw it",
+                Fate::LostOut => "LOST ON THE LINK on the way back: the server sent it, it never arrived",
                 Fate::Delivered => "delivered",
                 Fate::InFlight => "in flight",
             };
@@ -382,6 +472,7 @@ pub fn render_details(document: &Document, item: Option<&Item>, model: &Model) {
                     Fate::Dropped => "Dropped at",
                     Fate::Vanished => "Vanished at",
                     Fate::NotSent => "Refused at",
+                    Fate::LostIn | Fate::LostOut => "Lost at",
                     _ => "Arrived at",
                 };
                 row(label, format!("{} (+{})", secs(t), ms_text(t.saturating_sub(item.t_us))), "");
@@ -421,6 +512,7 @@ pub fn render_details(document: &Document, item: Option<&Item>, model: &Model) {
             if let Some(d) = a.delay_ms {
                 row("Held by server", format!("{d} ms"), "");
             }
+            link_rows(a, &row);
         }
         Body::Mark(m) => {
             let _ = panel.set_attribute("data-fate", "mark");

@@ -14,29 +14,37 @@
 //!   timing ([`matching`] says why). An arrow ends where its datagram ended: delivered, dropped
 //!   by the server, vanished (nothing listened), or never sent (the kernel refused it);
 //! - **marks**: things that happen on one lane: retries, give-ups, ECONNREFUSED, chat joins,
-//!   evictions, broadcasts, configuration changes.
+//!   evictions, broadcasts, configuration changes;
+//! - **the link** in front of each server (`link_*` events, [`wire`]): each decision is put on
+//!   the arrow of the datagram it names. Lost on the link, copied, held or reordered is drawn
+//!   where it happened, apart from a server that drops on purpose (`server_drop`).
 //!
 //! Memory is bounded: the model keeps the last [`Model::window`] items and folds older ones
 //! into the counters of [`Stats`], which count everything ever seen.
 //!
 //! Parts: [`matching`] (the index by `dg` and the reply chain), [`text`] (previews, byte
-//! counts and arrow labels).
+//! counts and arrow labels), [`wire`] (the link's decisions, and its settings for the panel).
 
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 
-use protocol::{Dg, DuplicateReason, Event, EventKind, Hello, Payload, ServerMsg, ServerName};
+use protocol::{Dg, DuplicateReason, Event, EventKind, Hello, Links, Payload, ServerMsg, ServerName};
 
 mod matching;
 mod text;
+mod wire;
 
 #[cfg(test)]
 mod tests;
 
 use matching::DgIndex;
 use text::secs;
-pub use text::{cut_text, hex_dump, misattributed_text, ms_text, payload_bytes, preview, thousands};
+pub use text::{
+    close_code_text, cut_text, hex_dump, link_short, link_summary, misattributed_text, ms_text,
+    payload_bytes, preview, thousands,
+};
+pub use wire::{LINK_FIELDS, LinkHeld, LinkLoss, LinkPatchError, LinkPath, link_patch, link_values};
 
 /// Items kept for drawing by default: about half a second of a 5,000 events/s storm, or
 /// several minutes of a lesson.
@@ -128,6 +136,11 @@ pub enum Fate {
     Late,
     /// A second reply to a request that was already answered or given up.
     Duplicate,
+    /// The link lost it on its way to the server (`link_drop`, `in`): the server never saw it.
+    LostIn,
+    /// The link lost it on its way from the server (`link_drop`, `out`): the server sent it,
+    /// and nobody got it.
+    LostOut,
 }
 
 impl Fate {
@@ -140,6 +153,8 @@ impl Fate {
             Self::NotSent => "not sent",
             Self::Late => "late",
             Self::Duplicate => "duplicate",
+            Self::LostIn => "lost-link-in",
+            Self::LostOut => "lost-link-out",
         }
     }
 }
@@ -184,6 +199,12 @@ pub struct Arrow {
     pub delay_ms: Option<u64>,
     /// The `seq` of the event that ended the arrow.
     pub end_seq: Option<u64>,
+    /// What the link in front of the server did to it, if anything. Boxed: most datagrams
+    /// cross a perfect link, and their arrows stay small.
+    pub link: Option<Box<LinkPath>>,
+    /// A server's answer to the link's copy of a request (its `reply_to` names the copy): the
+    /// server answered the same request twice.
+    pub answers_copy: bool,
 }
 
 impl Arrow {
@@ -210,6 +231,8 @@ impl Arrow {
             waited_ms: None,
             delay_ms: None,
             end_seq: None,
+            link: None,
+            answers_copy: false,
         }
     }
 
@@ -256,6 +279,10 @@ pub enum MarkKind {
         recipients: usize,
     },
     Configured,
+    /// A direction of a server's link has new settings.
+    LinkConfigured {
+        dir: protocol::Dir,
+    },
     Opened,
     Closed,
     /// The relay skipped events for this page.
@@ -264,14 +291,14 @@ pub enum MarkKind {
     },
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Mark {
     pub lane: usize,
     pub kind: MarkKind,
     pub text: String,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 #[allow(
     clippy::large_enum_variant,
     reason = "most items are arrows: boxing each would cost an allocation per datagram to save room only on marks"
@@ -305,6 +332,8 @@ pub struct LogLine {
     pub item: Option<u64>,
     /// The datagram the event is about.
     pub dg: Option<Dg>,
+    /// For `link_duplicate`: the copy's own name.
+    pub copy: Option<Dg>,
 }
 
 /// Counters over everything ever seen, including items folded out of the window.
@@ -324,6 +353,14 @@ pub struct Stats {
     /// Replies the client took as the answer to another attempt than the one they answer.
     pub misattributed: u64,
     pub retried: u64,
+    /// Datagrams the link lost on their way to a server, and on their way back.
+    pub link_lost_in: u64,
+    pub link_lost_out: u64,
+    /// Copies the link made (each a datagram of its own).
+    pub link_copies: u64,
+    /// Datagrams the link held back, and how many of those were held to be reordered.
+    pub link_held: u64,
+    pub link_reordered: u64,
     pub duplicates: u64,
     pub late: u64,
     pub gave_up: u64,
@@ -434,6 +471,17 @@ pub struct Model {
     pub latest_us: u64,
     /// The newest `seq` seen, which stamps marks of our own such as `lagged`.
     latest_seq: u64,
+    /// Each server's link, both directions, from `hello` and every `link_configured`.
+    links: BTreeMap<ServerName, Links>,
+    /// Counts changes to `links`, so the panel redraws only when they change.
+    links_revision: u64,
+}
+
+/// A unit variant's name on the wire (`unknown_socket`, `link_drop`), or empty. Written as a
+/// JSON string and unquoted: the string writer is in the bundle already, a `Value` one is not.
+fn wire_name(value: &impl serde::Serialize) -> String {
+    let json = serde_json::to_string(value).unwrap_or_default();
+    json.trim_matches('"').to_owned()
 }
 
 impl Default for Model {
@@ -461,6 +509,8 @@ impl Model {
             log: VecDeque::new(),
             latest_us: 0,
             latest_seq: 0,
+            links: BTreeMap::new(),
+            links_revision: 0,
         }
     }
 
@@ -502,6 +552,25 @@ impl Model {
         self.log.drain(..n)
     }
 
+    /// Each server's link as last announced (`hello.links`, then `link_configured`).
+    pub fn links(&self) -> &BTreeMap<ServerName, Links> {
+        &self.links
+    }
+
+    /// Grows whenever [`Model::links`] may have changed.
+    pub fn links_revision(&self) -> u64 {
+        self.links_revision
+    }
+
+    /// The relay closed the WebSocket with `code` and `reason`: logged in its words, so a page
+    /// that reconnects never hides why (a frame too big to read is 1009). Returns the words
+    /// for the banner, unless the close says nothing (the relay just went away).
+    pub fn connection_closed(&mut self, code: u16, reason: &str) -> Option<String> {
+        let text = text::close_text(code, reason)?;
+        self.log_line(0, "ws_close", None, text.clone(), None);
+        Some(text)
+    }
+
     /// Sets the lossy server's configured drop rate, e.g. from `/api/servers`.
     pub fn set_configured_drop(&mut self, drop: f64) {
         self.stats.configured_drop = Some(drop);
@@ -525,8 +594,8 @@ impl Model {
                 }
             }
             ServerMsg::Error { code, message, .. } => {
-                let code = serde_json::to_value(code).ok().and_then(|v| v.as_str().map(str::to_owned));
-                let text = format!("error {}: {message}", code.unwrap_or_default());
+                let code = wire_name(code);
+                let text = format!("error {code}: {message}");
                 self.log_line(0, "error", None, text, None);
             }
             ServerMsg::Bye { reason } => {
@@ -539,6 +608,8 @@ impl Model {
     /// A new session: this page's earlier sockets are gone with the old one.
     fn hello(&mut self, hello: &Hello) {
         self.session = Some(hello.session.clone());
+        self.links.clone_from(&hello.links);
+        self.links_revision += 1;
         self.servers = hello.servers.iter().map(|(name, addr)| (*name, *addr)).collect();
         if let Some(drop) = hello.settings.get(&ServerName::Lossy).and_then(|s| s.drop) {
             self.stats.configured_drop = Some(drop);
@@ -693,7 +764,8 @@ impl Model {
         }
         let t_us = self.latest_us;
         let kind = kind.into();
-        self.log.push_back(LogLine { seq, t_us, kind, socket: socket.map(str::to_owned), text, item, dg });
+        let socket = socket.map(str::to_owned);
+        self.log.push_back(LogLine { seq, t_us, kind, socket, text, item, dg, copy: None });
     }
 
     /// Starts the arrow of datagram `dg`. A server's answer to an outside client is taken as
@@ -712,6 +784,7 @@ impl Model {
             arrived.reply_to = arrow.reply_to;
             arrived.waited_ms = arrow.waited_ms;
             arrived.delay_ms = arrow.delay_ms;
+            arrived.answers_copy = arrow.answers_copy;
             return id;
         }
         let mut arrow = arrow;
@@ -751,6 +824,11 @@ impl Model {
             && let Some(arrow) = self.arrow_mut(id)
         {
             arrow.end(fate, event.seq, event.t_us);
+            // An arrow the link drew first (an outside client's datagram it held) learns its
+            // bytes from the arrival.
+            if arrow.payload == Payload::default() {
+                arrow.payload = fresh.payload;
+            }
             return id;
         }
         let mut arrow = Arrow { dg: Some(dg), ..fresh };
@@ -763,7 +841,13 @@ impl Model {
     /// What the reply on arrow `id` really answers, by its `reply_to`, if the request was sent
     /// by the socket (and member) that received it and is still in the window.
     fn answered(&self, id: u64, lane: usize, member: Option<u32>) -> Option<matching::Answered> {
-        let request = self.dgs.arrow(self.arrow(id)?.reply_to?)?;
+        let mut request = self.dgs.arrow(self.arrow(id)?.reply_to?)?;
+        // An answer to the link's copy of a request answers that request: its round trip
+        // starts at the request's send.
+        if let Some(original) = self.arrow(request).and_then(Arrow::copy_of).and_then(|dg| self.dgs.arrow(dg))
+        {
+            request = original;
+        }
         matching::answered(self.item(request)?, lane, member)
     }
 
@@ -1125,11 +1209,12 @@ impl Model {
                 if *server == ServerName::Lossy {
                     self.stats.lossy_seen += 1;
                 }
-                if !self.lanes[peer].kind.reports() {
-                    // An outside client sends without telling us: its read is its send.
+                let id = self.arrival(event, *dg, Fate::Delivered, Arrow::new(peer, lane, *len, payload));
+                if !self.lanes[peer].kind.reports() && self.arrow(id).and_then(Arrow::copy_of).is_none() {
+                    // An outside client sends without telling us: its read is its send (once:
+                    // the link's copy of it was not sent again).
                     self.stats.sent += 1;
                 }
-                let id = self.arrival(event, *dg, Fate::Delivered, Arrow::new(peer, lane, *len, payload));
                 let text =
                     format!("{} read {} ({len} B) from {}", server, preview(payload), self.label(peer));
                 self.log_dg(seq, "server_recv", None, text, Some(id), Some(*dg));
@@ -1138,9 +1223,14 @@ impl Model {
                 let lane = self.server_lane(*server);
                 self.by_addr.entry(*from).or_insert(lane);
                 let peer = self.lane_of(*to);
+                let answers_copy = reply_to
+                    .and_then(|r| self.dgs.arrow(r))
+                    .and_then(|id| self.arrow(id))
+                    .is_some_and(|request| request.copy_of().is_some());
                 let arrow = Arrow {
                     reply_to: *reply_to,
                     delay_ms: *delay_ms,
+                    answers_copy,
                     ..Arrow::new(lane, peer, *len, payload)
                 };
                 let id = self.send_arrow(event, *dg, arrow);
@@ -1265,6 +1355,11 @@ impl Model {
                 let id = self.mark(event, lane, MarkKind::Configured, &text);
                 self.log_line(seq, "server_configured", None, text, Some(id));
             }
+            EventKind::LinkDrop { .. }
+            | EventKind::LinkDuplicate { .. }
+            | EventKind::LinkHold { .. }
+            | EventKind::LinkRelease { .. }
+            | EventKind::LinkConfigured { .. } => self.link_event(event),
             #[allow(
                 unreachable_patterns,
                 reason = "kinds the protocol gains before this page draws them land here"
@@ -1276,8 +1371,8 @@ impl Model {
     /// An event of a kind this page does not draw yet: logged under its name, nothing drawn and
     /// nothing guessed (the protocol may gain kinds at any time).
     fn unknown(&mut self, seq: u64, kind: &EventKind) {
-        let name = serde_json::to_value(kind.kind()).ok().and_then(|v| v.as_str().map(str::to_owned));
-        let name = name.unwrap_or_else(|| "event".to_owned());
+        let name = wire_name(&kind.kind());
+        let name = if name.is_empty() { "event".to_owned() } else { name };
         let mut text = match kind.server() {
             Some(server) => format!("{server}: {name}"),
             None => name.clone(),

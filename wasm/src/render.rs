@@ -10,16 +10,25 @@
 //!   lost it: a datagram that vanished (nothing listened) ends on its target's lane in ∅, one
 //!   the kernel refused to send is a stub at its sender ending in ⊘.
 //!
+//! The link in front of each server decides at a point on the wire, [`LINK_AT`] of the way
+//! from sender to receiver. A datagram the link lost stops there, short of where it was going,
+//! under ↯ (a server's own drop ends at the server, under ✕); a held one runs to that point,
+//! waits there down the time axis (dotted, with "held 200 ms"), then goes on, so its delivery
+//! is drawn as late as it was; the link's copy starts there. A server whose link is impaired
+//! has its settings under its name.
+//!
 //! Colours are Okabe–Ito (safe for colour-blind viewers) and every fate also has its own line
-//! style and word: dashed and ✕ for a drop, LATE and DUP for replies that are not the answer.
-//! The words are [`Arrow::label`]'s, the same the event log and its `data-label` carry.
+//! style and word: dashed and ✕ for a drop, dotted and ↯ for a loss on the link, LATE and DUP
+//! for replies that are not the answer. The words are
+//! [`Arrow::label`](crate::model::Arrow::label)'s, the same the event log and its `data-label`
+//! carry.
 
 use std::collections::HashMap;
 
 use wasm_bindgen::JsValue;
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
 
-use crate::model::{Arrow, Body, Fate, Item, LaneKind, MarkKind, Model};
+use crate::model::{Body, Fate, Item, LaneKind, MarkKind, Model, link_short};
 
 const INK: &str = "#111111";
 const MUTED: &str = "#5b6068";
@@ -30,6 +39,11 @@ const ORANGE: &str = "#e69f00";
 const VERMILLION: &str = "#d55e00";
 const PURPLE: &str = "#cc79a7";
 const GREY: &str = "#8a9099";
+
+/// Where on its way the link decides about a datagram: this share of the way from its sender
+/// to its receiver. Past half, so a loss on the way there stops short of the server, and one on
+/// the way back short of the client, both well apart from a server's own drop at the server.
+const LINK_AT: f64 = 0.6;
 
 /// Where the diagram looks and how closely.
 #[derive(Clone, Debug)]
@@ -91,6 +105,8 @@ pub struct Renderer {
     dash_late: JsValue,
     dash_dup: JsValue,
     dash_lane: JsValue,
+    dash_lost: JsValue,
+    dash_hold: JsValue,
 }
 
 fn dash(pattern: &[f64]) -> JsValue {
@@ -112,6 +128,8 @@ impl Renderer {
             dash_late: dash(&[10.0, 4.0]),
             dash_dup: dash(&[2.0, 4.0]),
             dash_lane: dash(&[2.0, 6.0]),
+            dash_lost: dash(&[3.0, 4.0]),
+            dash_hold: dash(&[2.0, 3.0]),
         }
     }
 
@@ -141,13 +159,30 @@ impl Renderer {
         ctx.clear_rect(0.0, 0.0, w, h);
 
         let gutter = 70.0 * s;
-        let header = 44.0 * s;
+        // A third line under each server whose link is impaired says how.
+        let link_lines: Vec<Option<String>> = model
+            .lanes()
+            .iter()
+            .map(|lane| match lane.kind {
+                LaneKind::Server(name) => model.links().get(&name).and_then(link_short),
+                _ => None,
+            })
+            .collect();
+        let header = if link_lines.iter().any(Option::is_some) { 58.0 } else { 44.0 } * s;
         let gap = 15.0 * s;
 
         // Lane columns: clients left, servers right.
         let lanes = model.lanes();
         let mut order: Vec<usize> = (0..lanes.len()).collect();
-        order.sort_by_key(|&i| (lanes[i].kind.rank(), i));
+        // At most a few dozen lanes: a stable insertion sort by rank, which costs the bundle a
+        // fraction of the standard library's stable sort.
+        for i in 1..order.len() {
+            let mut j = i;
+            while j > 0 && lanes[order[j - 1]].kind.rank() > lanes[order[j]].kind.rank() {
+                order.swap(j - 1, j);
+                j -= 1;
+            }
+        }
         let n = order.len().max(1) as f64;
         let span = (w - gutter - 10.0).max(10.0);
         let mut lane_x = vec![0.0; lanes.len()];
@@ -178,8 +213,16 @@ impl Renderer {
         let mut points: Vec<(u64, u64)> = Vec::with_capacity(visible.len() * 2);
         for item in &visible {
             points.push((item.seq, item.t_us));
-            if let Body::Arrow(Arrow { end_seq: Some(end), t_end_us: Some(t), .. }) = &item.body {
-                points.push((*end, *t));
+            if let Body::Arrow(arrow) = &item.body {
+                if let (Some(end), Some(t)) = (arrow.end_seq, arrow.t_end_us) {
+                    points.push((end, t));
+                }
+                if let Some(held) = arrow.held() {
+                    points.push((held.since_seq, held.since_us));
+                    if let (Some(seq), Some(t)) = (held.release_seq, held.release_us) {
+                        points.push((seq, t));
+                    }
+                }
             }
         }
         points.sort_unstable_by(|a, b| b.cmp(a));
@@ -216,79 +259,203 @@ impl Renderer {
                         .filter(|y2| *y2 > y1)
                         .unwrap_or(y1 + gap * 0.6);
                     let to_server = matches!(lanes[arrow.to].kind, LaneKind::Server(_));
+                    let copy = arrow.copy_of().is_some();
                     let (colour, dash) = match arrow.fate {
+                        Fate::Delivered if copy => (PURPLE, &self.dash_none),
                         Fate::Delivered if to_server => (BLUE, &self.dash_none),
                         Fate::Delivered => (GREEN, &self.dash_none),
                         Fate::InFlight => (GREY, &self.dash_drop),
                         Fate::Dropped | Fate::Vanished => (VERMILLION, &self.dash_drop),
+                        Fate::LostIn | Fate::LostOut => (VERMILLION, &self.dash_lost),
                         Fate::NotSent => (VERMILLION, &self.dash_none),
                         Fate::Late => (ORANGE, &self.dash_late),
                         Fate::Duplicate => (PURPLE, &self.dash_dup),
                     };
+                    // The point on the wire where the link decides, moved off any lane it
+                    // would sit on: a loss drawn on a client's lane would blame that client.
+                    let mut xl = x1 + (x2 - x1) * LINK_AT;
+                    let clear = 22.0 * s;
+                    if let Some(lx) = lane_x.iter().copied().find(|lx| (lx - xl).abs() < clear) {
+                        let moved = lx + clear * (x2 - x1).signum();
+                        // Never past the receiver.
+                        if (moved - x1).abs() < (x2 - x1).abs() - clear {
+                            xl = moved;
+                        }
+                    }
+                    // The link's copy is made on the link, so it starts there.
+                    let start = if copy { (xl, y1) } else { (x1, y1) };
+                    // A held datagram runs to the link, waits there down the time axis, then
+                    // goes on: `hold` is where its wait begins and ends.
+                    let hold = arrow.held().map(|held| {
+                        let from = ys.get(&held.since_seq).copied().unwrap_or(y1).max(start.1);
+                        let until = held
+                            .release_seq
+                            .and_then(|r| ys.get(&r).copied())
+                            .unwrap_or_else(|| time_y(view.end_us))
+                            .max(from + gap * 0.6);
+                        (from, until)
+                    });
                     // A drop dies just short of the server that threw it away, where the ✕ is
-                    // (not on a lane line, which would blame another endpoint).
-                    // A datagram the kernel refused never left its socket: a stub toward the
-                    // target. One that vanished dies on its target's lane, where nothing listened.
-                    let (ex, ey) = match arrow.fate {
+                    // (not on a lane line, which would blame another endpoint). A loss on the
+                    // link dies on the link. A datagram the kernel refused never left its
+                    // socket: a stub toward the target. One that vanished dies on its target's
+                    // lane, where nothing listened.
+                    let mut path = vec![start];
+                    if let Some((from, until)) = hold {
+                        path.push((xl, from));
+                        path.push((xl, until));
+                    }
+                    let end = match arrow.fate {
                         Fate::Dropped => {
                             let short = (28.0 * s).min((x2 - x1).abs() / 2.0);
                             let share = if x2 == x1 { 1.0 } else { 1.0 - short / (x2 - x1).abs() };
-                            (x1 + (x2 - x1) * share, y1 + (y2 - y1) * share)
+                            Some((x1 + (x2 - x1) * share, y1 + (y2 - y1) * share))
                         }
                         Fate::NotSent => {
                             let stub = (30.0 * s).min((x2 - x1).abs() / 2.0);
-                            (x1 + stub * (x2 - x1).signum(), y1)
+                            Some((x1 + stub * (x2 - x1).signum(), y1))
                         }
-                        _ => (x2, y2),
+                        Fate::LostIn | Fate::LostOut => Some((xl, y2)),
+                        // Still held: it has not gone on yet.
+                        Fate::InFlight
+                            if hold.is_some() && arrow.held().is_some_and(|h| h.release_seq.is_none()) =>
+                        {
+                            None
+                        }
+                        _ => Some((x2, hold.map_or(y2, |(_, until)| y2.max(until + gap * 0.3)))),
                     };
+                    if let Some(end) = end {
+                        path.push(end);
+                    }
+                    let (ex, ey) = path.last().copied().unwrap_or(start);
                     let selected = view.selected == Some(item.id);
                     if selected {
                         ctx.set_stroke_style_str("rgba(230,159,0,0.45)");
                         ctx.set_line_width(9.0 * s);
                         let _ = ctx.set_line_dash(&self.dash_none);
-                        ctx.begin_path();
-                        ctx.move_to(x1, y1);
-                        ctx.line_to(ex, ey);
-                        ctx.stroke();
+                        self.polyline(&path);
                     }
                     ctx.set_stroke_style_str(colour);
                     ctx.set_fill_style_str(colour);
-                    ctx.set_line_width(if selected { 3.0 } else { 2.0 } * s);
+                    let lost = matches!(arrow.fate, Fate::LostIn | Fate::LostOut);
+                    let width = if selected {
+                        3.0
+                    } else if lost {
+                        2.5
+                    } else {
+                        2.0
+                    };
+                    ctx.set_line_width(width * s);
                     let _ = ctx.set_line_dash(dash);
-                    ctx.begin_path();
-                    ctx.move_to(x1, y1);
-                    ctx.line_to(ex, ey);
-                    ctx.stroke();
+                    self.polyline(&path);
                     let _ = ctx.set_line_dash(&self.dash_none);
+                    let (px, py) = path.len().checked_sub(2).map_or(start, |i| path[i]);
                     match arrow.fate {
                         Fate::Dropped => self.cross(ex, ey, 7.0 * s),
+                        Fate::LostIn | Fate::LostOut => self.bolt(ex, ey, 9.0 * s),
                         Fate::Vanished => self.nothing(ex, ey, 7.0 * s, false),
                         Fate::NotSent => self.nothing(ex, ey, 7.0 * s, true),
-                        _ => self.head(x1, y1, ex, ey, 9.0 * s),
+                        _ if end.is_some() => self.head(px, py, ex, ey, 9.0 * s),
+                        _ => {}
                     }
-                    hits.push(Hit { id: item.id, x1, y1, x2: ex, y2: ey });
+                    if copy {
+                        // Where the link made the copy.
+                        ctx.begin_path();
+                        let _ = ctx.arc(start.0, start.1, 3.5 * s, 0.0, std::f64::consts::TAU);
+                        ctx.fill();
+                    }
+                    if let Some((from, until)) = hold {
+                        // The wait, on the link: dotted and orange, with how long.
+                        ctx.set_stroke_style_str(ORANGE);
+                        ctx.set_line_width(4.0 * s);
+                        let _ = ctx.set_line_dash(&self.dash_hold);
+                        self.polyline(&[(xl, from), (xl, until)]);
+                        let _ = ctx.set_line_dash(&self.dash_none);
+                        ctx.set_line_width(2.0 * s);
+                        self.polyline(&[(xl - 5.0 * s, from), (xl + 5.0 * s, from)]);
+                        self.polyline(&[(xl - 5.0 * s, until), (xl + 5.0 * s, until)]);
+                    }
+                    for pair in path.windows(2) {
+                        hits.push(Hit {
+                            id: item.id,
+                            x1: pair[0].0,
+                            y1: pair[0].1,
+                            x2: pair[1].0,
+                            y2: pair[1].1,
+                        });
+                    }
+                    if path.len() == 1 {
+                        hits.push(Hit { id: item.id, x1: start.0, y1: start.1, x2: start.0, y2: start.1 });
+                    }
 
                     // The label, when there is room for it.
-                    let mid_y = (y1 + ey) / 2.0;
-                    if mid_y - last_label_y >= 14.0 * s || selected {
+                    // A held datagram's words go over its way to the link, before the wait.
+                    let mid_y = match (hold, path.get(1)) {
+                        (Some(_), Some(&(_, to_link))) => (start.1 + to_link) / 2.0,
+                        _ => (start.1 + ey) / 2.0,
+                    };
+                    // What the link did is rare and the point of a lesson: its arrows always say it.
+                    if mid_y - last_label_y >= 14.0 * s || selected || arrow.link.is_some() {
                         last_label_y = mid_y;
-                        let note = arrow.note();
+                        // What the link did goes beside its wait when it held the datagram,
+                        // else under the line with any other note.
+                        let link_note = arrow.link_note();
+                        let (beside, under) = match (&hold, link_note) {
+                            (_, Some(n)) if hold.is_some() || lost => (Some(n), None),
+                            (_, n) => (None, n),
+                        };
+                        let note = match (arrow.note(), under) {
+                            (Some(a), Some(b)) => Some(format!("{a} · {b}")),
+                            (a, b) => a.or(b),
+                        };
                         let bold = note.is_some()
+                            || copy
                             || matches!(
                                 arrow.fate,
-                                Fate::Late | Fate::Duplicate | Fate::Dropped | Fate::Vanished | Fate::NotSent
+                                Fate::Late
+                                    | Fate::Duplicate
+                                    | Fate::Dropped
+                                    | Fate::Vanished
+                                    | Fate::NotSent
+                                    | Fate::LostIn
+                                    | Fate::LostOut
                             );
                         ctx.set_font(&font(12.0, if bold { "700" } else { "400" }));
                         ctx.set_text_align("center");
-                        let max = (x2 - x1).abs().max(60.0 * s) - 8.0;
-                        self.halo_text(&arrow.headline(), (x1 + x2) / 2.0, mid_y - 7.0 * s, max, colour);
-                        // A note (a cut read, a reply taken for the wrong attempt) goes under
-                        // the line, in its own words, wide enough to read.
+                        // Wide enough to read: a label may run past the lanes rather than be
+                        // squeezed, and stays inside the diagram.
+                        let max = (x2 - x1).abs().max(span * 0.42).max(160.0 * s) - 8.0;
+                        // A lost datagram's words sit over the part of the way it made.
+                        let cx = if lost { (x1 + ex) / 2.0 } else { (x1 + x2) / 2.0 };
+                        let cx =
+                            cx.clamp(gutter + max / 2.0, (gutter + span - max / 2.0).max(gutter + max / 2.0));
+                        self.halo_text(&arrow.headline(), cx, mid_y - 7.0 * s, max, colour);
+                        // A note (a cut read, a reply taken for the wrong attempt, where the
+                        // link lost it) goes under the line, in its own words, wide enough to
+                        // read.
                         if let Some(note) = note {
                             let wide = max.max(span * 0.6);
-                            let cx = ((x1 + x2) / 2.0).clamp(gutter + wide / 2.0, gutter + span - wide / 2.0);
+                            let cx = cx.clamp(gutter + wide / 2.0, gutter + span - wide / 2.0);
                             self.halo_text(&note, cx, mid_y + 8.0 * s, wide, VERMILLION);
                             last_label_y = mid_y + 14.0 * s;
+                        }
+                        let rightward = x2 >= x1;
+                        match (beside, hold) {
+                            (Some(text), Some((from, until))) => {
+                                // On the side the datagram came from, where the way is clear.
+                                ctx.set_font(&font(11.5, "700"));
+                                ctx.set_text_align(if rightward { "right" } else { "left" });
+                                let tx = if rightward { xl - 9.0 * s } else { xl + 9.0 * s };
+                                self.halo_text(&text, tx, (from + until) / 2.0, span * 0.45, ORANGE);
+                            }
+                            (Some(text), None) => {
+                                // Past the ↯, on the way it did not make: the line stays in sight.
+                                ctx.set_font(&font(11.5, "700"));
+                                ctx.set_text_align(if rightward { "left" } else { "right" });
+                                let tx = if rightward { ex + 12.0 * s } else { ex - 12.0 * s };
+                                self.halo_text(&text, tx, ey, span * 0.45, VERMILLION);
+                            }
+                            (None, _) => {}
                         }
                         // The time on the left.
                         ctx.set_font(&font(10.5, "400"));
@@ -356,16 +523,22 @@ impl Renderer {
                 lane.label.as_str()
             };
             let label = format!("{glyph} {name}{}", if lane.closed { " (closed)" } else { "" });
-            let _ = ctx.fill_text_with_max_width(&label, x, header * 0.38, (slot - 6.0).max(20.0));
+            let _ = ctx.fill_text_with_max_width(&label, x, 17.0 * s, (slot - 6.0).max(20.0));
             if let Some(addr) = lane.addr {
                 ctx.set_font(&font(10.0, "400"));
                 ctx.set_fill_style_str(MUTED);
                 let _ = ctx.fill_text_with_max_width(
                     &format!(":{}", addr.port()),
                     x,
-                    header * 0.75,
+                    33.0 * s,
                     (slot - 6.0).max(20.0),
                 );
+            }
+            if let Some(Some(link)) = link_lines.get(i) {
+                ctx.set_font(&font(10.5, "700"));
+                ctx.set_fill_style_str(VERMILLION);
+                let _ =
+                    ctx.fill_text_with_max_width(&format!("↯ {link}"), x, 48.0 * s, (slot - 4.0).max(20.0));
             }
         }
         if lanes.is_empty() {
@@ -402,13 +575,20 @@ impl Renderer {
         let _ = ctx.fill_text_with_max_width(text, x, y, max.max(30.0));
     }
 
+    /// An arrowhead at (x2, y2), its sides 0.45 rad either side of the line from (x1, y1). The
+    /// line's direction is turned by that angle with its cosine and sine written out, so the
+    /// page carries no trigonometry: `atan2`, `sin` and `cos` would cost the bundle ~4 KB.
     fn head(&self, x1: f64, y1: f64, x2: f64, y2: f64, size: f64) {
-        let angle = (y2 - y1).atan2(x2 - x1);
+        const COS: f64 = 0.900_447_102_352_676_9; // cos 0.45
+        const SIN: f64 = 0.434_965_534_111_230_2; // sin 0.45
+        let (dx, dy) = (x2 - x1, y2 - y1);
+        let len = (dx * dx + dy * dy).sqrt();
+        let (ux, uy) = if len > 0.0 { (dx / len, dy / len) } else { (1.0, 0.0) };
         let ctx = &self.ctx;
         ctx.begin_path();
         ctx.move_to(x2, y2);
-        ctx.line_to(x2 - size * (angle - 0.45).cos(), y2 - size * (angle - 0.45).sin());
-        ctx.line_to(x2 - size * (angle + 0.45).cos(), y2 - size * (angle + 0.45).sin());
+        ctx.line_to(x2 - size * (ux * COS + uy * SIN), y2 - size * (uy * COS - ux * SIN));
+        ctx.line_to(x2 - size * (ux * COS - uy * SIN), y2 - size * (uy * COS + ux * SIN));
         ctx.close_path();
         ctx.fill();
     }
@@ -426,6 +606,31 @@ impl Renderer {
             ctx.move_to(x - r * 1.2, y + r * 1.2);
             ctx.line_to(x + r * 1.2, y - r * 1.2);
         }
+        ctx.stroke();
+    }
+
+    fn polyline(&self, points: &[(f64, f64)]) {
+        let ctx = &self.ctx;
+        ctx.begin_path();
+        for (i, &(x, y)) in points.iter().enumerate() {
+            if i == 0 {
+                ctx.move_to(x, y);
+            } else {
+                ctx.line_to(x, y);
+            }
+        }
+        ctx.stroke();
+    }
+
+    /// ↯ where the link lost a datagram: a zigzag, unlike the ✕ of a server's drop.
+    fn bolt(&self, x: f64, y: f64, r: f64) {
+        let ctx = &self.ctx;
+        ctx.set_line_width(3.0);
+        ctx.begin_path();
+        ctx.move_to(x - r * 0.5, y - r);
+        ctx.line_to(x + r * 0.45, y - r * 0.15);
+        ctx.line_to(x - r * 0.45, y + r * 0.15);
+        ctx.line_to(x + r * 0.5, y + r);
         ctx.stroke();
     }
 
@@ -455,7 +660,7 @@ fn mark_text(kind: &MarkKind, text: &str) -> (&'static str, String, &'static str
         MarkKind::Leave => ("−", "left".to_owned(), MUTED),
         MarkKind::Evict => ("✕", "EVICTED".to_owned(), VERMILLION),
         MarkKind::Broadcast { recipients } => ("✱", format!("broadcast → {recipients}"), BLUE),
-        MarkKind::Configured => {
+        MarkKind::Configured | MarkKind::LinkConfigured { .. } => {
             let short = text.split_once(": ").map_or(text, |(_, rest)| rest);
             ("⚙", short.to_owned(), INK)
         }

@@ -801,3 +801,357 @@ fn a_new_session_closes_the_old_sockets_lanes() {
     f.model.apply(&ServerMsg::Lagged { missed: 7 });
     assert_eq!(f.model.stats().missed, 7);
 }
+
+// The link in front of each server: every decision lands on the arrow its `dg` names.
+
+fn link_drop(dg: Dg, dir: protocol::Dir, peer: &str, len: usize) -> EventKind {
+    EventKind::LinkDrop {
+        server: ServerName::Echo,
+        dir,
+        dg,
+        peer: addr(peer),
+        len,
+        reason: protocol::LinkDropReason::Loss,
+        fragment: None,
+        fragments: None,
+    }
+}
+
+fn link_hold(dg: Dg, dir: protocol::Dir, reason: protocol::HoldReason, hold_ms: Option<u64>) -> EventKind {
+    EventKind::LinkHold { server: ServerName::Echo, dir, dg, peer: addr(SOCK), reason, hold_ms }
+}
+
+fn link_release(dg: Dg, dir: protocol::Dir, held_us: u64) -> EventKind {
+    EventKind::LinkRelease { server: ServerName::Echo, dir, dg, peer: addr(SOCK), held_us }
+}
+
+fn link_copy(dg: Dg, copy: Dg, dir: protocol::Dir) -> EventKind {
+    EventKind::LinkDuplicate { server: ServerName::Echo, dir, dg, copy, peer: addr(SOCK) }
+}
+
+fn echo(dg: Dg, reply_to: Dg, text: &str) -> EventKind {
+    server_send(dg, Some(reply_to), ServerName::Echo, ECHO, SOCK, text)
+}
+
+use protocol::Dir::{In, Out};
+use protocol::HoldReason;
+
+#[test]
+fn a_datagram_the_link_lost_on_the_way_there_ends_short_and_is_not_a_server_drop() {
+    let mut f = Feed::new();
+    f.open("a", SOCK, ServerName::Echo, ECHO);
+    f.at(10, send(1, "a", ECHO, "hello", None, None));
+    f.at(11, send(2, "a", ECHO, "again", None, None));
+    // The second is read; the first is lost: named by its dg, whatever the order.
+    f.at(12, server_recv(2, ServerName::Echo, ECHO, SOCK, "again"));
+    f.at(13, link_drop(1, In, SOCK, 5));
+    let lost = f.arrow(1);
+    assert_eq!((lost.fate, lost.t_end_us), (Fate::LostIn, Some(13_000)));
+    assert_eq!((lost.from, lost.to), (f.lane("a"), f.lane("echo")));
+    assert_eq!(lost.label(), "↯ LOST ON LINK \"hello\" 5B · on the way there");
+    assert_eq!(lost.fate.as_str(), "lost-link-in");
+    assert_eq!(lost.link_words().as_deref(), Some("in lost"));
+    assert_eq!(f.arrow(2).fate, Fate::Delivered);
+
+    // The lossy server's own drop is another thing: read, then thrown away on purpose.
+    f.open("l", SOCK2, ServerName::Lossy, LOSSY);
+    f.at(20, send_from(3, "l", SOCK2, LOSSY, "x", None, None));
+    f.at(20, server_recv(3, ServerName::Lossy, LOSSY, SOCK2, "x"));
+    f.at(21, dropped(3, SOCK2, 1));
+    let dropped = f.arrow(3);
+    assert_eq!((dropped.fate, dropped.link.is_none()), (Fate::Dropped, true));
+    assert!(dropped.label().starts_with("✕ DROPPED"), "{}", dropped.label());
+
+    let stats = f.model.stats();
+    assert_eq!((stats.sent, stats.link_lost_in, stats.dropped), (3, 1, 1));
+    let log = f.log();
+    let line = log.iter().find(|l| l.kind == "link_drop").expect("a link_drop line");
+    assert_eq!(line.dg, Some(1));
+    assert_eq!(line.item, f.model.items().iter().find(|i| i.seq == 2).map(|i| i.id));
+    assert_eq!(line.text, "link a → echo: LOST \"hello\" (5 B) on the way there");
+}
+
+#[test]
+fn an_answer_the_link_lost_on_the_way_back_never_arrives() {
+    let mut f = Feed::new();
+    f.open("a", SOCK, ServerName::Echo, ECHO);
+    f.at(0, send(1, "a", ECHO, "hi", None, None));
+    f.at(1, server_recv(1, ServerName::Echo, ECHO, SOCK, "hi"));
+    f.at(2, echo(2, 1, "hi"));
+    f.at(3, link_drop(2, Out, SOCK, 2));
+    let answer = f.arrow(2);
+    assert_eq!((answer.fate, answer.from, answer.to), (Fate::LostOut, f.lane("echo"), f.lane("a")));
+    assert_eq!(answer.label(), "↯ LOST ON LINK \"hi\" 2B · on the way back");
+    assert_eq!(answer.fate.as_str(), "lost-link-out");
+    assert_eq!((f.model.stats().received, f.model.stats().link_lost_out), (0, 1));
+}
+
+#[test]
+fn a_fragment_lost_and_a_fault_are_named_on_the_arrow() {
+    let mut f = Feed::new();
+    f.open("a", SOCK, ServerName::Echo, ECHO);
+    f.at(0, send(1, "a", ECHO, &"x".repeat(2_000), None, None));
+    f.at(
+        1,
+        EventKind::LinkDrop {
+            server: ServerName::Echo,
+            dir: In,
+            dg: 1,
+            peer: addr(SOCK),
+            len: 2_000,
+            reason: protocol::LinkDropReason::Fragment,
+            fragment: Some(2),
+            fragments: Some(2),
+        },
+    );
+    let lost = f.arrow(1);
+    assert!(lost.label().ends_with("2000B · fragment 2 of 2 lost, on the way there"), "{}", lost.label());
+    assert_eq!(lost.link_words().as_deref(), Some("in lost fragment"));
+    f.at(2, send(2, "a", ECHO, "y", None, None));
+    f.at(
+        3,
+        EventKind::LinkDrop {
+            server: ServerName::Echo,
+            dir: In,
+            dg: 2,
+            peer: addr(SOCK),
+            len: 1,
+            reason: protocol::LinkDropReason::Fault,
+            fragment: None,
+            fragments: None,
+        },
+    );
+    assert_eq!(f.arrow(2).link_note().as_deref(), Some("dropped by a fault, on the way there"));
+    let log = f.log();
+    let lines: Vec<&str> = log.iter().filter(|l| l.kind == "link_drop").map(|l| l.text.as_str()).collect();
+    assert!(lines[0].ends_with("on the way there: fragment 2 of 2 lost"), "{lines:?}");
+    assert!(lines[1].ends_with(": a drop-next fault"), "{lines:?}");
+}
+
+#[test]
+fn the_links_copy_on_the_way_there_is_its_own_arrow_and_its_answer_answers_the_request() {
+    let mut f = Feed::new();
+    f.open("a", SOCK, ServerName::Echo, ECHO);
+    f.at(10, send(1, "a", ECHO, "once", None, None));
+    f.at(11, link_copy(1, 5, In));
+    f.at(11, server_recv(1, ServerName::Echo, ECHO, SOCK, "once"));
+    f.at(11, server_recv(5, ServerName::Echo, ECHO, SOCK, "once"));
+    f.at(12, echo(6, 1, "once"));
+    f.at(12, echo(7, 5, "once"));
+    f.at(13, recv(6, ECHO, "once", None, None));
+    f.at(14, recv(7, ECHO, "once", None, None));
+
+    let (original, copy) = (f.arrow(1), f.arrow(5));
+    assert_eq!((copy.from, copy.to, copy.fate), (original.from, original.to, Fate::Delivered));
+    assert_eq!(copy.copy_of(), Some(1));
+    assert_eq!(original.link.as_ref().and_then(|l| l.copied_as), Some(5));
+    assert_eq!(copy.label(), "⇉ LINK COPY \"once\" 4B");
+    assert_eq!(original.label(), "\"once\" 4B", "the copy says it, on its own arrow");
+    assert_eq!(original.link_words().as_deref(), Some("in copied"));
+    assert_eq!(copy.link_words().as_deref(), Some("in copy"));
+    // The answer to the copy answers the request: its round trip starts at the one send.
+    assert_eq!(f.arrow(7).rtt_us, Some(4_000));
+    assert_eq!(f.arrow(7).note().as_deref(), Some("answers the link's copy"));
+    assert_eq!(f.arrow(6).note(), None);
+    let stats = f.model.stats();
+    assert_eq!((stats.sent, stats.received, stats.link_copies), (1, 2, 1), "one send, two answers");
+
+    let log = f.log();
+    let line = log.iter().find(|l| l.kind == "link_duplicate").expect("a link_duplicate line");
+    assert_eq!((line.dg, line.copy), (Some(1), Some(5)));
+    assert_eq!(line.text, "link a → echo: delivered twice on the way there, the copy is datagram 5");
+}
+
+#[test]
+fn the_links_copy_on_the_way_back_reaches_the_socket_as_a_second_arrival() {
+    let mut f = Feed::new();
+    f.open("a", SOCK, ServerName::Echo, ECHO);
+    f.at(0, send(1, "a", ECHO, "hi", None, None));
+    f.at(1, server_recv(1, ServerName::Echo, ECHO, SOCK, "hi"));
+    f.at(2, echo(2, 1, "hi"));
+    f.at(2, link_copy(2, 9, Out));
+    f.at(3, recv(2, ECHO, "hi", None, None));
+    f.at(3, recv(9, ECHO, "hi", None, None));
+    let copy = f.arrow(9);
+    assert_eq!((copy.fate, copy.reply_to, copy.copy_of()), (Fate::Delivered, Some(1), Some(2)));
+    assert_eq!((copy.from, copy.to), (f.lane("echo"), f.lane("a")));
+    assert_eq!(copy.rtt_us, Some(3_000), "it answers datagram 1, as the original does");
+    assert_eq!(f.arrows().len(), 3);
+}
+
+#[test]
+fn a_held_datagram_arrives_late_with_its_hold() {
+    let mut f = Feed::new();
+    f.open("a", SOCK, ServerName::Echo, ECHO);
+    f.at(0, send(1, "a", ECHO, "slow", None, None));
+    f.at(0, link_hold(1, In, HoldReason::Delay, Some(200)));
+    let waiting = f.arrow(1);
+    assert_eq!(waiting.fate, Fate::InFlight);
+    assert_eq!(waiting.link_note().as_deref(), Some("holding 200 ms"));
+    f.at(201, link_release(1, In, 201_000));
+    f.at(201, server_recv(1, ServerName::Echo, ECHO, SOCK, "slow"));
+    let arrived = f.arrow(1);
+    assert_eq!((arrived.fate, arrived.t_end_us), (Fate::Delivered, Some(201_000)));
+    let held = arrived.held().copied().expect("held");
+    assert_eq!((held.since_us, held.release_us, held.held_us), (0, Some(201_000), Some(201_000)));
+    assert_eq!(arrived.label(), "\"slow\" 4B · held 200 ms");
+    assert_eq!(arrived.link_words().as_deref(), Some("in held"));
+
+    // A fault's hold says so.
+    f.at(300, echo(2, 1, "slow"));
+    f.at(300, link_hold(2, Out, HoldReason::Fault, Some(500)));
+    f.at(800, link_release(2, Out, 500_000));
+    f.at(800, recv(2, ECHO, "slow", None, None));
+    assert_eq!(f.arrow(2).link_note().as_deref(), Some("held 500 ms (fault)"));
+    assert_eq!(f.arrow(2).link_words().as_deref(), Some("out held fault"));
+    let stats = f.model.stats();
+    assert_eq!((stats.link_held, stats.link_reordered, stats.received), (2, 0, 1));
+    let log = f.log();
+    let kinds: Vec<&str> = log.iter().filter(|l| l.dg == Some(1)).map(|l| l.kind.as_ref()).collect();
+    assert_eq!(kinds, ["client_send", "link_hold", "link_release", "server_recv"]);
+}
+
+#[test]
+fn a_reordered_answer_arrives_after_the_one_that_passed_it() {
+    let mut f = Feed::new();
+    f.open("a", SOCK, ServerName::Echo, ECHO);
+    f.at(0, send(1, "a", ECHO, "one", None, None));
+    f.at(0, send(2, "a", ECHO, "two", None, None));
+    f.at(1, server_recv(1, ServerName::Echo, ECHO, SOCK, "one"));
+    f.at(1, server_recv(2, ServerName::Echo, ECHO, SOCK, "two"));
+    f.at(2, echo(3, 1, "one"));
+    f.at(2, link_hold(3, Out, HoldReason::Reorder, None));
+    assert_eq!(f.arrow(3).link_note().as_deref(), Some("held to reorder"));
+    f.at(3, echo(4, 2, "two"));
+    f.at(3, link_release(3, Out, 1_200));
+    f.at(4, recv(4, ECHO, "two", None, None));
+    f.at(5, recv(3, ECHO, "one", None, None));
+    let (late, passed) = (f.arrow(3), f.arrow(4));
+    assert!(late.t_end_us > passed.t_end_us, "the reordered one arrives second");
+    assert_eq!(late.link_note().as_deref(), Some("reordered: held 1.2 ms"));
+    assert_eq!(late.link_words().as_deref(), Some("out held reordered"));
+    assert_eq!(passed.link, None, "the one that passed was not touched by the link");
+    assert_eq!(f.model.stats().link_reordered, 1);
+}
+
+#[test]
+fn an_outside_clients_datagrams_on_an_impaired_link_are_counted_once() {
+    let mut f = Feed::new();
+    let nc = "127.0.0.1:40000";
+    // Lost on the way there: nobody reports its send, so the link's word is the first.
+    f.at(1, link_drop(1, In, nc, 3));
+    let lost = f.arrow(1);
+    assert_eq!(
+        (lost.fate, lost.from, lost.to),
+        (Fate::LostIn, f.lane(&format!("outside {nc}")), f.lane("echo"))
+    );
+    assert_eq!(f.model.stats().sent, 1);
+    // Its next one is read and answered; the answer is held, then goes.
+    f.at(2, server_recv(2, ServerName::Echo, ECHO, nc, "hey"));
+    f.at(3, server_send(3, Some(2), ServerName::Echo, ECHO, nc, "hey"));
+    assert_eq!(f.model.stats().received, 1, "an answer to an outsider counts when sent");
+    f.at(
+        3,
+        EventKind::LinkHold {
+            server: ServerName::Echo,
+            dir: Out,
+            dg: 3,
+            peer: addr(nc),
+            reason: HoldReason::Delay,
+            hold_ms: Some(50),
+        },
+    );
+    assert_eq!(
+        (f.arrow(3).fate, f.model.stats().received),
+        (Fate::InFlight, 0),
+        "not before the link lets it go"
+    );
+    f.at(
+        53,
+        EventKind::LinkRelease { server: ServerName::Echo, dir: Out, dg: 3, peer: addr(nc), held_us: 50_000 },
+    );
+    assert_eq!((f.arrow(3).fate, f.arrow(3).t_end_us), (Fate::Delivered, Some(53_000)));
+    // A copy on the way there is read twice, but was sent once.
+    f.at(60, EventKind::LinkDuplicate { server: ServerName::Echo, dir: In, dg: 4, copy: 5, peer: addr(nc) });
+    f.at(60, server_recv(4, ServerName::Echo, ECHO, nc, "two"));
+    f.at(60, server_recv(5, ServerName::Echo, ECHO, nc, "two"));
+    assert_eq!(f.arrow(5).payload, Payload::preview(b"two"), "the arrival tells the bytes");
+    let stats = f.model.stats();
+    assert_eq!((stats.sent, stats.received), (3, 1));
+}
+
+#[test]
+fn link_settings_come_from_hello_and_every_link_configured() {
+    let mut f = Feed::new();
+    assert!(f.model.links().is_empty(), "this hello predates links: none known");
+    let mut hello = hello();
+    if let ServerMsg::Hello(h) = &mut hello {
+        h.links.entry(ServerName::Echo).or_default().outbound.loss = 0.3;
+    }
+    f.model.apply(&hello);
+    assert_eq!(f.model.links()[&ServerName::Echo].outbound.loss, 0.3);
+    let settings = protocol::LinkSettings { delay_ms: 100, mtu: Some(1500), ..Default::default() };
+    f.at(1, EventKind::LinkConfigured { server: ServerName::Echo, dir: In, settings });
+    let echo = f.model.links()[&ServerName::Echo];
+    assert_eq!((echo.inbound, echo.outbound.loss), (settings, 0.3), "one direction, all its settings");
+    assert_eq!(link_short(&echo).as_deref(), Some("in: +100 ms mtu 1500 | out: loss 30%"));
+    assert!(f.marks().contains(&MarkKind::LinkConfigured { dir: In }));
+    let log = f.log();
+    let line = log.iter().find(|l| l.kind == "link_configured").expect("logged");
+    assert_eq!(line.text, "echo: link in delay 100 ms · mtu 1,500 B");
+    assert_eq!(link_summary(&protocol::LinkSettings::default()), "perfect");
+    assert_eq!(link_short(&protocol::Links::default()), None);
+}
+
+fn fields(values: [&str; 6]) -> [String; 6] {
+    values.map(str::to_owned)
+}
+
+#[test]
+fn the_panel_sends_only_what_was_typed_differently_so_apply_is_idempotent() {
+    let relay = protocol::LinkSettings { loss: 0.3, ..Default::default() };
+    assert_eq!(link_values(&relay), fields(["0.3", "0", "0", "0", "0", ""]));
+    // Nothing typed: nothing to send.
+    assert_eq!(link_patch(&relay, &link_values(&relay)), Ok(None));
+    // One field typed: that field alone.
+    let typed = fields(["0.3", "0", "0", "200", "0", ""]);
+    let patch = link_patch(&relay, &typed).expect("valid").expect("a change");
+    assert_eq!(patch, protocol::LinkPatch { delay_ms: Some(200), ..Default::default() });
+    // Once the relay has it, the same fields send nothing again.
+    let after = protocol::LinkSettings { delay_ms: 200, ..relay };
+    assert_eq!(link_patch(&after, &typed), Ok(None));
+    // An MTU on, then off again (0 in the op); empty fields are 0.
+    let on = link_patch(&relay, &fields(["0.3", "", "", "", "", "1500"])).expect("valid").expect("a change");
+    assert_eq!(on.mtu, Some(1500));
+    let mtu = protocol::LinkSettings { mtu: Some(1500), ..relay };
+    let off = link_patch(&mtu, &fields(["0.3", "0", "0", "0", "0", ""])).expect("valid").expect("a change");
+    assert_eq!(off, protocol::LinkPatch { mtu: Some(0), ..Default::default() });
+    // Mistakes are named, and nothing is sent.
+    let bad = link_patch(&relay, &fields(["1.5", "0", "0", "0", "0", ""])).expect_err("out of range");
+    assert_eq!((bad.field, bad.message.as_str()), ("loss", "loss is a probability from 0 to 1, got \"1.5\""));
+    assert_eq!(
+        link_patch(&relay, &fields(["0", "0", "0", "-5", "0", ""])).map_err(|e| e.field),
+        Err("delay_ms")
+    );
+    assert_eq!(link_patch(&relay, &fields(["0", "0", "0", "0", "0", "40"])).map_err(|e| e.field), Err("mtu"));
+}
+
+#[test]
+fn a_close_with_a_reason_is_logged_in_its_words() {
+    let mut f = Feed::new();
+    let text = f.model.connection_closed(1009, "the frame is 2 MiB; the relay reads at most 1 MiB");
+    assert_eq!(
+        text.as_deref(),
+        Some(
+            "The relay closed the connection (code 1009, message too big): the frame is 2 MiB; the relay \
+             reads at most 1 MiB"
+        )
+    );
+    let log = f.log();
+    assert_eq!(log.last().map(|l| l.kind.as_ref()), Some("ws_close"));
+    assert_eq!(f.model.connection_closed(1006, ""), None, "a relay that just went away says nothing");
+    assert_eq!(
+        f.model.connection_closed(1011, "").as_deref(),
+        Some("The relay closed the connection (code 1011, relay error).")
+    );
+}

@@ -4,7 +4,7 @@
 //! canvas and the panels, so that the diagram, the log and the details say the same thing in
 //! the same words.
 
-use protocol::Payload;
+use protocol::{HoldReason, LinkDropReason, LinkSettings, Links, Payload};
 
 use super::{Arrow, Fate};
 
@@ -87,6 +87,91 @@ pub fn cut_text(kept: usize, len: usize) -> String {
     format!("cut to {} of {} bytes", thousands(kept), thousands(len))
 }
 
+/// A probability as a percentage: `30%`, `12.5%`.
+fn percent(p: f64) -> String {
+    let pct = p * 100.0;
+    if (pct - pct.round()).abs() < 1e-9 { format!("{pct:.0}%") } else { format!("{pct:.1}%") }
+}
+
+/// One direction's settings in words, for the log and the panel: `loss 30% · delay 100 ms`,
+/// or `perfect` when every setting is off.
+pub fn link_summary(s: &LinkSettings) -> String {
+    let parts = link_parts(s, false);
+    if parts.is_empty() { "perfect".to_owned() } else { parts.join(" · ") }
+}
+
+/// Both directions in a few characters, for under a server's name in the diagram:
+/// `in: loss 30% | out: +100 ms`. `None` while both are perfect.
+pub fn link_short(links: &Links) -> Option<String> {
+    let mut sides = Vec::new();
+    for (dir, s) in [("in", &links.inbound), ("out", &links.outbound)] {
+        if !s.is_off() {
+            sides.push(format!("{dir}: {}", link_parts(s, true).join(" ")));
+        }
+    }
+    (!sides.is_empty()).then(|| sides.join(" | "))
+}
+
+/// The settings that are on, each in a word or two; `short` for the diagram's header.
+fn link_parts(s: &LinkSettings, short: bool) -> Vec<String> {
+    let mut parts = Vec::new();
+    let dup = if short { "dup" } else { "duplicate" };
+    for (name, p) in [("loss", s.loss), (dup, s.duplicate), ("reorder", s.reorder)] {
+        if p > 0.0 {
+            parts.push(format!("{name} {}", percent(p)));
+        }
+    }
+    match (short, s.delay_ms, s.jitter_ms) {
+        (true, 0, 0) => {}
+        (true, d, 0) => parts.push(format!("+{d} ms")),
+        (true, d, j) => parts.push(format!("+{d}±{j} ms")),
+        (false, d, j) => {
+            if d > 0 {
+                parts.push(format!("delay {d} ms"));
+            }
+            if j > 0 {
+                parts.push(format!("jitter {j} ms"));
+            }
+        }
+    }
+    if let Some(mtu) = s.mtu {
+        parts.push(if short {
+            format!("mtu {mtu}")
+        } else {
+            format!("mtu {} B", thousands(usize::from(mtu)))
+        });
+    }
+    parts
+}
+
+/// A close code with its name: `code 1009, message too big`.
+pub fn close_code_text(code: u16) -> String {
+    let name = match code {
+        1000 => ", normal closure",
+        1001 => ", going away",
+        1008 => ", policy violation",
+        1009 => ", message too big",
+        1011 => ", relay error",
+        _ => "",
+    };
+    format!("code {code}{name}")
+}
+
+/// What to tell the user when the relay closes the WebSocket with `code` and `reason`, or
+/// `None` when the close says nothing more than "gone" (the reconnect banner covers that).
+pub(super) fn close_text(code: u16, reason: &str) -> Option<String> {
+    let reason = reason.trim();
+    if reason.is_empty() && matches!(code, 1000 | 1001 | 1005 | 1006) {
+        return None;
+    }
+    let code = close_code_text(code);
+    Some(if reason.is_empty() {
+        format!("The relay closed the connection ({code}).")
+    } else {
+        format!("The relay closed the connection ({code}): {reason}")
+    })
+}
+
 /// `taken as the answer to #2, but it answers #1`.
 pub fn misattributed_text(taken: u32, answers: u32) -> String {
     format!("taken as the answer to #{taken}, but it answers #{answers}")
@@ -96,10 +181,12 @@ impl Arrow {
     /// What the diagram prints on this arrow, and what the event log and tests read as its
     /// `data-label`: the [`headline`](Self::headline), then the [`note`](Self::note) if any.
     pub fn label(&self) -> String {
-        match self.note() {
-            Some(note) => format!("{} · {note}", self.headline()),
-            None => self.headline(),
+        let mut label = self.headline();
+        for note in [self.note(), self.link_note()].into_iter().flatten() {
+            label.push_str(" · ");
+            label.push_str(&note);
         }
+        label
     }
 
     /// The fate's word, the crowd member, the attempt, the bytes and the wait before a retry.
@@ -116,7 +203,11 @@ impl Arrow {
                     label.push_str(&format!("({errno}) "));
                 }
             }
+            Fate::LostIn | Fate::LostOut => label.push_str("↯ LOST ON LINK "),
             Fate::InFlight | Fate::Delivered => {}
+        }
+        if self.copy_of().is_some() {
+            label.push_str("⇉ LINK COPY ");
         }
         if let Some(m) = self.member {
             label.push_str(&format!("[{m}] "));
@@ -135,16 +226,51 @@ impl Arrow {
         label
     }
 
-    /// What the relay's names say that the bytes alone do not: the read cut the datagram, or
-    /// the client took the reply as the answer to another attempt than the one it answers.
+    /// What the relay's names say that the bytes alone do not: the read cut the datagram, the
+    /// client took the reply as the answer to another attempt than the one it answers, or the
+    /// server answered the link's copy of the request.
     pub fn note(&self) -> Option<String> {
         let notes: Vec<String> = [
             self.cut().map(|kept| cut_text(kept, self.len)),
             self.misattributed().map(|(taken, answers)| misattributed_text(taken, answers)),
+            self.answers_copy.then(|| "answers the link's copy".to_owned()),
         ]
         .into_iter()
         .flatten()
         .collect();
+        (!notes.is_empty()).then(|| notes.join(" · "))
+    }
+
+    /// What the link did, in a few words: `on the way back`, `fragment 2 of 3 lost, on the way
+    /// there`, `held 200 ms`, `reordered: held 3.1 ms`. A copy says so in its headline.
+    pub fn link_note(&self) -> Option<String> {
+        let link = self.link.as_ref()?;
+        let way = match link.dir {
+            protocol::Dir::In => "on the way there",
+            protocol::Dir::Out => "on the way back",
+        };
+        let mut notes = Vec::new();
+        if let Some(loss) = &link.lost {
+            notes.push(match (loss.reason, loss.fragment) {
+                (LinkDropReason::Fragment, Some((i, n))) => format!("fragment {i} of {n} lost, {way}"),
+                (LinkDropReason::Fault, _) => format!("dropped by a fault, {way}"),
+                _ => way.to_owned(),
+            });
+        }
+        if let Some(held) = &link.held {
+            let done = held.held_us.is_some();
+            notes.push(match (held.reason, held.hold_ms, held.held_us) {
+                (HoldReason::Reorder, _, Some(us)) => format!("reordered: held {}", ms_text(us)),
+                (HoldReason::Reorder, _, None) => "held to reorder".to_owned(),
+                (reason, Some(ms), _) => {
+                    let verb = if done { "held" } else { "holding" };
+                    let fault = if reason == HoldReason::Fault { " (fault)" } else { "" };
+                    format!("{verb} {ms} ms{fault}")
+                }
+                (_, None, Some(us)) => format!("held {}", ms_text(us)),
+                (_, None, None) => "holding".to_owned(),
+            });
+        }
         (!notes.is_empty()).then(|| notes.join(" · "))
     }
 }
