@@ -29,5 +29,6 @@ mod tutorial;
 mod udp;
 mod ui;
 mod ui_truth;
+mod ui_wire;
 mod wire;
 mod ws;
