@@ -10,6 +10,7 @@
 //! - [`Payload`]: a short, printable preview of a datagram's bytes.
 //! - [`command`]: what a browser asks the relay to do over the WebSocket (`op`).
 //! - [`message`]: what the relay sends back (`type`): hello, events, errors, lag notices.
+//! - [`lessons`]: the twelve lessons as steps any client can run.
 //! - [`link`]: the impaired link in front of each server: its settings, faults and reasons.
 //!
 //! The golden tests at the bottom pin the JSON shape: a change there is a change of the contract.
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod addr;
 pub mod command;
+pub mod lessons;
 pub mod link;
 pub mod message;
 

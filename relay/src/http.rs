@@ -26,6 +26,13 @@ pub const BUNDLE_GZIP_BYTES: u64 = match u64::from_str_radix(env!("WASM_BUNDLE_G
     Err(_) => panic!("build.rs sets WASM_BUNDLE_GZIP_BYTES to a number"),
 };
 
+/// Every file of the built page, by its path: for `relay export-site`.
+pub fn site_files() -> Vec<(String, Vec<u8>)> {
+    Site::iter()
+        .filter_map(|path| Site::get(&path).map(|file| (path.into_owned(), file.data.into_owned())))
+        .collect()
+}
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(|| asset_response("index.html")))

@@ -19,6 +19,7 @@
 //! - [`api`]: `/api/links`, the HTTP API for each server's link (the wire).
 //! - [`serve`]: the HTTP accept loop, with a header read timeout and a cap per client address.
 //! - [`interfaces`]: this machine's addresses, which a classroom's browsers use.
+//! - [`export`]: `relay export-site DIR`, the browser demo recorded from real traffic.
 //! - [`config`]: what `main.rs` parses from the command line.
 //! - [`fuzz`]: a fuzzer for every parser and handler of untrusted input.
 //! - [`relay`]: binding it all and serving until shutdown: [`Relay`], [`run`].
@@ -28,6 +29,7 @@ pub mod bridge;
 pub mod bus;
 pub mod capture;
 pub mod config;
+pub mod export;
 pub mod fuzz;
 pub mod history;
 pub mod http;

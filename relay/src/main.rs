@@ -19,6 +19,9 @@ use relay::udp::lossy::LossySettings;
 #[derive(Parser, Debug)]
 #[command(name = "relay", version)]
 struct Cli {
+    #[command(subcommand)]
+    action: Option<Action>,
+
     /// Address every server listens on. The default, 127.0.0.1, keeps the relay private to
     /// this computer; use 0.0.0.0 to let other machines in the room reach it.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
@@ -154,6 +157,17 @@ struct Cli {
     max_pending: usize,
 }
 
+#[derive(clap::Subcommand, Debug, Clone)]
+enum Action {
+    /// Write a self-contained static site into DIR: the page, its wasm and JS, and a recording of
+    /// every lesson made from real traffic. It works from any static host, even
+    /// `python3 -m http.server`, with no relay behind it.
+    ExportSite {
+        /// The folder to write into; created if missing.
+        dir: std::path::PathBuf,
+    },
+}
+
 fn parse_ping(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if d < Duration::from_millis(100) {
@@ -255,6 +269,12 @@ fn main() -> ExitCode {
 
 #[tokio::main]
 async fn start(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Action::ExportSite { dir }) = &cli.action {
+        let lessons = relay::export::export_site(dir).await?;
+        println!("Wrote the page and {} lesson recordings to {}.", lessons.len(), dir.display());
+        println!("Serve it from any static host, e.g. python3 -m http.server -d {}", dir.display());
+        return Ok(());
+    }
     let seed_given = cli.seed.is_some();
     let config = cli.into_config()?;
     let relay = relay::Relay::bind(config.clone()).await?;

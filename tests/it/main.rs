@@ -14,6 +14,7 @@
 //!   the seed, and the HTTP API.
 //! - `toolbox`: the capture read by tshark, the metrics checked by promtool, the events as
 //!   JSON lines, a datagram's headers, a projector's backlog.
+//! - `lessons`: the twelve lessons, recorded from a real relay, each showing what it must.
 //! - `ws`: a WebSocket client for the bridge tests.
 //! - `browser`: headless Chromium loads the page and sees the wasm run.
 
@@ -23,6 +24,7 @@ mod classroom;
 mod cli;
 mod http;
 mod identity;
+mod lessons;
 mod support;
 mod toolbox;
 mod tutorial;
