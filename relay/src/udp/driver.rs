@@ -399,7 +399,8 @@ impl Io<'_> {
         cx.out = out;
         cx.out.clear();
         if !link_events.is_empty() {
-            self.emit_all(cx, now, link_events);
+            // After the `server_send`s they follow, in time as in order.
+            self.emit_all(cx, Instant::now(), link_events);
         }
         self.send_outbound(handler, cx, now).await;
         cx.buf.clear();
