@@ -82,32 +82,31 @@ impl RelayHandle {
         self.servers.iter().map(|(&name, &addr)| (name, addr)).chain([(ServerName::Nobody, self.nobody)])
     }
 
-    /// Every server's current settings, asked of the servers themselves. A server that does
-    /// not answer within a second (it never should) is left out.
+    /// Every server's current settings, asked of the servers themselves.
     pub async fn settings(&self) -> BTreeMap<ServerName, protocol::ServerSettings> {
-        let mut all = BTreeMap::new();
-        for (&server, tx) in &self.settings {
-            let (reply, answer) = oneshot::channel();
-            if tx.send(Control::Describe(reply)).await.is_err() {
-                continue;
-            }
-            if let Ok(Ok(settings)) = tokio::time::timeout(std::time::Duration::from_secs(1), answer).await {
-                all.insert(server, settings);
-            }
-        }
-        all
+        self.ask_every_server(Control::Describe).await
     }
 
     /// Every server's link, both directions, asked of the servers' drivers.
     pub async fn links(&self) -> BTreeMap<ServerName, protocol::Links> {
+        self.ask_every_server(Control::DescribeLinks).await
+    }
+
+    /// Asks each server's driver a question and collects the answers. The driver reads its
+    /// control channel before its traffic, so it answers under any load; one that does not
+    /// answer within a second (it never should) is left out.
+    async fn ask_every_server<T>(
+        &self,
+        question: impl Fn(oneshot::Sender<T>) -> Control<Infallible>,
+    ) -> BTreeMap<ServerName, T> {
         let mut all = BTreeMap::new();
         for (&server, tx) in &self.settings {
             let (reply, answer) = oneshot::channel();
-            if tx.send(Control::DescribeLinks(reply)).await.is_err() {
+            if tx.send(question(reply)).await.is_err() {
                 continue;
             }
-            if let Ok(Ok(links)) = tokio::time::timeout(std::time::Duration::from_secs(1), answer).await {
-                all.insert(server, links);
+            if let Ok(Ok(value)) = tokio::time::timeout(std::time::Duration::from_secs(1), answer).await {
+                all.insert(server, value);
             }
         }
         all
