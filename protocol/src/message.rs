@@ -60,6 +60,11 @@ pub struct Hello {
     /// `link_configured` events.
     #[serde(default)]
     pub links: BTreeMap<ServerName, Links>,
+    /// The URLs students' machines open, when the relay is reachable from the network (bound to
+    /// every interface, or to one of them): one per address of this machine, then the
+    /// `--public-host` names. Empty on loopback.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub join: Vec<String>,
     pub limits: Limits,
 }
 
@@ -164,6 +169,7 @@ mod tests {
                 ServerSettings { drop: Some(0.5), seed: Some(42), ..ServerSettings::default() },
             )]),
             links: BTreeMap::from([(ServerName::Echo, Links::default())]),
+            join: Vec::new(),
             limits: Limits {
                 sessions: 64,
                 sockets_per_session: 16,

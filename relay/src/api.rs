@@ -40,6 +40,23 @@ pub fn routes() -> Router<AppState> {
         .route("/api/capture.pcapng", get(capture))
         .route("/api/datagrams/{dg}", get(datagram))
         .route("/metrics", get(metrics))
+        .route("/api/join.svg", get(join_qr))
+}
+
+/// `GET /api/join.svg`: a QR code of the URL students open, for a phone to scan off the
+/// projector. 404 when the relay listens on loopback only: nobody else can reach it.
+async fn join_qr(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let urls =
+        crate::interfaces::join_urls(state.config.bind, state.relay.http.port(), &state.config.public_hosts);
+    let url = urls.first().ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            "the relay listens on loopback only: start it with --bind 0.0.0.0".into(),
+        )
+    })?;
+    let code = qrcode::QrCode::new(url.as_bytes()).map_err(|e| bad(format!("cannot encode {url}: {e}")))?;
+    let svg = code.render::<qrcode::render::svg::Color>().min_dimensions(256, 256).build();
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "no-cache")], svg).into_response())
 }
 
 fn history(state: &AppState) -> Result<std::sync::Arc<crate::history::History>, ApiError> {

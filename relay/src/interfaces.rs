@@ -13,6 +13,26 @@ pub fn addresses() -> Vec<(String, IpAddr)> {
     found
 }
 
+/// The URLs other machines open to reach a page on `port`, for a relay bound to `bind`: each of
+/// this machine's network addresses when bound to every interface, the bind address when it is
+/// a network one, then the `public_hosts`. Empty for loopback: nobody else can reach it.
+pub fn join_urls(bind: IpAddr, port: u16, public_hosts: &[String]) -> Vec<String> {
+    let url = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => format!("http://[{v6}]:{port}/"),
+        IpAddr::V4(v4) => format!("http://{v4}:{port}/"),
+    };
+    if bind.is_loopback() {
+        return Vec::new();
+    }
+    let mut urls: Vec<String> = if bind.is_unspecified() {
+        addresses().into_iter().filter(|(_, ip)| !ip.is_loopback()).map(|(_, ip)| url(ip)).collect()
+    } else {
+        vec![url(bind)]
+    };
+    urls.extend(public_hosts.iter().map(|host| format!("http://{host}:{port}/")));
+    urls
+}
+
 /// Whether `ip` is one of this machine's addresses.
 pub fn is_local(ip: IpAddr) -> bool {
     let ip = ip.to_canonical();

@@ -288,3 +288,32 @@ async fn bound_to_every_interface_the_relay_accepts_its_own_addresses_without_be
     assert_eq!(rebound.status, 403, "a name is accepted only with --public-host");
     relay.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_class_is_told_where_to_go_in_hello_and_as_a_qr_code() {
+    let local = TestRelay::start().await;
+    assert_eq!(http_get(local.http(), "/api/join.svg").await.status, 404, "loopback: nobody else can come");
+    assert!(connect(local.http()).await.hello.get("join").is_none());
+    local.shutdown().await;
+
+    let relay = TestRelay::start_with(|c| {
+        c.bind = std::net::Ipv4Addr::UNSPECIFIED.into();
+        c.public_hosts = vec!["lab-7.local".into()];
+    })
+    .await;
+    let http = std::net::SocketAddr::from(([127, 0, 0, 1], relay.http().port()));
+    let ws = connect(http).await;
+    let join: Vec<String> = serde_json::from_value(ws.hello["join"].clone()).expect("join URLs");
+    assert_eq!(
+        join.last().map(String::as_str),
+        Some(format!("http://lab-7.local:{}/", http.port()).as_str())
+    );
+    for (_, ip) in relay::interfaces::addresses().into_iter().filter(|(_, ip)| !ip.is_loopback()) {
+        assert!(join.iter().any(|u| u.contains(&ip.to_string())), "{ip} missing from {join:?}");
+    }
+    let qr = http_get(http, "/api/join.svg").await;
+    assert_eq!((qr.status, qr.header("content-type")), (200, Some("image/svg+xml")));
+    assert!(qr.text().starts_with("<?xml") && qr.text().contains("<svg"), "{}", qr.text());
+    ws.close().await;
+    relay.shutdown().await;
+}

@@ -160,6 +160,11 @@ pub async fn run(socket: WebSocket, state: AppState) {
         servers: state.relay.targets().collect(),
         settings: state.relay.settings().await,
         links: state.relay.links().await,
+        join: crate::interfaces::join_urls(
+            state.config.bind,
+            state.relay.http.port(),
+            &state.config.public_hosts,
+        ),
         limits: limits(&state),
     });
     if sink.send(frame(&hello)).await.is_err() {
