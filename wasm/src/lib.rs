@@ -4,6 +4,8 @@
 //!
 //! - [`model`]: what the page knows, in plain Rust (lanes, arrows, marks, liveness, stats),
 //!   built from the relay's messages and tested natively with `cargo test -p wasm`;
+//! - [`replay`]: plays a recording (a saved session, a lesson) into the model, a pure state machine;
+//! - [`inspect`]: a datagram's IP and UDP headers field by field over their bytes, as Wireshark shows them;
 //! - `render`: draws the model on a canvas, once per animation frame;
 //! - `dom`: the panels made of DOM (event log, liveness, stats, details) and small helpers;
 //! - `app`: the running page, which wires the controls, speaks to the relay over the
@@ -11,7 +13,9 @@
 //!
 //! The browser-only parts build only for wasm32, so the model's tests need no browser.
 
+pub mod inspect;
 pub mod model;
+pub mod replay;
 
 #[cfg(target_arch = "wasm32")]
 mod app;
