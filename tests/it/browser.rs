@@ -306,6 +306,25 @@ impl Browser {
         }
     }
 
+    /// Sizes the window so its viewport is `width` × `height` CSS pixels, as a laptop
+    /// (1,400 × 900) or a projector (1,920 × 1,080) shows the page.
+    pub async fn set_viewport(&self, width: u32, height: u32) {
+        let what = format!("sizing the window to {width}x{height}");
+        if let Err(err) = Self::limit(&what, Self::COMMAND, self.client.set_window_size(width, height)).await
+        {
+            self.fail(&format!("{what}: {err}")).await;
+        }
+        // The window's frame, if any, takes from the viewport: grow the window by it.
+        let inner = self.eval("return [window.innerWidth, window.innerHeight];", vec![]).await;
+        let (w, h) = (inner[0].as_u64().unwrap_or(0) as u32, inner[1].as_u64().unwrap_or(0) as u32);
+        if (w, h) != (width, height) && w > 0 && h > 0 {
+            let (w2, h2) = (width + width.saturating_sub(w), height + height.saturating_sub(h));
+            if let Err(err) = Self::limit(&what, Self::COMMAND, self.client.set_window_size(w2, h2)).await {
+                self.fail(&format!("{what}: {err}")).await;
+            }
+        }
+    }
+
     /// The fantoccini client, for what the helpers above do not cover. Put every await on it
     /// under [`Browser::limit`].
     #[allow(dead_code, reason = "an escape hatch for future tests; no test needs it yet")]

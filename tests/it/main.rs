@@ -16,6 +16,8 @@
 //!   JSON lines, a datagram's headers, a projector's backlog.
 //! - `lessons`: the twelve lessons, recorded from a real relay, each showing what it must.
 //! - `ws`: a WebSocket client for the bridge tests.
+//! - `ui_lessons`: each of the twelve lessons run in Chromium from `?lesson=SLUG`, its button,
+//!   and in Chinese.
 //! - `browser`: headless Chromium loads the page and sees the wasm run.
 
 mod bridge;
@@ -30,6 +32,7 @@ mod toolbox;
 mod tutorial;
 mod udp;
 mod ui;
+mod ui_lessons;
 mod ui_truth;
 mod ui_wire;
 mod wire;

@@ -30,8 +30,12 @@ use web_sys::{
 };
 
 use crate::dom;
+use crate::lesson::Runner;
 use crate::model::{Model, close_code_text, link_patch, ms_text};
 use crate::render::{Hit, Renderer, View};
+use crate::text::Words;
+
+mod lessons;
 
 pub type Shared = Rc<RefCell<App>>;
 
@@ -113,6 +117,19 @@ pub struct App {
     /// owns them explicitly.
     handlers: Vec<Closure<dyn FnMut(web_sys::Event)>>,
 }
+    /// The page's words, in the chosen language.
+    words: &'static Words,
+    /// The lesson running (or done and still shown), and whether it is done.
+    lesson: Option<Runner>,
+    lesson_done: bool,
+    /// A lesson asked for before the relay said hello (`?lesson=SLUG`).
+    pending_lesson: Option<&'static protocol::lessons::Lesson>,
+    /// Each server's settings from `hello`: what a lesson's undo puts back.
+    settings: std::collections::BTreeMap<ServerName, protocol::ServerSettings>,
+    /// `(socket, local address)` of this session's sockets, for a lesson's `AimAt`.
+    locals: Vec<(String, String)>,
+    /// A lesson subscribed to all traffic: its undo goes back to our own.
+    watching_all: bool,
 
 /// What each panel last showed, compared by value (not by a `Debug` string, whose code would
 /// cost the bundle more than the comparison saves).
@@ -177,12 +194,21 @@ pub fn start() -> Result<(), JsValue> {
     };
     let shared: Shared = Rc::new(RefCell::new(app));
     wire(&shared)?;
+        words: lessons::initial_words(&window),
+        lesson: None,
+        lesson_done: false,
+        pending_lesson: lessons::lesson_in_url(&window.location().search().unwrap_or_default()),
+        settings: std::collections::BTreeMap::new(),
+        locals: Vec::new(),
+        watching_all: false,
     if let Ok(mut app) = shared.try_borrow_mut() {
         app.set_projector(projector);
         if let Some(status) = document.get_element_by_id("status") {
             status.set_attribute("data-state", "ready")?;
+    lessons::wire(&shared, &document);
         }
     }
+        app.apply_words();
     connect(&shared);
     start_frames(&shared);
     start_timer(&shared)?;
@@ -539,6 +565,7 @@ impl App {
                     if let Some(ms) = lossy.jitter_ms {
                         dom::set_input(&self.document, "lossy-jitter", &ms.to_string());
                     }
+                self.settings.clone_from(&hello.settings);
                 }
                 self.model.apply(&msg);
                 self.after_hello();
@@ -563,7 +590,10 @@ impl App {
     /// After a (re)connect: subscribe and reopen what this page had open.
     fn after_hello(&mut self) {
         if self.projector {
-            self.command(&Command::Subscribe { scope: Scope::All, batch: true, kinds: None, history: false });
+            self.command(&Command::Subscribe { scope: Scope::All, batch: true, kinds: None, history: true });
+        }
+        if let Some(lesson) = self.pending_lesson.take() {
+            self.start_lesson(lesson);
         }
         if self.hellos > 1 {
             let sockets = std::mem::take(&mut self.sockets);
@@ -610,7 +640,6 @@ impl App {
                 remote,
                 connect,
                 recv_buffer,
-                ..
             } if self.own_session(session) => {
                 let heartbeat_ms =
                     self.sockets.iter().find(|s| &s.name == socket).map_or(0, |s| s.heartbeat_ms);
@@ -618,11 +647,14 @@ impl App {
                 let target = server.is_none().then(|| remote.to_string());
                 self.sockets.push(OwnSocket {
                     name: socket.clone(),
+                local,
                     server: *server,
                     target,
                     connect: *connect,
                     recv_buffer: *recv_buffer,
                     heartbeat_ms,
+                self.locals.retain(|(n, _)| n != socket);
+                self.locals.push((socket.clone(), local.to_string()));
                     open: true,
                     closing: false,
                 });
@@ -823,10 +855,11 @@ impl App {
         dom::set_pressed(&self.document, "projector-btn", on);
         if self.conn == ConnState::Open {
             self.command(&Command::Subscribe {
-                scope: if on { Scope::All } else { Scope::Own },
+                scope: if on || self.watching_all { Scope::All } else { Scope::Own },
                 batch: true,
                 kinds: None,
-                history: false,
+                // The projector shows what happened before it was opened: the relay's history.
+                history: on,
             });
         }
     }
@@ -993,6 +1026,7 @@ impl App {
             self.render_details(false);
         }
     }
+        self.poll_lesson(now_ms);
 
     fn write_log(&mut self) {
         let lines: Vec<_> = self.model.take_log(LOG_PER_WRITE).collect();
@@ -1026,8 +1060,19 @@ impl App {
             dom::render_liveness(&d, &clients);
             self.shown.liveness = Some(clients);
         }
-        let lanes: Vec<(String, &'static str, bool)> =
-            self.model.lanes().iter().map(|l| (l.label.clone(), l.kind.as_str(), l.closed)).collect();
+        let lanes: Vec<(String, &'static str, bool)> = self
+            .model
+            .lanes()
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let label = match self.model.crowd_size(i) {
+                    Some(n) => format!("{} ×{n}", l.label),
+                    None => l.label.clone(),
+                };
+                (label, l.kind.as_str(), l.closed)
+            })
+            .collect();
         if self.shown.lanes.as_ref() != Some(&lanes) {
             dom::render_lanes(&d, &lanes);
             self.shown.lanes = Some(lanes);

@@ -90,7 +90,7 @@ pub fn set_pressed(document: &Document, id: &str, on: bool) {
 }
 
 /// Creates `<tag class=…>text</tag>` inside `parent`.
-fn child(
+pub fn child(
     document: &Document,
     parent: &Element,
     tag: &str,
@@ -523,4 +523,11 @@ pub fn render_details(document: &Document, item: Option<&Item>, model: &Model) {
     }
     row("Event", format!("seq {}", item.seq), "");
     let _ = panel.append_child(&dl);
+}
+
+/// Shows or hides the element `id`.
+pub fn set_hidden(document: &Document, id: &str, hidden: bool) {
+    if let Some(el) = document.get_element_by_id(id) {
+        let _ = if hidden { el.set_attribute("hidden", "") } else { el.remove_attribute("hidden") };
+    }
 }

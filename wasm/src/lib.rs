@@ -4,6 +4,8 @@
 //!
 //! - [`model`]: what the page knows, in plain Rust (lanes, arrows, marks, liveness, stats),
 //!   built from the relay's messages and tested natively with `cargo test -p wasm`;
+//! - [`lesson`]: runs one of the twelve lessons' steps, a pure state machine;
+//! - [`text`]: the page's words, one table per language (English, Simplified Chinese);
 //! - [`replay`]: plays a recording (a saved session, a lesson) into the model, a pure state machine;
 //! - [`inspect`]: a datagram's IP and UDP headers field by field over their bytes, as Wireshark shows them;
 //! - `render`: draws the model on a canvas, once per animation frame;
@@ -14,8 +16,10 @@
 //! The browser-only parts build only for wasm32, so the model's tests need no browser.
 
 pub mod inspect;
+pub mod lesson;
 pub mod model;
 pub mod replay;
+pub mod text;
 
 #[cfg(target_arch = "wasm32")]
 mod app;

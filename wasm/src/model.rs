@@ -205,6 +205,8 @@ pub struct Arrow {
     /// A server's answer to the link's copy of a request (its `reply_to` names the copy): the
     /// server answered the same request twice.
     pub answers_copy: bool,
+    /// A reply that arrived after the answer to a request sent later: out of order.
+    pub out_of_order: bool,
 }
 
 impl Arrow {
@@ -233,6 +235,7 @@ impl Arrow {
             end_seq: None,
             link: None,
             answers_copy: false,
+            out_of_order: false,
         }
     }
 
@@ -457,6 +460,8 @@ pub struct Model {
     by_socket: HashMap<(String, String), usize>,
     /// The crowd members open on each crowd's lane, so the lane closes with its last member.
     crowd_members: HashMap<usize, usize>,
+    /// The most members each crowd's lane had open at once: the count its header shows.
+    crowd_peak: HashMap<usize, usize>,
     items: VecDeque<Item>,
     next_id: u64,
     window: usize,
@@ -464,6 +469,9 @@ pub struct Model {
     dgs: DgIndex,
     /// The wait that preceded the next attempt, per socket lane, from `client_retry`.
     retry_wait: HashMap<usize, u64>,
+    /// Per socket lane, the newest request (by item id, so by send order) answered so far: an
+    /// answer to an older one arrived out of order.
+    newest_answered: HashMap<usize, u64>,
     chat: Vec<(SocketAddr, ChatClient)>,
     stats: Stats,
     log: VecDeque<LogLine>,
@@ -475,7 +483,15 @@ pub struct Model {
     links: BTreeMap<ServerName, Links>,
     /// Counts changes to `links`, so the panel redraws only when they change.
     links_revision: u64,
+    /// The `seq` of every event applied lately, so an event heard twice (the relay's history
+    /// after live traffic, on subscribing again) is drawn once. Sorted, and trimmed to
+    /// [`SEEN_SEQS`]: a plain `Vec`, as events mostly come in order (a `HashSet` would cost
+    /// the bundle a new instantiation).
+    seen: Vec<u64>,
 }
+
+/// How many recent `seq`s [`Model`] remembers: more than the relay's history of 5,000.
+const SEEN_SEQS: u64 = 20_000;
 
 /// A unit variant's name on the wire (`unknown_socket`, `link_drop`), or empty. Written as a
 /// JSON string and unquoted: the string writer is in the bundle already, a `Value` one is not.
@@ -499,11 +515,13 @@ impl Model {
             by_addr: HashMap::new(),
             by_socket: HashMap::new(),
             crowd_members: HashMap::new(),
+            crowd_peak: HashMap::new(),
             items: VecDeque::new(),
             next_id: 0,
             window: window.max(1),
             dgs: DgIndex::default(),
             retry_wait: HashMap::new(),
+            newest_answered: HashMap::new(),
             chat: Vec::new(),
             stats: Stats::default(),
             log: VecDeque::new(),
@@ -511,11 +529,17 @@ impl Model {
             latest_seq: 0,
             links: BTreeMap::new(),
             links_revision: 0,
+            seen: Vec::new(),
         }
     }
 
     pub fn window(&self) -> usize {
         self.window
+    }
+
+    /// For a crowd's lane, how many members it had: many clients drawn as one lane, counted.
+    pub fn crowd_size(&self, lane: usize) -> Option<usize> {
+        self.crowd_peak.get(&lane).copied()
     }
 
     pub fn lanes(&self) -> &[Lane] {
@@ -851,6 +875,21 @@ impl Model {
         matching::answered(self.item(request)?, lane, member)
     }
 
+    /// Whether the reply `id` answers a request sent before one already answered on `lane`;
+    /// marks its arrow if so.
+    fn arrived_out_of_order(&mut self, id: u64, lane: usize) -> bool {
+        let Some(request) = self.arrow(id).and_then(|a| a.reply_to).and_then(|dg| self.dgs.arrow(dg)) else {
+            return false;
+        };
+        let newest = self.newest_answered.entry(lane).or_insert(request);
+        let late = request < *newest;
+        *newest = (*newest).max(request);
+        if let (true, Some(arrow)) = (late, self.arrow_mut(id)) {
+            arrow.out_of_order = true;
+        }
+        late
+    }
+
     fn mark(&mut self, event: &Event, lane: usize, kind: MarkKind, text: &str) -> u64 {
         let mark = Mark { lane, kind, text: text.to_owned() };
         self.push(event.seq, event.t_us, Body::Mark(mark))
@@ -925,6 +964,16 @@ impl Model {
     }
 
     fn event(&mut self, event: &Event) {
+        match self.seen.last() {
+            Some(last) if *last >= event.seq => match self.seen.binary_search(&event.seq) {
+                Ok(_) => return, // drawn already
+                Err(at) => self.seen.insert(at, event.seq),
+            },
+            _ => self.seen.push(event.seq),
+        }
+        if self.seen.len() as u64 > 2 * SEEN_SEQS {
+            self.seen.drain(..SEEN_SEQS as usize);
+        }
         self.stats.events += 1;
         self.latest_us = self.latest_us.max(event.t_us);
         self.latest_seq = self.latest_seq.max(event.seq);
@@ -945,7 +994,11 @@ impl Model {
                 // A crowd is one lane: it is marked opened once, when its first member opens.
                 let first = known.is_none_or(|l| self.lanes[l].closed || member.is_none());
                 if member.is_some() {
-                    *self.crowd_members.entry(lane).or_default() += 1;
+                    let open = self.crowd_members.entry(lane).or_default();
+                    *open += 1;
+                    let open = *open;
+                    let peak = self.crowd_peak.entry(lane).or_default();
+                    *peak = (*peak).max(open);
                 }
                 let target = match server {
                     Some(name) => {
@@ -1052,6 +1105,7 @@ impl Model {
                 if let Some(rtt) = reply.rtt_us {
                     self.stats.record_rtt(rtt);
                 }
+                let out_of_order = self.arrived_out_of_order(id, lane);
                 let mut text = format!(
                     "{} → {}: {} ({len} B)",
                     self.label(source),
@@ -1060,6 +1114,9 @@ impl Model {
                 );
                 if let Some(kept) = reply.cut() {
                     text.push_str(&format!(", {}: the rest is lost", cut_text(kept, *len)));
+                }
+                if out_of_order {
+                    text.push_str(", OUT OF ORDER: a later datagram arrived first");
                 }
                 match (req, reply.misattributed(), attempt) {
                     (Some(r), _, _) => text.push_str(&format!(", answers #{r}")),

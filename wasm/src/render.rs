@@ -522,7 +522,8 @@ impl Renderer {
             } else {
                 lane.label.as_str()
             };
-            let label = format!("{glyph} {name}{}", if lane.closed { " (closed)" } else { "" });
+            let crowd = model.crowd_size(i).map_or_else(String::new, |n| format!(" ×{n}"));
+            let label = format!("{glyph} {name}{crowd}{}", if lane.closed { " (closed)" } else { "" });
             let _ = ctx.fill_text_with_max_width(&label, x, 17.0 * s, (slot - 6.0).max(20.0));
             if let Some(addr) = lane.addr {
                 ctx.set_font(&font(10.0, "400"));

@@ -1155,3 +1155,18 @@ fn a_close_with_a_reason_is_logged_in_its_words() {
         Some("The relay closed the connection (code 1011, relay error).")
     );
 }
+
+#[test]
+fn an_event_heard_twice_is_drawn_once() {
+    let mut model = Model::default();
+    let event = Event {
+        seq: 7,
+        t_us: 1_000,
+        kind: EventKind::ServerConfigured { server: ServerName::Lossy, setting: "drop".into(), value: 0.5 },
+    };
+    model.apply(&ServerMsg::Event(event.clone()));
+    let items = model.items().len();
+    model.apply(&ServerMsg::Batch { messages: vec![ServerMsg::Event(event)] });
+    assert_eq!(model.items().len(), items, "the history's copy is skipped");
+    assert_eq!(model.stats().events, 1);
+}

@@ -10,7 +10,7 @@ use super::{Arrow, Fate};
 
 /// A short quoted preview of a payload for labels and the log.
 pub fn preview(payload: &Payload) -> String {
-    const MAX: usize = 24;
+    const MAX: usize = 40;
     match (&payload.text, &payload.hex) {
         (Some(text), _) => {
             let clean: String = text.chars().map(|c| if c.is_control() { '·' } else { c }).collect();
@@ -208,6 +208,9 @@ impl Arrow {
         }
         if self.copy_of().is_some() {
             label.push_str("⇉ LINK COPY ");
+        }
+        if self.out_of_order {
+            label.push_str("↕ OUT OF ORDER ");
         }
         if let Some(m) = self.member {
             label.push_str(&format!("[{m}] "));

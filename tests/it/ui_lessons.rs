@@ -1,0 +1,297 @@
+//! The twelve lessons in Chromium: each test loads `?lesson=SLUG`, waits for the lesson to be
+//! done, and asserts from the DOM (the event log's `data-kind`, `data-socket`, `data-label`,
+//! the liveness panel, the lanes and the caption) what the student must see. One more test
+//! starts a lesson from its button, and one runs a lesson in Chinese.
+//!
+//! Each lesson is screenshotted at a laptop's 1,400 × 900 and, in the projector view, at
+//! 1,920 × 1,080, into `target/screenshots/lesson-SLUG{,-projector}.png`; the projector's
+//! canvas must end inside the window. Every wait is bounded.
+
+use std::time::Duration;
+
+use protocol::ServerName;
+use serde_json::json;
+
+use crate::browser::Browser;
+use crate::support::TestRelay;
+
+const CONNECTED: &str = "#status[data-conn=open]";
+/// One step of the page reacting to traffic: generous, the browser shares two cores.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A page sized as a laptop's, opened at `?lesson=SLUG`, once the lesson is done.
+async fn lesson_page(relay: &TestRelay, slug: &str) -> Browser {
+    let browser = Browser::launch().await;
+    browser.set_viewport(1400, 900).await;
+    browser.goto(&format!("http://{}/?lesson={slug}", relay.http())).await;
+    browser.wait_for(CONNECTED, Browser::LOAD).await;
+    wait_done(&browser, slug).await;
+    browser
+}
+
+async fn wait_done(browser: &Browser, slug: &str) {
+    let duration = protocol::lessons::lesson(slug).map_or(0, |l| l.duration_ms);
+    let done = format!("#lesson-list [data-slug={slug}][data-state=done]");
+    browser.wait_for(&done, Duration::from_millis(duration) + WAIT).await;
+    let caption = browser.attr("#caption", "data-slug").await;
+    assert_eq!(caption.as_deref(), Some(slug), "the caption is the lesson's");
+    // The log is written at most 30 lines a tenth of a second: let it catch up.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+}
+
+/// `(data-label, text)` of every log line matching `css`, oldest first.
+async fn lines(browser: &Browser, css: &str) -> Vec<(String, String)> {
+    let script = "return Array.from(document.querySelectorAll(arguments[0]))
+                    .map(e => [e.getAttribute('data-label') || '', e.textContent]).reverse();";
+    let value = browser.eval(script, vec![json!(css)]).await;
+    serde_json::from_value(value).expect("a list of pairs of strings")
+}
+
+/// Saves the laptop screenshot, then the projector view at 1,920 × 1,080, checking that the
+/// diagram ends inside the window.
+async fn screenshots(browser: &Browser, slug: &str) {
+    browser.screenshot(&format!("lesson-{slug}")).await;
+    browser.click("#projector-btn").await;
+    browser.set_viewport(1920, 1080).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let fits = browser
+        .eval(
+            "const r = document.getElementById('diagram').getBoundingClientRect();
+             const l = document.getElementById('lessons').getBoundingClientRect();
+             return [r.bottom, window.innerHeight, l.height];",
+            vec![],
+        )
+        .await;
+    let (bottom, height) = (fits[0].as_f64().unwrap_or(f64::MAX), fits[1].as_f64().unwrap_or(0.0));
+    assert!(bottom <= height, "the projector's canvas ends at y={bottom} in a {height}-px window");
+    assert!(fits[2].as_f64().unwrap_or(0.0) > 0.0, "the lessons are shown in the projector view");
+    browser.screenshot(&format!("lesson-{slug}-projector")).await;
+}
+
+async fn finish(browser: Browser, relay: TestRelay, slug: &str) {
+    screenshots(&browser, slug).await;
+    let errors: Vec<_> = browser.console().await.into_iter().filter(|e| e.level == "SEVERE").collect();
+    assert!(errors.is_empty(), "the page logged errors: {errors:#?}");
+    browser.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn no_listener_shows_the_datagram_vanish() {
+    let relay = TestRelay::start().await;
+    let browser = lesson_page(&relay, "no-listener").await;
+    assert_eq!(lines(&browser, "#log li[data-kind=client_send][data-socket=lonely]").await.len(), 1);
+    let vanished = lines(&browser, "#log li[data-kind=client_vanished][data-socket=lonely]").await;
+    assert_eq!(vanished.len(), 1);
+    assert!(
+        vanished[0].0.contains("VANISHED") && vanished[0].0.contains("is anybody there?"),
+        "{vanished:?}"
+    );
+    finish(browser, relay, "no-listener").await;
+}
+
+#[tokio::test]
+async fn empty_shows_a_zero_byte_datagram_and_its_zero_byte_echo() {
+    let relay = TestRelay::start().await;
+    let browser = lesson_page(&relay, "empty").await;
+    let sent = lines(&browser, "#log li[data-kind=client_send][data-socket=empty]").await;
+    let got = lines(&browser, "#log li[data-kind=client_recv][data-socket=empty]").await;
+    assert!(sent.len() == 1 && sent[0].1.contains("(0 B)"), "{sent:?}");
+    assert!(got.len() == 1 && got[0].1.contains("(0 B)"), "{got:?}");
+    finish(browser, relay, "empty").await;
+}
+
+#[tokio::test]
+async fn boundaries_shows_two_datagrams_never_merged() {
+    let relay = TestRelay::start().await;
+    let browser = lesson_page(&relay, "boundaries").await;
+    let got = lines(&browser, "#log li[data-kind=client_recv][data-socket=words]").await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got[0].1.contains("\"first\" (5 B)") && got[1].1.contains("\"second\" (6 B)"), "{got:?}");
+    finish(browser, relay, "boundaries").await;
+}
+
+#[tokio::test]
+async fn loss_retry_shows_each_wait_then_the_give_up() {
+    let relay = TestRelay::start().await;
+    let browser = lesson_page(&relay, "loss-retry").await;
+    let retries = lines(&browser, "#log li[data-kind=client_retry][data-socket=retry]").await;
+    let waits: Vec<bool> = [100, 200, 400, 800]
+        .iter()
+        .zip(&retries)
+        .map(|(ms, (_, text))| text.contains(&format!("no answer after {ms} ms")))
+        .collect();
+    assert_eq!(waits, [true; 4], "{retries:#?}");
+    let sends = lines(&browser, "#log li[data-kind=client_send][data-socket=retry]").await;
+    assert!(
+        sends[1].1.contains("after waiting 100 ms") && sends[4].1.contains("after waiting 800 ms"),
+        "{sends:#?}"
+    );
+    let gave_up = lines(&browser, "#log li[data-kind=client_giveup][data-socket=retry]").await;
+    assert_eq!(gave_up.len(), 1, "{gave_up:?}");
+    finish(browser, relay, "loss-retry").await;
+}
+
+#[tokio::test]
+async fn late_duplicate_tells_late_from_dup_by_id_and_shows_the_mistake_without() {
+    let relay = TestRelay::start().await;
+    let browser = lesson_page(&relay, "late-duplicate").await;
+    let extra = lines(&browser, "#log li[data-kind=client_duplicate][data-socket=ids]").await;
+    let late = extra.iter().filter(|(l, t)| l.starts_with("LATE") && t.contains("LATE reply to #")).count();
+    let dup =
+        extra.iter().filter(|(l, t)| l.starts_with("DUP") && t.contains("DUPLICATE reply to #")).count();
+    assert!(late >= 1 && dup >= 1, "a LATE and a DUP reply, each with its ID: {extra:#?}");
+    let answered = lines(&browser, "#log li[data-kind=client_recv][data-socket=ids]").await;
+    assert!(answered.iter().all(|(_, t)| t.contains("answers #")), "{answered:#?}");
+    let no_ids = lines(&browser, "#log li[data-kind=client_recv][data-socket=no-ids]").await;
+    assert!(
+        no_ids.iter().any(|(l, _)| l.contains("but it answers #")),
+        "without IDs a reply is taken for the wrong attempt: {no_ids:#?}"
+    );
+    finish(browser, relay, "late-duplicate").await;
+}
+
+#[tokio::test]
+async fn connected_refused_shows_econnrefused_silence_and_the_stranger() {
+    let relay = TestRelay::start().await;
+    let browser = lesson_page(&relay, "connected-refused").await;
+    assert!(!browser.find_all("#log li[data-kind=client_refused][data-socket=connected]").await.is_empty());
+    assert!(browser.find_all("#log li[data-kind=client_refused][data-socket=unconnected]").await.is_empty());
+    let heard = lines(&browser, "#log li[data-kind=client_recv][data-socket=unconnected]").await;
+    assert!(heard.iter().any(|(_, t)| t.contains("a stranger says hi")), "{heard:#?}");
+    let connected = lines(&browser, "#log li[data-kind=client_recv][data-socket=connected]").await;
+    assert!(connected.is_empty(), "a connected socket hears only its peer: {connected:#?}");
+    finish(browser, relay, "connected-refused").await;
+}
+
+#[tokio::test]
+async fn heartbeat_eviction_shows_heartbeats_then_the_eviction_with_its_countdown() {
+    let relay = TestRelay::start().await;
+    let browser = Browser::launch().await;
+    browser.set_viewport(1400, 900).await;
+    browser.goto(&format!("http://{}/?lesson=heartbeat-eviction", relay.http())).await;
+    browser.wait_for(CONNECTED, Browser::LOAD).await;
+    // The countdown, while quiet is still registered.
+    let counting = browser.wait_for_text("#liveness li[data-state]", "evicted in", WAIT).await;
+    assert!(counting.contains("evicted in"), "{counting}");
+    wait_done(&browser, "heartbeat-eviction").await;
+    let beats = lines(&browser, "#log li[data-kind=chat_heartbeat]").await;
+    assert!(beats.len() >= 3, "alive's heartbeats: {beats:#?}");
+    let evicted = lines(&browser, "#log li[data-kind=chat_evict]").await;
+    assert!(evicted.iter().any(|(_, t)| t.contains("EVICTED quiet")), "{evicted:#?}");
+    assert!(evicted.iter().any(|(_, t)| t.contains("EVICTED alive")), "then alive, silent too: {evicted:#?}");
+    let screen = browser.text("#scale").await;
+    assert!(screen.contains("visible"), "{screen}");
+    finish(browser, relay, "heartbeat-eviction").await;
+}
+
+#[tokio::test]
+async fn truncation_shows_2000_bytes_sent_1024_kept() {
+    let relay = TestRelay::start().await;
+    let browser = lesson_page(&relay, "truncation").await;
+    let got = lines(&browser, "#log li[data-kind=client_recv][data-socket=small]").await;
+    assert!(got.len() == 1 && got[0].0.contains("cut to 1,024 of 2,000 bytes"), "{got:?}");
+    finish(browser, relay, "truncation").await;
+}
+
+#[tokio::test]
+async fn reordering_marks_the_arrivals_out_of_order() {
+    let relay = TestRelay::start().await;
+    let browser = lesson_page(&relay, "reordering").await;
+    let got = lines(&browser, "#log li[data-kind=client_recv][data-socket=order]").await;
+    assert_eq!(got.len(), 4, "{got:#?}");
+    let marked = got.iter().filter(|(l, t)| l.contains("OUT OF ORDER") && t.contains("OUT OF ORDER")).count();
+    assert!(marked >= 1, "{got:#?}");
+    finish(browser, relay, "reordering").await;
+}
+
+#[tokio::test]
+async fn size_limit_shows_65507_through_65508_refused_and_a_fragment_lost() {
+    let relay = TestRelay::start().await;
+    let browser = lesson_page(&relay, "size-limit").await;
+    let got = lines(&browser, "#log li[data-kind=client_recv][data-socket=big]").await;
+    assert!(got.iter().any(|(_, t)| t.contains("(65507 B)")), "{got:#?}");
+    let refused = lines(&browser, "#log li[data-kind=client_send_failed][data-socket=big]").await;
+    assert!(
+        refused.iter().any(|(l, t)| t.contains("65,508 B NOT SENT") && l.contains("EMSGSIZE")),
+        "{refused:#?}"
+    );
+    let lost = lines(&browser, "#log li[data-kind=link_drop]").await;
+    assert!(lost.iter().any(|(_, t)| t.contains("fragment")), "{lost:#?}");
+    finish(browser, relay, "size-limit").await;
+}
+
+#[tokio::test]
+async fn many_clients_draws_a_crowd_of_100_in_one_lane() {
+    let relay = TestRelay::start().await;
+    let browser = lesson_page(&relay, "many-clients").await;
+    let lanes = browser.text("#lanes").await;
+    assert_eq!(lanes.matches("class").count(), 1, "the crowd is one lane: {lanes}");
+    let arrows: u64 = browser.attr("#diagram", "data-arrows").await.and_then(|a| a.parse().ok()).unwrap_or(0);
+    assert!(arrows >= 200, "100 members sent and were answered: {arrows} arrows");
+    let members = browser.text("#lanes li[data-lane-kind=own]").await;
+    assert!(members.contains("class ×100"), "the crowd's lane counts its members: {members}");
+    finish(browser, relay, "many-clients").await;
+}
+
+#[tokio::test]
+async fn outside_clients_shows_the_nc_command_and_a_terminals_datagrams_live() {
+    let relay = TestRelay::start().await;
+    let browser = Browser::launch().await;
+    browser.set_viewport(1400, 900).await;
+    browser.goto(&format!("http://{}/?lesson=outside-clients", relay.http())).await;
+    browser.wait_for(CONNECTED, Browser::LOAD).await;
+    let echo = relay.addr(ServerName::Echo);
+    let command = format!("nc -u {} {}", echo.ip(), echo.port());
+    browser.wait_for_text("#caption code.nc", &command, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A terminal sends, as `nc -u` would: the page shows it with no key pressed.
+    let terminal = crate::support::udp_client().await;
+    terminal.send_to(b"hello from nc\n", echo).await.expect("send");
+    browser.wait_for_text("#log li[data-kind=server_recv]", "hello from nc", WAIT).await;
+    wait_done(&browser, "outside-clients").await;
+    finish(browser, relay, "outside-clients").await;
+}
+
+#[tokio::test]
+async fn a_lesson_starts_from_its_button_and_undoes_the_one_before() {
+    let relay = TestRelay::start().await;
+    let browser = Browser::launch().await;
+    browser.set_viewport(1400, 900).await;
+    browser.goto(&format!("http://{}/", relay.http())).await;
+    browser.wait_for(CONNECTED, Browser::LOAD).await;
+    // The first look says what each server does.
+    let intro = browser.text("#caption").await;
+    for server in ["echo", "upper", "chat", "lossy", "nobody"] {
+        assert!(intro.contains(server), "the first look names {server}: {intro}");
+    }
+    browser.click("#lesson-list [data-slug=loss-retry]").await;
+    browser.wait_for("#lesson-list [data-slug=loss-retry][data-state=running]", WAIT).await;
+    browser.wait_for("#log li[data-kind=client_retry][data-socket=retry]", WAIT).await;
+    // Another lesson undoes this one: its socket closed, the lossy server's drop put back.
+    browser.click("#lesson-list [data-slug=empty]").await;
+    browser.wait_for("#log li[data-kind=client_close][data-socket=retry]", WAIT).await;
+    let started = std::time::Instant::now();
+    while !lines(&browser, "#log li[data-kind=server_configured]")
+        .await
+        .iter()
+        .any(|(_, t)| t.contains("drop set to 0"))
+    {
+        assert!(started.elapsed() < WAIT, "the lossy server's drop is put back to 0");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_done(&browser, "empty").await;
+    assert_eq!(
+        browser.attr("#lesson-list [data-slug=loss-retry]", "data-state").await.as_deref(),
+        Some("idle")
+    );
+    // Replay runs it again.
+    browser.click("#replay-btn").await;
+    browser.wait_for("#lesson-list [data-slug=empty][data-state=running]", WAIT).await;
+    wait_done(&browser, "empty").await;
+    let echoes = lines(&browser, "#log li[data-kind=client_recv][data-socket=empty]").await;
+    assert_eq!(echoes.len(), 2, "{echoes:#?}");
+    browser.screenshot("lesson-by-button").await;
+    browser.close().await;
+    relay.shutdown().await;
+}

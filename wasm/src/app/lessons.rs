@@ -1,0 +1,200 @@
+//! The lessons panel and the language switch: the twelve lessons as buttons (one click sets
+//! up and runs a lesson, and undoes the one before), the caption saying what to look for,
+//! `?lesson=SLUG` on load, and the page's words in the chosen language.
+//!
+//! The steps are `protocol::lessons`' data, run by [`crate::lesson::Runner`] from the frame
+//! loop; this file only turns its answers into WebSocket messages and DOM.
+
+use protocol::lessons::{LESSONS, Lesson};
+use protocol::{Command, Scope};
+use wasm_bindgen::JsCast;
+use web_sys::{Document, Element};
+
+use super::{App, Shared, log, on_id};
+use crate::dom;
+use crate::lesson::{self, Runner};
+use crate::text::Words;
+
+/// Where the chosen language is remembered.
+const LANG_KEY: &str = "udp-playground-lang";
+
+/// The language to start in: the remembered choice, else the browser's.
+pub fn initial_words(window: &web_sys::Window) -> &'static Words {
+    let stored = window.local_storage().ok().flatten().and_then(|s| s.get_item(LANG_KEY).ok().flatten());
+    let code = stored.unwrap_or_else(|| window.navigator().language().unwrap_or_default());
+    Words::for_language(&code)
+}
+
+/// The slug in `?lesson=SLUG`, if the page was opened with one.
+pub fn lesson_in_url(search: &str) -> Option<&'static Lesson> {
+    let value = search.trim_start_matches('?').split('&').find_map(|kv| kv.strip_prefix("lesson="))?;
+    protocol::lessons::lesson(value)
+}
+
+/// Hooks the lesson buttons, the replay button and the language switch.
+pub fn wire(shared: &Shared, d: &Document) {
+    on_id(shared, d, "lesson-list", "click", |app, e| {
+        let slug = e
+            .target()
+            .and_then(|t| t.dyn_into::<Element>().ok())
+            .and_then(|el| el.closest("[data-slug]").ok().flatten())
+            .and_then(|el| el.get_attribute("data-slug"));
+        if let Some(lesson) = slug.and_then(|s| protocol::lessons::lesson(&s)) {
+            app.start_lesson(lesson);
+        }
+    });
+    on_id(shared, d, "replay-btn", "click", |app, _| {
+        if let Some(lesson) = app.lesson.as_ref().map(|r| r.lesson) {
+            app.start_lesson(lesson);
+        }
+    });
+    on_id(shared, d, "lang-btn", "click", |app, _| {
+        app.words = app.words.other();
+        if let Ok(Some(storage)) = app.window.local_storage() {
+            let _ = storage.set_item(LANG_KEY, app.words.code);
+        }
+        app.apply_words();
+    });
+}
+
+impl App {
+    /// Undoes the lesson before, sets up and starts `lesson`, and shows its caption.
+    pub(super) fn start_lesson(&mut self, lesson: &'static Lesson) {
+        if self.conn != super::ConnState::Open {
+            self.pending_lesson = Some(lesson);
+            return;
+        }
+        self.undo_lesson();
+        self.locals.clear();
+        let now = self.now_ms();
+        self.lesson = Some(Runner::new(lesson, now));
+        if lesson::watches_all(lesson) {
+            self.watching_all = true;
+        }
+        // The whole story at once: zoom out until the lesson's time fits the canvas.
+        // Before the first frame the canvas may not be measured yet: guess from the window.
+        let window_height = self.window.inner_height().ok().and_then(|h| h.as_f64()).unwrap_or(900.0);
+        let height = match self.renderer.height() {
+            h if h >= 200.0 => h,
+            _ => window_height * 0.5,
+        };
+        let need = lesson.duration_ms as f64 * 1000.0 * 1.25 / height;
+        self.view.us_per_px = self.view.us_per_px.max(need).min(super::View::MAX_US_PER_PX);
+        self.go_live();
+        self.render_lessons();
+        self.poll_lesson(now);
+    }
+
+    /// Closes the running lesson's sockets and puts back what it changed.
+    fn undo_lesson(&mut self) {
+        let Some(runner) = self.lesson.take() else { return };
+        for json in lesson::undo(runner.lesson, &self.settings) {
+            self.send_json(&json);
+        }
+        if self.watching_all {
+            self.watching_all = false;
+            if !self.projector {
+                self.command(&Command::Subscribe {
+                    scope: Scope::Own,
+                    batch: true,
+                    kinds: None,
+                    history: false,
+                });
+            }
+        }
+    }
+
+    /// Takes the lesson's steps that are due; called every frame.
+    pub(super) fn poll_lesson(&mut self, now_ms: f64) {
+        let Some(runner) = self.lesson.as_mut() else { return };
+        let locals = &self.locals;
+        let due = runner.poll(now_ms, |s| locals.iter().find(|(n, _)| n == s).map(|(_, a)| a.clone()));
+        let done = runner.done(now_ms);
+        for json in &due {
+            self.send_json(json);
+        }
+        if done != self.lesson_done {
+            self.lesson_done = done;
+            self.render_lessons();
+        }
+    }
+
+    fn send_json(&mut self, json: &str) {
+        match self.ws.as_ref().filter(|_| self.conn == super::ConnState::Open) {
+            Some(ws) => {
+                if let Err(e) = ws.send_with_str(json) {
+                    log(&format!("udp-playground: lesson step not sent: {e:?}"));
+                }
+            }
+            None => log("udp-playground: lesson step not sent: not connected"),
+        }
+    }
+
+    /// The lesson buttons with their state, and the caption.
+    pub(super) fn render_lessons(&mut self) {
+        let d = self.document.clone();
+        let running = self.lesson.as_ref().map(|r| r.lesson.slug);
+        if let Some(list) = d.get_element_by_id("lesson-list") {
+            list.set_text_content(None);
+            for (i, l) in LESSONS.iter().enumerate() {
+                let (title, _) = self.words.lesson(l.slug);
+                let Ok(li) = dom::child(&d, &list, "li", "", "") else { continue };
+                let text = format!("{} {title}", i + 1);
+                let Ok(button) = dom::child(&d, &li, "button", "", &text) else { continue };
+                let _ = button.set_attribute("type", "button");
+                let _ = button.set_attribute("data-slug", l.slug);
+                let state = match running {
+                    Some(s) if s == l.slug && self.lesson_done => "done",
+                    Some(s) if s == l.slug => "running",
+                    _ => "idle",
+                };
+                let _ = button.set_attribute("data-state", state);
+                let _ = button.set_attribute("aria-pressed", if state == "idle" { "false" } else { "true" });
+            }
+        }
+        let Some(caption) = d.get_element_by_id("caption") else { return };
+        caption.set_text_content(None);
+        let _ = caption.set_attribute("data-slug", running.unwrap_or(""));
+        dom::set_hidden(&d, "replay-btn", running.is_none());
+        let Some(runner) = self.lesson.as_ref() else {
+            let _ = dom::child(&d, &caption, "p", "", self.words.get("intro"));
+            return;
+        };
+        let (title, text) = self.words.lesson(runner.lesson.slug);
+        let _ = dom::child(&d, &caption, "strong", "", title);
+        let _ = dom::child(&d, &caption, "p", "", text);
+        let host = self.window.location().hostname().unwrap_or_default();
+        for (command, typed) in lesson::outside_commands(runner.lesson, &self.model.servers, &host) {
+            let Ok(p) = dom::child(&d, &caption, "p", "outside", self.words.get("outside-run")) else {
+                continue;
+            };
+            let _ = dom::child(&d, &p, "code", "nc", &command);
+            let _ = dom::child(&d, &p, "span", "", self.words.get("outside-type"));
+            let _ = dom::child(&d, &p, "code", "", typed.trim_end());
+        }
+    }
+
+    /// Every word of the page in the chosen language: `[data-t]` elements, the lessons and
+    /// the switch.
+    pub(super) fn apply_words(&mut self) {
+        let d = self.document.clone();
+        if let Some(html) = d.document_element() {
+            let _ = html.set_attribute("lang", if self.words.code == "zh" { "zh-CN" } else { "en" });
+        }
+        if let Ok(nodes) = d.query_selector_all("[data-t]") {
+            for i in 0..nodes.length() {
+                let Some(el) = nodes.item(i).and_then(|n| n.dyn_into::<Element>().ok()) else { continue };
+                let text = el.get_attribute("data-t").map_or("", |key| self.words.get(&key));
+                if !text.is_empty() {
+                    el.set_text_content(Some(text));
+                }
+            }
+        }
+        dom::set_text(&d, "lang-btn", self.words.get("lang"));
+        if let Some(b) = d.get_element_by_id("lang-btn") {
+            let _ = b.set_attribute("title", self.words.get("lang-title"));
+        }
+        self.render_lessons();
+        self.shown = super::Shown::default();
+    }
+}
