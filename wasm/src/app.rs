@@ -116,7 +116,6 @@ pub struct App {
     /// Handlers that live as long as the page. Kept here, not leaked, so the page's lifetime
     /// owns them explicitly.
     handlers: Vec<Closure<dyn FnMut(web_sys::Event)>>,
-}
     /// The page's words, in the chosen language.
     words: &'static Words,
     /// The lesson running (or done and still shown), and whether it is done.
@@ -130,6 +129,7 @@ pub struct App {
     locals: Vec<(String, String)>,
     /// A lesson subscribed to all traffic: its undo goes back to our own.
     watching_all: bool,
+}
 
 /// What each panel last showed, compared by value (not by a `Debug` string, whose code would
 /// cost the bundle more than the comparison saves).
@@ -191,9 +191,6 @@ pub fn start() -> Result<(), JsValue> {
         link_server: ServerName::Echo,
         closed_because: None,
         handlers: Vec::new(),
-    };
-    let shared: Shared = Rc::new(RefCell::new(app));
-    wire(&shared)?;
         words: lessons::initial_words(&window),
         lesson: None,
         lesson_done: false,
@@ -201,14 +198,17 @@ pub fn start() -> Result<(), JsValue> {
         settings: std::collections::BTreeMap::new(),
         locals: Vec::new(),
         watching_all: false,
+    };
+    let shared: Shared = Rc::new(RefCell::new(app));
+    wire(&shared)?;
+    lessons::wire(&shared, &document);
     if let Ok(mut app) = shared.try_borrow_mut() {
+        app.apply_words();
         app.set_projector(projector);
         if let Some(status) = document.get_element_by_id("status") {
             status.set_attribute("data-state", "ready")?;
-    lessons::wire(&shared, &document);
         }
     }
-        app.apply_words();
     connect(&shared);
     start_frames(&shared);
     start_timer(&shared)?;
@@ -554,6 +554,7 @@ impl App {
                 }
                 self.clock_offset_us = None;
                 self.conn = ConnState::Open;
+                self.settings.clone_from(&hello.settings);
                 if let Some(lossy) = hello.settings.get(&ServerName::Lossy) {
                     if let Some(drop) = lossy.drop {
                         dom::set_input(&self.document, "lossy-drop", &format!("{drop}"));
@@ -565,7 +566,6 @@ impl App {
                     if let Some(ms) = lossy.jitter_ms {
                         dom::set_input(&self.document, "lossy-jitter", &ms.to_string());
                     }
-                self.settings.clone_from(&hello.settings);
                 }
                 self.model.apply(&msg);
                 self.after_hello();
@@ -637,24 +637,24 @@ impl App {
                 socket,
                 member: None,
                 server,
+                local,
                 remote,
                 connect,
                 recv_buffer,
             } if self.own_session(session) => {
+                self.locals.retain(|(n, _)| n != socket);
+                self.locals.push((socket.clone(), local.to_string()));
                 let heartbeat_ms =
                     self.sockets.iter().find(|s| &s.name == socket).map_or(0, |s| s.heartbeat_ms);
                 self.sockets.retain(|s| &s.name != socket);
                 let target = server.is_none().then(|| remote.to_string());
                 self.sockets.push(OwnSocket {
                     name: socket.clone(),
-                local,
                     server: *server,
                     target,
                     connect: *connect,
                     recv_buffer: *recv_buffer,
                     heartbeat_ms,
-                self.locals.retain(|(n, _)| n != socket);
-                self.locals.push((socket.clone(), local.to_string()));
                     open: true,
                     closing: false,
                 });
@@ -1014,6 +1014,7 @@ impl App {
         if !self.view.paused {
             self.view.end_us = now_us;
         }
+        self.poll_lesson(now_ms);
         let dpr = self.window.device_pixel_ratio().max(1.0);
         self.hits = self.renderer.draw(&self.model, &self.view, dpr);
         if now_ms - self.last_log_ms >= LOG_EVERY_MS {
@@ -1026,7 +1027,6 @@ impl App {
             self.render_details(false);
         }
     }
-        self.poll_lesson(now_ms);
 
     fn write_log(&mut self) {
         let lines: Vec<_> = self.model.take_log(LOG_PER_WRITE).collect();
