@@ -139,6 +139,8 @@ pub enum LinkDropReason {
     Fault,
     /// One of its IP fragments was lost (`mtu` with `loss`), so the whole datagram was.
     Fragment,
+    /// The link already held as many datagrams (or bytes) as it may: a queue overflowing.
+    Full,
 }
 
 /// Why the link held a datagram back.

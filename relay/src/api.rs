@@ -67,7 +67,10 @@ fn history(state: &AppState) -> Result<std::sync::Arc<crate::history::History>, 
 
 /// `GET /api/events.jsonl`.
 async fn events(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let body = crate::capture::jsonl(&*history(&state)?);
+    let history = history(&state)?;
+    let body = tokio::task::spawn_blocking(move || crate::capture::jsonl(&history))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot write the events: {e}")))?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/jsonl; charset=utf-8"),
@@ -78,9 +81,17 @@ async fn events(State(state): State<AppState>) -> Result<Response, ApiError> {
         .into_response())
 }
 
+/// Captures being built at once.
+static CAPTURES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 /// `GET /api/capture.pcapng`.
 async fn capture(State(state): State<AppState>) -> Result<Response, ApiError> {
     let history = history(&state)?;
+    // One capture is built at a time: each may hold the whole history's bytes.
+    let _one = CAPTURES
+        .acquire()
+        .await
+        .map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into()))?;
     // Building a big capture is CPU work: off the runtime's threads, so the servers go on.
     let built = tokio::task::spawn_blocking(move || crate::capture::pcapng(&history)).await;
     match built {

@@ -12,8 +12,10 @@
 //!
 //! Emitting never waits. A subscriber that falls more than [`EventBus::CAPACITY`] events behind
 //! gets `Lagged { missed }` from its receiver, and a feed that is full counts what it missed;
-//! both carry on, so a slow watcher can never slow a server. With nobody subscribed, emitting is a
-//! single atomic load and servers skip even building the event (see [`EventBus::is_observed`]).
+//! both carry on, so a slow watcher can never slow a server. A running relay's bus also counts
+//! every event for `/metrics` and records it in the history, so it always watches; a bus with
+//! none of these (`EventBus::new`, for tests) costs a single atomic load, and servers skip even
+//! building the event (see [`EventBus::is_observed`]).
 //! The bus counts its subscribers itself: tokio's `receiver_count` takes a lock, and servers
 //! ask on every datagram.
 
@@ -290,7 +292,7 @@ impl EventBus {
     }
 
     /// Records a datagram one of the relay's sockets read or sent, with its whole bytes.
-    pub fn record(&self, dg: protocol::Dg, at: Instant, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
+    pub fn record(&self, dg: protocol::Dg, at: Instant, from: SocketAddr, to: SocketAddr, bytes: Arc<[u8]>) {
         if let Some(history) = &self.history {
             history.record_datagram(dg, at, from, to, bytes);
         }

@@ -74,22 +74,38 @@ fn fold(mut sum: u32) -> u16 {
     !(sum as u16)
 }
 
-/// An address as a header carries it: an unspecified one (a server bound to every interface)
-/// is written as the loopback the peer used, in the peer's family.
-fn concrete(ip: IpAddr, peer: IpAddr) -> IpAddr {
+/// An address as a header carries it. An unspecified one (a server bound to every interface)
+/// does not say which of the machine's addresses the peer used: it is written as loopback for a
+/// peer on loopback, else as this machine's first address in the peer's family (`own`).
+fn concrete(ip: IpAddr, peer: IpAddr, own: &[IpAddr]) -> IpAddr {
+    let peer = peer.to_canonical();
     match ip.to_canonical() {
         ip if !ip.is_unspecified() => ip,
-        _ if peer.to_canonical().is_ipv4() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        _ if !peer.is_loopback()
+            && let Some(&own) = own.iter().find(|o| o.is_ipv4() == peer.is_ipv4()) =>
+        {
+            own
+        }
+        _ if peer.is_ipv4() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         _ => IpAddr::V6(Ipv6Addr::LOCALHOST),
     }
+}
+
+/// This machine's network addresses, for [`concrete`].
+fn own_addresses() -> Vec<IpAddr> {
+    crate::interfaces::addresses().into_iter().map(|(_, ip)| ip).filter(|ip| !ip.is_loopback()).collect()
 }
 
 /// The packet `seen` was on the wire: IP header, UDP header, payload. `None` when IP cannot
 /// carry it (more than 65,507 bytes over IPv4: such a send fails in the kernel).
 pub fn packet(seen: &Seen) -> Option<(Vec<u8>, Headers)> {
+    packet_with(seen, &own_addresses())
+}
+
+fn packet_with(seen: &Seen, own: &[IpAddr]) -> Option<(Vec<u8>, Headers)> {
     let (from, to) = (seen.from, seen.to);
-    let src = concrete(from.ip(), to.ip());
-    let dst = concrete(to.ip(), from.ip());
+    let src = concrete(from.ip(), to.ip(), own);
+    let dst = concrete(to.ip(), from.ip(), own);
     let payload = &seen.bytes[..];
     let udp_len = UDP_HEADER + payload.len();
     let udp_len16 = u16::try_from(udp_len).ok()?;
@@ -195,6 +211,7 @@ fn comments(events: &[std::sync::Arc<crate::bus::Published>]) -> Notes {
                         )
                     }
                     (LinkDropReason::Fault, ..) => "a drop_next fault".into(),
+                    (LinkDropReason::Full, ..) => "it held as much as it may already".into(),
                     _ => "loss".into(),
                 };
                 note(*dg, format!("dropped by the {server} link {}: {how}", dir_words(*dir)))
@@ -256,8 +273,9 @@ pub fn pcapng(history: &History) -> Result<Vec<u8>, pcap_file::PcapError> {
             ],
         })?;
     }
+    let own = own_addresses();
     for datagram in &seen {
-        let Some((bytes, headers)) = packet(datagram) else { continue };
+        let Some((bytes, headers)) = packet_with(datagram, &own) else { continue };
         let options = notes
             .remove(&datagram.dg)
             .map(|notes| vec![EnhancedPacketOption::Comment(Cow::Owned(notes.join("; ")))])

@@ -92,7 +92,7 @@ impl History {
     }
 
     /// Records datagram `dg` the first time a socket of the relay sees it.
-    pub fn record_datagram(&self, dg: Dg, at: Instant, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
+    pub fn record_datagram(&self, dg: Dg, at: Instant, from: SocketAddr, to: SocketAddr, bytes: Arc<[u8]>) {
         if bytes.len() > self.limits.bytes {
             return;
         }
@@ -107,7 +107,7 @@ impl History {
             seen.names.remove(&old.dg);
         }
         seen.bytes += bytes.len();
-        let entry = Seen { dg, wall_us: self.wall_us(t_us), from, to, bytes: bytes.into() };
+        let entry = Seen { dg, wall_us: self.wall_us(t_us), from, to, bytes };
         seen.ring.push_back(entry);
     }
 
@@ -147,16 +147,16 @@ mod tests {
     fn datagrams_are_kept_once_and_the_oldest_go_first() {
         let epoch = Instant::now();
         let history = History::new(HistoryLimits { events: 3, bytes: 10 }, epoch);
-        history.record_datagram(1, epoch, addr(1), addr(2), b"abc");
-        history.record_datagram(1, epoch, addr(1), addr(2), b"abc");
+        history.record_datagram(1, epoch, addr(1), addr(2), b"abc"[..].into());
+        history.record_datagram(1, epoch, addr(1), addr(2), b"abc"[..].into());
         assert_eq!(history.datagrams().len(), 1, "seen at both ends, kept once");
-        history.record_datagram(2, epoch, addr(1), addr(2), b"defg");
-        history.record_datagram(3, epoch, addr(1), addr(2), b"hijk");
+        history.record_datagram(2, epoch, addr(1), addr(2), b"defg"[..].into());
+        history.record_datagram(3, epoch, addr(1), addr(2), b"hijk"[..].into());
         let kept: Vec<_> = history.datagrams().iter().map(|s| s.dg).collect();
         assert_eq!(kept, [2, 3], "the byte budget pushed out the oldest");
         assert!(history.datagram(1).is_none());
         assert_eq!(history.datagram(3).map(|s| s.bytes.to_vec()), Some(b"hijk".to_vec()));
-        history.record_datagram(4, epoch, addr(1), addr(2), &[0; 11]);
+        history.record_datagram(4, epoch, addr(1), addr(2), vec![0; 11].into());
         assert!(history.datagram(4).is_none(), "larger than the whole budget");
     }
 

@@ -125,6 +125,7 @@ impl Metrics {
                     LinkDropReason::Loss => "link_loss",
                     LinkDropReason::Fault => "link_fault",
                     LinkDropReason::Fragment => "link_fragment",
+                    LinkDropReason::Full => "link_full",
                 },
             ),
             EventKind::ChatTooLong { server, .. } => drop(*server, "too_long"),

@@ -30,6 +30,9 @@ use tower_service::Service;
 /// How long a client may take to send a request's head (the request line and headers).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Refusals (429 answers) being written at once.
+const MAX_REFUSALS: usize = 64;
+
 /// Connections each client address may hold at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AddressLimits {
@@ -97,6 +100,7 @@ pub async fn serve(
     let (stopping, stop_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     let connections = tokio_util::task::TaskTracker::new();
+    let refusals = Arc::new(tokio::sync::Semaphore::new(MAX_REFUSALS));
     loop {
         let (tcp, remote) = tokio::select! {
             () = &mut shutdown => break,
@@ -111,7 +115,15 @@ pub async fn serve(
             },
         };
         let Some(slot) = counts.take(remote.ip(), limits.of(remote.ip())) else {
-            connections.spawn(refuse(tcp, remote, limits.of(remote.ip())));
+            // Refusals are answered a few at a time; past that the connection is just dropped,
+            // so a storm of them costs no more than the storm itself.
+            if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                let limit = limits.of(remote.ip());
+                connections.spawn(async move {
+                    refuse(tcp, remote, limit).await;
+                    drop(permit);
+                });
+            }
             continue;
         };
         // Events are small frames written one after another: without TCP_NODELAY, Nagle's
@@ -127,20 +139,21 @@ pub async fn serve(
         });
         let mut stop_rx = stop_rx.clone();
         connections.spawn(async move {
-            let mut builder = Builder::new(TokioExecutor::new());
+            // HTTP/1 only: the header timeout is HTTP/1's, and the page needs nothing else.
+            let mut builder = Builder::new(TokioExecutor::new()).http1_only();
             builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
             let mut conn = std::pin::pin!(conn);
-            loop {
-                tokio::select! {
-                    served = conn.as_mut() => {
-                        if let Err(e) = served {
-                            tracing::debug!(%remote, "connection ended: {e}");
-                        }
-                        break;
-                    }
-                    _ = stop_rx.changed() => conn.as_mut().graceful_shutdown(),
+            let served = tokio::select! {
+                served = conn.as_mut() => served,
+                () = until_stopping(&mut stop_rx) => {
+                    // Asked once; the connection then finishes what it is doing.
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
                 }
+            };
+            if let Err(e) = served {
+                tracing::debug!(%remote, "connection ended: {e}");
             }
             drop(slot);
         });
@@ -151,6 +164,11 @@ pub async fn serve(
     let _ = stopping.send(true);
     connections.close();
     let _ = tokio::time::timeout(Duration::from_secs(2), connections.wait()).await;
+}
+
+/// Completes once the server is stopping (or gone).
+async fn until_stopping(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stopping| *stopping).await;
 }
 
 /// Answers a connection over its address's cap with a 429 that names the flag, then closes it.

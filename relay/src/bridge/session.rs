@@ -88,8 +88,10 @@ struct Session {
     sockets: HashMap<String, OpenSocket>,
     /// Recorded events to send before the live ones, after `subscribe` with `history`.
     backlog: Vec<Arc<Published>>,
-    /// The last event the backlog sent: the live stream skips it and those before it.
-    sent_through: u64,
+    /// The events the backlog sent: the live stream skips them. Servers emit from several
+    /// threads, so an event numbered below the backlog's last may still arrive live: only
+    /// these exact numbers are skipped.
+    sent: std::collections::HashSet<u64>,
     /// Members of this session's crowds, against `--max-crowd`.
     crowd_members: u32,
     budget: Arc<Mutex<Budget>>,
@@ -189,7 +191,7 @@ pub async fn run(socket: WebSocket, state: AppState) {
         sockets: HashMap::new(),
         crowd_members: 0,
         backlog: Vec::new(),
-        sent_through: 0,
+        sent: std::collections::HashSet::new(),
         budget,
         stop: stop.clone(),
         socket_tasks: TaskTracker::new(),
@@ -353,7 +355,7 @@ impl Session {
         for _ in 0..BATCH {
             match received {
                 // Already sent with the backlog.
-                Ok(event) if event.seq <= self.sent_through => {}
+                Ok(event) if !self.sent.is_empty() && self.sent.remove(&event.seq) => {}
                 Ok(event) => out.event(&event),
                 Err(RecvError::Lagged(missed)) => {
                     self.count_lagged(missed);
@@ -509,7 +511,7 @@ impl Session {
                     let events = recorded.events();
                     let start = events.len().saturating_sub(BACKLOG);
                     self.backlog = events[start..].to_vec();
-                    self.sent_through = self.backlog.last().map_or(0, |e| e.seq);
+                    self.sent = self.backlog.iter().map(|e| e.seq).collect();
                 }
                 Ok(())
             }

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use protocol::{EventKind, Payload, ServerName};
@@ -20,7 +21,8 @@ const KEEP_OUTGOING: usize = 1_024;
 const KEEP_BUFFER: usize = 256 * 1024;
 
 /// Datagrams handled back to back before the driver looks at its timer, its control channel
-/// and shutdown again. Small enough that a timer fires late by microseconds, not more.
+/// and shutdown again, which come first in its `select!`: small enough that a timer fires late
+/// by microseconds, not more, however hard a peer floods the socket.
 const RECV_BURST: usize = 32;
 
 /// How early a held datagram may leave the wire. Tokio's timer ticks once a millisecond and
@@ -156,6 +158,18 @@ async fn run<H: DatagramHandler>(
                     Control::Command(command) => handler.on_command(&mut cx, now, command),
                 }
             }
+            // Timers come before traffic too: a flood of datagrams must not hold back a held
+            // datagram's release, a delayed answer or an eviction.
+            () = &mut timer, if armed_for.is_some() => {
+                // Fire once per deadline: the handler and the wire give a new one if they want.
+                armed_for = None;
+                cx.observed = bus.is_observed();
+                let now = Instant::now();
+                if handler.poll_timeout().is_some_and(|at| at <= now) {
+                    handler.on_tick(&mut cx, now);
+                }
+                io.release_due(&mut handler, &mut cx, now).await;
+            }
             received = socket.recv_from(&mut buf) => {
                 cx.observed = bus.is_observed();
                 io.received(&mut handler, &mut cx, &buf, received);
@@ -169,16 +183,6 @@ async fn run<H: DatagramHandler>(
                         received => io.received(&mut handler, &mut cx, &buf, received),
                     }
                 }
-            }
-            () = &mut timer, if armed_for.is_some() => {
-                // Fire once per deadline: the handler and the wire give a new one if they want.
-                armed_for = None;
-                cx.observed = bus.is_observed();
-                let now = Instant::now();
-                if handler.poll_timeout().is_some_and(|at| at <= now) {
-                    handler.on_tick(&mut cx, now);
-                }
-                io.release_due(&mut handler, &mut cx, now).await;
             }
         }
         io.flush(&mut cx, &mut handler).await;
@@ -255,13 +259,21 @@ impl Io<'_> {
         } else {
             None
         };
-        let dg = if cx.observed { recorded.unwrap_or_else(|| cx.datagrams.next()) } else { 0 };
-        if dg != 0 {
-            self.bus.record(dg, now, from, cx.local, payload);
-        }
+        // A datagram another relay socket sent is in the history already, from its send.
+        let dg = match (cx.observed, recorded) {
+            (true, Some(dg)) => dg,
+            (true, None) => {
+                let dg = cx.datagrams.next();
+                if self.bus.history().is_some() {
+                    self.bus.record(dg, now, from, cx.local, payload.into());
+                }
+                dg
+            }
+            (false, _) => 0,
+        };
         match self.wire.as_mut() {
             Some(wire) if !wire.inbound.is_idle() => {
-                let packet = Packet { dg, peer: from, bytes: payload.to_vec() };
+                let packet = Packet { dg, peer: from, bytes: payload.into() };
                 let mut events = Vec::new();
                 let datagrams = &cx.datagrams;
                 let observed = cx.observed;
@@ -314,8 +326,8 @@ impl Io<'_> {
     async fn release_due<H: DatagramHandler>(&mut self, handler: &mut H, cx: &mut Cx, now: Instant) {
         let Some(wire) = self.wire.as_mut() else { return };
         let mut events = Vec::new();
-        wire.inbound.release_due(now + WIRE_SLACK, &mut events);
-        wire.outbound.release_due(now + WIRE_SLACK, &mut events);
+        wire.inbound.release_due(now + WIRE_SLACK, now, &mut events);
+        wire.outbound.release_due(now + WIRE_SLACK, now, &mut events);
         self.emit_all(cx, now, events);
         self.deliver_inbound(handler, cx, now);
         self.send_outbound(handler, cx, now).await;
@@ -325,7 +337,8 @@ impl Io<'_> {
     async fn send_outbound<H: DatagramHandler>(&mut self, handler: &mut H, cx: &mut Cx, now: Instant) {
         let mut refused = false;
         while let Some(packet) = self.wire.as_mut().and_then(|wire| wire.outbound.pop_ready()) {
-            match self.transmit(cx, packet.dg, packet.peer, &packet.bytes).await {
+            let recorded = self.bus.history().is_some().then(|| packet.bytes.clone());
+            match self.transmit(cx, packet.dg, packet.peer, &packet.bytes, recorded).await {
                 Err(e) if is_refusal(&e) => refused = true,
                 Err(e) => self.errors.log(cx.server, "send", &e),
                 Ok(_) => {}
@@ -345,10 +358,21 @@ impl Io<'_> {
         }
         let mut refused = false;
         let mut undelivered = Vec::new();
-        let mut link_events = Vec::new();
         let out = std::mem::take(&mut cx.out);
+        let buf = std::mem::take(&mut cx.buf);
+        // The bytes of the datagram in hand, shared by the history and the wire, and by every
+        // copy of a broadcast: a 64 KB message to 10,000 clients is one allocation, not 10,000.
+        let mut shared: Option<(std::ops::Range<usize>, Arc<[u8]>)> = None;
         for o in &out {
-            let bytes = &cx.buf[o.bytes.clone()];
+            let bytes = &buf[o.bytes.clone()];
+            let mut share = || match &shared {
+                Some((range, arc)) if *range == o.bytes => arc.clone(),
+                _ => {
+                    let arc: Arc<[u8]> = bytes.into();
+                    shared = Some((o.bytes.clone(), arc.clone()));
+                    arc
+                }
+            };
             if let (Some(server), true) = (cx.server, cx.observed && o.report != Report::Silent) {
                 let delay_ms = match o.report {
                     Report::Delayed(d) => Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
@@ -369,14 +393,20 @@ impl Io<'_> {
                 );
             }
             if let Some(wire) = self.wire.as_mut().filter(|wire| !wire.outbound.is_idle()) {
-                let packet = Packet { dg: o.dg, peer: o.to, bytes: bytes.to_vec() };
+                let packet = Packet { dg: o.dg, peer: o.to, bytes: share() };
                 let (datagrams, observed) = (&cx.datagrams, cx.observed);
+                let mut link_events = Vec::new();
                 wire.outbound
                     .push(now, packet, &mut link_events, || if observed { datagrams.next() } else { 0 });
+                // After the `server_send` they follow, in time as in order; what crossed goes
+                // out at once, so a broadcast never piles up in the wire.
+                self.emit_all(cx, Instant::now(), link_events);
+                self.send_outbound(handler, cx, now).await;
                 continue;
             }
             let nobody = cx.datagrams.is_nobody(o.to);
-            match self.transmit(cx, o.dg, o.to, bytes).await {
+            let recorded = self.bus.history().is_some().then(&mut share);
+            match self.transmit(cx, o.dg, o.to, bytes, recorded).await {
                 Ok(_) if nobody && o.report == Report::Silent => {
                     undelivered.push(Undelivered {
                         dg: o.dg,
@@ -398,11 +428,7 @@ impl Io<'_> {
         }
         cx.out = out;
         cx.out.clear();
-        if !link_events.is_empty() {
-            // After the `server_send`s they follow, in time as in order.
-            self.emit_all(cx, Instant::now(), link_events);
-        }
-        self.send_outbound(handler, cx, now).await;
+        cx.buf = buf;
         cx.buf.clear();
         // One big step (a broadcast to 10,000 clients) must not keep its memory forever.
         if cx.out.capacity() > KEEP_OUTGOING {
@@ -423,11 +449,19 @@ impl Io<'_> {
     }
 
     /// Puts one datagram on the socket, writing its name down first so that the relay socket
-    /// it reaches knows it. A failed send is struck out again.
-    async fn transmit(&self, cx: &Cx, dg: protocol::Dg, to: SocketAddr, bytes: &[u8]) -> io::Result<usize> {
+    /// it reaches knows it. A failed send is struck out again; one that went out is recorded in
+    /// the history with `recorded`, its bytes.
+    async fn transmit(
+        &self,
+        cx: &Cx,
+        dg: protocol::Dg,
+        to: SocketAddr,
+        bytes: &[u8],
+        recorded: Option<Arc<[u8]>>,
+    ) -> io::Result<usize> {
+        let at = Instant::now();
         if dg != 0 {
             cx.datagrams.sending(cx.local, to, dg, bytes);
-            self.bus.record(dg, Instant::now(), cx.local, to, bytes);
         }
         let sent = if cx.datagrams.is_nobody(to) && !still_free(to) {
             Err(io::Error::new(
@@ -440,8 +474,10 @@ impl Io<'_> {
         } else {
             self.send(bytes, to).await
         };
-        if sent.is_err() && dg != 0 {
-            cx.datagrams.not_sent(cx.local, to, dg);
+        match (&sent, recorded) {
+            (Err(_), _) if dg != 0 => cx.datagrams.not_sent(cx.local, to, dg),
+            (Ok(_), Some(bytes)) if dg != 0 => self.bus.record(dg, at, cx.local, to, bytes),
+            _ => {}
         }
         sent
     }

@@ -6,7 +6,8 @@
 //! what it is about to send, and the receiver looks it up:
 //!
 //! - Before a relay socket sends to another relay socket, it records `(dg, fingerprint)` in the
-//!   queue of that flow (source port, destination port). A send that then fails is struck out.
+//!   queue of that flow (source address and port, destination port). A send that then fails is
+//!   struck out.
 //! - When a relay socket reads a datagram, it takes the oldest entry of its flow whose
 //!   fingerprint (length and bytes) matches. Loopback keeps the order of one flow, so that is
 //!   the datagram it got. Entries skipped on the way were lost in the kernel (a full receive
@@ -17,13 +18,14 @@
 //! The table also knows the one address where the relay knows for sure that nothing listens:
 //! the `nobody` port ([`Datagrams::set_nobody`]), which it keeps free.
 //!
-//! Names are given only while someone watches ([`Cx::observed`](super::Cx::observed)), so an
-//! unwatched relay never touches this table.
+//! Names are given only while someone watches ([`Cx::observed`](super::Cx::observed)). A
+//! running relay always does (its metrics and history count every event); a bus made for a
+//! handler's test does not.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -39,12 +41,20 @@ const PER_FLOW: usize = 1_024;
 const FINGERPRINT_HEAD: usize = 128;
 const FINGERPRINT_TAIL: usize = 64;
 
-/// One end of a flow: the address family and the port. A server bound to every interface does
+/// A receiving end: the address family and the port. A server bound to every interface does
 /// not know which of its addresses a peer used, but it knows its port.
 type End = (bool, u16);
 
 fn end(addr: SocketAddr) -> End {
     (addr.ip().to_canonical().is_ipv6(), addr.port())
+}
+
+/// A flow: the sender's exact address and port, and the receiving end. A datagram from another
+/// machine that happens to use the same port is another flow.
+type Flow = ((IpAddr, u16), End);
+
+fn flow(from: SocketAddr, to: SocketAddr) -> Flow {
+    ((from.ip().to_canonical(), from.port()), end(to))
 }
 
 /// What identifies a datagram's bytes well enough among its flow's datagrams in flight.
@@ -112,10 +122,11 @@ pub struct Datagrams {
 
 #[derive(Debug, Default)]
 struct Table {
-    /// The relay's own sockets, counted (two sockets may share a port across families).
-    owned: HashMap<End, usize>,
-    /// Sent, not yet read: per (source, destination), oldest first.
-    flows: HashMap<(End, End), VecDeque<(Dg, u64)>>,
+    /// The relay's own sockets by receiving end, with the address each is bound to (two
+    /// sockets may share a port on different addresses).
+    owned: HashMap<End, Vec<IpAddr>>,
+    /// Sent, not yet read: per flow, oldest first.
+    flows: HashMap<Flow, VecDeque<(Dg, u64)>>,
 }
 
 impl Datagrams {
@@ -142,23 +153,27 @@ impl Datagrams {
     /// guard unregisters it and forgets its flows.
     pub fn own(self: &Arc<Self>, local: SocketAddr) -> Owned {
         if let Ok(mut table) = self.table.lock() {
-            *table.owned.entry(end(local)).or_default() += 1;
+            table.owned.entry(end(local)).or_default().push(local.ip().to_canonical());
             self.owned.set(end(local), true);
         }
         Owned { datagrams: self.clone(), local }
     }
 
-    /// Datagram `dg` is about to go from `from` to `to`. Recorded only if `to` is one of the
-    /// relay's sockets: nobody else will look it up.
-    pub fn sending(&self, from: SocketAddr, to: SocketAddr, dg: Dg, payload: &[u8]) {
+    /// Datagram `dg` is about to go from the relay socket at `local` to `to`. Recorded only if
+    /// `to` is one of the relay's sockets: nobody else will look it up.
+    pub fn sending(&self, local: SocketAddr, to: SocketAddr, dg: Dg, payload: &[u8]) {
         if !self.owned.contains(end(to)) {
             return;
         }
         let Ok(mut table) = self.table.lock() else { return };
-        if !table.owned.contains_key(&end(to)) {
+        let to_ip = to.ip().to_canonical();
+        let ours = table.owned.get(&end(to)).is_some_and(|bound| {
+            bound.iter().any(|ip| *ip == to_ip || (ip.is_unspecified() && to_ip.is_loopback()))
+        });
+        if !ours {
             return;
         }
-        let queue = table.flows.entry((end(from), end(to))).or_default();
+        let queue = table.flows.entry(flow(source(local, to), to)).or_default();
         if queue.len() == PER_FLOW {
             queue.pop_front();
         } else {
@@ -168,9 +183,9 @@ impl Datagrams {
     }
 
     /// The send of `dg` from `from` to `to` failed: it will never arrive.
-    pub fn not_sent(&self, from: SocketAddr, to: SocketAddr, dg: Dg) {
+    pub fn not_sent(&self, local: SocketAddr, to: SocketAddr, dg: Dg) {
         let Ok(mut table) = self.table.lock() else { return };
-        if let Some(queue) = table.flows.get_mut(&(end(from), end(to)))
+        if let Some(queue) = table.flows.get_mut(&flow(source(local, to), to))
             && let Some(i) = queue.iter().rposition(|&(d, _)| d == dg)
         {
             queue.remove(i);
@@ -191,7 +206,7 @@ impl Datagrams {
             return None;
         }
         let Ok(mut table) = self.table.lock() else { return None };
-        let Entry::Occupied(mut entry) = table.flows.entry((end(from), end(to))) else { return None };
+        let Entry::Occupied(mut entry) = table.flows.entry(flow(from, to)) else { return None };
         let print = fingerprint(payload);
         let queue = entry.get_mut();
         let found = queue.iter().position(|&(_, p)| p == print)?;
@@ -208,17 +223,20 @@ impl Datagrams {
     fn disown(&self, local: SocketAddr) {
         let Ok(mut table) = self.table.lock() else { return };
         let here = end(local);
-        if let Entry::Occupied(mut count) = table.owned.entry(here) {
-            *count.get_mut() -= 1;
-            if *count.get() > 0 {
+        let ip = local.ip().to_canonical();
+        if let Entry::Occupied(mut bound) = table.owned.entry(here) {
+            if let Some(i) = bound.get().iter().position(|b| *b == ip) {
+                bound.get_mut().swap_remove(i);
+            }
+            if !bound.get().is_empty() {
                 return;
             }
-            count.remove();
+            bound.remove();
             self.owned.set(here, false);
         }
         let mut forgotten = 0;
-        table.flows.retain(|&(from, to), queue| {
-            let keep = from != here && to != here;
+        table.flows.retain(|&((from_ip, from_port), to), queue| {
+            let keep = to != here && !(from_port == local.port() && (from_ip == ip || ip.is_unspecified()));
             if !keep {
                 forgotten += queue.len();
             }
@@ -226,6 +244,13 @@ impl Datagrams {
         });
         self.in_flight.fetch_sub(forgotten, Ordering::Relaxed);
     }
+}
+
+/// The address a datagram from the relay socket at `local` to `to` leaves from: the socket's
+/// own, or, for a socket bound to every interface, the loopback address it sends to (the
+/// kernel answers loopback from loopback).
+fn source(local: SocketAddr, to: SocketAddr) -> SocketAddr {
+    if local.ip().is_unspecified() { SocketAddr::new(to.ip(), local.port()) } else { local }
 }
 
 /// One of the relay's sockets, registered with [`Datagrams::own`] until dropped.
@@ -303,6 +328,21 @@ mod tests {
         assert_eq!(dgs.arrived(addr(40000), addr(1), b"from nc"), None);
         // A server's answer to an outside client is not recorded either: nobody looks it up.
         dgs.sending(addr(1), addr(40000), dgs.next(), b"answer");
+        assert!(!dgs.any_in_flight());
+    }
+
+    #[test]
+    fn another_machine_using_the_same_port_is_another_flow() {
+        let dgs = Datagrams::new();
+        let _server = dgs.own(addr(1));
+        let _client = dgs.own(addr(2));
+        let dg = dgs.next();
+        dgs.sending(addr(2), addr(1), dg, b"^hb^");
+        let stranger: SocketAddr = "192.0.2.7:2".parse().expect("addr");
+        assert_eq!(dgs.arrived(stranger, addr(1), b"^hb^"), None, "same port, another machine");
+        assert_eq!(dgs.arrived(addr(2), addr(1), b"^hb^"), Some(dg));
+        // A send to another machine that happens to use a relay socket's port is not recorded.
+        dgs.sending(addr(1), "192.0.2.7:2".parse().expect("addr"), dgs.next(), b"x");
         assert!(!dgs.any_in_flight());
     }
 

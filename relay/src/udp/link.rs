@@ -17,6 +17,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use protocol::{
@@ -29,10 +30,11 @@ pub const REORDER_WAIT: Duration = Duration::from_millis(200);
 /// The longest delay, jitter or hold a link takes: a minute is already far past any lesson.
 pub const MAX_HOLD: Duration = Duration::from_secs(60);
 
-/// Datagrams a link holds at most at once (delayed or held by a fault); more are dropped as
-/// lost. At 64 KB each that bounds a link's memory to a few hundred MB only in the worst case;
-/// lessons hold a handful.
+/// Datagrams a link holds at most at once (delayed or held by a fault), and their bytes: one
+/// direction of one link never holds more than 16 MiB, however hard a peer sends into a delay.
+/// What does not fit is dropped as `full`. Lessons hold a handful.
 pub const MAX_HELD: usize = 4_096;
+pub const MAX_HELD_BYTES: usize = 16 << 20;
 
 /// Bytes of IP header in front of each fragment, and of UDP header in front of the payload.
 const IP_HEADER: usize = 20;
@@ -53,7 +55,8 @@ pub fn fragments(len: usize, mtu: u16) -> u32 {
 pub struct Packet {
     pub dg: Dg,
     pub peer: SocketAddr,
-    pub bytes: Vec<u8>,
+    /// Shared by the copies of a duplicate and of a broadcast.
+    pub bytes: Arc<[u8]>,
 }
 
 /// A setting or fault that is out of range, naming the field.
@@ -152,6 +155,8 @@ pub struct Link {
     reordered: Option<Held>,
     ready: VecDeque<Packet>,
     arrivals: u64,
+    /// Bytes of the datagrams held, against [`MAX_HELD_BYTES`].
+    held_bytes: usize,
 }
 
 /// Both directions of a server's link, as its driver holds them.
@@ -209,6 +214,7 @@ impl Link {
             reordered: None,
             ready: VecDeque::new(),
             arrivals: 0,
+            held_bytes: 0,
         }
     }
 
@@ -237,8 +243,10 @@ impl Link {
     /// Aims a fault at the next datagrams.
     pub fn fault(&mut self, fault: &LinkFault) -> Result<(), LinkError> {
         match (fault.drop_next, fault.duplicate_next, fault.hold_next_ms) {
-            (Some(n), None, None) => self.faults.drop_next += n,
-            (None, Some(n), None) => self.faults.duplicate_next += n,
+            (Some(n), None, None) => self.faults.drop_next = self.faults.drop_next.saturating_add(n),
+            (None, Some(n), None) => {
+                self.faults.duplicate_next = self.faults.duplicate_next.saturating_add(n)
+            }
             (None, None, Some(ms)) if Duration::from_millis(ms) > MAX_HOLD => {
                 return Err(LinkError::TooLong { field: "hold_next_ms" });
             }
@@ -290,11 +298,13 @@ impl Link {
             dup_draw < s.duplicate
         };
         let jitter = Duration::from_millis(s.jitter_ms).mul_f64(jitter_draw);
-        let (wait, reason) = match self.faults.hold_next.take() {
+        let reorder = reorder_draw < s.reorder && self.reordered.is_none();
+        // A hold fault waits for a datagram it can hold: not one held back for reordering.
+        let hold = if reorder { None } else { self.faults.hold_next.take() };
+        let (wait, reason) = match hold {
             Some(hold) => (hold, HoldReason::Fault),
             None => (Duration::from_millis(s.delay_ms) + jitter, HoldReason::Delay),
         };
-        let reorder = reorder_draw < s.reorder;
 
         let mut copies = vec![packet];
         if copy {
@@ -304,15 +314,29 @@ impl Link {
             copies.push(second);
         }
         for (i, packet) in copies.into_iter().enumerate() {
-            if self.held.len() >= MAX_HELD {
-                drop(events, LinkDropReason::Loss, None);
-                continue;
-            }
             self.arrivals += 1;
             let order = self.arrivals;
             let dg = packet.dg;
+            let holds = (reorder && i == 0) || !wait.is_zero();
+            if holds && (self.held.len() >= MAX_HELD || self.held_bytes + len > MAX_HELD_BYTES) {
+                let reason = LinkDropReason::Full;
+                events.push(EventKind::LinkDrop {
+                    server,
+                    dir,
+                    dg,
+                    peer,
+                    len,
+                    reason,
+                    fragment: None,
+                    fragments: None,
+                });
+                continue;
+            }
+            if holds {
+                self.held_bytes += len;
+            }
             // One datagram at a time is held for reordering; the next one passes it.
-            if reorder && i == 0 && self.reordered.is_none() {
+            if reorder && i == 0 {
                 events.push(EventKind::LinkHold {
                     server,
                     dir,
@@ -343,6 +367,7 @@ impl Link {
     fn release(&mut self, now: Instant, held: Held, events: &mut Vec<EventKind>) {
         let (server, dir) = (self.server, self.dir);
         let Held { since, packet, .. } = held;
+        self.held_bytes = self.held_bytes.saturating_sub(packet.bytes.len());
         let held_us = u64::try_from(now.saturating_duration_since(since).as_micros()).unwrap_or(u64::MAX);
         events.push(EventKind::LinkRelease { server, dir, dg: packet.dg, peer: packet.peer, held_us });
         self.ready.push_back(packet);
@@ -355,9 +380,10 @@ impl Link {
         held.into_iter().chain(reordered).min()
     }
 
-    /// Releases every datagram due by `now`, in due order.
-    pub fn release_due(&mut self, now: Instant, events: &mut Vec<EventKind>) {
-        while self.held.peek().is_some_and(|Reverse(h)| h.due <= now) {
+    /// Releases every datagram due by `due_by`, in due order, at `now` (which may be a little
+    /// earlier: the driver lets go of what is due within half a timer tick).
+    pub fn release_due(&mut self, due_by: Instant, now: Instant, events: &mut Vec<EventKind>) {
+        while self.held.peek().is_some_and(|Reverse(h)| h.due <= due_by) {
             if let Some(Reverse(held)) = self.held.pop() {
                 self.release(now, held, events);
                 // A delayed datagram going by passes one held for reordering, too.
@@ -366,7 +392,7 @@ impl Link {
                 }
             }
         }
-        if self.reordered.as_ref().is_some_and(|h| h.due <= now)
+        if self.reordered.as_ref().is_some_and(|h| h.due <= due_by)
             && let Some(held) = self.reordered.take()
         {
             self.release(now, held, events);
@@ -392,7 +418,7 @@ mod tests {
     }
 
     fn packet(dg: Dg, len: usize) -> Packet {
-        Packet { dg, peer: peer(), bytes: vec![b'x'; len] }
+        Packet { dg, peer: peer(), bytes: vec![b'x'; len].into() }
     }
 
     /// Pushes datagrams 1..=n at `now`; returns what came out at once and the events.
@@ -447,9 +473,13 @@ mod tests {
         assert_eq!(out, [2, 1]);
         assert_eq!(l.poll_timeout(), Some(now + REORDER_WAIT));
         let mut events = Vec::new();
-        l.release_due(now + REORDER_WAIT - Duration::from_nanos(1), &mut events);
+        l.release_due(
+            now + REORDER_WAIT - Duration::from_nanos(1),
+            now + REORDER_WAIT - Duration::from_nanos(1),
+            &mut events,
+        );
         assert_eq!(l.pop_ready(), None);
-        l.release_due(now + REORDER_WAIT, &mut events);
+        l.release_due(now + REORDER_WAIT, now + REORDER_WAIT, &mut events);
         assert_eq!(l.pop_ready().map(|p| p.dg), Some(3), "none followed: it goes after the wait");
         assert!(matches!(events.as_slice(), [EventKind::LinkRelease { dg: 3, held_us: 200_000, .. }]));
 
@@ -477,7 +507,7 @@ mod tests {
         let mut events = Vec::new();
         while let Some(at) = l.poll_timeout() {
             assert!(at >= now + Duration::from_millis(100));
-            l.release_due(at, &mut events);
+            l.release_due(at, at, &mut events);
             order.extend(std::iter::from_fn(|| l.pop_ready()).map(|p| p.dg));
         }
         let mut sorted = order.clone();
@@ -514,6 +544,36 @@ mod tests {
         assert_eq!(l.fault(&LinkFault::default()), Err(LinkError::OneFault));
         let two = LinkFault { drop_next: Some(1), duplicate_next: Some(1), ..Default::default() };
         assert_eq!(l.fault(&two), Err(LinkError::OneFault));
+    }
+
+    #[test]
+    fn a_full_link_drops_what_it_cannot_hold_and_says_so() {
+        let mut l = link(LinkSettings { delay_ms: 100, ..Default::default() });
+        let now = Instant::now();
+        let mut events = Vec::new();
+        let big = MAX_HELD_BYTES / 65_507;
+        for dg in 0..=big as u64 {
+            l.push(now, packet(dg, 65_507), &mut events, || 0);
+        }
+        let full: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                EventKind::LinkDrop { dg, reason: LinkDropReason::Full, .. } => Some(*dg),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(full, [big as u64], "the one past 16 MiB");
+        // Once released, the room is there again.
+        let mut events = Vec::new();
+        l.release_due(now + Duration::from_millis(100), now + Duration::from_millis(100), &mut events);
+        l.push(now, packet(9_999, 65_507), &mut events, || 0);
+        assert!(!events.iter().any(|e| matches!(e, EventKind::LinkDrop { .. })));
+        assert_eq!(l.fault(&LinkFault { drop_next: Some(u32::MAX), ..Default::default() }), Ok(()));
+        assert_eq!(
+            l.fault(&LinkFault { drop_next: Some(u32::MAX), ..Default::default() }),
+            Ok(()),
+            "saturates"
+        );
     }
 
     #[test]

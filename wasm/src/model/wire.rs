@@ -92,6 +92,7 @@ impl Arrow {
             match loss.reason {
                 LinkDropReason::Fragment => words.push("fragment"),
                 LinkDropReason::Fault => words.push("fault"),
+                LinkDropReason::Full => words.push("full"),
                 LinkDropReason::Loss => {}
             }
         }
