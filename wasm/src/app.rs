@@ -33,7 +33,7 @@ use crate::dom;
 use crate::lesson::Runner;
 use crate::model::{Model, close_code_text, link_patch, ms_text};
 use crate::render::{Hit, Renderer, View};
-use crate::text::Words;
+use crate::text::{Words, tr};
 
 mod lessons;
 
@@ -1092,15 +1092,17 @@ impl App {
         }
         let visible = self.renderer.height() * self.view.us_per_px;
         let scale = format!(
-            "{} per pixel · {} visible{}",
+            "{} {} · {} {} · {}",
             ms_text(self.view.us_per_px as u64),
+            tr("per pixel"),
             ms_text(visible as u64),
-            if self.view.paused { " · paused" } else { " · live" }
+            tr("visible"),
+            tr(if self.view.paused { "paused" } else { "live" })
         );
         if scale != self.shown.scale {
             dom::set_text(&d, "scale", &scale);
             dom::set_pressed(&d, "pause-btn", self.view.paused);
-            dom::set_text(&d, "pause-btn", if self.view.paused { "Resume" } else { "Pause" });
+            dom::set_text(&d, "pause-btn", tr(if self.view.paused { "Resume" } else { "Pause" }));
             self.shown.scale = scale;
         }
         self.update_status(self.now_ms());
@@ -1130,11 +1132,12 @@ impl App {
             }
         }
         let (conn, mut text) = match self.conn {
-            ConnState::Connecting => ("connecting", "Connecting to the relay…".to_owned()),
+            ConnState::Connecting => ("connecting", tr("Connecting to the relay…").to_owned()),
             ConnState::Open => {
                 let session = self.model.session.clone().unwrap_or_default();
-                let mode = if self.projector { " · projector: all traffic" } else { "" };
-                ("open", format!("Connected · session {session}{mode}"))
+                let mode = if self.projector { tr("· projector: all traffic") } else { "" };
+                let gap = if mode.is_empty() { "" } else { " " };
+                ("open", format!("{} {session}{gap}{mode}", tr("Connected · session")))
             }
             ConnState::Closed => {
                 let wait = ((self.retry_at_ms - now_ms) / 1000.0).max(0.0);

@@ -14,6 +14,7 @@ use crate::model::{
     Arrow, Body, ChatView, Fate, Item, LINK_FIELDS, LogLine, Model, RTT_BUCKETS_US, Stats, cut_text,
     hex_dump, link_summary, link_values, misattributed_text, ms_text, payload_bytes, thousands,
 };
+use crate::text::tr;
 
 pub fn by_id(document: &Document, id: &str) -> Result<Element, JsValue> {
     document.get_element_by_id(id).ok_or_else(|| JsValue::from_str(&format!("the page has no #{id}")))
@@ -209,7 +210,7 @@ pub fn render_stats(document: &Document, stats: &Stats) {
     let Some(dl) = document.get_element_by_id("stats") else { return };
     dl.set_text_content(None);
     for (label, value, key) in stats_rows(stats) {
-        let _ = child(document, &dl, "dt", "", label);
+        let _ = child(document, &dl, "dt", "", tr(label));
         if let Ok(dd) = child(document, &dl, "dd", "", &value) {
             let _ = dd.set_attribute("data-stat", key);
         }
@@ -245,7 +246,7 @@ pub fn render_rtt(document: &Document, stats: &Stats) {
     {
         axis.set_id(axis_id);
         for text in ["0.25 ms", "RTT (log scale)", "≥ 256 ms"] {
-            let _ = child(document, &axis, "span", "", text);
+            let _ = child(document, &axis, "span", "", tr(text));
         }
         let _ = parent.append_child(&axis);
     }
@@ -260,7 +261,7 @@ pub fn render_liveness(document: &Document, clients: &[ChatView]) {
             &list,
             "li",
             "muted",
-            "No chat clients yet. Open a socket on chat and start its heartbeat.",
+            tr("No chat clients yet. Open a socket on chat and start its heartbeat."),
         );
         return;
     }
@@ -274,18 +275,21 @@ pub fn render_liveness(document: &Document, clients: &[ChatView]) {
             crate::model::Liveness::Evicted => "✕ EVICTED",
             crate::model::Liveness::Left => "○ LEFT",
         };
-        let _ = child(document, &li, "span", "state", glyph);
+        let _ = child(document, &li, "span", "state", tr(glyph));
         let _ = child(document, &li, "span", "", &format!(" {} ", c.label));
         let detail = match c.state {
             crate::model::Liveness::Alive | crate::model::Liveness::Silent => format!(
-                "· heard {:.1} s ago · evicted in {:.1} s",
+                "· {} {:.1} {} · {} {:.1} s",
+                tr("heard"),
                 c.silent_ms as f64 / 1000.0,
+                tr("s ago"),
+                tr("evicted in"),
                 c.countdown_ms as f64 / 1000.0
             ),
             crate::model::Liveness::Evicted => {
-                format!("· after {:.1} s of silence", c.silent_ms as f64 / 1000.0)
+                format!("· {} {:.1} {}", tr("after"), c.silent_ms as f64 / 1000.0, tr("s of silence"))
             }
-            crate::model::Liveness::Left => "· said quit".to_owned(),
+            crate::model::Liveness::Left => format!("· {}", tr("said quit")),
         };
         let _ = child(document, &li, "span", "muted", &detail);
         if let Ok(meter) = child(document, &li, "div", "meter", "")
@@ -301,7 +305,7 @@ pub fn render_lanes(document: &Document, lanes: &[(String, &'static str, bool)])
     let Some(list) = document.get_element_by_id("lanes") else { return };
     list.set_text_content(None);
     for (label, kind, closed) in lanes {
-        let text = if *closed { format!("{label} (closed)") } else { label.clone() };
+        let text = if *closed { format!("{label} {}", tr("(closed)")) } else { label.clone() };
         if let Ok(li) = child(document, &list, "li", "", &text) {
             let _ = li.set_attribute("data-lane-kind", kind);
         }
@@ -397,8 +401,8 @@ pub fn render_link_panel(document: &Document, model: &Model, server: ServerName)
             let _ = row.set_attribute("data-settings", &link_summary(settings));
         }
         let to = match dir {
-            Dir::In => format!("to {server}"),
-            Dir::Out => format!("from {server}"),
+            Dir::In => format!("{} {server}", tr("to")),
+            Dir::Out => format!("{} {server}", tr("from")),
         };
         set_text(document, &format!("link-to-{dir}"), &to);
     }
@@ -414,14 +418,14 @@ pub fn render_details(document: &Document, item: Option<&Item>, model: &Model) {
             &panel,
             "p",
             "muted",
-            "Click an arrow (or press ] and [) to see its bytes, timestamps, attempt and RTT.",
+            tr("Click an arrow (or press ] and [) to see its bytes, timestamps, attempt and RTT."),
         );
         return;
     };
     let lane = |i: usize| model.lanes().get(i).map_or("?".to_owned(), |l| l.label.clone());
     let Ok(dl) = document.create_element("dl") else { return };
     let row = |k: &str, v: String, class: &str| {
-        let _ = child(document, &dl, "dt", "", k);
+        let _ = child(document, &dl, "dt", "", tr(k));
         let _ = child(document, &dl, "dd", class, &v);
     };
     let secs = |t: u64| format!("{:.6} s", t as f64 / 1e6);

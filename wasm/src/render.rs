@@ -523,7 +523,9 @@ impl Renderer {
                 lane.label.as_str()
             };
             let crowd = model.crowd_size(i).map_or_else(String::new, |n| format!(" ×{n}"));
-            let label = format!("{glyph} {name}{crowd}{}", if lane.closed { " (closed)" } else { "" });
+            let closed = if lane.closed { crate::text::tr("(closed)") } else { "" };
+            let gap = if closed.is_empty() { "" } else { " " };
+            let label = format!("{glyph} {name}{crowd}{gap}{closed}");
             let _ = ctx.fill_text_with_max_width(&label, x, 17.0 * s, (slot - 6.0).max(20.0));
             if let Some(addr) = lane.addr {
                 ctx.set_font(&font(10.0, "400"));
@@ -546,13 +548,13 @@ impl Renderer {
             ctx.set_text_align("center");
             ctx.set_font(&font(15.0, "400"));
             ctx.set_fill_style_str(MUTED);
-            let _ = ctx.fill_text("Waiting for the relay…", w / 2.0, h / 2.0);
+            let _ = ctx.fill_text(crate::text::tr("Waiting for the relay…"), w / 2.0, h / 2.0);
         } else if model.items().is_empty() {
             ctx.set_text_align("center");
             ctx.set_font(&font(15.0, "400"));
             ctx.set_fill_style_str(MUTED);
             let _ = ctx.fill_text(
-                "Open a socket on the left and send something: its datagrams appear here.",
+                crate::text::tr("Open a socket on the left and send something: its datagrams appear here."),
                 w / 2.0 + gutter / 2.0,
                 h / 2.0,
             );

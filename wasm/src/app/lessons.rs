@@ -48,13 +48,37 @@ pub fn wire(shared: &Shared, d: &Document) {
             app.start_lesson(lesson);
         }
     });
+    // The switch remembers the choice and reloads: the page's English is its HTML, so only
+    // the Chinese words need to live in the bundle.
     on_id(shared, d, "lang-btn", "click", |app, _| {
-        app.words = app.words.other();
         if let Ok(Some(storage)) = app.window.local_storage() {
-            let _ = storage.set_item(LANG_KEY, app.words.code);
+            let _ = storage.set_item(LANG_KEY, app.words.other().code);
         }
-        app.apply_words();
+        let _ = app.window.location().reload();
     });
+}
+
+/// Puts every text node under `el` into the page's language, leaving out what is data or a
+/// name: code, keys and the servers' names in the menus.
+fn translate_text(el: &Element) {
+    let tag = el.tag_name();
+    if matches!(tag.as_str(), "CODE" | "KBD" | "OPTION" | "SCRIPT" | "STYLE" | "CANVAS") {
+        return;
+    }
+    let nodes = el.child_nodes();
+    for i in 0..nodes.length() {
+        let Some(node) = nodes.item(i) else { continue };
+        if node.node_type() == web_sys::Node::TEXT_NODE {
+            let text = node.text_content().unwrap_or_default();
+            let words = text.trim();
+            let said = crate::text::tr(words);
+            if !words.is_empty() && said != words {
+                node.set_text_content(Some(&text.replacen(words, said, 1)));
+            }
+        } else if let Ok(child) = node.dyn_into::<Element>() {
+            translate_text(&child);
+        }
+    }
 }
 
 impl App {
@@ -174,21 +198,18 @@ impl App {
         }
     }
 
-    /// Every word of the page in the chosen language: `[data-t]` elements, the lessons and
-    /// the switch.
+    /// Every word of the page in the chosen language: the page's own text (once, on load),
+    /// the lessons and the switch. The code's words go through [`crate::text::tr`].
     pub(super) fn apply_words(&mut self) {
         let d = self.document.clone();
+        crate::text::set_language(self.words);
         if let Some(html) = d.document_element() {
             let _ = html.set_attribute("lang", if self.words.code == "zh" { "zh-CN" } else { "en" });
         }
-        if let Ok(nodes) = d.query_selector_all("[data-t]") {
-            for i in 0..nodes.length() {
-                let Some(el) = nodes.item(i).and_then(|n| n.dyn_into::<Element>().ok()) else { continue };
-                let text = el.get_attribute("data-t").map_or("", |key| self.words.get(&key));
-                if !text.is_empty() {
-                    el.set_text_content(Some(text));
-                }
-            }
+        if self.words.code != "en"
+            && let Some(body) = d.body()
+        {
+            translate_text(&body);
         }
         dom::set_text(&d, "lang-btn", self.words.get("lang"));
         if let Some(b) = d.get_element_by_id("lang-btn") {

@@ -3,8 +3,28 @@
 //! the chosen language says it. Plain `&'static str` tables: they cost the bundle only their
 //! bytes.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 pub mod en;
 pub mod zh;
+
+/// Whether the page speaks Chinese: set once, when the page starts (the switch reloads it).
+/// A flag rather than a value passed down, so the panels' code asks [`tr`] and changes little.
+static CHINESE: AtomicBool = AtomicBool::new(false);
+
+/// Makes [`tr`] answer in `words`' language.
+pub fn set_language(words: &Words) {
+    CHINESE.store(words.code == "zh", Ordering::Relaxed);
+}
+
+/// The page's words `en` in the page's language: the Chinese of [`zh::PAGE`], or `en`
+/// itself (in English, or if the table lacks it).
+pub fn tr(en: &str) -> &str {
+    if !CHINESE.load(Ordering::Relaxed) {
+        return en;
+    }
+    zh::PAGE.iter().find(|(e, _)| *e == en).map_or(en, |(_, z)| z)
+}
 
 /// One language's words.
 #[derive(Debug)]
@@ -61,5 +81,19 @@ mod tests {
         assert_eq!(Words::for_language("en-GB").code, "en");
         assert_eq!(Words::for_language("fr").code, "en");
         assert_eq!(Words::for_language("zh").other().code, "en");
+    }
+
+    #[test]
+    fn tr_answers_in_the_page_language() {
+        set_language(&zh::WORDS);
+        assert_eq!(tr("Sent"), "已发送");
+        assert_eq!(tr("ECONNREFUSED"), "ECONNREFUSED", "names stay");
+        set_language(&en::WORDS);
+        assert_eq!(tr("Sent"), "Sent");
+        let mut seen = Vec::new();
+        for (en, _) in zh::PAGE {
+            assert!(!seen.contains(en), "{en} twice");
+            seen.push(*en);
+        }
     }
 }
