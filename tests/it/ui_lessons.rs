@@ -70,7 +70,14 @@ async fn screenshots(browser: &Browser, slug: &str) {
 
 async fn finish(browser: Browser, relay: TestRelay, slug: &str) {
     screenshots(&browser, slug).await;
-    let errors: Vec<_> = browser.console().await.into_iter().filter(|e| e.level == "SEVERE").collect();
+    // On a live relay the page's probe for an exported site's `demo.json` (app/toolbox.rs)
+    // is answered 404, as it should be: that is no error of the lesson's.
+    let errors: Vec<_> = browser
+        .console()
+        .await
+        .into_iter()
+        .filter(|e| e.level == "SEVERE" && !e.message.contains("/demo.json "))
+        .collect();
     assert!(errors.is_empty(), "the page logged errors: {errors:#?}");
     browser.close().await;
     relay.shutdown().await;

@@ -92,6 +92,7 @@ impl App {
         self.locals.clear();
         let now = self.now_ms();
         self.lesson = Some(Runner::new(lesson, now));
+        self.lesson_started_us = self.relay_now_us();
         if lesson::watches_all(lesson) {
             self.watching_all = true;
         }
@@ -139,8 +140,23 @@ impl App {
         }
         if done != self.lesson_done {
             self.lesson_done = done;
+            if done {
+                self.show_whole_lesson();
+            }
             self.render_lessons();
         }
+    }
+
+    /// Once a lesson is told, the view stops on its whole story, from its first step: the
+    /// teacher goes back to the live traffic with Live (L).
+    fn show_whole_lesson(&mut self) {
+        let Some(lesson) = self.lesson.as_ref().map(|r| r.lesson) else { return };
+        let height = self.renderer.height().max(100.0);
+        let story = lesson.duration_ms as f64 * 1000.0;
+        self.view.us_per_px = self.view.us_per_px.max(story * 1.15 / height).min(super::View::MAX_US_PER_PX);
+        let end = self.lesson_started_us as f64 + height * self.view.us_per_px * 0.95;
+        self.view.paused = true;
+        self.view.end_us = (end as u64).min(self.relay_now_us());
     }
 
     fn send_json(&mut self, json: &str) {
