@@ -102,11 +102,11 @@ async fn duplicates_are_datagrams_of_their_own_and_delays_are_held_then_released
     let release = of(&events, "link_release");
     assert_eq!((hold.len(), release.len()), (1, 1), "{:?}", kinds(&events));
     assert_eq!((hold[0]["reason"].clone(), hold[0]["hold_ms"].clone()), (json!("delay"), json!(200)));
-    // The wire lets a datagram go within half a millisecond of its due time.
-    assert!(release[0]["held_us"].as_u64().is_some_and(|us| us >= 199_500), "{}", release[0]);
+    // The wire lets a datagram go within a millisecond of its due time.
+    assert!(release[0]["held_us"].as_u64().is_some_and(|us| us >= 199_000), "{}", release[0]);
     let sent = of(&events, "client_send")[0]["t_us"].as_u64().expect("t_us");
     let received = of(&events, "server_recv")[0]["t_us"].as_u64().expect("t_us");
-    assert!(received - sent >= 199_500, "the server read it after the hold");
+    assert!(received - sent >= 199_000, "the server read it after the hold");
     ws.close().await;
     relay.shutdown().await;
 }
@@ -261,7 +261,7 @@ async fn outside_clients_cross_the_link_too() {
     let started = tokio::time::Instant::now();
     within("send", client.send_to(b"late", relay.addr(ServerName::Echo))).await.expect("send");
     assert_eq!(recv(&client).await.0, b"late");
-    assert!(started.elapsed() >= Duration::from_micros(149_500));
+    assert!(started.elapsed() >= Duration::from_micros(149_000));
     let output = python("echo_client.py", &host_port(&relay, ServerName::Echo)).await;
     assert_succeeded("echo_client.py through a slow link", &output);
     relay.shutdown().await;

@@ -25,11 +25,12 @@ const KEEP_BUFFER: usize = 256 * 1024;
 /// by microseconds, not more, however hard a peer floods the socket.
 const RECV_BURST: usize = 32;
 
-/// How early a held datagram may leave the wire. Tokio's timer ticks once a millisecond and
-/// never fires early, so a datagram released on the first tick after its due time leaves up
-/// to a millisecond late. Waking half a tick before and letting go of what is due within half a
-/// tick centres the error on the due time instead: each leaves within half a millisecond of it.
-const WIRE_SLACK: Duration = Duration::from_micros(500);
+/// How early a held datagram may leave the wire. Tokio's timer works in whole milliseconds and
+/// never fires early: a deadline is rounded up to the next tick, so a datagram released when the
+/// timer fires leaves up to a millisecond or two late. Waking a millisecond before its due time
+/// and letting go of what is due within a millisecond centres the error on the due time
+/// instead (bench/wire.sh measures it: within a millisecond at p99 on a quiet machine).
+const WIRE_SLACK: Duration = Duration::from_millis(1);
 
 /// How many already-queued datagrams a stopping socket still handles, so that a reply that
 /// has arrived (the chat server's `end`, say) is reported rather than lost.
