@@ -129,8 +129,6 @@ pub struct App {
     locals: Vec<(String, String)>,
     /// A lesson subscribed to all traffic: its undo goes back to our own.
     watching_all: bool,
-    /// The relay's time when the running lesson started, so its whole story can be shown.
-    lesson_started_us: u64,
 }
 
 /// What each panel last showed, compared by value (not by a `Debug` string, whose code would
@@ -200,7 +198,6 @@ pub fn start() -> Result<(), JsValue> {
         settings: std::collections::BTreeMap::new(),
         locals: Vec::new(),
         watching_all: false,
-        lesson_started_us: 0,
     };
     let shared: Shared = Rc::new(RefCell::new(app));
     wire(&shared)?;

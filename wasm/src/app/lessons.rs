@@ -92,7 +92,6 @@ impl App {
         self.locals.clear();
         let now = self.now_ms();
         self.lesson = Some(Runner::new(lesson, now));
-        self.lesson_started_us = self.relay_now_us();
         if lesson::watches_all(lesson) {
             self.watching_all = true;
         }
@@ -147,16 +146,16 @@ impl App {
         }
     }
 
-    /// Once a lesson is told, the view stops on its whole story, from its first step: the
-    /// teacher goes back to the live traffic with Live (L).
+    /// Once a lesson is told, the view stops on the end of its story, so it does not scroll
+    /// away: Live (L) goes back to the traffic, the arrow keys scroll back through it.
     fn show_whole_lesson(&mut self) {
         let Some(lesson) = self.lesson.as_ref().map(|r| r.lesson) else { return };
         let height = self.renderer.height().max(100.0);
         let story = lesson.duration_ms as f64 * 1000.0;
         self.view.us_per_px = self.view.us_per_px.max(story * 1.15 / height).min(super::View::MAX_US_PER_PX);
-        let end = self.lesson_started_us as f64 + height * self.view.us_per_px * 0.95;
+        let margin = height * self.view.us_per_px * 0.05;
         self.view.paused = true;
-        self.view.end_us = (end as u64).min(self.relay_now_us());
+        self.view.end_us = ((self.model.latest_us as f64 + margin) as u64).min(self.relay_now_us());
     }
 
     fn send_json(&mut self, json: &str) {
