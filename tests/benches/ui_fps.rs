@@ -8,6 +8,9 @@
 //! script in the page counts `requestAnimationFrame` callbacks. The same count with no traffic,
 //! in the same run, is the yardstick: headless Chromium's own frame clock.
 //!
+//! Then, the same page while a crowd of 100 clients (the `many-clients` lesson) runs from a
+//! second session: 100 sockets each sending every second, their answers, and the crowd lane.
+//!
 //! It prints a Markdown table for BENCHMARKS.md and fails only if something could not be
 //! measured (no browser, no frames), never on a speed.
 
@@ -114,6 +117,26 @@ async fn main() {
     let events_per_sec = emitted as f64 / started.elapsed().as_secs_f64();
     let _ = stop.send(true);
     let round_trips = tokio::time::timeout(Duration::from_secs(5), load).await.ok().and_then(Result::ok);
+
+    // A crowd of 100, from a script's session, drawn by the projector page.
+    let url = format!("ws://{}/ws", relay.http());
+    let (mut crowd, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url))
+        .await
+        .expect("the WebSocket opens in time")
+        .expect("the WebSocket opens");
+    use futures_util::SinkExt;
+    let start =
+        r#"{"op":"crowd","socket":"class","server":"upper","clients":100,"every_ms":1000,"text":"hello"}"#;
+    crowd.send(tokio_tungstenite::tungstenite::Message::text(start)).await.expect("crowd");
+    let reader = tokio::spawn(async move {
+        use futures_util::StreamExt;
+        // Read the session's own events so it never lags; bounded by the measurement.
+        let until = tokio::time::Instant::now() + WINDOW + Duration::from_secs(3);
+        while let Ok(Some(_)) = tokio::time::timeout_at(until, crowd.next()).await {}
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let crowded = count_frames(&browser).await;
+    reader.abort();
     let drawn = browser.attr("#diagram", "data-arrows").await.unwrap_or_default();
     let screenshot = browser.screenshot("ui-fps-under-load").await;
     browser.close().await;
@@ -129,6 +152,12 @@ async fn main() {
         fps(&loaded),
         loaded["slow"],
         fps(&loaded) / fps(&idle).max(1.0)
+    );
+    println!(
+        "| a crowd of 100 clients (many-clients), projector mode | about 400 | {:.1} | {} | {:.2} |",
+        fps(&crowded),
+        crowded["slow"],
+        fps(&crowded) / fps(&idle).max(1.0)
     );
     println!();
     println!(
