@@ -16,7 +16,6 @@
 //! own missed events, and the echo's round trips as a ratio to the relay alone. It fails only if
 //! something could not be measured, never on a speed. Every loop is bounded in time.
 
-#[allow(dead_code)]
 #[path = "../it/support.rs"]
 mod support;
 
