@@ -33,6 +33,7 @@ mod tutorial;
 mod udp;
 mod ui;
 mod ui_lessons;
+mod ui_replay;
 mod ui_truth;
 mod ui_wire;
 mod wire;

@@ -36,6 +36,7 @@ use crate::render::{Hit, Renderer, View};
 use crate::text::{Words, tr};
 
 mod lessons;
+mod toolbox;
 
 pub type Shared = Rc<RefCell<App>>;
 
@@ -116,6 +117,8 @@ pub struct App {
     /// Handlers that live as long as the page. Kept here, not leaked, so the page's lifetime
     /// owns them explicitly.
     handlers: Vec<Closure<dyn FnMut(web_sys::Event)>>,
+    /// Downloads, saving, replaying and the demo (`app/toolbox.rs`).
+    toolbox: toolbox::Toolbox,
     /// The page's words, in the chosen language.
     words: &'static Words,
     /// The lesson running (or done and still shown), and whether it is done.
@@ -191,6 +194,7 @@ pub fn start() -> Result<(), JsValue> {
         link_server: ServerName::Echo,
         closed_because: None,
         handlers: Vec::new(),
+        toolbox: toolbox::Toolbox::default(),
         words: lessons::initial_words(&window),
         lesson: None,
         lesson_done: false,
@@ -201,6 +205,7 @@ pub fn start() -> Result<(), JsValue> {
     };
     let shared: Shared = Rc::new(RefCell::new(app));
     wire(&shared)?;
+    toolbox::wire(&shared);
     lessons::wire(&shared, &document);
     if let Ok(mut app) = shared.try_borrow_mut() {
         app.apply_words();
@@ -256,7 +261,10 @@ fn connect(shared: &Shared) {
     let message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
         let Some(text) = event.data().as_string() else { return };
         match serde_json::from_str::<ServerMsg>(&text) {
-            Ok(msg) => with_app(&s, "message", |app| app.on_message(msg)),
+            Ok(msg) => with_app(&s, "message", |app| {
+                app.toolbox.record(&text);
+                app.on_message(msg);
+            }),
             Err(e) => log(&format!("udp-playground: unreadable message ({e}): {text}")),
         }
     });
@@ -539,6 +547,9 @@ impl App {
     }
 
     fn on_message(&mut self, msg: ServerMsg) {
+        if self.toolbox.replaying() {
+            return; // a recording is shown: the live traffic is set aside until Back to live
+        }
         if let ServerMsg::Batch { messages } = msg {
             messages.into_iter().for_each(|m| self.on_message(m));
             return;
@@ -1010,6 +1021,7 @@ impl App {
     /// One animation frame: draw, then the small DOM updates.
     fn frame(&mut self, _t: f64) {
         let now_ms = self.now_ms();
+        self.replay_frame(now_ms);
         let now_us = self.relay_now_us();
         if !self.view.paused {
             self.view.end_us = now_us;
@@ -1109,6 +1121,8 @@ impl App {
     }
 
     fn render_details(&mut self, force: bool) {
+        let dg = self.view.selected.and_then(|id| self.model.arrow(id)).and_then(|a| a.dg);
+        self.follow_headers(dg);
         let Some(id) = self.view.selected else {
             if force || self.shown.details.is_some() {
                 dom::render_details(&self.document, None, &self.model);
@@ -1131,7 +1145,7 @@ impl App {
                 let _ = el.set_attribute("hidden", "");
             }
         }
-        let (conn, mut text) = match self.conn {
+        let (mut conn, mut text) = match self.conn {
             ConnState::Connecting => ("connecting", tr("Connecting to the relay…").to_owned()),
             ConnState::Open => {
                 let session = self.model.session.clone().unwrap_or_default();
@@ -1150,6 +1164,9 @@ impl App {
         };
         if !self.notice.is_empty() {
             text = format!("{text} — {}", self.notice);
+        }
+        if let Some(replay) = self.toolbox.status() {
+            (conn, text) = ("replay", replay);
         }
         let key = format!("{conn}{text}");
         if key != self.shown.status {

@@ -74,6 +74,18 @@ impl Recording {
     }
 }
 
+/// The lessons an exported site recorded, from its `demo.json`
+/// (`{"demo":true,"about":…,"lessons":["no-listener",…]}`); `None` if it is not one.
+pub fn demo_lessons(json: &str) -> Option<Vec<String>> {
+    if crate::inspect::json_field(json, "demo")? != "true" {
+        return None;
+    }
+    let at = json.find("\"lessons\":[")? + 11;
+    let list = json[at..].split(']').next()?;
+    let slugs = list.split(',').map(|s| s.trim().trim_matches('"')).filter(|s| !s.is_empty());
+    Some(slugs.map(str::to_owned).collect())
+}
+
 /// What to do to the model now: forget what was delivered (`reset`, after a seek back), then
 /// apply `entries[deliver]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -327,6 +339,15 @@ mod tests {
         let due = p.poll(30.0);
         assert!(due.reset);
         assert_eq!(seqs(&p, &due), [0, 1]);
+    }
+
+    #[test]
+    fn demo_json_names_the_recorded_lessons() {
+        let json =
+            r#"{"about":"recordings of real traffic","demo":true,"lessons":["no-listener","truncation"]}"#;
+        assert_eq!(demo_lessons(json), Some(vec!["no-listener".to_owned(), "truncation".to_owned()]));
+        assert_eq!(demo_lessons(r#"{"demo":false,"lessons":[]}"#), None);
+        assert_eq!(demo_lessons("<html>not found</html>"), None);
     }
 
     /// Polls and names what was due by its `seq` (0 for the hello).
