@@ -10,10 +10,11 @@ use protocol::{Command, Scope};
 use wasm_bindgen::JsCast;
 use web_sys::{Document, Element};
 
-use super::{App, Shared, log, on_id};
+use super::{App, Shared, log, on_id, with_app};
 use crate::dom;
 use crate::lesson::{self, Runner};
 use crate::text::Words;
+use wasm_bindgen::closure::Closure;
 
 /// Where the chosen language is remembered.
 const LANG_KEY: &str = "udp-playground-lang";
@@ -31,8 +32,34 @@ pub fn lesson_in_url(search: &str) -> Option<&'static Lesson> {
     protocol::lessons::lesson(value)
 }
 
+/// Reads the Chinese words (`web/lang/zh.txt`), then puts the page into Chinese.
+fn fetch_chinese(shared: &Shared) {
+    let Ok(xhr) = web_sys::XmlHttpRequest::new() else { return };
+    let s = shared.clone();
+    let request = xhr.clone();
+    let loaded = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+        match (request.status(), request.response_text()) {
+            (Ok(200), Ok(Some(file))) => {
+                crate::text::load_chinese(&file);
+                with_app(&s, "language", |app| app.apply_words());
+            }
+            _ => log("udp-playground: the Chinese words could not be read; the page stays in English"),
+        }
+    });
+    xhr.set_onload(Some(loaded.as_ref().unchecked_ref()));
+    if xhr.open("GET", crate::text::ZH_URL).and_then(|()| xhr.send()).is_err() {
+        log("udp-playground: cannot ask for the Chinese words");
+    }
+    // The closure lives as long as the page, with the other handlers.
+    with_app(shared, "language", |app| app.handlers.push(loaded));
+}
+
 /// Hooks the lesson buttons, the replay button and the language switch.
 pub fn wire(shared: &Shared, d: &Document) {
+    let chinese = shared.try_borrow().is_ok_and(|app| app.words.code == "zh");
+    if chinese && !crate::text::chinese_loaded() {
+        fetch_chinese(shared);
+    }
     on_id(shared, d, "lesson-list", "click", |app, e| {
         let slug = e
             .target()
@@ -217,6 +244,11 @@ impl App {
     /// the lessons and the switch. The code's words go through [`crate::text::tr`].
     pub(super) fn apply_words(&mut self) {
         let d = self.document.clone();
+        if self.words.code == "zh" && !crate::text::chinese_loaded() {
+            // English until the Chinese words have been read (`fetch_chinese`).
+            self.render_lessons();
+            return;
+        }
         crate::text::set_language(self.words);
         if let Some(html) = d.document_element() {
             let _ = html.set_attribute("lang", if self.words.code == "zh" { "zh-CN" } else { "en" });

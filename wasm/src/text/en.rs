@@ -1,6 +1,6 @@
 //! The page's words in English. One entry per lesson (by slug, in the order of
-//! `protocol::lessons::LESSONS`) and one per piece of the page (by key). zh.rs has the same
-//! rows in the same order; a test in `text` checks it.
+//! `protocol::lessons::LESSONS`) and one per piece of the page (by key). The Chinese table,
+//! web/lang/zh.txt, has the same rows; a test in `text` checks it.
 
 use super::Words;
 

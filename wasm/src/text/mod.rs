@@ -1,61 +1,124 @@
-//! The page's words, one table per language ([`en`], [`zh`]): each lesson's title and
-//! caption, by slug, and the page's own words, by key. The code names a key; the table for
-//! the chosen language says it. Plain `&'static str` tables: they cost the bundle only their
-//! bytes.
+//! The page's words, one table per language: English in [`en`] (in the bundle, as the page's
+//! HTML is English too), Simplified Chinese in `web/lang/zh.txt`, a data file the page reads
+//! only when it speaks Chinese, so the English page's bundle never carries it. Each table has
+//! every lesson's title and caption, by slug, and the page's own words; the Chinese one also
+//! has, by their English, the words of the static page and of the panels, asked of [`tr`].
+//!
+//! Plain `&'static str` tables and a line-based file: no serde, no generic code.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub mod en;
-pub mod zh;
 
+/// One language: its code, and where its words are.
+#[derive(Debug)]
+pub struct Words {
+    /// Its code, as in `<html lang>` and the stored choice.
+    pub code: &'static str,
+    /// `(slug, title, caption)`, in the order of `protocol::lessons::LESSONS`. Empty for a
+    /// language read from a file: its words are in [`Loaded`].
+    pub lessons: [(&'static str, &'static str, &'static str); 12],
+    /// `(key, text)` for the page's code words.
+    pub page: &'static [(&'static str, &'static str)],
+}
+
+/// The Chinese words' table, filled from `web/lang/zh.txt`.
+pub const ZH: Words = Words { code: "zh", lessons: [("", "", ""); 12], page: &[] };
+
+/// Where the Chinese table is served, next to the page.
+pub const ZH_URL: &str = "web/lang/zh.txt";
+
+/// A language's words read from its file.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// `(slug, title, caption)` from the `=SLUG` lines.
+    lessons: Vec<(String, String, String)>,
+    /// `(key or English, text)` from every other line.
+    page: Vec<(String, String)>,
+}
+
+impl Loaded {
+    /// Reads `key<TAB>text` and `=slug<TAB>title<TAB>caption` lines; `#` starts a comment.
+    pub fn parse(file: &str) -> Self {
+        let mut words = Loaded::default();
+        for line in file.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            let mut fields = line.split('\t');
+            let (Some(key), Some(text)) = (fields.next(), fields.next()) else { continue };
+            match (key.strip_prefix('='), fields.next()) {
+                (Some(slug), Some(caption)) => {
+                    words.lessons.push((slug.to_owned(), text.to_owned(), caption.to_owned()));
+                }
+                _ => words.page.push((key.to_owned(), text.to_owned())),
+            }
+        }
+        words
+    }
+
+    fn page(&self, key: &str) -> Option<&str> {
+        self.page.iter().find(|(k, _)| k == key).map(|(_, t)| t.as_str())
+    }
+}
+
+/// The Chinese words, once read.
+static CHINESE_WORDS: OnceLock<Loaded> = OnceLock::new();
 /// Whether the page speaks Chinese: set once, when the page starts (the switch reloads it).
 /// A flag rather than a value passed down, so the panels' code asks [`tr`] and changes little.
 static CHINESE: AtomicBool = AtomicBool::new(false);
+
+/// Keeps the Chinese words read from [`ZH_URL`].
+pub fn load_chinese(file: &str) {
+    let _ = CHINESE_WORDS.set(Loaded::parse(file));
+}
+
+/// Whether the Chinese words have been read.
+pub fn chinese_loaded() -> bool {
+    CHINESE_WORDS.get().is_some()
+}
 
 /// Makes [`tr`] answer in `words`' language.
 pub fn set_language(words: &Words) {
     CHINESE.store(words.code == "zh", Ordering::Relaxed);
 }
 
-/// The page's words `en` in the page's language: the Chinese of [`zh::PAGE`], or `en`
-/// itself (in English, or if the table lacks it).
-pub fn tr(en: &str) -> &str {
-    if !CHINESE.load(Ordering::Relaxed) {
-        return en;
-    }
-    zh::PAGE.iter().find(|(e, _)| *e == en).map_or(en, |(_, z)| z)
+fn chinese() -> Option<&'static Loaded> {
+    CHINESE.load(Ordering::Relaxed).then(|| CHINESE_WORDS.get()).flatten()
 }
 
-/// One language's words.
-#[derive(Debug)]
-pub struct Words {
-    /// Its code, as in `<html lang>` and the stored choice.
-    pub code: &'static str,
-    /// `(slug, title, caption)`, in the order of `protocol::lessons::LESSONS`.
-    pub lessons: [(&'static str, &'static str, &'static str); 12],
-    /// `(key, text)` for the page.
-    pub page: &'static [(&'static str, &'static str)],
+/// The page's words `en` in the page's language: the Chinese table's, or `en` itself (in
+/// English, or if the table lacks it).
+pub fn tr(en: &str) -> &str {
+    chinese().and_then(|zh| zh.page(en)).unwrap_or(en)
 }
 
 impl Words {
     /// The words for `code` (`zh`, `zh-CN`, `en-US`, …): Chinese for any `zh`, else English.
     pub fn for_language(code: &str) -> &'static Words {
-        if code.to_ascii_lowercase().starts_with("zh") { &zh::WORDS } else { &en::WORDS }
+        if code.to_ascii_lowercase().starts_with("zh") { &ZH } else { &en::WORDS }
     }
 
     /// The other language, for the switch.
     pub fn other(&self) -> &'static Words {
-        if self.code == "zh" { &en::WORDS } else { &zh::WORDS }
+        if self.code == "zh" { &en::WORDS } else { &ZH }
     }
 
-    /// The page's text for `key`, or nothing if the table lacks it.
+    /// The page's text for `key`: this language's, else the English.
     pub fn get(&self, key: &str) -> &'static str {
-        self.page.iter().find(|(k, _)| *k == key).map_or("", |(_, t)| t)
+        let loaded = (self.code == "zh").then(|| CHINESE_WORDS.get()).flatten();
+        loaded
+            .and_then(|zh| zh.page(key))
+            .or_else(|| en::WORDS.page.iter().find(|(k, _)| *k == key).map(|(_, t)| *t))
+            .unwrap_or("")
     }
 
-    /// A lesson's title and caption.
+    /// A lesson's title and caption: this language's, else the English.
     pub fn lesson(&self, slug: &str) -> (&'static str, &'static str) {
-        self.lessons.iter().find(|(s, ..)| *s == slug).map_or(("", ""), |(_, t, c)| (t, c))
+        let loaded = (self.code == "zh").then(|| CHINESE_WORDS.get()).flatten();
+        let found = loaded.and_then(|zh| zh.lessons.iter().find(|(s, ..)| s == slug));
+        match found {
+            Some((_, title, caption)) => (title.as_str(), caption.as_str()),
+            None => en::WORDS.lessons.iter().find(|(s, ..)| *s == slug).map_or(("", ""), |(_, t, c)| (t, c)),
+        }
     }
 }
 
@@ -64,15 +127,24 @@ mod tests {
     use super::*;
     use protocol::lessons::LESSONS;
 
+    const ZH_FILE: &str = include_str!("../../../web/lang/zh.txt");
+
     #[test]
     fn both_tables_have_every_lesson_and_key_in_order() {
-        for words in [&en::WORDS, &zh::WORDS] {
-            let slugs: Vec<_> = words.lessons.iter().map(|(s, ..)| *s).collect();
-            let expected: Vec<_> = LESSONS.iter().map(|l| l.slug).collect();
-            assert_eq!(slugs, expected, "{}", words.code);
+        let slugs: Vec<_> = en::WORDS.lessons.iter().map(|(s, ..)| *s).collect();
+        let expected: Vec<_> = LESSONS.iter().map(|l| l.slug).collect();
+        assert_eq!(slugs, expected);
+        let zh = Loaded::parse(ZH_FILE);
+        let zh_slugs: Vec<_> = zh.lessons.iter().map(|(s, ..)| s.as_str()).collect();
+        assert_eq!(zh_slugs, expected);
+        for (key, _) in en::WORDS.page {
+            assert!(zh.page(key).is_some_and(|t| !t.is_empty()), "zh.txt lacks {key}");
         }
-        let keys = |w: &Words| w.page.iter().map(|(k, _)| *k).collect::<Vec<_>>();
-        assert_eq!(keys(&en::WORDS), keys(&zh::WORDS));
+        let mut seen = Vec::new();
+        for (en, _) in &zh.page {
+            assert!(!seen.contains(&en), "{en} twice in zh.txt");
+            seen.push(en);
+        }
     }
 
     #[test]
@@ -85,15 +157,14 @@ mod tests {
 
     #[test]
     fn tr_answers_in_the_page_language() {
-        set_language(&zh::WORDS);
+        load_chinese(ZH_FILE);
+        set_language(&ZH);
         assert_eq!(tr("Sent"), "已发送");
         assert_eq!(tr("ECONNREFUSED"), "ECONNREFUSED", "names stay");
+        assert_eq!(ZH.lesson("truncation").0, "截断");
+        assert_eq!(ZH.get("replay"), "重放");
         set_language(&en::WORDS);
         assert_eq!(tr("Sent"), "Sent");
-        let mut seen = Vec::new();
-        for (en, _) in zh::PAGE {
-            assert!(!seen.contains(en), "{en} twice");
-            seen.push(*en);
-        }
+        assert_eq!(en::WORDS.lesson("truncation").0, "Truncation");
     }
 }
