@@ -19,7 +19,9 @@
 //! The bus counts its subscribers itself: tokio's `receiver_count` takes a lock, and servers
 //! ask on every datagram.
 
-use std::collections::HashMap;
+// Looked up on every routed event: a fast hash (the keys are the relay's own sockets and
+// sessions).
+use rustc_hash::FxHashMap as HashMap;
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};

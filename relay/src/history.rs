@@ -11,12 +11,13 @@
 //! entries go first. A lock is held for one push or one copy of the rings' handles, never across
 //! an await.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use protocol::Dg;
+use rustc_hash::FxHashSet as HashSet;
 
 use crate::bus::Published;
 

@@ -22,14 +22,17 @@
 //! running relay always does (its metrics and history count every event); a bus made for a
 //! handler's test does not.
 
+use std::collections::VecDeque;
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use protocol::Dg;
+// The keys are the relay's own ports and addresses, and the fingerprints are compared only
+// within one of its own flows: nothing here is a peer's to choose, so a fast hash will do.
+use rustc_hash::{FxHashMap as HashMap, FxHasher};
 
 /// Datagrams remembered per flow that have been sent but not yet read. A receiver that stops
 /// reading (or a kernel that drops) must not grow the table: the oldest are forgotten first,
@@ -59,7 +62,7 @@ fn flow(from: SocketAddr, to: SocketAddr) -> Flow {
 
 /// What identifies a datagram's bytes well enough among its flow's datagrams in flight.
 fn fingerprint(payload: &[u8]) -> u64 {
-    let mut h = DefaultHasher::new();
+    let mut h = FxHasher::default();
     payload.len().hash(&mut h);
     if payload.len() <= FINGERPRINT_HEAD + FINGERPRINT_TAIL {
         payload.hash(&mut h);
@@ -214,9 +217,8 @@ impl Datagrams {
         let (dg, _) = queue[found];
         queue.drain(..=found);
         self.in_flight.fetch_sub(found + 1, Ordering::Relaxed);
-        if queue.is_empty() {
-            entry.remove();
-        }
+        // An empty queue is kept for the flow's next datagram: in a closed loop every arrival
+        // empties it. The flow's queue goes when one of its sockets closes.
         Some(dg)
     }
 
