@@ -554,7 +554,7 @@ impl Renderer {
             ctx.set_font(&font(15.0, "400"));
             ctx.set_fill_style_str(MUTED);
             let _ = ctx.fill_text(
-                crate::text::tr("Open a socket on the left and send something: its datagrams appear here."),
+                crate::text::tr("Pick a lesson above, or open a socket on the left and send something: its datagrams appear here."),
                 w / 2.0 + gutter / 2.0,
                 h / 2.0,
             );
