@@ -62,7 +62,8 @@ pub struct Toolbox {
     demo_lessons: Option<Vec<String>>,
     /// The page is an exported site with no relay: it replays and never reconnects.
     demo: bool,
-    /// The player bar's position (ms) and state last written: an unchanged bar costs no DOM work.
+    /// The player bar's position (ms plus thousandths) and state last written: an unchanged
+    /// bar costs no DOM work.
     shown: (u64, bool),
     /// The handlers of reads and loads started from other handlers: JS may still call them.
     loads: Vec<Closure<dyn FnMut(web_sys::Event)>>,
@@ -132,11 +133,12 @@ pub fn wire(shared: &Shared) {
             p.set_speed(speed, now);
         }
     });
+    // The scrub bar is in thousandths of the recording, so a short one scrubs as finely.
     on_id(shared, d, "player-scrub", "input", |app, _| {
         let now = app.now_ms();
-        let ms = dom::input_u64(&app.document, "player-scrub").unwrap_or(0);
+        let permille = dom::input_u64(&app.document, "player-scrub").unwrap_or(0);
         if let Some(p) = app.toolbox.player.as_mut() {
-            p.seek(ms * 1000, now);
+            p.seek(permille * p.duration_us() / 1000, now);
         }
     });
     on_id(shared, d, "player-exit", "click", |app, _| app.exit_replay());
@@ -449,14 +451,13 @@ impl App {
         let mut player = Player::new(recording.entries);
         let now = self.now_ms();
         player.play(now);
-        let duration = player.duration_us();
         self.toolbox.player = Some(player);
         self.toolbox.title = title.to_owned();
         self.toolbox.shown = (u64::MAX, false);
         self.forget_drawing();
         dom::set_select(&self.document, "player-speed", "1");
         if let Some(scrub) = self.document.get_element_by_id("player-scrub") {
-            let _ = scrub.set_attribute("max", &(duration / 1000).to_string());
+            let _ = scrub.set_attribute("max", "1000");
         }
         if let Some(bar) = self.document.get_element_by_id("player") {
             let _ = bar.remove_attribute("hidden");
@@ -531,12 +532,12 @@ impl App {
         // The diagram's "now" is the recording's.
         self.clock_offset_us = Some(player.relay_us(now_ms) as f64 - now_ms * 1000.0);
         let pos = player.position_us(now_ms);
-        let bar = (pos / 1000, player.playing());
+        let total = player.duration_us();
+        let bar = (pos / 1000 + pos * 1000 / total.max(1), player.playing());
         if bar != self.toolbox.shown {
             let d = &self.document;
-            let total = player.duration_us();
             dom::set_text(d, "player-pos", &format!("{} / {}", ms_text(pos), ms_text(total)));
-            dom::set_input(d, "player-scrub", &(pos / 1000).to_string());
+            dom::set_input(d, "player-scrub", &(pos * 1000 / total.max(1)).to_string());
             dom::set_text(d, "player-play", if player.playing() { "Pause" } else { "Play" });
             if let Some(el) = d.get_element_by_id("player") {
                 let _ = el.set_attribute("data-playing", if player.playing() { "true" } else { "false" });
