@@ -462,6 +462,10 @@ pub struct Model {
     crowd_members: HashMap<usize, usize>,
     /// The most members each crowd's lane had open at once: the count its header shows.
     crowd_peak: HashMap<usize, usize>,
+    /// Datagrams each crowd's lane sent and got: a crowd too busy to follow arrow by arrow is
+    /// read by its counts.
+    crowd_sent: HashMap<usize, usize>,
+    crowd_got: HashMap<usize, usize>,
     items: VecDeque<Item>,
     next_id: u64,
     window: usize,
@@ -516,6 +520,8 @@ impl Model {
             by_socket: HashMap::new(),
             crowd_members: HashMap::new(),
             crowd_peak: HashMap::new(),
+            crowd_sent: HashMap::new(),
+            crowd_got: HashMap::new(),
             items: VecDeque::new(),
             next_id: 0,
             window: window.max(1),
@@ -540,6 +546,12 @@ impl Model {
     /// For a crowd's lane, how many members it had: many clients drawn as one lane, counted.
     pub fn crowd_size(&self, lane: usize) -> Option<usize> {
         self.crowd_peak.get(&lane).copied()
+    }
+
+    /// For a crowd's lane, the datagrams its members sent and got.
+    pub fn crowd_traffic(&self, lane: usize) -> (usize, usize) {
+        let count = |m: &HashMap<usize, usize>| m.get(&lane).copied().unwrap_or(0);
+        (count(&self.crowd_sent), count(&self.crowd_got))
     }
 
     pub fn lanes(&self) -> &[Lane] {
@@ -1044,6 +1056,9 @@ impl Model {
             EventKind::ClientSend { session, socket, member, dg, from, to, len, payload, attempt, req } => {
                 self.stats.sent += 1;
                 let lane = self.socket_lane(session, socket, Some(*from));
+                if member.is_some() {
+                    *self.crowd_sent.entry(lane).or_default() += 1;
+                }
                 let target = self.lane_of(*to);
                 let waited_ms = match attempt {
                     Some(a) if *a > 1 => self.retry_wait.remove(&lane),
@@ -1091,6 +1106,9 @@ impl Model {
             } => {
                 self.stats.received += 1;
                 let lane = self.socket_lane(session, socket, Some(*to));
+                if member.is_some() {
+                    *self.crowd_got.entry(lane).or_default() += 1;
+                }
                 let source = self.lane_of(*from);
                 let fresh = Arrow::new(source, lane, *len, payload);
                 let id = self.arrival(event, *dg, Fate::Delivered, fresh);

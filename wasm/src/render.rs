@@ -530,8 +530,13 @@ impl Renderer {
             if let Some(addr) = lane.addr {
                 ctx.set_font(&font(10.0, "400"));
                 ctx.set_fill_style_str(MUTED);
+                // A crowd is read by its counts: what its members sent (↑) and got (↓).
+                let counts = match model.crowd_size(i).map(|_| model.crowd_traffic(i)) {
+                    Some((sent, got)) => format!(" · ↑{sent} ↓{got}"),
+                    None => String::new(),
+                };
                 let _ = ctx.fill_text_with_max_width(
-                    &format!(":{}", addr.port()),
+                    &format!(":{}{counts}", addr.port()),
                     x,
                     33.0 * s,
                     (slot - 6.0).max(20.0),

@@ -696,6 +696,8 @@ fn a_crowd_shares_one_lane_and_labels_its_members() {
     );
     let k = f.lane("k");
     assert_eq!(f.model.lanes().len(), 4, "echo, lossy, chat and one crowd lane");
+    assert_eq!(f.model.crowd_size(k), Some(3), "the lane counts its members");
+    assert_eq!(f.model.crowd_traffic(k), (1, 1), "and what they sent and got");
     assert_eq!(f.marks().iter().filter(|m| **m == MarkKind::Opened).count(), 1);
     let (request, reply) = (f.arrow(1), f.arrow(2));
     assert_eq!((request.from, request.fate, request.member), (k, Fate::Delivered, Some(2)));
