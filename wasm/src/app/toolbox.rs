@@ -22,7 +22,6 @@
 //! Every callback goes through one shim ([`App::listen_later`]), not one closure type each:
 //! the page's bundle has a size budget.
 
-use std::collections::VecDeque;
 use std::rc::Rc;
 
 use protocol::ServerMsg;
@@ -36,8 +35,9 @@ use crate::inspect::{Dissection, Headers, dissect};
 use crate::model::{Model, ms_text};
 use crate::replay::{Player, demo_lessons, parse_jsonl};
 
-/// Messages kept for Save, after the `hello`: as many as the relay's default history.
-const RECORD_MAX: usize = 20_000;
+/// Bytes of messages kept for Save, after the `hello`: past this, the older half goes. About
+/// the relay's default history (20,000 events of some 200 bytes).
+const RECORD_BYTES: usize = 4 << 20;
 
 /// Payload bytes shown after the headers: enough to see the data start, not 65,507 spans.
 const PAYLOAD_SHOWN: usize = 64;
@@ -51,8 +51,8 @@ pub struct Toolbox {
     me: std::rc::Weak<std::cell::RefCell<App>>,
     /// This session's `hello`, as received.
     hello: Option<String>,
-    /// The messages after it, as received, the newest [`RECORD_MAX`].
-    recorded: VecDeque<String>,
+    /// The messages after it, as received, one a line: the newest [`RECORD_BYTES`] or so.
+    recorded: String,
     /// The object URL of the last save, revoked by the next.
     save_url: Option<String>,
     player: Option<Player>,
@@ -82,10 +82,13 @@ impl Toolbox {
             self.recorded.clear();
             return;
         }
-        if self.recorded.len() >= RECORD_MAX {
-            self.recorded.pop_front();
+        if self.recorded.len() > RECORD_BYTES {
+            let half = self.recorded.len() / 2;
+            let cut = self.recorded[half..].find('\n').map_or(half, |i| half + i + 1);
+            self.recorded.drain(..cut);
         }
-        self.recorded.push_back(text.to_owned());
+        self.recorded.push_str(text);
+        self.recorded.push('\n');
     }
 
     /// A recording is shown instead of the live traffic.
@@ -370,10 +373,11 @@ impl App {
     /// follows the link (a click's handlers run before its default action).
     fn save_events(&mut self) {
         let mut text = String::new();
-        for line in self.toolbox.hello.iter().chain(self.toolbox.recorded.iter()) {
-            text.push_str(line);
+        if let Some(hello) = &self.toolbox.hello {
+            text.push_str(hello);
             text.push('\n');
         }
+        text.push_str(&self.toolbox.recorded);
         let parts = js_sys::Array::of1(&JsValue::from_str(&text));
         let options = web_sys::BlobPropertyBag::new();
         options.set_type("application/x-ndjson");
@@ -386,8 +390,6 @@ impl App {
                 }
                 if let Some(link) = self.document.get_element_by_id("save-events") {
                     let _ = link.set_attribute("href", &url);
-                    let lines = self.toolbox.recorded.len() + usize::from(self.toolbox.hello.is_some());
-                    let _ = link.set_attribute("data-lines", &lines.to_string());
                 }
             }
             Err(e) => log(&format!("udp-playground: cannot save the events: {e:?}")),
