@@ -23,7 +23,9 @@
 //! into the counters of [`Stats`], which count everything ever seen.
 //!
 //! Parts: [`matching`] (the index by `dg` and the reply chain), [`text`] (previews, byte
-//! counts and arrow labels), [`wire`] (the link's decisions, and its settings for the panel).
+//! counts and arrow labels), [`wire`] (the link's decisions, and its settings for the panel),
+//! [`stats`] (the counters and the RTT histogram) and [`liveness`] (each chat client's
+//! countdown).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -31,14 +33,19 @@ use std::net::SocketAddr;
 
 use protocol::{Dg, DuplicateReason, Event, EventKind, Hello, Links, Payload, ServerMsg, ServerName};
 
+mod liveness;
 mod matching;
+mod stats;
 mod text;
 mod wire;
 
 #[cfg(test)]
 mod tests;
 
+use liveness::ChatClient;
+pub use liveness::{ChatView, Liveness};
 use matching::DgIndex;
+pub use stats::{RTT_BUCKETS_US, Stats};
 use text::secs;
 pub use text::{
     close_code_text, cut_text, hex_dump, link_short, link_summary, misattributed_text, ms_text,
@@ -54,15 +61,8 @@ pub const DEFAULT_WINDOW: usize = 2_000;
 /// cannot grow the diagram (or memory) without end.
 pub const MAX_LANES: usize = 32;
 
-/// Chat clients remembered for the liveness panel.
-const MAX_CHAT_CLIENTS: usize = 64;
-
 /// Event log lines waiting for the frame loop; older ones are counted, not kept.
 const LOG_OUTBOX: usize = 500;
-
-/// Upper bounds of the RTT histogram's buckets, in microseconds; the last bucket is open.
-pub const RTT_BUCKETS_US: [u64; 11] =
-    [250, 500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 128_000, 256_000];
 
 /// Who a lane stands for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -338,116 +338,6 @@ pub struct LogLine {
     /// For `link_duplicate`: the copy's own name.
     pub copy: Option<Dg>,
 }
-
-/// Counters over everything ever seen, including items folded out of the window.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Stats {
-    /// Datagrams that left a socket: a send the kernel refused is taken back out.
-    pub sent: u64,
-    /// Datagrams a client got: answers, chat copies, and a server's answers to outside clients.
-    pub received: u64,
-    pub dropped: u64,
-    /// Datagrams that reached no socket at all (sent to `nobody`).
-    pub vanished: u64,
-    /// Sends the kernel refused (`EMSGSIZE`).
-    pub not_sent: u64,
-    /// Datagrams a small receive buffer cut short.
-    pub cut: u64,
-    /// Replies the client took as the answer to another attempt than the one they answer.
-    pub misattributed: u64,
-    pub retried: u64,
-    /// Datagrams the link lost on their way to a server, and on their way back.
-    pub link_lost_in: u64,
-    pub link_lost_out: u64,
-    /// Copies the link made (each a datagram of its own).
-    pub link_copies: u64,
-    /// Datagrams the link held back, and how many of those were held to be reordered.
-    pub link_held: u64,
-    pub link_reordered: u64,
-    pub duplicates: u64,
-    pub late: u64,
-    pub gave_up: u64,
-    pub refused: u64,
-    /// Datagrams the lossy server read, and how many of those it dropped.
-    pub lossy_seen: u64,
-    pub lossy_dropped: u64,
-    /// The lossy server's drop rate as last configured, when known.
-    pub configured_drop: Option<f64>,
-    pub rtt_buckets: [u64; RTT_BUCKETS_US.len() + 1],
-    pub rtt_count: u64,
-    pub rtt_sum_us: u64,
-    pub events: u64,
-    /// Items that left the window.
-    pub folded: u64,
-    /// Events the relay skipped because this page fell behind.
-    pub missed: u64,
-}
-
-impl Stats {
-    /// The lossy server's measured drop rate, once it has seen a datagram.
-    pub fn measured_loss(&self) -> Option<f64> {
-        (self.lossy_seen > 0).then(|| self.lossy_dropped as f64 / self.lossy_seen as f64)
-    }
-
-    pub fn mean_rtt_us(&self) -> Option<u64> {
-        self.rtt_sum_us.checked_div(self.rtt_count)
-    }
-
-    fn record_rtt(&mut self, rtt_us: u64) {
-        let bucket = RTT_BUCKETS_US.iter().position(|&upper| rtt_us < upper).unwrap_or(RTT_BUCKETS_US.len());
-        self.rtt_buckets[bucket] += 1;
-        self.rtt_count += 1;
-        self.rtt_sum_us = self.rtt_sum_us.saturating_add(rtt_us);
-    }
-}
-/// A chat client's liveness, as the liveness panel shows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Liveness {
-    /// Heard from recently.
-    Alive,
-    /// Quiet for a while: it will be evicted when the countdown runs out.
-    Silent,
-    /// The server removed it.
-    Evicted,
-    /// It said `quit`.
-    Left,
-}
-
-impl Liveness {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Alive => "alive",
-            Self::Silent => "silent",
-            Self::Evicted => "evicted",
-            Self::Left => "left",
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-struct ChatClient {
-    lane: usize,
-    last_heard_us: u64,
-    timeout_ms: u64,
-    /// Set once evicted or left, with when.
-    gone: Option<(Liveness, u64)>,
-}
-
-/// One row of the liveness panel at a given `now`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ChatView {
-    pub peer: SocketAddr,
-    pub label: String,
-    pub state: Liveness,
-    /// Time since the client was last heard, at `now` (or at its end).
-    pub silent_ms: u64,
-    /// Time left before eviction; 0 once gone.
-    pub countdown_ms: u64,
-    pub timeout_ms: u64,
-}
-
-/// A client is shown as silent once it has been quiet for this share of its timeout.
-const SILENT_SHARE: u64 = 4;
 
 #[derive(Debug)]
 pub struct Model {
@@ -909,70 +799,6 @@ impl Model {
 
     fn own_socket<'a>(&self, session: &str, socket: &'a str) -> Option<&'a str> {
         (self.session.as_deref() == Some(session)).then_some(socket)
-    }
-    fn chat_heard(&mut self, peer: SocketAddr, lane: usize, t_us: u64, timeout_ms: Option<u64>) {
-        if let Some((_, c)) = self.chat.iter_mut().find(|(p, _)| *p == peer) {
-            c.last_heard_us = t_us;
-            c.lane = lane;
-            c.gone = None;
-            if let Some(t) = timeout_ms {
-                c.timeout_ms = t;
-            }
-            return;
-        }
-        if self.chat.len() >= MAX_CHAT_CLIENTS {
-            // Forget the longest-gone client first, else the longest-silent one.
-            let oldest = self
-                .chat
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, (_, c))| (c.gone.is_none(), c.last_heard_us))
-                .map(|(i, _)| i);
-            if let Some(i) = oldest {
-                self.chat.remove(i);
-            }
-        }
-        let client =
-            ChatClient { lane, last_heard_us: t_us, timeout_ms: timeout_ms.unwrap_or(10_000), gone: None };
-        self.chat.push((peer, client));
-    }
-
-    fn chat_gone(&mut self, peer: SocketAddr, state: Liveness, t_us: u64) {
-        if let Some((_, c)) = self.chat.iter_mut().find(|(p, _)| *p == peer) {
-            c.gone = Some((state, t_us));
-        }
-    }
-
-    /// The liveness panel at `now_us` (the relay's clock).
-    pub fn chat_clients(&self, now_us: u64) -> Vec<ChatView> {
-        self.chat
-            .iter()
-            .map(|(peer, c)| {
-                let timeout_us = c.timeout_ms.saturating_mul(1000);
-                let (state, until) = match c.gone {
-                    Some((state, at)) => (state, at),
-                    None => {
-                        let quiet = now_us.saturating_sub(c.last_heard_us);
-                        let state = if quiet * SILENT_SHARE >= timeout_us {
-                            Liveness::Silent
-                        } else {
-                            Liveness::Alive
-                        };
-                        (state, now_us)
-                    }
-                };
-                let silent_us = until.saturating_sub(c.last_heard_us);
-                let countdown_us = if c.gone.is_some() { 0 } else { timeout_us.saturating_sub(silent_us) };
-                ChatView {
-                    peer: *peer,
-                    label: self.label(c.lane).to_owned(),
-                    state,
-                    silent_ms: silent_us / 1000,
-                    countdown_ms: countdown_us / 1000,
-                    timeout_ms: c.timeout_ms,
-                }
-            })
-            .collect()
     }
 
     fn event(&mut self, event: &Event) {
