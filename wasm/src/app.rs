@@ -29,6 +29,7 @@ use web_sys::{
     MessageEvent, MouseEvent, WebSocket, WheelEvent, Window,
 };
 
+use crate::connection::{self, ConnState};
 use crate::dom;
 use crate::lesson::Runner;
 use crate::model::{Model, close_code_text, link_patch, ms_text};
@@ -53,13 +54,6 @@ const LOG_EVERY_MS: f64 = 100.0;
 const LOG_PER_WRITE: usize = 30;
 /// How often the panels are refreshed, in milliseconds.
 const PANEL_EVERY_MS: f64 = 100.0;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ConnState {
-    Connecting,
-    Open,
-    Closed,
-}
 
 /// A socket this page opened, remembered so a reconnect can open it again.
 #[derive(Clone, Debug)]
@@ -180,7 +174,7 @@ pub fn start() -> Result<(), JsValue> {
         ws: None,
         ws_callbacks: None,
         conn: ConnState::Connecting,
-        backoff_ms: 500.0,
+        backoff_ms: connection::FIRST_BACKOFF_MS,
         retry_at_ms: 0.0,
         hellos: 0,
         clock_offset_us: None,
@@ -254,7 +248,7 @@ fn connect(shared: &Shared) {
     let open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
         with_app(&s, "open", |app| {
             app.conn = ConnState::Open;
-            app.backoff_ms = 500.0;
+            app.backoff_ms = connection::FIRST_BACKOFF_MS;
         });
     });
     let s = shared.clone();
@@ -318,7 +312,7 @@ fn start_timer(shared: &Shared) -> Result<(), JsValue> {
         let mut reconnect = false;
         with_app(&s, "tick", |app| {
             let now = app.now_ms();
-            reconnect = app.conn == ConnState::Closed && now >= app.retry_at_ms;
+            reconnect = connection::reconnect_due(app.conn, now, app.retry_at_ms);
             app.update_status(now);
         });
         if reconnect {
@@ -519,10 +513,8 @@ impl App {
     }
 
     fn conn_closed(&mut self) {
-        if self.conn != ConnState::Closed {
-            self.retry_at_ms = self.now_ms() + self.backoff_ms;
-            self.backoff_ms = (self.backoff_ms * 2.0).min(8_000.0);
-        }
+        (self.retry_at_ms, self.backoff_ms) =
+            connection::after_close(self.conn, self.now_ms(), self.retry_at_ms, self.backoff_ms);
         // The socket's callbacks stay in `ws_callbacks` until the next connect replaces
         // them: this very function may be running inside one.
         self.conn = ConnState::Closed;
@@ -1154,7 +1146,7 @@ impl App {
                 ("open", format!("{} {session}{gap}{mode}", tr("Connected · session")))
             }
             ConnState::Closed => {
-                let wait = ((self.retry_at_ms - now_ms) / 1000.0).max(0.0);
+                let wait = connection::wait_s(now_ms, self.retry_at_ms);
                 let why = match &self.closed_because {
                     Some(code) => format!("the relay closed the connection ({code})"),
                     None => "the relay is not answering".to_owned(),

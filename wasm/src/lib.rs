@@ -4,6 +4,7 @@
 //!
 //! - [`model`]: what the page knows, in plain Rust (lanes, arrows, marks, liveness, stats),
 //!   built from the relay's messages and tested natively with `cargo test -p wasm`;
+//! - [`connection`]: the connection's states and reconnect backoff, a pure state machine;
 //! - [`lesson`]: runs one of the twelve lessons' steps, a pure state machine;
 //! - [`text`]: the page's words, one table per language (English, Simplified Chinese);
 //! - [`replay`]: plays a recording (a saved session, a lesson) into the model, a pure state machine;
@@ -15,6 +16,7 @@
 //!
 //! The browser-only parts build only for wasm32, so the model's tests need no browser.
 
+pub mod connection;
 pub mod inspect;
 pub mod lesson;
 pub mod model;
