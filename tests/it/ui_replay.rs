@@ -266,6 +266,12 @@ async fn an_exported_site_on_a_static_server_replays_a_lesson_with_no_relay() {
     let line =
         browser.wait_for_text("#log li[data-kind=client_recv]", "cut to 1,024 of 2,000 bytes", WAIT).await;
     assert!(line.contains("1,024"), "{line}");
+    // With the lessons panel's own caption, as when the lesson runs live, and its Replay.
+    browser.wait_for_text("#caption[data-slug=truncation]", "1,024", WAIT).await;
+    browser.wait_for("#player[data-playing=false]", WAIT).await;
+    browser.click("#replay-btn").await;
+    browser.wait_for_text("#log li[data-kind=client_recv]", "cut to 1,024 of 2,000 bytes", WAIT).await;
+    assert_eq!(count(&browser, "#log li[data-kind=client_recv]").await, 1, "replayed from its start, once");
     let row = browser
         .eval("return document.getElementById('dl-capture').parentElement.offsetParent === null;", vec![])
         .await;

@@ -176,14 +176,24 @@ pub fn wire(shared: &Shared) {
                 "click",
                 true,
                 Box::new(|app, e| {
-                    let slug = e
-                        .target()
-                        .and_then(|t| t.dyn_into::<Element>().ok())
-                        .and_then(|t| t.closest("#lesson-list [data-slug]").ok().flatten())
-                        .and_then(|t| t.get_attribute("data-slug"));
-                    if let Some(slug) = slug.filter(|_| app.toolbox.demo) {
-                        e.stop_propagation();
-                        app.play_lesson(&slug);
+                    if !app.toolbox.demo {
+                        return;
+                    }
+                    let target = e.target().and_then(|t| t.dyn_into::<Element>().ok());
+                    let button = target
+                        .and_then(|t| t.closest("#lesson-list [data-slug], #replay-btn").ok().flatten());
+                    let Some(button) = button else { return };
+                    e.stop_propagation();
+                    match button.get_attribute("data-slug") {
+                        Some(slug) => app.play_lesson(&slug),
+                        // The caption's Replay: the recording again, from its start.
+                        None => {
+                            let now = app.now_ms();
+                            if let Some(p) = app.toolbox.player.as_mut() {
+                                p.seek(0, now);
+                                p.play(now);
+                            }
+                        }
                     }
                 }),
             );
@@ -424,16 +434,33 @@ impl App {
             return;
         }
         let title = format!("lesson {slug}");
+        let lesson = protocol::lessons::lesson(slug);
         let _ = self.load(
             &format!("lessons/{slug}.jsonl"),
             Box::new(move |app, status, text| {
                 if status == 200 {
                     app.start_replay(&text, &title);
+                    if let Some(lesson) = lesson {
+                        app.caption_lesson(lesson);
+                    }
                 } else {
                     app.show_error(&format!("The recording of {title} could not be loaded (HTTP {status})."));
                 }
             }),
         );
+    }
+
+    /// The lessons panel's caption and state for the lesson a demo replays: the same words
+    /// as when it runs live. Its runner has no relay to send its steps to (they are only
+    /// logged); it marks the lesson running, then done, and fits its story on the canvas.
+    fn caption_lesson(&mut self, lesson: &'static protocol::lessons::Lesson) {
+        let now = self.now_ms();
+        self.lesson = Some(crate::lesson::Runner::new(lesson, now));
+        self.lesson_done = false;
+        let height = self.renderer.height().max(200.0);
+        let need = lesson.duration_ms as f64 * 1000.0 * 1.25 / height;
+        self.view.us_per_px = self.view.us_per_px.max(need).min(super::View::MAX_US_PER_PX);
+        self.render_lessons();
     }
 
     /// Replays `text` (JSON lines) from its start, at 1×, in place of what was drawn.
@@ -582,9 +609,8 @@ impl App {
             }
         }
         self.shown.status.clear();
-        // TODO(lessons panel): in the demo, the lesson buttons play recordings (the capture
-        // listener in `wire`), but the caption still comes from the live runner: it could
-        // follow `play_lesson`'s slug, e.g. by showing the lesson's caption without its steps.
+        // The lesson buttons play recordings here (the capture listener in `wire`), with the
+        // lessons panel's own caption (`caption_lesson`).
         let search = self.window.location().search().unwrap_or_default();
         let asked = search.trim_start_matches('?').split('&').find_map(|kv| kv.strip_prefix("lesson="));
         if let Some(slug) = asked.map(str::to_owned) {
