@@ -375,6 +375,8 @@ async fn a_lesson_in_chinese_leaves_no_english_but_names() {
         .filter(|w| w.len() >= 3 && !NAMES.contains(w) && !w.chars().all(|c| c.is_ascii_hexdigit()))
         .collect();
     assert!(english.is_empty(), "English left on the Chinese page: {english:?}\n{text}");
+    let tooltip = browser.attr("#projector-btn", "title").await.unwrap_or_default();
+    assert!(tooltip.starts_with("投影模式"), "tooltips too: {tooltip}");
     browser.screenshot("lesson-loss-retry-zh").await;
     browser.close().await;
     relay.shutdown().await;

@@ -85,12 +85,21 @@ pub fn wire(shared: &Shared, d: &Document) {
     });
 }
 
-/// Puts every text node under `el` into the page's language, leaving out what is data or a
-/// name: code, keys and the servers' names in the menus.
+/// Puts every text node under `el`, and its tooltips and placeholders, into the page's
+/// language, leaving out what is data or a name: code, keys and the servers' names in the
+/// menus.
 fn translate_text(el: &Element) {
     let tag = el.tag_name();
     if matches!(tag.as_str(), "CODE" | "KBD" | "OPTION" | "SCRIPT" | "STYLE" | "CANVAS") {
         return;
+    }
+    for name in ["title", "placeholder"] {
+        if let Some(words) = el.get_attribute(name) {
+            let said = crate::text::tr(&words);
+            if said != words {
+                let _ = el.set_attribute(name, said);
+            }
+        }
     }
     let nodes = el.child_nodes();
     for i in 0..nodes.length() {
