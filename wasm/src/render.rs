@@ -568,7 +568,7 @@ impl Renderer {
             ctx.set_text_align("right");
             ctx.set_font(&font(13.0, "700"));
             ctx.set_fill_style_str(VERMILLION);
-            let _ = ctx.fill_text("❚❚ PAUSED", w - 10.0, h - 14.0 * s);
+            let _ = ctx.fill_text(crate::text::tr("❚❚ PAUSED"), w - 10.0, h - 14.0 * s);
         }
         hits
     }
@@ -656,24 +656,33 @@ impl Renderer {
 
 /// A mark's glyph, short text and colour on the canvas.
 fn mark_text(kind: &MarkKind, text: &str) -> (&'static str, String, &'static str) {
+    use crate::text::tr;
     match kind {
         MarkKind::Retry { attempt, waited_ms } => {
-            ("↻", format!("retry {attempt} after {waited_ms} ms"), ORANGE)
+            ("↻", fill(tr("retry {} after {} ms"), attempt, waited_ms), ORANGE)
         }
         MarkKind::GiveUp { attempts, waited_ms } => {
-            ("✕", format!("GAVE UP after {attempts} attempts, {waited_ms} ms"), VERMILLION)
+            ("✕", fill(tr("GAVE UP after {} attempts, {} ms"), attempts, waited_ms), VERMILLION)
         }
         MarkKind::Refused => ("⊘", "ECONNREFUSED".to_owned(), VERMILLION),
-        MarkKind::Join => ("+", "joined".to_owned(), GREEN),
-        MarkKind::Leave => ("−", "left".to_owned(), MUTED),
-        MarkKind::Evict => ("✕", "EVICTED".to_owned(), VERMILLION),
-        MarkKind::Broadcast { recipients } => ("✱", format!("broadcast → {recipients}"), BLUE),
+        MarkKind::Join => ("+", tr("joined").to_owned(), GREEN),
+        MarkKind::Leave => ("−", tr("left").to_owned(), MUTED),
+        MarkKind::Evict => ("✕", tr("EVICTED").to_owned(), VERMILLION),
+        MarkKind::Broadcast { recipients } => ("✱", format!("{} → {recipients}", tr("broadcast")), BLUE),
         MarkKind::Configured | MarkKind::LinkConfigured { .. } => {
             let short = text.split_once(": ").map_or(text, |(_, rest)| rest);
             ("⚙", short.to_owned(), INK)
         }
-        MarkKind::Opened => ("●", "opened".to_owned(), BLUE),
-        MarkKind::Closed => ("■", "closed".to_owned(), MUTED),
+        MarkKind::Opened => ("●", tr("opened").to_owned(), BLUE),
+        MarkKind::Closed => ("■", tr("closed").to_owned(), MUTED),
         MarkKind::Lagged { missed } => ("⋯", format!("{missed} events skipped"), VERMILLION),
     }
+}
+
+/// `template` with its two `{}` filled in order: the page's words come from a table, so the
+/// numbers go into a sentence the table wrote.
+fn fill(template: &str, a: &impl std::fmt::Display, b: &impl std::fmt::Display) -> String {
+    let mut parts = template.splitn(3, "{}");
+    let (first, second, rest) = (parts.next(), parts.next(), parts.next());
+    format!("{}{a}{}{b}{}", first.unwrap_or(""), second.unwrap_or(""), rest.unwrap_or(""))
 }
