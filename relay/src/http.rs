@@ -37,6 +37,12 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(|| asset_response("index.html")))
         .route("/healthz", get(healthz))
+        // An exported site (`relay export-site`) has a demo.json saying it replays recordings;
+        // the live page asks, and the relay says it is live.
+        .route(
+            "/demo.json",
+            get(|| async { axum::Json(serde_json::json!({"demo": false, "about": "a live relay"})) }),
+        )
         .route("/api/servers", get(servers))
         .merge(bridge::routes())
         .merge(crate::api::routes())

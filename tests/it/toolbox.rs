@@ -208,3 +208,30 @@ async fn a_projector_opened_late_gets_the_recent_past_then_live_events_none_twic
     ws.close().await;
     relay.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_datagram_the_link_lost_is_in_the_capture_with_what_the_link_did() {
+    let relay =
+        TestRelay::start_with(|c| c.links.entry(ServerName::Echo).or_default().outbound.loss = 1.0).await;
+    let client = udp_client().await;
+    within("send", client.send_to(b"lost on the way back", relay.addr(ServerName::Echo)))
+        .await
+        .expect("send");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let file = scratch("link.pcapng");
+    std::fs::write(&file, http_get(relay.http(), "/api/capture.pcapng").await.body).expect("write");
+    let path = file.to_str().expect("utf-8 path");
+    let args = ["-r", path, "-o", "udp.check_checksum:TRUE", "-T", "fields", "-E", "separator=|"];
+    let mut args = args.to_vec();
+    args.extend(["-e", "udp.srcport", "-e", "udp.checksum.status", "-e", "frame.comment"]);
+    let (out, err, ok) = run("tshark", &args, None).await;
+    assert!(ok, "tshark failed: {err}");
+    let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split('|').collect()).collect();
+    assert_eq!(rows.len(), 2, "the request and the answer the link lost:\n{out}");
+    let echo_port = relay.addr(ServerName::Echo).port().to_string();
+    assert_eq!(rows[1][0], echo_port);
+    assert_eq!(rows[1][1], "1");
+    assert!(rows[1][2].starts_with("dropped by the echo link on the way out: loss (dg "), "{out}");
+    let _ = std::fs::remove_file(&file);
+    relay.shutdown().await;
+}

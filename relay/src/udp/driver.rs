@@ -274,7 +274,7 @@ impl Io<'_> {
         };
         match self.wire.as_mut() {
             Some(wire) if !wire.inbound.is_idle() => {
-                let packet = Packet { dg, peer: from, bytes: payload.into() };
+                let packet = Packet { dg, peer: from, bytes: payload.into(), copy: false };
                 let mut events = Vec::new();
                 let datagrams = &cx.datagrams;
                 let observed = cx.observed;
@@ -338,7 +338,9 @@ impl Io<'_> {
     async fn send_outbound<H: DatagramHandler>(&mut self, handler: &mut H, cx: &mut Cx, now: Instant) {
         let mut refused = false;
         while let Some(packet) = self.wire.as_mut().and_then(|wire| wire.outbound.pop_ready()) {
-            let recorded = self.bus.history().is_some().then(|| packet.bytes.clone());
+            // Recorded as it entered the link; a link's copy is a datagram of its own, recorded
+            // as it leaves.
+            let recorded = (packet.copy && self.bus.history().is_some()).then(|| packet.bytes.clone());
             match self.transmit(cx, packet.dg, packet.peer, &packet.bytes, recorded).await {
                 Err(e) if is_refusal(&e) => refused = true,
                 Err(e) => self.errors.log(cx.server, "send", &e),
@@ -394,7 +396,13 @@ impl Io<'_> {
                 );
             }
             if let Some(wire) = self.wire.as_mut().filter(|wire| !wire.outbound.is_idle()) {
-                let packet = Packet { dg: o.dg, peer: o.to, bytes: share() };
+                let bytes = share();
+                // The server sent it, whatever the link then does to it: the history (and the
+                // capture) has it, with the link's doings as comments.
+                if o.dg != 0 {
+                    self.bus.record(o.dg, Instant::now(), cx.local, o.to, bytes.clone());
+                }
+                let packet = Packet { dg: o.dg, peer: o.to, bytes, copy: false };
                 let (datagrams, observed) = (&cx.datagrams, cx.observed);
                 let mut link_events = Vec::new();
                 wire.outbound

@@ -57,6 +57,8 @@ pub struct Packet {
     pub peer: SocketAddr,
     /// Shared by the copies of a duplicate and of a broadcast.
     pub bytes: Arc<[u8]>,
+    /// A copy the link made (`duplicate`), not a datagram handed to it.
+    pub copy: bool,
 }
 
 /// A setting or fault that is out of range, naming the field.
@@ -310,6 +312,7 @@ impl Link {
         if copy {
             let mut second = copies[0].clone();
             second.dg = name();
+            second.copy = true;
             events.push(EventKind::LinkDuplicate { server, dir, dg, copy: second.dg, peer });
             copies.push(second);
         }
@@ -418,7 +421,7 @@ mod tests {
     }
 
     fn packet(dg: Dg, len: usize) -> Packet {
-        Packet { dg, peer: peer(), bytes: vec![b'x'; len].into() }
+        Packet { dg, peer: peer(), bytes: vec![b'x'; len].into(), copy: false }
     }
 
     /// Pushes datagrams 1..=n at `now`; returns what came out at once and the events.
