@@ -195,22 +195,22 @@ impl Arrow {
         match self.fate {
             Fate::Late => label.push_str("LATE "),
             Fate::Duplicate => label.push_str("DUP "),
-            Fate::Dropped => label.push_str("✕ DROPPED "),
-            Fate::Vanished => label.push_str("∅ VANISHED "),
+            Fate::Dropped => label.push_str(crate::text::tr("✕ DROPPED ")),
+            Fate::Vanished => label.push_str(crate::text::tr("∅ VANISHED ")),
             Fate::NotSent => {
-                label.push_str("⊘ NOT SENT ");
+                label.push_str(crate::text::tr("⊘ NOT SENT "));
                 if let Some(errno) = &self.errno {
                     label.push_str(&format!("({errno}) "));
                 }
             }
-            Fate::LostIn | Fate::LostOut => label.push_str("↯ LOST ON LINK "),
+            Fate::LostIn | Fate::LostOut => label.push_str(crate::text::tr("↯ LOST ON LINK ")),
             Fate::InFlight | Fate::Delivered => {}
         }
         if self.copy_of().is_some() {
-            label.push_str("⇉ LINK COPY ");
+            label.push_str(crate::text::tr("⇉ LINK COPY "));
         }
         if self.out_of_order {
-            label.push_str("↕ OUT OF ORDER ");
+            label.push_str(crate::text::tr("↕ OUT OF ORDER "));
         }
         if let Some(m) = self.member {
             label.push_str(&format!("[{m}] "));
@@ -224,7 +224,7 @@ impl Arrow {
         label.push_str(&preview(&self.payload));
         label.push_str(&format!(" {}B", self.len));
         if let Some(wait) = self.waited_ms {
-            label.push_str(&format!(" · after {wait} ms"));
+            label.push_str(&format!("{} {wait} ms", crate::text::tr(" · after")));
         }
         label
     }
