@@ -122,6 +122,22 @@ async fn a_clicked_datagram_shows_its_udp_header_field_by_field_over_its_bytes()
         .eval("return Array.from(document.querySelectorAll('#headers .hex span.lit')).map(e => e.textContent).join('');", vec![])
         .await;
     assert_eq!(lit.as_str(), Some("000d"), "13 bytes, big-endian");
+    // The download links reach the relay's capture and events, as files.
+    for (link, name) in
+        [("dl-capture", "udp-playground.pcapng"), ("dl-events", "udp-playground-events.jsonl")]
+    {
+        assert_eq!(browser.attr(&format!("#{link}"), "download").await.as_deref(), Some(name));
+        let script = "const done = arguments[arguments.length - 1];
+            fetch(document.getElementById(arguments[0]).href).then(r => done(r.status), e => done(String(e)));";
+        let status = Browser::limit(
+            "following a download link",
+            Browser::COMMAND,
+            browser.client().execute_async(script, vec![json!(link)]),
+        )
+        .await
+        .expect("the link answers");
+        assert_eq!(status, json!(200), "#{link}");
+    }
     browser.screenshot("ui-headers").await;
     browser.close().await;
     relay.shutdown().await;
