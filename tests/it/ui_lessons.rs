@@ -1,7 +1,8 @@
 //! The twelve lessons in Chromium: each test loads `?lesson=SLUG`, waits for the lesson to be
 //! done, and asserts from the DOM (the event log's `data-kind`, `data-socket`, `data-label`,
 //! the liveness panel, the lanes and the caption) what the student must see. One more test
-//! starts a lesson from its button, and one runs a lesson in Chinese.
+//! starts a lesson from its button, one runs a lesson in Chinese, and one opens the projector
+//! after a lesson and finds it in the relay's history.
 //!
 //! Each lesson is screenshotted at a laptop's 1,400 × 900 and, in the projector view, at
 //! 1,920 × 1,080, into `target/screenshots/lesson-SLUG{,-projector}.png`; the projector's
@@ -378,6 +379,21 @@ async fn a_lesson_in_chinese_leaves_no_english_but_names() {
     let tooltip = browser.attr("#projector-btn", "title").await.unwrap_or_default();
     assert!(tooltip.starts_with("投影模式"), "tooltips too: {tooltip}");
     browser.screenshot("lesson-loss-retry-zh").await;
+    browser.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_projector_shows_traffic_from_before_it_was_opened() {
+    let relay = TestRelay::start().await;
+    let browser = lesson_page(&relay, "boundaries").await;
+    // A projector opened afterwards asks for the relay's recent history: the lesson is there,
+    // each datagram drawn once.
+    browser.goto(&format!("http://{}/?view=all", relay.http())).await;
+    browser.wait_for(CONNECTED, Browser::LOAD).await;
+    browser.wait_for_text("#log li[data-kind=client_recv]", "\"second\"", WAIT).await;
+    let got = lines(&browser, "#log li[data-kind=client_recv]").await;
+    assert_eq!(got.len(), 2, "first and second, once each: {got:#?}");
     browser.close().await;
     relay.shutdown().await;
 }
