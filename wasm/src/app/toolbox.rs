@@ -67,9 +67,9 @@ pub struct Toolbox {
     shown: (u64, bool),
     /// The handlers of reads and loads started from other handlers: JS may still call them.
     loads: Vec<Closure<dyn FnMut(web_sys::Event)>>,
-    /// The datagram whose headers `#headers` shows (or is fetching), and its request.
+    /// The datagram whose headers `#headers` shows (or is fetching): an answer about
+    /// another is too late and is dropped.
     headers_dg: Option<u64>,
-    headers_request: Option<XmlHttpRequest>,
     /// The header field clicked, which stays lit when the pointer leaves.
     pinned: Option<usize>,
 }
@@ -217,7 +217,7 @@ fn highlight(document: &Document, lit: Option<usize>) {
     for i in 0..all.length() {
         let Some(e) = all.item(i).and_then(|n| n.dyn_into::<Element>().ok()) else { continue };
         let on = lit.is_some() && e.get_attribute("data-field") == lit;
-        let _ = e.class_list().toggle_with_force("lit", on);
+        let _ = if on { e.class_list().add_1("lit") } else { e.class_list().remove_1("lit") };
     }
 }
 
@@ -344,9 +344,6 @@ impl App {
         }
         self.toolbox.headers_dg = dg;
         self.toolbox.pinned = None;
-        if let Some(old) = self.toolbox.headers_request.take() {
-            let _ = old.abort();
-        }
         let Some(panel) = self.document.get_element_by_id("headers") else { return };
         panel.set_text_content(None);
         let Some(dg) = dg else {
@@ -362,7 +359,7 @@ impl App {
             return;
         }
         let _ = panel.set_attribute("data-state", "loading");
-        let request = self.load(
+        let _ = self.load(
             &format!("api/datagrams/{dg}"),
             Box::new(move |app, status, text| {
                 if app.toolbox.headers_dg != Some(dg) {
@@ -376,7 +373,6 @@ impl App {
                 render_headers(&app.document, dissection.as_ref(), &message);
             }),
         );
-        self.toolbox.headers_request = request;
     }
 
     /// Points `#save-events` at this session's messages as a file, just before the browser
@@ -389,9 +385,8 @@ impl App {
         }
         text.push_str(&self.toolbox.recorded);
         let parts = js_sys::Array::of1(&JsValue::from_str(&text));
-        let options = web_sys::BlobPropertyBag::new();
-        options.set_type("application/x-ndjson");
-        let url = web_sys::Blob::new_with_str_sequence_and_options(&parts, &options)
+        // No type: the link's `download` names the file, and a typed Blob costs the bundle.
+        let url = web_sys::Blob::new_with_str_sequence(&parts)
             .and_then(|blob| web_sys::Url::create_object_url_with_blob(&blob));
         match url {
             Ok(url) => {
