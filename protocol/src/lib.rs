@@ -26,6 +26,7 @@ pub mod command;
 pub mod lessons;
 pub mod link;
 pub mod message;
+mod raw;
 
 pub use command::{Command, HeartbeatSpec, RetryParams, RetrySpec, Scope};
 pub use link::{Dir, HoldReason, LinkDropReason, LinkFault, LinkPatch, LinkSettings, Links};
@@ -169,7 +170,11 @@ pub enum DropReason {
 
 /// The facts themselves. Field names are the vocabulary of the whole project: `server`,
 /// `peer`, `from`, `to`, `len`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+///
+/// Read back (by the page, and by tests) through [`raw::RawEvent`], one flat record of every
+/// field, rather than serde's derived reader for an internally tagged enum: that one is
+/// generated once per kind and was most of the page's wasm.
+#[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventKind {
     /// A server read a datagram from `from`.

@@ -1151,7 +1151,10 @@ impl App {
                     Some(code) => format!("the relay closed the connection ({code})"),
                     None => "the relay is not answering".to_owned(),
                 };
-                ("closed", format!("Disconnected: {why}. Reconnecting in {wait:.0} s…"))
+                (
+                    "closed",
+                    format!("Disconnected: {why}. Reconnecting in {} s…", crate::model::fixed(wait, 0)),
+                )
             }
         };
         if !self.notice.is_empty() {

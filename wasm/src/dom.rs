@@ -10,6 +10,7 @@ use web_sys::{Document, Element, HtmlInputElement, HtmlSelectElement};
 
 use protocol::{Dir, HoldReason, LinkDropReason, ServerName};
 
+use crate::model::fixed;
 use crate::model::{
     Arrow, Body, ChatView, Fate, Item, LINK_FIELDS, LogLine, Model, RTT_BUCKETS_US, Stats, cut_text,
     hex_dump, link_summary, link_values, misattributed_text, ms_text, payload_bytes, thousands,
@@ -142,7 +143,7 @@ pub fn prepend_log_line(
             li.set_attribute("data-link", &words)?;
         }
     }
-    li.set_text_content(Some(&format!("{:>9.3}  {}", line.t_us as f64 / 1e6, line.text)));
+    li.set_text_content(Some(&format!("{:>9}  {}", fixed(line.t_us as f64 / 1e6, 3), line.text)));
     list.insert_before(&li, list.first_child().as_ref())?;
     Ok(())
 }
@@ -158,7 +159,7 @@ pub fn trim_children(list: &Element, keep: u32) {
 }
 
 fn percent(p: f64) -> String {
-    format!("{:.0}%", p * 100.0)
+    format!("{}%", fixed(p * 100.0, 0))
 }
 
 /// The stats as (label, value, key) rows.
@@ -231,7 +232,7 @@ pub fn render_rtt(document: &Document, stats: &Stats) {
             let style = if *count == 0 {
                 "height:2px;opacity:0.3".to_owned()
             } else {
-                format!("height:{:.0}%", 6.0 + 94.0 * (*count as f64) / (max as f64))
+                format!("height:{}%", fixed(6.0 + 94.0 * (*count as f64) / (max as f64), 0))
             };
             let _ = bar.set_attribute("style", &style);
             let _ = bar.set_attribute("title", &label);
@@ -279,15 +280,15 @@ pub fn render_liveness(document: &Document, clients: &[ChatView]) {
         let _ = child(document, &li, "span", "", &format!(" {} ", c.label));
         let detail = match c.state {
             crate::model::Liveness::Alive | crate::model::Liveness::Silent => format!(
-                "· {} {:.1} {} · {} {:.1} s",
+                "· {} {} {} · {} {} s",
                 tr("heard"),
-                c.silent_ms as f64 / 1000.0,
+                fixed(c.silent_ms as f64 / 1000.0, 1),
                 tr("s ago"),
                 tr("evicted in"),
-                c.countdown_ms as f64 / 1000.0
+                fixed(c.countdown_ms as f64 / 1000.0, 1)
             ),
             crate::model::Liveness::Evicted => {
-                format!("· {} {:.1} {}", tr("after"), c.silent_ms as f64 / 1000.0, tr("s of silence"))
+                format!("· {} {} {}", tr("after"), fixed(c.silent_ms as f64 / 1000.0, 1), tr("s of silence"))
             }
             crate::model::Liveness::Left => format!("· {}", tr("said quit")),
         };
@@ -296,7 +297,7 @@ pub fn render_liveness(document: &Document, clients: &[ChatView]) {
             && let Ok(fill) = child(document, &meter, "span", "", "")
         {
             let share = if c.timeout_ms == 0 { 0.0 } else { c.countdown_ms as f64 / c.timeout_ms as f64 };
-            let _ = fill.set_attribute("style", &format!("width:{:.0}%", share * 100.0));
+            let _ = fill.set_attribute("style", &format!("width:{}%", fixed(share * 100.0, 0)));
         }
     }
 }
@@ -428,7 +429,7 @@ pub fn render_details(document: &Document, item: Option<&Item>, model: &Model) {
         let _ = child(document, &dl, "dt", "", tr(k));
         let _ = child(document, &dl, "dd", class, &v);
     };
-    let secs = |t: u64| format!("{:.6} s", t as f64 / 1e6);
+    let secs = |t: u64| format!("{} s", fixed(t as f64 / 1e6, 6));
     match &item.body {
         Body::Arrow(a) => {
             let _ = panel.set_attribute("data-fate", a.fate.as_str());

@@ -51,6 +51,7 @@ pub use text::{
     close_code_text, cut_text, hex_dump, link_short, link_summary, misattributed_text, ms_text,
     payload_bytes, preview, thousands,
 };
+pub use text::{fixed, short};
 pub use wire::{LINK_FIELDS, LinkHeld, LinkLoss, LinkPatchError, LinkPath, link_patch, link_values};
 
 /// Items kept for drawing by default: about half a second of a 5,000 events/s storm, or

@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use wasm_bindgen::JsValue;
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
 
-use crate::model::{Body, Fate, Item, LaneKind, MarkKind, Model, link_short};
+use crate::model::{Body, Fate, Item, LaneKind, MarkKind, Model, fixed, link_short};
 
 const INK: &str = "#111111";
 const MUTED: &str = "#5b6068";
@@ -155,7 +155,7 @@ impl Renderer {
         let (w, h, _) = self.size;
         let ctx = &self.ctx;
         let s = view.scale;
-        let font = |px: f64, weight: &str| format!("{weight} {:.0}px system-ui, sans-serif", px * s);
+        let font = |px: f64, weight: &str| format!("{weight} {}px system-ui, sans-serif", fixed(px * s, 0));
         ctx.clear_rect(0.0, 0.0, w, h);
 
         let gutter = 70.0 * s;
@@ -461,7 +461,11 @@ impl Renderer {
                         ctx.set_font(&font(10.5, "400"));
                         ctx.set_text_align("right");
                         ctx.set_fill_style_str(MUTED);
-                        let _ = ctx.fill_text(&format!("{:.3} s", item.t_us as f64 / 1e6), gutter - 8.0, y1);
+                        let _ = ctx.fill_text(
+                            &format!("{} s", fixed(item.t_us as f64 / 1e6, 3)),
+                            gutter - 8.0,
+                            y1,
+                        );
                     }
                 }
                 Body::Mark(mark) => {

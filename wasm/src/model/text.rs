@@ -51,22 +51,47 @@ pub fn hex_dump(bytes: &[u8]) -> String {
     pairs.join(" ")
 }
 
+/// `x` with `decimals` digits after the point, rounded half away from zero: `fixed(2.345, 1)`
+/// is `2.3`. Written with integers because core's float formatting (Grisu and Dragon4) costs
+/// the page about 13 KB of wasm, and the page only ever needs a few fixed decimals.
+pub fn fixed(x: f64, decimals: u32) -> String {
+    if !x.is_finite() {
+        return "–".to_owned();
+    }
+    let scale = 10u64.pow(decimals.min(9));
+    let scaled = (x.abs() * scale as f64).round();
+    let n = if scaled >= u64::MAX as f64 { u64::MAX } else { scaled as u64 };
+    let sign = if x < 0.0 && n > 0 { "-" } else { "" };
+    let (whole, frac) = (n / scale, n % scale);
+    if decimals == 0 {
+        format!("{sign}{whole}")
+    } else {
+        format!("{sign}{whole}.{frac:0width$}", width = decimals.min(9) as usize)
+    }
+}
+
+/// `x` in as few digits as it needs, up to six decimals: `0.3`, `1`, `0.125`.
+pub fn short(x: f64) -> String {
+    let text = fixed(x, 6);
+    if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.').to_owned() } else { text }
+}
+
 /// Microseconds as milliseconds with sensible precision: `0.31 ms`, `12.4 ms`, `250 ms`.
 pub fn ms_text(us: u64) -> String {
     let ms = us as f64 / 1000.0;
     if ms < 1.0 {
-        format!("{ms:.2} ms")
+        format!("{} ms", fixed(ms, 2))
     } else if ms < 100.0 {
-        format!("{ms:.1} ms")
+        format!("{} ms", fixed(ms, 1))
     } else {
-        format!("{ms:.0} ms")
+        format!("{} ms", fixed(ms, 0))
     }
 }
 
 /// Milliseconds as seconds: `10`, `1.5`.
 pub(super) fn secs(ms: u64) -> String {
     let s = ms as f64 / 1000.0;
-    if ms.is_multiple_of(1000) { format!("{s:.0}") } else { format!("{s:.1}") }
+    if ms.is_multiple_of(1000) { fixed(s, 0) } else { fixed(s, 1) }
 }
 
 /// A count with thousands separators, as people write byte counts: `1,024`, `65,507`.
@@ -90,7 +115,11 @@ pub fn cut_text(kept: usize, len: usize) -> String {
 /// A probability as a percentage: `30%`, `12.5%`.
 fn percent(p: f64) -> String {
     let pct = p * 100.0;
-    if (pct - pct.round()).abs() < 1e-9 { format!("{pct:.0}%") } else { format!("{pct:.1}%") }
+    if (pct - pct.round()).abs() < 1e-9 {
+        format!("{}%", fixed(pct, 0))
+    } else {
+        format!("{}%", fixed(pct, 1))
+    }
 }
 
 /// One direction's settings in words, for the log and the panel: `loss 30% · delay 100 ms`,

@@ -319,9 +319,9 @@ pub const LINK_FIELDS: [&str; 6] = ["loss", "duplicate", "reorder", "delay_ms", 
 /// empty field.
 pub fn link_values(settings: &LinkSettings) -> [String; 6] {
     [
-        settings.loss.to_string(),
-        settings.duplicate.to_string(),
-        settings.reorder.to_string(),
+        super::text::short(settings.loss),
+        super::text::short(settings.duplicate),
+        super::text::short(settings.reorder),
         settings.delay_ms.to_string(),
         settings.jitter_ms.to_string(),
         settings.mtu.map_or_else(String::new, |m| m.to_string()),
