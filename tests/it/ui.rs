@@ -250,3 +250,36 @@ async fn the_keyboard_alone_can_send_pause_and_switch_to_projector_mode() {
     browser.close().await;
     relay.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_projector_shows_where_students_go_and_a_qr_code_when_the_class_can_reach_the_relay() {
+    let relay = TestRelay::start_with(|c| {
+        c.bind = std::net::Ipv4Addr::UNSPECIFIED.into();
+        c.public_hosts = vec!["lab-7.local".into()];
+    })
+    .await;
+    // Everything over loopback: only the page's words name the machine's other addresses.
+    let http = std::net::SocketAddr::from(([127, 0, 0, 1], relay.http().port()));
+    let browser = Browser::open(&format!("http://{http}/?view=all")).await;
+    browser.wait_for(CONNECTED, Browser::LOAD).await;
+    let url = browser.wait_for_text("#join:not([hidden]) #join-url", "http://", WAIT).await;
+    assert!(url.ends_with(&format!(":{}/", http.port())), "{url}");
+    let loaded = browser
+        .eval(
+            "const img = document.getElementById('join-qr'); return img.complete && img.naturalWidth > 0;",
+            vec![],
+        )
+        .await;
+    assert_eq!(loaded, serde_json::json!(true), "the QR code loaded");
+    browser.screenshot("ui-join").await;
+    browser.close().await;
+    relay.shutdown().await;
+
+    // On loopback nobody else can come: nothing to show.
+    let relay = TestRelay::start().await;
+    let browser = Browser::open(&format!("http://{}/?view=all", relay.http())).await;
+    browser.wait_for(CONNECTED, Browser::LOAD).await;
+    browser.wait_for("#join[hidden]", WAIT).await;
+    browser.close().await;
+    relay.shutdown().await;
+}

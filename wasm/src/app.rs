@@ -558,6 +558,14 @@ impl App {
                 self.clock_offset_us = None;
                 self.conn = ConnState::Open;
                 self.settings.clone_from(&hello.settings);
+                // Where students open the page, when they can reach this relay at all.
+                if let Some(url) = hello.join.first() {
+                    dom::set_text(&self.document, "join-url", url);
+                    if let Ok(img) = dom::by_id(&self.document, "join-qr") {
+                        let _ = img.set_attribute("src", "api/join.svg");
+                    }
+                }
+                dom::set_hidden(&self.document, "join", hello.join.is_empty());
                 if let Some(lossy) = hello.settings.get(&ServerName::Lossy) {
                     if let Some(drop) = lossy.drop {
                         dom::set_input(&self.document, "lossy-drop", &format!("{drop}"));
