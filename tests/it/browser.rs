@@ -114,6 +114,13 @@ pub struct ConsoleEntry {
     pub message: String,
 }
 
+/// The page has connected to the relay and had its `hello`.
+pub const CONNECTED: &str = "#status[data-conn=open]";
+
+/// One step of the page reacting to traffic. Generous: the browser shares two cores with
+/// compilers.
+pub const WAIT: Duration = Duration::from_secs(15);
+
 impl Browser {
     /// Starting chromedriver and Chromium. A cold start on a busy 2-core machine takes seconds.
     pub const BOOT: Duration = Duration::from_secs(60);

@@ -13,10 +13,9 @@ use std::time::Duration;
 use protocol::ServerName;
 use serde_json::json;
 
-use crate::browser::Browser;
+use crate::browser::{Browser, CONNECTED};
 use crate::support::TestRelay;
 
-const CONNECTED: &str = "#status[data-conn=open]";
 /// One step of the page reacting to traffic: generous, the browser shares two cores.
 const WAIT: Duration = Duration::from_secs(20);
 

@@ -13,15 +13,11 @@ use std::time::{Duration, Instant};
 use protocol::ServerName;
 use serde_json::{Value, json};
 
-use crate::browser::Browser;
+use crate::browser::{Browser, CONNECTED, WAIT};
 use crate::support::{TestRelay, http_get};
 
-/// The page has connected to the relay and had its `hello`.
-const CONNECTED: &str = "#status[data-conn=open]";
 /// The page shows a recording instead of a relay's live traffic.
 const REPLAYING: &str = "#status[data-conn=replay]";
-/// One step of the page reacting. Generous: the browser shares two cores with compilers.
-const WAIT: Duration = Duration::from_secs(15);
 
 async fn page(relay: &TestRelay) -> Browser {
     let browser = Browser::open(&format!("http://{}/", relay.http())).await;

@@ -12,15 +12,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::browser::Browser;
+use crate::browser::{Browser, CONNECTED, WAIT};
 use crate::support::TestRelay;
-
-/// The page has connected to the relay and had its `hello`.
-const CONNECTED: &str = "#status[data-conn=open]";
-
-/// One step of the page reacting to traffic. Generous: the browser shares two cores with
-/// compilers.
-const WAIT: Duration = Duration::from_secs(15);
 
 async fn page(relay: &TestRelay) -> Browser {
     let browser = Browser::open(&format!("http://{}/", relay.http())).await;

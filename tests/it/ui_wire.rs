@@ -14,15 +14,8 @@ use std::time::Duration;
 use protocol::ServerName;
 use serde_json::json;
 
-use crate::browser::Browser;
+use crate::browser::{Browser, CONNECTED, WAIT};
 use crate::support::{TestRelay, http_request};
-
-/// The page has connected to the relay and had its `hello`.
-const CONNECTED: &str = "#status[data-conn=open]";
-
-/// One step of the page reacting to traffic. Generous: the browser shares two cores with
-/// compilers.
-const WAIT: Duration = Duration::from_secs(15);
 
 /// The page at the size a classroom laptop shows it.
 async fn page(relay: &TestRelay) -> Browser {
