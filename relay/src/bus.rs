@@ -46,6 +46,10 @@ pub struct Published {
 }
 
 impl Published {
+    pub fn new(event: Event) -> Self {
+        Self { event, json: OnceLock::new() }
+    }
+
     /// The event as a `{"type":"event",…}` message, serialized on first use. `None` only if
     /// serializing failed, which our types never do; it is logged once.
     pub fn json(&self) -> Option<&str> {
@@ -294,7 +298,7 @@ impl EventBus {
     }
 
     /// Records a datagram one of the relay's sockets read or sent, with its whole bytes.
-    pub fn record(&self, dg: protocol::Dg, at: Instant, from: SocketAddr, to: SocketAddr, bytes: Arc<[u8]>) {
+    pub fn record(&self, dg: protocol::Dg, at: Instant, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
         if let Some(history) = &self.history {
             history.record_datagram(dg, at, from, to, bytes);
         }
@@ -324,14 +328,19 @@ impl EventBus {
         }
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let t_us = u64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX);
-        let event = Arc::new(Published { event: Event { seq, t_us, kind }, json: OnceLock::new() });
         if let Some(history) = &self.history {
-            history.record_event(&event);
+            history.record_event(seq, t_us, &kind);
         }
-        if self.routes.count.load(Ordering::Relaxed) > 0 {
+        let routed = self.routes.count.load(Ordering::Relaxed) > 0;
+        let subscribed = self.subscribers.load(Ordering::Relaxed) > 0;
+        if !routed && !subscribed {
+            return;
+        }
+        let event = Arc::new(Published::new(Event { seq, t_us, kind }));
+        if routed {
             self.route(&event);
         }
-        if self.subscribers.load(Ordering::Relaxed) > 0 {
+        if subscribed {
             // An error here only means the last subscriber left since the check above.
             let _ = self.tx.send(event);
         }

@@ -14,6 +14,9 @@
 //! | `atomic_load` | one relaxed load of a shared counter: the floor for any "is anybody there?" check |
 //! | `emit_unobserved_2_threads` | two threads emitting unobserved into clones of one bus at once, as two servers on two runtime workers do |
 //! | `atomic_load_2_threads` | the same two threads doing only the relaxed load |
+//! | `round_trip_metrics_only` | what the relay's echo does per round trip with `--history 0`: builds and emits its two events (`server_recv`, `server_send`) into a bus that counts them for `/metrics` |
+//! | `round_trip_recording` | the same, with the relay's default history recording both events and both datagrams (its rings full, as in a running relay) |
+//! | `round_trip_shared_rings` | the same with the history as it was before (commit 725e102): rings of shared events (`Arc`) and shared bytes under a lock, the oldest freed as each new one comes |
 //!
 //! Rounds are interleaved (every case once per round, starting with a different case each
 //! round), so a burst of noise on a shared machine hits all cases alike. The median over rounds
@@ -29,8 +32,12 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use protocol::{EventKind, Payload, ServerName};
-use relay::bus::EventBus;
+use relay::bus::{EventBus, Published};
+use relay::history::{History, HistoryLimits};
+use relay::metrics::Metrics;
 use serde::Serialize;
+use std::collections::VecDeque;
+use std::sync::Mutex;
 
 /// Cost of one EventBus::emit, with and without a subscriber, in interleaved rounds.
 #[derive(Parser, Debug)]
@@ -109,6 +116,53 @@ fn recv_event(from: SocketAddr, to: SocketAddr, payload: &[u8]) -> EventKind {
     }
 }
 
+/// The answer the echo sends back for [`recv_event`].
+fn send_event(from: SocketAddr, to: SocketAddr, payload: &[u8]) -> EventKind {
+    EventKind::ServerSend {
+        dg: 2,
+        server: ServerName::Echo,
+        reply_to: Some(1),
+        from,
+        to,
+        len: payload.len(),
+        payload: Payload::preview(payload),
+        delay_ms: None,
+    }
+}
+
+/// The history as it was before it was made compact: every event and every datagram's bytes
+/// shared (`Arc`), in rings under a lock, the oldest dropped as each new one comes.
+#[derive(Default)]
+struct SharedRings {
+    events: Mutex<VecDeque<Arc<Published>>>,
+    datagrams: Mutex<VecDeque<relay::history::Seen>>,
+    seq: std::sync::atomic::AtomicU64,
+}
+
+impl SharedRings {
+    const KEEP: usize = 5_000;
+
+    fn emit(&self, metrics: &Metrics, kind: EventKind) {
+        metrics.count(&kind);
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let event = Arc::new(Published::new(protocol::Event { seq, t_us: seq, kind }));
+        let mut events = self.events.lock().expect("lock");
+        if events.len() == Self::KEEP {
+            events.pop_front();
+        }
+        events.push_back(event);
+    }
+
+    fn record(&self, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
+        let bytes: Arc<[u8]> = bytes.into();
+        let mut datagrams = self.datagrams.lock().expect("lock");
+        if datagrams.len() == Self::KEEP {
+            datagrams.pop_front();
+        }
+        datagrams.push_back(relay::history::Seen { dg: 1, wall_us: 1, from, to, bytes });
+    }
+}
+
 /// Nanoseconds per iteration of `body`, run `iters` times.
 fn time_per_iter(iters: u64, mut body: impl FnMut(u64)) -> f64 {
     let start = Instant::now();
@@ -149,6 +203,11 @@ fn cases() -> Vec<Case> {
         Arc::from(&b"0000000000000042................................................"[..]);
 
     let unobserved = EventBus::new(Instant::now());
+    let counting = EventBus::recording(Instant::now(), None, Arc::new(Metrics::new()));
+    let history = Arc::new(History::new(HistoryLimits::default(), Instant::now()));
+    let recording = EventBus::recording(Instant::now(), Some(history), Arc::new(Metrics::new()));
+    let shared = Arc::new(SharedRings::default());
+    let metrics = Arc::new(Metrics::new());
     let observed = EventBus::new(Instant::now());
     let counter = Arc::new(AtomicUsize::new(0));
 
@@ -242,6 +301,51 @@ fn cases() -> Vec<Case> {
                 move |iters| {
                     let now = Instant::now();
                     two_threads(iters, |_| bus.emit(now, black_box(small_event())))
+                }
+            }),
+        },
+        Case {
+            name: "round_trip_metrics_only",
+            scale: 10,
+            run: Box::new({
+                let (bus, payload) = (counting.clone(), Arc::clone(&payload));
+                move |iters| {
+                    let now = Instant::now();
+                    time_per_iter(iters, |_| {
+                        bus.emit(now, recv_event(from, to, black_box(&payload)));
+                        bus.emit(now, send_event(to, from, black_box(&payload)));
+                    })
+                }
+            }),
+        },
+        Case {
+            name: "round_trip_recording",
+            scale: 10,
+            run: Box::new({
+                let (bus, payload) = (recording.clone(), Arc::clone(&payload));
+                move |iters| {
+                    let now = Instant::now();
+                    time_per_iter(iters, |_| {
+                        bus.record(1, now, from, to, black_box(&payload));
+                        bus.emit(now, recv_event(from, to, black_box(&payload)));
+                        bus.emit(now, send_event(to, from, black_box(&payload)));
+                        bus.record(2, now, to, from, black_box(&payload));
+                    })
+                }
+            }),
+        },
+        Case {
+            name: "round_trip_shared_rings",
+            scale: 10,
+            run: Box::new({
+                let (shared, metrics, payload) = (shared.clone(), metrics.clone(), Arc::clone(&payload));
+                move |iters| {
+                    time_per_iter(iters, |_| {
+                        shared.record(from, to, black_box(&payload));
+                        shared.emit(&metrics, recv_event(from, to, black_box(&payload)));
+                        shared.emit(&metrics, send_event(to, from, black_box(&payload)));
+                        shared.record(to, from, black_box(&payload));
+                    })
                 }
             }),
         },

@@ -266,7 +266,7 @@ impl Io<'_> {
             (true, None) => {
                 let dg = cx.datagrams.next();
                 if self.bus.history().is_some() {
-                    self.bus.record(dg, now, from, cx.local, payload.into());
+                    self.bus.record(dg, now, from, cx.local, payload);
                 }
                 dg
             }
@@ -340,8 +340,8 @@ impl Io<'_> {
         while let Some(packet) = self.wire.as_mut().and_then(|wire| wire.outbound.pop_ready()) {
             // Recorded as it entered the link; a link's copy is a datagram of its own, recorded
             // as it leaves.
-            let recorded = (packet.copy && self.bus.history().is_some()).then(|| packet.bytes.clone());
-            match self.transmit(cx, packet.dg, packet.peer, &packet.bytes, recorded).await {
+            let record = packet.copy && self.bus.history().is_some();
+            match self.transmit(cx, now, packet.dg, packet.peer, &packet.bytes, record).await {
                 Err(e) if is_refusal(&e) => refused = true,
                 Err(e) => self.errors.log(cx.server, "send", &e),
                 Ok(_) => {}
@@ -363,10 +363,16 @@ impl Io<'_> {
         let mut undelivered = Vec::new();
         let out = std::mem::take(&mut cx.out);
         let buf = std::mem::take(&mut cx.buf);
-        // The bytes of the datagram in hand, shared by the history and the wire, and by every
-        // copy of a broadcast: a 64 KB message to 10,000 clients is one allocation, not 10,000.
+        // The bytes of the datagram in hand, for the wire, shared by every copy of a broadcast:
+        // a 64 KB message to 10,000 clients is one allocation, not 10,000.
         let mut shared: Option<(std::ops::Range<usize>, Arc<[u8]>)> = None;
-        for o in &out {
+        // The clock is read once a step, and again every 64 sends of a long broadcast: a
+        // datagram is stamped with when its step began, to within 64 sends.
+        let mut at = now;
+        for (i, o) in out.iter().enumerate() {
+            if i > 0 && i % 64 == 0 {
+                at = Instant::now();
+            }
             let bytes = &buf[o.bytes.clone()];
             let mut share = || match &shared {
                 Some((range, arc)) if *range == o.bytes => arc.clone(),
@@ -382,7 +388,7 @@ impl Io<'_> {
                     _ => None,
                 };
                 self.bus.emit(
-                    Instant::now(),
+                    at,
                     EventKind::ServerSend {
                         server,
                         dg: o.dg,
@@ -400,7 +406,7 @@ impl Io<'_> {
                 // The server sent it, whatever the link then does to it: the history (and the
                 // capture) has it, with the link's doings as comments.
                 if o.dg != 0 {
-                    self.bus.record(o.dg, Instant::now(), cx.local, o.to, bytes.clone());
+                    self.bus.record(o.dg, at, cx.local, o.to, &bytes);
                 }
                 let packet = Packet { dg: o.dg, peer: o.to, bytes, copy: false };
                 let (datagrams, observed) = (&cx.datagrams, cx.observed);
@@ -409,13 +415,13 @@ impl Io<'_> {
                     .push(now, packet, &mut link_events, || if observed { datagrams.next() } else { 0 });
                 // After the `server_send` they follow, in time as in order; what crossed goes
                 // out at once, so a broadcast never piles up in the wire.
-                self.emit_all(cx, Instant::now(), link_events);
+                self.emit_all(cx, at, link_events);
                 self.send_outbound(handler, cx, now).await;
                 continue;
             }
             let nobody = cx.datagrams.is_nobody(o.to);
-            let recorded = self.bus.history().is_some().then(&mut share);
-            match self.transmit(cx, o.dg, o.to, bytes, recorded).await {
+            let record = self.bus.history().is_some();
+            match self.transmit(cx, at, o.dg, o.to, bytes, record).await {
                 Ok(_) if nobody && o.report == Report::Silent => {
                     undelivered.push(Undelivered {
                         dg: o.dg,
@@ -459,16 +465,16 @@ impl Io<'_> {
 
     /// Puts one datagram on the socket, writing its name down first so that the relay socket
     /// it reaches knows it. A failed send is struck out again; one that went out is recorded in
-    /// the history with `recorded`, its bytes.
+    /// the history if `record`.
     async fn transmit(
         &self,
         cx: &Cx,
+        at: Instant,
         dg: protocol::Dg,
         to: SocketAddr,
         bytes: &[u8],
-        recorded: Option<Arc<[u8]>>,
+        record: bool,
     ) -> io::Result<usize> {
-        let at = Instant::now();
         if dg != 0 {
             cx.datagrams.sending(cx.local, to, dg, bytes);
         }
@@ -483,9 +489,9 @@ impl Io<'_> {
         } else {
             self.send(bytes, to).await
         };
-        match (&sent, recorded) {
-            (Err(_), _) if dg != 0 => cx.datagrams.not_sent(cx.local, to, dg),
-            (Ok(_), Some(bytes)) if dg != 0 => self.bus.record(dg, at, cx.local, to, bytes),
+        match &sent {
+            Err(_) if dg != 0 => cx.datagrams.not_sent(cx.local, to, dg),
+            Ok(_) if dg != 0 && record => self.bus.record(dg, at, cx.local, to, bytes),
             _ => {}
         }
         sent
