@@ -330,7 +330,10 @@ const NAMES: &[&str] = &[
     "LATE",
     "DUP",
     "IPv4",
+    // The split at non-letters reads IPv4 as IPv.
+    "IPv",
     "recvfrom",
+    "sendto",
     "TCP",
     "mtu",
 ];
@@ -350,20 +353,25 @@ async fn a_lesson_in_chinese_leaves_no_english_but_names() {
     wait_done(&browser, "loss-retry").await;
     let caption = browser.text("#caption").await;
     assert!(caption.contains("丢包与重试") && caption.contains("100、200、400、800"), "{caption}");
-    // What the page says, apart from the event log and the details of the traffic itself
-    // (the relay's events, written by the model in English for now).
+    // The details of a datagram the lossy server dropped, in Chinese too.
+    browser.click("#log li[data-kind=server_drop]").await;
+    browser.wait_for("#details[data-fate=dropped]", WAIT).await;
+    // Everything the page says, the event log and the details of the traffic included, and
+    // what the canvas draws: each arrow's label (the log line's `data-label`) and the
+    // diagram's own summary.
     let text = browser
         .eval(
-            "const skip = ['log', 'details'];
-             const out = [];
+            "const out = [];
              const walk = (el) => {
-               if (skip.includes(el.id) || ['CODE', 'KBD', 'SCRIPT', 'STYLE', 'OPTION', 'NOSCRIPT'].includes(el.tagName)) return;
+               if (['CODE', 'KBD', 'SCRIPT', 'STYLE', 'OPTION', 'NOSCRIPT'].includes(el.tagName)) return;
                if (el.hidden || getComputedStyle(el).display === 'none') return;
                for (const n of el.childNodes) {
                  if (n.nodeType === 3) out.push(n.textContent); else if (n.nodeType === 1) walk(n);
                }
              };
              walk(document.body);
+             for (const li of document.querySelectorAll('#log li[data-label]')) out.push(li.dataset.label);
+             out.push(document.getElementById('diagram').getAttribute('aria-label') || '');
              return out.join(' ');",
             vec![],
         )

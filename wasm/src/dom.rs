@@ -15,7 +15,7 @@ use crate::model::{
     Arrow, Body, ChatView, Fate, Item, LINK_FIELDS, LogLine, Model, RTT_BUCKETS_US, Stats, cut_text,
     hex_dump, link_summary, link_values, misattributed_text, ms_text, payload_bytes, thousands,
 };
-use crate::text::tr;
+use crate::text::{fill, tr, word};
 
 pub fn by_id(document: &Document, id: &str) -> Result<Element, JsValue> {
     document.get_element_by_id(id).ok_or_else(|| JsValue::from_str(&format!("the page has no #{id}")))
@@ -306,7 +306,7 @@ pub fn render_lanes(document: &Document, lanes: &[(String, &'static str, bool)])
     let Some(list) = document.get_element_by_id("lanes") else { return };
     list.set_text_content(None);
     for (label, kind, closed) in lanes {
-        let text = if *closed { format!("{label} {}", tr("(closed)")) } else { label.clone() };
+        let text = if *closed { format!("{label} {}", word("lane-closed")) } else { label.clone() };
         if let Ok(li) = child(document, &list, "li", "", &text) {
             let _ = li.set_attribute("data-lane-kind", kind);
         }
@@ -323,16 +323,12 @@ pub fn diagram_summary(model: &Model) -> (usize, String) {
     let sentence = match newest {
         Some(a) => {
             let lane = |i: usize| model.lanes().get(i).map_or("?", |l| l.label.as_str());
-            format!(
-                "Sequence diagram, {arrows} datagrams. Newest: {} → {}, {} ({} bytes), {}.",
-                lane(a.from),
-                lane(a.to),
-                crate::model::preview(&a.payload),
-                a.len,
-                a.fate.as_str()
-            )
+            let preview = crate::model::preview(&a.payload);
+            // The fate in a word or two: the `|`-separated list is in `Fate`'s order.
+            let fate = word("aria-fates").split('|').nth(a.fate as usize).unwrap_or("");
+            fill("aria-diagram", &[&arrows, &lane(a.from), &lane(a.to), &preview, &a.len, &fate])
         }
-        None => "Sequence diagram: no traffic yet".to_owned(),
+        None => word("aria-diagram-empty").to_owned(),
     };
     (arrows, sentence)
 }
@@ -340,38 +336,37 @@ pub fn diagram_summary(model: &Model) -> (usize, String) {
 /// What the link did to the arrow's datagram, as rows of the details box.
 fn link_rows(a: &Arrow, row: &impl Fn(&str, String, &str)) {
     let Some(link) = &a.link else { return };
-    let way = match link.dir {
-        Dir::In => "in, on the way to the server",
-        Dir::Out => "out, on the way from the server",
-    };
+    let way = word(match link.dir {
+        Dir::In => "details-link-in",
+        Dir::Out => "details-link-out",
+    });
     row("Link", way.to_owned(), "");
     if let Some(loss) = &link.lost {
         let why = match (loss.reason, loss.fragment) {
-            (LinkDropReason::Fragment, Some((i, n))) => {
-                format!("fragment {i} of {n} lost, so the whole datagram is (IP cannot rebuild it)")
-            }
-            (LinkDropReason::Fault, _) => "dropped by a drop-next fault".to_owned(),
-            _ => "lost (the link's loss)".to_owned(),
+            (LinkDropReason::Fragment, Some((i, n))) => fill("details-lost-fragment", &[&i, &n]),
+            (LinkDropReason::Fault, _) => word("details-lost-fault").to_owned(),
+            _ => word("details-lost").to_owned(),
         };
         row("Lost", why, "warn");
     }
     if let Some(held) = &link.held {
-        let why = match held.reason {
-            HoldReason::Delay => "delay and jitter",
-            HoldReason::Reorder => "reorder: until the next datagram passed it",
-            HoldReason::Fault => "a hold-next fault",
-        };
-        let planned = held.hold_ms.map_or_else(String::new, |ms| format!("{ms} ms, "));
-        let really = held
-            .held_us
-            .map_or_else(|| "still held".to_owned(), |us| format!("released after {}", ms_text(us)));
-        row("Held on the link", format!("{planned}{why}; {really}"), "warn");
+        let why = word(match held.reason {
+            HoldReason::Delay => "details-held-delay",
+            HoldReason::Reorder => "details-held-reorder",
+            HoldReason::Fault => "details-held-fault",
+        });
+        let planned = held.hold_ms.map_or_else(String::new, |ms| format!("{ms} ms{}", word("comma")));
+        let really = held.held_us.map_or_else(
+            || word("details-still-held").to_owned(),
+            |us| fill("details-released", &[&ms_text(us)]),
+        );
+        row("Held on the link", format!("{planned}{why}{}{really}", word("semicolon")), "warn");
     }
     if let Some(dg) = link.copy_of {
-        row("Copy of", format!("dg {dg}: the link delivered that datagram twice"), "warn");
+        row("Copy of", fill("details-copy-of", &[&dg]), "warn");
     }
     if let Some(dg) = link.copied_as {
-        row("Delivered twice", format!("the link's copy is dg {dg}"), "warn");
+        row("Delivered twice", fill("details-copied-as", &[&dg]), "warn");
     }
 }
 
@@ -434,17 +429,17 @@ pub fn render_details(document: &Document, item: Option<&Item>, model: &Model) {
         Body::Arrow(a) => {
             let _ = panel.set_attribute("data-fate", a.fate.as_str());
             let _ = panel.set_attribute("data-label", &a.label());
-            let fate = match a.fate {
-                Fate::Late => "LATE: a reply to an earlier attempt, not taken as the answer",
-                Fate::Duplicate => "DUPLICATE: the request was already answered or given up",
-                Fate::Dropped => "DROPPED by the server",
-                Fate::Vanished => "VANISHED: nothing listens there, so no socket got it",
-                Fate::NotSent => "NOT SENT: the kernel refused it, nothing left the socket",
-                Fate::LostIn => "LOST ON THE LINK on the way there: the server never saw it",
-                Fate::LostOut => "LOST ON THE LINK on the way back: the server sent it, it never arrived",
-                Fate::Delivered => "delivered",
-                Fate::InFlight => "in flight",
-            };
+            let fate = word(match a.fate {
+                Fate::Late => "details-late",
+                Fate::Duplicate => "details-dup",
+                Fate::Dropped => "details-dropped",
+                Fate::Vanished => "details-vanished",
+                Fate::NotSent => "details-not-sent",
+                Fate::LostIn => "details-lost-in",
+                Fate::LostOut => "details-lost-out",
+                Fate::Delivered => "details-delivered",
+                Fate::InFlight => "details-in-flight",
+            });
             let _ = child(document, &panel, "p", "", &format!("{} → {}: {fate}", lane(a.from), lane(a.to)));
             let bytes = payload_bytes(&a.payload);
             let text = a.payload.text.clone().unwrap_or_else(|| {
@@ -453,20 +448,12 @@ pub fn render_details(document: &Document, item: Option<&Item>, model: &Model) {
                     .map(|b| if b.is_ascii_graphic() || *b == b' ' { char::from(*b) } else { '.' })
                     .collect()
             });
-            let cut = if a.payload.truncated { " (first bytes only)" } else { "" };
+            let cut = if a.payload.truncated { word("details-first-bytes") } else { "" };
             row("Text", format!("{text:?}{cut}"), "");
             row("Hex", hex_dump(&bytes), "hex");
-            row("Length", format!("{} bytes", thousands(a.len)), "");
+            row("Length", fill("details-bytes", &[&thousands(a.len)]), "");
             if let Some(kept) = a.cut() {
-                row(
-                    "Read",
-                    format!(
-                        "{}: the socket's buffer held {} bytes, the rest is lost",
-                        cut_text(kept, a.len),
-                        thousands(kept)
-                    ),
-                    "warn",
-                );
+                row("Read", fill("details-read", &[&cut_text(kept, a.len), &thousands(kept)]), "warn");
             }
             if let Some(m) = a.member {
                 row("Crowd member", m.to_string(), "");
@@ -483,7 +470,7 @@ pub fn render_details(document: &Document, item: Option<&Item>, model: &Model) {
                 row(label, format!("{} (+{})", secs(t), ms_text(t.saturating_sub(item.t_us))), "");
             }
             if a.errno.is_some() || a.error.is_some() {
-                let errno = a.errno.as_deref().unwrap_or("error");
+                let errno = a.errno.as_deref().unwrap_or(word("details-error"));
                 row("Kernel said", format!("{errno}: {}", a.error.as_deref().unwrap_or("")), "warn");
             }
             if let Some(dg) = a.dg {
@@ -508,11 +495,7 @@ pub fn render_details(document: &Document, item: Option<&Item>, model: &Model) {
                 row("RTT", ms_text(rtt), "");
             }
             if let (Some(claimed), Some((taken, _))) = (a.claimed_rtt_us, a.misattributed()) {
-                row(
-                    "RTT the client measured",
-                    format!("{} (from #{taken}'s send)", ms_text(claimed)),
-                    "warn",
-                );
+                row("RTT the client measured", fill("details-claimed", &[&ms_text(claimed), &taken]), "warn");
             }
             if let Some(d) = a.delay_ms {
                 row("Held by server", format!("{d} ms"), "");
@@ -526,7 +509,7 @@ pub fn render_details(document: &Document, item: Option<&Item>, model: &Model) {
             row("At", secs(item.t_us), "");
         }
     }
-    row("Event", format!("seq {}", item.seq), "");
+    row("Event", fill("details-seq", &[&item.seq]), "");
     let _ = panel.append_child(&dl);
 }
 

@@ -100,8 +100,8 @@ fn sum16(parts: &[&[u8]]) -> u16 {
 /// `0x8f2e [correct]`: the stored checksum, and whether the bytes add up to it.
 fn checksum_words(stored: u16, valid: Option<bool>) -> String {
     let verdict = match valid {
-        Some(true) => " [correct]",
-        Some(false) => " [incorrect]",
+        Some(true) => crate::text::word("hdr-correct"),
+        Some(false) => crate::text::word("hdr-incorrect"),
         None => "",
     };
     format!("0x{stored:04x}{verdict}")
@@ -132,7 +132,7 @@ pub fn dissect(headers: &Headers) -> Option<Dissection> {
                 return None;
             }
             let l = "IPv4";
-            field(l, "Version, header length", format!("4, {ihl} bytes"), 0, 1);
+            field(l, "Version, header length", crate::text::fill("hdr-version", &[&ihl]), 0, 1);
             field(l, "Total length", be16(&header, 2).to_string(), 2, 2);
             field(l, "Identification", be16(&header, 4).to_string(), 4, 2);
             field(l, "Time to live", header[8].to_string(), 8, 1);
@@ -159,7 +159,7 @@ pub fn dissect(headers: &Headers) -> Option<Dissection> {
     field("UDP", "Source port", be16(udp, 0).to_string(), ip_len, 2);
     field("UDP", "Destination port", be16(udp, 2).to_string(), ip_len + 2, 2);
     let data = length.saturating_sub(8);
-    field("UDP", "Length", format!("{length} (8-byte header + {data} of data)"), ip_len + 4, 2);
+    field("UDP", "Length", crate::text::fill("hdr-udp-length", &[&length, &data]), ip_len + 4, 2);
     // The checksum covers a pseudo-header (the addresses, the protocol, the UDP length), the
     // UDP header and the data; IPv4 allows 0 for "none".
     let stored = be16(udp, 6);

@@ -42,6 +42,7 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
+use crate::text::{fill, word};
 use liveness::ChatClient;
 pub use liveness::{ChatView, Liveness};
 use matching::DgIndex;
@@ -511,7 +512,7 @@ impl Model {
             ServerMsg::Lagged { missed } => {
                 self.stats.missed += missed;
                 let lane = self.lanes.iter().position(|l| l.kind == LaneKind::Own).unwrap_or(0);
-                let text = format!("{missed} events skipped: this page fell behind");
+                let text = fill("lagged", &[missed]);
                 if !self.lanes.is_empty() {
                     let mark = Mark { lane, kind: MarkKind::Lagged { missed: *missed }, text: text.clone() };
                     let id = self.push(self.latest_seq, self.latest_us, Body::Mark(mark));
@@ -522,11 +523,11 @@ impl Model {
             }
             ServerMsg::Error { code, message, .. } => {
                 let code = wire_name(code);
-                let text = format!("error {code}: {message}");
+                let text = fill("error", &[&code, message]);
                 self.log_line(0, "error", None, text, None);
             }
             ServerMsg::Bye { reason } => {
-                self.log_line(0, "bye", None, format!("the relay said goodbye: {reason}"), None);
+                self.log_line(0, "bye", None, fill("bye", &[reason]), None);
             }
             ServerMsg::Batch { messages } => messages.iter().for_each(|m| self.apply(m)),
         }
@@ -573,7 +574,7 @@ impl Model {
                 return i;
             }
             let overflow =
-                Lane { kind: LaneKind::Overflow, label: "more clients".into(), addr: None, closed: false };
+                Lane { kind: LaneKind::Overflow, label: word("lane-more").into(), addr: None, closed: false };
             self.lanes.push(overflow);
             return self.lanes.len() - 1;
         }
@@ -597,7 +598,7 @@ impl Model {
             self.by_addr.insert(addr, lane);
             return lane;
         }
-        let label = format!("outside {addr}");
+        let label = fill("lane-outside", &[&addr]);
         let lane = self.add_lane(Lane { kind: LaneKind::Outside, label, addr: Some(addr), closed: false });
         self.by_addr.insert(addr, lane);
         lane
@@ -847,15 +848,14 @@ impl Model {
                     }
                     None => {
                         let l = self.lane_of(*remote);
-                        self.lanes[l].label = format!("target {remote}");
+                        self.lanes[l].label = fill("lane-target", &[remote]);
                         remote.to_string()
                     }
                 };
-                let how = if *connect { "connected" } else { "unconnected (sendto)" };
-                let mut text =
-                    format!("{} opened on {local}, {how}, aimed at {target}", self.who(lane, *member));
+                let how = word(if *connect { "open-connected" } else { "open-unconnected" });
+                let mut text = fill("log-open", &[&self.who(lane, *member), local, &how, &target]);
                 if let Some(bytes) = recv_buffer {
-                    text.push_str(&format!(", reads at most {} bytes", thousands(*bytes)));
+                    text.push_str(&fill("open-buffer", &[&thousands(*bytes)]));
                 }
                 let id = first.then(|| self.mark(event, lane, MarkKind::Opened, &text));
                 let own = self.own_socket(session, socket);
@@ -870,7 +870,7 @@ impl Model {
                     }),
                     None => None,
                 };
-                let text = format!("{} closed", self.who(lane, *member));
+                let text = fill("log-close", &[&self.who(lane, *member)]);
                 // A crowd's lane closes with its last member.
                 let id = matches!(members, None | Some(0)).then(|| {
                     self.lanes[lane].closed = true;
@@ -899,20 +899,16 @@ impl Model {
                     ..Arrow::new(lane, target, *len, payload)
                 };
                 let id = self.send_arrow(event, *dg, arrow);
-                let mut text = format!(
-                    "{} → {}: {} ({len} B)",
-                    self.who(lane, *member),
-                    self.label(target),
-                    preview(payload)
-                );
+                let mut text =
+                    fill("log-dg", &[&self.who(lane, *member), &self.label(target), &preview(payload), len]);
                 if let Some(a) = attempt {
-                    text.push_str(&format!(", attempt {a}"));
+                    text.push_str(&fill("send-attempt", &[a]));
                 }
                 if let Some(w) = waited_ms {
-                    text.push_str(&format!(" after waiting {w} ms"));
+                    text.push_str(&fill("send-waited", &[&w]));
                 }
                 if let Some(r) = req {
-                    text.push_str(&format!(", request #{r}"));
+                    text.push_str(&fill("send-req", &[r]));
                 }
                 let own = self.own_socket(session, socket);
                 self.log_dg(seq, "client_send", own, text, Some(id), Some(*dg));
@@ -951,35 +947,28 @@ impl Model {
                     self.stats.record_rtt(rtt);
                 }
                 let out_of_order = self.arrived_out_of_order(id, lane);
-                let mut text = format!(
-                    "{} → {}: {} ({len} B)",
-                    self.label(source),
-                    self.who(lane, *member),
-                    preview(payload)
-                );
+                let mut text =
+                    fill("log-dg", &[&self.label(source), &self.who(lane, *member), &preview(payload), len]);
                 if let Some(kept) = reply.cut() {
-                    text.push_str(&format!(", {}: the rest is lost", cut_text(kept, *len)));
+                    text.push_str(&fill("recv-cut", &[&cut_text(kept, *len)]));
                 }
                 if out_of_order {
-                    text.push_str(", OUT OF ORDER: a later datagram arrived first");
+                    text.push_str(word("recv-ooo"));
                 }
                 match (req, reply.misattributed(), attempt) {
-                    (Some(r), _, _) => text.push_str(&format!(", answers #{r}")),
+                    (Some(r), _, _) => text.push_str(&fill("recv-answers", &[r])),
                     (None, Some((taken, answers)), _) => {
-                        text.push_str(&format!(", {}", misattributed_text(taken, answers)));
+                        text.push_str(word("comma"));
+                        text.push_str(&misattributed_text(taken, answers));
                     }
-                    (None, None, Some(a)) => text.push_str(&format!(", taken as the answer to #{a}")),
+                    (None, None, Some(a)) => text.push_str(&fill("recv-taken", &[a])),
                     (None, None, None) => {}
                 }
                 if let Some(rtt) = reply.rtt_us {
-                    text.push_str(&format!(", RTT {}", ms_text(rtt)));
+                    text.push_str(&fill("recv-rtt", &[&ms_text(rtt)]));
                 }
                 if let Some(claimed) = reply.claimed_rtt_us {
-                    text.push_str(&format!(
-                        " (the client measured {} from #{})",
-                        ms_text(claimed),
-                        attempt.unwrap_or(0)
-                    ));
+                    text.push_str(&fill("recv-claimed", &[&ms_text(claimed), &attempt.unwrap_or(0)]));
                 }
                 let own = self.own_socket(session, socket);
                 self.log_dg(seq, "client_recv", own, text, Some(id), Some(*dg));
@@ -1011,16 +1000,12 @@ impl Model {
                 let id = self.arrival(event, *dg, fate, fresh);
                 let tag = Some(req.clone());
                 self.reply(event, id, lane, *member, Some(*attempt), &tag, None, payload, None);
-                let what = match reason {
-                    DuplicateReason::Late => "LATE reply",
-                    DuplicateReason::Duplicate => "DUPLICATE reply",
-                };
-                let text = format!(
-                    "{} → {}: {what} to #{} (attempt {attempt}), not taken as the answer",
-                    self.label(source),
-                    self.who(lane, *member),
-                    req
-                );
+                let what = word(match reason {
+                    DuplicateReason::Late => "dup-late",
+                    DuplicateReason::Duplicate => "dup-dup",
+                });
+                let who = self.who(lane, *member);
+                let text = fill("log-dup", &[&self.label(source), &who, &what, req, attempt]);
                 let own = self.own_socket(session, socket);
                 self.log_dg(seq, "client_duplicate", own, text, Some(id), Some(*dg));
             }
@@ -1028,10 +1013,7 @@ impl Model {
                 self.stats.retried += 1;
                 let lane = self.socket_lane(session, socket, None);
                 self.retry_wait.insert(lane, *delay_ms);
-                let text = format!(
-                    "{}: no answer after {delay_ms} ms, retry {attempt} (next wait {next_wait_ms} ms)",
-                    self.label(lane)
-                );
+                let text = fill("log-retry", &[&self.label(lane), delay_ms, attempt, next_wait_ms]);
                 let kind = MarkKind::Retry { attempt: *attempt, waited_ms: *delay_ms };
                 let id = self.mark(event, lane, kind, &text);
                 let own = self.own_socket(session, socket);
@@ -1041,11 +1023,7 @@ impl Model {
                 self.stats.gave_up += 1;
                 let lane = self.socket_lane(session, socket, None);
                 self.retry_wait.remove(&lane);
-                let text = format!(
-                    "{}: gave up after {attempts} attempts and {waited_ms} ms (limit {give_up_ms} ms): \
-                     I think the server is down",
-                    self.label(lane)
-                );
+                let text = fill("log-giveup", &[&self.label(lane), attempts, waited_ms, give_up_ms]);
                 let kind = MarkKind::GiveUp { attempts: *attempts, waited_ms: *waited_ms };
                 let id = self.mark(event, lane, kind, &text);
                 let own = self.own_socket(session, socket);
@@ -1056,7 +1034,7 @@ impl Model {
                 let lane = self.socket_lane(session, socket, None);
                 // The ICMP error names no datagram, so no arrow is blamed for it: a datagram
                 // that reached nobody is named by its own `client_vanished`.
-                let text = format!("{}: ECONNREFUSED, nothing listens at {peer}", self.who(lane, *member));
+                let text = fill("log-refused", &[&self.who(lane, *member), peer]);
                 let id = self.mark(event, lane, MarkKind::Refused, &text);
                 let own = self.own_socket(session, socket);
                 self.log_line(seq, "client_refused", own, text, Some(id));
@@ -1069,11 +1047,8 @@ impl Model {
                 let id = self.arrival(event, *dg, Fate::Vanished, fresh);
                 let payload =
                     self.arrow(id).map_or_else(String::new, |a| format!("{} ", preview(&a.payload)));
-                let text = format!(
-                    "{} → {}: {payload}({len} B) VANISHED: nothing listens at {to}, so no socket got it",
-                    self.who(lane, *member),
-                    self.label(target)
-                );
+                let text =
+                    fill("log-vanished", &[&self.who(lane, *member), &self.label(target), &payload, len, to]);
                 let own = self.own_socket(session, socket);
                 self.log_dg(seq, "client_vanished", own, text, Some(id), Some(*dg));
             }
@@ -1095,12 +1070,8 @@ impl Model {
                     Some(errno) => format!("{errno}, {error}"),
                     None => error.clone(),
                 };
-                let text = format!(
-                    "{} → {}: {} B NOT SENT, the kernel refused it ({why})",
-                    self.who(lane, *member),
-                    self.label(target),
-                    thousands(*len)
-                );
+                let who = self.who(lane, *member);
+                let text = fill("log-not-sent", &[&who, &self.label(target), &thousands(*len), &why]);
                 let own = self.own_socket(session, socket);
                 self.log_dg(seq, "client_send_failed", own, text, Some(id), Some(*dg));
             }
@@ -1117,8 +1088,7 @@ impl Model {
                     // the link's copy of it was not sent again).
                     self.stats.sent += 1;
                 }
-                let text =
-                    format!("{} read {} ({len} B) from {}", server, preview(payload), self.label(peer));
+                let text = fill("log-server-recv", &[server, &preview(payload), len, &self.label(peer)]);
                 self.log_dg(seq, "server_recv", None, text, Some(id), Some(*dg));
             }
             EventKind::ServerSend { server, dg, reply_to, from, to, len, payload, delay_ms } => {
@@ -1136,9 +1106,9 @@ impl Model {
                     ..Arrow::new(lane, peer, *len, payload)
                 };
                 let id = self.send_arrow(event, *dg, arrow);
-                let mut text = format!("{server} → {}: {} ({len} B)", self.label(peer), preview(payload));
+                let mut text = fill("log-dg", &[server, &self.label(peer), &preview(payload), len]);
                 if let Some(d) = delay_ms {
-                    text.push_str(&format!(" after holding it {d} ms"));
+                    text.push_str(&fill("server-held", &[d]));
                 }
                 self.log_dg(seq, "server_send", None, text, Some(id), Some(*dg));
             }
@@ -1165,17 +1135,17 @@ impl Model {
                         self.arrival(event, *dg, Fate::Dropped, fresh)
                     }
                 };
-                let why = match reason {
-                    protocol::DropReason::Loss => "simulated loss",
-                    protocol::DropReason::Shed => "too many answers waiting",
-                };
-                let text = format!("{server} DROPPED {len} B from {} ({why})", self.label(peer));
+                let why = word(match reason {
+                    protocol::DropReason::Loss => "drop-loss",
+                    protocol::DropReason::Shed => "drop-shed",
+                });
+                let text = fill("log-server-drop", &[server, len, &self.label(peer), &why]);
                 self.log_dg(seq, "server_drop", None, text, Some(id), Some(*dg));
             }
             EventKind::ServerRefused { server, peer } => {
                 let lane = self.server_lane(*server);
-                let who = peer.map_or_else(|| "a peer".to_owned(), |p| p.to_string());
-                let text = format!("{server}: ECONNREFUSED from {who}");
+                let who = peer.map_or_else(|| word("a-peer").to_owned(), |p| p.to_string());
+                let text = fill("log-server-refused", &[server, &who]);
                 let id = self.mark(event, lane, MarkKind::Refused, &text);
                 self.log_line(seq, "server_refused", None, text, Some(id));
             }
@@ -1183,29 +1153,21 @@ impl Model {
                 let lane = self.server_lane(*server);
                 let peer_lane = self.lane_of(*peer);
                 self.chat_heard(*peer, peer_lane, event.t_us, Some(*timeout_ms));
-                let text = format!(
-                    "{server}: {} joined ({clients} live, evicted after {} s of silence)",
-                    self.label(peer_lane),
-                    secs(*timeout_ms)
-                );
+                let text = fill("log-join", &[server, &self.label(peer_lane), clients, &secs(*timeout_ms)]);
                 let id = self.mark(event, lane, MarkKind::Join, &text);
                 self.log_line(seq, "chat_join", None, text, Some(id));
             }
             EventKind::ChatHeartbeat { server, peer, timeout_ms } => {
                 let peer_lane = self.lane_of(*peer);
                 self.chat_heard(*peer, peer_lane, event.t_us, Some(*timeout_ms));
-                let text = format!(
-                    "{server}: heartbeat from {}, alive for {} s more",
-                    self.label(peer_lane),
-                    secs(*timeout_ms)
-                );
+                let text = fill("log-heartbeat", &[server, &self.label(peer_lane), &secs(*timeout_ms)]);
                 self.log_line(seq, "chat_heartbeat", None, text, None);
             }
             EventKind::ChatLeave { server, peer, clients } => {
                 let lane = self.server_lane(*server);
                 let peer_lane = self.lane_of(*peer);
                 self.chat_gone(*peer, Liveness::Left, event.t_us);
-                let text = format!("{server}: {} left ({clients} live)", self.label(peer_lane));
+                let text = fill("log-leave", &[server, &self.label(peer_lane), clients]);
                 let id = self.mark(event, lane, MarkKind::Leave, &text);
                 self.log_line(seq, "chat_leave", None, text, Some(id));
             }
@@ -1213,11 +1175,7 @@ impl Model {
                 let lane = self.server_lane(*server);
                 let peer_lane = self.lane_of(*peer);
                 self.chat_gone(*peer, Liveness::Evicted, event.t_us);
-                let text = format!(
-                    "{server}: EVICTED {} after {} s of silence ({clients} live)",
-                    self.label(peer_lane),
-                    secs(*silent_ms)
-                );
+                let text = fill("log-evict", &[server, &self.label(peer_lane), &secs(*silent_ms), clients]);
                 let id = self.mark(event, lane, MarkKind::Evict, &text);
                 self.log_line(seq, "chat_evict", None, text, Some(id));
             }
@@ -1228,23 +1186,20 @@ impl Model {
                 // Each copy is a datagram of its own, reported as a `server_send` whose
                 // `reply_to` is this message: those draw the fan-out, with the bytes each
                 // client got. The broadcast itself is a mark.
-                let text = format!(
-                    "{server}: broadcast {} ({len} B) from {} to {recipients} clients",
-                    preview(payload),
-                    self.label(sender)
-                );
+                let text =
+                    fill("log-broadcast", &[server, &preview(payload), len, &self.label(sender), recipients]);
                 let id = self.mark(event, lane, MarkKind::Broadcast { recipients: *recipients }, &text);
                 self.log_dg(seq, "chat_broadcast", None, text, Some(id), Some(*dg));
             }
             EventKind::ChatRefused { server, peer, limit } => {
                 let lane = self.server_lane(*server);
-                let text = format!("{server}: turned away {peer}, already {limit} clients");
+                let text = fill("log-chat-refused", &[server, peer, limit]);
                 let id = self.mark(event, lane, MarkKind::Refused, &text);
                 self.log_line(seq, "chat_refused", None, text, Some(id));
             }
             EventKind::ChatEnd { server, clients } => {
                 let lane = self.server_lane(*server);
-                let text = format!("{server}: stopping, sent `end` to {clients} clients");
+                let text = fill("log-chat-end", &[server, clients]);
                 let id = self.mark(event, lane, MarkKind::Leave, &text);
                 self.log_line(seq, "chat_end", None, text, Some(id));
             }
@@ -1253,7 +1208,12 @@ impl Model {
                     self.stats.configured_drop = Some(*value);
                 }
                 let lane = self.server_lane(*server);
-                let text = format!("{server}: {setting} set to {value}");
+                // The lossy server's settings in the page's words, as its panel says them.
+                let name = match word(&format!("setting-{setting}")) {
+                    "" => setting.as_str(),
+                    name => name,
+                };
+                let text = fill("log-configured", &[server, &name, value]);
                 let id = self.mark(event, lane, MarkKind::Configured, &text);
                 self.log_line(seq, "server_configured", None, text, Some(id));
             }
@@ -1280,7 +1240,7 @@ impl Model {
             None => name.clone(),
         };
         if let Some(dg) = kind.dg() {
-            text.push_str(&format!(", datagram {dg}"));
+            text.push_str(&fill("unknown-dg", &[&dg]));
         }
         self.log_dg(seq, name, None, text, None, kind.dg());
     }

@@ -29,6 +29,7 @@ use wasm_bindgen::JsValue;
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
 
 use crate::model::{Body, Fate, Item, LaneKind, MarkKind, Model, fixed, link_short};
+use crate::text::{fill, word};
 
 const INK: &str = "#111111";
 const MUTED: &str = "#5b6068";
@@ -521,13 +522,14 @@ impl Renderer {
             ctx.set_font(&font(13.0, "700"));
             ctx.set_fill_style_str(if lane.closed { GREY } else { colour });
             // An outside lane's address is on the line below; the header keeps to the word.
-            let name = if lane.kind == LaneKind::Outside && lane.label.starts_with("outside ") {
-                "outside"
-            } else {
-                lane.label.as_str()
+            let name = match lane.addr.filter(|_| lane.kind == LaneKind::Outside) {
+                Some(addr) => {
+                    lane.label.strip_suffix(&addr.to_string()).map_or(lane.label.as_str(), str::trim_end)
+                }
+                None => lane.label.as_str(),
             };
             let crowd = model.crowd_size(i).map_or_else(String::new, |n| format!(" ×{n}"));
-            let closed = if lane.closed { crate::text::tr("(closed)") } else { "" };
+            let closed = if lane.closed { word("lane-closed") } else { "" };
             let gap = if closed.is_empty() { "" } else { " " };
             let label = format!("{glyph} {name}{crowd}{gap}{closed}");
             let _ = ctx.fill_text_with_max_width(&label, x, 17.0 * s, (slot - 6.0).max(20.0));
@@ -557,22 +559,18 @@ impl Renderer {
             ctx.set_text_align("center");
             ctx.set_font(&font(15.0, "400"));
             ctx.set_fill_style_str(MUTED);
-            let _ = ctx.fill_text(crate::text::tr("Waiting for the relay…"), w / 2.0, h / 2.0);
+            let _ = ctx.fill_text(word("waiting"), w / 2.0, h / 2.0);
         } else if model.items().is_empty() {
             ctx.set_text_align("center");
             ctx.set_font(&font(15.0, "400"));
             ctx.set_fill_style_str(MUTED);
-            let _ = ctx.fill_text(
-                crate::text::tr("Pick a lesson above, or open a socket on the left and send something: its datagrams appear here."),
-                w / 2.0 + gutter / 2.0,
-                h / 2.0,
-            );
+            let _ = ctx.fill_text(word("empty-diagram"), w / 2.0 + gutter / 2.0, h / 2.0);
         }
         if view.paused {
             ctx.set_text_align("right");
             ctx.set_font(&font(13.0, "700"));
             ctx.set_fill_style_str(VERMILLION);
-            let _ = ctx.fill_text(crate::text::tr("❚❚ PAUSED"), w - 10.0, h - 14.0 * s);
+            let _ = ctx.fill_text(word("paused-mark"), w - 10.0, h - 14.0 * s);
         }
         hits
     }
@@ -660,33 +658,22 @@ impl Renderer {
 
 /// A mark's glyph, short text and colour on the canvas.
 fn mark_text(kind: &MarkKind, text: &str) -> (&'static str, String, &'static str) {
-    use crate::text::tr;
     match kind {
-        MarkKind::Retry { attempt, waited_ms } => {
-            ("↻", fill(tr("retry {} after {} ms"), attempt, waited_ms), ORANGE)
-        }
+        MarkKind::Retry { attempt, waited_ms } => ("↻", fill("mark-retry", &[attempt, waited_ms]), ORANGE),
         MarkKind::GiveUp { attempts, waited_ms } => {
-            ("✕", fill(tr("GAVE UP after {} attempts, {} ms"), attempts, waited_ms), VERMILLION)
+            ("✕", fill("mark-giveup", &[attempts, waited_ms]), VERMILLION)
         }
         MarkKind::Refused => ("⊘", "ECONNREFUSED".to_owned(), VERMILLION),
-        MarkKind::Join => ("+", tr("joined").to_owned(), GREEN),
-        MarkKind::Leave => ("−", tr("left").to_owned(), MUTED),
-        MarkKind::Evict => ("✕", tr("EVICTED").to_owned(), VERMILLION),
-        MarkKind::Broadcast { recipients } => ("✱", format!("{} → {recipients}", tr("broadcast")), BLUE),
+        MarkKind::Join => ("+", word("mark-join").to_owned(), GREEN),
+        MarkKind::Leave => ("−", word("mark-leave").to_owned(), MUTED),
+        MarkKind::Evict => ("✕", word("mark-evict").to_owned(), VERMILLION),
+        MarkKind::Broadcast { recipients } => ("✱", fill("mark-broadcast", &[recipients]), BLUE),
         MarkKind::Configured | MarkKind::LinkConfigured { .. } => {
             let short = text.split_once(": ").map_or(text, |(_, rest)| rest);
             ("⚙", short.to_owned(), INK)
         }
-        MarkKind::Opened => ("●", tr("opened").to_owned(), BLUE),
-        MarkKind::Closed => ("■", tr("closed").to_owned(), MUTED),
-        MarkKind::Lagged { missed } => ("⋯", format!("{missed} events skipped"), VERMILLION),
+        MarkKind::Opened => ("●", word("mark-opened").to_owned(), BLUE),
+        MarkKind::Closed => ("■", word("mark-closed").to_owned(), MUTED),
+        MarkKind::Lagged { missed } => ("⋯", fill("mark-lagged", &[missed]), VERMILLION),
     }
-}
-
-/// `template` with its two `{}` filled in order: the page's words come from a table, so the
-/// numbers go into a sentence the table wrote.
-fn fill(template: &str, a: &impl std::fmt::Display, b: &impl std::fmt::Display) -> String {
-    let mut parts = template.splitn(3, "{}");
-    let (first, second, rest) = (parts.next(), parts.next(), parts.next());
-    format!("{}{a}{}{b}{}", first.unwrap_or(""), second.unwrap_or(""), rest.unwrap_or(""))
 }

@@ -34,6 +34,7 @@ use crate::dom;
 use crate::inspect::{Dissection, Headers, dissect};
 use crate::model::{Model, ms_text};
 use crate::replay::{Player, demo_lessons, parse_jsonl};
+use crate::text::{fill, tr, word};
 
 /// Bytes of messages kept for Save, after the `hello`: past this, the older half goes. About
 /// the relay's default history (20,000 events of some 200 bytes).
@@ -250,14 +251,14 @@ fn render_headers(document: &Document, dissection: Option<&Dissection>, message:
             let Some(section) = el(document, &panel, "div", "") else { return };
             let udp = layer == "UDP";
             let _ = section.set_attribute("class", if udp { "layer udp" } else { "layer ip" });
-            let title = if udp { "UDP: the 8-byte header" } else { layer };
+            let title = if udp { word("hdr-udp") } else { layer };
             let _ = el(document, &section, "h3", title);
             block = el(document, &section, "dl", "");
         }
         let Some(row) = block.as_ref().and_then(|dl| el(document, dl, "div", "")) else { continue };
         let _ = row.set_attribute("data-field", &i.to_string());
         let _ = row.set_attribute("data-name", &format!("{} {}", f.layer, f.name));
-        let _ = el(document, &row, "dt", f.name);
+        let _ = el(document, &row, "dt", tr(f.name));
         let _ = el(document, &row, "dd", &f.value);
     }
     // The byte pane: an offset, then 16 bytes in hex a line, as Wireshark's.
@@ -286,7 +287,7 @@ fn render_headers(document: &Document, dissection: Option<&Dissection>, message:
     }
     let more = dis.payload_len.saturating_sub(shown - dis.payload_at);
     if more > 0 {
-        let _ = el(document, &pane, "p", &format!("… and {more} more bytes of data"));
+        let _ = el(document, &pane, "p", &fill("hdr-more", &[&more]));
     }
 }
 
@@ -367,8 +368,8 @@ impl App {
                 }
                 let dissection = Headers::parse(&text).filter(|h| h.dg == dg).and_then(|h| dissect(&h));
                 let message = match status {
-                    404 => format!("dg {dg} has left the relay's history: its headers are gone."),
-                    _ => format!("The relay gave no headers for dg {dg} (HTTP {status})."),
+                    404 => fill("hdr-gone", &[&dg]),
+                    _ => fill("hdr-none", &[&dg, &status]),
                 };
                 render_headers(&app.document, dissection.as_ref(), &message);
             }),

@@ -2,11 +2,12 @@
 //!
 //! Pure functions, used by the model for the event log and by `render` and `dom` for the
 //! canvas and the panels, so that the diagram, the log and the details say the same thing in
-//! the same words.
+//! the same words. The words themselves are in the language tables (`crate::text`), by key.
 
 use protocol::{HoldReason, LinkDropReason, LinkSettings, Links, Payload};
 
 use super::{Arrow, Fate};
+use crate::text::{fill, word};
 
 /// A short quoted preview of a payload for labels and the log.
 pub fn preview(payload: &Payload) -> String {
@@ -27,7 +28,7 @@ pub fn preview(payload: &Payload) -> String {
             }
             format!("0x{short}")
         }
-        (None, None) => "(bytes not shown)".to_owned(),
+        (None, None) => word("bytes-not-shown").to_owned(),
     }
 }
 
@@ -109,7 +110,7 @@ pub fn thousands(n: usize) -> String {
 
 /// `cut to 1,024 of 2,000 bytes`: what a read with a small buffer kept of a datagram.
 pub fn cut_text(kept: usize, len: usize) -> String {
-    format!("cut to {} of {} bytes", thousands(kept), thousands(len))
+    fill("cut", &[&thousands(kept), &thousands(len)])
 }
 
 /// A probability as a percentage: `30%`, `12.5%`.
@@ -126,16 +127,16 @@ fn percent(p: f64) -> String {
 /// or `perfect` when every setting is off.
 pub fn link_summary(s: &LinkSettings) -> String {
     let parts = link_parts(s, false);
-    if parts.is_empty() { "perfect".to_owned() } else { parts.join(" · ") }
+    if parts.is_empty() { word("link-perfect").to_owned() } else { parts.join(" · ") }
 }
 
 /// Both directions in a few characters, for under a server's name in the diagram:
 /// `in: loss 30% | out: +100 ms`. `None` while both are perfect.
 pub fn link_short(links: &Links) -> Option<String> {
     let mut sides = Vec::new();
-    for (dir, s) in [("in", &links.inbound), ("out", &links.outbound)] {
+    for (dir, s) in [("link-in", &links.inbound), ("link-out", &links.outbound)] {
         if !s.is_off() {
-            sides.push(format!("{dir}: {}", link_parts(s, true).join(" ")));
+            sides.push(format!("{}: {}", word(dir), link_parts(s, true).join(" ")));
         }
     }
     (!sides.is_empty()).then(|| sides.join(" | "))
@@ -144,10 +145,10 @@ pub fn link_short(links: &Links) -> Option<String> {
 /// The settings that are on, each in a word or two; `short` for the diagram's header.
 fn link_parts(s: &LinkSettings, short: bool) -> Vec<String> {
     let mut parts = Vec::new();
-    let dup = if short { "dup" } else { "duplicate" };
-    for (name, p) in [("loss", s.loss), (dup, s.duplicate), ("reorder", s.reorder)] {
+    let dup = if short { "link-dup" } else { "link-duplicate" };
+    for (name, p) in [("link-loss", s.loss), (dup, s.duplicate), ("link-reorder", s.reorder)] {
         if p > 0.0 {
-            parts.push(format!("{name} {}", percent(p)));
+            parts.push(format!("{} {}", word(name), percent(p)));
         }
     }
     match (short, s.delay_ms, s.jitter_ms) {
@@ -156,10 +157,10 @@ fn link_parts(s: &LinkSettings, short: bool) -> Vec<String> {
         (true, d, j) => parts.push(format!("+{d}±{j} ms")),
         (false, d, j) => {
             if d > 0 {
-                parts.push(format!("delay {d} ms"));
+                parts.push(fill("link-delay", &[&d]));
             }
             if j > 0 {
-                parts.push(format!("jitter {j} ms"));
+                parts.push(fill("link-jitter", &[&j]));
             }
         }
     }
@@ -176,14 +177,14 @@ fn link_parts(s: &LinkSettings, short: bool) -> Vec<String> {
 /// A close code with its name: `code 1009, message too big`.
 pub fn close_code_text(code: u16) -> String {
     let name = match code {
-        1000 => ", normal closure",
-        1001 => ", going away",
-        1008 => ", policy violation",
-        1009 => ", message too big",
-        1011 => ", relay error",
+        1000 => word("close-1000"),
+        1001 => word("close-1001"),
+        1008 => word("close-1008"),
+        1009 => word("close-1009"),
+        1011 => word("close-1011"),
         _ => "",
     };
-    format!("code {code}{name}")
+    format!("{}{name}", fill("close-code", &[&code]))
 }
 
 /// What to tell the user when the relay closes the WebSocket with `code` and `reason`, or
@@ -194,16 +195,12 @@ pub(super) fn close_text(code: u16, reason: &str) -> Option<String> {
         return None;
     }
     let code = close_code_text(code);
-    Some(if reason.is_empty() {
-        format!("The relay closed the connection ({code}).")
-    } else {
-        format!("The relay closed the connection ({code}): {reason}")
-    })
+    Some(if reason.is_empty() { fill("closed", &[&code]) } else { fill("closed-why", &[&code, &reason]) })
 }
 
 /// `taken as the answer to #2, but it answers #1`.
 pub fn misattributed_text(taken: u32, answers: u32) -> String {
-    format!("taken as the answer to #{taken}, but it answers #{answers}")
+    fill("misattributed", &[&taken, &answers])
 }
 
 impl Arrow {
@@ -224,22 +221,22 @@ impl Arrow {
         match self.fate {
             Fate::Late => label.push_str("LATE "),
             Fate::Duplicate => label.push_str("DUP "),
-            Fate::Dropped => label.push_str(crate::text::tr("✕ DROPPED ")),
-            Fate::Vanished => label.push_str(crate::text::tr("∅ VANISHED ")),
+            Fate::Dropped => label.push_str(word("fate-dropped")),
+            Fate::Vanished => label.push_str(word("fate-vanished")),
             Fate::NotSent => {
-                label.push_str(crate::text::tr("⊘ NOT SENT "));
+                label.push_str(word("fate-not-sent"));
                 if let Some(errno) = &self.errno {
                     label.push_str(&format!("({errno}) "));
                 }
             }
-            Fate::LostIn | Fate::LostOut => label.push_str(crate::text::tr("↯ LOST ON LINK ")),
+            Fate::LostIn | Fate::LostOut => label.push_str(word("fate-lost")),
             Fate::InFlight | Fate::Delivered => {}
         }
         if self.copy_of().is_some() {
-            label.push_str(crate::text::tr("⇉ LINK COPY "));
+            label.push_str(word("fate-copy"));
         }
         if self.out_of_order {
-            label.push_str(crate::text::tr("↕ OUT OF ORDER "));
+            label.push_str(word("fate-out-of-order"));
         }
         if let Some(m) = self.member {
             label.push_str(&format!("[{m}] "));
@@ -253,7 +250,7 @@ impl Arrow {
         label.push_str(&preview(&self.payload));
         label.push_str(&format!(" {}B", self.len));
         if let Some(wait) = self.waited_ms {
-            label.push_str(&format!("{} {wait} ms", crate::text::tr(" · after")));
+            label.push_str(&fill("label-after", &[&wait]));
         }
         label
     }
@@ -265,7 +262,7 @@ impl Arrow {
         let notes: Vec<String> = [
             self.cut().map(|kept| cut_text(kept, self.len)),
             self.misattributed().map(|(taken, answers)| misattributed_text(taken, answers)),
-            self.answers_copy.then(|| "answers the link's copy".to_owned()),
+            self.answers_copy.then(|| word("answers-copy").to_owned()),
         ]
         .into_iter()
         .flatten()
@@ -277,30 +274,27 @@ impl Arrow {
     /// there`, `held 200 ms`, `reordered: held 3.1 ms`. A copy says so in its headline.
     pub fn link_note(&self) -> Option<String> {
         let link = self.link.as_ref()?;
-        let way = match link.dir {
-            protocol::Dir::In => "on the way there",
-            protocol::Dir::Out => "on the way back",
-        };
+        let way = super::wire::there_or_back(link.dir);
         let mut notes = Vec::new();
         if let Some(loss) = &link.lost {
             notes.push(match (loss.reason, loss.fragment) {
-                (LinkDropReason::Fragment, Some((i, n))) => format!("fragment {i} of {n} lost, {way}"),
-                (LinkDropReason::Fault, _) => format!("dropped by a fault, {way}"),
+                (LinkDropReason::Fragment, Some((i, n))) => fill("note-fragment", &[&i, &n, &way]),
+                (LinkDropReason::Fault, _) => fill("note-fault", &[&way]),
                 _ => way.to_owned(),
             });
         }
         if let Some(held) = &link.held {
             let done = held.held_us.is_some();
             notes.push(match (held.reason, held.hold_ms, held.held_us) {
-                (HoldReason::Reorder, _, Some(us)) => format!("reordered: held {}", ms_text(us)),
-                (HoldReason::Reorder, _, None) => "held to reorder".to_owned(),
+                (HoldReason::Reorder, _, Some(us)) => fill("note-reordered", &[&ms_text(us)]),
+                (HoldReason::Reorder, _, None) => word("note-to-reorder").to_owned(),
                 (reason, Some(ms), _) => {
-                    let verb = if done { "held" } else { "holding" };
-                    let fault = if reason == HoldReason::Fault { " (fault)" } else { "" };
-                    format!("{verb} {ms} ms{fault}")
+                    let verb = if done { "note-held" } else { "note-holding" };
+                    let fault = if reason == HoldReason::Fault { word("note-fault-tag") } else { "" };
+                    format!("{}{fault}", fill(verb, &[&format!("{ms} ms")]))
                 }
-                (_, None, Some(us)) => format!("held {}", ms_text(us)),
-                (_, None, None) => "holding".to_owned(),
+                (_, None, Some(us)) => fill("note-held", &[&ms_text(us)]),
+                (_, None, None) => word("note-holding-still").to_owned(),
             });
         }
         (!notes.is_empty()).then(|| notes.join(" · "))

@@ -26,6 +26,7 @@ use protocol::{
 };
 
 use super::{Arrow, Body, Fate, MarkKind, Model, link_summary, preview, thousands};
+use crate::text::{fill, word};
 
 /// What the link did to one datagram.
 #[derive(Clone, Debug, PartialEq)]
@@ -151,11 +152,11 @@ impl Model {
                 let way = self.way(id);
                 let bytes = self.arrow(id).map_or_else(String::new, |a| bytes_text(&a.payload, *len));
                 let why = match (reason, fragment) {
-                    (LinkDropReason::Fragment, Some((i, n))) => format!(": fragment {i} of {n} lost"),
-                    (LinkDropReason::Fault, _) => ": a drop-next fault".to_owned(),
+                    (LinkDropReason::Fragment, Some((i, n))) => fill("link-why-fragment", &[&i, &n]),
+                    (LinkDropReason::Fault, _) => word("link-why-fault").to_owned(),
                     _ => String::new(),
                 };
-                let text = format!("link {way}: LOST {bytes} {}{why}", there_or_back(*dir));
+                let text = fill("log-link-drop", &[&way, &bytes, &there_or_back(*dir), &why]);
                 self.log_dg(seq, "link_drop", None, text, Some(id), Some(*dg));
             }
             EventKind::LinkDuplicate { server, dir, dg, copy, peer } => {
@@ -181,10 +182,7 @@ impl Model {
                 self.dgs.name(*copy, id);
                 self.stats.link_copies += 1;
                 let way = self.way(id);
-                let text = format!(
-                    "link {way}: delivered twice {}, the copy is datagram {copy}",
-                    there_or_back(*dir)
-                );
+                let text = fill("log-link-dup", &[&way, &there_or_back(*dir), copy]);
                 self.log_dg(seq, "link_duplicate", None, text, Some(id), Some(*dg));
                 if let Some(line) = self.log.back_mut() {
                     line.copy = Some(*copy);
@@ -216,12 +214,12 @@ impl Model {
                 }
                 let way = self.way(id);
                 let how = match (reason, hold_ms) {
-                    (HoldReason::Reorder, _) => "until the next datagram has passed it (reorder)".to_owned(),
-                    (HoldReason::Fault, Some(ms)) => format!("for {ms} ms (a hold-next fault)"),
-                    (_, Some(ms)) => format!("for {ms} ms (delay)"),
-                    (_, None) => "(delay)".to_owned(),
+                    (HoldReason::Reorder, _) => word("hold-reorder").to_owned(),
+                    (HoldReason::Fault, Some(ms)) => fill("hold-fault", &[ms]),
+                    (_, Some(ms)) => fill("hold-delay-ms", &[ms]),
+                    (_, None) => word("hold-delay").to_owned(),
                 };
-                let text = format!("link {way}: holding datagram {dg} {} {how}", there_or_back(*dir));
+                let text = fill("log-link-hold", &[&way, dg, &there_or_back(*dir), &how]);
                 self.log_dg(seq, "link_hold", None, text, Some(id), Some(*dg));
             }
             EventKind::LinkRelease { dir, dg, held_us, .. } => {
@@ -241,7 +239,7 @@ impl Model {
                     }
                 }
                 let way = found.map_or_else(|| "?".to_owned(), |id| self.way(id));
-                let text = format!("link {way}: let datagram {dg} go after {}", super::ms_text(*held_us));
+                let text = fill("log-link-release", &[&way, dg, &super::ms_text(*held_us)]);
                 self.log_dg(seq, "link_release", None, text, found, Some(*dg));
             }
             EventKind::LinkConfigured { server, dir, settings } => {
@@ -249,7 +247,11 @@ impl Model {
                 *links.get_mut(*dir) = *settings;
                 self.links_revision += 1;
                 let lane = self.server_lane(*server);
-                let text = format!("{server}: link {dir} {}", link_summary(settings));
+                let side = word(match dir {
+                    Dir::In => "link-in",
+                    Dir::Out => "link-out",
+                });
+                let text = fill("log-link-set", &[server, &side, &link_summary(settings)]);
                 let id = self.mark(event, lane, MarkKind::LinkConfigured { dir: *dir }, &text);
                 self.log_line(seq, "link_configured", None, text, Some(id));
             }
@@ -296,11 +298,12 @@ impl Model {
     }
 }
 
-fn there_or_back(dir: Dir) -> &'static str {
-    match dir {
-        Dir::In => "on the way there",
-        Dir::Out => "on the way back",
-    }
+/// `on the way there` or `on the way back`, in the page's language.
+pub(super) fn there_or_back(dir: Dir) -> &'static str {
+    word(match dir {
+        Dir::In => "way-there",
+        Dir::Out => "way-back",
+    })
 }
 
 /// `"hello" (5 B)`, or `2,000 B` when the bytes are not known.
@@ -355,7 +358,7 @@ pub fn link_patch(current: &LinkSettings, fields: &[String; 6]) -> Result<Option
             Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
             _ => Err(LinkPatchError {
                 field: LINK_FIELDS[i],
-                message: format!("{} is a probability from 0 to 1, got {text:?}", LINK_FIELDS[i]),
+                message: fill("patch-probability", &[&LINK_FIELDS[i], &format!("{text:?}")]),
             }),
         }
     };
@@ -366,7 +369,7 @@ pub fn link_patch(current: &LinkSettings, fields: &[String; 6]) -> Result<Option
         }
         text.parse::<u64>().map_err(|_| LinkPatchError {
             field: LINK_FIELDS[i],
-            message: format!("{} is a whole number of milliseconds, got {text:?}", LINK_FIELDS[i]),
+            message: fill("patch-millis", &[&LINK_FIELDS[i], &format!("{text:?}")]),
         })
     };
     let mtu = {
@@ -378,7 +381,7 @@ pub fn link_patch(current: &LinkSettings, fields: &[String; 6]) -> Result<Option
                 _ => {
                     return Err(LinkPatchError {
                         field: "mtu",
-                        message: format!("mtu is 68 to 65,535 bytes, or empty for none, got {text:?}"),
+                        message: fill("patch-mtu", &[&format!("{text:?}")]),
                     });
                 }
             },

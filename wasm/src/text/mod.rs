@@ -1,8 +1,10 @@
 //! The page's words, one table per language: English in [`en`] (in the bundle, as the page's
 //! HTML is English too), Simplified Chinese in `web/lang/zh.txt`, a data file the page reads
 //! only when it speaks Chinese, so the English page's bundle never carries it. Each table has
-//! every lesson's title and caption, by slug, and the page's own words; the Chinese one also
-//! has, by their English, the words of the static page and of the panels, asked of [`tr`].
+//! every lesson's title and caption, by slug, and the page's own words by key: among them
+//! every sentence the model and the diagram say (the event log, the arrows' labels, the marks,
+//! the details), asked of [`word`] and [`fill`]. The Chinese one also has, by their English,
+//! the words of the static page and of the panels, asked of [`tr`].
 //!
 //! Plain `&'static str` tables and a line-based file: no serde, no generic code.
 
@@ -64,7 +66,21 @@ impl Loaded {
 static CHINESE_WORDS: OnceLock<Loaded> = OnceLock::new();
 /// Whether the page speaks Chinese: set once, when the page starts (the switch reloads it).
 /// A flag rather than a value passed down, so the panels' code asks [`tr`] and changes little.
+#[cfg(not(test))]
 static CHINESE: AtomicBool = AtomicBool::new(false);
+
+#[cfg(test)]
+thread_local! {
+    /// Each test runs on a thread of its own: one that sets Chinese leaves the others in English.
+    static CHINESE: AtomicBool = const { AtomicBool::new(false) };
+}
+
+fn speaks_chinese() -> bool {
+    #[cfg(not(test))]
+    return CHINESE.load(Ordering::Relaxed);
+    #[cfg(test)]
+    return CHINESE.with(|c| c.load(Ordering::Relaxed));
+}
 
 /// Keeps the Chinese words read from [`ZH_URL`].
 pub fn load_chinese(file: &str) {
@@ -78,17 +94,54 @@ pub fn chinese_loaded() -> bool {
 
 /// Makes [`tr`] answer in `words`' language.
 pub fn set_language(words: &Words) {
-    CHINESE.store(words.code == "zh", Ordering::Relaxed);
+    let zh = words.code == "zh";
+    #[cfg(not(test))]
+    CHINESE.store(zh, Ordering::Relaxed);
+    #[cfg(test)]
+    CHINESE.with(|c| c.store(zh, Ordering::Relaxed));
 }
 
 fn chinese() -> Option<&'static Loaded> {
-    CHINESE.load(Ordering::Relaxed).then(|| CHINESE_WORDS.get()).flatten()
+    speaks_chinese().then(|| CHINESE_WORDS.get()).flatten()
 }
 
 /// The page's words `en` in the page's language: the Chinese table's, or `en` itself (in
 /// English, or if the table lacks it).
 pub fn tr(en: &str) -> &str {
     chinese().and_then(|zh| zh.page(en)).unwrap_or(en)
+}
+
+/// The words the model and the diagram say for `key` (`log-open`, `fate-lost`, …), in the
+/// page's language: the Chinese table's, else [`en::WORDS`]'s.
+pub fn word(key: &str) -> &'static str {
+    chinese().and_then(|zh| zh.page(key)).unwrap_or_else(|| en::WORDS.get(key))
+}
+
+/// [`word`]`(key)` with `{0}`, `{1}`, … replaced by `args`, so that each language puts them
+/// where its sentences need them: `{0} → {1}: {2} ({3} B)`.
+pub fn fill(key: &str, args: &[&dyn std::fmt::Display]) -> String {
+    use std::fmt::Write;
+    let template = word(key);
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut rest = template;
+    while let Some(at) = rest.find('{') {
+        out.push_str(&rest[..at]);
+        let digit = rest.as_bytes().get(at + 1).filter(|d| d.is_ascii_digit());
+        match digit.zip(rest.as_bytes().get(at + 2)) {
+            Some((d, b'}')) => {
+                if let Some(arg) = args.get(usize::from(d - b'0')) {
+                    let _ = write!(out, "{arg}");
+                }
+                rest = &rest[at + 3..];
+            }
+            _ => {
+                out.push('{');
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 impl Words {
@@ -145,6 +198,71 @@ mod tests {
             assert!(!seen.contains(&en), "{en} twice in zh.txt");
             seen.push(en);
         }
+    }
+
+    /// The `{n}` a template fills, sorted: both languages must fill the same ones.
+    fn holes(template: &str) -> Vec<u8> {
+        let mut holes: Vec<u8> = template
+            .as_bytes()
+            .windows(3)
+            .filter(|w| w[0] == b'{' && w[1].is_ascii_digit() && w[2] == b'}')
+            .map(|w| w[1])
+            .collect();
+        holes.sort_unstable();
+        holes
+    }
+
+    #[test]
+    fn both_tables_fill_the_same_holes() {
+        let zh = Loaded::parse(ZH_FILE);
+        for (key, en) in en::WORDS.page {
+            let Some(zh) = zh.page(key) else { continue };
+            assert_eq!(holes(en), holes(zh), "{key}: {en:?} and {zh:?} fill different holes");
+        }
+    }
+
+    #[test]
+    fn every_key_the_code_asks_for_is_in_the_english_table() {
+        let sources = [
+            include_str!("../model.rs"),
+            include_str!("../model/text.rs"),
+            include_str!("../model/wire.rs"),
+            include_str!("../render.rs"),
+            include_str!("../dom.rs"),
+        ];
+        let mut asked = 0;
+        for source in sources {
+            for call in ["word(\"", "fill(\"", "word(match "] {
+                for (at, _) in source.match_indices(call) {
+                    // `word(match x { A => "key", … })`: every string in the arms is a key.
+                    let rest = &source[at + call.len()..];
+                    let keys: Vec<&str> = if call.ends_with(' ') {
+                        let arms = &rest[..rest.find("})").unwrap_or(0)];
+                        arms.split('"').skip(1).step_by(2).collect()
+                    } else {
+                        rest.split('"').next().into_iter().collect()
+                    };
+                    for key in keys {
+                        asked += 1;
+                        assert!(!en::WORDS.get(key).is_empty(), "en.rs lacks {key:?}");
+                    }
+                }
+            }
+        }
+        assert!(asked > 100, "only {asked} keys found: is the scan still reading the calls?");
+    }
+
+    #[test]
+    fn fill_puts_each_value_where_the_language_wants_it() {
+        set_language(&en::WORDS);
+        assert_eq!(fill("mark-retry", &[&2, &200]), "retry 2 after 200 ms");
+        assert_eq!(fill("log-dg", &[&"a", &"echo", &"\"hi\"", &2]), "a → echo: \"hi\" (2 B)");
+        load_chinese(ZH_FILE);
+        set_language(&ZH);
+        // The Chinese sentence reads the values in its own order.
+        assert_eq!(fill("log-server-recv", &[&"echo", &"\"hi\"", &2, &"a"]), "echo 从 a 读到 \"hi\"（2 B）");
+        assert_eq!(word("way-there"), "在去程上");
+        set_language(&en::WORDS);
     }
 
     #[test]
