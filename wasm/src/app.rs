@@ -17,26 +17,32 @@
 //!
 //! Every handler borrows the app with `try_borrow_mut`, logs to the console and returns if it
 //! cannot; none of them unwraps.
+//!
+//! This file is the wiring: the [`App`] value, the WebSocket and its reconnects, the timer and
+//! the frame loop. The controls and what they do are in `controls`, the DOM panels the frame
+//! loop writes in `panels`, the lessons and the language switch in `lessons`, recordings and
+//! the headers pane in `toolbox`.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use protocol::{Command, Dir, EventKind, LinkFault, RetryParams, RetrySpec, Scope, ServerMsg, ServerName};
+use protocol::{Command, EventKind, Scope, ServerMsg, ServerName};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{
-    CanvasRenderingContext2d, CloseEvent, Document, Element, HtmlCanvasElement, HtmlElement, KeyboardEvent,
-    MessageEvent, MouseEvent, WebSocket, WheelEvent, Window,
+    CanvasRenderingContext2d, CloseEvent, Document, HtmlCanvasElement, MessageEvent, WebSocket, Window,
 };
 
 use crate::connection::{self, ConnState};
 use crate::dom;
 use crate::lesson::Runner;
-use crate::model::{Model, close_code_text, link_patch, ms_text};
+use crate::model::{Model, close_code_text};
 use crate::render::{Hit, Renderer, View};
-use crate::text::{Words, tr};
+use crate::text::Words;
 
+mod controls;
 mod lessons;
+mod panels;
 mod toolbox;
 
 pub type Shared = Rc<RefCell<App>>;
@@ -198,7 +204,7 @@ pub fn start() -> Result<(), JsValue> {
         watching_all: false,
     };
     let shared: Shared = Rc::new(RefCell::new(app));
-    wire(&shared)?;
+    controls::wire(&shared)?;
     toolbox::wire(&shared);
     lessons::wire(&shared, &document);
     if let Ok(mut app) = shared.try_borrow_mut() {
@@ -257,7 +263,7 @@ fn connect(shared: &Shared) {
         match serde_json::from_str::<ServerMsg>(&text) {
             Ok(msg) => with_app(&s, "message", |app| {
                 app.toolbox.record(&text);
-                app.on_message(msg);
+                crate::model::unbatch(msg).into_iter().for_each(|m| app.on_message(m));
             }),
             Err(e) => log(&format!("udp-playground: unreadable message ({e}): {text}")),
         }
@@ -370,135 +376,6 @@ fn listen_id(shared: &Shared, document: &Document, id: &str, event: &str, f: Han
     }
 }
 
-/// Hooks every control on the page.
-fn wire(shared: &Shared) -> Result<(), JsValue> {
-    let document = shared.try_borrow().map_err(|_| "busy")?.document.clone();
-    let d = &document;
-    on_id(shared, d, "open-btn", "click", |app, _| app.open_socket());
-    on_id(shared, d, "open-name", "keydown", |app, e| {
-        if is_enter(&e) {
-            app.open_socket();
-        }
-    });
-    on_id(shared, d, "send-btn", "click", |app, _| app.send_text());
-    on_id(shared, d, "send-text", "keydown", |app, e| {
-        if is_enter(&e) {
-            app.send_text();
-        }
-    });
-    on_id(shared, d, "close-btn", "click", |app, _| {
-        if let Some(socket) = app.selected_socket() {
-            if let Some(s) = app.sockets.iter_mut().find(|s| s.name == socket) {
-                s.closing = true;
-            }
-            app.command(&Command::Close { socket });
-        }
-    });
-    on_id(shared, d, "hb-start", "click", |app, _| {
-        let every = dom::input_u64(&app.document, "hb-every").unwrap_or(1000);
-        app.heartbeat(every);
-    });
-    on_id(shared, d, "hb-stop", "click", |app, _| app.heartbeat(0));
-    on_id(shared, d, "lossy-drop-range", "input", |app, _| {
-        let value = dom::input_value(&app.document, "lossy-drop-range");
-        dom::set_input(&app.document, "lossy-drop", &value);
-    });
-    on_id(shared, d, "lossy-drop-range", "change", |app, _| app.configure_lossy(false));
-    // The number field waits for Apply (or Enter): applying on its `change` too would send the
-    // value twice when the user types it and clicks Apply. The slider has no Apply: it
-    // applies when let go.
-    on_id(shared, d, "lossy-drop", "input", |app, _| {
-        let value = dom::input_value(&app.document, "lossy-drop");
-        dom::set_input(&app.document, "lossy-drop-range", &value);
-    });
-    on_id(shared, d, "lossy-apply", "click", |app, _| app.configure_lossy(true));
-    for id in ["lossy-drop", "lossy-delay", "lossy-jitter"] {
-        on_id(shared, d, id, "keydown", |app, e| {
-            if is_enter(&e) {
-                app.configure_lossy(true);
-            }
-        });
-    }
-    wire_link_panel(shared, d);
-    on_id(shared, d, "pause-btn", "click", |app, _| app.toggle_pause());
-    on_id(shared, d, "projector-btn", "click", |app, _| {
-        let on = !app.projector;
-        app.set_projector(on);
-    });
-    on_id(shared, d, "step-btn", "click", |app, _| app.step(1, false));
-    on_id(shared, d, "live-btn", "click", |app, _| app.go_live());
-    on_id(shared, d, "zoom-in", "click", |app, _| app.zoom(0.5));
-    on_id(shared, d, "zoom-out", "click", |app, _| app.zoom(2.0));
-    on_id(shared, d, "diagram", "click", |app, e| {
-        if let Some(e) = e.dyn_ref::<MouseEvent>() {
-            app.click_diagram(f64::from(e.offset_x()), f64::from(e.offset_y()));
-        }
-    });
-    on_id(shared, d, "diagram", "wheel", |app, e| {
-        if let Some(w) = e.dyn_ref::<WheelEvent>() {
-            e.prevent_default();
-            if w.ctrl_key() {
-                app.zoom(if w.delta_y() < 0.0 { 0.8 } else { 1.25 });
-            } else {
-                app.scroll(w.delta_y());
-            }
-        }
-    });
-    on_id(shared, d, "log", "click", |app, e| {
-        let item = e
-            .target()
-            .and_then(|t| t.dyn_into::<Element>().ok())
-            .and_then(|el| el.closest("li").ok().flatten())
-            .and_then(|li| li.get_attribute("data-item"))
-            .and_then(|id| id.parse::<u64>().ok());
-        if let Some(id) = item {
-            app.select(Some(id), true);
-        }
-    });
-    on(shared, &document, "keydown", |app, e| {
-        if let Some(k) = e.dyn_ref::<KeyboardEvent>() {
-            app.key(k);
-        }
-    });
-    Ok(())
-}
-
-/// The link panel: a server to show, its settings in both directions (applied together by
-/// Apply or Enter) and the faults, one click each.
-fn wire_link_panel(shared: &Shared, d: &Document) {
-    on_id(shared, d, "link-server", "change", |app, _| {
-        let picked = dom::select_value(&app.document, "link-server").parse::<ServerName>();
-        app.link_server = picked.unwrap_or(ServerName::Echo);
-        app.shown.links = None;
-        // The panel shows the relay's settings for the new server, not what was typed before.
-        dom::render_link_panel(&app.document, &app.model, app.link_server);
-    });
-    on_id(shared, d, "link-apply", "click", |app, _| app.apply_link());
-    for dir in Dir::BOTH {
-        for field in crate::model::LINK_FIELDS {
-            on_id(shared, d, &dom::link_input_id(dir, field), "keydown", |app, e| {
-                if is_enter(&e) {
-                    app.apply_link();
-                }
-            });
-        }
-        on_id(shared, d, &format!("link-{dir}-drop"), "click", move |app, _| {
-            app.link_fault(dir, LinkFault { drop_next: Some(1), ..LinkFault::default() });
-        });
-        on_id(shared, d, &format!("link-{dir}-dup"), "click", move |app, _| {
-            app.link_fault(dir, LinkFault { duplicate_next: Some(1), ..LinkFault::default() });
-        });
-        on_id(shared, d, &format!("link-{dir}-hold"), "click", move |app, _| {
-            let ms = dom::input_u64(&app.document, "link-hold-ms").unwrap_or(500);
-            app.link_fault(dir, LinkFault { hold_next_ms: Some(ms), ..LinkFault::default() });
-        });
-    }
-}
-
-fn is_enter(e: &web_sys::Event) -> bool {
-    e.dyn_ref::<KeyboardEvent>().is_some_and(|k| k.key() == "Enter")
-}
-
 impl App {
     fn now_ms(&self) -> f64 {
         self.window.performance().map_or(0.0, |p| p.now())
@@ -538,13 +415,11 @@ impl App {
         }
     }
 
+    /// One message from the relay, never a batch (the socket's callback opens those with
+    /// [`crate::model::unbatch`]).
     fn on_message(&mut self, msg: ServerMsg) {
         if self.toolbox.replaying() {
             return; // a recording is shown: the live traffic is set aside until Back to live
-        }
-        if let ServerMsg::Batch { messages } = msg {
-            messages.into_iter().for_each(|m| self.on_message(m));
-            return;
         }
         match &msg {
             ServerMsg::Hello(hello) => {
@@ -593,6 +468,7 @@ impl App {
             ServerMsg::Bye { reason } => {
                 self.notice = format!("The relay said goodbye: {reason}");
             }
+            // `unbatch` opened any batch before this.
             ServerMsg::Lagged { .. } | ServerMsg::Batch { .. } => {}
         }
         self.model.apply(&msg);
@@ -671,7 +547,7 @@ impl App {
                 });
                 self.refresh_socket_list();
                 dom::set_select(&self.document, "send-socket", socket);
-                let next = next_name(&self.sockets);
+                let next = controls::next_name(&self.sockets);
                 dom::set_input(&self.document, "open-name", &next);
             }
             EventKind::ClientClose { session, socket, member: None } if self.own_session(session) => {
@@ -729,295 +605,6 @@ impl App {
         }
     }
 
-    fn selected_socket(&mut self) -> Option<String> {
-        let name = dom::select_value(&self.document, "send-socket");
-        if name.is_empty() {
-            self.show_error("Open a socket first.");
-            None
-        } else {
-            Some(name)
-        }
-    }
-
-    fn open_socket(&mut self) {
-        let mut name = dom::input_value(&self.document, "open-name").trim().to_owned();
-        if name.is_empty() {
-            name = next_name(&self.sockets);
-        }
-        let server = dom::select_value(&self.document, "open-server").parse::<ServerName>().ok();
-        let connect = dom::checked(&self.document, "open-connect");
-        // Empty: read whole datagrams. Else like Python's `recvfrom(N)`: the rest is cut off.
-        let buffer = dom::input_value(&self.document, "open-recv-buffer");
-        let recv_buffer = match buffer.trim() {
-            "" => None,
-            text => match text.parse::<usize>() {
-                Ok(n @ 1..=65_535) => Some(n),
-                _ => {
-                    self.show_error("The receive buffer is a number of bytes, 1 to 65,535 (or empty).");
-                    return;
-                }
-            },
-        };
-        self.command(&Command::Open {
-            socket: name,
-            server: server.or(Some(ServerName::Echo)),
-            target: None,
-            connect,
-            recv_buffer,
-        });
-    }
-
-    fn send_text(&mut self) {
-        let Some(socket) = self.selected_socket() else { return };
-        let text = dom::input_value(&self.document, "send-text");
-        let retry = dom::checked(&self.document, "retry-on").then(|| {
-            let defaults = RetryParams::default();
-            RetrySpec::With(RetryParams {
-                initial_ms: dom::input_u64(&self.document, "retry-initial").unwrap_or(defaults.initial_ms),
-                factor: dom::input_f64(&self.document, "retry-factor").unwrap_or(defaults.factor),
-                give_up_ms: dom::input_u64(&self.document, "retry-giveup").unwrap_or(defaults.give_up_ms),
-            })
-        });
-        let request_id = dom::checked(&self.document, "reqid-on");
-        self.command(&Command::Send { socket, text: Some(text), hex: None, retry, request_id });
-    }
-
-    fn heartbeat(&mut self, every_ms: u64) {
-        let Some(socket) = self.selected_socket() else { return };
-        if let Some(s) = self.sockets.iter_mut().find(|s| s.name == socket) {
-            s.heartbeat_ms = every_ms;
-        }
-        self.refresh_socket_list();
-        dom::set_select(&self.document, "send-socket", &socket);
-        self.command(&Command::Heartbeat { socket, every_ms });
-    }
-
-    fn configure_lossy(&mut self, all: bool) {
-        let drop = dom::input_f64(&self.document, "lossy-drop").map(|d| d.clamp(0.0, 1.0));
-        if drop.is_none() && !all {
-            return; // the field is being edited (empty for a moment): nothing to change yet
-        }
-        let (delay_ms, jitter_ms) = if all {
-            (dom::input_u64(&self.document, "lossy-delay"), dom::input_u64(&self.document, "lossy-jitter"))
-        } else {
-            (None, None)
-        };
-        self.command(&Command::Configure {
-            server: ServerName::Lossy,
-            drop,
-            delay_ms,
-            jitter_ms,
-            timeout_ms: None,
-        });
-    }
-
-    /// Sends, for each direction of the panel's server, the settings typed differently from
-    /// the relay's: one `link` op per direction that changed, none if nothing did.
-    fn apply_link(&mut self) {
-        let server = self.link_server;
-        let links = self.model.links().get(&server).copied().unwrap_or_default();
-        let mut commands = Vec::new();
-        for dir in Dir::BOTH {
-            let fields = dom::link_fields(&self.document, dir);
-            match link_patch(links.get(dir), &fields) {
-                Ok(Some(p)) => commands.push(Command::Link {
-                    server,
-                    dir,
-                    loss: p.loss,
-                    duplicate: p.duplicate,
-                    reorder: p.reorder,
-                    delay_ms: p.delay_ms,
-                    jitter_ms: p.jitter_ms,
-                    mtu: p.mtu,
-                }),
-                Ok(None) => {}
-                Err(e) => {
-                    // Nothing is sent: half a change would be worse than none.
-                    self.show_error(&format!("{server} link {dir}: {e}"));
-                    return;
-                }
-            }
-        }
-        for command in &commands {
-            self.command(command);
-        }
-    }
-
-    fn link_fault(&mut self, dir: Dir, fault: LinkFault) {
-        self.command(&Command::Fault {
-            server: self.link_server,
-            dir,
-            drop_next: fault.drop_next,
-            duplicate_next: fault.duplicate_next,
-            hold_next_ms: fault.hold_next_ms,
-        });
-    }
-
-    fn set_projector(&mut self, on: bool) {
-        self.projector = on;
-        self.view.scale = if on { 1.45 } else { 1.0 };
-        if let Some(body) = self.document.body() {
-            let _ = if on {
-                body.class_list().add_1("projector")
-            } else {
-                body.class_list().remove_1("projector")
-            };
-        }
-        dom::set_pressed(&self.document, "projector-btn", on);
-        if self.conn == ConnState::Open {
-            self.command(&Command::Subscribe {
-                scope: if on || self.watching_all { Scope::All } else { Scope::Own },
-                batch: true,
-                kinds: None,
-                // The projector shows what happened before it was opened: the relay's history.
-                history: on,
-            });
-        }
-    }
-
-    fn toggle_pause(&mut self) {
-        if self.view.paused {
-            self.go_live();
-        } else {
-            self.view.paused = true;
-            self.view.end_us = self.relay_now_us();
-        }
-    }
-
-    fn go_live(&mut self) {
-        self.view.paused = false;
-    }
-
-    fn zoom(&mut self, factor: f64) {
-        self.view.us_per_px = (self.view.us_per_px * factor).clamp(View::MIN_US_PER_PX, View::MAX_US_PER_PX);
-    }
-
-    /// Scrolls by `dy` pixels: up is back in time. Scrolling pauses the diagram.
-    fn scroll(&mut self, dy: f64) {
-        if !self.view.paused {
-            self.view.paused = true;
-            self.view.end_us = self.relay_now_us();
-        }
-        let now = self.relay_now_us();
-        let end = self.view.end_us as f64 + dy * self.view.us_per_px;
-        self.view.end_us = end.clamp(0.0, now as f64) as u64;
-    }
-
-    /// Selects the next (or previous) item, arrows only if `arrows_only`, and pauses on it.
-    fn step(&mut self, direction: i64, arrows_only: bool) {
-        let items = self.model.items();
-        let current = self.view.selected;
-        let pick = |it: &&crate::model::Item| !arrows_only || matches!(it.body, crate::model::Body::Arrow(_));
-        let found = match (current, direction > 0) {
-            (Some(id), true) => items.iter().filter(pick).find(|it| it.id > id),
-            (Some(id), false) => items.iter().rev().filter(pick).find(|it| it.id < id),
-            (None, true) if self.view.paused => {
-                items.iter().filter(pick).find(|it| it.t_us > self.view.end_us)
-            }
-            (None, _) => items.iter().rev().filter(pick).find(|it| it.t_us <= self.relay_now_us()),
-        };
-        match found.map(|it| it.id) {
-            Some(id) => self.select(Some(id), true),
-            None if direction > 0 => self.go_live(),
-            None => {}
-        }
-    }
-
-    /// Selects an item and, if asked, pauses with it in view.
-    fn select(&mut self, id: Option<u64>, reveal: bool) {
-        self.view.selected = id;
-        if reveal && let Some(item) = id.and_then(|id| self.model.item(id)) {
-            let t = item.t_us;
-            let span = self.renderer.height().max(100.0) * self.view.us_per_px;
-            let end = (t as f64 + span * 0.3) as u64;
-            self.view.paused = true;
-            self.view.end_us = end.min(self.relay_now_us().max(t));
-        }
-        self.render_details(true);
-    }
-
-    fn click_diagram(&mut self, x: f64, y: f64) {
-        let best = self
-            .hits
-            .iter()
-            .map(|h| (h.distance(x, y), h.id))
-            .filter(|(d, _)| *d <= 8.0)
-            .min_by(|a, b| a.0.total_cmp(&b.0));
-        self.select(best.map(|(_, id)| id), false);
-    }
-
-    fn key(&mut self, k: &KeyboardEvent) {
-        if k.ctrl_key() || k.meta_key() || k.alt_key() {
-            return;
-        }
-        let target = k.target().and_then(|t| t.dyn_into::<HtmlElement>().ok());
-        let tag = target.as_ref().map(|t| t.tag_name().to_ascii_lowercase()).unwrap_or_default();
-        if matches!(tag.as_str(), "input" | "select" | "textarea") {
-            return;
-        }
-        let on_canvas = tag == "canvas";
-        let page = self.renderer.height().max(100.0);
-        let handled = match k.key().as_str() {
-            " " if tag != "button" => {
-                self.toggle_pause();
-                true
-            }
-            "s" | "S" | "." => {
-                self.step(1, false);
-                true
-            }
-            "l" | "L" | "End" => {
-                self.go_live();
-                true
-            }
-            "+" | "=" => {
-                self.zoom(0.5);
-                true
-            }
-            "-" | "_" => {
-                self.zoom(2.0);
-                true
-            }
-            "]" => {
-                self.step(1, true);
-                true
-            }
-            "[" => {
-                self.step(-1, true);
-                true
-            }
-            "p" | "P" => {
-                let on = !self.projector;
-                self.set_projector(on);
-                true
-            }
-            "Escape" => {
-                self.select(None, false);
-                true
-            }
-            "ArrowUp" if on_canvas => {
-                self.scroll(-page * 0.2);
-                true
-            }
-            "ArrowDown" if on_canvas => {
-                self.scroll(page * 0.2);
-                true
-            }
-            "PageUp" if on_canvas => {
-                self.scroll(-page * 0.9);
-                true
-            }
-            "PageDown" if on_canvas => {
-                self.scroll(page * 0.9);
-                true
-            }
-            _ => false,
-        };
-        if handled {
-            k.prevent_default();
-        }
-    }
-
     /// One animation frame: draw, then the small DOM updates.
     fn frame(&mut self, _t: f64) {
         let now_ms = self.now_ms();
@@ -1039,160 +626,4 @@ impl App {
             self.render_details(false);
         }
     }
-
-    fn write_log(&mut self) {
-        let lines: Vec<_> = self.model.take_log(LOG_PER_WRITE).collect();
-        if lines.is_empty() {
-            return;
-        }
-        let Some(list) = self.document.get_element_by_id("log") else { return };
-        for line in &lines {
-            let arrow = line.item.and_then(|id| self.model.arrow(id));
-            if let Err(e) = dom::prepend_log_line(&self.document, &list, line, arrow) {
-                log(&format!("udp-playground: log line: {e:?}"));
-            }
-        }
-        dom::trim_children(&list, LOG_LINES);
-    }
-
-    fn render_panels(&mut self, now_us: u64) {
-        let d = self.document.clone();
-        let stats = self.model.stats().clone();
-        let rows = Some(dom::stats_rows(&stats));
-        if rows != self.shown.stats {
-            dom::render_stats(&d, &stats);
-            self.shown.stats = rows;
-        }
-        if Some(stats.rtt_buckets) != self.shown.rtt {
-            dom::render_rtt(&d, &stats);
-            self.shown.rtt = Some(stats.rtt_buckets);
-        }
-        let clients = self.model.chat_clients(now_us);
-        if self.shown.liveness.as_ref() != Some(&clients) {
-            dom::render_liveness(&d, &clients);
-            self.shown.liveness = Some(clients);
-        }
-        let lanes: Vec<(String, &'static str, bool)> = self
-            .model
-            .lanes()
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                let label = match self.model.crowd_size(i) {
-                    Some(n) => format!("{} ×{n}", l.label),
-                    None => l.label.clone(),
-                };
-                (label, l.kind.as_str(), l.closed)
-            })
-            .collect();
-        if self.shown.lanes.as_ref() != Some(&lanes) {
-            dom::render_lanes(&d, &lanes);
-            self.shown.lanes = Some(lanes);
-        }
-        let links = Some((self.link_server, self.model.links_revision()));
-        if links != self.shown.links {
-            dom::render_link_panel(&d, &self.model, self.link_server);
-            self.shown.links = links;
-        }
-        let summary = dom::diagram_summary(&self.model);
-        if summary.1 != self.shown.summary {
-            if let Some(canvas) = d.get_element_by_id("diagram") {
-                let _ = canvas.set_attribute("aria-label", &summary.1);
-                let _ = canvas.set_attribute("data-arrows", &summary.0.to_string());
-            }
-            self.shown.summary = summary.1;
-        }
-        let visible = self.renderer.height() * self.view.us_per_px;
-        let scale = format!(
-            "{} {} · {} {} · {}",
-            ms_text(self.view.us_per_px as u64),
-            tr("per pixel"),
-            ms_text(visible as u64),
-            tr("visible"),
-            tr(if self.view.paused { "paused" } else { "live" })
-        );
-        if scale != self.shown.scale {
-            dom::set_text(&d, "scale", &scale);
-            dom::set_pressed(&d, "pause-btn", self.view.paused);
-            dom::set_text(&d, "pause-btn", tr(if self.view.paused { "Resume" } else { "Pause" }));
-            self.shown.scale = scale;
-        }
-        self.update_status(self.now_ms());
-    }
-
-    fn render_details(&mut self, force: bool) {
-        let dg = self.view.selected.and_then(|id| self.model.arrow(id)).and_then(|a| a.dg);
-        self.follow_headers(dg);
-        let Some(id) = self.view.selected else {
-            if force || self.shown.details.is_some() {
-                dom::render_details(&self.document, None, &self.model);
-                self.shown.details = None;
-            }
-            return;
-        };
-        let key = self.model.item(id).map(|i| i.body.clone());
-        if !force && self.shown.details.as_ref().is_some_and(|(i, k)| *i == id && *k == key) {
-            return;
-        }
-        dom::render_details(&self.document, self.model.item(id), &self.model);
-        self.shown.details = Some((id, key));
-    }
-
-    fn update_status(&mut self, now_ms: f64) {
-        if self.error_until_ms > 0.0 && now_ms >= self.error_until_ms {
-            self.error_until_ms = 0.0;
-            if let Some(el) = self.document.get_element_by_id("error") {
-                let _ = el.set_attribute("hidden", "");
-            }
-        }
-        let (mut conn, mut text) = match self.conn {
-            ConnState::Connecting => ("connecting", tr("Connecting to the relay…").to_owned()),
-            ConnState::Open => {
-                let session = self.model.session.clone().unwrap_or_default();
-                let mode = if self.projector { tr("· projector: all traffic") } else { "" };
-                let gap = if mode.is_empty() { "" } else { " " };
-                ("open", format!("{} {session}{gap}{mode}", tr("Connected · session")))
-            }
-            ConnState::Closed => {
-                let wait = connection::wait_s(now_ms, self.retry_at_ms);
-                let why = match &self.closed_because {
-                    Some(code) => format!("the relay closed the connection ({code})"),
-                    None => "the relay is not answering".to_owned(),
-                };
-                (
-                    "closed",
-                    format!("Disconnected: {why}. Reconnecting in {} s…", crate::model::fixed(wait, 0)),
-                )
-            }
-        };
-        if !self.notice.is_empty() {
-            text = format!("{text} — {}", self.notice);
-        }
-        if let Some(replay) = self.toolbox.status() {
-            (conn, text) = ("replay", replay);
-        }
-        let key = format!("{conn}{text}");
-        if key != self.shown.status {
-            if let Some(el) = self.document.get_element_by_id("status") {
-                el.set_text_content(Some(&text));
-                let _ = el.set_attribute("data-conn", conn);
-                // The pill keeps to one line; the whole text is its tooltip.
-                let _ = el.set_attribute("title", &text);
-            }
-            self.shown.status = key;
-        }
-        if self.conn == ConnState::Open && self.notice.starts_with("The relay said") {
-            self.notice.clear();
-        }
-    }
-}
-
-/// The first of `a`, `b`, … `z`, `s27`, … not in use.
-fn next_name(sockets: &[OwnSocket]) -> String {
-    let used = |n: &str| sockets.iter().any(|s| s.name == n);
-    ('a'..='z')
-        .map(|c| c.to_string())
-        .find(|n| !used(n))
-        .or_else(|| (27..).map(|i| format!("s{i}")).find(|n| !used(n)))
-        .unwrap_or_else(|| "x".to_owned())
 }

@@ -11,8 +11,9 @@
 //! - [`inspect`]: a datagram's IP and UDP headers field by field over their bytes, as Wireshark shows them;
 //! - `render`: draws the model on a canvas, once per animation frame;
 //! - `dom`: the panels made of DOM (event log, liveness, stats, details) and small helpers;
-//! - `app`: the running page, which wires the controls, speaks to the relay over the
-//!   WebSocket, reconnects, and runs the frame loop.
+//! - `app`: the running page, which speaks to the relay over the WebSocket, reconnects and
+//!   runs the frame loop; its controls (`app/controls`), panels (`app/panels`), lessons and
+//!   toolbox have files of their own.
 //!
 //! The browser-only parts build only for wasm32, so the model's tests need no browser.
 

@@ -341,6 +341,18 @@ pub struct LogLine {
     pub copy: Option<Dg>,
 }
 
+/// The relay's messages one at a time. A projector subscribes with `batch: true`, and the
+/// relay then packs many events into one WebSocket frame (`batch`); a saved recording keeps
+/// those frames as they came. This is the one place a batch is opened: the page's socket and
+/// a recording (`replay`) both read their messages through it, so [`Model::apply`] and
+/// everything else see single messages only.
+pub fn unbatch(msg: ServerMsg) -> Vec<ServerMsg> {
+    match msg {
+        ServerMsg::Batch { messages } => messages.into_iter().flat_map(unbatch).collect(),
+        msg => vec![msg],
+    }
+}
+
 #[derive(Debug)]
 pub struct Model {
     /// This page's session, from `hello`.
@@ -504,7 +516,7 @@ impl Model {
         self.stats.configured_drop = Some(drop);
     }
 
-    /// Applies one message from the relay.
+    /// Applies one message from the relay, as [`unbatch`] hands them out.
     pub fn apply(&mut self, msg: &ServerMsg) {
         match msg {
             ServerMsg::Hello(hello) => self.hello(hello),
@@ -529,7 +541,9 @@ impl Model {
             ServerMsg::Bye { reason } => {
                 self.log_line(0, "bye", None, fill("bye", &[reason]), None);
             }
-            ServerMsg::Batch { messages } => messages.iter().for_each(|m| self.apply(m)),
+            // Opened by `unbatch` before anything is applied: that is the one place batches are
+            // unwrapped, so none reaches the model.
+            ServerMsg::Batch { .. } => {}
         }
     }
 

@@ -54,17 +54,14 @@ pub fn parse_jsonl(text: &str) -> Recording {
 
 impl Recording {
     fn push(&mut self, msg: ServerMsg) {
-        match msg {
-            ServerMsg::Batch { messages } => messages.into_iter().for_each(|m| self.push(m)),
-            msg => {
-                let before = self.entries.last().map_or(0, |e| e.t_us);
-                // Times never go back, so "everything up to now" is a prefix of the list.
-                let t_us = match &msg {
-                    ServerMsg::Event(event) => event.t_us.max(before),
-                    _ => before,
-                };
-                self.entries.push(Entry { t_us, msg });
-            }
+        for msg in crate::model::unbatch(msg) {
+            let before = self.entries.last().map_or(0, |e| e.t_us);
+            // Times never go back, so "everything up to now" is a prefix of the list.
+            let t_us = match &msg {
+                ServerMsg::Event(event) => event.t_us.max(before),
+                _ => before,
+            };
+            self.entries.push(Entry { t_us, msg });
         }
     }
 

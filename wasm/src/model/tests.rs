@@ -1168,7 +1168,36 @@ fn an_event_heard_twice_is_drawn_once() {
     };
     model.apply(&ServerMsg::Event(event.clone()));
     let items = model.items().len();
-    model.apply(&ServerMsg::Batch { messages: vec![ServerMsg::Event(event)] });
+    for msg in unbatch(ServerMsg::Batch { messages: vec![ServerMsg::Event(event)] }) {
+        model.apply(&msg);
+    }
     assert_eq!(model.items().len(), items, "the history's copy is skipped");
     assert_eq!(model.stats().events, 1);
+}
+
+#[test]
+fn unbatch_hands_out_every_message_of_a_batch_in_order_nested_ones_too() {
+    let event = |seq| {
+        ServerMsg::Event(Event {
+            seq,
+            t_us: seq * 1_000,
+            kind: EventKind::ServerConfigured {
+                server: ServerName::Lossy,
+                setting: "drop".into(),
+                value: 0.5,
+            },
+        })
+    };
+    let inner = ServerMsg::Batch { messages: vec![event(2), event(3)] };
+    let msgs = unbatch(ServerMsg::Batch { messages: vec![event(1), inner, ServerMsg::Lagged { missed: 4 }] });
+    let seqs: Vec<Option<u64>> = msgs
+        .iter()
+        .map(|m| match m {
+            ServerMsg::Event(e) => Some(e.seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seqs, [Some(1), Some(2), Some(3), None]);
+    assert!(!msgs.iter().any(|m| matches!(m, ServerMsg::Batch { .. })));
+    assert_eq!(unbatch(event(9)).len(), 1, "a single message is handed out as it is");
 }

@@ -1,0 +1,157 @@
+//! The panels: what the frame loop writes into the DOM besides the canvas: the event log,
+//! the stats, the RTT histogram, chat liveness, the lanes, the link panel's values, the
+//! details of the selected item and the status line.
+
+use super::{App, ConnState, LOG_LINES, LOG_PER_WRITE, log};
+use crate::connection;
+use crate::dom;
+use crate::model::ms_text;
+use crate::text::tr;
+
+impl App {
+    pub(super) fn write_log(&mut self) {
+        let lines: Vec<_> = self.model.take_log(LOG_PER_WRITE).collect();
+        if lines.is_empty() {
+            return;
+        }
+        let Some(list) = self.document.get_element_by_id("log") else { return };
+        for line in &lines {
+            let arrow = line.item.and_then(|id| self.model.arrow(id));
+            if let Err(e) = dom::prepend_log_line(&self.document, &list, line, arrow) {
+                log(&format!("udp-playground: log line: {e:?}"));
+            }
+        }
+        dom::trim_children(&list, LOG_LINES);
+    }
+
+    pub(super) fn render_panels(&mut self, now_us: u64) {
+        let d = self.document.clone();
+        let stats = self.model.stats().clone();
+        let rows = Some(dom::stats_rows(&stats));
+        if rows != self.shown.stats {
+            dom::render_stats(&d, &stats);
+            self.shown.stats = rows;
+        }
+        if Some(stats.rtt_buckets) != self.shown.rtt {
+            dom::render_rtt(&d, &stats);
+            self.shown.rtt = Some(stats.rtt_buckets);
+        }
+        let clients = self.model.chat_clients(now_us);
+        if self.shown.liveness.as_ref() != Some(&clients) {
+            dom::render_liveness(&d, &clients);
+            self.shown.liveness = Some(clients);
+        }
+        let lanes: Vec<(String, &'static str, bool)> = self
+            .model
+            .lanes()
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let label = match self.model.crowd_size(i) {
+                    Some(n) => format!("{} ×{n}", l.label),
+                    None => l.label.clone(),
+                };
+                (label, l.kind.as_str(), l.closed)
+            })
+            .collect();
+        if self.shown.lanes.as_ref() != Some(&lanes) {
+            dom::render_lanes(&d, &lanes);
+            self.shown.lanes = Some(lanes);
+        }
+        let links = Some((self.link_server, self.model.links_revision()));
+        if links != self.shown.links {
+            dom::render_link_panel(&d, &self.model, self.link_server);
+            self.shown.links = links;
+        }
+        let summary = dom::diagram_summary(&self.model);
+        if summary.1 != self.shown.summary {
+            if let Some(canvas) = d.get_element_by_id("diagram") {
+                let _ = canvas.set_attribute("aria-label", &summary.1);
+                let _ = canvas.set_attribute("data-arrows", &summary.0.to_string());
+            }
+            self.shown.summary = summary.1;
+        }
+        let visible = self.renderer.height() * self.view.us_per_px;
+        let scale = format!(
+            "{} {} · {} {} · {}",
+            ms_text(self.view.us_per_px as u64),
+            tr("per pixel"),
+            ms_text(visible as u64),
+            tr("visible"),
+            tr(if self.view.paused { "paused" } else { "live" })
+        );
+        if scale != self.shown.scale {
+            dom::set_text(&d, "scale", &scale);
+            dom::set_pressed(&d, "pause-btn", self.view.paused);
+            dom::set_text(&d, "pause-btn", tr(if self.view.paused { "Resume" } else { "Pause" }));
+            self.shown.scale = scale;
+        }
+        self.update_status(self.now_ms());
+    }
+
+    pub(super) fn render_details(&mut self, force: bool) {
+        let dg = self.view.selected.and_then(|id| self.model.arrow(id)).and_then(|a| a.dg);
+        self.follow_headers(dg);
+        let Some(id) = self.view.selected else {
+            if force || self.shown.details.is_some() {
+                dom::render_details(&self.document, None, &self.model);
+                self.shown.details = None;
+            }
+            return;
+        };
+        let key = self.model.item(id).map(|i| i.body.clone());
+        if !force && self.shown.details.as_ref().is_some_and(|(i, k)| *i == id && *k == key) {
+            return;
+        }
+        dom::render_details(&self.document, self.model.item(id), &self.model);
+        self.shown.details = Some((id, key));
+    }
+
+    pub(super) fn update_status(&mut self, now_ms: f64) {
+        if self.error_until_ms > 0.0 && now_ms >= self.error_until_ms {
+            self.error_until_ms = 0.0;
+            if let Some(el) = self.document.get_element_by_id("error") {
+                let _ = el.set_attribute("hidden", "");
+            }
+        }
+        let (mut conn, mut text) = match self.conn {
+            ConnState::Connecting => ("connecting", tr("Connecting to the relay…").to_owned()),
+            ConnState::Open => {
+                let session = self.model.session.clone().unwrap_or_default();
+                let mode = if self.projector { tr("· projector: all traffic") } else { "" };
+                let gap = if mode.is_empty() { "" } else { " " };
+                ("open", format!("{} {session}{gap}{mode}", tr("Connected · session")))
+            }
+            ConnState::Closed => {
+                let wait = connection::wait_s(now_ms, self.retry_at_ms);
+                let why = match &self.closed_because {
+                    Some(code) => format!("the relay closed the connection ({code})"),
+                    None => "the relay is not answering".to_owned(),
+                };
+                (
+                    "closed",
+                    format!("Disconnected: {why}. Reconnecting in {} s…", crate::model::fixed(wait, 0)),
+                )
+            }
+        };
+        if !self.notice.is_empty() {
+            text = format!("{text} — {}", self.notice);
+        }
+        if let Some(replay) = self.toolbox.status() {
+            (conn, text) = ("replay", replay);
+        }
+        let key = format!("{conn}{text}");
+        if key != self.shown.status {
+            if let Some(el) = self.document.get_element_by_id("status") {
+                el.set_text_content(Some(&text));
+                let _ = el.set_attribute("data-conn", conn);
+                // The pill keeps to one line; the whole text is its tooltip.
+                let _ = el.set_attribute("title", &text);
+            }
+            self.shown.status = key;
+        }
+        if self.conn == ConnState::Open && self.notice.starts_with("The relay said") {
+            self.notice.clear();
+        }
+    }
+}
