@@ -5,6 +5,7 @@
 //! - [`model`]: what the page knows, in plain Rust (lanes, arrows, marks, liveness, stats),
 //!   built from the relay's messages and tested natively with `cargo test -p wasm`;
 //! - [`connection`]: the connection's states and reconnect backoff, a pure state machine;
+//! - [`layout`]: where the diagram's labels go, so they touch no line and no other label;
 //! - [`lesson`]: runs one of the twelve lessons' steps, a pure state machine;
 //! - [`text`]: the page's words, one table per language (English, Simplified Chinese);
 //! - [`replay`]: plays a recording (a saved session, a lesson) into the model, a pure state machine;
@@ -19,6 +20,7 @@
 
 pub mod connection;
 pub mod inspect;
+pub mod layout;
 pub mod lesson;
 pub mod model;
 pub mod replay;

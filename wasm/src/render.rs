@@ -28,6 +28,7 @@ use std::collections::HashMap;
 use wasm_bindgen::JsValue;
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
 
+use crate::layout::{self, Rect, Wanted};
 use crate::model::{Body, Fate, Item, LaneKind, MarkKind, Model, fixed, link_short};
 use crate::text::{fill, word};
 
@@ -237,6 +238,8 @@ impl Renderer {
         }
 
         let mut hits = Vec::with_capacity(visible.len());
+        let mut labels: Vec<Label> = Vec::new();
+        let bounds = Rect { cx: gutter + span / 2.0, cy: (header + h) / 2.0, w: span, h: h - header };
         let mut last_label_y = f64::NEG_INFINITY;
         ctx.set_text_baseline("middle");
         // Traffic is drawn below the lane headers only, however densely it is packed.
@@ -389,14 +392,17 @@ impl Renderer {
                         hits.push(Hit { id: item.id, x1: start.0, y1: start.1, x2: start.0, y2: start.1 });
                     }
 
-                    // The label, when there is room for it.
+                    // The label, when there is room for it: asked of the layout, which puts it
+                    // where it touches no arrow and no other label.
                     // A held datagram's words go over its way to the link, before the wait.
-                    let mid_y = match (hold, path.get(1)) {
-                        (Some(_), Some(&(_, to_link))) => (start.1 + to_link) / 2.0,
-                        _ => (start.1 + ey) / 2.0,
+                    let (lx1, ly1, lx2, ly2) = match (hold, path.get(1)) {
+                        (Some(_), Some(&(tx, ty))) => (start.0, start.1, tx, ty),
+                        _ => (start.0, start.1, ex, ey),
                     };
+                    let mid_y = (ly1 + ly2) / 2.0;
                     // What the link did is rare and the point of a lesson: its arrows always say it.
-                    if mid_y - last_label_y >= 14.0 * s || selected || arrow.link.is_some() {
+                    let must = selected || arrow.link.is_some();
+                    if mid_y - last_label_y >= 14.0 * s || must {
                         last_label_y = mid_y;
                         // What the link did goes beside its wait when it held the datagram,
                         // else under the line with any other note.
@@ -421,72 +427,101 @@ impl Renderer {
                                     | Fate::LostIn
                                     | Fate::LostOut
                             );
-                        ctx.set_font(&font(12.0, if bold { "700" } else { "400" }));
-                        ctx.set_text_align("center");
                         // Wide enough to read: a label may run past the lanes rather than be
                         // squeezed, and stays inside the diagram.
                         let max = (x2 - x1).abs().max(span * 0.42).max(160.0 * s) - 8.0;
-                        // A lost datagram's words sit over the part of the way it made.
-                        let cx = if lost { (x1 + ex) / 2.0 } else { (x1 + x2) / 2.0 };
-                        let cx =
-                            cx.clamp(gutter + max / 2.0, (gutter + span - max / 2.0).max(gutter + max / 2.0));
-                        self.halo_text(&arrow.headline(), cx, mid_y - 7.0 * s, max, colour);
+                        let font12 = font(12.0, if bold { "700" } else { "400" });
+                        let headline = arrow.headline();
+                        let w = self.text_width(&font12, &headline, max);
+                        // Over the line first, then under it.
+                        let at = along_line((lx1, ly1), (lx2, ly2), w, 14.0 * s, 3.0 * s, &bounds);
+                        labels.push(Label {
+                            text: headline,
+                            font: font12,
+                            colour,
+                            time: Some((item.t_us, y1)),
+                            want: Wanted { w, h: 14.0 * s, at, must },
+                        });
                         // A note (a cut read, a reply taken for the wrong attempt, where the
                         // link lost it) goes under the line, in its own words, wide enough to
                         // read.
                         if let Some(note) = note {
+                            let font12 = font(12.0, "700");
                             let wide = max.max(span * 0.6);
-                            let cx = cx.clamp(gutter + wide / 2.0, gutter + span - wide / 2.0);
-                            self.halo_text(&note, cx, mid_y + 8.0 * s, wide, VERMILLION);
+                            let w = self.text_width(&font12, &note, wide);
+                            let mut at = along_line((lx1, ly1), (lx2, ly2), w, 14.0 * s, 3.0 * s, &bounds);
+                            // Under the line, or a line further down.
+                            let under = at.split_off(ALONG);
+                            at = under.iter().chain(&under).copied().collect();
+                            for p in &mut at[ALONG..] {
+                                p.1 += 16.0 * s;
+                            }
+                            labels.push(Label {
+                                text: note,
+                                font: font12,
+                                colour: VERMILLION,
+                                time: None,
+                                want: Wanted { w, h: 14.0 * s, at, must },
+                            });
                             last_label_y = mid_y + 14.0 * s;
                         }
                         let rightward = x2 >= x1;
-                        match (beside, hold) {
-                            (Some(text), Some((from, until))) => {
-                                // On the side the datagram came from, where the way is clear.
-                                ctx.set_font(&font(11.5, "700"));
-                                ctx.set_text_align(if rightward { "right" } else { "left" });
-                                let tx = if rightward { xl - 9.0 * s } else { xl + 9.0 * s };
-                                self.halo_text(&text, tx, (from + until) / 2.0, span * 0.45, ORANGE);
-                            }
+                        let beside = match (beside, hold) {
+                            // On the side the datagram came from, where the way is clear.
+                            (Some(text), Some((from, until))) => Some((
+                                text,
+                                if rightward { -1.0 } else { 1.0 },
+                                xl,
+                                (from + until) / 2.0,
+                                ORANGE,
+                            )),
+                            // Past the ↯, on the way it did not make: the line stays in sight.
                             (Some(text), None) => {
-                                // Past the ↯, on the way it did not make: the line stays in sight.
-                                ctx.set_font(&font(11.5, "700"));
-                                ctx.set_text_align(if rightward { "left" } else { "right" });
-                                let tx = if rightward { ex + 12.0 * s } else { ex - 12.0 * s };
-                                self.halo_text(&text, tx, ey, span * 0.45, VERMILLION);
+                                Some((text, if rightward { 1.0 } else { -1.0 }, ex, ey, VERMILLION))
                             }
-                            (None, _) => {}
+                            (None, _) => None,
+                        };
+                        if let Some((text, side, x, y, colour)) = beside {
+                            let font11 = font(11.5, "700");
+                            let w = self.text_width(&font11, &text, span * 0.45);
+                            let h = 13.0 * s;
+                            let cx = x + side * (10.0 * s + w / 2.0);
+                            let at = [0.0, -1.2, 1.2, -2.4, 2.4, -3.6, 3.6]
+                                .iter()
+                                .map(|k| (clamp_x(cx, w, &bounds), y + k * h))
+                                .collect();
+                            labels.push(Label {
+                                text,
+                                font: font11,
+                                colour,
+                                time: None,
+                                want: Wanted { w, h, at, must },
+                            });
                         }
-                        // The time on the left.
-                        ctx.set_font(&font(10.5, "400"));
-                        ctx.set_text_align("right");
-                        ctx.set_fill_style_str(MUTED);
-                        let _ = ctx.fill_text(
-                            &format!("{} s", fixed(item.t_us as f64 / 1e6, 3)),
-                            gutter - 8.0,
-                            y1,
-                        );
                     }
                 }
                 Body::Mark(mark) => {
                     let Some(&x) = lane_x.get(mark.lane) else { continue };
                     let (glyph, text, colour) = mark_text(&mark.kind, &mark.text);
                     let selected = view.selected == Some(item.id);
-                    ctx.set_font(&font(12.0, "700"));
                     // Text goes toward the middle of the diagram.
                     let right_side = x > gutter + span / 2.0;
-                    ctx.set_text_align(if right_side { "right" } else { "left" });
-                    let tx = if right_side { x - 12.0 * s } else { x + 12.0 * s };
                     if let MarkKind::Lagged { .. } = mark.kind {
                         ctx.set_fill_style_str("rgba(213,94,0,0.12)");
                         ctx.fill_rect(gutter, y1 - gap / 2.0, span, gap);
                     }
                     ctx.set_fill_style_str(colour);
+                    ctx.set_font(&font(12.0, "700"));
                     ctx.set_text_align("center");
                     let _ = ctx.fill_text(glyph, x, y1);
-                    ctx.set_text_align(if right_side { "right" } else { "left" });
-                    self.halo_text(&text, tx, y1, span / 2.0, colour);
+                    let font12 = font(12.0, "700");
+                    let w = self.text_width(&font12, &text, span / 2.0);
+                    let h = 14.0 * s;
+                    let side = if right_side { -1.0 } else { 1.0 };
+                    let cx = clamp_x(x + side * (12.0 * s + w / 2.0), w, &bounds);
+                    let at = [0.0, -1.1, 1.1, -2.2, 2.2].iter().map(|k| (cx, y1 + k * h)).collect();
+                    let want = Wanted { w, h, at, must: selected };
+                    labels.push(Label { text, font: font12, colour, time: None, want });
                     if selected {
                         ctx.set_stroke_style_str(ORANGE);
                         ctx.set_line_width(2.0 * s);
@@ -497,6 +532,28 @@ impl Renderer {
             }
         }
 
+        // The words, once every line is drawn: the labels that must be read first, then the
+        // newest, each where it touches no line and no other label.
+        let lines: Vec<layout::Segment> = hits.iter().map(|h| ((h.x1, h.y1), (h.x2, h.y2))).collect();
+        // Two passes rather than a sort: the standard library's sort costs the bundle kilobytes.
+        let (must, rest): (Vec<Label>, Vec<Label>) = labels.into_iter().rev().partition(|l| l.want.must);
+        let labels: Vec<Label> = must.into_iter().chain(rest).collect();
+        let wanted: Vec<Wanted> = labels.iter().map(|l| l.want.clone()).collect();
+        let boxes = layout::place(&wanted, &lines, bounds, 1.5 * s);
+        ctx.set_text_align("center");
+        for (label, placed) in labels.iter().zip(boxes) {
+            let Some(r) = placed else { continue };
+            ctx.set_font(&label.font);
+            self.halo_text(&label.text, r.cx, r.cy, r.w, label.colour);
+            if let Some((time, y)) = &label.time {
+                // The time on the left.
+                ctx.set_font(&font(10.5, "400"));
+                ctx.set_text_align("right");
+                ctx.set_fill_style_str(MUTED);
+                let _ = ctx.fill_text(&format!("{} s", fixed(*time as f64 / 1e6, 3)), gutter - 8.0, *y);
+                ctx.set_text_align("center");
+            }
+        }
         ctx.restore();
 
         // Lane headers last.
@@ -573,6 +630,13 @@ impl Renderer {
             let _ = ctx.fill_text(word("paused-mark"), w - 10.0, h - 14.0 * s);
         }
         hits
+    }
+
+    /// How wide `text` is in `font`, at most `max`, with room for its halo.
+    fn text_width(&self, font: &str, text: &str, max: f64) -> f64 {
+        self.ctx.set_font(font);
+        let width = self.ctx.measure_text(text).map_or(max, |m| m.width());
+        width.min(max.max(30.0)) + 4.0
     }
 
     /// Text with a white halo, so it stays readable over lines.
@@ -654,6 +718,44 @@ impl Renderer {
         ctx.line_to(x - r, y + r);
         ctx.stroke();
     }
+}
+
+/// A label the frame wants drawn, and where it may go.
+struct Label {
+    text: String,
+    font: String,
+    colour: &'static str,
+    /// The time to print in the left gutter, at this height, if the label is placed.
+    time: Option<(u64, f64)>,
+    want: Wanted,
+}
+
+/// How many places [`along_line`] offers on each side of the line.
+const ALONG: usize = 5;
+
+/// `cx` moved so a label `w` wide stays inside `bounds`.
+fn clamp_x(cx: f64, w: f64, bounds: &Rect) -> f64 {
+    let (lo, hi) = (bounds.cx - bounds.w / 2.0 + w / 2.0, bounds.cx + bounds.w / 2.0 - w / 2.0);
+    cx.min(hi).max(lo)
+}
+
+/// Places for a label `w` × `h` along the line from `a` to `b`, best first: over the line at its
+/// middle, then nearer either end, then the same under it ([`ALONG`] on each side), each just
+/// far enough off that the line, however steep, clears the label by `clear`.
+fn along_line(a: (f64, f64), b: (f64, f64), w: f64, h: f64, clear: f64, bounds: &Rect) -> Vec<(f64, f64)> {
+    let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+    let slope = if dx.abs() < 1e-6 { 0.0 } else { (dy / dx).abs().min(4.0) };
+    let off = h / 2.0 + clear + slope * w / 2.0;
+    let mut at = vec![(0.0, 0.0); 2 * ALONG];
+    for (i, t) in [0.5, 0.35, 0.65, 0.2, 0.8].into_iter().enumerate() {
+        let (x, y) = (a.0 + dx * t, a.1 + dy * t);
+        let x = clamp_x(x, w, bounds);
+        // Clamping moved the box along: the line under it is higher or lower there.
+        let y = y + (x - (a.0 + dx * t)) * if dx.abs() < 1e-6 { 0.0 } else { dy / dx };
+        at[i] = (x, y - off);
+        at[ALONG + i] = (x, y + off);
+    }
+    at
 }
 
 /// A mark's glyph, short text and colour on the canvas.
