@@ -58,12 +58,13 @@ pub struct History {
     /// The relay's start, on both clocks: events are stamped with the monotonic one.
     epoch: Instant,
     epoch_wall_us: u64,
-    events: Mutex<Events>,
-    datagrams: Mutex<Datagrams>,
+    events: Mutex<Ring<Kept>>,
+    datagrams: Mutex<Ring<SeenAt>>,
 }
 
 /// Bytes kept oldest first, each byte at a position that only grows, so an entry can name its
-/// bytes by position and find them gone once they have been pushed out.
+/// bytes by position and find them gone once they have been pushed out. Bytes equal to those
+/// appended just before are not appended again: an echo's answer and its request share theirs.
 #[derive(Debug, Default)]
 struct Arena {
     bytes: VecDeque<u8>,
@@ -71,19 +72,35 @@ struct Arena {
     start: u64,
     /// What `bytes` may grow to.
     max: usize,
+    /// Where the bytes appended last are, and how many.
+    last: Option<(u64, usize)>,
 }
 
 impl Arena {
     fn new(max: usize) -> Self {
-        Self { bytes: VecDeque::new(), start: 0, max }
+        Self { max, ..Self::default() }
     }
 
     fn len(&self) -> usize {
         self.bytes.len()
     }
 
-    /// Appends `data`, returning its position. The caller has made room.
-    fn push(&mut self, data: &[u8]) -> u64 {
+    /// Appends `data` and returns its position, or returns the position of the same bytes
+    /// appended just before and true. The caller has made room.
+    fn push(&mut self, data: &[u8]) -> (u64, bool) {
+        if let Some((at, len)) = self.last
+            && len == data.len()
+            && len > 0
+            && self.slices(at, len).is_some_and(|(a, b)| {
+                let (x, y) = data.split_at(a.len());
+                // Never compare an empty part: glibc's `memcmp` reads even zero bytes, from
+                // where an empty slice points (nowhere), and the processor takes a slow
+                // path to let it; measured at about 80 ns (`busbench`).
+                a == x && (b.is_empty() || b == y)
+            })
+        {
+            return (at, true);
+        }
         let at = self.start + self.bytes.len() as u64;
         let needed = self.bytes.len() + data.len();
         if needed > self.bytes.capacity() {
@@ -92,7 +109,8 @@ impl Arena {
             self.bytes.reserve_exact(target - self.bytes.len());
         }
         self.bytes.extend(data);
-        at
+        self.last = Some((at, data.len()));
+        (at, false)
     }
 
     /// Forgets the oldest `len` bytes.
@@ -100,27 +118,127 @@ impl Arena {
         let len = len.min(self.bytes.len());
         self.bytes.drain(..len);
         self.start += len as u64;
+        if self.last.is_some_and(|(at, _)| at < self.start) {
+            self.last = None;
+        }
+    }
+
+    /// The `len` bytes at `at`, in two parts (the arena wraps), if they are still kept.
+    fn slices(&self, at: u64, len: usize) -> Option<(&[u8], &[u8])> {
+        let offset = usize::try_from(at.checked_sub(self.start)?).ok()?;
+        let end = offset.checked_add(len).filter(|&end| end <= self.bytes.len())?;
+        let (head, tail) = self.bytes.as_slices();
+        Some(if end <= head.len() {
+            (&head[offset..end], &[][..])
+        } else if offset >= head.len() {
+            (&tail[offset - head.len()..end - head.len()], &[][..])
+        } else {
+            (&head[offset..], &tail[..end - head.len()])
+        })
     }
 
     /// Appends the `len` bytes at `at` to `out`; false if they are no longer kept.
     fn copy(&self, at: u64, len: usize, out: &mut Vec<u8>) -> bool {
-        let Some(offset) = at.checked_sub(self.start).and_then(|o| usize::try_from(o).ok()) else {
-            return false;
-        };
-        if offset + len > self.bytes.len() {
-            return false;
-        }
-        let (head, tail) = self.bytes.as_slices();
-        let end = offset + len;
-        if end <= head.len() {
-            out.extend_from_slice(&head[offset..end]);
-        } else if offset >= head.len() {
-            out.extend_from_slice(&tail[offset - head.len()..end - head.len()]);
-        } else {
-            out.extend_from_slice(&head[offset..]);
-            out.extend_from_slice(&tail[..end - head.len()]);
-        }
+        let Some((a, b)) = self.slices(at, len) else { return false };
+        out.extend_from_slice(a);
+        out.extend_from_slice(b);
         true
+    }
+}
+
+/// A socket address in 20 bytes rather than `SocketAddr`'s 32: an entry is written for every
+/// datagram, so its size is what recording costs the caches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Addr {
+    ip: [u8; 16],
+    port: u16,
+    v4: bool,
+}
+
+impl Addr {
+    /// The address and port; an IPv6 flow label or scope is left out, as IP and UDP headers do.
+    fn new(addr: SocketAddr) -> Self {
+        match addr {
+            SocketAddr::V4(a) => Self { ip: a.ip().to_ipv6_mapped().octets(), port: a.port(), v4: true },
+            SocketAddr::V6(a) => Self { ip: a.ip().octets(), port: a.port(), v4: false },
+        }
+    }
+
+    /// `addr` exactly, or `None` if it has a flow label or scope.
+    fn exact(addr: SocketAddr) -> Option<Self> {
+        match addr {
+            SocketAddr::V6(a) if a.flowinfo() != 0 || a.scope_id() != 0 => None,
+            _ => Some(Self::new(addr)),
+        }
+    }
+
+    fn get(self) -> SocketAddr {
+        let ip = std::net::Ipv6Addr::from(self.ip);
+        match (self.v4, ip.to_ipv4_mapped()) {
+            (true, Some(v4)) => SocketAddr::from((v4, self.port)),
+            _ => SocketAddr::from((ip, self.port)),
+        }
+    }
+}
+
+/// Which entries own which bytes of an arena: when an entry shares the bytes of the one
+/// before, that one hands them on, so bytes are forgotten with the last entry to use them and
+/// the arena stays oldest first.
+trait Owner {
+    /// Whether the entry owns its bytes; `None` for one that has none.
+    fn owns(&mut self) -> Option<&mut bool>;
+}
+
+/// A ring of entries, each numbered in order, with the arena of their bytes.
+#[derive(Debug)]
+struct Ring<T> {
+    entries: VecDeque<T>,
+    bytes: Arena,
+    /// Entries ever pushed: the newest entry is number `pushed - 1`.
+    pushed: u64,
+    /// The number of the entry that owns the arena's last bytes.
+    last_owner: Option<u64>,
+}
+
+impl<T: Owner> Ring<T> {
+    fn new(entries: usize, bytes: usize) -> Self {
+        Self {
+            entries: VecDeque::with_capacity(entries.min(4_096)),
+            bytes: Arena::new(bytes),
+            pushed: 0,
+            last_owner: None,
+        }
+    }
+
+    /// The number of the oldest entry kept.
+    fn first(&self) -> u64 {
+        self.pushed - self.entries.len() as u64
+    }
+
+    fn get(&self, number: u64) -> Option<&T> {
+        self.entries.get(usize::try_from(number.checked_sub(self.first())?).ok()?)
+    }
+
+    /// Puts `data` in the arena for the entry about to be pushed: its position, and whether
+    /// that entry owns it (it always does, from the entry before if shared).
+    fn bytes_for_next(&mut self, data: &[u8]) -> u64 {
+        let (at, shared) = self.bytes.push(data);
+        if shared && let Some(previous) = self.last_owner {
+            let first = self.first();
+            if let Some(entry) =
+                usize::try_from(previous.wrapping_sub(first)).ok().and_then(|i| self.entries.get_mut(i))
+                && let Some(owns) = entry.owns()
+            {
+                *owns = false;
+            }
+        }
+        self.last_owner = Some(self.pushed);
+        at
+    }
+
+    fn push(&mut self, entry: T) {
+        self.entries.push_back(entry);
+        self.pushed += 1;
     }
 }
 
@@ -129,121 +247,132 @@ impl Arena {
 struct SeenAt {
     dg: Dg,
     wall_us: u64,
-    from: SocketAddr,
-    to: SocketAddr,
     at: u64,
-    len: usize,
+    len: u32,
+    from: Addr,
+    to: Addr,
+    owns: bool,
 }
 
-#[derive(Debug)]
-struct Datagrams {
-    ring: VecDeque<SeenAt>,
-    bytes: Arena,
+impl Owner for SeenAt {
+    fn owns(&mut self) -> Option<&mut bool> {
+        Some(&mut self.owns)
+    }
 }
 
 /// An event's entry. The events about a datagram that a server read or sent (nearly all of
-/// them) are kept compactly, about half the size of an `EventKind`, their preview in the
-/// ring's arena; the rest as they came.
+/// them) are kept in a compact form, their preview in the ring's arena; the rest as they came.
 #[derive(Debug)]
-struct Kept {
-    seq: u64,
-    t_us: u64,
-    what: What,
-}
-
-#[derive(Debug)]
-enum What {
+enum Kept {
     Datagram(DatagramEvent),
-    Other(Box<EventKind>),
+    Other { seq: u64, t_us: u64, kind: Box<EventKind> },
 }
 
-/// A `server_recv` (when `reply_to`, `delay_ms` and `sent` are unset) or a `server_send`.
+impl Owner for Kept {
+    fn owns(&mut self) -> Option<&mut bool> {
+        match self {
+            Kept::Datagram(d) => Some(&mut d.owns),
+            Kept::Other { .. } => None,
+        }
+    }
+}
+
+/// A `server_recv` or (`sent`) a `server_send`, in 96 bytes where an `EventKind` takes 248.
 #[derive(Debug, Clone, Copy)]
 struct DatagramEvent {
-    sent: bool,
-    server: ServerName,
+    seq: u64,
+    t_us: u64,
     dg: Dg,
-    reply_to: Option<Dg>,
-    delay_ms: Option<u64>,
-    from: SocketAddr,
-    to: SocketAddr,
-    len: usize,
-    preview: Preview,
-}
-
-/// Where a kept event's preview went: its `text`, then its `hex`, at `at` in the arena.
-#[derive(Debug, Clone, Copy)]
-struct Preview {
+    /// 0 for none: no datagram is named 0 while anyone records.
+    reply_to: Dg,
+    /// The preview's text (or hex) in the arena.
     at: u64,
-    text: Option<u32>,
-    hex: Option<u32>,
+    len: u32,
+    /// `u32::MAX` for none.
+    delay_ms: u32,
+    from: Addr,
+    to: Addr,
+    preview_len: u16,
+    hex: bool,
     truncated: bool,
+    sent: bool,
+    owns: bool,
+    server: ServerName,
 }
 
-impl Preview {
-    fn len(&self) -> usize {
-        (self.text.unwrap_or(0) + self.hex.unwrap_or(0)) as usize
-    }
+/// What a compact entry holds of `kind`, if it fits one: `(sent, …)` and the preview's bytes.
+struct Fits<'a> {
+    event: DatagramEvent,
+    preview: &'a [u8],
 }
 
-#[derive(Debug)]
-struct Events {
-    ring: VecDeque<Kept>,
-    text: Arena,
-    /// Entries ever pushed: the newest entry is number `pushed - 1`.
-    pushed: u64,
+fn fits(seq: u64, t_us: u64, kind: &EventKind) -> Option<Fits<'_>> {
+    let (sent, server, dg, reply_to, delay_ms, from, to, len, payload) = match kind {
+        EventKind::ServerRecv { server, dg, from, to, len, payload } => {
+            (false, *server, *dg, None, None, *from, *to, *len, payload)
+        }
+        EventKind::ServerSend { server, dg, reply_to, from, to, len, payload, delay_ms } => {
+            (true, *server, *dg, *reply_to, *delay_ms, *from, *to, *len, payload)
+        }
+        _ => return None,
+    };
+    let (hex, preview) = match (&payload.text, &payload.hex) {
+        (Some(text), None) => (false, text.as_bytes()),
+        (None, Some(hex)) => (true, hex.as_bytes()),
+        _ => return None,
+    };
+    let event = DatagramEvent {
+        seq,
+        t_us,
+        dg,
+        reply_to: match reply_to {
+            Some(0) => return None,
+            other => other.unwrap_or(0),
+        },
+        at: 0,
+        len: u32::try_from(len).ok()?,
+        delay_ms: match delay_ms {
+            None => u32::MAX,
+            Some(ms) => u32::try_from(ms).ok().filter(|&ms| ms < u32::MAX)?,
+        },
+        from: Addr::exact(from)?,
+        to: Addr::exact(to)?,
+        preview_len: u16::try_from(preview.len()).ok()?,
+        hex,
+        truncated: payload.truncated,
+        sent,
+        owns: true,
+        server,
+    };
+    Some(Fits { event, preview })
 }
 
-impl Events {
-    /// The number of the oldest entry kept.
-    fn first(&self) -> u64 {
-        self.pushed - self.ring.len() as u64
-    }
-
-    /// Keeps the datagram event `kind`, its preview copied into the arena, if it is one.
-    fn datagram_event(&mut self, kind: &EventKind) -> Option<DatagramEvent> {
-        let (sent, server, dg, reply_to, delay_ms, from, to, len, payload) = match kind {
-            EventKind::ServerRecv { server, dg, from, to, len, payload } => {
-                (false, *server, *dg, None, None, *from, *to, *len, payload)
-            }
-            EventKind::ServerSend { server, dg, reply_to, from, to, len, payload, delay_ms } => {
-                (true, *server, *dg, *reply_to, *delay_ms, *from, *to, *len, payload)
-            }
-            _ => return None,
-        };
-        let (text, hex) = (payload.text.as_deref(), payload.hex.as_deref());
-        let at = self.text.push(text.unwrap_or_default().as_bytes());
-        self.text.push(hex.unwrap_or_default().as_bytes());
-        // Previews are at most 512 bytes.
-        let size = |s: &str| u32::try_from(s.len()).unwrap_or(u32::MAX);
-        let preview = Preview { at, text: text.map(size), hex: hex.map(size), truncated: payload.truncated };
-        Some(DatagramEvent { sent, server, dg, reply_to, delay_ms, from, to, len, preview })
-    }
-
-    /// The event kept as `what`, whole again; `None` if its preview is no longer kept.
-    fn kind(&self, what: &What, bytes: &mut Vec<u8>) -> Option<EventKind> {
-        let d = match what {
-            What::Other(kind) => return Some((**kind).clone()),
-            What::Datagram(d) => d,
-        };
-        bytes.clear();
-        if !self.text.copy(d.preview.at, d.preview.len(), bytes) {
+impl DatagramEvent {
+    /// The event again, its preview from `bytes`.
+    fn kind(&self, bytes: &Arena, scratch: &mut Vec<u8>) -> Option<EventKind> {
+        scratch.clear();
+        if !bytes.copy(self.at, usize::from(self.preview_len), scratch) {
             return None;
         }
-        let (text, hex) = bytes.split_at(d.preview.text.unwrap_or(0) as usize);
-        let string = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        let payload = Payload {
-            text: d.preview.text.map(|_| string(text)),
-            hex: d.preview.hex.map(|_| string(hex)),
-            truncated: d.preview.truncated,
+        let preview = Some(String::from_utf8_lossy(scratch).into_owned());
+        let payload = match self.hex {
+            false => Payload { text: preview, hex: None, truncated: self.truncated },
+            true => Payload { text: None, hex: preview, truncated: self.truncated },
         };
-        let (server, dg, from, to, len) = (d.server, d.dg, d.from, d.to, d.len);
-        Some(match d.sent {
+        let (server, dg, from, to, len) =
+            (self.server, self.dg, self.from.get(), self.to.get(), self.len as usize);
+        Some(match self.sent {
             false => EventKind::ServerRecv { server, dg, from, to, len, payload },
-            true => {
-                let (reply_to, delay_ms) = (d.reply_to, d.delay_ms);
-                EventKind::ServerSend { server, dg, reply_to, from, to, len, payload, delay_ms }
-            }
+            true => EventKind::ServerSend {
+                server,
+                dg,
+                reply_to: (self.reply_to != 0).then_some(self.reply_to),
+                from,
+                to,
+                len,
+                payload,
+                delay_ms: (self.delay_ms != u32::MAX).then_some(u64::from(self.delay_ms)),
+            },
         })
     }
 }
@@ -259,15 +388,8 @@ impl History {
             limits,
             epoch,
             epoch_wall_us,
-            events: Mutex::new(Events {
-                ring: VecDeque::with_capacity(limits.events.min(4_096)),
-                text: Arena::new(preview_bytes),
-                pushed: 0,
-            }),
-            datagrams: Mutex::new(Datagrams {
-                ring: VecDeque::with_capacity(limits.events.min(4_096)),
-                bytes: Arena::new(limits.bytes),
-            }),
+            events: Mutex::new(Ring::new(limits.events, preview_bytes)),
+            datagrams: Mutex::new(Ring::new(limits.events, limits.bytes)),
         }
     }
 
@@ -283,35 +405,41 @@ impl History {
         }
         let Ok(mut events) = self.events.lock() else { return };
         let events = &mut *events;
-        if events.ring.len() >= self.limits.events
-            && let Some(Kept { what: What::Datagram(old), .. }) = events.ring.pop_front()
+        if events.entries.len() >= self.limits.events
+            && let Some(Kept::Datagram(old)) = events.entries.pop_front()
+            && old.owns
         {
-            let preview = old.preview;
-            events.text.pop(preview.len());
+            events.bytes.pop(usize::from(old.preview_len));
         }
-        let what = match events.datagram_event(kind) {
-            Some(d) => What::Datagram(d),
-            None => What::Other(Box::new(kind.clone())),
+        let kept = match fits(seq, t_us, kind) {
+            Some(Fits { mut event, preview }) => {
+                event.at = events.bytes_for_next(preview);
+                Kept::Datagram(event)
+            }
+            None => Kept::Other { seq, t_us, kind: Box::new(kind.clone()) },
         };
-        events.ring.push_back(Kept { seq, t_us, what });
-        events.pushed += 1;
+        events.push(kept);
     }
 
     /// Records datagram `dg`. Each datagram is recorded once, by the relay socket that sent it or,
     /// when no relay socket did, by the one that read it.
     pub fn record_datagram(&self, dg: Dg, at: Instant, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
+        let Ok(len) = u32::try_from(bytes.len()) else { return };
         if bytes.len() > self.limits.bytes || self.limits.events == 0 {
             return;
         }
         let t_us = u64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX);
         let Ok(mut seen) = self.datagrams.lock() else { return };
         let seen = &mut *seen;
-        while seen.ring.len() >= self.limits.events || seen.bytes.len() + bytes.len() > self.limits.bytes {
-            let Some(old) = seen.ring.pop_front() else { break };
-            seen.bytes.pop(old.len);
+        while seen.entries.len() >= self.limits.events || seen.bytes.len() + bytes.len() > self.limits.bytes {
+            let Some(old) = seen.entries.pop_front() else { break };
+            if old.owns {
+                seen.bytes.pop(old.len as usize);
+            }
         }
-        let at = seen.bytes.push(bytes);
-        seen.ring.push_back(SeenAt { dg, wall_us: self.wall_us(t_us), from, to, at, len: bytes.len() });
+        let at = seen.bytes_for_next(bytes);
+        let (from, to) = (Addr::new(from), Addr::new(to));
+        seen.push(SeenAt { dg, wall_us: self.wall_us(t_us), at, len, from, to, owns: true });
     }
 
     /// The events kept, in `seq` order. They are rebuilt a slice at a time, letting go of the
@@ -322,20 +450,24 @@ impl History {
         let (mut next, end) = (events.first(), events.pushed);
         drop(events);
         let mut out = Vec::with_capacity(usize::try_from(end - next).unwrap_or(0));
-        let mut bytes = Vec::new();
+        let mut scratch = Vec::new();
         while next < end {
             let Ok(events) = self.events.lock() else { break };
             // What was pushed out meanwhile is skipped.
             next = next.max(events.first());
             let slice = next..end.min(next + SLICE);
-            for position in slice.clone() {
-                let Some(kept) =
-                    usize::try_from(position - events.first()).ok().and_then(|i| events.ring.get(i))
-                else {
-                    continue;
+            for number in slice.clone() {
+                let event = match events.get(number) {
+                    Some(Kept::Datagram(d)) => match d.kind(&events.bytes, &mut scratch) {
+                        Some(kind) => Event { seq: d.seq, t_us: d.t_us, kind },
+                        None => continue,
+                    },
+                    Some(Kept::Other { seq, t_us, kind }) => {
+                        Event { seq: *seq, t_us: *t_us, kind: (**kind).clone() }
+                    }
+                    None => continue,
                 };
-                let Some(kind) = events.kind(&kept.what, &mut bytes) else { continue };
-                out.push(Arc::new(Published::new(Event { seq: kept.seq, t_us: kept.t_us, kind })));
+                out.push(Arc::new(Published::new(event)));
             }
             next = slice.end;
         }
@@ -350,21 +482,20 @@ impl History {
     /// for longer than copying one slice.
     pub fn datagrams(&self) -> Vec<Seen> {
         const SLICE: usize = 1 << 20;
-        let entries: Vec<SeenAt> =
-            self.datagrams.lock().map(|d| d.ring.iter().copied().collect()).unwrap_or_default();
-        let mut out = Vec::with_capacity(entries.len());
-        let mut rest = entries.as_slice();
-        while !rest.is_empty() {
+        let Ok(seen) = self.datagrams.lock() else { return Vec::new() };
+        let (mut next, end) = (seen.first(), seen.pushed);
+        drop(seen);
+        let mut out = Vec::with_capacity(usize::try_from(end - next).unwrap_or(0));
+        while next < end {
             let Ok(seen) = self.datagrams.lock() else { break };
+            next = next.max(seen.first());
             let mut copied = 0;
-            while let Some((entry, more)) = rest.split_first()
-                && (copied == 0 || copied + entry.len <= SLICE)
-            {
-                rest = more;
-                copied += entry.len.max(1);
-                if let Some(seen) = seen.read(entry) {
-                    out.push(seen);
+            while next < end && copied < SLICE {
+                if let Some(entry) = seen.get(next) {
+                    copied += (entry.len as usize).max(1);
+                    out.extend(seen.read(entry));
                 }
+                next += 1;
             }
         }
         out
@@ -373,20 +504,20 @@ impl History {
     /// One datagram, if it is still kept. A scan: asked when a person clicks a datagram.
     pub fn datagram(&self, dg: Dg) -> Option<Seen> {
         let seen = self.datagrams.lock().ok()?;
-        let entry = seen.ring.iter().rev().find(|s| s.dg == dg)?;
+        let entry = seen.entries.iter().rev().find(|s| s.dg == dg)?;
         seen.read(entry)
     }
 }
 
-impl Datagrams {
+impl Ring<SeenAt> {
     /// The datagram of `entry`, with its bytes, if they are still kept.
     fn read(&self, entry: &SeenAt) -> Option<Seen> {
-        let mut bytes = Vec::with_capacity(entry.len);
-        self.bytes.copy(entry.at, entry.len, &mut bytes).then(|| Seen {
+        let mut bytes = Vec::with_capacity(entry.len as usize);
+        self.bytes.copy(entry.at, entry.len as usize, &mut bytes).then(|| Seen {
             dg: entry.dg,
             wall_us: entry.wall_us,
-            from: entry.from,
-            to: entry.to,
+            from: entry.from.get(),
+            to: entry.to.get(),
             bytes: bytes.into(),
         })
     }
@@ -395,6 +526,7 @@ impl Datagrams {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use protocol::ServerName;
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
@@ -502,20 +634,21 @@ mod tests {
             "a cut between characters keeps whole ones"
         );
         let events = history.events.lock().expect("lock");
-        let previews = events.ring.iter().map(|k| match &k.what {
-            What::Datagram(d) => d.preview.len(),
-            What::Other(_) => 0,
+        let previews = events.entries.iter().map(|k| match k {
+            Kept::Datagram(d) if d.owns => usize::from(d.preview_len),
+            _ => 0,
         });
         let kept: usize = previews.sum();
-        assert_eq!(events.text.len(), kept, "the arena holds exactly the kept previews");
+        assert_eq!(events.bytes.len(), kept, "the arena holds exactly the kept previews");
     }
 
     #[test]
     fn the_arena_wraps_and_forgets_the_oldest() {
         let mut arena = Arena::new(8);
-        let a = arena.push(b"abcde");
+        let (a, _) = arena.push(b"abcde");
         arena.pop(3);
-        let b = arena.push(b"fghijk");
+        let (b, shared) = arena.push(b"fghijk");
+        assert!(!shared);
         let mut out = Vec::new();
         assert!(arena.copy(b, 6, &mut out));
         assert_eq!(out, b"fghijk");
@@ -542,5 +675,86 @@ mod tests {
             assert_eq!(s.dg, dg);
             assert_eq!(*s.bytes, vec![(dg % 251) as u8; 1_000 + (dg as usize % 7)][..]);
         }
+    }
+
+    /// An echo's request and answer have the same bytes: kept once, and every datagram still
+    /// comes back whole, whatever was pushed out, in a long random run checked against a plain
+    /// list of what should be kept.
+    #[test]
+    fn shared_bytes_are_kept_once_and_forgotten_with_their_last_user() {
+        let epoch = Instant::now();
+        let limits = HistoryLimits { events: 7, bytes: 1 << 20 };
+        let history = History::new(limits, epoch);
+        let payloads: [&[u8]; 4] = [b"ping", b"PING", b"", b"a longer datagram"];
+        let mut expected = VecDeque::new();
+        let mut state = 12_345u64;
+        for dg in 1..=2_000u64 {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            // Often the same as the one before, as an echo's answer is.
+            let bytes = payloads[(state >> 33) as usize % 2 + usize::from(dg % 5 == 0) * 2];
+            history.record_datagram(dg, epoch, addr(1), addr(2), bytes);
+            if expected.len() == limits.events {
+                expected.pop_front();
+            }
+            expected.push_back((dg, bytes.to_vec()));
+            let kept: Vec<_> = history.datagrams().into_iter().map(|s| (s.dg, s.bytes.to_vec())).collect();
+            assert_eq!(kept, Vec::from(expected.clone()), "after datagram {dg}");
+            let seen = history.datagrams.lock().expect("lock");
+            let owned: usize = seen.entries.iter().filter(|s| s.owns).map(|s| s.len as usize).sum();
+            assert_eq!(seen.bytes.len(), owned, "the arena holds each kept datagram's bytes once");
+        }
+        let seen = history.datagrams.lock().expect("lock");
+        assert!(seen.bytes.len() < 7 * 17, "some bytes were shared");
+    }
+
+    #[test]
+    fn an_echo_s_two_previews_are_one() {
+        let history = History::new(HistoryLimits::default(), Instant::now());
+        let recv = EventKind::ServerRecv {
+            server: ServerName::Echo,
+            dg: 1,
+            from: addr(5000),
+            to: addr(10004),
+            len: 5,
+            payload: Payload::preview(b"hello"),
+        };
+        let send = EventKind::ServerSend {
+            server: ServerName::Echo,
+            dg: 2,
+            reply_to: Some(1),
+            from: addr(10004),
+            to: addr(5000),
+            len: 5,
+            payload: Payload::preview(b"hello"),
+            delay_ms: None,
+        };
+        history.record_event(1, 1, &recv);
+        history.record_event(2, 2, &send);
+        assert_eq!(history.events.lock().expect("lock").bytes.len(), 5);
+        let back: Vec<_> = history.events().iter().map(|e| e.kind.clone()).collect();
+        assert_eq!(back, [recv, send]);
+    }
+
+    #[test]
+    fn addresses_come_back_as_they_were() {
+        let v6: SocketAddr = "[::1]:53".parse().expect("addr");
+        let scoped = SocketAddr::V6(std::net::SocketAddrV6::new("fe80::1".parse().expect("ip"), 9, 0, 3));
+        for a in
+            [addr(1), "0.0.0.0:0".parse().expect("addr"), v6, "[::ffff:1.2.3.4]:7".parse().expect("addr")]
+        {
+            assert_eq!(Addr::exact(a).map(Addr::get), Some(a));
+        }
+        assert!(Addr::exact(scoped).is_none(), "an event keeps a scoped address whole instead");
+        let history = History::new(HistoryLimits::default(), Instant::now());
+        let kind = EventKind::ServerRecv {
+            server: ServerName::Echo,
+            dg: 1,
+            from: scoped,
+            to: v6,
+            len: 1,
+            payload: Payload::preview(b"x"),
+        };
+        history.record_event(1, 1, &kind);
+        assert_eq!(history.events()[0].kind, kind);
     }
 }
