@@ -130,6 +130,29 @@ impl Payload {
             Err(_) => Self { text: None, hex: Some(to_hex(head)), truncated },
         }
     }
+
+    /// Whether this is exactly `Payload::preview(bytes)`, found without building that one.
+    pub fn is_preview_of(&self, bytes: &[u8]) -> bool {
+        let truncated = bytes.len() > PREVIEW_BYTES;
+        let head = &bytes[..bytes.len().min(PREVIEW_BYTES)];
+        let text =
+            |valid: &[u8]| self.hex.is_none() && self.text.as_deref().is_some_and(|t| t.as_bytes() == valid);
+        self.truncated == truncated
+            && match std::str::from_utf8(head) {
+                Ok(_) => text(head),
+                Err(e) if truncated && e.error_len().is_none() => text(&head[..e.valid_up_to()]),
+                Err(_) => {
+                    self.text.is_none()
+                        && self.hex.as_deref().is_some_and(|hex| {
+                            hex.len() == 2 * head.len()
+                                && hex.as_bytes().as_chunks::<2>().0.iter().zip(head).all(|(pair, &b)| {
+                                    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+                                    *pair == [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0x0f)]]
+                                })
+                        })
+                }
+            }
+    }
 }
 
 /// Lowercase hex, two digits a byte, no separators.
@@ -687,6 +710,23 @@ mod tests {
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().expect("test address")
+    }
+
+    #[test]
+    fn a_payload_knows_whether_it_previews_some_bytes() {
+        let long_text = "é".repeat(200);
+        let cases: [&[u8]; 7] =
+            [b"", b"hello", &[0xff, 0x00], long_text.as_bytes(), &[0xfe; 300], &[b'a'; 256], &[b'a'; 257]];
+        for bytes in cases {
+            let preview = Payload::preview(bytes);
+            assert!(preview.is_preview_of(bytes), "{bytes:?}");
+            for other in cases.iter().filter(|other| Payload::preview(other) != preview) {
+                assert!(!preview.is_preview_of(other), "{preview:?} is not the preview of {other:?}");
+            }
+        }
+        let mut hex = Payload::preview(&[0xff, 0x00]);
+        hex.hex = Some("FF00".into());
+        assert!(!hex.is_preview_of(&[0xff, 0x00]), "hex is lowercase");
     }
 
     fn golden(event: Event, expected: serde_json::Value) {

@@ -304,6 +304,13 @@ impl EventBus {
         }
     }
 
+    /// Strikes a recorded datagram out of the history again: its send failed.
+    pub fn unrecord(&self, dg: protocol::Dg) {
+        if let Some(history) = &self.history {
+            history.unrecord_datagram(dg);
+        }
+    }
+
     /// The relay's datagram names, shared by every socket's driver.
     pub fn datagrams(&self) -> Arc<Datagrams> {
         self.datagrams.clone()

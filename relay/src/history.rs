@@ -198,6 +198,9 @@ struct Ring<T> {
     pushed: u64,
     /// The number of the entry that owns the arena's last bytes.
     last_owner: Option<u64>,
+    /// The highest `seq` of an event pushed out with its entry: what the history shows
+    /// starts after it, so that it never has a gap where one ring forgot and the other not.
+    horizon: u64,
 }
 
 impl<T: Owner> Ring<T> {
@@ -207,6 +210,7 @@ impl<T: Owner> Ring<T> {
             bytes: Arena::new(bytes),
             pushed: 0,
             last_owner: None,
+            horizon: 0,
         }
     }
 
@@ -242,7 +246,13 @@ impl<T: Owner> Ring<T> {
     }
 }
 
-/// A datagram's entry; its bytes are in the ring's arena.
+/// How far back a datagram just recorded is looked for, to join its event or strike it out:
+/// other sockets may have recorded a few of theirs since.
+const RECENT: usize = 16;
+
+/// A datagram's entry; its bytes are in the ring's arena. It also keeps the event of the
+/// server that read or sent it, which then needs no entry of its own: its preview is the
+/// datagram's bytes, its addresses and length the datagram's.
 #[derive(Debug, Clone, Copy)]
 struct SeenAt {
     dg: Dg,
@@ -252,6 +262,23 @@ struct SeenAt {
     from: Addr,
     to: Addr,
     owns: bool,
+    /// False once its send failed: recorded before it was sent (so that its `server_send`
+    /// could join it), it never left, and only its event is left to tell.
+    sent: bool,
+    event: Option<ServerEvent>,
+}
+
+/// A `server_recv`, or (`sent`) a `server_send`, of the datagram whose entry holds it.
+#[derive(Debug, Clone, Copy)]
+struct ServerEvent {
+    seq: u64,
+    t_us: u64,
+    /// 0 for none: no datagram is named 0 while anyone records.
+    reply_to: Dg,
+    /// `u32::MAX` for none.
+    delay_ms: u32,
+    server: ServerName,
+    sent: bool,
 }
 
 impl Owner for SeenAt {
@@ -400,16 +427,23 @@ impl History {
 
     /// Records event `seq`, stamped `t_us`.
     pub fn record_event(&self, seq: u64, t_us: u64, kind: &EventKind) {
-        if self.limits.events == 0 {
+        if self.limits.events == 0 || self.join(seq, t_us, kind) {
             return;
         }
         let Ok(mut events) = self.events.lock() else { return };
         let events = &mut *events;
         if events.entries.len() >= self.limits.events
-            && let Some(Kept::Datagram(old)) = events.entries.pop_front()
-            && old.owns
+            && let Some(old) = events.entries.pop_front()
         {
-            events.bytes.pop(usize::from(old.preview_len));
+            let seq = match old {
+                Kept::Datagram(old) if old.owns => {
+                    events.bytes.pop(usize::from(old.preview_len));
+                    old.seq
+                }
+                Kept::Datagram(old) => old.seq,
+                Kept::Other { seq, .. } => seq,
+            };
+            events.horizon = events.horizon.max(seq);
         }
         let kept = match fits(seq, t_us, kind) {
             Some(Fits { mut event, preview }) => {
@@ -419,6 +453,47 @@ impl History {
             None => Kept::Other { seq, t_us, kind: Box::new(kind.clone()) },
         };
         events.push(kept);
+    }
+
+    /// Keeps a server's `server_recv` or `server_send` with its datagram's entry, if the
+    /// datagram was recorded just before and the event says nothing its entry does not.
+    fn join(&self, seq: u64, t_us: u64, kind: &EventKind) -> bool {
+        let (event, dg, from, to, len, payload) = match kind {
+            EventKind::ServerRecv { server, dg, from, to, len, payload } => {
+                let event =
+                    ServerEvent { seq, t_us, reply_to: 0, delay_ms: u32::MAX, server: *server, sent: false };
+                (event, *dg, *from, *to, *len, payload)
+            }
+            EventKind::ServerSend { server, dg, reply_to, from, to, len, payload, delay_ms } => {
+                let delay_ms = match delay_ms.map(u32::try_from) {
+                    None => u32::MAX,
+                    Some(Ok(ms)) if ms < u32::MAX => ms,
+                    Some(_) => return false,
+                };
+                if *reply_to == Some(0) {
+                    return false;
+                }
+                let reply_to = reply_to.unwrap_or(0);
+                let event = ServerEvent { seq, t_us, reply_to, delay_ms, server: *server, sent: true };
+                (event, *dg, *from, *to, *len, payload)
+            }
+            _ => return false,
+        };
+        let (Some(from), Some(to)) = (Addr::exact(from), Addr::exact(to)) else { return false };
+        let Ok(mut seen) = self.datagrams.lock() else { return false };
+        let seen = &mut *seen;
+        let Some(entry) = seen.entries.iter_mut().rev().take(RECENT).find(|e| e.dg == dg) else {
+            return false;
+        };
+        let fits = entry.event.is_none()
+            && entry.len as usize == len
+            && (entry.from, entry.to) == (from, to)
+            && matches!(seen.bytes.slices(entry.at, entry.len as usize),
+                Some((bytes, rest)) if rest.is_empty() && payload.is_preview_of(bytes));
+        if fits {
+            entry.event = Some(event);
+        }
+        fits
     }
 
     /// Records datagram `dg`. Each datagram is recorded once, by the relay socket that sent it or,
@@ -436,25 +511,40 @@ impl History {
             if old.owns {
                 seen.bytes.pop(old.len as usize);
             }
+            if let Some(event) = old.event {
+                seen.horizon = seen.horizon.max(event.seq);
+            }
         }
         let at = seen.bytes_for_next(bytes);
         let (from, to) = (Addr::new(from), Addr::new(to));
-        seen.push(SeenAt { dg, wall_us: self.wall_us(t_us), at, len, from, to, owns: true });
+        let wall_us = self.wall_us(t_us);
+        seen.push(SeenAt { dg, wall_us, at, len, from, to, owns: true, sent: true, event: None });
     }
 
-    /// The events kept, in `seq` order. They are rebuilt a slice at a time, letting go of the
-    /// lock in between, so that a reader never holds up a socket for long.
+    /// Strikes datagram `dg` out again: its send failed. Its event, if it has one, stays.
+    pub fn unrecord_datagram(&self, dg: Dg) {
+        let Ok(mut seen) = self.datagrams.lock() else { return };
+        if let Some(entry) = seen.entries.iter_mut().rev().take(RECENT).find(|e| e.dg == dg) {
+            entry.sent = false;
+        }
+    }
+
+    /// The events kept, in `seq` order: those of their own ring and those kept with their
+    /// datagrams, from where both rings remember on, the newest `--history` of them. They are
+    /// rebuilt a slice at a time, letting go of each lock in between, so that a reader never
+    /// holds up a socket for long.
     pub fn events(&self) -> Vec<Arc<Published>> {
         const SLICE: u64 = 256;
-        let Ok(events) = self.events.lock() else { return Vec::new() };
-        let (mut next, end) = (events.first(), events.pushed);
-        drop(events);
-        let mut out = Vec::with_capacity(usize::try_from(end - next).unwrap_or(0));
+        let mut out = Vec::new();
         let mut scratch = Vec::new();
+        // Each ring's events are shown from where the other ring remembers on.
+        let (mut events_horizon, mut datagrams_horizon) = (0, 0);
+        let (mut next, end) = self.events.lock().map(|e| (e.first(), e.pushed)).unwrap_or_default();
         while next < end {
             let Ok(events) = self.events.lock() else { break };
             // What was pushed out meanwhile is skipped.
             next = next.max(events.first());
+            events_horizon = events.horizon;
             let slice = next..end.min(next + SLICE);
             for number in slice.clone() {
                 let event = match events.get(number) {
@@ -467,14 +557,31 @@ impl History {
                     }
                     None => continue,
                 };
-                out.push(Arc::new(Published::new(event)));
+                out.push((false, Arc::new(Published::new(event))));
             }
             next = slice.end;
         }
+        let (mut next, end) = self.datagrams.lock().map(|d| (d.first(), d.pushed)).unwrap_or_default();
+        while next < end {
+            let Ok(seen) = self.datagrams.lock() else { break };
+            next = next.max(seen.first());
+            datagrams_horizon = seen.horizon;
+            let slice = next..end.min(next + SLICE);
+            for number in slice.clone() {
+                if let Some(event) = seen.get(number).and_then(|entry| seen.event(entry, &mut scratch)) {
+                    out.push((true, Arc::new(Published::new(event))));
+                }
+            }
+            next = slice.end;
+        }
+        out.retain(|(with_datagram, e)| {
+            e.seq > if *with_datagram { events_horizon } else { datagrams_horizon }
+        });
         // Servers emit from several threads: an event may be pushed just after one with a
         // higher number.
-        out.sort_by_key(|e| e.seq);
-        out
+        out.sort_unstable_by_key(|(_, e)| e.seq);
+        let extra = out.len().saturating_sub(self.limits.events);
+        out.into_iter().skip(extra).map(|(_, e)| e).collect()
     }
 
     /// The datagrams kept, oldest first. Their bytes are copied a slice at a time, letting go
@@ -491,7 +598,7 @@ impl History {
             next = next.max(seen.first());
             let mut copied = 0;
             while next < end && copied < SLICE {
-                if let Some(entry) = seen.get(next) {
+                if let Some(entry) = seen.get(next).filter(|e| e.sent) {
                     copied += (entry.len as usize).max(1);
                     out.extend(seen.read(entry));
                 }
@@ -504,12 +611,40 @@ impl History {
     /// One datagram, if it is still kept. A scan: asked when a person clicks a datagram.
     pub fn datagram(&self, dg: Dg) -> Option<Seen> {
         let seen = self.datagrams.lock().ok()?;
-        let entry = seen.entries.iter().rev().find(|s| s.dg == dg)?;
+        let entry = seen.entries.iter().rev().find(|s| s.dg == dg && s.sent)?;
         seen.read(entry)
     }
 }
 
 impl Ring<SeenAt> {
+    /// The server's event kept with `entry`, whole again, if it has one.
+    fn event(&self, entry: &SeenAt, scratch: &mut Vec<u8>) -> Option<Event> {
+        let event = entry.event?;
+        scratch.clear();
+        // One byte more than a preview shows tells it whether to say `truncated`.
+        let head = (entry.len as usize).min(protocol::PREVIEW_BYTES + 1);
+        if !self.bytes.copy(entry.at, head, scratch) {
+            return None;
+        }
+        let payload = Payload::preview(scratch);
+        let (server, dg, from, to, len) =
+            (event.server, entry.dg, entry.from.get(), entry.to.get(), entry.len as usize);
+        let kind = match event.sent {
+            false => EventKind::ServerRecv { server, dg, from, to, len, payload },
+            true => EventKind::ServerSend {
+                server,
+                dg,
+                reply_to: (event.reply_to != 0).then_some(event.reply_to),
+                from,
+                to,
+                len,
+                payload,
+                delay_ms: (event.delay_ms != u32::MAX).then_some(u64::from(event.delay_ms)),
+            },
+        };
+        Some(Event { seq: event.seq, t_us: event.t_us, kind })
+    }
+
     /// The datagram of `entry`, with its bytes, if they are still kept.
     fn read(&self, entry: &SeenAt) -> Option<Seen> {
         let mut bytes = Vec::with_capacity(entry.len as usize);
@@ -756,5 +891,95 @@ mod tests {
         };
         history.record_event(1, 1, &kind);
         assert_eq!(history.events()[0].kind, kind);
+    }
+
+    fn recv(dg: Dg, bytes: &[u8]) -> EventKind {
+        EventKind::ServerRecv {
+            server: ServerName::Echo,
+            dg,
+            from: addr(5000),
+            to: addr(10004),
+            len: bytes.len(),
+            payload: Payload::preview(bytes),
+        }
+    }
+
+    fn send(dg: Dg, bytes: &[u8]) -> EventKind {
+        EventKind::ServerSend {
+            server: ServerName::Echo,
+            dg,
+            reply_to: Some(dg - 1),
+            from: addr(10004),
+            to: addr(5000),
+            len: bytes.len(),
+            payload: Payload::preview(bytes),
+            delay_ms: Some(250),
+        }
+    }
+
+    /// A server's events are kept with their datagrams, and come back exactly as they went,
+    /// in `seq` order with the events kept on their own.
+    #[test]
+    fn a_server_s_events_are_kept_with_their_datagrams() {
+        let epoch = Instant::now();
+        let history = History::new(HistoryLimits::default(), epoch);
+        let long = vec![b'x'; 1_000];
+        let mut expected = Vec::new();
+        let mut seq = 0;
+        let mut event = |history: &History, kind: EventKind, expected: &mut Vec<EventKind>| {
+            seq += 1;
+            history.record_event(seq, seq * 10, &kind);
+            expected.push(kind);
+        };
+        for (dg, bytes) in [(1, &b"ping"[..]), (3, &[0xff, 0xfe][..]), (5, &long[..]), (7, &b""[..])] {
+            history.record_datagram(dg, epoch, addr(5000), addr(10004), bytes);
+            event(&history, recv(dg, bytes), &mut expected);
+            event(&history, EventKind::ChatEnd { server: ServerName::Chat, clients: 0 }, &mut expected);
+            history.record_datagram(dg + 1, epoch, addr(10004), addr(5000), bytes);
+            event(&history, send(dg + 1, bytes), &mut expected);
+        }
+        // Not the datagram's preview (another server's event about the same name), and a
+        // datagram recorded long ago: kept on their own.
+        let mut wrong = recv(2, b"PING");
+        if let EventKind::ServerRecv { len, .. } = &mut wrong {
+            *len = 4;
+        }
+        event(&history, wrong.clone(), &mut expected);
+        event(&history, recv(1, b"ping"), &mut expected);
+        let back: Vec<_> = history.events().iter().map(|e| (e.seq, e.kind.clone())).collect();
+        let numbered: Vec<_> = (1..).zip(expected).collect();
+        assert_eq!(back, numbered);
+        assert_eq!(history.events.lock().expect("lock").entries.len(), 6, "four chat_end, the two strays");
+    }
+
+    #[test]
+    fn a_failed_send_leaves_its_event_but_no_datagram() {
+        let epoch = Instant::now();
+        let history = History::new(HistoryLimits::default(), epoch);
+        history.record_datagram(2, epoch, addr(10004), addr(5000), b"hi");
+        history.record_event(1, 1, &send(2, b"hi"));
+        history.unrecord_datagram(2);
+        assert!(history.datagrams().is_empty());
+        assert!(history.datagram(2).is_none());
+        assert_eq!(history.events().iter().map(|e| e.kind.clone()).collect::<Vec<_>>(), [send(2, b"hi")]);
+    }
+
+    /// When the datagrams' byte budget pushes out old datagrams, with their events, the events
+    /// kept on their own from that time are not shown either: no stretch of the history has
+    /// only some of what happened.
+    #[test]
+    fn the_history_shows_only_what_both_rings_remember() {
+        let epoch = Instant::now();
+        let history = History::new(HistoryLimits { events: 100, bytes: 4 }, epoch);
+        for (i, seq) in (1..=10).step_by(2).enumerate() {
+            let (dg, bytes) = (i as u64 + 1, [b'a' + i as u8, b'!']);
+            history.record_datagram(dg, epoch, addr(5000), addr(10004), &bytes);
+            history.record_event(seq, 0, &recv(dg, &bytes));
+            history.record_event(seq + 1, 0, &EventKind::ChatEnd { server: ServerName::Chat, clients: 0 });
+        }
+        // Two datagrams fit in four bytes, those of events 7 and 9: the history starts after
+        // event 5, the last one pushed out.
+        let seqs: Vec<_> = history.events().iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [6, 7, 8, 9, 10]);
     }
 }

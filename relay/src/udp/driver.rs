@@ -382,6 +382,12 @@ impl Io<'_> {
                     arc
                 }
             };
+            // Recorded before its `server_send`, which the history then keeps with it, and
+            // struck out again if the send fails.
+            let record = o.dg != 0 && self.bus.history().is_some();
+            if record {
+                self.bus.record(o.dg, at, cx.local, o.to, bytes);
+            }
             if let (Some(server), true) = (cx.server, cx.observed && o.report != Report::Silent) {
                 let delay_ms = match o.report {
                     Report::Delayed(d) => Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
@@ -402,12 +408,9 @@ impl Io<'_> {
                 );
             }
             if let Some(wire) = self.wire.as_mut().filter(|wire| !wire.outbound.is_idle()) {
-                let bytes = share();
                 // The server sent it, whatever the link then does to it: the history (and the
-                // capture) has it, with the link's doings as comments.
-                if o.dg != 0 {
-                    self.bus.record(o.dg, at, cx.local, o.to, &bytes);
-                }
+                // capture) has it, recorded above, with the link's doings as comments.
+                let bytes = share();
                 let packet = Packet { dg: o.dg, peer: o.to, bytes, copy: false };
                 let (datagrams, observed) = (&cx.datagrams, cx.observed);
                 let mut link_events = Vec::new();
@@ -420,8 +423,7 @@ impl Io<'_> {
                 continue;
             }
             let nobody = cx.datagrams.is_nobody(o.to);
-            let record = self.bus.history().is_some();
-            match self.transmit(cx, at, o.dg, o.to, bytes, record).await {
+            match self.transmit(cx, at, o.dg, o.to, bytes, false).await {
                 Ok(_) if nobody && o.report == Report::Silent => {
                     undelivered.push(Undelivered {
                         dg: o.dg,
@@ -464,8 +466,8 @@ impl Io<'_> {
     }
 
     /// Puts one datagram on the socket, writing its name down first so that the relay socket
-    /// it reaches knows it. A failed send is struck out again; one that went out is recorded in
-    /// the history if `record`.
+    /// it reaches knows it. A failed send is struck out again, also from the history; one that
+    /// went out is recorded there if `record` (and was not already).
     async fn transmit(
         &self,
         cx: &Cx,
@@ -490,7 +492,10 @@ impl Io<'_> {
             self.send(bytes, to).await
         };
         match &sent {
-            Err(_) if dg != 0 => cx.datagrams.not_sent(cx.local, to, dg),
+            Err(_) if dg != 0 => {
+                cx.datagrams.not_sent(cx.local, to, dg);
+                self.bus.unrecord(dg);
+            }
             Ok(_) if dg != 0 && record => self.bus.record(dg, at, cx.local, to, bytes),
             _ => {}
         }
