@@ -166,8 +166,9 @@ pub fn to_hex(bytes: &[u8]) -> String {
     out
 }
 
-/// Something that happened in the relay, stamped by the event bus.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// Something that happened in the relay, stamped by the event bus. Read back through
+/// [`raw::RawEvent`], like [`EventKind`].
+#[derive(Serialize, Clone, Debug, PartialEq)]
 pub struct Event {
     /// Increases by one for every event the relay emits while anyone is listening.
     pub seq: u64,

@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Event, Links, ServerName};
 
-/// One message frame from the relay.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// One message frame from the relay. Read back through one flat record of every field (see
+/// `raw.rs`), not serde's derived reader.
+#[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMsg {
     Hello(Hello),
