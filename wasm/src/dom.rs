@@ -34,11 +34,11 @@ pub fn input_value(document: &Document, id: &str) -> String {
 }
 
 pub fn input_u64(document: &Document, id: &str) -> Option<u64> {
-    input_value(document, id).trim().parse::<f64>().ok().filter(|v| *v >= 0.0).map(|v| v.round() as u64)
+    crate::model::decimal(input_value(document, id).trim()).filter(|v| *v >= 0.0).map(|v| v.round() as u64)
 }
 
 pub fn input_f64(document: &Document, id: &str) -> Option<f64> {
-    input_value(document, id).trim().parse::<f64>().ok().filter(|v| v.is_finite())
+    crate::model::decimal(input_value(document, id).trim()).filter(|v| v.is_finite())
 }
 
 pub fn set_input(document: &Document, id: &str, value: &str) {

@@ -52,7 +52,7 @@ pub use text::{
     close_code_text, cut_text, hex_dump, link_short, link_summary, misattributed_text, ms_text,
     payload_bytes, preview, thousands,
 };
-pub use text::{fixed, short};
+pub use text::{decimal, fixed, short};
 pub use wire::{LINK_FIELDS, LinkHeld, LinkLoss, LinkPatchError, LinkPath, link_patch, link_values};
 
 /// Items kept for drawing by default: about half a second of a 5,000 events/s storm, or
@@ -1227,7 +1227,7 @@ impl Model {
                     "" => setting.as_str(),
                     name => name,
                 };
-                let text = fill("log-configured", &[server, &name, value]);
+                let text = fill("log-configured", &[server, &name, &short(*value)]);
                 let id = self.mark(event, lane, MarkKind::Configured, &text);
                 self.log_line(seq, "server_configured", None, text, Some(id));
             }

@@ -1201,3 +1201,30 @@ fn unbatch_hands_out_every_message_of_a_batch_in_order_nested_ones_too() {
     assert!(!msgs.iter().any(|m| matches!(m, ServerMsg::Batch { .. })));
     assert_eq!(unbatch(event(9)).len(), 1, "a single message is handed out as it is");
 }
+
+#[test]
+fn typed_numbers_read_as_core_reads_them() {
+    for text in
+        ["0", "0.3", "2", ".5", "5.", "-1.25", "+7", "1e3", "2.5E-2", "0.1", "100", "65535", "0.000001"]
+    {
+        let core: f64 = text.parse().expect("a number");
+        assert_eq!(decimal(text), Some(core), "{text}");
+    }
+    assert_eq!(decimal("12345678901234567890123"), Some(1.2345678901234568e22), "past 19 digits");
+    for text in ["", ".", "-", "abc", "1.2.3", "1,5", "1e", "e3", "0x10", " 1"] {
+        assert_eq!(decimal(text), None, "{text:?}");
+    }
+}
+
+#[test]
+fn a_lossy_setting_is_logged_in_as_few_digits_as_it_needs() {
+    let mut f = Feed::new();
+    f.at(0, EventKind::ServerConfigured { server: ServerName::Lossy, setting: "drop".into(), value: 0.3 });
+    f.at(
+        1,
+        EventKind::ServerConfigured { server: ServerName::Lossy, setting: "delay_ms".into(), value: 250.0 },
+    );
+    let log = f.model.take_log(usize::MAX).map(|l| l.text).collect::<Vec<_>>();
+    assert!(log.iter().any(|l| l.ends_with(" 0.3")), "{log:?}");
+    assert!(log.iter().any(|l| l.ends_with(" 250")), "{log:?}");
+}

@@ -77,6 +77,45 @@ pub fn short(x: f64) -> String {
     if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.').to_owned() } else { text }
 }
 
+/// A number as people type it in a form: `0.3`, `2`, `.5`, `-1.25`, `1e3`. Read with integers
+/// and one division because core's float parser carries a 10 KB table of powers of five into
+/// the page; for what a form holds (a few digits) the result is the same, correctly rounded:
+/// the digits and the power of ten are exact, and one division rounds once.
+pub fn decimal(text: &str) -> Option<f64> {
+    let (negative, rest) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let (number, exponent) = match rest.find(['e', 'E']) {
+        Some(at) => (&rest[..at], rest[at + 1..].parse::<i32>().ok()?),
+        None => (rest, 0),
+    };
+    let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && frac.is_empty() {
+        return None;
+    }
+    let mut digits = 0u64;
+    let mut scale = exponent;
+    for (i, b) in whole.bytes().chain(frac.bytes()).enumerate() {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        // Past 19 digits the rest only adds to the power of ten.
+        if digits < u64::MAX / 10 - 9 {
+            digits = digits * 10 + u64::from(b - b'0');
+            if i >= whole.len() {
+                scale -= 1;
+            }
+        } else if i < whole.len() {
+            scale += 1;
+        }
+    }
+    let ten = 10f64.powi(scale.unsigned_abs().min(400) as i32);
+    let value = if scale < 0 { digits as f64 / ten } else { digits as f64 * ten };
+    Some(if negative { -value } else { value })
+}
+
 /// Microseconds as milliseconds with sensible precision: `0.31 ms`, `12.4 ms`, `250 ms`.
 pub fn ms_text(us: u64) -> String {
     let ms = us as f64 / 1000.0;

@@ -353,9 +353,9 @@ impl fmt::Display for LinkPatchError {
 pub fn link_patch(current: &LinkSettings, fields: &[String; 6]) -> Result<Option<LinkPatch>, LinkPatchError> {
     let probability = |i: usize| -> Result<f64, LinkPatchError> {
         let text = fields[i].trim();
-        let value = if text.is_empty() { Ok(0.0) } else { text.parse::<f64>() };
+        let value = if text.is_empty() { Some(0.0) } else { super::text::decimal(text) };
         match value {
-            Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+            Some(p) if (0.0..=1.0).contains(&p) => Ok(p),
             _ => Err(LinkPatchError {
                 field: LINK_FIELDS[i],
                 message: fill("patch-probability", &[&LINK_FIELDS[i], &format!("{text:?}")]),
