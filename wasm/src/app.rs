@@ -36,9 +36,9 @@ use web_sys::{
 use crate::connection::{self, ConnState};
 use crate::dom;
 use crate::lesson::Runner;
-use crate::model::{Model, close_code_text};
+use crate::model::{Model, close_code_text, short};
 use crate::render::{Hit, Renderer, View};
-use crate::text::Words;
+use crate::text::{Words, fill, word};
 
 mod controls;
 mod lessons;
@@ -108,6 +108,8 @@ pub struct App {
     last_log_ms: f64,
     error_until_ms: f64,
     notice: String,
+    /// The notice is the relay's goodbye, which lasts until the page is connected again.
+    notice_until_open: bool,
     /// Caches of what the panels show, so unchanged panels cost no DOM work.
     shown: Shown,
     /// The server whose link the link panel shows.
@@ -190,6 +192,7 @@ pub fn start() -> Result<(), JsValue> {
         last_log_ms: 0.0,
         error_until_ms: 0.0,
         notice: String::new(),
+        notice_until_open: false,
         shown: Shown::default(),
         link_server: ServerName::Echo,
         closed_because: None,
@@ -443,8 +446,8 @@ impl App {
                 dom::set_hidden(&self.document, "join", hello.join.is_empty());
                 if let Some(lossy) = hello.settings.get(&ServerName::Lossy) {
                     if let Some(drop) = lossy.drop {
-                        dom::set_input(&self.document, "lossy-drop", &format!("{drop}"));
-                        dom::set_input(&self.document, "lossy-drop-range", &format!("{drop}"));
+                        dom::set_input(&self.document, "lossy-drop", &short(drop));
+                        dom::set_input(&self.document, "lossy-drop-range", &short(drop));
                     }
                     if let Some(ms) = lossy.delay_ms {
                         dom::set_input(&self.document, "lossy-delay", &ms.to_string());
@@ -466,7 +469,8 @@ impl App {
                 self.show_error(message);
             }
             ServerMsg::Bye { reason } => {
-                self.notice = format!("The relay said goodbye: {reason}");
+                self.notice = fill("notice-bye", &[reason]);
+                self.notice_until_open = true;
             }
             // `unbatch` opened any batch before this.
             ServerMsg::Lagged { .. } | ServerMsg::Batch { .. } => {}
@@ -500,12 +504,13 @@ impl App {
             // The opens come back as events and fill the list again; keep the heartbeats.
             self.sockets = sockets;
             self.notice = if names.is_empty() {
-                "Reconnected to the relay: a new session.".to_owned()
+                word("notice-reconnected").to_owned()
             } else {
-                format!("Reconnected: a new session, so sockets {} were opened again.", names.join(", "))
+                fill("notice-reopened", &[&names.join(", ")])
             };
+            self.notice_until_open = false;
             if let Some(code) = self.closed_because.take() {
-                self.notice = format!("{} The relay had closed the last one ({code}).", self.notice);
+                self.notice = fill("notice-had-closed", &[&self.notice, &code]);
             }
         }
         self.shown.links = None;
@@ -570,7 +575,7 @@ impl App {
                 let to =
                     s.server.map_or_else(|| s.target.clone().unwrap_or_default(), |n| n.as_str().to_owned());
                 let hb = if s.heartbeat_ms > 0 { format!(" ♥{}ms", s.heartbeat_ms) } else { String::new() };
-                let buffer = s.recv_buffer.map_or_else(String::new, |n| format!(" (reads {n} B)"));
+                let buffer = s.recv_buffer.map_or_else(String::new, |n| fill("socket-reads", &[&n]));
                 (s.name.clone(), format!("{} → {to}{buffer}{hb}", s.name))
             })
             .collect();
@@ -580,7 +585,7 @@ impl App {
     /// Sends a command, or says why it cannot.
     fn command(&mut self, command: &Command) {
         let Some(ws) = self.ws.as_ref().filter(|_| self.conn == ConnState::Open) else {
-            self.show_error("Not connected to the relay: the command was not sent.");
+            self.show_error(word("err-not-connected"));
             return;
         };
         match serde_json::to_string(command) {

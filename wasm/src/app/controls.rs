@@ -11,6 +11,7 @@ use super::{App, ConnState, OwnSocket, Shared, on, on_id};
 use crate::dom;
 use crate::model::link_patch;
 use crate::render::View;
+use crate::text::{fill, word};
 
 /// Hooks every control on the page.
 pub(super) fn wire(shared: &Shared) -> Result<(), JsValue> {
@@ -145,7 +146,7 @@ impl App {
     pub(super) fn selected_socket(&mut self) -> Option<String> {
         let name = dom::select_value(&self.document, "send-socket");
         if name.is_empty() {
-            self.show_error("Open a socket first.");
+            self.show_error(word("err-no-socket"));
             None
         } else {
             Some(name)
@@ -166,7 +167,7 @@ impl App {
             text => match text.parse::<usize>() {
                 Ok(n @ 1..=65_535) => Some(n),
                 _ => {
-                    self.show_error("The receive buffer is a number of bytes, 1 to 65,535 (or empty).");
+                    self.show_error(word("err-recv-buffer"));
                     return;
                 }
             },
@@ -246,7 +247,8 @@ impl App {
                 Ok(None) => {}
                 Err(e) => {
                     // Nothing is sent: half a change would be worse than none.
-                    self.show_error(&format!("{server} link {dir}: {e}"));
+                    let side = word(if dir == Dir::In { "link-in" } else { "link-out" });
+                    self.show_error(&fill("err-link", &[&server, &side, &e]));
                     return;
                 }
             }

@@ -6,7 +6,7 @@ use super::{App, ConnState, LOG_LINES, LOG_PER_WRITE, log};
 use crate::connection;
 use crate::dom;
 use crate::model::ms_text;
-use crate::text::tr;
+use crate::text::{fill, tr, word};
 
 impl App {
     pub(super) fn write_log(&mut self) {
@@ -125,13 +125,10 @@ impl App {
             ConnState::Closed => {
                 let wait = connection::wait_s(now_ms, self.retry_at_ms);
                 let why = match &self.closed_because {
-                    Some(code) => format!("the relay closed the connection ({code})"),
-                    None => "the relay is not answering".to_owned(),
+                    Some(code) => fill("status-closed-by", &[code]),
+                    None => word("status-no-answer").to_owned(),
                 };
-                (
-                    "closed",
-                    format!("Disconnected: {why}. Reconnecting in {} s…", crate::model::fixed(wait, 0)),
-                )
+                ("closed", fill("status-disconnected", &[&why, &crate::model::fixed(wait, 0)]))
             }
         };
         if !self.notice.is_empty() {
@@ -150,8 +147,9 @@ impl App {
             }
             self.shown.status = key;
         }
-        if self.conn == ConnState::Open && self.notice.starts_with("The relay said") {
+        if self.conn == ConnState::Open && self.notice_until_open {
             self.notice.clear();
+            self.notice_until_open = false;
         }
     }
 }

@@ -100,8 +100,8 @@ impl Toolbox {
     /// What the status pill says instead of the connection, while replaying.
     pub fn status(&self) -> Option<String> {
         match (&self.player, self.demo) {
-            (_, true) => Some(format!("Replaying a recording: no relay here{}", self.title_words())),
-            (Some(_), false) => Some(format!("Replaying a recording{}", self.title_words())),
+            (_, true) => Some(fill("status-replay-demo", &[&self.title_words()])),
+            (Some(_), false) => Some(fill("status-replay", &[&self.title_words()])),
             (None, false) => None,
         }
     }
@@ -354,9 +354,7 @@ impl App {
         let _ = panel.remove_attribute("hidden");
         if self.toolbox.replaying() {
             let _ = panel.set_attribute("data-state", "offline");
-            let text =
-                "A replay has the events, not the bytes: the IP and UDP headers come from a live relay.";
-            let _ = el(&self.document, &panel, "p", text);
+            let _ = el(&self.document, &panel, "p", word("hdr-offline"));
             return;
         }
         let _ = panel.set_attribute("data-state", "loading");
@@ -414,11 +412,11 @@ impl App {
         let r = reader.clone();
         let done = Box::new(move |app: &mut App, _| match r.result().ok().and_then(|v| v.as_string()) {
             Some(text) => app.start_replay(&text, &name),
-            None => app.show_error(&format!("{name} could not be read.")),
+            None => app.show_error(&fill("err-file-named", &[&name])),
         });
         self.listen_later(&reader, "loadend", false, done);
         if reader.read_as_text(&file).is_err() {
-            self.show_error("The file could not be read.");
+            self.show_error(word("err-file"));
         }
     }
 
@@ -426,10 +424,10 @@ impl App {
     pub(super) fn play_lesson(&mut self, slug: &str) {
         // The slug goes into a URL: only the lessons' own names are asked for.
         if !self.toolbox.demo_lessons.as_ref().is_some_and(|l| l.iter().any(|s| s == slug)) {
-            self.show_error(&format!("This site has no recording of the lesson {slug:?}."));
+            self.show_error(&fill("err-no-recording", &[&format!("{slug:?}")]));
             return;
         }
-        let title = format!("lesson {slug}");
+        let title = fill("replay-title-lesson", &[&slug]);
         let lesson = protocol::lessons::lesson(slug);
         let _ = self.load(
             &format!("lessons/{slug}.jsonl"),
@@ -440,7 +438,7 @@ impl App {
                         app.caption_lesson(lesson);
                     }
                 } else {
-                    app.show_error(&format!("The recording of {title} could not be loaded (HTTP {status})."));
+                    app.show_error(&fill("err-recording", &[&title, &status]));
                 }
             }),
         );
@@ -463,14 +461,11 @@ impl App {
     fn start_replay(&mut self, text: &str, title: &str) {
         let recording = parse_jsonl(text);
         if recording.entries.is_empty() {
-            self.show_error(&format!("{title} holds no messages of the relay's to replay."));
+            self.show_error(&fill("err-replay-empty", &[&title]));
             return;
         }
         if recording.unreadable > 0 {
-            self.show_error(&format!(
-                "{title}: {} lines were not messages and were skipped.",
-                recording.unreadable
-            ));
+            self.show_error(&fill("err-replay-skipped", &[&title, &recording.unreadable]));
         }
         let events = recording.events();
         let mut player = Player::new(recording.entries);
@@ -563,7 +558,7 @@ impl App {
             let d = &self.document;
             dom::set_text(d, "player-pos", &format!("{} / {}", ms_text(pos), ms_text(total)));
             dom::set_input(d, "player-scrub", &(pos * 1000 / total.max(1)).to_string());
-            dom::set_text(d, "player-play", if player.playing() { "Pause" } else { "Play" });
+            dom::set_text(d, "player-play", tr(if player.playing() { "Pause" } else { "Play" }));
             if let Some(el) = d.get_element_by_id("player") {
                 let _ = el.set_attribute("data-playing", if player.playing() { "true" } else { "false" });
                 let _ = el.set_attribute("data-pos-ms", &(pos / 1000).to_string());

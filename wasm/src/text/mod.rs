@@ -221,35 +221,73 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_key_the_code_asks_for_is_in_the_english_table() {
-        let sources = [
-            include_str!("../model.rs"),
-            include_str!("../model/text.rs"),
-            include_str!("../model/wire.rs"),
-            include_str!("../render.rs"),
-            include_str!("../dom.rs"),
-        ];
-        let mut asked = 0;
-        for source in sources {
-            for call in ["word(\"", "fill(\"", "word(match "] {
-                for (at, _) in source.match_indices(call) {
-                    // `word(match x { A => "key", … })`: every string in the arms is a key.
-                    let rest = &source[at + call.len()..];
-                    let keys: Vec<&str> = if call.ends_with(' ') {
-                        let arms = &rest[..rest.find("})").unwrap_or(0)];
-                        arms.split('"').skip(1).step_by(2).collect()
-                    } else {
-                        rest.split('"').next().into_iter().collect()
-                    };
-                    for key in keys {
-                        asked += 1;
-                        assert!(!en::WORDS.get(key).is_empty(), "en.rs lacks {key:?}");
-                    }
+    /// Every `.rs` file of the crate, without its tests: the code the page runs.
+    fn sources() -> Vec<(String, String)> {
+        fn walk(dir: &std::path::Path, out: &mut Vec<(String, String)>) {
+            let mut entries: Vec<_> = std::fs::read_dir(dir).expect("src/ is readable").flatten().collect();
+            entries.sort_by_key(|e| e.path());
+            for entry in entries {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("tests.rs") {
+                    let text = std::fs::read_to_string(&path).expect("a source file");
+                    let code = text.split("#[cfg(test)]").next().unwrap_or_default().to_owned();
+                    out.push((path.display().to_string(), code));
                 }
             }
         }
-        assert!(asked > 100, "only {asked} keys found: is the scan still reading the calls?");
+        let mut out = Vec::new();
+        walk(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut out);
+        out
+    }
+
+    /// The string literals right after each `call` in `source`: `word("key")` gives `key`, and
+    /// `word(match x { A => "key", … })` every string in the arms.
+    fn asked<'a>(source: &'a str, call: &str) -> Vec<&'a str> {
+        let mut keys = Vec::new();
+        for (at, _) in source.match_indices(call) {
+            let before = source[..at].chars().next_back();
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                continue;
+            }
+            let rest = &source[at + call.len()..];
+            if let Some(arms) = rest.strip_prefix("match ") {
+                let arms = &arms[..arms.find("})").unwrap_or(0)];
+                keys.extend(arms.split('"').skip(1).step_by(2));
+            } else if let Some(literal) = rest.strip_prefix('"') {
+                keys.extend(literal.split('"').next());
+            } else if let Some(choice) = rest.strip_prefix("if ") {
+                // `tr(if x { "A" } else { "B" })`
+                let choice = &choice[..choice.find("})").unwrap_or(0)];
+                keys.extend(choice.split('"').skip(1).step_by(2));
+            }
+        }
+        keys
+    }
+
+    /// Every key the page's code asks [`word`] and [`fill`] for is in both tables, with the
+    /// same holes, and every English words it asks [`tr`] for has its Chinese: so nothing the
+    /// code says stays English on the Chinese page.
+    #[test]
+    fn every_word_the_code_asks_for_is_in_both_tables() {
+        let zh = Loaded::parse(ZH_FILE);
+        let (mut keys, mut english) = (0, 0);
+        for (file, source) in sources() {
+            for key in ["word(", "fill("].iter().flat_map(|call| asked(&source, call)) {
+                keys += 1;
+                let en = en::WORDS.get(key);
+                assert!(!en.is_empty(), "{file}: en.rs lacks {key:?}");
+                let zh = zh.page(key).unwrap_or_else(|| panic!("{file}: zh.txt lacks {key:?}"));
+                assert_eq!(holes(en), holes(zh), "{file}: {key}: {en:?} and {zh:?} fill different holes");
+            }
+            for words in asked(&source, "tr(") {
+                english += 1;
+                assert!(zh.page(words).is_some(), "{file}: zh.txt lacks {words:?}");
+            }
+        }
+        assert!(keys > 100, "only {keys} keys found: is the scan still reading the calls?");
+        assert!(english > 20, "only {english} tr() calls found: is the scan still reading them?");
     }
 
     #[test]
