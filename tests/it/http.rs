@@ -89,9 +89,18 @@ async fn unknown_path_is_404() {
     relay.shutdown().await;
 }
 
+/// The page's wasm and JS glue, gzipped, at most: the bundle's size when this was set
+/// (184,460 bytes) and about 4 KB to grow in, well inside issue 10's budget of 200 KB, so the
+/// bundle cannot creep back toward it unnoticed. Raise it only with a reason.
+const BUNDLE_LIMIT: u64 = 188_500;
+
 #[test]
 fn wasm_bundle_is_at_most_200_kb_gzipped() {
     let bytes = relay::http::BUNDLE_GZIP_BYTES;
     assert!(bytes > 0, "build.rs measured an empty bundle");
-    assert!(bytes <= 200 * 1024, "wasm + JS glue is {bytes} bytes gzipped, over the 200 KB budget");
+    assert!(
+        bytes <= BUNDLE_LIMIT,
+        "wasm + JS glue is {bytes} bytes gzipped, over its limit of {BUNDLE_LIMIT} (the budget is 200 KB or \
+         less; find what grew with twiggy before raising it)"
+    );
 }
