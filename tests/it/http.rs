@@ -90,9 +90,9 @@ async fn unknown_path_is_404() {
 }
 
 /// The page's wasm and JS glue, gzipped, at most: the bundle's size when this was set
-/// (184,460 bytes) and about 4 KB to grow in, well inside issue 10's budget of 200 KB, so the
+/// (187,794 bytes) and about 4 KB to grow in, well inside issue 10's budget of 200 KB, so the
 /// bundle cannot creep back toward it unnoticed. Raise it only with a reason.
-const BUNDLE_LIMIT: u64 = 188_500;
+const BUNDLE_LIMIT: u64 = 192_000;
 
 #[test]
 fn wasm_bundle_is_at_most_200_kb_gzipped() {
