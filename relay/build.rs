@@ -33,6 +33,8 @@ fn main() {
         "index.html",
         "web",
         "Cargo.lock",
+        // The wasm's build profile lives in the workspace's manifest.
+        "Cargo.toml",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
