@@ -281,6 +281,15 @@ struct ServerEvent {
     sent: bool,
 }
 
+impl SeenAt {
+    /// The facts of `event`, a server's event about this datagram.
+    fn facts(&self, event: ServerEvent) -> ServerFacts {
+        let ServerEvent { reply_to, delay_ms, server, sent, .. } = event;
+        let (dg, len, from, to) = (self.dg, self.len, self.from, self.to);
+        ServerFacts { dg, reply_to, len, delay_ms, from, to, server, sent }
+    }
+}
+
 impl Owner for SeenAt {
     fn owns(&mut self) -> Option<&mut bool> {
         Some(&mut self.owns)
@@ -304,91 +313,58 @@ impl Owner for Kept {
     }
 }
 
-/// A `server_recv` or (`sent`) a `server_send`, in 96 bytes where an `EventKind` takes 248.
-#[derive(Debug, Clone, Copy)]
-struct DatagramEvent {
-    seq: u64,
-    t_us: u64,
+/// What a server's `server_recv` or (`sent`) `server_send` says apart from its preview, in
+/// 64 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ServerFacts {
     dg: Dg,
     /// 0 for none: no datagram is named 0 while anyone records.
     reply_to: Dg,
-    /// The preview's text (or hex) in the arena.
-    at: u64,
     len: u32,
     /// `u32::MAX` for none.
     delay_ms: u32,
     from: Addr,
     to: Addr,
-    preview_len: u16,
-    hex: bool,
-    truncated: bool,
-    sent: bool,
-    owns: bool,
     server: ServerName,
+    sent: bool,
 }
 
-/// What a compact entry holds of `kind`, if it fits one: `(sent, …)` and the preview's bytes.
-struct Fits<'a> {
-    event: DatagramEvent,
-    preview: &'a [u8],
-}
-
-fn fits(seq: u64, t_us: u64, kind: &EventKind) -> Option<Fits<'_>> {
-    let (sent, server, dg, reply_to, delay_ms, from, to, len, payload) = match kind {
-        EventKind::ServerRecv { server, dg, from, to, len, payload } => {
-            (false, *server, *dg, None, None, *from, *to, *len, payload)
-        }
-        EventKind::ServerSend { server, dg, reply_to, from, to, len, payload, delay_ms } => {
-            (true, *server, *dg, *reply_to, *delay_ms, *from, *to, *len, payload)
-        }
-        _ => return None,
-    };
-    let (hex, preview) = match (&payload.text, &payload.hex) {
-        (Some(text), None) => (false, text.as_bytes()),
-        (None, Some(hex)) => (true, hex.as_bytes()),
-        _ => return None,
-    };
-    let event = DatagramEvent {
-        seq,
-        t_us,
-        dg,
-        reply_to: match reply_to {
-            Some(0) => return None,
-            other => other.unwrap_or(0),
-        },
-        at: 0,
-        len: u32::try_from(len).ok()?,
-        delay_ms: match delay_ms {
-            None => u32::MAX,
-            Some(ms) => u32::try_from(ms).ok().filter(|&ms| ms < u32::MAX)?,
-        },
-        from: Addr::exact(from)?,
-        to: Addr::exact(to)?,
-        preview_len: u16::try_from(preview.len()).ok()?,
-        hex,
-        truncated: payload.truncated,
-        sent,
-        owns: true,
-        server,
-    };
-    Some(Fits { event, preview })
-}
-
-impl DatagramEvent {
-    /// The event again, its preview from `bytes`.
-    fn kind(&self, bytes: &Arena, scratch: &mut Vec<u8>) -> Option<EventKind> {
-        scratch.clear();
-        if !bytes.copy(self.at, usize::from(self.preview_len), scratch) {
-            return None;
-        }
-        let preview = Some(String::from_utf8_lossy(scratch).into_owned());
-        let payload = match self.hex {
-            false => Payload { text: preview, hex: None, truncated: self.truncated },
-            true => Payload { text: None, hex: preview, truncated: self.truncated },
+impl ServerFacts {
+    /// The facts of `kind`, and its preview, if it is a server's datagram event they can hold.
+    fn of(kind: &EventKind) -> Option<(Self, &Payload)> {
+        let (sent, server, dg, reply_to, delay_ms, from, to, len, payload) = match kind {
+            EventKind::ServerRecv { server, dg, from, to, len, payload } => {
+                (false, *server, *dg, None, None, *from, *to, *len, payload)
+            }
+            EventKind::ServerSend { server, dg, reply_to, from, to, len, payload, delay_ms } => {
+                (true, *server, *dg, *reply_to, *delay_ms, *from, *to, *len, payload)
+            }
+            _ => return None,
         };
+        let facts = Self {
+            dg,
+            reply_to: match reply_to {
+                Some(0) => return None,
+                other => other.unwrap_or(0),
+            },
+            len: u32::try_from(len).ok()?,
+            delay_ms: match delay_ms {
+                None => u32::MAX,
+                Some(ms) => u32::try_from(ms).ok().filter(|&ms| ms < u32::MAX)?,
+            },
+            from: Addr::exact(from)?,
+            to: Addr::exact(to)?,
+            server,
+            sent,
+        };
+        Some((facts, payload))
+    }
+
+    /// The event these facts and `payload` make.
+    fn kind(&self, payload: Payload) -> EventKind {
         let (server, dg, from, to, len) =
             (self.server, self.dg, self.from.get(), self.to.get(), self.len as usize);
-        Some(match self.sent {
+        match self.sent {
             false => EventKind::ServerRecv { server, dg, from, to, len, payload },
             true => EventKind::ServerSend {
                 server,
@@ -400,7 +376,49 @@ impl DatagramEvent {
                 payload,
                 delay_ms: (self.delay_ms != u32::MAX).then_some(u64::from(self.delay_ms)),
             },
-        })
+        }
+    }
+}
+
+/// A server's datagram event kept on its own, its preview's text (or hex) in the arena.
+#[derive(Debug, Clone, Copy)]
+struct DatagramEvent {
+    seq: u64,
+    t_us: u64,
+    facts: ServerFacts,
+    at: u64,
+    preview_len: u16,
+    hex: bool,
+    truncated: bool,
+    owns: bool,
+}
+
+impl DatagramEvent {
+    /// `kind` as an entry whose preview is still to be put in the arena, if it fits one.
+    fn of(seq: u64, t_us: u64, kind: &EventKind) -> Option<(Self, &[u8])> {
+        let (facts, payload) = ServerFacts::of(kind)?;
+        let (hex, preview) = match (&payload.text, &payload.hex) {
+            (Some(text), None) => (false, text.as_bytes()),
+            (None, Some(hex)) => (true, hex.as_bytes()),
+            _ => return None,
+        };
+        let preview_len = u16::try_from(preview.len()).ok()?;
+        let truncated = payload.truncated;
+        Some((Self { seq, t_us, facts, at: 0, preview_len, hex, truncated, owns: true }, preview))
+    }
+
+    /// The event again, its preview from `bytes`.
+    fn kind(&self, bytes: &Arena, scratch: &mut Vec<u8>) -> Option<EventKind> {
+        scratch.clear();
+        if !bytes.copy(self.at, usize::from(self.preview_len), scratch) {
+            return None;
+        }
+        let preview = Some(String::from_utf8_lossy(scratch).into_owned());
+        let payload = match self.hex {
+            false => Payload { text: preview, hex: None, truncated: self.truncated },
+            true => Payload { text: None, hex: preview, truncated: self.truncated },
+        };
+        Some(self.facts.kind(payload))
     }
 }
 
@@ -445,8 +463,8 @@ impl History {
             };
             events.horizon = events.horizon.max(seq);
         }
-        let kept = match fits(seq, t_us, kind) {
-            Some(Fits { mut event, preview }) => {
+        let kept = match DatagramEvent::of(seq, t_us, kind) {
+            Some((mut event, preview)) => {
                 event.at = events.bytes_for_next(preview);
                 Kept::Datagram(event)
             }
@@ -458,36 +476,22 @@ impl History {
     /// Keeps a server's `server_recv` or `server_send` with its datagram's entry, if the
     /// datagram was recorded just before and the event says nothing its entry does not.
     fn join(&self, seq: u64, t_us: u64, kind: &EventKind) -> bool {
-        let (event, dg, from, to, len, payload) = match kind {
-            EventKind::ServerRecv { server, dg, from, to, len, payload } => {
-                let event =
-                    ServerEvent { seq, t_us, reply_to: 0, delay_ms: u32::MAX, server: *server, sent: false };
-                (event, *dg, *from, *to, *len, payload)
-            }
-            EventKind::ServerSend { server, dg, reply_to, from, to, len, payload, delay_ms } => {
-                let delay_ms = match delay_ms.map(u32::try_from) {
-                    None => u32::MAX,
-                    Some(Ok(ms)) if ms < u32::MAX => ms,
-                    Some(_) => return false,
-                };
-                if *reply_to == Some(0) {
-                    return false;
-                }
-                let reply_to = reply_to.unwrap_or(0);
-                let event = ServerEvent { seq, t_us, reply_to, delay_ms, server: *server, sent: true };
-                (event, *dg, *from, *to, *len, payload)
-            }
-            _ => return false,
-        };
-        let (Some(from), Some(to)) = (Addr::exact(from), Addr::exact(to)) else { return false };
+        let Some((facts, payload)) = ServerFacts::of(kind) else { return false };
         let Ok(mut seen) = self.datagrams.lock() else { return false };
         let seen = &mut *seen;
-        let Some(entry) = seen.entries.iter_mut().rev().take(RECENT).find(|e| e.dg == dg) else {
+        let Some(entry) = seen.entries.iter_mut().rev().take(RECENT).find(|e| e.dg == facts.dg) else {
             return false;
         };
+        let event = ServerEvent {
+            seq,
+            t_us,
+            reply_to: facts.reply_to,
+            delay_ms: facts.delay_ms,
+            server: facts.server,
+            sent: facts.sent,
+        };
         let fits = entry.event.is_none()
-            && entry.len as usize == len
-            && (entry.from, entry.to) == (from, to)
+            && entry.facts(event) == facts
             && matches!(seen.bytes.slices(entry.at, entry.len as usize),
                 Some((bytes, rest)) if rest.is_empty() && payload.is_preview_of(bytes));
         if fits {
@@ -530,50 +534,36 @@ impl History {
     }
 
     /// The events kept, in `seq` order: those of their own ring and those kept with their
-    /// datagrams, from where both rings remember on, the newest `--history` of them. They are
-    /// rebuilt a slice at a time, letting go of each lock in between, so that a reader never
-    /// holds up a socket for long.
+    /// datagrams, from where both rings remember on, the newest `--history` of them.
     pub fn events(&self) -> Vec<Arc<Published>> {
-        const SLICE: u64 = 256;
         let mut out = Vec::new();
         let mut scratch = Vec::new();
-        // Each ring's events are shown from where the other ring remembers on.
-        let (mut events_horizon, mut datagrams_horizon) = (0, 0);
-        let (mut next, end) = self.events.lock().map(|e| (e.first(), e.pushed)).unwrap_or_default();
-        while next < end {
-            let Ok(events) = self.events.lock() else { break };
-            // What was pushed out meanwhile is skipped.
-            next = next.max(events.first());
-            events_horizon = events.horizon;
-            let slice = next..end.min(next + SLICE);
-            for number in slice.clone() {
-                let event = match events.get(number) {
-                    Some(Kept::Datagram(d)) => match d.kind(&events.bytes, &mut scratch) {
+        let events_horizon = read_in_slices(
+            &self.events,
+            |_| 0,
+            |events, kept| {
+                let event = match kept {
+                    Kept::Datagram(d) => match d.kind(&events.bytes, &mut scratch) {
                         Some(kind) => Event { seq: d.seq, t_us: d.t_us, kind },
-                        None => continue,
+                        None => return,
                     },
-                    Some(Kept::Other { seq, t_us, kind }) => {
+                    Kept::Other { seq, t_us, kind } => {
                         Event { seq: *seq, t_us: *t_us, kind: (**kind).clone() }
                     }
-                    None => continue,
                 };
                 out.push((false, Arc::new(Published::new(event))));
-            }
-            next = slice.end;
-        }
-        let (mut next, end) = self.datagrams.lock().map(|d| (d.first(), d.pushed)).unwrap_or_default();
-        while next < end {
-            let Ok(seen) = self.datagrams.lock() else { break };
-            next = next.max(seen.first());
-            datagrams_horizon = seen.horizon;
-            let slice = next..end.min(next + SLICE);
-            for number in slice.clone() {
-                if let Some(event) = seen.get(number).and_then(|entry| seen.event(entry, &mut scratch)) {
+            },
+        );
+        let datagrams_horizon = read_in_slices(
+            &self.datagrams,
+            |_| 0,
+            |seen, entry| {
+                if let Some(event) = seen.event(entry, &mut scratch) {
                     out.push((true, Arc::new(Published::new(event))));
                 }
-            }
-            next = slice.end;
-        }
+            },
+        );
+        // Each ring's events are shown from where the other ring remembers on.
         out.retain(|(with_datagram, e)| {
             e.seq > if *with_datagram { events_horizon } else { datagrams_horizon }
         });
@@ -584,27 +574,18 @@ impl History {
         out.into_iter().skip(extra).map(|(_, e)| e).collect()
     }
 
-    /// The datagrams kept, oldest first. Their bytes are copied a slice at a time, letting go
-    /// of the lock in between, so that reading a full history (64 MiB) never holds up a socket
-    /// for longer than copying one slice.
+    /// The datagrams kept, oldest first.
     pub fn datagrams(&self) -> Vec<Seen> {
-        const SLICE: usize = 1 << 20;
-        let Ok(seen) = self.datagrams.lock() else { return Vec::new() };
-        let (mut next, end) = (seen.first(), seen.pushed);
-        drop(seen);
-        let mut out = Vec::with_capacity(usize::try_from(end - next).unwrap_or(0));
-        while next < end {
-            let Ok(seen) = self.datagrams.lock() else { break };
-            next = next.max(seen.first());
-            let mut copied = 0;
-            while next < end && copied < SLICE {
-                if let Some(entry) = seen.get(next).filter(|e| e.sent) {
-                    copied += (entry.len as usize).max(1);
+        let mut out = Vec::new();
+        read_in_slices(
+            &self.datagrams,
+            |entry| entry.len as usize,
+            |seen, entry| {
+                if entry.sent {
                     out.extend(seen.read(entry));
                 }
-                next += 1;
-            }
-        }
+            },
+        );
         out
     }
 
@@ -614,6 +595,35 @@ impl History {
         let entry = seen.entries.iter().rev().find(|s| s.dg == dg && s.sent)?;
         seen.read(entry)
     }
+}
+
+/// Reads every entry of `ring`, oldest first, a slice at a time: it lets go of the lock after
+/// 256 entries, or after entries whose `bytes` (what reading each copies) come to 1 MiB, so
+/// that a reader never holds up a socket for long, even reading a full history of 64 MiB.
+/// What is pushed out meanwhile is skipped. Returns the ring's horizon.
+fn read_in_slices<T: Owner>(
+    ring: &Mutex<Ring<T>>,
+    bytes: impl Fn(&T) -> usize,
+    mut read: impl FnMut(&Ring<T>, &T),
+) -> u64 {
+    const SLICE: usize = 1 << 20;
+    const ENTRY: usize = SLICE / 256;
+    let mut horizon = 0;
+    let (mut next, end) = ring.lock().map(|r| (r.first(), r.pushed)).unwrap_or_default();
+    while next < end {
+        let Ok(ring) = ring.lock() else { break };
+        next = next.max(ring.first());
+        horizon = ring.horizon;
+        let mut spent = 0;
+        while next < end && spent < SLICE {
+            if let Some(entry) = ring.get(next) {
+                spent += bytes(entry).max(ENTRY);
+                read(&ring, entry);
+            }
+            next += 1;
+        }
+    }
+    horizon
 }
 
 impl Ring<SeenAt> {
@@ -626,22 +636,7 @@ impl Ring<SeenAt> {
         if !self.bytes.copy(entry.at, head, scratch) {
             return None;
         }
-        let payload = Payload::preview(scratch);
-        let (server, dg, from, to, len) =
-            (event.server, entry.dg, entry.from.get(), entry.to.get(), entry.len as usize);
-        let kind = match event.sent {
-            false => EventKind::ServerRecv { server, dg, from, to, len, payload },
-            true => EventKind::ServerSend {
-                server,
-                dg,
-                reply_to: (event.reply_to != 0).then_some(event.reply_to),
-                from,
-                to,
-                len,
-                payload,
-                delay_ms: (event.delay_ms != u32::MAX).then_some(u64::from(event.delay_ms)),
-            },
-        };
+        let kind = entry.facts(event).kind(Payload::preview(scratch));
         Some(Event { seq: event.seq, t_us: event.t_us, kind })
     }
 

@@ -15,7 +15,7 @@
 //! | `emit_unobserved_2_threads` | two threads emitting unobserved into clones of one bus at once, as two servers on two runtime workers do |
 //! | `atomic_load_2_threads` | the same two threads doing only the relaxed load |
 //! | `round_trip_metrics_only` | what the relay's echo does per round trip with `--history 0`: builds and emits its two events (`server_recv`, `server_send`) into a bus that counts them for `/metrics` |
-//! | `round_trip_recording` | the same, with the relay's default history recording both events and both datagrams (its rings full, as in a running relay) |
+//! | `round_trip_recording` | the same, with the relay's default history recording both datagrams and both events, in the driver's order (its rings full, as in a running relay) |
 //! | `round_trip_shared_rings` | the same with the history as it was before (commit 725e102): rings of shared events (`Arc`) and shared bytes under a lock, the oldest freed as each new one comes |
 //!
 //! Rounds are interleaved (every case once per round, starting with a different case each
@@ -326,10 +326,11 @@ fn cases() -> Vec<Case> {
                 move |iters| {
                     let now = Instant::now();
                     time_per_iter(iters, |_| {
+                        // In the driver's order: each datagram recorded, then its event.
                         bus.record(1, now, from, to, black_box(&payload));
                         bus.emit(now, recv_event(from, to, black_box(&payload)));
-                        bus.emit(now, send_event(to, from, black_box(&payload)));
                         bus.record(2, now, to, from, black_box(&payload));
+                        bus.emit(now, send_event(to, from, black_box(&payload)));
                     })
                 }
             }),
