@@ -243,52 +243,126 @@ fn comments(events: &[std::sync::Arc<crate::bus::Published>]) -> Notes {
     (notes, copies)
 }
 
-/// The whole history as a pcapng file: one interface for IPv4, one for IPv6, one packet per
-/// datagram in the order the relay saw them, wall-clock timestamps in microseconds.
-pub fn pcapng(history: &History) -> Result<Vec<u8>, pcap_file::PcapError> {
-    let events = history.events();
-    let (mut notes, copies) = comments(&events);
-    let mut seen = history.datagrams();
-    // A copy the link made on the way in never left a socket: it is written like its original.
-    let by_dg: HashMap<Dg, usize> = seen.iter().enumerate().map(|(i, s)| (s.dg, i)).collect();
-    for (original, copy) in copies {
-        if let (Some(&i), false) = (by_dg.get(&original), by_dg.contains_key(&copy)) {
-            let mut duplicate = seen[i].clone();
-            duplicate.dg = copy;
-            seen.push(duplicate);
-        }
-    }
-    seen.sort_by_key(|s| (s.wall_us, s.dg));
+/// A pcapng file being written: one interface for IPv4, one for IPv6, then one packet per
+/// datagram, wall-clock timestamps in microseconds.
+pub struct CaptureWriter<W: std::io::Write> {
+    writer: PcapNgWriter<W>,
+    own: Vec<IpAddr>,
+}
 
-    let mut writer = PcapNgWriter::new(Vec::new())?;
-    for linktype in [DataLink::IPV4, DataLink::IPV6] {
-        let name = if linktype == DataLink::IPV4 { "udp-playground (IPv4)" } else { "udp-playground (IPv6)" };
-        writer.write_pcapng_block(InterfaceDescriptionBlock {
-            linktype,
-            snaplen: 0,
-            options: vec![
-                InterfaceDescriptionOption::IfName(Cow::Borrowed(name)),
-                // Timestamps are written in nanoseconds.
-                InterfaceDescriptionOption::IfTsResol(9),
-            ],
-        })?;
+impl<W: std::io::Write> CaptureWriter<W> {
+    pub fn new(out: W) -> Result<Self, pcap_file::PcapError> {
+        let mut writer = PcapNgWriter::new(out)?;
+        for linktype in [DataLink::IPV4, DataLink::IPV6] {
+            let name =
+                if linktype == DataLink::IPV4 { "udp-playground (IPv4)" } else { "udp-playground (IPv6)" };
+            writer.write_pcapng_block(InterfaceDescriptionBlock {
+                linktype,
+                snaplen: 0,
+                options: vec![
+                    InterfaceDescriptionOption::IfName(Cow::Borrowed(name)),
+                    // Timestamps are written in nanoseconds.
+                    InterfaceDescriptionOption::IfTsResol(9),
+                ],
+            })?;
+        }
+        Ok(Self { writer, own: own_addresses() })
     }
-    let own = own_addresses();
-    for datagram in &seen {
-        let Some((bytes, headers)) = packet_with(datagram, &own) else { continue };
-        let options = notes
-            .remove(&datagram.dg)
-            .map(|notes| vec![EnhancedPacketOption::Comment(Cow::Owned(notes.join("; ")))])
-            .unwrap_or_default();
-        writer.write_pcapng_block(EnhancedPacketBlock {
-            interface_id: if headers.ip_version == 4 { 0 } else { 1 },
-            timestamp: Duration::from_micros(datagram.wall_us),
-            original_len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
-            data: Cow::Owned(bytes),
-            options,
-        })?;
+
+    /// Writes `seen`, in the order the relay saw them, each with what `notes` say of it. A copy
+    /// a link made on the way in never left a socket: it is written like its original.
+    pub fn write(
+        &mut self,
+        mut seen: Vec<Seen>,
+        (notes, copies): &mut Notes,
+    ) -> Result<(), pcap_file::PcapError> {
+        let by_dg: HashMap<Dg, usize> = seen.iter().enumerate().map(|(i, s)| (s.dg, i)).collect();
+        for &(original, copy) in copies.iter() {
+            if let (Some(&i), false) = (by_dg.get(&original), by_dg.contains_key(&copy)) {
+                let mut duplicate = seen[i].clone();
+                duplicate.dg = copy;
+                seen.push(duplicate);
+            }
+        }
+        seen.sort_by_key(|s| (s.wall_us, s.dg));
+        for datagram in &seen {
+            let Some((bytes, headers)) = packet_with(datagram, &self.own) else { continue };
+            let options = notes
+                .remove(&datagram.dg)
+                .map(|notes| vec![EnhancedPacketOption::Comment(Cow::Owned(notes.join("; ")))])
+                .unwrap_or_default();
+            self.writer.write_pcapng_block(EnhancedPacketBlock {
+                interface_id: if headers.ip_version == 4 { 0 } else { 1 },
+                timestamp: Duration::from_micros(datagram.wall_us),
+                original_len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+                data: Cow::Owned(bytes),
+                options,
+            })?;
+        }
+        Ok(())
     }
+
+    pub fn get_mut(&mut self) -> &mut W {
+        self.writer.get_mut()
+    }
+
+    pub fn into_inner(self) -> W {
+        self.writer.into_inner()
+    }
+}
+
+/// The whole history as a pcapng file.
+pub fn pcapng(history: &History) -> Result<Vec<u8>, pcap_file::PcapError> {
+    let mut notes = comments(&history.events());
+    let mut writer = CaptureWriter::new(Vec::new())?;
+    writer.write(history.datagrams(), &mut notes)?;
     Ok(writer.into_inner())
+}
+
+/// How often `--capture` writes what the relay has seen.
+const CAPTURE_EVERY: Duration = Duration::from_millis(250);
+
+/// `--capture FILE`: writes every datagram the history records into `out`, as
+/// `GET /api/capture.pcapng` would, continuously, until `stop` is cancelled; then writes the
+/// rest and flushes. A datagram is written a quarter of a second after it was recorded, once
+/// what became of it (its comment) is known. Runs on a thread of its own, off the servers'
+/// runtime; the history is read a slice at a time, so the servers never wait for it.
+pub fn write_continuously(
+    out: std::fs::File,
+    path: std::path::PathBuf,
+    history: std::sync::Arc<History>,
+    stop: tokio_util::sync::CancellationToken,
+) -> Result<(), pcap_file::PcapError> {
+    let mut writer = CaptureWriter::new(std::io::BufWriter::new(out))?;
+    // From the first datagram: the file was opened before the servers started.
+    let mut written = 0;
+    let mut due = written;
+    let mut missed = 0;
+    loop {
+        let stopping = stop.is_cancelled();
+        let now = history.datagrams_recorded();
+        // At the end everything goes; otherwise what was recorded by the last round.
+        let until = if stopping { now } else { due };
+        if until > written {
+            let (seen, skipped) = history.datagrams_between(written..until);
+            if skipped > 0 {
+                missed += skipped;
+                tracing::warn!(
+                    path = %path.display(),
+                    missed,
+                    "the capture file missed datagrams the history had already let go (raise --history)"
+                );
+            }
+            writer.write(seen, &mut comments(&history.events()))?;
+            std::io::Write::flush(writer.get_mut()).map_err(pcap_file::PcapError::IoError)?;
+            written = until;
+        }
+        if stopping {
+            return Ok(());
+        }
+        due = now;
+        std::thread::sleep(CAPTURE_EVERY);
+    }
 }
 
 /// The events kept, one JSON object a line, exactly as the WebSocket sends them.

@@ -31,6 +31,8 @@ pub struct Config {
     pub allow_targets: Vec<SocketAddr>,
     /// How much of the recent past the relay keeps (`--history`).
     pub history: crate::history::HistoryLimits,
+    /// Where the capture is also written continuously, as it happens (`--capture`).
+    pub capture: Option<std::path::PathBuf>,
     /// Each server's link at start (`--link`); every setting is off unless given.
     pub links: BTreeMap<ServerName, Links>,
     /// The loopback port kept free for the `nobody` target (`--nobody-port`); 0 picks one.
@@ -141,6 +143,7 @@ impl Default for Config {
             nobody_port: 0,
             links: BTreeMap::new(),
             history: crate::history::HistoryLimits::default(),
+            capture: None,
             public_hosts: Vec::new(),
         }
     }

@@ -540,6 +540,7 @@ impl History {
         let mut scratch = Vec::new();
         let events_horizon = read_in_slices(
             &self.events,
+            0..u64::MAX,
             |_| 0,
             |events, kept| {
                 let event = match kept {
@@ -556,6 +557,7 @@ impl History {
         );
         let datagrams_horizon = read_in_slices(
             &self.datagrams,
+            0..u64::MAX,
             |_| 0,
             |seen, entry| {
                 if let Some(event) = seen.event(entry, &mut scratch) {
@@ -576,17 +578,32 @@ impl History {
 
     /// The datagrams kept, oldest first.
     pub fn datagrams(&self) -> Vec<Seen> {
-        let mut out = Vec::new();
+        self.datagrams_between(0..u64::MAX).0
+    }
+
+    /// How many datagrams have been recorded since the relay started: the number the next
+    /// one will have.
+    pub fn datagrams_recorded(&self) -> u64 {
+        self.datagrams.lock().map(|d| d.pushed).unwrap_or_default()
+    }
+
+    /// The datagrams numbered within `numbers` (see [`History::datagrams_recorded`]) that are
+    /// still kept, oldest first, and how many of those recorded were not kept any more.
+    pub fn datagrams_between(&self, numbers: std::ops::Range<u64>) -> (Vec<Seen>, u64) {
+        let numbers = numbers.start..numbers.end.min(self.datagrams_recorded());
+        let (mut out, mut read) = (Vec::new(), 0);
         read_in_slices(
             &self.datagrams,
+            numbers.clone(),
             |entry| entry.len as usize,
             |seen, entry| {
+                read += 1;
                 if entry.sent {
                     out.extend(seen.read(entry));
                 }
             },
         );
-        out
+        (out, (numbers.end.saturating_sub(numbers.start)).saturating_sub(read))
     }
 
     /// One datagram, if it is still kept. A scan: asked when a person clicks a datagram.
@@ -600,16 +617,19 @@ impl History {
 /// Reads every entry of `ring`, oldest first, a slice at a time: it lets go of the lock after
 /// 256 entries, or after entries whose `bytes` (what reading each copies) come to 1 MiB, so
 /// that a reader never holds up a socket for long, even reading a full history of 64 MiB.
-/// What is pushed out meanwhile is skipped. Returns the ring's horizon.
+/// Only the entries numbered within `numbers` are read; what is pushed out meanwhile is
+/// skipped. Returns the ring's horizon.
 fn read_in_slices<T: Owner>(
     ring: &Mutex<Ring<T>>,
+    numbers: std::ops::Range<u64>,
     bytes: impl Fn(&T) -> usize,
     mut read: impl FnMut(&Ring<T>, &T),
 ) -> u64 {
     const SLICE: usize = 1 << 20;
     const ENTRY: usize = SLICE / 256;
     let mut horizon = 0;
-    let (mut next, end) = ring.lock().map(|r| (r.first(), r.pushed)).unwrap_or_default();
+    let (first, pushed) = ring.lock().map(|r| (r.first(), r.pushed)).unwrap_or_default();
+    let (mut next, end) = (first.max(numbers.start), pushed.min(numbers.end));
     while next < end {
         let Ok(ring) = ring.lock() else { break };
         next = next.max(ring.first());

@@ -123,6 +123,13 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = relay::history::HistoryLimits::default().events)]
     history: usize,
 
+    /// Also write every datagram into this pcapng file as it happens (a quarter of a second
+    /// later, with its comment), for as long as the relay runs: what /api/capture.pcapng gives,
+    /// kept whole. The file is replaced if it exists, and grows with the traffic. Needs
+    /// recording on (--history above 0).
+    #[arg(long, value_name = "FILE")]
+    capture: Option<std::path::PathBuf>,
+
     /// Impair a server's link from the start: SERVER.DIR=KEY:VALUE[,KEY:VALUE...], e.g.
     /// echo.out=loss:0.3,delay:100ms,jitter:50ms or upper.in=duplicate:0.1. DIR is in (to the
     /// server) or out (from it); the keys are loss, duplicate, reorder, delay, jitter and mtu.
@@ -232,6 +239,7 @@ impl Cli {
             nobody_port: self.nobody_port,
             links: links(&self.link)?,
             history: relay::history::HistoryLimits { events: self.history, ..Default::default() },
+            capture: self.capture,
             public_hosts: self.public_host,
         })
     }

@@ -42,6 +42,10 @@ pub enum StartError {
     BindHttp { addr: SocketAddr, reason: io::Error },
     #[error("cannot keep a port free for `nobody` at {addr}: {reason} (choose another with --nobody-port)")]
     Nobody { addr: SocketAddr, reason: io::Error },
+    #[error("cannot write the capture to {}: {reason}", path.display())]
+    Capture { path: std::path::PathBuf, reason: io::Error },
+    #[error("--capture needs recording on: --history must be above 0")]
+    CaptureWithoutHistory,
     #[error("the HTTP server failed: {0}")]
     Http(io::Error),
 }
@@ -50,6 +54,8 @@ pub enum StartError {
 pub struct Relay {
     config: Config,
     http: TcpListener,
+    /// `--capture`'s file, opened.
+    capture: Option<std::fs::File>,
     sockets: Vec<(ServerName, UdpSocket, mpsc::Receiver<Control<Infallible>>)>,
     bus: EventBus,
     handle: RelayHandle,
@@ -171,9 +177,17 @@ impl Relay {
         let handle = RelayHandle { http: http_addr, servers, nobody, seed, settings };
         let epoch = Instant::now();
         let history = (config.history.events > 0).then(|| Arc::new(History::new(config.history, epoch)));
+        let capture = match (&config.capture, &history) {
+            (None, _) => None,
+            (Some(_), None) => return Err(StartError::CaptureWithoutHistory),
+            (Some(path), Some(_)) => Some(
+                std::fs::File::create(path)
+                    .map_err(|reason| StartError::Capture { path: path.clone(), reason })?,
+            ),
+        };
         let bus = EventBus::recording(epoch, history, Arc::new(Metrics::new()));
         bus.datagrams().set_nobody(nobody);
-        Ok(Relay { config, http, sockets, bus, handle })
+        Ok(Relay { config, http, capture, sockets, bus, handle })
     }
 
     /// Addresses and live settings of the bound relay.
@@ -189,9 +203,30 @@ impl Relay {
     /// Serves until `shutdown` completes, then stops every server (the chat server sends its
     /// clients `end`) and waits for them to finish.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
-        let Relay { config, http, sockets, bus, handle } = self;
+        let Relay { config, http, capture, sockets, bus, handle } = self;
         let token = CancellationToken::new();
         let tasks = TaskTracker::new();
+
+        // The capture file is written from a thread of its own, until the servers have stopped.
+        let capture_stop = CancellationToken::new();
+        let capture = match (capture, config.capture.clone(), bus.history().cloned()) {
+            (Some(file), Some(path), Some(history)) => {
+                let stop = capture_stop.clone();
+                let writer = std::thread::Builder::new().name("capture".into()).spawn(move || {
+                    if let Err(e) = crate::capture::write_continuously(file, path.clone(), history, stop) {
+                        tracing::error!(path = %path.display(), "the capture file stopped: {e}");
+                    }
+                });
+                match writer {
+                    Ok(writer) => Some(writer),
+                    Err(reason) => {
+                        let path = config.capture.clone().unwrap_or_default();
+                        return Err(StartError::Capture { path, reason });
+                    }
+                }
+            }
+            _ => None,
+        };
 
         for (server, socket, rx) in sockets {
             let (bus, token) = (bus.clone(), token.clone());
@@ -241,6 +276,10 @@ impl Relay {
         token.cancel();
         tasks.close();
         tasks.wait().await;
+        capture_stop.cancel();
+        if let Some(writer) = capture {
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        }
         Ok(())
     }
 }

@@ -86,6 +86,79 @@ async fn tshark_reads_the_capture_every_checksum_validates_and_comments_mark_the
     relay.shutdown().await;
 }
 
+/// The capture's fields per datagram, from the real tshark: source and destination port, UDP
+/// length, checksum status and comment.
+async fn tshark_rows(path: &str) -> Vec<Vec<String>> {
+    let fields = ["udp.srcport", "udp.dstport", "udp.length", "udp.checksum.status", "frame.comment"];
+    let mut args = vec!["-r", path, "-o", "udp.check_checksum:TRUE", "-T", "fields", "-E", "separator=|"];
+    for field in fields {
+        args.extend(["-e", field]);
+    }
+    let (out, err, ok) = run("tshark", &args, None).await;
+    assert!(ok, "tshark failed: {err}");
+    out.lines().map(|l| l.split('|').map(str::to_owned).collect()).collect()
+}
+
+#[tokio::test]
+async fn capture_flag_writes_the_datagrams_as_they_happen_and_the_rest_at_the_end() {
+    let file = scratch("continuous.pcapng");
+    let path = file.to_str().expect("utf-8 path").to_owned();
+    let capture = file.clone();
+    let relay = TestRelay::start_with(move |c| {
+        c.lossy.drop = 1.0;
+        c.capture = Some(capture);
+    })
+    .await;
+    let client = udp_client().await;
+    let (echo, lossy) = (relay.addr(ServerName::Echo), relay.addr(ServerName::Lossy));
+    for size in [1, 300] {
+        within("send", client.send_to(&vec![b'c'; size], echo)).await.expect("send");
+        assert_eq!(recv(&client).await.0.len(), size);
+    }
+    within("send", client.send_to(b"lost", lossy)).await.expect("send");
+    // Written a quarter of a second after it happened, while the relay runs.
+    let mut rows = Vec::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        rows = tshark_rows(&path).await;
+        if rows.len() >= 5 {
+            break;
+        }
+    }
+    assert!(rows.iter().all(|r| r[3] == "1"), "every UDP checksum is good: {rows:?}");
+    let lengths: Vec<_> = rows.iter().map(|r| r[2].as_str()).collect();
+    assert_eq!(lengths, ["9", "9", "308", "308", "12"], "{rows:?}");
+    assert!(rows[4][4].starts_with("dropped by the lossy server (dg "), "{rows:?}");
+    // What comes last is written when the relay stops.
+    within("send", client.send_to(b"bye", echo)).await.expect("send");
+    recv(&client).await;
+    relay.shutdown().await;
+    let rows = tshark_rows(&path).await;
+    assert_eq!(rows.len(), 7, "the last round trip too: {rows:?}");
+    let _ = std::fs::remove_file(&file);
+}
+
+#[tokio::test]
+async fn capture_flag_needs_recording_and_a_file_it_can_write() {
+    let without_history = relay::Relay::bind({
+        let mut c = relay::Config::ephemeral();
+        c.history.events = 0;
+        c.capture = Some(scratch("never.pcapng"));
+        c
+    })
+    .await;
+    let error = without_history.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(error.contains("--history"), "{error}");
+    let unwritable = relay::Relay::bind({
+        let mut c = relay::Config::ephemeral();
+        c.capture = Some("/nonexistent-dir/udp.pcapng".into());
+        c
+    })
+    .await;
+    let error = unwritable.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(error.starts_with("cannot write the capture to /nonexistent-dir/udp.pcapng: "), "{error}");
+}
+
 #[tokio::test]
 async fn promtool_passes_the_metrics_and_the_counters_count_exactly_what_was_sent() {
     let relay = TestRelay::start_with(|c| c.lossy.drop = 1.0).await;
