@@ -5,11 +5,13 @@
 //! interesting moment is useless in class. The bus records every event here as it emits it,
 //! and each socket's driver records every datagram it reads or sends. Three things read it:
 //! `GET /api/events.jsonl` (the events, as the WebSocket sends them), `GET /api/capture.pcapng`
-//! (the datagrams, for Wireshark) and a projector's backlog (`subscribe` with `history`).
+//! and `--capture` (the datagrams, for Wireshark), and a projector's backlog (`subscribe` with
+//! `history`).
 //!
-//! Both rings are bounded (`--history`, and a byte budget for the datagrams' bytes); the oldest
-//! entries go first. A lock is held for one push or one copy of the rings' handles, never across
-//! an await.
+//! Two rings hold it: the datagrams, each with the event of the server that read or sent it
+//! (nearly every event of a busy relay), and the other events. Both are bounded (`--history`,
+//! and a byte budget for the datagrams' bytes); the oldest entries go first. A lock is held
+//! for one push, or for one slice of a read, never across an await.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -48,10 +50,11 @@ pub struct Seen {
     pub bytes: Arc<[u8]>,
 }
 
-/// Recording is on the path of every datagram, so it allocates nothing and frees nothing
-/// there: entries are plain values in rings that, once grown, are reused in place, and the
+/// Recording is on the path of every datagram, so there it allocates nothing and frees
+/// nothing: entries are plain values in rings that, once grown, are reused in place, and the
 /// bytes they carry (a datagram's, a preview's) are copied into an [`Arena`]. Full events and
-/// shared bytes are built again only when someone reads the history.
+/// shared bytes are built again only when someone reads the history. (An event that is not
+/// about a server's datagram, a session's or a chat's, is kept boxed, as it came.)
 #[derive(Debug)]
 pub struct History {
     limits: HistoryLimits,
