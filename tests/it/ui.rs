@@ -276,3 +276,33 @@ async fn a_projector_shows_where_students_go_and_a_qr_code_when_the_class_can_re
     browser.close().await;
     relay.shutdown().await;
 }
+
+/// The side columns hold everything they show: nothing in them is wider than the column, so
+/// neither scrolls sideways or cuts a control off (the file picker once did).
+#[tokio::test]
+async fn nothing_in_the_side_columns_is_wider_than_they_are() {
+    let relay = crate::support::TestRelay::start().await;
+    let browser = crate::browser::Browser::launch().await;
+    for (width, height) in [(1400, 900), (1920, 1080)] {
+        browser.set_viewport(width, height).await;
+        browser.goto(&format!("http://{}/?lesson=late-duplicate", relay.http())).await;
+        browser.wait_for(crate::browser::CONNECTED, crate::browser::Browser::LOAD).await;
+        let out = browser
+            .eval(
+                "return ['controls', 'panels'].map((id) => {
+                   const column = document.getElementById(id);
+                   const right = column.getBoundingClientRect().right;
+                   const wide = [...column.querySelectorAll('*')]
+                     .filter((el) => el.getBoundingClientRect().right > right + 0.5)
+                     .map((el) => el.tagName + '#' + el.id + '.' + el.className);
+                   return id + ': ' + (column.scrollWidth - column.clientWidth) + ' ' + wide.join(' ');
+                 }).join('; ');",
+                vec![],
+            )
+            .await;
+        let out = out.as_str().unwrap_or_default().to_owned();
+        assert_eq!(out, "controls: 0 ; panels: 0 ", "at {width}x{height}, what sticks out of a column");
+    }
+    browser.close().await;
+    relay.shutdown().await;
+}
