@@ -136,6 +136,9 @@ async fn loss_retry_shows_each_wait_then_the_give_up() {
     );
     let gave_up = lines(&browser, "#log li[data-kind=client_giveup][data-socket=retry]").await;
     assert_eq!(gave_up.len(), 1, "{gave_up:?}");
+    // The lossy server's panel shows what the lesson set it to.
+    let drop = browser.eval("return document.getElementById('lossy-drop').value;", vec![]).await;
+    assert_eq!(drop.as_str(), Some("1"), "the panel follows the server's settings");
     finish(browser, relay, "loss-retry").await;
 }
 

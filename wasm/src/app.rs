@@ -446,14 +446,13 @@ impl App {
                 dom::set_hidden(&self.document, "join", hello.join.is_empty());
                 if let Some(lossy) = hello.settings.get(&ServerName::Lossy) {
                     if let Some(drop) = lossy.drop {
-                        dom::set_input(&self.document, "lossy-drop", &short(drop));
-                        dom::set_input(&self.document, "lossy-drop-range", &short(drop));
+                        self.show_lossy_setting("drop", drop);
                     }
                     if let Some(ms) = lossy.delay_ms {
-                        dom::set_input(&self.document, "lossy-delay", &ms.to_string());
+                        self.show_lossy_setting("delay_ms", ms as f64);
                     }
                     if let Some(ms) = lossy.jitter_ms {
-                        dom::set_input(&self.document, "lossy-jitter", &ms.to_string());
+                        self.show_lossy_setting("jitter_ms", ms as f64);
                     }
                 }
                 self.model.apply(&msg);
@@ -464,6 +463,12 @@ impl App {
                 let offset = event.t_us as f64 - self.now_ms() * 1000.0;
                 self.clock_offset_us = Some(self.clock_offset_us.map_or(offset, |o| o.max(offset)));
                 self.track_own_sockets(&event.kind);
+                // The lossy server's panel shows its settings as they are, whoever changed
+                // them: a lesson, another tab, a script.
+                if let EventKind::ServerConfigured { server: ServerName::Lossy, setting, value } = &event.kind
+                {
+                    self.show_lossy_setting(setting, *value);
+                }
             }
             ServerMsg::Error { message, .. } => {
                 self.show_error(message);
@@ -519,6 +524,20 @@ impl App {
 
     fn own_session(&self, session: &str) -> bool {
         self.model.session.as_deref() == Some(session)
+    }
+
+    /// Shows one of the lossy server's settings in its panel (`drop`, `delay_ms`, `jitter_ms`).
+    fn show_lossy_setting(&self, setting: &str, value: f64) {
+        let d = &self.document;
+        match setting {
+            "drop" => {
+                dom::set_input(d, "lossy-drop", &short(value));
+                dom::set_input(d, "lossy-drop-range", &short(value));
+            }
+            "delay_ms" => dom::set_input(d, "lossy-delay", &(value as u64).to_string()),
+            "jitter_ms" => dom::set_input(d, "lossy-jitter", &(value as u64).to_string()),
+            _ => {}
+        }
     }
 
     fn track_own_sockets(&mut self, kind: &EventKind) {
