@@ -19,11 +19,13 @@ pub struct Outbox {
     kinds: Kinds,
     /// One frame per message; in batch mode, the one batch frame being written.
     frames: Vec<String>,
+    /// What [`Outbox::added`] says.
+    added: usize,
 }
 
 impl Outbox {
     pub fn new(batch: bool, kinds: Kinds) -> Self {
-        Self { batch, kinds, frames: Vec::new() }
+        Self { batch, kinds, frames: Vec::new(), added: 0 }
     }
 
     /// Adds a message that is JSON already: events are serialized once for every session
@@ -45,7 +47,13 @@ impl Outbox {
         }
     }
 
+    /// Events offered so far, whether or not the session asked for their kind.
+    pub fn added(&self) -> usize {
+        self.added
+    }
+
     pub fn event(&mut self, event: &Published) {
+        self.added += 1;
         if !self.kinds.contains(event.kind.kind()) {
             return;
         }

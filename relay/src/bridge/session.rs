@@ -1,8 +1,8 @@
 //! One WebSocket session: commands in, events out.
 //!
 //! The session task reads commands and carries them out: it opens sockets (each run by
-//! [`crate::udp::drive`] with a [`ClientSocket`] handler, in a task of its own), passes sends
-//! and heartbeats to them, and changes server settings. It forwards the events this session
+//! [`crate::udp::drive`] with a [`ClientSocket`] handler, inside the session's own task: see
+//! [`Drivers`]), passes sends and heartbeats to them, and changes server settings. It forwards the events this session
 //! should see: its [`Feed`] from the bus (its own sockets' events and the server events they
 //! cause), or every event after `subscribe all`.
 //!
@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
@@ -32,20 +32,25 @@ use protocol::{
 use tokio::net::UdpSocket;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::AppState;
 use super::budget::{Budget, Over};
 use super::client::{ClientCommand, ClientSocket, Names, Opening, TooManyPending};
 use super::command::{self, Refusal, refuse};
+use super::drivers::{Driver, Drivers};
 use super::outbox::{Outbox, Sink};
+use super::quiet::Quiet;
 use super::target;
 use crate::bus::{Feed, Published, Subscription};
 use crate::udp::{self, Control, LinkChange, MAX_DATAGRAM, Setting};
 
 /// Events written to the WebSocket before one flush.
 const BATCH: usize = 256;
+
+/// Turns of the runtime a session gives a datagram it just sent to come back before it
+/// writes what it has: see [`Session::collect_own`].
+const WAIT_TURNS: usize = 4;
 
 /// Recorded events a `subscribe` with `history` sends at most.
 const BACKLOG: usize = 5_000;
@@ -97,8 +102,10 @@ struct Session {
     budget: Arc<Mutex<Budget>>,
     /// Cancelled when the session ends or the relay shuts down; parent of every socket's.
     stop: CancellationToken,
-    /// The tasks driving this session's sockets.
-    socket_tasks: TaskTracker,
+    /// The drivers of sockets opened by the command being carried out, for the session's
+    /// [`Drivers`] to run once it is done. A lock only so that `Session` is `Sync`, as its
+    /// `&self` methods wait on other tasks: taken once per socket opened, never across an await.
+    opened: Mutex<Vec<Driver>>,
 }
 
 /// Serializes a message to a text frame. Our types always serialize; should one ever fail,
@@ -142,7 +149,7 @@ fn ms(d: Duration) -> u64 {
 
 /// Runs one session until the browser leaves or the relay shuts down.
 pub async fn run(socket: WebSocket, state: AppState) {
-    let (mut sink, mut stream) = socket.split();
+    let (mut sink, stream) = socket.split();
     let Ok(_permit) = state.sessions.clone().try_acquire_owned() else {
         let refusal = refuse(
             ErrorCode::Limit,
@@ -194,8 +201,14 @@ pub async fn run(socket: WebSocket, state: AppState) {
         sent: std::collections::HashSet::new(),
         budget,
         stop: stop.clone(),
-        socket_tasks: TaskTracker::new(),
+        opened: Mutex::default(),
     };
+    let mut drivers = Drivers::default();
+    // One wait for shutdown for the whole session, rather than one made and dropped (each a
+    // lock taken twice) for every frame in and every write; it and the browser's frames are
+    // looked at only once they have woken (see `Quiet`).
+    let mut stopped = Quiet::new(stop.clone().cancelled_owned());
+    let mut stream = Quiet::new(stream);
 
     // Every frame from the browser, pongs included, shows it is still there.
     let ping_every = session.state.config.limits.ping_every;
@@ -205,19 +218,29 @@ pub async fn run(socket: WebSocket, state: AppState) {
 
     const SHUTTING_DOWN: &str = "the relay is shutting down";
     let ended = loop {
-        // Every write may wait on a browser that stopped reading: it also gives way to shutdown.
+        // Every write may wait on a browser that stopped reading: it also gives way to shutdown,
+        // and the sockets go on running meanwhile.
         let written = tokio::select! {
             biased;
-            () = stop.cancelled() => break SHUTTING_DOWN,
+            () = &mut stopped => break SHUTTING_DOWN,
             frame = stream.next() => match frame.inspect(|_| last_heard = Instant::now()) {
-                Some(Ok(Message::Text(text))) => match session.command(text.as_str()).await {
-                    Some(reply) => until_stopped(&stop, sink.send(reply)).await,
-                    None if !session.backlog.is_empty() => until_stopped(&stop, session.send_backlog(&mut sink)).await,
-                    None => Some(Ok(())),
-                },
+                Some(Ok(Message::Text(text))) => {
+                    let reply = drivers.alongside(session.command(text.as_str())).await;
+                    drivers.adopt(session.opened.get_mut().unwrap_or_else(PoisonError::into_inner));
+                    // The socket a command was for carries it out now, not after the next frame.
+                    drivers.turn().await;
+                    match reply {
+                        Some(reply) => until_stopped(&mut stopped, &mut drivers, sink.send(reply)).await,
+                        None if !session.backlog.is_empty() => {
+                            let backlog = session.backlog_frames();
+                            until_stopped(&mut stopped, &mut drivers, send_all(&mut sink, backlog)).await
+                        }
+                        None => Some(Ok(())),
+                    }
+                }
                 Some(Ok(Message::Binary(_))) => {
                     let refusal = refuse(ErrorCode::BadJson, "send commands as JSON text frames");
-                    until_stopped(&stop, sink.send(error_frame(refusal, None, None))).await
+                    until_stopped(&mut stopped, &mut drivers, sink.send(error_frame(refusal, None, None))).await
                 }
                 Some(Ok(Message::Close(_))) => {
                     // The WebSocket layer has queued the Close that answers it, with the same
@@ -244,11 +267,18 @@ pub async fn run(socket: WebSocket, state: AppState) {
                     let _ = tokio::time::timeout(GOODBYE, sink.send(Message::Close(Some(close)))).await;
                     break "";
                 }
-                until_stopped(&stop, sink.send(Message::Ping(Default::default()))).await
+                until_stopped(&mut stopped, &mut drivers, sink.send(Message::Ping(Default::default()))).await
             }
-            Some(event) = session.feed.recv() => until_stopped(&stop, session.forward_own(&mut sink, event)).await,
+            // Before the feed: the events of a datagram a socket has just read go out in the
+            // same turn.
+            Some(()) = drivers.next_stopped(), if !drivers.is_empty() => Some(Ok(())),
+            Some(event) = session.feed.recv() => {
+                let out = session.collect_own(&mut drivers, event).await;
+                until_stopped(&mut stopped, &mut drivers, out.send(&mut sink)).await
+            }
             received = next_of_all(&mut session.all) => {
-                until_stopped(&stop, session.forward_all(&mut sink, received)).await
+                let out = session.collect_all(received);
+                until_stopped(&mut stopped, &mut drivers, out.send(&mut sink)).await
             }
         };
         match written {
@@ -262,17 +292,21 @@ pub async fn run(socket: WebSocket, state: AppState) {
     // chat server's `end`), and the session passes those last events on before saying bye.
     // Dropping a socket's control channel closes it once it has done what it was asked.
     session.sockets.clear();
-    session.socket_tasks.close();
     if !ended.is_empty() {
         // A browser that stopped reading gets a moment for its goodbye, not forever.
         let goodbye = async {
-            session.drain_on_stop(&mut sink).await;
+            session.drain_on_stop(&mut drivers, &mut sink).await;
             let _ = sink.send(frame(&ServerMsg::Bye { reason: ended.to_owned() })).await;
             let _ = sink.close().await;
         };
         let _ = tokio::time::timeout(GOODBYE, goodbye).await;
     }
     stop.cancel();
+    // The sockets report their closing (`client_close`) as they stop, which they do at once
+    // now: they run in this task, so they stop with it or not at all.
+    if tokio::time::timeout(GOODBYE, drivers.finish()).await.is_err() {
+        tracing::warn!(session = %session.id, "a socket did not stop in time");
+    }
     if let Some(metrics) = &metrics {
         metrics.session_ended();
     }
@@ -303,13 +337,40 @@ fn unreadable(e: axum::Error) -> Option<CloseFrame> {
     }
 }
 
-/// Runs `write` unless the relay starts shutting down first (`None`).
-async fn until_stopped<T>(stop: &CancellationToken, write: impl Future<Output = T>) -> Option<T> {
-    tokio::select! {
-        biased;
-        () = stop.cancelled() => None,
-        done = write => Some(done),
+/// Runs `write` unless the relay starts shutting down first (`None`), with the session's
+/// sockets running meanwhile.
+async fn until_stopped<T>(
+    stopped: &mut Quiet<WaitForCancellationFutureOwned>,
+    drivers: &mut Drivers,
+    write: impl Future<Output = T>,
+) -> Option<T> {
+    drivers
+        .alongside(async {
+            // The write first: it nearly always completes at once, and shutdown is then
+            // noticed by the loop.
+            tokio::select! {
+                biased;
+                done = write => Some(done),
+                () = stopped => None,
+            }
+        })
+        .await
+}
+
+/// Writes `frames` and flushes once.
+async fn send_all(sink: &mut Sink, frames: Vec<Outbox>) -> Result<(), axum::Error> {
+    for out in frames {
+        out.send(sink).await?;
     }
+    Ok(())
+}
+
+/// Whether `event` says a datagram is on its way, to a server or back: its arrival will follow.
+fn on_its_way(event: &Published) -> bool {
+    matches!(
+        event.kind,
+        EventKind::ClientSend { .. } | EventKind::ServerRecv { .. } | EventKind::ServerSend { .. }
+    )
 }
 
 /// The next event of the everything-subscription, or never when there is none.
@@ -321,36 +382,48 @@ async fn next_of_all(all: &mut Option<Subscription>) -> Result<Arc<Published>, R
 }
 
 impl Session {
-    /// Writes `first` and whatever else of this session's own events is ready, then flushes
-    /// once: one write for a burst of events, not one each.
-    async fn forward_own(&mut self, sink: &mut Sink, first: Arc<Published>) -> Result<(), axum::Error> {
+    /// `first` and whatever else of this session's own events is ready, to be written
+    /// together and flushed once: one write for a burst of events, not one each.
+    async fn collect_own(&mut self, drivers: &mut Drivers, first: Arc<Published>) -> Outbox {
         let mut out = Outbox::new(self.batch, self.kinds);
+        let mut on_its_way = on_its_way(&first);
         out.event(&first);
+        self.take_ready(&mut out, &mut on_its_way);
         // A datagram just left one of this session's sockets: the server's receive and answer,
-        // and the socket's receive, follow within microseconds. Giving the runtime one turn
-        // first lets them join this write: 20-25% more round trips/s at 16 busy sessions
-        // (bench/bridge.sh), the same latency at one. Any other event goes out at once.
-        if matches!(first.kind, EventKind::ClientSend { .. }) {
+        // and the socket's receive, follow within microseconds. Giving the runtime a turn (the
+        // server runs, the socket's read is noticed), then the sockets theirs, lets them join
+        // this write, so that a round trip costs the browser one frame to read and the relay
+        // one write. It waits a few turns at most, and only while all it has to say is that
+        // datagrams are on their way; any other event goes out at once.
+        for _ in 0..WAIT_TURNS {
+            if !on_its_way || out.added() >= BATCH {
+                break;
+            }
             tokio::task::yield_now().await;
-        }
-        for _ in 1..BATCH {
-            let Some(event) = self.feed.try_recv() else { break };
-            out.event(&event);
+            drivers.turn().await;
+            self.take_ready(&mut out, &mut on_its_way);
         }
         let missed = self.feed.take_missed();
         if missed > 0 {
             self.count_lagged(missed);
             out.message(&ServerMsg::Lagged { missed });
         }
-        out.send(sink).await
+        out
+    }
+
+    /// Adds the events already in the feed to `out`, up to [`BATCH`] in all, noting whether
+    /// they are all [`on_its_way`].
+    fn take_ready(&mut self, out: &mut Outbox, all_on_the_way: &mut bool) {
+        while out.added() < BATCH
+            && let Some(event) = self.feed.try_recv()
+        {
+            *all_on_the_way &= on_its_way(&event);
+            out.event(&event);
+        }
     }
 
     /// The same for the everything-subscription, which reports its gaps as `Lagged`.
-    async fn forward_all(
-        &mut self,
-        sink: &mut Sink,
-        mut received: Result<Arc<Published>, RecvError>,
-    ) -> Result<(), axum::Error> {
+    fn collect_all(&mut self, mut received: Result<Arc<Published>, RecvError>) -> Outbox {
         let mut out = Outbox::new(self.batch, self.kinds);
         for _ in 0..BATCH {
             match received {
@@ -370,32 +443,32 @@ impl Session {
                 Err(_) => break,
             };
         }
-        out.send(sink).await
+        out
     }
 
-    /// Sends the recorded past asked for with `subscribe`'s `history`, in frames of [`BATCH`].
-    async fn send_backlog(&mut self, sink: &mut Sink) -> Result<(), axum::Error> {
+    /// The recorded past asked for with `subscribe`'s `history`, in frames of [`BATCH`].
+    fn backlog_frames(&mut self) -> Vec<Outbox> {
         let backlog = std::mem::take(&mut self.backlog);
-        for chunk in backlog.chunks(BATCH) {
+        let frames = backlog.chunks(BATCH).map(|chunk| {
             let mut out = Outbox::new(self.batch, self.kinds);
             for event in chunk {
                 out.event(event);
             }
-            out.send(sink).await?;
-        }
-        Ok(())
+            out
+        });
+        frames.collect()
     }
 
     /// On shutdown: waits for this session's sockets to finish, then forwards what they and
     /// the servers reported last. The relay stops its servers before its sessions, so once the
     /// sockets have handled what was already in their queues, every last event has been emitted.
-    async fn drain_on_stop(&mut self, sink: &mut Sink) {
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.socket_tasks.wait()).await;
+    async fn drain_on_stop(&mut self, drivers: &mut Drivers, sink: &mut Sink) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), drivers.finish()).await;
         if let Some(first) = self.feed.try_recv() {
-            let _ = self.forward_own(sink, first).await;
+            let _ = self.collect_own(drivers, first).await.send(sink).await;
         }
         if let Some(Ok(first)) = self.all.as_mut().map(|all| all.try_recv()) {
-            let _ = self.forward_all(sink, Ok(first)).await;
+            let _ = self.collect_all(Ok(first)).send(sink).await;
         }
     }
 
@@ -576,10 +649,10 @@ impl Session {
         Ok(())
     }
 
-    /// Opens a real UDP socket aimed at `opening.remote` and runs `handler` on it, in a task
-    /// that releases the socket's address when it ends.
+    /// Opens a real UDP socket aimed at `opening.remote` and runs `handler` on it, in a driver
+    /// that releases the socket's address when it ends; the session's [`Drivers`] run it.
     async fn spawn_socket(
-        &self,
+        &mut self,
         opening: Opening,
         handler: ClientSocket,
     ) -> Result<(mpsc::Sender<Control<ClientCommand>>, SocketAddr), Refusal> {
@@ -596,10 +669,11 @@ impl Session {
         let claims = self.feed.claims();
         claims.claim(local);
         let driven = udp::drive(socket, handler, self.state.bus.clone(), rx, self.stop.child_token());
-        self.socket_tasks.spawn(async move {
+        let driver: Driver = Box::pin(async move {
             driven.await;
             claims.release(local);
         });
+        self.opened.get_mut().unwrap_or_else(PoisonError::into_inner).push(driver);
         Ok((control, local))
     }
 
