@@ -22,6 +22,8 @@
 //! - [`export`]: `relay export-site DIR`, the browser demo recorded from real traffic.
 //! - [`config`]: what `main.rs` parses from the command line.
 //! - [`fuzz`]: a fuzzer for every parser and handler of untrusted input.
+//! - [`quiet`]: a future polled again only once it has woken, for the loops that wait on many
+//!   things at once (a socket's driver, a session).
 //! - [`relay`]: binding it all and serving until shutdown: [`Relay`], [`run`].
 
 pub mod api;
@@ -35,6 +37,7 @@ pub mod history;
 pub mod http;
 pub mod interfaces;
 pub mod metrics;
+pub mod quiet;
 pub mod relay;
 pub mod request_id;
 pub mod serve;

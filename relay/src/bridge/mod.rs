@@ -16,7 +16,6 @@
 //! - [`drivers`]: the session's sockets, run inside its own task.
 //! - [`target`]: where a session's socket may send, and where it binds.
 //! - [`outbox`]: the session's outgoing frames, batched.
-//! - [`quiet`]: what a session waits on, looked at again only once it has woken.
 //! - [`client`]: the sans-I/O handler behind each socket a session opens.
 //! - [`budget`]: the per-session budget of datagrams and bytes a second.
 
@@ -25,7 +24,6 @@ pub mod client;
 pub mod command;
 pub mod drivers;
 pub mod outbox;
-pub mod quiet;
 pub mod session;
 pub mod target;
 

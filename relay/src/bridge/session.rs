@@ -40,9 +40,9 @@ use super::client::{ClientCommand, ClientSocket, Names, Opening, TooManyPending}
 use super::command::{self, Refusal, refuse};
 use super::drivers::{Driver, Drivers};
 use super::outbox::{Outbox, Sink};
-use super::quiet::Quiet;
 use super::target;
 use crate::bus::{Feed, Published, Subscription};
+use crate::quiet::Quiet;
 use crate::udp::{self, Control, LinkChange, MAX_DATAGRAM, Setting};
 
 /// Events written to the WebSocket before one flush.

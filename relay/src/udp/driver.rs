@@ -97,8 +97,9 @@ async fn run<H: DatagramHandler>(
     handler.on_start(&mut cx, Instant::now());
     io.flush(&mut cx, &mut handler).await;
 
-    let cancelled = shutdown.cancelled();
-    tokio::pin!(cancelled);
+    // Looked at again only once it has woken: polling a cancellation takes two locks, and the
+    // loop below turns once a datagram.
+    let mut cancelled = crate::quiet::Quiet::new(shutdown.cancelled());
     let timer = tokio::time::sleep_until(tokio::time::Instant::now());
     tokio::pin!(timer);
     let mut armed_for = None;
