@@ -335,15 +335,20 @@ impl EventBus {
         }
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let t_us = u64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX);
-        if let Some(history) = &self.history {
-            history.record_event(seq, t_us, &kind);
-        }
         let routed = self.routes.count.load(Ordering::Relaxed) > 0;
         let subscribed = self.subscribers.load(Ordering::Relaxed) > 0;
         if !routed && !subscribed {
+            if let Some(history) = &self.history {
+                history.record_event(seq, t_us, &kind, None);
+            }
             return;
         }
         let event = Arc::new(Published::new(Event { seq, t_us, kind }));
+        // Recorded before it is delivered: a projector that asks for the backlog after
+        // subscribing finds it in one or the other, and sends it once.
+        if let Some(history) = &self.history {
+            history.record_event(seq, t_us, &event.kind, Some(&event));
+        }
         if routed {
             self.route(&event);
         }

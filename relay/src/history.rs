@@ -304,14 +304,20 @@ impl Owner for SeenAt {
 #[derive(Debug)]
 enum Kept {
     Datagram(DatagramEvent),
-    Other { seq: u64, t_us: u64, kind: Box<EventKind> },
+    Other {
+        seq: u64,
+        t_us: u64,
+        kind: Box<EventKind>,
+    },
+    /// An event someone was watching, kept by sharing it (its JSON too, once written).
+    Shared(Arc<Published>),
 }
 
 impl Owner for Kept {
     fn owns(&mut self) -> Option<&mut bool> {
         match self {
             Kept::Datagram(d) => Some(&mut d.owns),
-            Kept::Other { .. } => None,
+            Kept::Other { .. } | Kept::Shared(_) => None,
         }
     }
 }
@@ -446,8 +452,10 @@ impl History {
         self.epoch_wall_us + t_us
     }
 
-    /// Records event `seq`, stamped `t_us`.
-    pub fn record_event(&self, seq: u64, t_us: u64, kind: &EventKind) {
+    /// Records event `seq`, stamped `t_us`. `shared` is the event as the bus hands it out, if
+    /// it built one for someone watching: an event that is kept whole is then kept by sharing
+    /// it, not by copying it.
+    pub fn record_event(&self, seq: u64, t_us: u64, kind: &EventKind, shared: Option<&Arc<Published>>) {
         if self.limits.events == 0 || self.join(seq, t_us, kind) {
             return;
         }
@@ -463,6 +471,7 @@ impl History {
                 }
                 Kept::Datagram(old) => old.seq,
                 Kept::Other { seq, .. } => seq,
+                Kept::Shared(event) => event.seq,
             };
             events.horizon = events.horizon.max(seq);
         }
@@ -471,7 +480,10 @@ impl History {
                 event.at = events.bytes_for_next(preview);
                 Kept::Datagram(event)
             }
-            None => Kept::Other { seq, t_us, kind: Box::new(kind.clone()) },
+            None => match shared {
+                Some(event) => Kept::Shared(event.clone()),
+                None => Kept::Other { seq, t_us, kind: Box::new(kind.clone()) },
+            },
         };
         events.push(kept);
     }
@@ -554,6 +566,7 @@ impl History {
                     Kept::Other { seq, t_us, kind } => {
                         Event { seq: *seq, t_us: *t_us, kind: (**kind).clone() }
                     }
+                    Kept::Shared(event) => return out.push((false, event.clone())),
                 };
                 out.push((false, Arc::new(Published::new(event))));
             },
@@ -705,9 +718,9 @@ mod tests {
     fn events_are_bounded_and_come_back_in_seq_order() {
         let history = History::new(HistoryLimits { events: 2, bytes: 10 }, Instant::now());
         let end = protocol::EventKind::ChatEnd { server: protocol::ServerName::Chat, clients: 0 };
-        history.record_event(3, 30, &end);
-        history.record_event(2, 20, &end);
-        history.record_event(1, 10, &end);
+        history.record_event(3, 30, &end, None);
+        history.record_event(2, 20, &end, None);
+        history.record_event(1, 10, &end, None);
         let seqs: Vec<_> = history.events().iter().map(|e| (e.seq, e.t_us)).collect();
         assert_eq!(seqs, [(1, 10), (2, 20)]);
     }
@@ -724,7 +737,7 @@ mod tests {
                 len: 1,
                 payload: Payload::preview(&[seq as u8]),
             };
-            history.record_event(seq, seq, &kind);
+            history.record_event(seq, seq, &kind, None);
         }
         let events = history.events();
         let seqs: Vec<_> = events.iter().map(|e| e.seq).collect();
@@ -773,7 +786,7 @@ mod tests {
             protocol::EventKind::ClientClose { session: "s".into(), socket: "a".into(), member: None },
         ];
         for (i, kind) in kinds.iter().enumerate() {
-            history.record_event(i as u64 + 1, 7, kind);
+            history.record_event(i as u64 + 1, 7, kind, None);
         }
         // The ring keeps three; the arena gave back the previews of the three pushed out.
         let back: Vec<_> = history.events().iter().map(|e| e.kind.clone()).collect();
@@ -881,8 +894,8 @@ mod tests {
             payload: Payload::preview(b"hello"),
             delay_ms: None,
         };
-        history.record_event(1, 1, &recv);
-        history.record_event(2, 2, &send);
+        history.record_event(1, 1, &recv, None);
+        history.record_event(2, 2, &send, None);
         assert_eq!(history.events.lock().expect("lock").bytes.len(), 5);
         let back: Vec<_> = history.events().iter().map(|e| e.kind.clone()).collect();
         assert_eq!(back, [recv, send]);
@@ -907,7 +920,7 @@ mod tests {
             len: 1,
             payload: Payload::preview(b"x"),
         };
-        history.record_event(1, 1, &kind);
+        history.record_event(1, 1, &kind, None);
         assert_eq!(history.events()[0].kind, kind);
     }
 
@@ -946,7 +959,7 @@ mod tests {
         let mut seq = 0;
         let mut event = |history: &History, kind: EventKind, expected: &mut Vec<EventKind>| {
             seq += 1;
-            history.record_event(seq, seq * 10, &kind);
+            history.record_event(seq, seq * 10, &kind, None);
             expected.push(kind);
         };
         for (dg, bytes) in [(1, &b"ping"[..]), (3, &[0xff, 0xfe][..]), (5, &long[..]), (7, &b""[..])] {
@@ -975,7 +988,7 @@ mod tests {
         let epoch = Instant::now();
         let history = History::new(HistoryLimits::default(), epoch);
         history.record_datagram(2, epoch, addr(10004), addr(5000), b"hi");
-        history.record_event(1, 1, &send(2, b"hi"));
+        history.record_event(1, 1, &send(2, b"hi"), None);
         history.unrecord_datagram(2);
         assert!(history.datagrams().is_empty());
         assert!(history.datagram(2).is_none());
@@ -992,12 +1005,28 @@ mod tests {
         for (i, seq) in (1..=10).step_by(2).enumerate() {
             let (dg, bytes) = (i as u64 + 1, [b'a' + i as u8, b'!']);
             history.record_datagram(dg, epoch, addr(5000), addr(10004), &bytes);
-            history.record_event(seq, 0, &recv(dg, &bytes));
-            history.record_event(seq + 1, 0, &EventKind::ChatEnd { server: ServerName::Chat, clients: 0 });
+            history.record_event(seq, 0, &recv(dg, &bytes), None);
+            history.record_event(
+                seq + 1,
+                0,
+                &EventKind::ChatEnd { server: ServerName::Chat, clients: 0 },
+                None,
+            );
         }
         // Two datagrams fit in four bytes, those of events 7 and 9: the history starts after
         // event 5, the last one pushed out.
         let seqs: Vec<_> = history.events().iter().map(|e| e.seq).collect();
         assert_eq!(seqs, [6, 7, 8, 9, 10]);
+    }
+
+    /// An event the bus built for someone watching is kept by sharing it, not by copying it.
+    #[test]
+    fn a_watched_event_is_kept_shared() {
+        let history = History::new(HistoryLimits::default(), Instant::now());
+        let kind = EventKind::ClientClose { session: "s".into(), socket: "a".into(), member: None };
+        let event = Arc::new(Published::new(Event { seq: 1, t_us: 5, kind: kind.clone() }));
+        history.record_event(1, 5, &kind, Some(&event));
+        let kept = history.events();
+        assert!(Arc::ptr_eq(&kept[0], &event), "the same event, not a copy");
     }
 }
