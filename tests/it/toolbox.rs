@@ -57,31 +57,23 @@ async fn tshark_reads_the_capture_every_checksum_validates_and_comments_mark_the
     assert_eq!(response.header("content-type"), Some("application/x-pcapng"));
     let file = scratch("capture.pcapng");
     std::fs::write(&file, &response.body).expect("write the capture");
-    let path = file.to_str().expect("utf-8 path");
-    let fields = ["udp.srcport", "udp.dstport", "udp.length", "udp.checksum.status", "frame.comment"];
-    let mut args = vec!["-r", path, "-o", "udp.check_checksum:TRUE", "-T", "fields", "-E", "separator=|"];
-    for field in fields {
-        args.extend(["-e", field]);
-    }
-    let (out, err, ok) = run("tshark", &args, None).await;
-    assert!(ok, "tshark failed: {err}");
-    let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split('|').collect()).collect();
-    assert_eq!(rows.len(), 9, "4 requests, 4 echoes and the dropped datagram:\n{out}");
-    assert!(rows.iter().all(|r| r[3] == "1"), "every UDP checksum is good (1):\n{out}");
+    let rows = tshark_rows(file.to_str().expect("utf-8 path")).await;
+    assert_eq!(rows.len(), 9, "4 requests, 4 echoes and the dropped datagram: {rows:?}");
+    assert!(rows.iter().all(|r| r[3] == "1"), "every UDP checksum is good (1): {rows:?}");
     let (me, echo_port, lossy_port) = (me.to_string(), echo.port().to_string(), lossy.port().to_string());
     let mut lengths = Vec::new();
     for pair in rows[..8].chunks(2) {
         let (ask, answer) = (&pair[0], &pair[1]);
-        assert_eq!((ask[0], ask[1]), (me.as_str(), echo_port.as_str()), "{out}");
-        assert_eq!((answer[0], answer[1]), (echo_port.as_str(), me.as_str()), "{out}");
+        assert_eq!((&ask[0], &ask[1]), (&me, &echo_port), "{rows:?}");
+        assert_eq!((&answer[0], &answer[1]), (&echo_port, &me), "{rows:?}");
         assert_eq!(ask[2], answer[2]);
         lengths.push(ask[2].parse::<usize>().expect("a length") - 8);
     }
     assert_eq!(lengths, [0, 5, 2000, 65_507], "the UDP length is 8 bytes of header plus the payload");
     let dropped = &rows[8];
-    assert_eq!((dropped[1], dropped[2]), (lossy_port.as_str(), "21"));
-    assert!(dropped[4].starts_with("dropped by the lossy server (dg "), "{out}");
-    assert!(rows[..8].iter().all(|r| r[4].is_empty()), "only the drop has a comment:\n{out}");
+    assert_eq!((dropped[1].as_str(), dropped[2].as_str()), (lossy_port.as_str(), "21"));
+    assert!(dropped[4].starts_with("dropped by the lossy server (dg "), "{rows:?}");
+    assert!(rows[..8].iter().all(|r| r[4].is_empty()), "only the drop has a comment: {rows:?}");
     let _ = std::fs::remove_file(&file);
     relay.shutdown().await;
 }
