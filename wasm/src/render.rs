@@ -400,8 +400,11 @@ impl Renderer {
                         _ => (start.0, start.1, ex, ey),
                     };
                     let mid_y = (ly1 + ly2) / 2.0;
-                    // What the link did is rare and the point of a lesson: its arrows always say it.
-                    let must = selected || arrow.link.is_some();
+                    // What the link did, a send the kernel refused and a datagram nobody got are
+                    // rare and the point of a lesson: their arrows always say it.
+                    let must = selected
+                        || arrow.link.is_some()
+                        || matches!(arrow.fate, Fate::NotSent | Fate::Vanished);
                     if mid_y - last_label_y >= 14.0 * s || must {
                         last_label_y = mid_y;
                         // What the link did goes beside its wait when it held the datagram,
