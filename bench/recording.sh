@@ -33,28 +33,7 @@ mkdir -p "$OUT"
 RAW="$OUT/recording.jsonl"
 : >"$RAW"
 
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-wait_for() {
-    local file=$1 pattern=$2 pid=$3
-    for _ in $(seq 1 600); do
-        grep -q "$pattern" "$file" 2>/dev/null && return 0
-        kill -0 "$pid" 2>/dev/null || { echo "recording.sh: process $pid exited; see $file" >&2; exit 1; }
-        sleep 0.1
-    done
-    echo "recording.sh: timed out waiting for '$pattern' in $file" >&2
-    exit 1
-}
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+. bench/lib.sh
 
 echo "== building (cargo build --release -p relay -p bench)"
 cargo build --release -p relay -p bench

@@ -40,44 +40,10 @@ BIN=${CARGO_TARGET_DIR:-target}/release
 mkdir -p "$OUT"
 rm -f "$OUT"/*.jsonl "$OUT"/*.json "$OUT"/*.out "$OUT"/*.log
 
-# --- processes started here, stopped on exit --------------------------------------------------
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        # Give each a moment to exit cleanly (the relay sends chat clients `end`), then insist.
-        for _ in $(seq 1 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# wait_for FILE PATTERN PID: waits (at most 60 s) until FILE has a line matching PATTERN.
-wait_for() {
-    local file=$1 pattern=$2 pid=$3
-    for _ in $(seq 1 600); do
-        if grep -q "$pattern" "$file" 2>/dev/null; then
-            return 0
-        fi
-        if ! kill -0 "$pid" 2>/dev/null; then
-            echo "run.sh: process $pid exited before printing '$pattern'; see $file" >&2
-            exit 1
-        fi
-        sleep 0.1
-    done
-    echo "run.sh: timed out waiting for '$pattern' in $file" >&2
-    exit 1
-}
+# --- processes started here, stopped on exit (bench/lib.sh) -----------------------------------
+. bench/lib.sh
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-# CPU time (user + system, all threads, finished ones included) of a process, in clock ticks.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 
 # --- 1. build ------------------------------------------------------------------------------
