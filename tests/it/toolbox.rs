@@ -132,20 +132,26 @@ async fn capture_flag_writes_the_datagrams_as_they_happen_and_the_rest_at_the_en
 
 #[tokio::test]
 async fn capture_flag_needs_recording_and_a_file_it_can_write() {
-    let without_history = relay::Relay::bind({
-        let mut c = relay::Config::ephemeral();
-        c.history.events = 0;
-        c.capture = Some(scratch("never.pcapng"));
-        c
-    })
+    let without_history = within(
+        "binding",
+        relay::Relay::bind({
+            let mut c = relay::Config::ephemeral();
+            c.history.events = 0;
+            c.capture = Some(scratch("never.pcapng"));
+            c
+        }),
+    )
     .await;
     let error = without_history.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(error.contains("--history"), "{error}");
-    let unwritable = relay::Relay::bind({
-        let mut c = relay::Config::ephemeral();
-        c.capture = Some("/nonexistent-dir/udp.pcapng".into());
-        c
-    })
+    let unwritable = within(
+        "binding",
+        relay::Relay::bind({
+            let mut c = relay::Config::ephemeral();
+            c.capture = Some("/nonexistent-dir/udp.pcapng".into());
+            c
+        }),
+    )
     .await;
     let error = unwritable.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(error.starts_with("cannot write the capture to /nonexistent-dir/udp.pcapng: "), "{error}");
