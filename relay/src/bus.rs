@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
+use axum::extract::ws::Utf8Bytes;
 use protocol::{Event, EventKind, Kinds};
 
 use crate::history::History;
@@ -42,8 +43,13 @@ use tokio::sync::{broadcast, mpsc};
 #[derive(Debug)]
 pub struct Published {
     event: Event,
-    json: OnceLock<Option<Box<str>>>,
+    /// Shared bytes, so a session sends the text as a frame of its own without copying it.
+    json: OnceLock<Option<Utf8Bytes>>,
 }
+
+/// Room for a typical event's JSON (about 250 bytes with a short preview) in the first
+/// allocation, so serializing it does not grow the buffer two or three times.
+const JSON_ROOM: usize = 384;
 
 impl Published {
     pub fn new(event: Event) -> Self {
@@ -53,15 +59,26 @@ impl Published {
     /// The event as a `{"type":"event",…}` message, serialized on first use. `None` only if
     /// serializing failed, which our types never do; it is logged once.
     pub fn json(&self) -> Option<&str> {
+        self.frame().map(Utf8Bytes::as_str)
+    }
+
+    /// [`Published::json`] as a WebSocket frame's text: cloning it shares the bytes.
+    pub fn frame(&self) -> Option<&Utf8Bytes> {
         self.json
-            .get_or_init(|| match serde_json::to_string(&EventMsg::Event(&self.event)) {
-                Ok(json) => Some(json.into_boxed_str()),
-                Err(e) => {
-                    tracing::error!(seq = self.event.seq, "cannot serialize an event: {e}");
-                    None
+            .get_or_init(|| {
+                let mut json = Vec::with_capacity(JSON_ROOM);
+                let written = crate::json::write_event(&mut json, &self.event)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| String::from_utf8(json).map_err(|e| e.to_string()));
+                match written {
+                    Ok(json) => Some(json.into()),
+                    Err(e) => {
+                        tracing::error!(seq = self.event.seq, "cannot serialize an event: {e}");
+                        None
+                    }
                 }
             })
-            .as_deref()
+            .as_ref()
     }
 }
 
@@ -70,13 +87,6 @@ impl Deref for Published {
     fn deref(&self) -> &Event {
         &self.event
     }
-}
-
-/// An event as a server message, serialized straight from the shared event without copying it.
-#[derive(serde::Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum EventMsg<'a> {
-    Event(&'a Event),
 }
 
 /// Cloned into every server and watcher; all clones share one channel and one sequence.

@@ -36,6 +36,7 @@ pub mod fuzz;
 pub mod history;
 pub mod http;
 pub mod interfaces;
+pub mod json;
 pub mod metrics;
 pub mod quiet;
 pub mod relay;

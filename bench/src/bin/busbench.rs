@@ -16,6 +16,8 @@
 //! | `atomic_load_2_threads` | the same two threads doing only the relaxed load |
 //! | `round_trip_metrics_only` | what the relay's echo does per round trip with `--history 0`: builds and emits its two events (`server_recv`, `server_send`) into a bus that counts them for `/metrics` |
 //! | `round_trip_recording` | the same, with the relay's default history recording both datagrams and both events, in the driver's order (its rings full, as in a running relay) |
+//! | `event_json_derived` | a page socket's `client_recv` of that answer written as its WebSocket message by serde's derived code, into a reused buffer |
+//! | `event_json_written` | the same message written by `relay::json::write_event`, field by field (what the relay does) |
 //! | `round_trip_shared_rings` | the same with the history as it was before (commit 725e102): rings of shared events (`Arc`) and shared bytes under a lock, the oldest freed as each new one comes |
 //!
 //! Rounds are interleaved (every case once per round, starting with a different case each
@@ -114,6 +116,25 @@ fn recv_event(from: SocketAddr, to: SocketAddr, payload: &[u8]) -> EventKind {
         len: payload.len(),
         payload: Payload::preview(payload),
     }
+}
+
+/// A page socket's receipt of the echo's answer, as the bridge writes it out to the page.
+fn client_recv_event(from: SocketAddr, to: SocketAddr, payload: &[u8]) -> protocol::Event {
+    let kind = EventKind::ClientRecv {
+        session: "k3f9a2".into(),
+        socket: "echo-1".into(),
+        member: None,
+        dg: 41_002,
+        from,
+        to,
+        len: payload.len(),
+        payload: Payload::preview(payload),
+        attempt: None,
+        req: None,
+        rtt_us: None,
+        kept: payload.len(),
+    };
+    protocol::Event { seq: 123_456, t_us: 98_765_432, kind }
 }
 
 /// The answer the echo sends back for [`recv_event`].
@@ -346,6 +367,36 @@ fn cases() -> Vec<Case> {
                         shared.emit(&metrics, recv_event(from, to, black_box(&payload)));
                         shared.emit(&metrics, send_event(to, from, black_box(&payload)));
                         shared.record(to, from, black_box(&payload));
+                    })
+                }
+            }),
+        },
+        Case {
+            name: "event_json_derived",
+            scale: 10,
+            run: Box::new({
+                let event = client_recv_event(to, from, &payload);
+                move |iters| {
+                    let mut out = Vec::with_capacity(512);
+                    time_per_iter(iters, |_| {
+                        out.clear();
+                        let _ = relay::json::write_derived(&mut out, black_box(&event));
+                        black_box(&out);
+                    })
+                }
+            }),
+        },
+        Case {
+            name: "event_json_written",
+            scale: 10,
+            run: Box::new({
+                let event = client_recv_event(to, from, &payload);
+                move |iters| {
+                    let mut out = Vec::with_capacity(512);
+                    time_per_iter(iters, |_| {
+                        out.clear();
+                        let _ = relay::json::write_event(&mut out, black_box(&event));
+                        black_box(&out);
                     })
                 }
             }),

@@ -1,6 +1,6 @@
 //! A session's outgoing frames: messages ready together go out together and are flushed once.
 
-use axum::extract::ws::Message;
+use axum::extract::ws::{Message, Utf8Bytes};
 use futures_util::SinkExt;
 use futures_util::stream::SplitSink;
 use protocol::{Kinds, ServerMsg};
@@ -12,38 +12,44 @@ pub type Sink = SplitSink<axum::extract::ws::WebSocket, Message>;
 /// Messages ready to go out together: one frame each, or one `batch` frame for all of them.
 /// Either way they are flushed once, so a burst of events costs one write.
 pub struct Outbox {
-    batch: bool,
+    frames: Frames,
     /// The kinds of event the session asked for. The feed already leaves the others out as it
     /// routes them; this also catches the everything-subscription, and events that were queued
     /// before a new `subscribe`.
     kinds: Kinds,
-    /// One frame per message; in batch mode, the one batch frame being written.
-    frames: Vec<String>,
     /// What [`Outbox::added`] says.
     added: usize,
 }
 
+enum Frames {
+    /// One frame per message. An event's frame shares the text the bus wrote once for every
+    /// session: nothing is copied until the WebSocket writes it out.
+    Each(Vec<Utf8Bytes>),
+    /// The one `batch` frame being written, once there is something in it.
+    Batch(Option<String>),
+}
+
 impl Outbox {
     pub fn new(batch: bool, kinds: Kinds) -> Self {
-        Self { batch, kinds, frames: Vec::new(), added: 0 }
+        let frames = if batch { Frames::Batch(None) } else { Frames::Each(Vec::new()) };
+        Self { frames, kinds, added: 0 }
     }
 
-    /// Adds a message that is JSON already: events are serialized once for every session
-    /// (see [`Published`]), and a batch splices them in rather than parse them.
-    fn push(&mut self, json: &str) {
-        match self.frames.last_mut() {
-            Some(batch) if self.batch => {
+    /// Adds a message that is JSON already: a batch splices it in rather than parse it.
+    fn push(&mut self, json: Utf8Bytes) {
+        match &mut self.frames {
+            Frames::Each(frames) => frames.push(json),
+            Frames::Batch(Some(batch)) => {
                 batch.push(',');
-                batch.push_str(json);
+                batch.push_str(&json);
             }
-            _ if self.batch => {
+            Frames::Batch(batch) => {
                 // A guess at a typical batch; the string grows as needed.
-                let mut batch = String::with_capacity(json.len() * 8);
-                batch.push_str(r#"{"type":"batch","messages":["#);
-                batch.push_str(json);
-                self.frames.push(batch);
+                let mut text = String::with_capacity(json.len() * 8);
+                text.push_str(r#"{"type":"batch","messages":["#);
+                text.push_str(&json);
+                *batch = Some(text);
             }
-            _ => self.frames.push(json.to_owned()),
         }
     }
 
@@ -57,24 +63,28 @@ impl Outbox {
         if !self.kinds.contains(event.kind.kind()) {
             return;
         }
-        if let Some(json) = event.json() {
-            self.push(json);
+        if let Some(json) = event.frame() {
+            self.push(json.clone());
         }
     }
 
     pub fn message(&mut self, msg: &ServerMsg) {
         match serde_json::to_string(msg) {
-            Ok(json) => self.push(&json),
+            Ok(json) => self.push(json.into()),
             Err(e) => tracing::error!("cannot serialize a message: {e}"),
         }
     }
 
     /// The finished frames.
-    fn frames(mut self) -> Vec<String> {
-        if let (true, Some(batch)) = (self.batch, self.frames.last_mut()) {
-            batch.push_str("]}");
+    fn frames(self) -> Vec<Utf8Bytes> {
+        match self.frames {
+            Frames::Each(frames) => frames,
+            Frames::Batch(Some(mut batch)) => {
+                batch.push_str("]}");
+                vec![batch.into()]
+            }
+            Frames::Batch(None) => Vec::new(),
         }
-        self.frames
     }
 
     pub async fn send(self, sink: &mut Sink) -> Result<(), axum::Error> {
@@ -83,7 +93,7 @@ impl Outbox {
             return Ok(());
         }
         for frame in frames {
-            sink.feed(Message::Text(frame.into())).await?;
+            sink.feed(Message::Text(frame)).await?;
         }
         sink.flush().await
     }
@@ -121,7 +131,7 @@ mod tests {
         (rx.try_recv().expect("first"), rx.try_recv().expect("second"))
     }
 
-    fn parsed(frames: Vec<String>) -> Vec<serde_json::Value> {
+    fn parsed(frames: Vec<Utf8Bytes>) -> Vec<serde_json::Value> {
         frames.iter().map(|f| serde_json::from_str(f).expect("each frame is JSON")).collect()
     }
 
