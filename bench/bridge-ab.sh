@@ -19,6 +19,8 @@
 # included.
 #
 # Knobs: ROUNDS=10 DURATION=2s CONNECTIONS=16 RELAY_A=target/release/relay RELAY_B=(required)
+#        FLAGS_A="" FLAGS_B="" add flags to one relay: FLAGS_A="--history 0" compares a relay that
+#        records nothing, like builds from before the history (issue 11), at equal work.
 #        POOL="a.jsonl b.jsonl" reports over the raw lines of earlier runs together, measuring nothing.
 # Results: bench/results/bridge-ab.jsonl (raw) and bridge-ab.md (table). Loopback only; every
 # load run is bounded in time, and everything started here is stopped on exit.
@@ -37,7 +39,7 @@ RELAY_A=${RELAY_A:-$bin/relay}
 
 # report RAW WHAT: the tables and ratios of RAW's lines; WHAT says how the rounds were run.
 report() {
-    python3 - "$1" "$(getconf CLK_TCK)" "$CONNECTIONS" "$2" "$RELAY_A" "$RELAY_B" <<'PY'
+    python3 - "$1" "$(getconf CLK_TCK)" "$CONNECTIONS" "$2" "$RELAY_A ${FLAGS_A:-}" "$RELAY_B ${FLAGS_B:-}" <<'PY'
 import json, statistics, sys
 raw, clk, conns, runs_were, relay_a, relay_b = sys.argv[1:7]
 rows = [json.loads(l) for l in open(raw) if l.strip()]
@@ -127,8 +129,9 @@ trap cleanup EXIT
 # trips stay far below it, and a refused send would stop bridgebench with an error.
 start_relay() {
     local name=$1 relay=$2
+    shift 2
     "$relay" --http-port 0 --echo-port 0 --upper-port 0 --chat-port 0 --lossy-port 0 --seed 1 \
-        --max-sends-per-sec 1000000 > "$out/bridge-ab-$name.out" 2> "$out/bridge-ab-$name.log" &
+        --max-sends-per-sec 1000000 "$@" > "$out/bridge-ab-$name.out" 2> "$out/bridge-ab-$name.log" &
     pids+=($!)
     eval "pid_$name=$!"
     for _ in $(seq 100); do
@@ -141,9 +144,11 @@ start_relay() {
     eval "http_$name=$http"
     eval "echo_$name=$(grep -oE 'echo +udp://[^ ]+' "$out/bridge-ab-$name.out" | sed 's|.*udp://||')"
 }
-start_relay a "$RELAY_A"
-start_relay b "$RELAY_B"
-echo "A: $RELAY_A (pid $pid_a, http $http_a); B: $RELAY_B (pid $pid_b, http $http_b)" >&2
+# shellcheck disable=SC2086 # the flags are words on purpose
+start_relay a "$RELAY_A" ${FLAGS_A:-}
+# shellcheck disable=SC2086
+start_relay b "$RELAY_B" ${FLAGS_B:-}
+echo "A: $RELAY_A ${FLAGS_A:-} (pid $pid_a, http $http_a); B: $RELAY_B ${FLAGS_B:-} (pid $pid_b, http $http_b)" >&2
 
 websocat_pid=0
 if command -v websocat >/dev/null; then

@@ -204,6 +204,8 @@ struct Ring<T> {
     /// The highest `seq` of an event pushed out with its entry: what the history shows
     /// starts after it, so that it never has a gap where one ring forgot and the other not.
     horizon: u64,
+    /// Where an entry's bytes are put together before they go into the arena.
+    text: Vec<u8>,
 }
 
 impl<T: Owner> Ring<T> {
@@ -214,6 +216,7 @@ impl<T: Owner> Ring<T> {
             pushed: 0,
             last_owner: None,
             horizon: 0,
+            text: Vec::new(),
         }
     }
 
@@ -299,11 +302,13 @@ impl Owner for SeenAt {
     }
 }
 
-/// An event's entry. The events about a datagram that a server read or sent (nearly all of
-/// them) are kept in a compact form, their preview in the ring's arena; the rest as they came.
+/// An event's entry. The events about a datagram that a server or a session's socket read or
+/// sent (nearly all of them) are kept in a compact form, their text in the ring's arena; the
+/// rest as they came.
 #[derive(Debug)]
 enum Kept {
     Datagram(DatagramEvent),
+    Client(ClientEvent),
     Other {
         seq: u64,
         t_us: u64,
@@ -317,6 +322,7 @@ impl Owner for Kept {
     fn owns(&mut self) -> Option<&mut bool> {
         match self {
             Kept::Datagram(d) => Some(&mut d.owns),
+            Kept::Client(c) => Some(&mut c.owns),
             Kept::Other { .. } | Kept::Shared(_) => None,
         }
     }
@@ -431,13 +437,176 @@ impl DatagramEvent {
     }
 }
 
+/// A session socket's `client_send` or (`recv`) `client_recv`, kept without the event itself:
+/// holding on to the shared event would keep its strings and its JSON alive, to be freed
+/// thousands of events later from memory long gone cold. Its strings and its preview are in
+/// the arena, one after the other: session, socket, `req`, preview.
+#[derive(Debug, Clone, Copy)]
+struct ClientEvent {
+    seq: u64,
+    t_us: u64,
+    dg: Dg,
+    /// `u64::MAX` for none.
+    rtt_us: u64,
+    from: Addr,
+    to: Addr,
+    len: u32,
+    kept: u32,
+    /// `u32::MAX` for none, as for `attempt`.
+    member: u32,
+    attempt: u32,
+    at: u64,
+    session_len: u8,
+    socket_len: u8,
+    /// `u8::MAX` for none: a request's name is at most 20 bytes and a `#`.
+    req_len: u8,
+    preview_len: u16,
+    recv: bool,
+    hex: bool,
+    truncated: bool,
+    owns: bool,
+}
+
+impl ClientEvent {
+    /// `kind` as an entry, and the bytes it keeps in the arena (written into `text`), if it is
+    /// a session socket's datagram event that fits one.
+    fn of(seq: u64, t_us: u64, kind: &EventKind, text: &mut Vec<u8>) -> Option<Self> {
+        let (recv, session, socket, member, dg, from, to, len, payload, attempt, req, rtt_us, kept) =
+            match kind {
+                EventKind::ClientSend {
+                    session,
+                    socket,
+                    member,
+                    dg,
+                    from,
+                    to,
+                    len,
+                    payload,
+                    attempt,
+                    req,
+                } => (false, session, socket, member, dg, from, to, len, payload, attempt, req, &None, len),
+                EventKind::ClientRecv {
+                    session,
+                    socket,
+                    member,
+                    dg,
+                    from,
+                    to,
+                    len,
+                    payload,
+                    attempt,
+                    req,
+                    rtt_us,
+                    kept,
+                } => (true, session, socket, member, dg, from, to, len, payload, attempt, req, rtt_us, kept),
+                _ => return None,
+            };
+        let (hex, preview) = match (&payload.text, &payload.hex) {
+            (Some(text), None) => (false, text.as_bytes()),
+            (None, Some(hex)) => (true, hex.as_bytes()),
+            _ => return None,
+        };
+        let none_or = |value: Option<u32>| match value {
+            None => Some(u32::MAX),
+            Some(n) => (n != u32::MAX).then_some(n),
+        };
+        let event = Self {
+            seq,
+            t_us,
+            dg: *dg,
+            rtt_us: match *rtt_us {
+                None => u64::MAX,
+                Some(us) => (us != u64::MAX).then_some(us)?,
+            },
+            from: Addr::exact(*from)?,
+            to: Addr::exact(*to)?,
+            len: u32::try_from(*len).ok()?,
+            // A `client_send` has no `kept`: its own `len` stands in, and is not read back.
+            kept: u32::try_from(*kept).ok()?,
+            member: none_or(*member)?,
+            attempt: none_or(*attempt)?,
+            at: 0,
+            session_len: u8::try_from(session.len()).ok()?,
+            socket_len: u8::try_from(socket.len()).ok()?,
+            req_len: match req {
+                None => u8::MAX,
+                Some(req) => u8::try_from(req.len()).ok().filter(|&n| n < u8::MAX)?,
+            },
+            preview_len: u16::try_from(preview.len()).ok()?,
+            recv,
+            hex,
+            truncated: payload.truncated,
+            owns: true,
+        };
+        text.clear();
+        text.extend_from_slice(session.as_bytes());
+        text.extend_from_slice(socket.as_bytes());
+        text.extend_from_slice(req.as_deref().unwrap_or_default().as_bytes());
+        text.extend_from_slice(preview);
+        Some(event)
+    }
+
+    /// How many bytes of the arena it keeps.
+    fn text_len(&self) -> usize {
+        let req = if self.req_len == u8::MAX { 0 } else { usize::from(self.req_len) };
+        usize::from(self.session_len) + usize::from(self.socket_len) + req + usize::from(self.preview_len)
+    }
+
+    /// The event again, its strings and preview from `bytes`.
+    fn kind(&self, bytes: &Arena, scratch: &mut Vec<u8>) -> Option<EventKind> {
+        scratch.clear();
+        if !bytes.copy(self.at, self.text_len(), scratch) {
+            return None;
+        }
+        let (session, rest) = scratch.split_at(usize::from(self.session_len));
+        let (socket, rest) = rest.split_at(usize::from(self.socket_len));
+        let (req, preview) = match self.req_len {
+            u8::MAX => (None, rest),
+            n => {
+                let (req, preview) = rest.split_at(usize::from(n));
+                (Some(String::from_utf8(req.to_vec()).ok()?), preview)
+            }
+        };
+        let (session, socket) =
+            (String::from_utf8(session.to_vec()).ok()?, String::from_utf8(socket.to_vec()).ok()?);
+        let preview = Some(String::from_utf8(preview.to_vec()).ok()?);
+        let payload = match self.hex {
+            false => Payload { text: preview, hex: None, truncated: self.truncated },
+            true => Payload { text: None, hex: preview, truncated: self.truncated },
+        };
+        let some = |n: u32| (n != u32::MAX).then_some(n);
+        let (member, attempt) = (some(self.member), some(self.attempt));
+        let (dg, from, to, len) = (self.dg, self.from.get(), self.to.get(), self.len as usize);
+        Some(match self.recv {
+            false => {
+                EventKind::ClientSend { session, socket, member, dg, from, to, len, payload, attempt, req }
+            }
+            true => EventKind::ClientRecv {
+                session,
+                socket,
+                member,
+                dg,
+                from,
+                to,
+                len,
+                payload,
+                attempt,
+                req,
+                rtt_us: (self.rtt_us != u64::MAX).then_some(self.rtt_us),
+                kept: self.kept as usize,
+            },
+        })
+    }
+}
+
 impl History {
     pub fn new(limits: HistoryLimits, epoch: Instant) -> Self {
         let now_wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let since_epoch = epoch.elapsed();
         let epoch_wall_us = u64::try_from(now_wall.saturating_sub(since_epoch).as_micros()).unwrap_or(0);
-        // Previews are at most 256 bytes, 512 as hex.
-        let preview_bytes = limits.events.saturating_mul(2 * protocol::PREVIEW_BYTES);
+        // Previews are at most 256 bytes, 512 as hex; a session socket's event keeps its
+        // session's, its socket's and its request's names too, under 255 bytes each.
+        let preview_bytes = limits.events.saturating_mul(2 * protocol::PREVIEW_BYTES + 3 * 254);
         Self {
             limits,
             epoch,
@@ -470,6 +639,12 @@ impl History {
                     old.seq
                 }
                 Kept::Datagram(old) => old.seq,
+                Kept::Client(old) => {
+                    if old.owns {
+                        events.bytes.pop(old.text_len());
+                    }
+                    old.seq
+                }
                 Kept::Other { seq, .. } => seq,
                 Kept::Shared(event) => event.seq,
             };
@@ -480,9 +655,17 @@ impl History {
                 event.at = events.bytes_for_next(preview);
                 Kept::Datagram(event)
             }
-            None => match shared {
-                Some(event) => Kept::Shared(event.clone()),
-                None => Kept::Other { seq, t_us, kind: Box::new(kind.clone()) },
+            None => match ClientEvent::of(seq, t_us, kind, &mut events.text) {
+                Some(mut event) => {
+                    let text = std::mem::take(&mut events.text);
+                    event.at = events.bytes_for_next(&text);
+                    events.text = text;
+                    Kept::Client(event)
+                }
+                None => match shared {
+                    Some(event) => Kept::Shared(event.clone()),
+                    None => Kept::Other { seq, t_us, kind: Box::new(kind.clone()) },
+                },
             },
         };
         events.push(kept);
@@ -561,6 +744,10 @@ impl History {
                 let event = match kept {
                     Kept::Datagram(d) => match d.kind(&events.bytes, &mut scratch) {
                         Some(kind) => Event { seq: d.seq, t_us: d.t_us, kind },
+                        None => return,
+                    },
+                    Kept::Client(c) => match c.kind(&events.bytes, &mut scratch) {
+                        Some(kind) => Event { seq: c.seq, t_us: c.t_us, kind },
                         None => return,
                     },
                     Kept::Other { seq, t_us, kind } => {
@@ -806,6 +993,64 @@ mod tests {
         });
         let kept: usize = previews.sum();
         assert_eq!(events.bytes.len(), kept, "the arena holds exactly the kept previews");
+    }
+
+    /// A session socket's sends and receipts, with and without each optional field, kept in
+    /// compact form and put back as they were; the arena holds exactly what the kept ones own.
+    #[test]
+    fn session_socket_events_come_back_exactly_as_they_were_sent() {
+        let history = History::new(HistoryLimits { events: 6, bytes: 1 << 20 }, Instant::now());
+        let send = |socket: &str, payload: &[u8], member, attempt, req: Option<&str>| {
+            protocol::EventKind::ClientSend {
+                session: "k3f9".into(),
+                socket: socket.into(),
+                member,
+                dg: 41,
+                from: addr(40000),
+                to: "[::1]:10004".parse().expect("addr"),
+                len: payload.len(),
+                payload: Payload::preview(payload),
+                attempt,
+                req: req.map(str::to_owned),
+            }
+        };
+        let recv = |payload: &[u8], kept, rtt_us, req: Option<&str>| protocol::EventKind::ClientRecv {
+            session: "k3f9".into(),
+            socket: "é-1".into(),
+            member: Some(99),
+            dg: 42,
+            from: addr(10004),
+            to: addr(40000),
+            len: payload.len(),
+            payload: Payload::preview(&payload[..kept]),
+            attempt: Some(2),
+            req: req.map(str::to_owned),
+            rtt_us,
+            kept,
+        };
+        let kinds = [
+            send("a", b"ping", None, None, None),
+            send("a", b"ping", None, None, None),
+            recv(b"PING", 4, None, None),
+            send("", b"", Some(0), Some(1), Some("#1")),
+            send("b", &[0xff; 300], None, Some(3), Some("#abcdefghijklmnopqrst")),
+            recv(&[b'x'; 2_000], 1_024, Some(812), Some("#7")),
+            recv("上海".as_bytes(), 6, Some(0), None),
+            // Too long a name to keep compact: kept as it came.
+            send(&"n".repeat(300), b"ping", None, None, None),
+        ];
+        for (i, kind) in kinds.iter().enumerate() {
+            history.record_event(i as u64 + 1, 7, kind, None);
+        }
+        let back: Vec<_> = history.events().iter().map(|e| e.kind.clone()).collect();
+        assert_eq!(back, kinds[2..]);
+        let events = history.events.lock().expect("lock");
+        assert_eq!(events.entries.iter().filter(|k| matches!(k, Kept::Client(_))).count(), 5);
+        let owned = events.entries.iter().map(|k| match k {
+            Kept::Client(c) if c.owns => c.text_len(),
+            _ => 0,
+        });
+        assert_eq!(events.bytes.len(), owned.sum::<usize>(), "the arena holds exactly what is kept");
     }
 
     #[test]
