@@ -196,6 +196,8 @@ trait Owner {
 #[derive(Debug)]
 struct Ring<T> {
     entries: VecDeque<T>,
+    /// The most entries it holds: once grown to it, it takes no more room.
+    limit: usize,
     bytes: Arena,
     /// Entries ever pushed: the newest entry is number `pushed - 1`.
     pushed: u64,
@@ -212,6 +214,7 @@ impl<T: Owner> Ring<T> {
     fn new(entries: usize, bytes: usize) -> Self {
         Self {
             entries: VecDeque::with_capacity(entries.min(4_096)),
+            limit: entries,
             bytes: Arena::new(bytes),
             pushed: 0,
             last_owner: None,
@@ -247,6 +250,14 @@ impl<T: Owner> Ring<T> {
     }
 
     fn push(&mut self, entry: T) {
+        let (len, capacity) = (self.entries.len(), self.entries.capacity());
+        if len == capacity {
+            // Grown as a `VecDeque` grows, by doubling, but never past the limit: a full ring
+            // is what every new entry is written into, and the less memory it spans, the more
+            // of it the caches still hold (5,000 entries would otherwise take room for 8,192).
+            let target = (capacity * 2).clamp(len + 1, self.limit.max(len + 1));
+            self.entries.reserve_exact(target - len);
+        }
         self.entries.push_back(entry);
         self.pushed += 1;
     }
@@ -1051,6 +1062,17 @@ mod tests {
             _ => 0,
         });
         assert_eq!(events.bytes.len(), owned.sum::<usize>(), "the arena holds exactly what is kept");
+    }
+
+    #[test]
+    fn a_full_ring_takes_room_for_its_limit_only() {
+        let epoch = Instant::now();
+        let history = History::new(HistoryLimits { events: 5_000, bytes: 1 << 20 }, epoch);
+        for dg in 1..=6_000 {
+            history.record_datagram(dg, epoch, addr(1), addr(2), b"x");
+        }
+        let seen = history.datagrams.lock().expect("lock");
+        assert_eq!((seen.entries.len(), seen.entries.capacity()), (5_000, 5_000));
     }
 
     #[test]
