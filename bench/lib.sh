@@ -10,6 +10,13 @@
 # cpu_ticks PID
 #           the CPU time (user + system, all threads, finished ones included) of a process,
 #           in clock ticks.
+# "${ON_SERVER[@]}" CMD... / "${ON_CLIENT[@]}" CMD...
+#           runs CMD as it is or, with PIN=1, pinned (taskset, which execs it: `$!` is still
+#           CMD's PID) to the last CPU for servers and the first for load generators. Unpinned, the scheduler moves a server and its client between
+#           the CPUs from one run to the next, and which arrangement a run lands in moves a
+#           2-core machine's figures more than what is measured (BENCHMARKS.md). Pinned, each
+#           server has a CPU of its own and is saturated by the load: its round trips a second
+#           are then its cost. Every server is pinned alike, so ratios stay fair.
 
 PIDS=()
 cleanup() {
@@ -45,3 +52,12 @@ wait_for() {
 }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+PIN=${PIN:-0}
+LAST_CPU=$(($(nproc) - 1))
+ON_SERVER=()
+ON_CLIENT=()
+if [ "$PIN" = 1 ]; then
+    ON_SERVER=(taskset -c "$LAST_CPU")
+    ON_CLIENT=(taskset -c 0)
+fi

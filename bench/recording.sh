@@ -16,7 +16,8 @@
 # CPU time of each relay around each run comes from /proc/PID/stat.
 #
 # Usage: bench/recording.sh        (about 3 minutes once built)
-# Knobs: ROUNDS=16 DURATION=1s WARMUP=200ms FLOWS="16 256" EXPORT_EVERY=0.25
+# Knobs: ROUNDS=16 DURATION=1s WARMUP=200ms FLOWS="16 256" EXPORT_EVERY=0.25 PIN=0
+#        (PIN=1: each server on a CPU of its own, see bench/lib.sh)
 # Results: bench/results/recording.jsonl (raw) and recording.md (table). Loopback only; every
 # load is bounded in time, and everything started here is stopped on exit.
 set -euo pipefail
@@ -42,7 +43,7 @@ cargo build --release -p relay -p bench
 relay() {
     local name=$1
     shift
-    RUST_LOG=warn "$BIN/relay" --http-port 0 --echo-port 0 --upper-port 0 --chat-port 0 \
+    RUST_LOG=warn "${ON_SERVER[@]}" "$BIN/relay" --http-port 0 --echo-port 0 --upper-port 0 --chat-port 0 \
         --lossy-port 0 --seed 1 "$@" >"$OUT/recording-$name.out" 2>"$OUT/recording-$name.log" &
     local pid=$!
     PIDS+=("$pid")
@@ -53,7 +54,7 @@ relay() {
 }
 relay recording
 relay nohistory --history 0
-"$BIN/tokio-echo" 127.0.0.1:0 >"$OUT/recording-tokio.out" 2>&1 &
+"${ON_SERVER[@]}" "$BIN/tokio-echo" 127.0.0.1:0 >"$OUT/recording-tokio.out" 2>&1 &
 TOKIO_PID=$!
 PIDS+=("$TOKIO_PID")
 wait_for "$OUT/recording-tokio.out" "listening udp://" "$TOKIO_PID"
@@ -88,7 +89,7 @@ run() {
     fi
     local before after line
     before=$(cpu_ticks "$pid")
-    line=$("$BIN/loadgen" --target "$target" --flows "$flows" --duration "$DURATION" --warmup "$WARMUP" \
+    line=$("${ON_CLIENT[@]}" "$BIN/loadgen" --target "$target" --flows "$flows" --duration "$DURATION" --warmup "$WARMUP" \
         --label "$name" 2>/dev/null | tail -1)
     after=$(cpu_ticks "$pid")
     if [ -n "$exporting" ]; then
@@ -107,7 +108,7 @@ for flows in $FLOWS; do
     done
 done
 
-python3 - "$RAW" "$EXPORTS" "$(getconf CLK_TCK)" "$DURATION" "$WARMUP" >"$OUT/recording.md" <<'PY'
+python3 - "$RAW" "$EXPORTS" "$(getconf CLK_TCK)" "$DURATION" "$WARMUP" "$PIN" >"$OUT/recording.md" <<'PY'
 import json, statistics, sys
 raw, exports, tck = sys.argv[1], sys.argv[2], int(sys.argv[3])
 rows = [json.loads(l) for l in open(raw) if l.strip()]
@@ -135,6 +136,7 @@ if sizes:
     b = statistics.median(float(s[0]) for s in sizes)
     t = statistics.median(float(s[1]) for s in sizes)
     print(f"\n{len(sizes)} captures downloaded while `exporting` ran, median {b/1e6:.2f} MB in {t*1000:.0f} ms each.")
-print("\nCPU per round trip counts the whole relay process over the warm-up and the run (the tokio row: the tokio echo).")
+print("\nCPU per round trip counts the whole relay process over the warm-up and the run (the tokio row: the tokio echo)."
+      + (" Each server was pinned to a CPU of its own, the load to the other (PIN=1)." if sys.argv[6] == "1" else ""))
 PY
 cat "$OUT/recording.md"

@@ -203,7 +203,8 @@ def main():
     lines = [
         f"Relay at commit {meta.get('commit', 'unknown')}. "
         f"Machine: {meta['cpus']} cores ({meta['cpu_model']}), Linux {meta['kernel']}, "
-        f"load average at the end {meta['loadavg']}; load runs took {meta['load_seconds']} s.\n",
+        f"load average at the end {meta['loadavg']}; load runs took {meta['load_seconds']} s"
+        + (", each server pinned to a CPU of its own (PIN=1).\n" if meta.get("pinned") else ".\n"),
         "### Echo round trips\n",
         *loadgen_tables(runs, meta),
         "### Memory\n",

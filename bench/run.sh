@@ -16,7 +16,8 @@
 #   6. writes bench/results/results.md (tables and ratios) and prints it.
 #
 # Usage: bench/run.sh            (about 4 minutes once built)
-# Knobs: ROUNDS=12 DURATION=1s WARMUP=200ms FLOWS="1 16 256" CHAT_ROUNDS=2 WITH_UPPER=0 bench/run.sh
+# Knobs: ROUNDS=12 DURATION=1s WARMUP=200ms FLOWS="1 16 256" CHAT_ROUNDS=2 WITH_UPPER=0 PIN=0 bench/run.sh
+#        (PIN=1: each server on a CPU of its own, see bench/lib.sh)
 #        WITH_UPPER=1 also measures the relay's upper server, the same work as the Python one.
 #
 # All traffic goes to 127.0.0.1, every load is bounded in time, and every process started here
@@ -61,11 +62,11 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # --- 2. servers ----------------------------------------------------------------------------
 echo "== starting the relay, tokio-echo, the Python ThreadingUDPServer and minimal-chat"
-RUST_LOG=warn "$BIN/relay" --bind 127.0.0.1 --http-port 0 --echo-port 0 --upper-port 0 \
+RUST_LOG=warn "${ON_SERVER[@]}" "$BIN/relay" --bind 127.0.0.1 --http-port 0 --echo-port 0 --upper-port 0 \
     --chat-port 0 --lossy-port 0 --seed 1 >"$OUT/relay.out" 2>"$OUT/relay.log" &
 RELAY_PID=$!
 PIDS+=("$RELAY_PID")
-"$BIN/tokio-echo" 127.0.0.1:0 >"$OUT/tokio-echo.out" 2>&1 &
+"${ON_SERVER[@]}" "$BIN/tokio-echo" 127.0.0.1:0 >"$OUT/tokio-echo.out" 2>&1 &
 TOKIO_PID=$!
 PIDS+=("$TOKIO_PID")
 python3 -u bench/threading_udp_server.py 0 >"$OUT/python.out" 2>&1 &
@@ -115,7 +116,7 @@ for flows in $FLOWS; do
             # The server's CPU time around the run, to report CPU per round trip: unlike
             # round trips/s it hardly moves when other programs share the machine.
             before=$(cpu_ticks "$pid")
-            line=$("$BIN/loadgen" --target "$addr" --flows "$flows" --duration "$DURATION" \
+            line=$("${ON_CLIENT[@]}" "$BIN/loadgen" --target "$addr" --flows "$flows" --duration "$DURATION" \
                 --warmup "$WARMUP" --label "$label")
             after=$(cpu_ticks "$pid")
             # Tag each JSON line with its round and the server's CPU seconds for the report.
@@ -141,7 +142,7 @@ echo "== busbench"
 
 # --- 6. report -----------------------------------------------------------------------------
 cat >"$OUT/run.json" <<EOF
-{"commit": "$COMMIT", "rounds": $ROUNDS, "duration": "$DURATION", "warmup": "$WARMUP", "load_seconds": $LOAD_SECONDS,
+{"commit": "$COMMIT", "rounds": $ROUNDS, "pinned": $([ "$PIN" = 1 ] && echo true || echo false), "duration": "$DURATION", "warmup": "$WARMUP", "load_seconds": $LOAD_SECONDS,
  "relay_idle_kb": $RELAY_IDLE_KB, "tokio_idle_kb": $TOKIO_IDLE_KB, "python_idle_kb": $PYTHON_IDLE_KB,
  "relay_loaded_kb": $RELAY_LOADED_KB, "relay_peak_kb": $RELAY_PEAK_KB,
  "cpus": $(nproc), "kernel": "$(uname -r)", "loadavg": "$(cut -d' ' -f1-3 /proc/loadavg)",
