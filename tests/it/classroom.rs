@@ -176,6 +176,68 @@ async fn a_chat_message_too_long_to_wrap_reaches_nobody_and_says_so() {
     relay.shutdown().await;
 }
 
+/// A page socket that anyone can send to (unconnected), flooded from outside: its session
+/// still answers its commands, and another session's round trips still come back. The
+/// session runs its sockets in its own task, so a flooded socket must not keep that task from
+/// its WebSocket, nor the runtime from anyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooded_page_socket_holds_up_neither_its_session_nor_another() {
+    let relay = TestRelay::start().await;
+    let mut flooded = connect(relay.http()).await;
+    flooded.send(json!({"op":"open","socket":"u","server":"echo","connect":false})).await;
+    let local = flooded.event("client_open", Some("u")).await["local"].clone();
+    let target: std::net::SocketAddr = local.as_str().expect("local").parse().expect("address");
+    let mut other = connect(relay.http()).await;
+    other.send(json!({"op":"open","socket":"e","server":"echo"})).await;
+    other.event("client_open", Some("e")).await;
+
+    // From a thread of its own, as another program would, for as long as the commands take.
+    // Bounded: 3 s, 3,000,000 datagrams.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = std::thread::spawn({
+        let stop = stop.clone();
+        move || {
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let started = std::time::Instant::now();
+            let mut sent = 0u32;
+            while sent < 300_000
+                && started.elapsed() < Duration::from_secs(3)
+                && !stop.load(std::sync::atomic::Ordering::Relaxed)
+            {
+                if socket.send_to(b"flood", target).is_ok() {
+                    sent += 1;
+                }
+            }
+            sent
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut receipts = 0;
+    for i in 0..10 {
+        // A command the flooded session must answer itself: its reply does not queue behind
+        // the flood's events, which may be dropped when the page cannot keep up.
+        flooded.send(json!({"op":"send","socket":"nope","text":"x"})).await;
+        let error = flooded
+            .wait_for("the error", |m| {
+                receipts += usize::from(m["kind"] == "client_recv" && m["text"] == "flood");
+                m["type"] == "error"
+            })
+            .await;
+        assert_eq!(error["code"], "unknown_socket", "{error}");
+        let text = format!("r{i}");
+        other.send(json!({"op":"send","socket":"e","text":text})).await;
+        other
+            .wait_for("the echo's answer", |m| m["kind"] == "client_recv" && m["text"] == text.as_str())
+            .await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = tokio::task::spawn_blocking(move || flood.join().expect("flood thread")).await.expect("join");
+    assert!(sent > 10_000, "the flood must have been one: {sent} datagrams");
+    // The flooded socket did read the flood (its own traffic, reported as such) meanwhile.
+    assert!(receipts > 0, "the session saw none of the flood");
+    relay.shutdown().await;
+}
+
 #[tokio::test]
 async fn settings_always_answer_even_under_chat_load() {
     let relay = TestRelay::start().await;
