@@ -211,7 +211,8 @@ async fn a_flooded_page_socket_holds_up_neither_its_session_nor_another() {
             sent
         }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Under way once the flooded socket has read some of it.
+    flooded.wait_for("the flood", |m| m["kind"] == "client_recv" && m["text"] == "flood").await;
     let mut receipts = 0;
     for i in 0..10 {
         // A command the flooded session must answer itself: its reply does not queue behind
