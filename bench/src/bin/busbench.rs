@@ -118,6 +118,24 @@ fn recv_event(from: SocketAddr, to: SocketAddr, payload: &[u8]) -> EventKind {
     }
 }
 
+/// Writes `event` as a WebSocket message with `write`, into a buffer reused from one
+/// iteration to the next.
+fn json_case(
+    name: &'static str,
+    event: protocol::Event,
+    write: fn(&mut Vec<u8>, &protocol::Event) -> serde_json::Result<()>,
+) -> Case {
+    let run = move |iters| {
+        let mut out = Vec::with_capacity(512);
+        time_per_iter(iters, |_| {
+            out.clear();
+            let _ = write(&mut out, black_box(&event));
+            black_box(&out);
+        })
+    };
+    Case { name, scale: 10, run: Box::new(run) }
+}
+
 /// A page socket's receipt of the echo's answer, as the bridge writes it out to the page.
 fn client_recv_event(from: SocketAddr, to: SocketAddr, payload: &[u8]) -> protocol::Event {
     let kind = EventKind::ClientRecv {
@@ -371,36 +389,8 @@ fn cases() -> Vec<Case> {
                 }
             }),
         },
-        Case {
-            name: "event_json_derived",
-            scale: 10,
-            run: Box::new({
-                let event = client_recv_event(to, from, &payload);
-                move |iters| {
-                    let mut out = Vec::with_capacity(512);
-                    time_per_iter(iters, |_| {
-                        out.clear();
-                        let _ = relay::json::write_derived(&mut out, black_box(&event));
-                        black_box(&out);
-                    })
-                }
-            }),
-        },
-        Case {
-            name: "event_json_written",
-            scale: 10,
-            run: Box::new({
-                let event = client_recv_event(to, from, &payload);
-                move |iters| {
-                    let mut out = Vec::with_capacity(512);
-                    time_per_iter(iters, |_| {
-                        out.clear();
-                        let _ = relay::json::write_event(&mut out, black_box(&event));
-                        black_box(&out);
-                    })
-                }
-            }),
-        },
+        json_case("event_json_derived", client_recv_event(to, from, &payload), relay::json::write_derived),
+        json_case("event_json_written", client_recv_event(to, from, &payload), relay::json::write_event),
         Case {
             name: "atomic_load_2_threads",
             scale: 1,
