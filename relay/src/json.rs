@@ -15,8 +15,9 @@ use std::net::SocketAddr;
 use protocol::{Event, EventKind, Payload};
 use serde::Serialize;
 
-/// Writes `event` as the WebSocket's event message.
+/// Appends `event` to `out`, as the WebSocket's event message.
 pub fn write_event(out: &mut Vec<u8>, event: &Event) -> serde_json::Result<()> {
+    let start = out.len();
     let mut w = Writer { out };
     w.raw(br#"{"type":"event","seq":"#);
     w.value(&event.seq)?;
@@ -68,7 +69,7 @@ pub fn write_event(out: &mut Vec<u8>, event: &Event) -> serde_json::Result<()> {
             w.value(kept)?;
         }
         _ => {
-            w.out.clear();
+            w.out.truncate(start);
             return write_derived(w.out, event);
         }
     }
@@ -76,7 +77,7 @@ pub fn write_event(out: &mut Vec<u8>, event: &Event) -> serde_json::Result<()> {
     Ok(())
 }
 
-/// Writes `event` through serde's derived code: what [`write_event`] does for the kinds it
+/// Appends `event` to `out` through serde's derived code: what [`write_event`] does for the kinds it
 /// does not write itself, and what the tests (and `busbench`) hold it to.
 pub fn write_derived(out: &mut Vec<u8>, event: &Event) -> serde_json::Result<()> {
     serde_json::to_writer(out, &Message::Event(event))
