@@ -191,30 +191,29 @@ async fn a_flooded_page_socket_holds_up_neither_its_session_nor_another() {
     other.send(json!({"op":"open","socket":"e","server":"echo"})).await;
     other.event("client_open", Some("e")).await;
 
-    // From a thread of its own, as another program would, for as long as the commands take.
-    // Bounded: 3 s, 3,000,000 datagrams.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flood = std::thread::spawn({
-        let stop = stop.clone();
-        move || {
-            let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-            let started = std::time::Instant::now();
-            let mut sent = 0u32;
-            while sent < 300_000
-                && started.elapsed() < Duration::from_secs(3)
-                && !stop.load(std::sync::atomic::Ordering::Relaxed)
-            {
-                if socket.send_to(b"flood", target).is_ok() {
-                    sent += 1;
-                }
+    // From a thread of its own, as another program would. Bounded: 200,000 datagrams, 3 s.
+    let flood = std::thread::spawn(move || {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let started = std::time::Instant::now();
+        let mut sent = 0u32;
+        while sent < 200_000 && started.elapsed() < Duration::from_secs(3) {
+            if socket.send_to(b"flood", target).is_ok() {
+                sent += 1;
             }
-            sent
         }
+        sent
     });
     // Under way once the flooded socket has read some of it.
     flooded.wait_for("the flood", |m| m["kind"] == "client_recv" && m["text"] == "flood").await;
     let mut receipts = 0;
-    for i in 0..10 {
+    // Commands for as long as the flood lasts, and at least ten of each, at a page's pace:
+    // a hundred round trips a second keeps the other session under its send limit.
+    let mut pace = tokio::time::interval(Duration::from_millis(10));
+    let mut i = 0;
+    while i < 10 || !flood.is_finished() {
+        assert!(i < 1_000, "the flood outlasted its bounds");
+        i += 1;
+        pace.tick().await;
         // A command the flooded session must answer itself: its reply does not queue behind
         // the flood's events, which may be dropped when the page cannot keep up.
         flooded.send(json!({"op":"send","socket":"nope","text":"x"})).await;
@@ -231,8 +230,7 @@ async fn a_flooded_page_socket_holds_up_neither_its_session_nor_another() {
             .wait_for("the echo's answer", |m| m["kind"] == "client_recv" && m["text"] == text.as_str())
             .await;
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let sent = tokio::task::spawn_blocking(move || flood.join().expect("flood thread")).await.expect("join");
+    let sent = flood.join().expect("flood thread");
     assert!(sent > 10_000, "the flood must have been one: {sent} datagrams");
     // The flooded socket did read the flood (its own traffic, reported as such) meanwhile.
     assert!(receipts > 0, "the session saw none of the flood");
