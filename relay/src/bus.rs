@@ -127,6 +127,43 @@ struct Table {
     owners: HashMap<SocketAddr, String>,
 }
 
+impl Table {
+    /// The feed of the session an event concerns: the session named in a client event, or
+    /// the owner of the socket a server event is about.
+    fn owner(&self, kind: &EventKind) -> Option<&Route> {
+        let session = match kind.session() {
+            Some(session) => session,
+            None => self.owners.get(&kind.peer()?)?,
+        };
+        self.feeds.get(session)
+    }
+
+    /// A settings change concerns everyone.
+    fn concerns_all(kind: &EventKind) -> bool {
+        matches!(kind, EventKind::ServerConfigured { .. } | EventKind::LinkConfigured { .. })
+    }
+
+    /// Whether any feed takes an event of `kind`.
+    fn wants(&self, kind: &EventKind) -> bool {
+        match Self::concerns_all(kind) {
+            true => self.feeds.values().any(|route| route.wants(kind)),
+            false => self.owner(kind).is_some_and(|route| route.wants(kind)),
+        }
+    }
+
+    /// Delivers `event` to every feed it concerns.
+    fn route(&self, event: &Arc<Published>) {
+        match Self::concerns_all(&event.kind) {
+            true => self.feeds.values().for_each(|route| route.deliver(event)),
+            false => {
+                if let Some(route) = self.owner(&event.kind) {
+                    route.deliver(event);
+                }
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Route {
     tx: mpsc::Sender<Arc<Published>>,
@@ -140,11 +177,14 @@ struct Route {
 }
 
 impl Route {
+    /// Whether the session takes events of `kind` from its feed now.
+    fn wants(&self, kind: &EventKind) -> bool {
+        !self.paused.load(Ordering::Relaxed)
+            && Kinds::from_bits(self.kinds.load(Ordering::Relaxed)).contains(kind.kind())
+    }
+
     fn deliver(&self, event: &Arc<Published>) {
-        if self.paused.load(Ordering::Relaxed) {
-            return;
-        }
-        if !Kinds::from_bits(self.kinds.load(Ordering::Relaxed)).contains(event.kind.kind()) {
+        if !self.wants(&event.kind) {
             return;
         }
         if self.tx.try_send(event.clone()).is_err() {
@@ -345,9 +385,17 @@ impl EventBus {
         }
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let t_us = u64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX);
-        let routed = self.routes.count.load(Ordering::Relaxed) > 0;
         let subscribed = self.subscribers.load(Ordering::Relaxed) > 0;
-        if !routed && !subscribed {
+        // Held until the event is delivered: looked up once, whether anyone wants it and then
+        // to hand it over.
+        let table = match self.routes.count.load(Ordering::Relaxed) > 0 {
+            true => self.routes.table.read().ok(),
+            false => None,
+        };
+        let wanted = table.as_deref().is_some_and(|table| table.wants(&kind));
+        if !wanted && !subscribed {
+            // Nobody receives it: it is recorded, and never wrapped for sharing.
+            drop(table);
             if let Some(history) = &self.history {
                 history.record_event(seq, t_us, &kind, None);
             }
@@ -359,30 +407,13 @@ impl EventBus {
         if let Some(history) = &self.history {
             history.record_event(seq, t_us, &event.kind, Some(&event));
         }
-        if routed {
-            self.route(&event);
+        if let (true, Some(table)) = (wanted, &table) {
+            table.route(&event);
         }
+        drop(table);
         if subscribed {
             // An error here only means the last subscriber left since the check above.
             let _ = self.tx.send(event);
-        }
-    }
-
-    /// Delivers `event` to the feed of the session it concerns: the session named in a
-    /// client event, or the owner of the socket a server event is about. A settings change
-    /// concerns everyone.
-    fn route(&self, event: &Arc<Published>) {
-        let Ok(table) = self.routes.table.read() else { return };
-        if let EventKind::ServerConfigured { .. } | EventKind::LinkConfigured { .. } = event.kind {
-            table.feeds.values().for_each(|route| route.deliver(event));
-            return;
-        }
-        let owner = match event.kind.session() {
-            Some(session) => Some(session),
-            None => event.kind.peer().and_then(|peer| table.owners.get(&peer)).map(String::as_str),
-        };
-        if let Some(route) = owner.and_then(|session| table.feeds.get(session)) {
-            route.deliver(event);
         }
     }
 
