@@ -18,6 +18,8 @@
 //! | `round_trip_recording` | the same, with the relay's default history recording both datagrams and both events, in the driver's order (its rings full, as in a running relay) |
 //! | `event_json_derived` | a page socket's `client_recv` of that answer written as its WebSocket message by serde's derived code, into a reused buffer |
 //! | `event_json_written` | the same message written by `relay::json::write_event`, field by field (what the relay does) |
+//! | `command_derived` | a page's `send` command frame read by serde's derived reader of the command enum (internally tagged) |
+//! | `command_parse` | the same frame read by `relay::bridge::command::parse` (what the relay does: a plain struct for `send`) |
 //! | `round_trip_shared_rings` | the same with the history as it was before (commit 725e102): rings of shared events (`Arc`) and shared bytes under a lock, the oldest freed as each new one comes |
 //!
 //! Rounds are interleaved (every case once per round, starting with a different case each
@@ -116,6 +118,14 @@ fn recv_event(from: SocketAddr, to: SocketAddr, payload: &[u8]) -> EventKind {
         len: payload.len(),
         payload: Payload::preview(payload),
     }
+}
+
+/// Reads a page's `send` command frame with `read`.
+fn command_case(name: &'static str, read: fn(&str) -> bool) -> Case {
+    const FRAME: &str =
+        r#"{"op":"send","socket":"echo-1","text":"0000000000000042........","request_id":true}"#;
+    let run = move |iters| time_per_iter(iters, |_| assert!(read(black_box(FRAME))));
+    Case { name, scale: 10, run: Box::new(run) }
 }
 
 /// Writes `event` as a WebSocket message with `write`, into a buffer reused from one
@@ -389,6 +399,8 @@ fn cases() -> Vec<Case> {
                 }
             }),
         },
+        command_case("command_derived", |frame| serde_json::from_str::<protocol::Command>(frame).is_ok()),
+        command_case("command_parse", |frame| relay::bridge::command::parse(frame).is_ok()),
         json_case("event_json_derived", client_recv_event(to, from, &payload), relay::json::write_derived),
         json_case("event_json_written", client_recv_event(to, from, &payload), relay::json::write_event),
         Case {
