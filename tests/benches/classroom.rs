@@ -12,9 +12,15 @@
 //!    Chromium (`?view=all`) draw everything, and count their frames. The same echo flow runs.
 //!
 //! It prints a Markdown table for BENCHMARKS.md: the relay's CPU (share of one core) and RSS,
-//! each projector's frames a second and the events it reported missing (`lagged`), the students'
-//! own missed events, and the echo's round trips as a ratio to the relay alone. It fails only if
-//! something could not be measured, never on a speed. Every loop is bounded in time.
+//! each projector's frames a second, the share of its time its renderer spent in script and in
+//! style and layout (Chromium's own `Performance.getMetrics`), and the events it reported
+//! missing (`lagged`), the students' own missed events, and the echo's round trips as a ratio to
+//! the relay alone. It fails only if something could not be measured, never on a speed. Every
+//! loop is bounded in time.
+//!
+//! With `CLASSROOM_PROFILE=FILE.cpuprofile` it also records projector 1's JavaScript and wasm
+//! with the DevTools sampling profiler (which slows it a little, so its frame rate is not the
+//! figure to quote), for DevTools' Performance panel or any `.cpuprofile` reader.
 
 #[path = "../it/support.rs"]
 mod support;
@@ -132,6 +138,15 @@ async fn student(http: SocketAddr, n: usize, time: Duration) -> u64 {
     tokio::time::timeout(Duration::from_secs(5), reader).await.ok().and_then(Result::ok).unwrap_or(0)
 }
 
+/// One of `Performance.getMetrics`' figures (seconds for the durations), or 0 if absent.
+fn metric(metrics: &Value, name: &str) -> f64 {
+    metrics["metrics"]
+        .as_array()
+        .and_then(|all| all.iter().find(|m| m["name"] == name))
+        .and_then(|m| m["value"].as_f64())
+        .unwrap_or(0.0)
+}
+
 const COUNT_FRAMES: &str = r#"
 const ms = arguments[0];
 window.__fps = null;
@@ -196,12 +211,35 @@ async fn main() {
     let (ticks_before, _) = usage(pid);
     let started = Instant::now();
     let ms = Value::from(u64::try_from(WINDOW.as_millis()).unwrap_or(u64::MAX));
+    let profile = std::env::var_os("CLASSROOM_PROFILE").map(PathBuf::from);
+    if profile.is_some() {
+        projectors[0].cdp("Profiler.enable", json!({})).await;
+        projectors[0].cdp("Profiler.start", json!({})).await;
+    }
+    let mut metrics_before = Vec::new();
     for p in &projectors {
+        p.cdp("Performance.enable", json!({})).await;
+        metrics_before.push(p.cdp("Performance.getMetrics", json!({})).await);
         p.eval(COUNT_FRAMES, vec![ms.clone()]).await;
     }
     let watched = echo_round_trips(echo, WINDOW).await;
     let elapsed = started.elapsed().as_secs_f64();
     let (ticks_after, rss) = usage(pid);
+    let mut busy = Vec::new();
+    for (p, before) in projectors.iter().zip(&metrics_before) {
+        let after = p.cdp("Performance.getMetrics", json!({})).await;
+        let spent = |name: &str| (metric(&after, name) - metric(before, name)) / elapsed;
+        busy.push((
+            spent("ScriptDuration"),
+            spent("RecalcStyleDuration") + spent("LayoutDuration"),
+            spent("TaskDuration"),
+        ));
+    }
+    if let Some(path) = &profile {
+        let recorded = projectors[0].cdp("Profiler.stop", json!({})).await;
+        let written = std::fs::write(path, recorded["profile"].to_string());
+        eprintln!("profile of projector 1: {} ({written:?})", path.display());
+    }
     let mut fps = Vec::new();
     let mut lagged = Vec::new();
     for p in &projectors {
@@ -236,8 +274,15 @@ async fn main() {
     println!("| student sessions | {STUDENTS} (about 10 datagrams/s each) | |");
     println!("| relay CPU, share of one core | {:.1}% | |", cpu * 100.0);
     println!("| relay RSS | {:.1} MB (idle {:.1} MB) | |", rss as f64 / 1024.0, idle_rss as f64 / 1024.0);
-    for (i, (f, l)) in fps.iter().zip(&lagged).enumerate() {
+    for (i, ((f, l), (script, layout, task))) in fps.iter().zip(&lagged).zip(&busy).enumerate() {
         println!("| projector {} frames/s | {f:.1} | ≥ 55 |", i + 1);
+        println!(
+            "| projector {} busy: script / style+layout / all tasks | {:.0}% / {:.0}% / {:.0}% | |",
+            i + 1,
+            script * 100.0,
+            layout * 100.0,
+            task * 100.0
+        );
         println!("| projector {} lagged notices | {l} | 0 |", i + 1);
     }
     println!("| events the students' sessions missed | {student_missed} | 0 |");

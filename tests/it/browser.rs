@@ -296,6 +296,17 @@ impl Browser {
         }
     }
 
+    /// Runs a Chrome DevTools Protocol command (`Performance.getMetrics`, `Profiler.start`)
+    /// through chromedriver, and returns its result.
+    pub async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        let what = format!("DevTools command {cmd}");
+        let command = Cdp { cmd: cmd.to_owned(), params };
+        match Self::limit(&what, Self::COMMAND, self.client.issue_cmd(command)).await {
+            Ok(value) => value,
+            Err(err) => self.fail(&format!("{what}: {err}")).await,
+        }
+    }
+
     /// Everything the page has logged to its console so far, oldest first.
     pub async fn console(&self) -> Vec<ConsoleEntry> {
         match self.read_console().await {
@@ -438,6 +449,24 @@ impl WebDriverCompatibleCommand for GetLog {
 
     fn method_and_body(&self, _url: &url::Url) -> (http::Method, Option<String>) {
         (http::Method::POST, Some(json!({ "type": "browser" }).to_string()))
+    }
+}
+
+/// Chromedriver's `POST /session/{id}/goog/cdp/execute`: one DevTools Protocol command, for
+/// the benchmarks' measures of the page's own work (script, layout and style time).
+#[derive(Debug)]
+struct Cdp {
+    cmd: String,
+    params: Value,
+}
+
+impl WebDriverCompatibleCommand for Cdp {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/goog/cdp/execute", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _url: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(json!({ "cmd": self.cmd, "params": self.params }).to_string()))
     }
 }
 
