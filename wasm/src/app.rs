@@ -88,6 +88,8 @@ struct WsCallbacks {
 
 pub struct App {
     window: Window,
+    /// The page's clock, kept: `window.performance()` hands out a new JS reference each call.
+    performance: Option<web_sys::Performance>,
     document: Document,
     model: Model,
     view: View,
@@ -173,6 +175,7 @@ pub fn start() -> Result<(), JsValue> {
         canvas.get_context("2d")?.ok_or("no 2D canvas context")?.dyn_into()?;
     let projector = window.location().search().unwrap_or_default().contains("view=all");
     let app = App {
+        performance: window.performance(),
         window: window.clone(),
         document: document.clone(),
         model: Model::default(),
@@ -266,7 +269,9 @@ fn connect(shared: &Shared) {
         match serde_json::from_str::<ServerMsg>(&text) {
             Ok(msg) => with_app(&s, "message", |app| {
                 app.toolbox.record(&text);
-                crate::model::unbatch(msg).into_iter().for_each(|m| app.on_message(m));
+                // Every event of a batch arrived now: the clock is read once per frame.
+                let now_ms = app.now_ms();
+                crate::model::unbatch(msg).into_iter().for_each(|m| app.on_message(m, now_ms));
             }),
             Err(e) => log(&format!("udp-playground: unreadable message ({e}): {text}")),
         }
@@ -381,7 +386,7 @@ fn listen_id(shared: &Shared, document: &Document, id: &str, event: &str, f: Han
 
 impl App {
     fn now_ms(&self) -> f64 {
-        self.window.performance().map_or(0.0, |p| p.now())
+        self.performance.as_ref().map_or(0.0, web_sys::Performance::now)
     }
 
     /// The relay's clock now, estimated from the newest events.
@@ -419,8 +424,8 @@ impl App {
     }
 
     /// One message from the relay, never a batch (the socket's callback opens those with
-    /// [`crate::model::unbatch`]).
-    fn on_message(&mut self, msg: ServerMsg) {
+    /// [`crate::model::unbatch`]), which arrived at `now_ms`.
+    fn on_message(&mut self, msg: ServerMsg, now_ms: f64) {
         if self.toolbox.replaying() {
             return; // a recording is shown: the live traffic is set aside until Back to live
         }
@@ -460,7 +465,7 @@ impl App {
                 return;
             }
             ServerMsg::Event(event) => {
-                let offset = event.t_us as f64 - self.now_ms() * 1000.0;
+                let offset = event.t_us as f64 - now_ms * 1000.0;
                 self.clock_offset_us = Some(self.clock_offset_us.map_or(offset, |o| o.max(offset)));
                 self.track_own_sockets(&event.kind);
                 // The lossy server's panel shows its settings as they are, whoever changed
