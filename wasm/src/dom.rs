@@ -207,12 +207,34 @@ pub fn stats_rows(stats: &Stats) -> Vec<(&'static str, String, &'static str)> {
     rows
 }
 
-pub fn render_stats(document: &Document, stats: &Stats) {
+/// Writes the stats rows. When the same rows were shown (`shown`), only the values that
+/// changed are written.
+pub fn render_stats(
+    document: &Document,
+    rows: &[(&'static str, String, &'static str)],
+    shown: Option<&[(&'static str, String, &'static str)]>,
+) {
     let Some(dl) = document.get_element_by_id("stats") else { return };
+    if let Some(shown) =
+        shown.filter(|s| s.len() == rows.len() && s.iter().zip(rows).all(|(a, b)| a.2 == b.2))
+    {
+        // `dt`, `dd` pairs, in the rows' order.
+        let mut el = dl.first_element_child();
+        for (row, old) in rows.iter().zip(shown) {
+            let dd = el.and_then(|dt| dt.next_element_sibling());
+            if let Some(dd) = &dd
+                && row.1 != old.1
+            {
+                dd.set_text_content(Some(&row.1));
+            }
+            el = dd.and_then(|dd| dd.next_element_sibling());
+        }
+        return;
+    }
     dl.set_text_content(None);
-    for (label, value, key) in stats_rows(stats) {
+    for (label, value, key) in rows {
         let _ = child(document, &dl, "dt", "", tr(label));
-        if let Ok(dd) = child(document, &dl, "dd", "", &value) {
+        if let Ok(dd) = child(document, &dl, "dd", "", value) {
             let _ = dd.set_attribute("data-stat", key);
         }
     }
@@ -253,9 +275,41 @@ pub fn render_rtt(document: &Document, stats: &Stats) {
     }
 }
 
-pub fn render_liveness(document: &Document, clients: &[ChatView]) {
+/// What one chat client's row shows: its glyph, label, detail and meter's style.
+fn liveness_row(c: &ChatView) -> [String; 4] {
+    let glyph = match c.state {
+        crate::model::Liveness::Alive => "● ALIVE",
+        crate::model::Liveness::Silent => "◐ SILENT",
+        crate::model::Liveness::Evicted => "✕ EVICTED",
+        crate::model::Liveness::Left => "○ LEFT",
+    };
+    let detail = match c.state {
+        crate::model::Liveness::Alive | crate::model::Liveness::Silent => format!(
+            "· {} {} {} · {} {} s",
+            tr("heard"),
+            fixed(c.silent_ms as f64 / 1000.0, 1),
+            tr("s ago"),
+            tr("evicted in"),
+            fixed(c.countdown_ms as f64 / 1000.0, 1)
+        ),
+        crate::model::Liveness::Evicted => {
+            format!("· {} {} {}", tr("after"), fixed(c.silent_ms as f64 / 1000.0, 1), tr("s of silence"))
+        }
+        crate::model::Liveness::Left => format!("· {}", tr("said quit")),
+    };
+    let share = if c.timeout_ms == 0 { 0.0 } else { c.countdown_ms as f64 / c.timeout_ms as f64 };
+    [tr(glyph).to_owned(), format!(" {} ", c.label), detail, format!("width:{}%", fixed(share * 100.0, 0))]
+}
+
+/// The chat clients, one row each. A row already shown is changed in place, and only where it
+/// differs from `shown` (what the panel showed last): a class's hundred countdowns tick ten
+/// times a second, and rebuilding every row each time was most of the panel's cost.
+pub fn render_liveness(document: &Document, clients: &[ChatView], shown: Option<&[ChatView]>) {
     let Some(list) = document.get_element_by_id("liveness") else { return };
-    list.set_text_content(None);
+    let shown = shown.filter(|s| !s.is_empty() && !clients.is_empty()).unwrap_or_default();
+    if shown.is_empty() {
+        list.set_text_content(None);
+    }
     if clients.is_empty() {
         let _ = child(
             document,
@@ -266,39 +320,57 @@ pub fn render_liveness(document: &Document, clients: &[ChatView]) {
         );
         return;
     }
-    for c in clients {
-        let Ok(li) = child(document, &list, "li", "", "") else { continue };
-        let _ = li.set_attribute("data-state", c.state.as_str());
-        let _ = li.set_attribute("data-peer", &c.peer.to_string());
-        let glyph = match c.state {
-            crate::model::Liveness::Alive => "● ALIVE",
-            crate::model::Liveness::Silent => "◐ SILENT",
-            crate::model::Liveness::Evicted => "✕ EVICTED",
-            crate::model::Liveness::Left => "○ LEFT",
-        };
-        let _ = child(document, &li, "span", "state", tr(glyph));
-        let _ = child(document, &li, "span", "", &format!(" {} ", c.label));
-        let detail = match c.state {
-            crate::model::Liveness::Alive | crate::model::Liveness::Silent => format!(
-                "· {} {} {} · {} {} s",
-                tr("heard"),
-                fixed(c.silent_ms as f64 / 1000.0, 1),
-                tr("s ago"),
-                tr("evicted in"),
-                fixed(c.countdown_ms as f64 / 1000.0, 1)
-            ),
-            crate::model::Liveness::Evicted => {
-                format!("· {} {} {}", tr("after"), fixed(c.silent_ms as f64 / 1000.0, 1), tr("s of silence"))
+    let mut li = list.first_element_child();
+    for (i, c) in clients.iter().enumerate() {
+        let row = liveness_row(c);
+        match (li.clone(), shown.get(i)) {
+            (Some(el), Some(old)) => {
+                if old.state != c.state {
+                    let _ = el.set_attribute("data-state", c.state.as_str());
+                }
+                if old.peer != c.peer {
+                    let _ = el.set_attribute("data-peer", &c.peer.to_string());
+                }
+                let before = liveness_row(old);
+                // The row's parts in order: the state, the label, the detail, the meter.
+                let mut part = el.first_element_child();
+                for (k, (now, was)) in row.iter().zip(&before).enumerate() {
+                    let Some(p) = part else { break };
+                    if now != was {
+                        if k == 3 {
+                            if let Some(fill) = p.first_element_child() {
+                                let _ = fill.set_attribute("style", now);
+                            }
+                        } else {
+                            p.set_text_content(Some(now));
+                        }
+                    }
+                    part = p.next_element_sibling();
+                }
+                li = el.next_element_sibling();
             }
-            crate::model::Liveness::Left => format!("· {}", tr("said quit")),
-        };
-        let _ = child(document, &li, "span", "muted", &detail);
-        if let Ok(meter) = child(document, &li, "div", "meter", "")
-            && let Ok(fill) = child(document, &meter, "span", "", "")
-        {
-            let share = if c.timeout_ms == 0 { 0.0 } else { c.countdown_ms as f64 / c.timeout_ms as f64 };
-            let _ = fill.set_attribute("style", &format!("width:{}%", fixed(share * 100.0, 0)));
+            _ => {
+                let Ok(el) = document.create_element("li") else { continue };
+                let _ = el.set_attribute("data-state", c.state.as_str());
+                let _ = el.set_attribute("data-peer", &c.peer.to_string());
+                let [glyph, label, detail, width] = row;
+                let _ = child(document, &el, "span", "state", &glyph);
+                let _ = child(document, &el, "span", "", &label);
+                let _ = child(document, &el, "span", "muted", &detail);
+                if let Ok(meter) = child(document, &el, "div", "meter", "")
+                    && let Ok(fill) = child(document, &meter, "span", "", "")
+                {
+                    let _ = fill.set_attribute("style", &width);
+                }
+                // Before the rows that were not reused, which go below.
+                let _ = list.insert_before(&el, li.as_ref().map(|l| l.as_ref()));
+            }
         }
+    }
+    // Rows no longer needed.
+    while let Some(el) = li {
+        li = el.next_element_sibling();
+        el.remove();
     }
 }
 

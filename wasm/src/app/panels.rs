@@ -27,10 +27,10 @@ impl App {
     pub(super) fn render_panels(&mut self, now_us: u64) {
         let d = self.document.clone();
         let stats = self.model.stats().clone();
-        let rows = Some(dom::stats_rows(&stats));
-        if rows != self.shown.stats {
-            dom::render_stats(&d, &stats);
-            self.shown.stats = rows;
+        let rows = dom::stats_rows(&stats);
+        if Some(&rows) != self.shown.stats.as_ref() {
+            dom::render_stats(&d, &rows, self.shown.stats.as_deref());
+            self.shown.stats = Some(rows);
         }
         if Some(stats.rtt_buckets) != self.shown.rtt {
             dom::render_rtt(&d, &stats);
@@ -38,7 +38,7 @@ impl App {
         }
         let clients = self.model.chat_clients(now_us);
         if self.shown.liveness.as_ref() != Some(&clients) {
-            dom::render_liveness(&d, &clients);
+            dom::render_liveness(&d, &clients, self.shown.liveness.as_deref());
             self.shown.liveness = Some(clients);
         }
         let lanes: Vec<(String, &'static str, bool)> = self
