@@ -341,6 +341,99 @@ pub struct LogLine {
     pub copy: Option<Dg>,
 }
 
+/// A part of a log line put into words later: see [`LogText`].
+#[derive(Clone, Copy, Debug)]
+enum Part {
+    /// A lane's label, with the crowd member when there is one: `k[3]`.
+    Who(usize, Option<u32>),
+    Server(ServerName),
+    /// The preview of the line's payload.
+    Preview,
+    Num(usize),
+    /// Milliseconds, said in seconds.
+    Secs(u64),
+}
+
+/// A log line's words. A class's projector hears some 20,000 events a second and the log
+/// shows a few hundred lines a second, so the lines of the common events (datagrams,
+/// heartbeats) keep their parts and are put into words only when they are handed out
+/// ([`Model::take_log`]); the others are written at once. The parts name lanes, whose labels
+/// are read then: before a label changes, or the language, the lines still waiting are
+/// written out ([`Model::seal_log`]), so each says what it would have said at once.
+#[derive(Clone, Debug)]
+enum LogText {
+    Ready(String),
+    Parts {
+        /// The words' key, `{0}`… filled with the parts in order.
+        key: &'static str,
+        parts: [Part; 5],
+        used: usize,
+        payload: Payload,
+        /// Written already, after the filled words: an attempt, an RTT.
+        tail: String,
+    },
+}
+
+impl From<String> for LogText {
+    fn from(text: String) -> Self {
+        Self::Ready(text)
+    }
+}
+
+impl LogText {
+    /// The datagram line `key` of `parts` (at most five), with `tail` after it.
+    fn parts(key: &'static str, parts: &[Part], payload: &Payload, tail: String) -> Self {
+        let mut all = [Part::Num(0); 5];
+        let used = parts.len().min(all.len());
+        all[..used].copy_from_slice(&parts[..used]);
+        Self::Parts { key, parts: all, used, payload: payload.clone(), tail }
+    }
+
+    /// The words, with the lanes' labels as they are now.
+    fn words(self, lanes: &[Lane]) -> String {
+        let (key, parts, used, payload, tail) = match self {
+            Self::Ready(text) => return text,
+            Self::Parts { key, parts, used, payload, tail } => (key, parts, used, payload, tail),
+        };
+        let said: Vec<String> = parts[..used]
+            .iter()
+            .map(|part| match *part {
+                Part::Who(lane, member) => who(lanes, lane, member),
+                Part::Server(name) => name.to_string(),
+                Part::Preview => preview(&payload),
+                Part::Num(n) => n.to_string(),
+                Part::Secs(ms) => secs(ms),
+            })
+            .collect();
+        let args: Vec<&dyn std::fmt::Display> = said.iter().map(|s| s as &dyn std::fmt::Display).collect();
+        let mut text = fill(key, &args);
+        text.push_str(&tail);
+        text
+    }
+}
+
+/// A line waiting in the outbox: a [`LogLine`] whose words may not be written yet.
+#[derive(Clone, Debug)]
+struct Pending {
+    seq: u64,
+    t_us: u64,
+    kind: Cow<'static, str>,
+    socket: Option<String>,
+    text: LogText,
+    item: Option<u64>,
+    dg: Option<Dg>,
+    copy: Option<Dg>,
+}
+
+/// A lane's label, with the crowd member when there is one: `k[3]`.
+fn who(lanes: &[Lane], lane: usize, member: Option<u32>) -> String {
+    let label = lanes.get(lane).map_or("?", |l| l.label.as_str());
+    match member {
+        Some(m) => format!("{label}[{m}]"),
+        None => label.to_owned(),
+    }
+}
+
 /// The relay's messages one at a time. A projector subscribes with `batch: true`, and the
 /// relay then packs many events into one WebSocket frame (`batch`); a saved recording keeps
 /// those frames as they came. This is the one place a batch is opened: the page's socket and
@@ -361,7 +454,9 @@ pub struct Model {
     pub servers: Vec<(ServerName, SocketAddr)>,
     lanes: Vec<Lane>,
     by_addr: HashMap<SocketAddr, usize>,
-    by_socket: HashMap<(String, String), usize>,
+    /// Each socket's lane, by session and then by socket name: looked up on every event of
+    /// a socket, so without building a key.
+    by_socket: HashMap<String, HashMap<String, usize>>,
     /// The crowd members open on each crowd's lane, so the lane closes with its last member.
     crowd_members: HashMap<usize, usize>,
     /// The most members each crowd's lane had open at once: the count its header shows.
@@ -382,7 +477,7 @@ pub struct Model {
     newest_answered: HashMap<usize, u64>,
     chat: Vec<(SocketAddr, ChatClient)>,
     stats: Stats,
-    log: VecDeque<LogLine>,
+    log: VecDeque<Pending>,
     /// The newest `t_us` seen.
     pub latest_us: u64,
     /// The newest `seq` seen, which stamps marks of our own such as `lagged`.
@@ -487,9 +582,31 @@ impl Model {
 
     /// Up to `max` of the log lines not taken yet, oldest first. The rest wait for the next
     /// call (the outbox keeps the newest [`LOG_OUTBOX`]), so a burst is spread over frames.
-    pub fn take_log(&mut self, max: usize) -> std::collections::vec_deque::Drain<'_, LogLine> {
+    pub fn take_log(&mut self, max: usize) -> impl Iterator<Item = LogLine> + '_ {
         let n = self.log.len().min(max);
-        self.log.drain(..n)
+        let lanes = &self.lanes;
+        self.log.drain(..n).map(move |p| LogLine {
+            seq: p.seq,
+            t_us: p.t_us,
+            kind: p.kind,
+            socket: p.socket,
+            text: p.text.words(lanes),
+            item: p.item,
+            dg: p.dg,
+            copy: p.copy,
+        })
+    }
+
+    /// Puts every line still waiting into words now: called before a lane's label changes,
+    /// and by the page before its language does.
+    pub fn seal_log(&mut self) {
+        let lanes = &self.lanes;
+        for line in &mut self.log {
+            if matches!(line.text, LogText::Parts { .. }) {
+                let text = std::mem::replace(&mut line.text, LogText::Ready(String::new()));
+                line.text = LogText::Ready(text.words(lanes));
+            }
+        }
     }
 
     /// Each server's link as last announced (`hello.links`, then `link_configured`).
@@ -561,7 +678,9 @@ impl Model {
                 lane.closed = true;
             }
         }
-        self.by_socket.retain(|_, lane| self.lanes[*lane].kind != LaneKind::Own);
+        for sockets in self.by_socket.values_mut() {
+            sockets.retain(|_, lane| self.lanes[*lane].kind != LaneKind::Own);
+        }
         for (name, addr) in hello.servers.clone() {
             // `nobody` gets its lane only once something is sent there.
             if name == ServerName::Nobody {
@@ -620,8 +739,7 @@ impl Model {
 
     /// The lane of a session's socket, creating it (at `addr`, when known).
     fn socket_lane(&mut self, session: &str, socket: &str, addr: Option<SocketAddr>) -> usize {
-        let key = (session.to_owned(), socket.to_owned());
-        if let Some(&lane) = self.by_socket.get(&key) {
+        if let Some(&lane) = self.by_socket.get(session).and_then(|s| s.get(socket)) {
             if let Some(addr) = addr {
                 self.by_addr.insert(addr, lane);
             }
@@ -635,6 +753,7 @@ impl Model {
             _ => self.add_lane(Lane { kind: LaneKind::Outside, label: String::new(), addr, closed: false }),
         };
         if self.lanes[lane].kind != LaneKind::Overflow {
+            self.seal_log();
             let l = &mut self.lanes[lane];
             l.kind = if own { LaneKind::Own } else { LaneKind::OtherSession };
             l.label = if own {
@@ -651,7 +770,7 @@ impl Model {
         if let Some(addr) = addr {
             self.by_addr.insert(addr, lane);
         }
-        self.by_socket.insert(key, lane);
+        self.by_socket.entry(session.to_owned()).or_default().insert(socket.to_owned(), lane);
         lane
     }
 
@@ -661,10 +780,7 @@ impl Model {
 
     /// A lane's label, with the crowd member when there is one: `k[3]`.
     fn who(&self, lane: usize, member: Option<u32>) -> String {
-        match member {
-            Some(m) => format!("{}[{m}]", self.label(lane)),
-            None => self.label(lane).to_owned(),
-        }
+        who(&self.lanes, lane, member)
     }
 
     fn push(&mut self, seq: u64, t_us: u64, body: Body) -> u64 {
@@ -686,7 +802,7 @@ impl Model {
         seq: u64,
         kind: &'static str,
         socket: Option<&str>,
-        text: String,
+        text: impl Into<LogText>,
         item: Option<u64>,
     ) {
         self.log_dg(seq, kind, socket, text, item, None);
@@ -697,7 +813,7 @@ impl Model {
         seq: u64,
         kind: impl Into<Cow<'static, str>>,
         socket: Option<&str>,
-        text: String,
+        text: impl Into<LogText>,
         item: Option<u64>,
         dg: Option<Dg>,
     ) {
@@ -707,7 +823,8 @@ impl Model {
         let t_us = self.latest_us;
         let kind = kind.into();
         let socket = socket.map(str::to_owned);
-        self.log.push_back(LogLine { seq, t_us, kind, socket, text, item, dg, copy: None });
+        let text = text.into();
+        self.log.push_back(Pending { seq, t_us, kind, socket, text, item, dg, copy: None });
     }
 
     /// Starts the arrow of datagram `dg`. A server's answer to an outside client is taken as
@@ -843,7 +960,7 @@ impl Model {
                 connect,
                 recv_buffer,
             } => {
-                let known = self.by_socket.get(&(session.clone(), socket.clone())).copied();
+                let known = self.by_socket.get(session).and_then(|s| s.get(socket)).copied();
                 let lane = self.socket_lane(session, socket, Some(*local));
                 // A crowd is one lane: it is marked opened once, when its first member opens.
                 let first = known.is_none_or(|l| self.lanes[l].closed || member.is_none());
@@ -862,6 +979,7 @@ impl Model {
                     }
                     None => {
                         let l = self.lane_of(*remote);
+                        self.seal_log();
                         self.lanes[l].label = fill("lane-target", &[remote]);
                         remote.to_string()
                     }
@@ -913,17 +1031,19 @@ impl Model {
                     ..Arrow::new(lane, target, *len, payload)
                 };
                 let id = self.send_arrow(event, *dg, arrow);
-                let mut text =
-                    fill("log-dg", &[&self.who(lane, *member), &self.label(target), &preview(payload), len]);
+                let mut tail = String::new();
                 if let Some(a) = attempt {
-                    text.push_str(&fill("send-attempt", &[a]));
+                    tail.push_str(&fill("send-attempt", &[a]));
                 }
                 if let Some(w) = waited_ms {
-                    text.push_str(&fill("send-waited", &[&w]));
+                    tail.push_str(&fill("send-waited", &[&w]));
                 }
                 if let Some(r) = req {
-                    text.push_str(&fill("send-req", &[r]));
+                    tail.push_str(&fill("send-req", &[r]));
                 }
+                let parts =
+                    [Part::Who(lane, *member), Part::Who(target, None), Part::Preview, Part::Num(*len)];
+                let text = LogText::parts("log-dg", &parts, payload, tail);
                 let own = self.own_socket(session, socket);
                 self.log_dg(seq, "client_send", own, text, Some(id), Some(*dg));
             }
@@ -961,8 +1081,7 @@ impl Model {
                     self.stats.record_rtt(rtt);
                 }
                 let out_of_order = self.arrived_out_of_order(id, lane);
-                let mut text =
-                    fill("log-dg", &[&self.label(source), &self.who(lane, *member), &preview(payload), len]);
+                let mut text = String::new();
                 if let Some(kept) = reply.cut() {
                     text.push_str(&fill("recv-cut", &[&cut_text(kept, *len)]));
                 }
@@ -984,6 +1103,9 @@ impl Model {
                 if let Some(claimed) = reply.claimed_rtt_us {
                     text.push_str(&fill("recv-claimed", &[&ms_text(claimed), &attempt.unwrap_or(0)]));
                 }
+                let parts =
+                    [Part::Who(source, None), Part::Who(lane, *member), Part::Preview, Part::Num(*len)];
+                let text = LogText::parts("log-dg", &parts, payload, text);
                 let own = self.own_socket(session, socket);
                 self.log_dg(seq, "client_recv", own, text, Some(id), Some(*dg));
             }
@@ -1102,7 +1224,8 @@ impl Model {
                     // the link's copy of it was not sent again).
                     self.stats.sent += 1;
                 }
-                let text = fill("log-server-recv", &[server, &preview(payload), len, &self.label(peer)]);
+                let parts = [Part::Server(*server), Part::Preview, Part::Num(*len), Part::Who(peer, None)];
+                let text = LogText::parts("log-server-recv", &parts, payload, String::new());
                 self.log_dg(seq, "server_recv", None, text, Some(id), Some(*dg));
             }
             EventKind::ServerSend { server, dg, reply_to, from, to, len, payload, delay_ms } => {
@@ -1120,10 +1243,9 @@ impl Model {
                     ..Arrow::new(lane, peer, *len, payload)
                 };
                 let id = self.send_arrow(event, *dg, arrow);
-                let mut text = fill("log-dg", &[server, &self.label(peer), &preview(payload), len]);
-                if let Some(d) = delay_ms {
-                    text.push_str(&fill("server-held", &[d]));
-                }
+                let tail = delay_ms.map_or_else(String::new, |d| fill("server-held", &[&d]));
+                let parts = [Part::Server(*server), Part::Who(peer, None), Part::Preview, Part::Num(*len)];
+                let text = LogText::parts("log-dg", &parts, payload, tail);
                 self.log_dg(seq, "server_send", None, text, Some(id), Some(*dg));
             }
             EventKind::ServerDrop { server, dg, from, len, reason, .. } => {
@@ -1174,7 +1296,8 @@ impl Model {
             EventKind::ChatHeartbeat { server, peer, timeout_ms } => {
                 let peer_lane = self.lane_of(*peer);
                 self.chat_heard(*peer, peer_lane, event.t_us, Some(*timeout_ms));
-                let text = fill("log-heartbeat", &[server, &self.label(peer_lane), &secs(*timeout_ms)]);
+                let parts = [Part::Server(*server), Part::Who(peer_lane, None), Part::Secs(*timeout_ms)];
+                let text = LogText::parts("log-heartbeat", &parts, &Payload::default(), String::new());
                 self.log_line(seq, "chat_heartbeat", None, text, None);
             }
             EventKind::ChatLeave { server, peer, clients } => {

@@ -258,6 +258,8 @@ impl App {
             self.render_lessons();
             return;
         }
+        // Lines waiting for the log are put into words in the language they came in.
+        self.model.seal_log();
         crate::text::set_language(self.words);
         if let Some(html) = d.document_element() {
             let _ = html.set_attribute("lang", if self.words.code == "zh" { "zh-CN" } else { "en" });

@@ -1228,3 +1228,37 @@ fn a_lossy_setting_is_logged_in_as_few_digits_as_it_needs() {
     assert!(log.iter().any(|l| l.ends_with(" 0.3")), "{log:?}");
     assert!(log.iter().any(|l| l.ends_with(" 250")), "{log:?}");
 }
+
+#[test]
+fn a_log_line_keeps_the_lane_label_it_was_written_with() {
+    // The datagram lines are put into words when the page takes them: a lane named after the
+    // line was made must not rename the lane in it.
+    let mut f = Feed::new();
+    let stranger = "127.0.0.1:7777";
+    f.at(1, server_recv(1, ServerName::Echo, ECHO, stranger, "hi"));
+    f.at(2, server_send(2, Some(1), ServerName::Echo, ECHO, stranger, "hi"));
+    let outside = f.model.lanes()[f.model.lanes().len() - 1].label.clone();
+    assert!(outside.contains(stranger), "{outside}");
+    // Another session's socket turns out to be that stranger (projector mode).
+    f.at(
+        3,
+        EventKind::ClientOpen {
+            session: "other".into(),
+            socket: "b".into(),
+            member: None,
+            local: addr(stranger),
+            remote: addr(ECHO),
+            server: Some(ServerName::Echo),
+            connect: true,
+            recv_buffer: None,
+        },
+    );
+    let renamed = f.lane("b@othe");
+    assert_eq!(f.model.lanes()[renamed].addr, Some(addr(stranger)), "the stranger's lane is renamed");
+    f.at(4, server_recv(3, ServerName::Echo, ECHO, stranger, "again"));
+    let log = f.log();
+    let texts: Vec<&str> = log.iter().map(|l| l.text.as_str()).collect();
+    assert_eq!(texts[0], format!("echo read \"hi\" (2 B) from {outside}"), "{texts:#?}");
+    assert_eq!(texts[1], format!("echo → {outside}: \"hi\" (2 B)"), "{texts:#?}");
+    assert_eq!(texts[3], "echo read \"again\" (5 B) from b@othe", "{texts:#?}");
+}
