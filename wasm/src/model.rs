@@ -341,6 +341,16 @@ pub struct LogLine {
     pub copy: Option<Dg>,
 }
 
+/// What [`Model::reply`] recorded on a reply's arrow, for the stats and the log line: a few
+/// numbers rather than a copy of the arrow, for every datagram a socket receives.
+#[derive(Clone, Copy, Debug, Default)]
+struct Reply {
+    cut: Option<usize>,
+    misattributed: Option<(u32, u32)>,
+    rtt_us: Option<u64>,
+    claimed_rtt_us: Option<u64>,
+}
+
 /// A part of a log line put into words later: see [`LogText`].
 #[derive(Clone, Copy, Debug)]
 enum Part {
@@ -878,7 +888,10 @@ impl Model {
     /// Datagram `dg` arrived (or met its `fate`) at `to`: ends its arrow, or, if no send of it
     /// was seen (an outside sender, a send folded away, a link the relay left out), draws it
     /// unpaired, starting and ending now.
-    fn arrival(&mut self, event: &Event, dg: Dg, fate: Fate, fresh: Arrow) -> u64 {
+    ///
+    /// `fresh` is the arrow to draw if none is in flight, and `payload` its bytes: they are
+    /// copied only if they are drawn, not for the arrival of an arrow already there.
+    fn arrival(&mut self, event: &Event, dg: Dg, fate: Fate, fresh: Arrow, payload: &Payload) -> u64 {
         if let Some(id) = self.in_flight(dg)
             && let Some(arrow) = self.arrow_mut(id)
         {
@@ -886,11 +899,11 @@ impl Model {
             // An arrow the link drew first (an outside client's datagram it held) learns its
             // bytes from the arrival.
             if arrow.payload == Payload::default() {
-                arrow.payload = fresh.payload;
+                arrow.payload.clone_from(payload);
             }
             return id;
         }
-        let mut arrow = Arrow { dg: Some(dg), ..fresh };
+        let mut arrow = Arrow { dg: Some(dg), payload: payload.clone(), ..fresh };
         arrow.end(fate, event.seq, event.t_us);
         let id = self.push(event.seq, event.t_us, Body::Arrow(arrow));
         self.dgs.name(dg, id);
@@ -1067,14 +1080,14 @@ impl Model {
                     *self.crowd_got.entry(lane).or_default() += 1;
                 }
                 let source = self.lane_of(*from);
-                let fresh = Arrow::new(source, lane, *len, payload);
-                let id = self.arrival(event, *dg, Fate::Delivered, fresh);
+                let fresh = Arrow::new(source, lane, *len, &Payload::default());
+                let id = self.arrival(event, *dg, Fate::Delivered, fresh, payload);
                 let reply =
                     self.reply(event, id, lane, *member, *attempt, req, *rtt_us, payload, Some(*kept));
-                if reply.cut().is_some() {
+                if reply.cut.is_some() {
                     self.stats.cut += 1;
                 }
-                if reply.misattributed().is_some() {
+                if reply.misattributed.is_some() {
                     self.stats.misattributed += 1;
                 }
                 if let Some(rtt) = reply.rtt_us {
@@ -1082,13 +1095,13 @@ impl Model {
                 }
                 let out_of_order = self.arrived_out_of_order(id, lane);
                 let mut text = String::new();
-                if let Some(kept) = reply.cut() {
+                if let Some(kept) = reply.cut {
                     text.push_str(&fill("recv-cut", &[&cut_text(kept, *len)]));
                 }
                 if out_of_order {
                     text.push_str(word("recv-ooo"));
                 }
-                match (req, reply.misattributed(), attempt) {
+                match (req, reply.misattributed, attempt) {
                     (Some(r), _, _) => text.push_str(&fill("recv-answers", &[r])),
                     (None, Some((taken, answers)), _) => {
                         text.push_str(word("comma"));
@@ -1132,8 +1145,8 @@ impl Model {
                 };
                 let lane = self.socket_lane(session, socket, Some(*to));
                 let source = self.lane_of(*from);
-                let fresh = Arrow::new(source, lane, *len, payload);
-                let id = self.arrival(event, *dg, fate, fresh);
+                let fresh = Arrow::new(source, lane, *len, &Payload::default());
+                let id = self.arrival(event, *dg, fate, fresh, payload);
                 let tag = Some(req.clone());
                 self.reply(event, id, lane, *member, Some(*attempt), &tag, None, payload, None);
                 let what = word(match reason {
@@ -1180,7 +1193,7 @@ impl Model {
                 let lane = self.socket_lane(session, socket, None);
                 let target = self.lane_of(*to);
                 let fresh = Arrow { member: *member, ..Arrow::new(lane, target, *len, &Payload::default()) };
-                let id = self.arrival(event, *dg, Fate::Vanished, fresh);
+                let id = self.arrival(event, *dg, Fate::Vanished, fresh, &Payload::default());
                 let payload =
                     self.arrow(id).map_or_else(String::new, |a| format!("{} ", preview(&a.payload)));
                 let text =
@@ -1197,7 +1210,7 @@ impl Model {
                     self.stats.sent = self.stats.sent.saturating_sub(1);
                 }
                 let fresh = Arrow { member: *member, ..Arrow::new(lane, target, *len, &Payload::default()) };
-                let id = self.arrival(event, *dg, Fate::NotSent, fresh);
+                let id = self.arrival(event, *dg, Fate::NotSent, fresh, &Payload::default());
                 if let Some(arrow) = self.arrow_mut(id) {
                     arrow.errno.clone_from(errno);
                     arrow.error = Some(error.clone());
@@ -1218,7 +1231,8 @@ impl Model {
                 if *server == ServerName::Lossy {
                     self.stats.lossy_seen += 1;
                 }
-                let id = self.arrival(event, *dg, Fate::Delivered, Arrow::new(peer, lane, *len, payload));
+                let fresh = Arrow::new(peer, lane, *len, &Payload::default());
+                let id = self.arrival(event, *dg, Fate::Delivered, fresh, payload);
                 if !self.lanes[peer].kind.reports() && self.arrow(id).and_then(Arrow::copy_of).is_none() {
                     // An outside client sends without telling us: its read is its send (once:
                     // the link's copy of it was not sent again).
@@ -1268,7 +1282,7 @@ impl Model {
                     Some(id) => id,
                     None => {
                         let fresh = Arrow::new(peer, lane, *len, &Payload::default());
-                        self.arrival(event, *dg, Fate::Dropped, fresh)
+                        self.arrival(event, *dg, Fate::Dropped, fresh, &Payload::default())
                     }
                 };
                 let why = word(match reason {
@@ -1401,11 +1415,11 @@ impl Model {
         rtt_us: Option<u64>,
         payload: &Payload,
         kept: Option<usize>,
-    ) -> Arrow {
+    ) -> Reply {
         let answered = self.answered(id, lane, member);
         let Some(arrow) = self.arrow_mut(id) else {
             // Only if the window could not hold the arrow just drawn; nothing to record.
-            return Arrow::new(lane, lane, 0, payload);
+            return Reply::default();
         };
         arrow.payload.clone_from(payload);
         arrow.member = member;
@@ -1421,6 +1435,11 @@ impl Model {
             arrow.rtt_us = rtt_us.or(real);
             arrow.claimed_rtt_us = None;
         }
-        arrow.clone()
+        Reply {
+            cut: arrow.cut(),
+            misattributed: arrow.misattributed(),
+            rtt_us: arrow.rtt_us,
+            claimed_rtt_us: arrow.claimed_rtt_us,
+        }
     }
 }
