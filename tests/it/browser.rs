@@ -298,6 +298,7 @@ impl Browser {
 
     /// Runs a Chrome DevTools Protocol command (`Performance.getMetrics`, `Profiler.start`)
     /// through chromedriver, and returns its result.
+    #[allow(dead_code, reason = "the benchmarks use it (classroom), the tests do not yet")]
     pub async fn cdp(&self, cmd: &str, params: Value) -> Value {
         let what = format!("DevTools command {cmd}");
         let command = Cdp { cmd: cmd.to_owned(), params };
@@ -455,6 +456,7 @@ impl WebDriverCompatibleCommand for GetLog {
 /// Chromedriver's `POST /session/{id}/goog/cdp/execute`: one DevTools Protocol command, for
 /// the benchmarks' measures of the page's own work (script, layout and style time).
 #[derive(Debug)]
+#[allow(dead_code, reason = "the benchmarks use it (classroom), the tests do not yet")]
 struct Cdp {
     cmd: String,
     params: Value,
