@@ -306,3 +306,76 @@ async fn nothing_in_the_side_columns_is_wider_than_they_are() {
     browser.close().await;
     relay.shutdown().await;
 }
+
+/// The texts of every element matching `css`, in page order.
+async fn texts(browser: &Browser, css: &str) -> Vec<String> {
+    let script = "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.textContent);";
+    let value = browser.eval(script, vec![json!(css)]).await;
+    serde_json::from_value(value).expect("a list of strings")
+}
+
+/// The page puts a datagram's log line into words only when it writes the line, and changes
+/// the stats and the liveness rows in place rather than rebuilding them: what they say is
+/// still exactly what happened, line by line and row by row.
+#[tokio::test]
+async fn the_log_written_late_and_the_panels_changed_in_place_say_exactly_what_happened() {
+    let relay = TestRelay::start_with(|c| c.chat.timeout = Duration::from_millis(1500)).await;
+    let browser = page(&relay, "").await;
+
+    open_socket(&browser, "e", "echo").await;
+    send(&browser, "one").await;
+    browser.wait_for_text("#log li[data-kind=client_recv][data-socket=e]", "\"one\"", WAIT).await;
+    let sent = log_texts(&browser, "#log li[data-kind=client_send][data-socket=e]").await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sent[0].ends_with("  e → echo: \"one\" (3 B)"), "{sent:?}");
+    let read = log_texts(&browser, "#log li[data-kind=server_recv]").await;
+    assert!(read.iter().any(|l| l.ends_with("  echo read \"one\" (3 B) from e")), "{read:?}");
+    let answer = log_texts(&browser, "#log li[data-kind=server_send]").await;
+    assert!(answer.iter().any(|l| l.ends_with("  echo → e: \"one\" (3 B)")), "{answer:?}");
+    let got = log_texts(&browser, "#log li[data-kind=client_recv][data-socket=e]").await;
+    assert!(got[0].contains("  echo → e: \"one\" (3 B), RTT "), "{got:?}");
+
+    // The stats' values change in place as the counts grow.
+    browser.wait_for_text("#stats dd[data-stat=received]", "1", WAIT).await;
+    send(&browser, "two").await;
+    browser.wait_for_text("#log li[data-kind=client_recv][data-socket=e]", "\"two\"", WAIT).await;
+    Browser::limit("the stats to count the second round trip", WAIT, async {
+        while texts(&browser, "#stats dd[data-stat=sent], #stats dd[data-stat=received]").await != ["2", "2"]
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(texts(&browser, "#stats dt").await.len(), texts(&browser, "#stats dd").await.len());
+
+    // Two chat clients, each with its row; their countdowns tick in place.
+    for name in ["c1", "c2"] {
+        open_socket(&browser, name, "chat").await;
+        browser.fill("#hb-every", "200").await;
+        browser.click("#hb-start").await;
+    }
+    Browser::limit("two clients alive", WAIT, async {
+        while browser.find_all("#liveness li[data-state=alive]").await.len() < 2 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let rows = texts(&browser, "#liveness li").await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r.starts_with("● ALIVE") && r.contains("evicted in")), "{rows:?}");
+    assert_eq!(texts(&browser, "#liveness li .state").await, ["● ALIVE", "● ALIVE"]);
+
+    // c2 goes quiet: its row turns evicted, in place, and c1's stays alive.
+    browser.eval("document.getElementById('send-socket').value = 'c2';", vec![]).await;
+    browser.click("#hb-stop").await;
+    browser.wait_for("#liveness li[data-state=evicted]", WAIT).await;
+    let evicted = browser.text("#liveness li[data-state=evicted]").await;
+    assert!(evicted.starts_with("✕ EVICTED") && evicted.contains("s of silence"), "{evicted}");
+    assert!(!evicted.contains("evicted in"), "{evicted}");
+    let rows = texts(&browser, "#liveness li").await;
+    assert_eq!(rows.len(), 2, "still one row each: {rows:?}");
+    let alive = browser.text("#liveness li[data-state=alive]").await;
+    assert!(alive.starts_with("● ALIVE") && alive.contains("evicted in"), "{alive}");
+    browser.close().await;
+    relay.shutdown().await;
+}
