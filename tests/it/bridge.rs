@@ -583,6 +583,51 @@ async fn batch_mode_delivers_ready_events_together_in_order() {
     relay.shutdown().await;
 }
 
+/// A projector in batch mode is written at most every few milliseconds while traffic flows:
+/// a steady stream of events comes in a few frames, not a frame for every few events, and none
+/// is lost or reordered.
+#[tokio::test]
+async fn a_projector_in_batch_mode_gets_a_steady_stream_in_few_frames() {
+    let relay = TestRelay::start().await;
+    let mut projector = connect(relay.http()).await;
+    projector.send(json!({"op":"subscribe","scope":"all","batch":true})).await;
+    projector.send(json!({"op":"configure","server":"lossy","drop":0.25})).await;
+    projector.wait_for("the subscription in effect", |m| m["type"] == "batch").await;
+
+    // An outside client's 40 round trips, one every 2 ms or so: 80 events over ~100 ms.
+    let outside = udp_client().await;
+    let me = outside.local_addr().expect("addr").to_string();
+    within("the round trips", async {
+        for i in 0..40 {
+            outside
+                .send_to(format!("tick {i}").as_bytes(), relay.addr(ServerName::Echo))
+                .await
+                .expect("send");
+            let _ = recv(&outside).await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    let (mut frames, mut seqs) = (0, Vec::new());
+    projector
+        .wait_for("all 80 events", |m| {
+            frames += 1;
+            for inner in m["messages"].as_array().into_iter().flatten() {
+                if inner["from"] == me || inner["to"] == me {
+                    seqs.push(inner["seq"].as_u64().unwrap_or_default());
+                }
+            }
+            seqs.len() >= 80
+        })
+        .await;
+    assert_eq!(seqs.len(), 80, "every event, once");
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order: {seqs:?}");
+    // Written as they came, 40 round trips 2 ms apart took ~40 frames or more.
+    assert!(frames <= 25, "{frames} frames for 80 events over ~100 ms");
+    projector.close().await;
+    relay.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_burst_of_requests_cannot_pass_the_pending_limit_and_none_vanish() {
     let relay = TestRelay::start_with(|c| {
