@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use super::Model;
+use super::{LaneKind, Model};
 
 /// Chat clients remembered for the liveness panel.
 const MAX_CHAT_CLIENTS: usize = 64;
@@ -113,7 +113,12 @@ impl Model {
                 let countdown_us = if c.gone.is_some() { 0 } else { timeout_us.saturating_sub(silent_us) };
                 ChatView {
                     peer: *peer,
-                    label: self.label(c.lane).to_owned(),
+                    // Past the lanes the diagram has room for, clients share one lane: each
+                    // still gets a row of its own, named by its address.
+                    label: match self.lanes.get(c.lane) {
+                        Some(lane) if lane.kind == LaneKind::Overflow => peer.to_string(),
+                        _ => self.label(c.lane).to_owned(),
+                    },
                     state,
                     silent_ms: silent_us / 1000,
                     countdown_ms: countdown_us / 1000,

@@ -738,6 +738,23 @@ fn liveness_counts_down_from_an_explicit_now_until_eviction() {
     assert_eq!(view(&f, 9_000).state, Liveness::Alive);
 }
 
+/// A class is more chat clients than the diagram has lanes: those that share the overflow
+/// lane are told apart in the liveness panel by their addresses.
+#[test]
+fn liveness_rows_past_the_lanes_are_named_by_their_addresses() {
+    let mut f = Feed::new();
+    for i in 0..(MAX_LANES as u16 + 8) {
+        let peer = addr(&format!("127.0.0.1:{}", 40_000 + i));
+        f.at(1_000, EventKind::ChatJoin { server: ServerName::Chat, peer, clients: 1, timeout_ms: 2_000 });
+    }
+    let rows = f.model.chat_clients(1_000_000);
+    assert_eq!(rows.len(), MAX_LANES + 8);
+    let labels: std::collections::HashSet<_> = rows.iter().map(|r| r.label.as_str()).collect();
+    assert_eq!(labels.len(), rows.len(), "every row says which client it is: {labels:?}");
+    assert!(labels.contains("127.0.0.1:40039"), "{labels:?}");
+    assert!(f.model.lanes().iter().any(|l| l.kind == LaneKind::Overflow));
+}
+
 #[test]
 fn outside_clients_get_their_own_lane_and_their_answers_count_as_received() {
     let mut f = Feed::new();
