@@ -11,12 +11,13 @@
 #           the CPU time (user + system, all threads, finished ones included) of a process,
 #           in clock ticks.
 # "${ON_SERVER[@]}" CMD... / "${ON_CLIENT[@]}" CMD...
-#           runs CMD as it is or, with PIN=1, pinned (taskset, which execs it: `$!` is still
-#           CMD's PID) to the last CPU for servers and the first for load generators. Unpinned, the scheduler moves a server and its client between
-#           the CPUs from one run to the next, and which arrangement a run lands in moves a
-#           2-core machine's figures more than what is measured (BENCHMARKS.md). Pinned, each
-#           server has a CPU of its own and is saturated by the load: its round trips a second
-#           are then its cost. Every server is pinned alike, so ratios stay fair.
+#           runs CMD pinned (taskset, which execs it: `$!` is still CMD's PID) to the last CPU
+#           for servers and to the first for load generators; with PIN=0, as it is. Unpinned,
+#           the scheduler places a server's threads and its client's anew every run, and which
+#           arrangement a run lands in moves a 2-core machine's figures more than what is
+#           measured (BENCHMARKS.md, "Pinning"). Pinned, each server has a CPU of its own and
+#           is saturated by the load: its round trips a second are then its cost. Every server
+#           is pinned alike, so ratios stay fair. A machine with one CPU is never pinned.
 
 PIDS=()
 cleanup() {
@@ -53,8 +54,11 @@ wait_for() {
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-PIN=${PIN:-0}
+PIN=${PIN:-1}
 LAST_CPU=$(($(nproc) - 1))
+if [ "$LAST_CPU" -lt 1 ] || ! command -v taskset >/dev/null; then
+    PIN=0
+fi
 ON_SERVER=()
 ON_CLIENT=()
 if [ "$PIN" = 1 ]; then

@@ -16,8 +16,8 @@
 # CPU time of each relay around each run comes from /proc/PID/stat.
 #
 # Usage: bench/recording.sh        (about 3 minutes once built)
-# Knobs: ROUNDS=16 DURATION=1s WARMUP=200ms FLOWS="16 256" EXPORT_EVERY=0.25 PIN=0
-#        (PIN=1: each server on a CPU of its own, see bench/lib.sh)
+# Knobs: ROUNDS=16 DURATION=1s WARMUP=200ms FLOWS="16 256" EXPORT_EVERY=0.25 PIN=1
+#        (PIN=1: each server on a CPU of its own, the load on another; see bench/lib.sh)
 # Results: bench/results/recording.jsonl (raw) and recording.md (table). Loopback only; every
 # load is bounded in time, and everything started here is stopped on exit.
 set -euo pipefail

@@ -16,8 +16,8 @@
 #   6. writes bench/results/results.md (tables and ratios) and prints it.
 #
 # Usage: bench/run.sh            (about 4 minutes once built)
-# Knobs: ROUNDS=12 DURATION=1s WARMUP=200ms FLOWS="1 16 256" CHAT_ROUNDS=2 WITH_UPPER=0 PIN=0 bench/run.sh
-#        (PIN=1: each server on a CPU of its own, see bench/lib.sh)
+# Knobs: ROUNDS=12 DURATION=1s WARMUP=200ms FLOWS="1 16 256" CHAT_ROUNDS=2 WITH_UPPER=0 PIN=1 bench/run.sh
+#        (PIN=1: each server on a CPU of its own, the load on another; see bench/lib.sh)
 #        WITH_UPPER=1 also measures the relay's upper server, the same work as the Python one.
 #
 # All traffic goes to 127.0.0.1, every load is bounded in time, and every process started here
@@ -69,10 +69,10 @@ PIDS+=("$RELAY_PID")
 "${ON_SERVER[@]}" "$BIN/tokio-echo" 127.0.0.1:0 >"$OUT/tokio-echo.out" 2>&1 &
 TOKIO_PID=$!
 PIDS+=("$TOKIO_PID")
-python3 -u bench/threading_udp_server.py 0 >"$OUT/python.out" 2>&1 &
+"${ON_SERVER[@]}" python3 -u bench/threading_udp_server.py 0 >"$OUT/python.out" 2>&1 &
 PYTHON_PID=$!
 PIDS+=("$PYTHON_PID")
-"$BIN/minimal-chat" 127.0.0.1:0 >"$OUT/minimal-chat.out" 2>&1 &
+"${ON_SERVER[@]}" "$BIN/minimal-chat" 127.0.0.1:0 >"$OUT/minimal-chat.out" 2>&1 &
 MINICHAT_PID=$!
 PIDS+=("$MINICHAT_PID")
 
