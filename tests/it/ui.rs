@@ -40,6 +40,31 @@ async fn configure_lossy(browser: &Browser, drop: &str, delay_ms: &str) {
     browser.wait_for_text("#log", &format!("delay_ms set to {delay_ms}"), WAIT).await;
 }
 
+/// A command the relay refuses is told in the page's language, followed by the relay's own
+/// words (they name its flags and numbers).
+#[tokio::test]
+async fn a_refused_command_is_told_in_the_pages_language() {
+    let relay = TestRelay::start().await;
+    let browser = page(&relay, "").await;
+    browser.click("#lang-btn").await;
+    browser.wait_for("html[lang=zh-CN] #status[data-conn=open]", Browser::LOAD).await;
+    open_socket(&browser, "a", "echo").await;
+    // The same name again (the form has moved on to the next one): the relay refuses it.
+    browser.fill("#open-name", "a").await;
+    browser.click("#open-btn").await;
+    let error = browser.wait_for_text("#error", "名字已被占用", WAIT).await;
+    assert!(error.starts_with("名字已被占用：") && error.contains("\"a\""), "{error}");
+    browser.click("#lang-btn").await;
+    browser.wait_for("html[lang=en] #status[data-conn=open]", Browser::LOAD).await;
+    open_socket(&browser, "b", "echo").await;
+    browser.fill("#open-name", "b").await;
+    browser.click("#open-btn").await;
+    let error = browser.wait_for_text("#error", "Name taken", WAIT).await;
+    assert!(error.starts_with("Name taken: ") && error.contains("\"b\""), "{error}");
+    browser.close().await;
+    relay.shutdown().await;
+}
+
 /// The texts of every log line matching `css`, oldest first.
 async fn log_texts(browser: &Browser, css: &str) -> Vec<String> {
     let script =

@@ -26,7 +26,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use protocol::{Command, EventKind, Scope, ServerMsg, ServerName};
+use protocol::{Command, ErrorCode, EventKind, Scope, ServerMsg, ServerName};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{
@@ -475,8 +475,20 @@ impl App {
                     self.show_lossy_setting(setting, *value);
                 }
             }
-            ServerMsg::Error { message, .. } => {
-                self.show_error(message);
+            ServerMsg::Error { code, message, .. } => {
+                let kind = word(match code {
+                    ErrorCode::BadJson => "err-bad_json",
+                    ErrorCode::UnknownOp => "err-unknown_op",
+                    ErrorCode::BadCommand => "err-bad_command",
+                    ErrorCode::UnknownSocket => "err-unknown_socket",
+                    ErrorCode::SocketExists => "err-socket_exists",
+                    ErrorCode::TargetNotAllowed => "err-target_not_allowed",
+                    ErrorCode::Limit => "err-limit",
+                    ErrorCode::Io => "err-io",
+                });
+                // What kind, in the page's language; then the relay's own words, which name its
+                // flags and numbers.
+                self.show_error(&fill("err-relay", &[&kind, message]));
             }
             ServerMsg::Bye { reason } => {
                 self.notice = fill("notice-bye", &[reason]);
