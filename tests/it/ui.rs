@@ -46,21 +46,17 @@ async fn configure_lossy(browser: &Browser, drop: &str, delay_ms: &str) {
 async fn a_refused_command_is_told_in_the_pages_language() {
     let relay = TestRelay::start().await;
     let browser = page(&relay, "").await;
-    browser.click("#lang-btn").await;
-    browser.wait_for("html[lang=zh-CN] #status[data-conn=open]", Browser::LOAD).await;
-    open_socket(&browser, "a", "echo").await;
-    // The same name again (the form has moved on to the next one): the relay refuses it.
-    browser.fill("#open-name", "a").await;
-    browser.click("#open-btn").await;
-    let error = browser.wait_for_text("#error", "名字已被占用", WAIT).await;
-    assert!(error.starts_with("名字已被占用：") && error.contains("\"a\""), "{error}");
-    browser.click("#lang-btn").await;
-    browser.wait_for("html[lang=en] #status[data-conn=open]", Browser::LOAD).await;
-    open_socket(&browser, "b", "echo").await;
-    browser.fill("#open-name", "b").await;
-    browser.click("#open-btn").await;
-    let error = browser.wait_for_text("#error", "Name taken", WAIT).await;
-    assert!(error.starts_with("Name taken: ") && error.contains("\"b\""), "{error}");
+    for (lang, name, kind) in [("zh-CN", "a", "名字已被占用："), ("en", "b", "Name taken: ")] {
+        // The switch reloads the page in the other language, a new session.
+        browser.click("#lang-btn").await;
+        browser.wait_for(&format!("html[lang={lang}] #status[data-conn=open]"), Browser::LOAD).await;
+        open_socket(&browser, name, "echo").await;
+        // The same name again (the form has moved on to the next one): the relay refuses it.
+        browser.fill("#open-name", name).await;
+        browser.click("#open-btn").await;
+        let error = browser.wait_for_text("#error", kind, WAIT).await;
+        assert!(error.starts_with(kind) && error.contains(&format!("\"{name}\"")), "{lang}: {error}");
+    }
     browser.close().await;
     relay.shutdown().await;
 }
