@@ -56,6 +56,7 @@ async fn a_refused_command_is_told_in_the_pages_language() {
         browser.click("#open-btn").await;
         let error = browser.wait_for_text("#error", kind, WAIT).await;
         assert!(error.starts_with(kind) && error.contains(&format!("\"{name}\"")), "{lang}: {error}");
+        browser.screenshot(&format!("ui-refused-{lang}")).await;
     }
     browser.close().await;
     relay.shutdown().await;
