@@ -116,7 +116,8 @@ struct Routes {
     /// `feeds.len()`, readable without the lock.
     count: AtomicUsize,
     /// Read on every routed event, written when a session or socket comes or goes. A
-    /// `std::sync::RwLock`: held for a map lookup and a `try_send`, never across an await.
+    /// `std::sync::RwLock`: held for a map lookup, the event's recording and a `try_send`,
+    /// never across an await.
     table: RwLock<Table>,
 }
 
