@@ -602,12 +602,22 @@ impl Session {
                     Scope::Own => self.all = None,
                 }
                 self.feed.pause(scope == Scope::All);
-                if history && let Some(recorded) = self.state.bus.history() {
+                if history && let Some(recorded) = self.state.bus.history().cloned() {
                     // The subscription above is open first, so nothing falls between the two;
-                    // what both hold goes out once, from the backlog.
-                    let events = recorded.events();
-                    let start = events.len().saturating_sub(BACKLOG);
-                    self.backlog = events[start..].to_vec();
+                    // what both hold goes out once, from the backlog. Thousands of events are
+                    // built again and written as JSON: away from the thread that runs the
+                    // servers, which go on meanwhile.
+                    let backlog = tokio::task::spawn_blocking(move || {
+                        let mut events = recorded.events();
+                        events.drain(..events.len().saturating_sub(BACKLOG));
+                        for event in &events {
+                            event.frame();
+                        }
+                        events
+                    });
+                    self.backlog = backlog
+                        .await
+                        .map_err(|_| refuse(ErrorCode::Io, "the relay could not read its history"))?;
                     self.sent = self.backlog.iter().map(|e| e.seq).collect();
                 }
                 Ok(())
