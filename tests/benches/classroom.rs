@@ -18,6 +18,8 @@
 //! the relay alone. It fails only if something could not be measured, never on a speed. Every
 //! loop is bounded in time.
 //!
+//! `CLASSROOM_RELAY_FLAGS="--threads 2"` passes more flags to the relay.
+//!
 //! With `CLASSROOM_PROFILE=FILE.cpuprofile` it also records projector 1's JavaScript and wasm
 //! with the DevTools sampling profiler (which slows it a little, so its frame rate is not the
 //! figure to quote), for DevTools' Performance panel or any `.cpuprofile` reader.
@@ -171,6 +173,7 @@ async fn main() {
             "0",
         ])
         .args(["--lossy-drop", "0.3", "--seed", "1"])
+        .args(std::env::var("CLASSROOM_RELAY_FLAGS").unwrap_or_default().split_whitespace())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
