@@ -162,6 +162,13 @@ struct Cli {
     /// Most requests with retries waiting for an answer on one socket.
     #[arg(long, value_name = "N", default_value_t = SessionLimits::default().pending_requests)]
     max_pending: usize,
+
+    /// Threads that run the servers, the browser tabs' sessions and their sockets. One spends
+    /// the least CPU per datagram, since nothing then waits on another core, and carries a
+    /// class of 100 with a fraction of a core; more pay off only when one core is not enough.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: u16,
 }
 
 #[derive(clap::Subcommand, Debug, Clone)]
@@ -266,7 +273,22 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match start(cli) {
+    // Reading a datagram, handling it, recording it and passing its event to the tabs that
+    // watch happen one after the other: on one thread they never hand over to another core
+    // (bench/bridge.sh, BENCHMARKS.md). Blocking work (exports, captures) has threads of its
+    // own either way.
+    let runtime = match cli.threads {
+        1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(usize::from(n)).enable_all().build(),
+    };
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the relay's threads: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(start(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -275,7 +297,6 @@ fn main() -> ExitCode {
     }
 }
 
-#[tokio::main]
 async fn start(cli: Cli) -> anyhow::Result<()> {
     if let Some(Action::ExportSite { dir }) = &cli.action {
         let lessons = relay::export::export_site(dir).await?;

@@ -179,8 +179,9 @@ async fn a_chat_message_too_long_to_wrap_reaches_nobody_and_says_so() {
 /// A page socket that anyone can send to (unconnected), flooded from outside: its session
 /// still answers its commands, and another session's round trips still come back. The
 /// session runs its sockets in its own task, so a flooded socket must not keep that task from
-/// its WebSocket, nor the runtime from anyone else.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// its WebSocket, nor the runtime from anyone else: on one thread, as the relay runs by default
+/// (`--threads 1`), everything here shares it.
+#[tokio::test]
 async fn a_flooded_page_socket_holds_up_neither_its_session_nor_another() {
     let relay = TestRelay::start().await;
     let mut flooded = connect(relay.http()).await;

@@ -181,6 +181,23 @@ async fn banner_prints_the_real_addresses_and_the_servers_answer_there() {
     assert_eq!(http_get(http, "/healthz").await.status, 200);
 }
 
+#[tokio::test]
+async fn on_more_threads_the_relay_serves_the_same() {
+    let mut args = FREE_PORTS.to_vec();
+    args.extend(["--threads", "3"]);
+    let mut relay = RelayProcess::spawn(&args);
+    let banner = relay.banner().await;
+    let client = udp_client().await;
+    let upper = banner.addr(ServerName::Upper);
+    within("sending to upper", client.send_to(b"three", upper)).await.expect("send");
+    assert_eq!(recv(&client).await, (b"THREE".to_vec(), upper));
+    let http = banner.http.expect("banner() returns only once it saw the URL");
+    assert_eq!(http_get(http, "/healthz").await.status, 200);
+    relay.terminate().await;
+    let (status, stderr) = relay.exit().await;
+    assert_eq!(status.code(), Some(0), "exit after SIGTERM; stderr:\n{stderr}");
+}
+
 #[cfg(unix)]
 #[tokio::test]
 async fn sigterm_sends_end_to_chat_clients_and_exits_zero() {
@@ -260,7 +277,7 @@ async fn a_port_in_use_error_gives_the_os_reason_once() {
 
 #[tokio::test]
 async fn bad_values_fail_with_a_clear_error_and_no_panic() {
-    let cases: [(&str, &str); 11] = [
+    let cases: [(&str, &str); 13] = [
         ("--lossy-drop", "1.5"),
         ("--lossy-drop", "half"),
         ("--chat-timeout", "soon"),
@@ -273,6 +290,8 @@ async fn bad_values_fail_with_a_clear_error_and_no_panic() {
         ("--link", "echo.out=loss:2"),
         ("--link", "echo.up=loss:0.1"),
         ("--link", "echo.out=delay:soon"),
+        ("--threads", "0"),
+        ("--threads", "many"),
     ];
     for (flag, value) in cases {
         let mut args = FREE_PORTS.to_vec();
@@ -327,6 +346,7 @@ async fn help_explains_every_flag() {
         "--chat-timeout",
         "--lossy-delay",
         "--lossy-jitter",
+        "--threads",
     ] {
         assert!(help.contains(flag), "--help does not mention {flag}:\n{help}");
     }

@@ -1,18 +1,20 @@
 //! `tokio-echo`: the smallest useful tokio UDP echo server, the yardstick for the relay's echo.
 //!
 //! One task, one socket, one buffer: `recv_from`, then `send_to` the same bytes back. It runs on
-//! the same runtime flavour as the relay (`#[tokio::main]`: multi-threaded, one worker per core),
-//! and like the relay's servers the loop is a spawned task, so the difference `bench/run.sh`
-//! measures is the relay's own per-datagram work (its driver, handler and event-bus check), not
-//! the runtime.
+//! the same runtime as the relay: one thread by default (the relay's `--threads 1`), or as many
+//! worker threads as its second argument says, like `--threads N`. The difference `bench/run.sh`
+//! measures is then the relay's own per-datagram work (its driver, handler and event-bus check),
+//! not the runtime.
 //!
-//! Why spawned: the future given to `#[tokio::main]` runs on the main thread, which is not a
-//! runtime worker. The socket's readiness is then noticed by a worker and handed to the main
-//! thread with a cross-thread wake-up for every datagram. On the 2-core benchmark machine that
-//! made the same loop about 1.5x slower, which would flatter the relay.
+//! With more than one thread the loop is a spawned task, as the relay's servers are: the future
+//! given to `block_on` runs on the main thread, which is not a runtime worker, and the socket's
+//! readiness would then be noticed by a worker and handed to the main thread with a
+//! cross-thread wake-up for every datagram (about 1.5x slower on the 2-core benchmark machine,
+//! which would flatter the relay).
 //!
 //! ```text
 //! tokio-echo 127.0.0.1:0      # prints "tokio-echo listening udp://127.0.0.1:PORT"
+//! tokio-echo 127.0.0.1:0 2    # on two worker threads, to set beside `relay --threads 2`
 //! ```
 //!
 //! It stops on Ctrl-C or SIGTERM, like the relay.
@@ -22,21 +24,35 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use tokio::net::UdpSocket;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let addr: SocketAddr = match std::env::args().nth(1) {
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let addr: SocketAddr = match args.next() {
         Some(text) => text.parse().with_context(|| format!("{text:?} is not an address like 127.0.0.1:0"))?,
         None => "127.0.0.1:0".parse().context("the default address parses")?,
     };
-    let socket = UdpSocket::bind(addr).await.with_context(|| format!("cannot bind UDP {addr}"))?;
-    // Rust's stdout is line-buffered, so a script reading this line sees it at once.
-    println!("tokio-echo listening udp://{}", socket.local_addr()?);
-
-    // On a worker thread, like the relay's servers (see the file's doc).
-    let server = tokio::spawn(echo(socket));
-    stop_signal().await;
-    server.abort();
-    Ok(())
+    let threads: usize = match args.next() {
+        Some(text) => text
+            .parse()
+            .ok()
+            .filter(|&n| n >= 1)
+            .with_context(|| format!("{text:?} is not a thread count"))?,
+        None => 1,
+    };
+    let runtime = match threads {
+        1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
+    }
+    .context("cannot start the runtime")?;
+    runtime.block_on(async {
+        let socket = UdpSocket::bind(addr).await.with_context(|| format!("cannot bind UDP {addr}"))?;
+        // Rust's stdout is line-buffered, so a script reading this line sees it at once.
+        println!("tokio-echo listening udp://{}", socket.local_addr()?);
+        // A task of its own, like the relay's servers (see the file's doc).
+        let server = tokio::spawn(echo(socket));
+        stop_signal().await;
+        server.abort();
+        Ok(())
+    })
 }
 
 /// The whole server. Errors (such as ECONNREFUSED reported for an earlier send to a client that
