@@ -288,7 +288,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(start(cli)) {
+    // On a thread of its own rather than the main one: glibc gives the main thread the heap
+    // that grows with brk and shrinks only from its top, and a class's worth of events freed
+    // in between stayed resident (34 MB against 21 MB, `--bench classroom`).
+    let relay = std::thread::Builder::new().name("relay".into()).spawn(move || runtime.block_on(start(cli)));
+    let ran = match relay.map(std::thread::JoinHandle::join) {
+        Ok(Ok(ran)) => ran,
+        Ok(Err(_)) => Err(anyhow::anyhow!("the relay's thread panicked")),
+        Err(e) => Err(anyhow::anyhow!("cannot start the relay's thread: {e}")),
+    };
+    match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
