@@ -190,6 +190,10 @@ impl Addr {
 trait Owner {
     /// Whether the entry owns its bytes; `None` for one that has none.
     fn owns(&mut self) -> Option<&mut bool>;
+    /// The `seq` of the event the entry holds, if it holds one.
+    fn seq(&self) -> Option<u64>;
+    /// How many of the arena's bytes the entry owns.
+    fn owned_bytes(&self) -> usize;
 }
 
 /// A ring of entries, each numbered in order, with the arena of their bytes.
@@ -198,6 +202,11 @@ struct Ring<T> {
     entries: VecDeque<T>,
     /// The most entries it holds: once grown to it, it takes no more room.
     limit: usize,
+    /// The most entries readers see, the newest: a full ring lets its oldest go a batch at a
+    /// time (see [`evict_batch`]), so it may hold more than it shows.
+    shown: usize,
+    /// How many entries a full ring lets go at once.
+    batch: usize,
     bytes: Arena,
     /// Entries ever pushed: the newest entry is number `pushed - 1`.
     pushed: u64,
@@ -211,10 +220,15 @@ struct Ring<T> {
 }
 
 impl<T: Owner> Ring<T> {
-    fn new(entries: usize, bytes: usize) -> Self {
+    /// A ring showing `shown` entries, holding a batch more.
+    fn new(shown: usize, bytes: usize) -> Self {
+        let batch = evict_batch(shown);
+        let entries = shown.saturating_add(batch);
         Self {
             entries: VecDeque::with_capacity(entries.min(4_096)),
             limit: entries,
+            shown,
+            batch,
             bytes: Arena::new(bytes),
             pushed: 0,
             last_owner: None,
@@ -226,6 +240,40 @@ impl<T: Owner> Ring<T> {
     /// The number of the oldest entry kept.
     fn first(&self) -> u64 {
         self.pushed - self.entries.len() as u64
+    }
+
+    /// The number of the oldest entry readers see.
+    fn first_shown(&self) -> u64 {
+        self.pushed - self.entries.len().min(self.shown) as u64
+    }
+
+    /// The horizon readers see: that of the entries pushed out, and of those kept but not shown.
+    fn horizon_shown(&self) -> u64 {
+        let hidden = self.entries.len().saturating_sub(self.shown);
+        self.entries.iter().take(hidden).filter_map(T::seq).fold(self.horizon, u64::max)
+    }
+
+    /// Lets the oldest entries go if the ring is full, a batch of them: read one after the
+    /// other, they come from memory as a stream rather than one cold line per entry, and the
+    /// new entries are then written where the caches just held the old ones.
+    fn make_room(&mut self) {
+        if self.entries.len() >= self.limit {
+            for _ in 0..self.batch {
+                if !self.pop_oldest() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Lets the oldest entry go, with the bytes it owns; false if there was none.
+    fn pop_oldest(&mut self) -> bool {
+        let Some(old) = self.entries.pop_front() else { return false };
+        self.bytes.pop(old.owned_bytes());
+        if let Some(seq) = old.seq() {
+            self.horizon = self.horizon.max(seq);
+        }
+        true
     }
 
     fn get(&self, number: u64) -> Option<&T> {
@@ -311,6 +359,14 @@ impl Owner for SeenAt {
     fn owns(&mut self) -> Option<&mut bool> {
         Some(&mut self.owns)
     }
+
+    fn seq(&self) -> Option<u64> {
+        self.event.map(|e| e.seq)
+    }
+
+    fn owned_bytes(&self) -> usize {
+        if self.owns { self.len as usize } else { 0 }
+    }
 }
 
 /// An event's entry. The events about a datagram that a server or a session's socket read or
@@ -335,6 +391,23 @@ impl Owner for Kept {
             Kept::Datagram(d) => Some(&mut d.owns),
             Kept::Client(c) => Some(&mut c.owns),
             Kept::Other { .. } | Kept::Shared(_) => None,
+        }
+    }
+
+    fn seq(&self) -> Option<u64> {
+        Some(match self {
+            Kept::Datagram(d) => d.seq,
+            Kept::Client(c) => c.seq,
+            Kept::Other { seq, .. } => *seq,
+            Kept::Shared(event) => event.seq,
+        })
+    }
+
+    fn owned_bytes(&self) -> usize {
+        match self {
+            Kept::Datagram(d) if d.owns => usize::from(d.preview_len),
+            Kept::Client(c) if c.owns => c.text_len(),
+            _ => 0,
         }
     }
 }
@@ -622,7 +695,9 @@ impl History {
             limits,
             epoch,
             epoch_wall_us,
-            events: Mutex::new(Ring::new(limits.events, preview_bytes)),
+            // `events` merges both rings and keeps the newest `--history` events: the events
+            // ring may show all it holds.
+            events: Mutex::new(Ring::new(limits.events, preview_bytes).showing_all()),
             datagrams: Mutex::new(Ring::new(limits.events, limits.bytes)),
         }
     }
@@ -641,26 +716,7 @@ impl History {
         }
         let Ok(mut events) = self.events.lock() else { return };
         let events = &mut *events;
-        if events.entries.len() >= self.limits.events
-            && let Some(old) = events.entries.pop_front()
-        {
-            let seq = match old {
-                Kept::Datagram(old) if old.owns => {
-                    events.bytes.pop(usize::from(old.preview_len));
-                    old.seq
-                }
-                Kept::Datagram(old) => old.seq,
-                Kept::Client(old) => {
-                    if old.owns {
-                        events.bytes.pop(old.text_len());
-                    }
-                    old.seq
-                }
-                Kept::Other { seq, .. } => seq,
-                Kept::Shared(event) => event.seq,
-            };
-            events.horizon = events.horizon.max(seq);
-        }
+        events.make_room();
         let kept = match DatagramEvent::of(seq, t_us, kind) {
             Some((mut event, preview)) => {
                 event.at = events.bytes_for_next(preview);
@@ -719,15 +775,9 @@ impl History {
         let t_us = u64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX);
         let Ok(mut seen) = self.datagrams.lock() else { return };
         let seen = &mut *seen;
-        while seen.entries.len() >= self.limits.events || seen.bytes.len() + bytes.len() > self.limits.bytes {
-            let Some(old) = seen.entries.pop_front() else { break };
-            if old.owns {
-                seen.bytes.pop(old.len as usize);
-            }
-            if let Some(event) = old.event {
-                seen.horizon = seen.horizon.max(event.seq);
-            }
-        }
+        seen.make_room();
+        // The byte budget is kept exactly, one datagram at a time.
+        while seen.bytes.len() + bytes.len() > self.limits.bytes && seen.pop_oldest() {}
         let at = seen.bytes_for_next(bytes);
         let (from, to) = (Addr::new(from), Addr::new(to));
         let wall_us = self.wall_us(t_us);
@@ -823,7 +873,7 @@ impl History {
     /// One datagram, if it is still kept. A scan: asked when a person clicks a datagram.
     pub fn datagram(&self, dg: Dg) -> Option<Seen> {
         let seen = self.datagrams.lock().ok()?;
-        let entry = seen.entries.iter().rev().find(|s| s.dg == dg && s.sent)?;
+        let entry = seen.entries.iter().rev().take(seen.shown).find(|s| s.dg == dg && s.sent)?;
         seen.read(entry)
     }
 }
@@ -842,12 +892,12 @@ fn read_in_slices<T: Owner>(
     const SLICE: usize = 1 << 20;
     const ENTRY: usize = SLICE / 256;
     let mut horizon = 0;
-    let (first, pushed) = ring.lock().map(|r| (r.first(), r.pushed)).unwrap_or_default();
+    let (first, pushed) = ring.lock().map(|r| (r.first_shown(), r.pushed)).unwrap_or_default();
     let (mut next, end) = (first.max(numbers.start), pushed.min(numbers.end));
     while next < end {
         let Ok(ring) = ring.lock() else { break };
-        next = next.max(ring.first());
-        horizon = ring.horizon;
+        next = next.max(ring.first_shown());
+        horizon = ring.horizon_shown();
         let mut spent = 0;
         while next < end && spent < SLICE {
             if let Some(entry) = ring.get(next) {
@@ -858,6 +908,20 @@ fn read_in_slices<T: Owner>(
         }
     }
     horizon
+}
+
+impl Ring<Kept> {
+    /// Shows readers every entry it holds.
+    fn showing_all(mut self) -> Self {
+        self.shown = usize::MAX;
+        self
+    }
+}
+
+/// How many of its oldest entries a full ring lets go at once: a few dozen, never more than a
+/// sixteenth of what it shows.
+fn evict_batch(limit: usize) -> usize {
+    (limit / 16).clamp(1, 64)
 }
 
 impl Ring<SeenAt> {
@@ -916,11 +980,15 @@ mod tests {
     fn events_are_bounded_and_come_back_in_seq_order() {
         let history = History::new(HistoryLimits { events: 2, bytes: 10 }, Instant::now());
         let end = protocol::EventKind::ChatEnd { server: protocol::ServerName::Chat, clients: 0 };
-        history.record_event(3, 30, &end, None);
-        history.record_event(2, 20, &end, None);
-        history.record_event(1, 10, &end, None);
+        // Pushed out of order, as servers on several threads may: the newest two by number
+        // come back, in order, whichever was pushed first.
+        for seq in [3, 2, 1, 6, 5, 4] {
+            history.record_event(seq, seq * 10, &end, None);
+        }
         let seqs: Vec<_> = history.events().iter().map(|e| (e.seq, e.t_us)).collect();
-        assert_eq!(seqs, [(1, 10), (2, 20)]);
+        assert_eq!(seqs, [(5, 50), (6, 60)]);
+        let kept = history.events.lock().expect("lock").entries.len();
+        assert!(kept <= 2 + evict_batch(2), "{kept} entries kept for a limit of 2");
     }
 
     #[test]
@@ -1056,7 +1124,10 @@ mod tests {
         let back: Vec<_> = history.events().iter().map(|e| e.kind.clone()).collect();
         assert_eq!(back, kinds[2..]);
         let events = history.events.lock().expect("lock");
-        assert_eq!(events.entries.iter().filter(|k| matches!(k, Kept::Client(_))).count(), 5);
+        // The ring holds one entry more than the limit of 6 here (a batch, see `evict_batch`):
+        // `kinds[1..]`, compact but for the last.
+        assert_eq!(events.entries.len(), 7);
+        assert_eq!(events.entries.iter().filter(|k| matches!(k, Kept::Client(_))).count(), 6);
         let owned = events.entries.iter().map(|k| match k {
             Kept::Client(c) if c.owns => c.text_len(),
             _ => 0,
@@ -1071,8 +1142,13 @@ mod tests {
         for dg in 1..=6_000 {
             history.record_datagram(dg, epoch, addr(1), addr(2), b"x");
         }
+        let shown: Vec<Dg> = history.datagrams().iter().map(|s| s.dg).collect();
+        assert_eq!(shown, (1_001..=6_000).collect::<Vec<_>>(), "exactly the newest 5,000 are shown");
+        assert!(history.datagram(1_000).is_none(), "nor is an older one found");
         let seen = history.datagrams.lock().expect("lock");
-        assert_eq!((seen.entries.len(), seen.entries.capacity()), (5_000, 5_000));
+        // Room for a batch more than it shows (see `evict_batch`), and no more.
+        assert_eq!(seen.entries.capacity(), 5_000 + evict_batch(5_000));
+        assert!(seen.entries.len() <= seen.entries.capacity());
     }
 
     #[test]
@@ -1284,6 +1360,29 @@ mod tests {
         // event 5, the last one pushed out.
         let seqs: Vec<_> = history.events().iter().map(|e| e.seq).collect();
         assert_eq!(seqs, [6, 7, 8, 9, 10]);
+    }
+
+    /// A datagram the ring still holds but no longer shows (it lets its oldest go a batch at a
+    /// time) counts as gone, its event too: the history starts after it, without a gap.
+    #[test]
+    fn a_datagram_kept_but_not_shown_leaves_no_gap() {
+        let epoch = Instant::now();
+        let history = History::new(HistoryLimits { events: 16, bytes: 1 << 20 }, epoch);
+        let end = || EventKind::ChatEnd { server: ServerName::Chat, clients: 0 };
+        for seq in 1..=4 {
+            history.record_event(seq, 0, &end(), None);
+        }
+        history.record_datagram(1, epoch, addr(5000), addr(10004), b"a");
+        history.record_event(5, 0, &recv(1, b"a"), None);
+        for (dg, seq) in (2..=17).zip(6..) {
+            history.record_datagram(dg, epoch, addr(5000), addr(10004), b"b");
+            if seq <= 20 {
+                history.record_event(seq, 0, &end(), None);
+            }
+        }
+        assert_eq!(history.datagrams.lock().expect("lock").entries.len(), 17, "datagram 1 is held");
+        let seqs: Vec<_> = history.events().iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (6..=20).collect::<Vec<_>>());
     }
 
     /// An event the bus built for someone watching is kept by sharing it, not by copying it.
