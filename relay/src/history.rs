@@ -33,6 +33,13 @@ pub struct HistoryLimits {
     pub bytes: usize,
 }
 
+impl HistoryLimits {
+    /// The most events `--history` may keep. A million take about 230 MB for the two rings'
+    /// entries (112 bytes each), and more for previews: 1.3 GB at worst, were every event to
+    /// carry a full preview and long names. Datagram payloads stay within `bytes`.
+    pub const MAX_EVENTS: usize = 1_000_000;
+}
+
 impl Default for HistoryLimits {
     fn default() -> Self {
         Self { events: 5_000, bytes: 64 << 20 }

@@ -119,8 +119,9 @@ struct Cli {
     max_crowd: u32,
 
     /// Events and datagrams the relay keeps for /api/capture.pcapng, /api/events.jsonl and
-    /// the projector's backlog; 0 turns recording off.
-    #[arg(long, value_name = "N", default_value_t = relay::history::HistoryLimits::default().events)]
+    /// the projector's backlog, up to 1,000,000; 0 turns recording off.
+    #[arg(long, value_name = "N", default_value_t = relay::history::HistoryLimits::default().events,
+          value_parser = parse_history)]
     history: usize,
 
     /// Also write every datagram into this pcapng file as it happens (a quarter of a second
@@ -194,6 +195,14 @@ fn parse_session_limit(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(n) if (1..=100_000).contains(&n) => Ok(n),
         _ => Err(format!("{s:?} is not a number of sessions from 1 to 100000")),
+    }
+}
+
+fn parse_history(s: &str) -> Result<usize, String> {
+    let max = relay::history::HistoryLimits::MAX_EVENTS;
+    match s.trim().parse::<usize>() {
+        Ok(n) if n <= max => Ok(n),
+        _ => Err(format!("{s:?} is not a number of events from 0 (recording off) to {max}")),
     }
 }
 

@@ -277,7 +277,7 @@ async fn a_port_in_use_error_gives_the_os_reason_once() {
 
 #[tokio::test]
 async fn bad_values_fail_with_a_clear_error_and_no_panic() {
-    let cases: [(&str, &str); 13] = [
+    let cases: [(&str, &str); 14] = [
         ("--lossy-drop", "1.5"),
         ("--lossy-drop", "half"),
         ("--chat-timeout", "soon"),
@@ -292,6 +292,7 @@ async fn bad_values_fail_with_a_clear_error_and_no_panic() {
         ("--link", "echo.out=delay:soon"),
         ("--threads", "0"),
         ("--threads", "many"),
+        ("--history", "2000000"),
     ];
     for (flag, value) in cases {
         let mut args = FREE_PORTS.to_vec();
