@@ -696,8 +696,10 @@ impl History {
         let since_epoch = epoch.elapsed();
         let epoch_wall_us = u64::try_from(now_wall.saturating_sub(since_epoch).as_micros()).unwrap_or(0);
         // Previews are at most 256 bytes, 512 as hex; a session socket's event keeps its
-        // session's, its socket's and its request's names too, under 255 bytes each.
-        let preview_bytes = limits.events.saturating_mul(2 * protocol::PREVIEW_BYTES + 3 * 254);
+        // session's, its socket's and its request's names too, under 255 bytes each. The ring
+        // holds a batch more than it shows.
+        let held = limits.events.saturating_add(evict_batch(limits.events));
+        let preview_bytes = held.saturating_mul(2 * protocol::PREVIEW_BYTES + 3 * 254);
         Self {
             limits,
             epoch,
@@ -751,7 +753,9 @@ impl History {
         let Some((facts, payload)) = ServerFacts::of(kind) else { return false };
         let Ok(mut seen) = self.datagrams.lock() else { return false };
         let seen = &mut *seen;
-        let Some(entry) = seen.entries.iter_mut().rev().take(RECENT).find(|e| e.dg == facts.dg) else {
+        // Among the entries shown only: one held but no longer shown counts as gone.
+        let recent = RECENT.min(seen.shown);
+        let Some(entry) = seen.entries.iter_mut().rev().take(recent).find(|e| e.dg == facts.dg) else {
             return false;
         };
         let event = ServerEvent {
@@ -925,8 +929,8 @@ impl Ring<Kept> {
     }
 }
 
-/// How many of its oldest entries a full ring lets go at once: a few dozen, never more than a
-/// sixteenth of what it shows.
+/// How many of its oldest entries a full ring lets go at once: a sixteenth of what it shows,
+/// at least one and at most 64.
 fn evict_batch(limit: usize) -> usize {
     (limit / 16).clamp(1, 64)
 }
@@ -1390,6 +1394,21 @@ mod tests {
         assert_eq!(history.datagrams.lock().expect("lock").entries.len(), 17, "datagram 1 is held");
         let seqs: Vec<_> = history.events().iter().map(|e| e.seq).collect();
         assert_eq!(seqs, (6..=20).collect::<Vec<_>>());
+    }
+
+    /// The event of a datagram held but no longer shown is not joined to it (where it would be
+    /// hidden too), but kept on its own, as if the datagram were gone.
+    #[test]
+    fn an_event_is_not_joined_to_a_datagram_no_longer_shown() {
+        let epoch = Instant::now();
+        let history = History::new(HistoryLimits { events: 2, bytes: 1 << 20 }, epoch);
+        for dg in 1..=3 {
+            history.record_datagram(dg, epoch, addr(5000), addr(10004), b"a");
+        }
+        assert_eq!(history.datagrams.lock().expect("lock").entries.len(), 3, "datagram 1 is held");
+        history.record_event(7, 0, &recv(1, b"a"), None);
+        let seqs: Vec<_> = history.events().iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [7]);
     }
 
     /// An event the bus built for someone watching is kept by sharing it, not by copying it.

@@ -615,9 +615,11 @@ impl Session {
                         }
                         events
                     });
-                    self.backlog = backlog
-                        .await
-                        .map_err(|_| refuse(ErrorCode::Io, "the relay could not read its history"))?;
+                    // The subscription is made by now: without its backlog if that failed.
+                    self.backlog = backlog.await.unwrap_or_else(|e| {
+                        tracing::error!(session = %self.id, "the history's backlog could not be read: {e}");
+                        Vec::new()
+                    });
                     self.sent = self.backlog.iter().map(|e| e.seq).collect();
                 }
                 Ok(())

@@ -357,8 +357,9 @@ impl Io<'_> {
     /// `server_send` per datagram that asked for one.
     async fn flush<H: DatagramHandler>(&mut self, cx: &mut Cx, handler: &mut H) {
         // Most turns of the loop leave nothing to flush (a session polls its sockets after every
-        // command): those cost no clock read.
-        if cx.events.is_empty() && cx.out.is_empty() {
+        // command): those cost no clock read. (Bytes queued for no one, a broadcast to an
+        // empty chat, are still let go below.)
+        if cx.events.is_empty() && cx.out.is_empty() && cx.buf.is_empty() {
             return;
         }
         let now = Instant::now();
@@ -558,5 +559,29 @@ impl ErrorLog {
         tracing::warn!(server, suppressed = self.suppressed, "{what} failed: {e}");
         self.last = Some(now);
         self.suppressed = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::udp::echo::Echo;
+
+    /// A broadcast to nobody (a chat with no one registered) queues its bytes and no datagram:
+    /// the flush after it lets the bytes go, or every such message would keep its own.
+    #[tokio::test]
+    async fn a_flush_lets_go_of_bytes_queued_for_no_one() {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let local = socket.local_addr().expect("address");
+        let bus = EventBus::new(Instant::now());
+        let mut io = Io { socket: &socket, peer: None, bus: &bus, errors: ErrorLog::default(), wire: None };
+        let mut cx = Cx::new(Some(ServerName::Chat), local);
+        let mut handler = Echo;
+        for _ in 0..3 {
+            cx.send_to_all(std::iter::empty(), b"nobody hears this");
+            let flushed = tokio::time::timeout(Duration::from_secs(5), io.flush(&mut cx, &mut handler));
+            flushed.await.expect("a flush of nothing to send finishes at once");
+            assert!(cx.buf.is_empty(), "{} bytes kept for no one", cx.buf.len());
+        }
     }
 }
