@@ -14,6 +14,7 @@ use super::MAX_DATAGRAM;
 use super::control::{Control, LinkChange};
 use super::handler::{Cx, DatagramHandler, Report, Undelivered, Why};
 use super::link::{LinkError, Packet, Wire};
+use super::sys;
 use crate::bus::EventBus;
 
 /// Queued datagrams and payload bytes a socket keeps room for between steps.
@@ -94,8 +95,9 @@ async fn run<H: DatagramHandler>(
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
 
     cx.observed = bus.is_observed();
-    handler.on_start(&mut cx, Instant::now());
-    io.flush(&mut cx, &mut handler).await;
+    let started = Instant::now();
+    handler.on_start(&mut cx, started);
+    io.flush(&mut cx, &mut handler, started).await;
 
     // Looked at again only once it has woken: polling a cancellation takes two locks, and the
     // loop below turns once a datagram.
@@ -114,7 +116,9 @@ async fn run<H: DatagramHandler>(
             }
             armed_for = deadline;
         }
-        tokio::select! {
+        // Each step reads the clock once: what it sends and reports is stamped with when it
+        // began.
+        let now = tokio::select! {
             biased;
             _ = &mut cancelled => break,
             // Control comes before traffic: a server flooded with datagrams still answers a
@@ -159,6 +163,7 @@ async fn run<H: DatagramHandler>(
                     }
                     Control::Command(command) => handler.on_command(&mut cx, now, command),
                 }
+                now
             }
             // Timers come before traffic too: a flood of datagrams must not hold back a held
             // datagram's release, a delayed answer or an eviction.
@@ -171,23 +176,29 @@ async fn run<H: DatagramHandler>(
                     handler.on_tick(&mut cx, now);
                 }
                 io.release_due(&mut handler, &mut cx, now).await;
+                now
             }
-            received = socket.recv_from(&mut buf) => {
+            received = sys::recv_from(&socket, &mut buf) => {
                 cx.observed = bus.is_observed();
-                io.received(&mut handler, &mut cx, &buf, received);
+                let mut now = Instant::now();
+                io.received(&mut handler, &mut cx, now, &buf, received);
                 // Datagrams come in bursts when many peers talk at once. Handle the ones
                 // already queued straight away, each answered before the next is read,
                 // instead of going round the select! (and its wake-up bookkeeping) for each.
                 for _ in 1..RECV_BURST {
-                    io.flush(&mut cx, &mut handler).await;
-                    match socket.try_recv_from(&mut buf) {
+                    io.flush(&mut cx, &mut handler, now).await;
+                    match sys::try_recv_from(&socket, &mut buf) {
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        received => io.received(&mut handler, &mut cx, &buf, received),
+                        received => {
+                            now = Instant::now();
+                            io.received(&mut handler, &mut cx, now, &buf, received);
+                        }
                     }
                 }
+                now
             }
-        }
-        io.flush(&mut cx, &mut handler).await;
+        };
+        io.flush(&mut cx, &mut handler, now).await;
     }
 
     // Handle what has already arrived, without waiting for more. This asks the kernel
@@ -220,11 +231,12 @@ async fn run<H: DatagramHandler>(
     };
     let mut io = Io { socket: &socket, peer, bus: &bus, errors, wire };
     for (from, payload) in drained {
-        io.received(&mut handler, &mut cx, &payload, Ok((payload.len(), from)));
+        io.received(&mut handler, &mut cx, Instant::now(), &payload, Ok((payload.len(), from)));
     }
-    handler.on_stop(&mut cx, Instant::now());
+    let stopped = Instant::now();
+    handler.on_stop(&mut cx, stopped);
     // What the wire still holds is lost with the link: only what is due goes out.
-    io.flush(&mut cx, &mut handler).await;
+    io.flush(&mut cx, &mut handler, stopped).await;
 }
 
 /// What the driver's I/O steps share: the socket, its peer if connected, the bus, the log,
@@ -244,10 +256,10 @@ impl Io<'_> {
         &mut self,
         handler: &mut H,
         cx: &mut Cx,
+        now: Instant,
         buf: &[u8],
         received: io::Result<(usize, SocketAddr)>,
     ) {
-        let now = Instant::now();
         let (len, from) = match received {
             Ok(got) => got,
             Err(e) if is_refusal(&e) => return handler.on_refused(cx, now, self.peer),
@@ -354,15 +366,14 @@ impl Io<'_> {
     }
 
     /// Sends everything queued, then publishes the events: the handler's first, then one
-    /// `server_send` per datagram that asked for one.
-    async fn flush<H: DatagramHandler>(&mut self, cx: &mut Cx, handler: &mut H) {
+    /// `server_send` per datagram that asked for one. `now` is when the step began.
+    async fn flush<H: DatagramHandler>(&mut self, cx: &mut Cx, handler: &mut H, now: Instant) {
         // Most turns of the loop leave nothing to flush (a session polls its sockets after every
-        // command): those cost no clock read. (Bytes queued for no one, a broadcast to an
-        // empty chat, are still let go below.)
+        // command). (Bytes queued for no one, a broadcast to an empty chat, are still let go
+        // below.)
         if cx.events.is_empty() && cx.out.is_empty() && cx.buf.is_empty() {
             return;
         }
-        let now = Instant::now();
         for event in cx.events.drain(..) {
             self.bus.emit(now, event);
         }
@@ -510,20 +521,9 @@ impl Io<'_> {
     }
 
     /// Sends one datagram. A connected socket must use send(): it can only talk to its peer
-    /// anyway. Try the plain non-blocking call first (a chat broadcast is thousands of them in
-    /// a row) and wait for the socket only when the kernel's send buffer is full.
+    /// anyway.
     async fn send(&self, bytes: &[u8], to: SocketAddr) -> io::Result<usize> {
-        let tried = match self.peer {
-            Some(_) => self.socket.try_send(bytes),
-            None => self.socket.try_send_to(bytes, to),
-        };
-        match tried {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => match self.peer {
-                Some(_) => self.socket.send(bytes).await,
-                None => self.socket.send_to(bytes, to).await,
-            },
-            other => other,
-        }
+        sys::send(self.socket, self.peer.is_some(), bytes, to).await
     }
 }
 
@@ -579,7 +579,8 @@ mod tests {
         let mut handler = Echo;
         for _ in 0..3 {
             cx.send_to_all(std::iter::empty(), b"nobody hears this");
-            let flushed = tokio::time::timeout(Duration::from_secs(5), io.flush(&mut cx, &mut handler));
+            let flushed =
+                tokio::time::timeout(Duration::from_secs(5), io.flush(&mut cx, &mut handler, Instant::now()));
             flushed.await.expect("a flush of nothing to send finishes at once");
             assert!(cx.buf.is_empty(), "{} bytes kept for no one", cx.buf.len());
         }

@@ -15,6 +15,7 @@
 //! - [`control`]: live settings and commands for a running handler.
 //! - [`identity`]: the `dg` every datagram is named by, from its send to its arrival.
 //! - [`link`]: the impaired link in front of each server, one per direction.
+//! - `sys`: the driver's sends and receives, as plain system calls on Linux.
 //! - the servers: [`echo`], [`upper`], [`chat`], [`lossy`].
 
 pub mod chat;
@@ -25,6 +26,7 @@ pub mod handler;
 pub mod identity;
 pub mod link;
 pub mod lossy;
+mod sys;
 pub mod upper;
 
 pub use control::{Control, LinkChange, Setting, SettingError};
