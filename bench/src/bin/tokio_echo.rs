@@ -13,9 +13,14 @@
 //! which would flatter the relay).
 //!
 //! ```text
-//! tokio-echo 127.0.0.1:0      # prints "tokio-echo listening udp://127.0.0.1:PORT"
-//! tokio-echo 127.0.0.1:0 2    # on two worker threads, to set beside `relay --threads 2`
+//! tokio-echo 127.0.0.1:0          # prints "tokio-echo listening udp://127.0.0.1:PORT"
+//! tokio-echo 127.0.0.1:0 2        # on two worker threads, to set beside `relay --threads 2`
+//! tokio-echo 127.0.0.1:0 1 mmsg   # Linux: up to 32 datagrams a system call each way
 //! ```
+//!
+//! `mmsg` reads with `recvmmsg` and answers with `sendmmsg`: an experiment, kept so it can be
+//! run again, in what batching the system calls would save (BENCHMARKS.md, "The driver's
+//! system calls": the calls halve, the CPU per round trip does not move).
 //!
 //! It stops on Ctrl-C or SIGTERM, like the relay.
 
@@ -38,6 +43,11 @@ fn main() -> anyhow::Result<()> {
             .with_context(|| format!("{text:?} is not a thread count"))?,
         None => 1,
     };
+    let batched = match args.next().as_deref() {
+        None => false,
+        Some("mmsg") if cfg!(target_os = "linux") => true,
+        Some(other) => anyhow::bail!("{other:?} is not a mode; the one there is, on Linux, is mmsg"),
+    };
     let runtime = match threads {
         1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
         n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
@@ -48,7 +58,11 @@ fn main() -> anyhow::Result<()> {
         // Rust's stdout is line-buffered, so a script reading this line sees it at once.
         println!("tokio-echo listening udp://{}", socket.local_addr()?);
         // A task of its own, like the relay's servers (see the file's doc).
-        let server = tokio::spawn(echo(socket));
+        let server = match batched {
+            #[cfg(target_os = "linux")]
+            true => tokio::spawn(batch::echo(socket)),
+            _ => tokio::spawn(echo(socket)),
+        };
         stop_signal().await;
         server.abort();
         Ok(())
@@ -63,6 +77,62 @@ async fn echo(socket: UdpSocket) {
     loop {
         if let Ok((len, peer)) = socket.recv_from(&mut buf).await {
             let _ = socket.send_to(&buf[..len], peer).await;
+        }
+    }
+}
+
+/// The echo with batched system calls (the `mmsg` mode).
+#[cfg(target_os = "linux")]
+mod batch {
+    use std::cell::RefCell;
+    use std::io::{self, IoSlice, IoSliceMut};
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
+    use tokio::io::Interest;
+    use tokio::net::UdpSocket;
+
+    const BATCH: usize = 32;
+
+    thread_local! {
+        // nix's headers hold raw pointers, so they may not cross an `.await` in a task that
+        // can move between threads; they live here and are only touched inside one call.
+        // The server has one socket, of one address family, so the address lengths the
+        // kernel writes back into them always fit the next call.
+        static HEADERS: RefCell<(MultiHeaders<SockaddrStorage>, MultiHeaders<SockaddrStorage>)> =
+            RefCell::new((MultiHeaders::preallocate(BATCH, None), MultiHeaders::preallocate(BATCH, None)));
+    }
+
+    pub async fn echo(socket: UdpSocket) {
+        let fd = socket.as_raw_fd();
+        let mut bufs = vec![vec![0u8; 65_536]; BATCH];
+        let mut got: Vec<(usize, SockaddrStorage)> = Vec::with_capacity(BATCH);
+        loop {
+            got.clear();
+            let read = socket.async_io(Interest::READABLE | Interest::ERROR, || {
+                HEADERS.with_borrow_mut(|(headers, _)| {
+                    let mut slices: Vec<[IoSliceMut<'_>; 1]> =
+                        bufs.iter_mut().map(|buf| [IoSliceMut::new(&mut buf[..])]).collect();
+                    let read = recvmmsg(fd, headers, slices.iter_mut(), MsgFlags::MSG_DONTWAIT, None)?;
+                    got.extend(read.filter_map(|m| Some((m.bytes, m.address?))));
+                    Ok::<_, io::Error>(())
+                })
+            });
+            if read.await.is_err() {
+                continue;
+            }
+            let slices: Vec<[IoSlice<'_>; 1]> =
+                got.iter().zip(&bufs).map(|((len, _), buf)| [IoSlice::new(&buf[..*len])]).collect();
+            let to: Vec<Option<SockaddrStorage>> = got.iter().map(|(_, addr)| Some(*addr)).collect();
+            // Answers that do not fit the send buffer are dropped, where the plain echo waits;
+            // on loopback at this load the buffer does not fill (loadgen counts no loss).
+            let _ = socket.try_io(Interest::WRITABLE, || {
+                HEADERS.with_borrow_mut(|(_, headers)| {
+                    Ok::<_, io::Error>(
+                        sendmmsg(fd, headers, slices.iter(), &to, [], MsgFlags::empty())?.count(),
+                    )
+                })
+            });
         }
     }
 }
