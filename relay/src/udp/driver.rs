@@ -368,9 +368,8 @@ impl Io<'_> {
     /// Sends everything queued, then publishes the events: the handler's first, then one
     /// `server_send` per datagram that asked for one. `now` is when the step began.
     async fn flush<H: DatagramHandler>(&mut self, cx: &mut Cx, handler: &mut H, now: Instant) {
-        // Most turns of the loop leave nothing to flush (a session polls its sockets after every
-        // command). (Bytes queued for no one, a broadcast to an empty chat, are still let go
-        // below.)
+        // Most turns of the loop leave nothing to flush: a session polls its sockets after every
+        // command. Bytes queued for no one (a broadcast to an empty chat) are still let go below.
         if cx.events.is_empty() && cx.out.is_empty() && cx.buf.is_empty() {
             return;
         }
