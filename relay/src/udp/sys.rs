@@ -114,28 +114,38 @@ mod tests {
     const WITHIN: Duration = Duration::from_secs(5);
 
     async fn bound() -> UdpSocket {
-        UdpSocket::bind("127.0.0.1:0").await.expect("bind a loopback socket")
+        bound_on("127.0.0.1:0").await.expect("bind a loopback socket")
     }
 
-    /// Bytes and their sender come through both ways, connected and not.
+    async fn bound_on(addr: &str) -> Option<UdpSocket> {
+        UdpSocket::bind(addr).await.ok()
+    }
+
+    /// Bytes and their sender come through both ways, connected and not, over IPv4 and (where
+    /// the machine has it) IPv6, whose addresses are longer.
     #[tokio::test]
     async fn a_datagram_arrives_whole_with_its_sender() {
-        let (a, b) = (bound().await, bound().await);
-        let (a_addr, b_addr) = (a.local_addr().expect("address"), b.local_addr().expect("address"));
-        let sent = tokio::time::timeout(WITHIN, send(&a, false, b"to b", b_addr)).await.expect("in time");
-        assert_eq!(sent.expect("sent"), 4);
-        let mut buf = vec![0; 64];
-        let got = tokio::time::timeout(WITHIN, recv_from(&b, &mut buf)).await.expect("in time");
-        assert_eq!(got.expect("received"), (4, a_addr));
-        assert_eq!(&buf[..4], b"to b");
-        assert_eq!(try_recv_from(&b, &mut buf).map_err(|e| e.kind()), Err(io::ErrorKind::WouldBlock));
+        for family in ["127.0.0.1:0", "[::1]:0"] {
+            let (Some(a), Some(b)) = (bound_on(family).await, bound_on(family).await) else {
+                assert_ne!(family, "127.0.0.1:0", "IPv4 loopback is always there");
+                continue;
+            };
+            let (a_addr, b_addr) = (a.local_addr().expect("address"), b.local_addr().expect("address"));
+            let sent = tokio::time::timeout(WITHIN, send(&a, false, b"to b", b_addr)).await.expect("in time");
+            assert_eq!(sent.expect("sent"), 4);
+            let mut buf = vec![0; 64];
+            let got = tokio::time::timeout(WITHIN, recv_from(&b, &mut buf)).await.expect("in time");
+            assert_eq!(got.expect("received"), (4, a_addr), "over {family}");
+            assert_eq!(&buf[..4], b"to b");
+            assert_eq!(try_recv_from(&b, &mut buf).map_err(|e| e.kind()), Err(io::ErrorKind::WouldBlock));
 
-        b.connect(a_addr).await.expect("connect");
-        let sent = tokio::time::timeout(WITHIN, send(&b, true, b"back", a_addr)).await.expect("in time");
-        assert_eq!(sent.expect("sent"), 4);
-        let got = tokio::time::timeout(WITHIN, recv_from(&a, &mut buf)).await.expect("in time");
-        assert_eq!(got.expect("received"), (4, b_addr));
-        assert_eq!(&buf[..4], b"back");
+            b.connect(a_addr).await.expect("connect");
+            let sent = tokio::time::timeout(WITHIN, send(&b, true, b"back", a_addr)).await.expect("in time");
+            assert_eq!(sent.expect("sent"), 4);
+            let got = tokio::time::timeout(WITHIN, recv_from(&a, &mut buf)).await.expect("in time");
+            assert_eq!(got.expect("received"), (4, b_addr), "over {family}");
+            assert_eq!(&buf[..4], b"back");
+        }
     }
 
     /// A connected socket waiting to read learns of an ICMP port unreachable: the error wakes
