@@ -116,8 +116,8 @@ async fn run<H: DatagramHandler>(
             }
             armed_for = deadline;
         }
-        // Each step reads the clock once: what it sends and reports is stamped with when it
-        // began.
+        // Each step reads the clock once (a burst of datagrams, once for each): what it sends
+        // and reports is stamped with when it began, or when its datagram was read.
         let now = tokio::select! {
             biased;
             _ = &mut cancelled => break,
@@ -366,7 +366,8 @@ impl Io<'_> {
     }
 
     /// Sends everything queued, then publishes the events: the handler's first, then one
-    /// `server_send` per datagram that asked for one. `now` is when the step began.
+    /// `server_send` per datagram that asked for one. `now` is when the step began (for a
+    /// datagram read, when it was read).
     async fn flush<H: DatagramHandler>(&mut self, cx: &mut Cx, handler: &mut H, now: Instant) {
         // Most turns of the loop leave nothing to flush: a session polls its sockets after every
         // command. Bytes queued for no one (a broadcast to an empty chat) are still let go below.
@@ -383,11 +384,12 @@ impl Io<'_> {
         // The bytes of the datagram in hand, for the wire, shared by every copy of a broadcast:
         // a 64 KB message to 10,000 clients is one allocation, not 10,000.
         let mut shared: Option<(std::ops::Range<usize>, Arc<[u8]>)> = None;
-        // The clock is read once a step, and again every 64 sends of a long broadcast: a
-        // datagram is stamped with when its step began, to within 64 sends.
+        // A datagram is stamped with when its step began. A long broadcast took the handler a
+        // while to write, so its datagrams are stamped from when they go instead, the clock
+        // read again every 64 sends.
         let mut at = now;
         for (i, o) in out.iter().enumerate() {
-            if i > 0 && i % 64 == 0 {
+            if i % 64 == 0 && (i > 0 || out.len() > 64) {
                 at = Instant::now();
             }
             let bytes = &buf[o.bytes.clone()];
