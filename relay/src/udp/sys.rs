@@ -158,12 +158,12 @@ mod tests {
         // Nothing listens there now (the socket above is dropped).
         socket.connect(gone).await.expect("connect");
         let mut buf = vec![0; 64];
+        // `join!` polls the receive first: it is already waiting, with nothing to read, when
+        // the send goes and the refusal comes back.
         let (refused, ()) = tokio::join!(tokio::time::timeout(WITHIN, recv_from(&socket, &mut buf)), async {
-            // Wait a moment first, so the receive is already waiting when the error comes.
-            tokio::time::sleep(Duration::from_millis(20)).await;
             let sent = tokio::time::timeout(WITHIN, send(&socket, true, b"anyone?", gone)).await;
             sent.expect("in time").expect("sent");
-        },);
+        });
         let refused = refused.expect("the refusal woke the receive in time").map_err(|e| e.kind());
         // Windows names it a reset (see `driver::is_refusal`).
         assert!(
