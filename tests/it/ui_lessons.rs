@@ -6,7 +6,9 @@
 //!
 //! Each lesson is screenshotted at a laptop's 1,400 × 900 and, in the projector view, at
 //! 1,920 × 1,080, into `target/screenshots/lesson-SLUG{,-projector}.png`; the projector's
-//! canvas must end inside the window. Every wait is bounded.
+//! canvas must end inside the window. In both, the finished lesson is drawn whole, from its
+//! first event on, unless it has more rows than the diagram has room for. Every wait is
+//! bounded.
 
 use std::time::Duration;
 
@@ -47,9 +49,42 @@ async fn lines(browser: &Browser, css: &str) -> Vec<(String, String)> {
     serde_json::from_value(value).expect("a list of pairs of strings")
 }
 
+/// The item of the lesson's oldest line in the event log, and the oldest item the diagram
+/// draws whole (`data-oldest-item`): equal or in that order when the whole story is in view.
+async fn story_in_view(browser: &Browser) -> (Option<u64>, Option<u64>) {
+    let script = "const items = Array.from(document.querySelectorAll('#log li[data-item]'))
+                    .map(e => Number(e.getAttribute('data-item')));
+                  const drawn = document.getElementById('diagram').getAttribute('data-oldest-item');
+                  return [items.length ? Math.min(...items) : null, drawn === null ? null : Number(drawn)];";
+    let value = browser.eval(script, vec![]).await;
+    (value[0].as_u64(), value[1].as_u64())
+}
+
+/// Lessons with more rows than the diagram has room for, in the views named: their end is in
+/// view, and ↑ scrolls back to their start. (The page zooms out at most twice as far as a
+/// lesson's length in time asks, so that time still reads as time: see `show_whole_lesson`.)
+const LONGER_THAN_THE_CANVAS: [(&str, &[&str]); 3] = [
+    ("heartbeat-eviction", &["laptop"]),
+    ("late-duplicate", &["laptop", "projector"]),
+    ("many-clients", &["laptop", "projector"]),
+];
+
+/// A finished lesson is shown whole, from its first event to its last (see `story_in_view`).
+async fn whole_story_in_view(browser: &Browser, slug: &str, view: &str) {
+    let (first, drawn) = story_in_view(browser).await;
+    let first = first.expect("the lesson's events are in the log");
+    let drawn = drawn.expect("the diagram draws something");
+    if LONGER_THAN_THE_CANVAS.iter().any(|(s, views)| *s == slug && views.contains(&view)) {
+        assert!(drawn >= first, "{slug} ({view}): the oldest item drawn, {drawn}, is one of the lesson's");
+    } else {
+        assert!(drawn <= first, "{slug} ({view}): its first item, {first}, is cut above the diagram's top");
+    }
+}
+
 /// Saves the laptop screenshot, then the projector view at 1,920 × 1,080, checking that the
 /// diagram ends inside the window.
 async fn screenshots(browser: &Browser, slug: &str) {
+    whole_story_in_view(browser, slug, "laptop").await;
     browser.screenshot(&format!("lesson-{slug}")).await;
     browser.click("#projector-btn").await;
     browser.set_viewport(1920, 1080).await;
@@ -65,6 +100,7 @@ async fn screenshots(browser: &Browser, slug: &str) {
     let (bottom, height) = (fits[0].as_f64().unwrap_or(f64::MAX), fits[1].as_f64().unwrap_or(0.0));
     assert!(bottom <= height, "the projector's canvas ends at y={bottom} in a {height}-px window");
     assert!(fits[2].as_f64().unwrap_or(0.0) > 0.0, "the lessons are shown in the projector view");
+    whole_story_in_view(browser, slug, "projector").await;
     browser.screenshot(&format!("lesson-{slug}-projector")).await;
 }
 

@@ -128,6 +128,11 @@ pub struct App {
     /// The lesson running (or done and still shown), and whether it is done.
     lesson: Option<Runner>,
     lesson_done: bool,
+    /// The relay's time when the lesson started: its story is what came after.
+    lesson_since_us: u64,
+    /// The canvas height and scale the finished lesson's view was fitted to, while nobody has
+    /// moved it since: a resize or the projector fits it again.
+    lesson_fit: Option<(f64, f64)>,
     /// A lesson asked for before the relay said hello (`?lesson=SLUG`).
     pending_lesson: Option<&'static protocol::lessons::Lesson>,
     /// Each server's settings from `hello`: what a lesson's undo puts back.
@@ -152,6 +157,8 @@ struct Shown {
     status: String,
     /// The server the link panel showed, and the model's links revision then.
     links: Option<(ServerName, u64)>,
+    /// The oldest item the diagram drew whole (`data-oldest-item`).
+    oldest_whole: Option<u64>,
 }
 
 fn log(message: &str) {
@@ -204,6 +211,8 @@ pub fn start() -> Result<(), JsValue> {
         words: lessons::initial_words(&window),
         lesson: None,
         lesson_done: false,
+        lesson_since_us: 0,
+        lesson_fit: None,
         pending_lesson: lessons::lesson_in_url(&window.location().search().unwrap_or_default()),
         settings: std::collections::BTreeMap::new(),
         locals: Vec::new(),
@@ -657,6 +666,9 @@ impl App {
         self.poll_lesson(now_ms);
         let dpr = self.window.device_pixel_ratio().max(1.0);
         self.hits = self.renderer.draw(&self.model, &self.view, dpr);
+        if self.lesson_fit.is_some_and(|fit| fit != (self.renderer.height(), self.view.scale)) {
+            self.show_whole_lesson();
+        }
         if now_ms - self.last_log_ms >= LOG_EVERY_MS {
             self.last_log_ms = now_ms;
             self.write_log();

@@ -6,6 +6,9 @@
 //! Greedy, in the order the labels are asked for (the renderer asks for the ones that must be
 //! read first: the selected arrow's, what the link did). A label with no free place is left
 //! out, unless it must be read: then it takes its first place, over whatever is there.
+//!
+//! Where the events themselves go down the time axis is here too ([`rows`]), with the zoom at
+//! which a whole story stands inside the canvas ([`zoom_to_fit`]).
 
 /// A label's box: its centre and its size, in CSS pixels.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -107,6 +110,51 @@ pub fn place(wanted: &[Wanted], lines: &[Segment], bounds: Rect, pad: f64) -> Ve
         out.push(chosen);
     }
     out
+}
+
+/// Where events sit down the time axis. `points` are `(seq, t_us)`, newest first; each is at
+/// `time_y` of its time, but never closer than `gap` pixels to the one below it, so a burst of
+/// loopback traffic (microseconds apart) still reads as a sequence rather than one smudge.
+pub fn rows(
+    points: &[(u64, u64)],
+    time_y: impl Fn(u64) -> f64,
+    gap: f64,
+) -> impl Iterator<Item = (u64, f64)> {
+    let mut below = f64::INFINITY;
+    points.iter().map(move |&(seq, t)| {
+        below = time_y(t).min(below - gap);
+        (seq, below)
+    })
+}
+
+/// How far above the newest of `times` (newest first) [`rows`] puts the oldest, at
+/// `us_per_px`.
+pub fn rows_height(times: &[u64], us_per_px: f64, gap: f64) -> f64 {
+    let Some(&newest) = times.first() else { return 0.0 };
+    times.iter().fold(-gap, |above, &t| (newest.saturating_sub(t) as f64 / us_per_px).max(above + gap))
+}
+
+/// The closest zoom from `at_least` to `at_most` µs per pixel at which the rows of `times`
+/// (newest first) stand within `room` pixels, or `None` if none does: there are too many for
+/// the room even when their time gaps close up. Zooming out shortens the quiet stretches
+/// between events, never the rows of a burst, so a story of many rows needs more than its
+/// length in time divided by the height.
+pub fn zoom_to_fit(times: &[u64], room: f64, gap: f64, at_least: f64, at_most: f64) -> Option<f64> {
+    let fits = |us_per_px: f64| rows_height(times, us_per_px, gap) <= room;
+    if fits(at_least) {
+        return Some(at_least);
+    }
+    if !fits(at_most) {
+        return None;
+    }
+    // The height only shrinks as the zoom grows: halve the ratio between the two ends until
+    // they are within 1% of each other.
+    let (mut low, mut high) = (at_least, at_most);
+    while high / low > 1.01 {
+        let mid = (low * high).sqrt();
+        if fits(mid) { high = mid } else { low = mid }
+    }
+    Some(high)
 }
 
 /// The diagram cut into horizontal bands [`Bands::HEIGHT`] pixels high. A line or a label is
@@ -259,5 +307,36 @@ mod tests {
                 assert!(!a.crossed_by(*p, *q), "{a:?} lies on the arrow {p:?} → {q:?}");
             }
         }
+    }
+
+    #[test]
+    fn rows_keep_their_time_but_never_come_closer_than_a_gap() {
+        // Newest first: 1 ms, 0.2 ms and 0.1 ms before the bottom edge, at 10 µs a pixel.
+        let points = [(3, 1_000), (2, 800), (1, 700)];
+        let y: Vec<(u64, f64)> = rows(&points, |t| 500.0 - (1_000 - t) as f64 / 10.0, 15.0).collect();
+        assert_eq!(y, [(3, 500.0), (2, 480.0), (1, 465.0)], "the last one is pushed up a gap");
+        assert_eq!(rows_height(&[1_000, 800, 700], 10.0, 15.0), 35.0);
+        assert_eq!(rows_height(&[], 10.0, 15.0), 0.0);
+        assert_eq!(rows_height(&[5], 10.0, 15.0), 0.0);
+    }
+
+    #[test]
+    fn a_story_is_zoomed_out_until_its_rows_stand_inside_the_room() {
+        // Loss and retries in short: a burst of four rows at 0, 0.1, 0.3 and 0.7 s, a give-up
+        // 2 s later. At 5 ms a pixel the quiet 2 s alone take 400 px.
+        let mut times = Vec::new();
+        for start in [0_u64, 100_000, 300_000, 700_000] {
+            times.extend((0..4).map(|k| start + k * 50));
+        }
+        times.push(2_700_000);
+        times.reverse();
+        let gap = 15.0;
+        assert!(rows_height(&times, 5_000.0, gap) > 300.0);
+        let zoom = zoom_to_fit(&times, 300.0, gap, 5_000.0, 200_000.0).expect("it fits when zoomed out");
+        assert!(rows_height(&times, zoom, gap) <= 300.0, "at {zoom} µs/px");
+        assert!(rows_height(&times, zoom / 1.02, gap) > 300.0, "and not much further out than that: {zoom}");
+        assert_eq!(zoom_to_fit(&times, 1_000.0, gap, 5_000.0, 200_000.0), Some(5_000.0), "already fits");
+        // 17 rows need 16 gaps, 240 px, however far out.
+        assert_eq!(zoom_to_fit(&times, 200.0, gap, 5_000.0, 200_000.0), None);
     }
 }

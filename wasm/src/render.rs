@@ -109,6 +109,51 @@ pub struct Renderer {
     dash_lane: JsValue,
     dash_lost: JsValue,
     dash_hold: JsValue,
+    /// See [`Renderer::oldest_whole`].
+    oldest_whole: Option<u64>,
+}
+
+/// The least distance between two events' rows, in CSS pixels at scale 1: a line of text.
+const ROW_GAP: f64 = 15.0;
+
+/// A third line under each server whose link is impaired, saying how; `None` for the others.
+fn link_lines(model: &Model) -> Vec<Option<String>> {
+    model
+        .lanes()
+        .iter()
+        .map(|lane| match lane.kind {
+            LaneKind::Server(name) => model.links().get(&name).and_then(link_short),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The lane headers' height: taller when a link line is shown.
+fn header_height(link_lines: &[Option<String>], s: f64) -> f64 {
+    (if link_lines.iter().any(Option::is_some) { 58.0 } else { 44.0 }) * s
+}
+
+/// Every point of `items` that takes a row, as `(seq, t_us)`, newest first: each event, and
+/// where an arrow ends, waits and is released.
+fn row_points<'a>(items: impl Iterator<Item = &'a Item>) -> Vec<(u64, u64)> {
+    let mut points: Vec<(u64, u64)> = Vec::new();
+    for item in items {
+        points.push((item.seq, item.t_us));
+        if let Body::Arrow(arrow) = &item.body {
+            if let (Some(end), Some(t)) = (arrow.end_seq, arrow.t_end_us) {
+                points.push((end, t));
+            }
+            if let Some(held) = arrow.held() {
+                points.push((held.since_seq, held.since_us));
+                if let (Some(seq), Some(t)) = (held.release_seq, held.release_us) {
+                    points.push((seq, t));
+                }
+            }
+        }
+    }
+    points.sort_unstable_by(|a, b| b.cmp(a));
+    points.dedup_by_key(|p| p.0);
+    points
 }
 
 fn dash(pattern: &[f64]) -> JsValue {
@@ -132,6 +177,7 @@ impl Renderer {
             dash_lane: dash(&[2.0, 6.0]),
             dash_lost: dash(&[3.0, 4.0]),
             dash_hold: dash(&[2.0, 3.0]),
+            oldest_whole: None,
         }
     }
 
@@ -161,17 +207,9 @@ impl Renderer {
         ctx.clear_rect(0.0, 0.0, w, h);
 
         let gutter = 70.0 * s;
-        // A third line under each server whose link is impaired says how.
-        let link_lines: Vec<Option<String>> = model
-            .lanes()
-            .iter()
-            .map(|lane| match lane.kind {
-                LaneKind::Server(name) => model.links().get(&name).and_then(link_short),
-                _ => None,
-            })
-            .collect();
-        let header = if link_lines.iter().any(Option::is_some) { 58.0 } else { 44.0 } * s;
-        let gap = 15.0 * s;
+        let link_lines = link_lines(model);
+        let header = header_height(&link_lines, s);
+        let gap = ROW_GAP * s;
 
         // Lane columns: clients left, servers right.
         let lanes = model.lanes();
@@ -212,30 +250,8 @@ impl Renderer {
         let room = ((h - header) / gap).ceil() as usize * 2 + 64;
         let first = newest.saturating_sub(room);
         let visible: Vec<&Item> = items.range(first..newest).collect();
-        let mut points: Vec<(u64, u64)> = Vec::with_capacity(visible.len() * 2);
-        for item in &visible {
-            points.push((item.seq, item.t_us));
-            if let Body::Arrow(arrow) = &item.body {
-                if let (Some(end), Some(t)) = (arrow.end_seq, arrow.t_end_us) {
-                    points.push((end, t));
-                }
-                if let Some(held) = arrow.held() {
-                    points.push((held.since_seq, held.since_us));
-                    if let (Some(seq), Some(t)) = (held.release_seq, held.release_us) {
-                        points.push((seq, t));
-                    }
-                }
-            }
-        }
-        points.sort_unstable_by(|a, b| b.cmp(a));
-        points.dedup_by_key(|p| p.0);
-        let mut ys: HashMap<u64, f64> = HashMap::with_capacity(points.len());
-        let mut below = f64::INFINITY;
-        for (seq, t) in points {
-            let y = time_y(t).min(below - gap);
-            ys.insert(seq, y);
-            below = y;
-        }
+        let points = row_points(visible.iter().copied());
+        let ys: HashMap<u64, f64> = layout::rows(&points, time_y, gap).collect();
 
         let mut hits = Vec::with_capacity(visible.len());
         let mut labels: Vec<Label> = Vec::new();
@@ -632,7 +648,36 @@ impl Renderer {
             ctx.set_fill_style_str(VERMILLION);
             let _ = ctx.fill_text(word("paused-mark"), w - 10.0, h - 14.0 * s);
         }
+        // Items reach the top edge oldest first: the oldest drawn whole is the first one, older
+        // than every item cut by the edge, that no part of is above it.
+        let cut = hits.iter().filter(|hit| hit.y1.min(hit.y2) < header).map(|hit| hit.id).max();
+        self.oldest_whole = hits.iter().map(|hit| hit.id).filter(|&id| cut.is_none_or(|cut| id > cut)).min();
         hits
+    }
+
+    /// The oldest item the last frame drew whole, below the lane headers.
+    pub fn oldest_whole(&self) -> Option<u64> {
+        self.oldest_whole
+    }
+
+    /// The closest zoom in `zooms` (µs per pixel) at which every item from `since_us` on
+    /// stands inside the canvas once the newest is `bottom_px` above its bottom edge: the
+    /// whole of a lesson, with room for the labels over its first row. `None` if none does.
+    pub fn zoom_to_fit(
+        &self,
+        model: &Model,
+        scale: f64,
+        since_us: u64,
+        bottom_px: f64,
+        zooms: std::ops::RangeInclusive<f64>,
+    ) -> Option<f64> {
+        let items = model.items();
+        let first = items.partition_point(|item| item.t_us < since_us);
+        let times: Vec<u64> = row_points(items.range(first..)).into_iter().map(|(_, t)| t).collect();
+        let gap = ROW_GAP * scale;
+        let room =
+            self.size.1 - header_height(&link_lines(model), scale) - 2.0 * gap - 8.0 * scale - bottom_px;
+        layout::zoom_to_fit(&times, room, gap, *zooms.start(), *zooms.end())
     }
 
     /// How wide `text` is in `font`, at most `max`, with room for its halo.

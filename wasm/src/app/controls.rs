@@ -291,6 +291,7 @@ impl App {
     }
 
     pub(super) fn toggle_pause(&mut self) {
+        self.lesson_fit = None;
         if self.view.paused {
             self.go_live();
         } else {
@@ -300,15 +301,18 @@ impl App {
     }
 
     pub(super) fn go_live(&mut self) {
+        self.lesson_fit = None;
         self.view.paused = false;
     }
 
     pub(super) fn zoom(&mut self, factor: f64) {
+        self.lesson_fit = None;
         self.view.us_per_px = (self.view.us_per_px * factor).clamp(View::MIN_US_PER_PX, View::MAX_US_PER_PX);
     }
 
     /// Scrolls by `dy` pixels: up is back in time. Scrolling pauses the diagram.
     pub(super) fn scroll(&mut self, dy: f64) {
+        self.lesson_fit = None;
         if !self.view.paused {
             self.view.paused = true;
             self.view.end_us = self.relay_now_us();
@@ -342,6 +346,7 @@ impl App {
     pub(super) fn select(&mut self, id: Option<u64>, reveal: bool) {
         self.view.selected = id;
         if reveal && let Some(item) = id.and_then(|id| self.model.item(id)) {
+            self.lesson_fit = None;
             let t = item.t_us;
             let span = self.renderer.height().max(100.0) * self.view.us_per_px;
             let end = (t as f64 + span * 0.3) as u64;

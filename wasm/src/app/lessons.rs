@@ -128,6 +128,7 @@ impl App {
         self.locals.clear();
         let now = self.now_ms();
         self.lesson = Some(Runner::new(lesson, now));
+        self.lesson_since_us = self.relay_now_us();
         if lesson::watches_all(lesson) {
             self.watching_all = true;
         }
@@ -184,14 +185,34 @@ impl App {
 
     /// Once a lesson is told, the view stops on the end of its story, so it does not scroll
     /// away: Live (L) goes back to the traffic, the arrow keys scroll back through it.
-    fn show_whole_lesson(&mut self) {
+    ///
+    /// The zoom is first the story's length in time over the canvas's height. That is not
+    /// always enough: a burst (a send, its arrival, the drop) takes a row of text each, however
+    /// close in time, so a story of many bursts can run off the top. The view then zooms out
+    /// until the whole story stands in the canvas, but at most twice as far: further, the
+    /// quiet stretches a lesson is about (a retry's wait, a chat client's silence) would shrink
+    /// to nothing. A story too long for that keeps its end in view.
+    pub(super) fn show_whole_lesson(&mut self) {
         let Some(lesson) = self.lesson.as_ref().map(|r| r.lesson) else { return };
         let height = self.renderer.height().max(100.0);
         let story = lesson.duration_ms as f64 * 1000.0;
-        self.view.us_per_px = self.view.us_per_px.max(story * 1.15 / height).min(super::View::MAX_US_PER_PX);
-        let margin = height * self.view.us_per_px * 0.05;
+        let bottom_px = height * 0.05;
+        let max = super::View::MAX_US_PER_PX;
+        let by_time = self.view.us_per_px.max(story * 1.15 / height).min(max);
+        self.view.us_per_px = self
+            .renderer
+            .zoom_to_fit(
+                &self.model,
+                self.view.scale,
+                self.lesson_since_us,
+                bottom_px,
+                by_time..=(by_time * 2.0).min(max),
+            )
+            .unwrap_or(by_time);
+        let margin = bottom_px * self.view.us_per_px;
         self.view.paused = true;
         self.view.end_us = ((self.model.latest_us as f64 + margin) as u64).min(self.relay_now_us());
+        self.lesson_fit = Some((self.renderer.height(), self.view.scale));
     }
 
     fn send_json(&mut self, json: &str) {

@@ -71,6 +71,18 @@ impl App {
             }
             self.shown.summary = summary.1;
         }
+        // What is in view, for tests and tools: the item in the log's `data-item` of the
+        // oldest arrow or mark the diagram shows whole.
+        let oldest = self.renderer.oldest_whole();
+        if oldest != self.shown.oldest_whole {
+            if let Some(canvas) = d.get_element_by_id("diagram") {
+                let _ = match oldest {
+                    Some(id) => canvas.set_attribute("data-oldest-item", &id.to_string()),
+                    None => canvas.remove_attribute("data-oldest-item"),
+                };
+            }
+            self.shown.oldest_whole = oldest;
+        }
         let visible = self.renderer.height() * self.view.us_per_px;
         let scale = format!(
             "{} {} · {} {} · {}",

@@ -451,6 +451,8 @@ impl App {
         let now = self.now_ms();
         self.lesson = Some(crate::lesson::Runner::new(lesson, now));
         self.lesson_done = false;
+        // The replay started from nothing: everything it draws is the lesson's story.
+        self.lesson_since_us = 0;
         let height = self.renderer.height().max(200.0);
         let need = lesson.duration_ms as f64 * 1000.0 * 1.25 / height;
         self.view.us_per_px = self.view.us_per_px.max(need).min(super::View::MAX_US_PER_PX);
