@@ -113,6 +113,10 @@ pub struct Renderer {
     oldest_whole: Option<u64>,
 }
 
+/// How many of a payload's characters an arrow's label shows when the whole preview would
+/// not fit its room.
+const SHORT_PREVIEW: usize = 12;
+
 /// The least distance between two events' rows, in CSS pixels at scale 1: a line of text.
 const ROW_GAP: f64 = 15.0;
 
@@ -450,7 +454,11 @@ impl Renderer {
                         // squeezed, and stays inside the diagram.
                         let max = (x2 - x1).abs().max(span * 0.42).max(160.0 * s) - 8.0;
                         let font12 = font(12.0, if bold { "700" } else { "400" });
-                        let headline = arrow.headline();
+                        // Squeezed text is hard to read: fewer of the bytes first.
+                        let mut headline = arrow.headline();
+                        if self.measure(&font12, &headline).is_some_and(|w| w > max) {
+                            headline = arrow.headline_previewing(SHORT_PREVIEW);
+                        }
                         let w = self.text_width(&font12, &headline, max);
                         // Over the line first, then under it.
                         let at = along_line((lx1, ly1), (lx2, ly2), w, 14.0 * s, 3.0 * s, &bounds);
@@ -682,9 +690,13 @@ impl Renderer {
 
     /// How wide `text` is in `font`, at most `max`, with room for its halo.
     fn text_width(&self, font: &str, text: &str, max: f64) -> f64 {
+        self.measure(font, text).unwrap_or(max).min(max.max(30.0)) + 4.0
+    }
+
+    /// How wide `text` is in `font`, if the canvas can say.
+    fn measure(&self, font: &str, text: &str) -> Option<f64> {
         self.ctx.set_font(font);
-        let width = self.ctx.measure_text(text).map_or(max, |m| m.width());
-        width.min(max.max(30.0)) + 4.0
+        self.ctx.measure_text(text).ok().map(|m| m.width())
     }
 
     /// Text with a white halo, so it stays readable over lines.

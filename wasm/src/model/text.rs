@@ -11,19 +11,24 @@ use crate::text::{fill, word};
 
 /// A short quoted preview of a payload for labels and the log.
 pub fn preview(payload: &Payload) -> String {
-    const MAX: usize = 40;
+    preview_of(payload, 40)
+}
+
+/// A quoted preview of a payload's first `max` characters (hex digits for binary), with `…`
+/// when there is more.
+pub fn preview_of(payload: &Payload, max: usize) -> String {
     match (&payload.text, &payload.hex) {
         (Some(text), _) => {
             let clean: String = text.chars().map(|c| if c.is_control() { '·' } else { c }).collect();
-            let mut short: String = clean.chars().take(MAX).collect();
-            if clean.chars().count() > MAX || payload.truncated {
+            let mut short: String = clean.chars().take(max).collect();
+            if clean.chars().count() > max || payload.truncated {
                 short.push('…');
             }
             format!("\"{short}\"")
         }
         (None, Some(hex)) => {
-            let mut short: String = hex.chars().take(MAX).collect();
-            if hex.len() > MAX || payload.truncated {
+            let mut short: String = hex.chars().take(max).collect();
+            if hex.len() > max || payload.truncated {
                 short.push('…');
             }
             format!("0x{short}")
@@ -256,6 +261,12 @@ impl Arrow {
 
     /// The fate's word, the crowd member, the attempt, the bytes and the wait before a retry.
     pub fn headline(&self) -> String {
+        self.headline_previewing(40)
+    }
+
+    /// [`Arrow::headline`] with at most `chars` characters of the payload: for a label that
+    /// has less room than the words.
+    pub fn headline_previewing(&self, chars: usize) -> String {
         let mut label = String::new();
         match self.fate {
             Fate::Late => label.push_str("LATE "),
@@ -286,7 +297,7 @@ impl Arrow {
         {
             label.push_str(&format!("#{a} "));
         }
-        label.push_str(&preview(&self.payload));
+        label.push_str(&preview_of(&self.payload, chars));
         label.push_str(&format!(" {}B", self.len));
         if let Some(wait) = self.waited_ms {
             label.push_str(&fill("label-after", &[&wait]));
@@ -349,6 +360,10 @@ mod tests {
         assert_eq!(preview(&Payload::preview(b"hi\n")), "\"hi·\"");
         assert_eq!(preview(&Payload::preview(&[0, 255])), "0x00ff");
         assert_eq!(payload_bytes(&Payload::preview(&[0, 255])), [0, 255]);
+        let long = Payload::preview(&[b'x'; 100]);
+        assert_eq!(preview(&long), format!("\"{}…\"", "x".repeat(40)));
+        assert_eq!(preview_of(&long, 12), format!("\"{}…\"", "x".repeat(12)));
+        assert_eq!(preview_of(&Payload::preview(b"short"), 12), "\"short\"", "no … when all of it is shown");
         assert_eq!(hex_dump(b"AB"), "41 42");
         assert_eq!(ms_text(310), "0.31 ms");
         assert_eq!(ms_text(250_000), "250 ms");
