@@ -447,3 +447,46 @@ async fn the_projector_shows_traffic_from_before_it_was_opened() {
     browser.close().await;
     relay.shutdown().await;
 }
+
+/// Where the diagram is in the window, and how tall the window is.
+async fn diagram_box(browser: &Browser) -> (f64, f64, f64) {
+    let fits = browser
+        .eval(
+            "const r = document.getElementById('diagram').getBoundingClientRect();
+             return [r.top, r.bottom, window.innerHeight];",
+            vec![],
+        )
+        .await;
+    let at = |i: usize| fits[i].as_f64().unwrap_or(f64::NAN);
+    (at(0), at(1), at(2))
+}
+
+#[tokio::test]
+async fn a_small_laptop_and_a_720p_projector_keep_the_diagram_in_view() {
+    let relay = TestRelay::start().await;
+    let browser = lesson_page(&relay, "loss-retry").await;
+    // What a 1,366 × 768 and a 1,280 × 720 laptop show of a page under the browser's bars.
+    for (w, h) in [(1366, 650), (1280, 600)] {
+        browser.set_viewport(w, h).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let (top, bottom, height) = diagram_box(&browser).await;
+        assert!(bottom <= height, "laptop {w}×{h}: the diagram ends at y={bottom}, below the window");
+        assert!(
+            bottom - top >= height * 0.39,
+            "laptop {w}×{h}: the diagram is {} px high, under 40% of the window",
+            bottom - top
+        );
+        browser.screenshot(&format!("small-{w}x{h}")).await;
+    }
+    browser.click("#projector-btn").await;
+    for (w, h) in [(1280, 720), (1024, 768)] {
+        browser.set_viewport(w, h).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let (top, bottom, height) = diagram_box(&browser).await;
+        assert!(bottom <= height, "projector {w}×{h}: the diagram ends at y={bottom}, below the window");
+        assert!(bottom - top >= height * 0.4, "projector {w}×{h}: the diagram is {} px high", bottom - top);
+        browser.screenshot(&format!("small-{w}x{h}-projector")).await;
+    }
+    browser.close().await;
+    relay.shutdown().await;
+}

@@ -664,6 +664,10 @@ impl App {
             self.view.end_us = now_us;
         }
         self.poll_lesson(now_ms);
+        if self.projector {
+            // The window may have been resized, or moved to the projector's screen.
+            self.view.scale = self.projector_scale();
+        }
         let dpr = self.window.device_pixel_ratio().max(1.0);
         self.hits = self.renderer.draw(&self.model, &self.view, dpr);
         if self.lesson_fit.is_some_and(|fit| fit != (self.renderer.height(), self.view.scale)) {

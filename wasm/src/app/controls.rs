@@ -270,7 +270,7 @@ impl App {
 
     pub(super) fn set_projector(&mut self, on: bool) {
         self.projector = on;
-        self.view.scale = if on { 1.45 } else { 1.0 };
+        self.view.scale = if on { self.projector_scale() } else { 1.0 };
         if let Some(body) = self.document.body() {
             let _ = if on {
                 body.class_list().add_1("projector")
@@ -288,6 +288,14 @@ impl App {
                 history: on,
             });
         }
+    }
+
+    /// The diagram's scale in the projector view: its type grows with the window's height as
+    /// the page's does (`body.projector` in style.css: 15 px at 735 px high, 22 px from
+    /// 1,080), so a 720p projector shows as much of the story as a laptop does.
+    pub(super) fn projector_scale(&self) -> f64 {
+        let height = self.window.inner_height().ok().and_then(|h| h.as_f64()).unwrap_or(1080.0);
+        (height / 745.0).clamp(1.0, 1.45)
     }
 
     pub(super) fn toggle_pause(&mut self) {
