@@ -130,9 +130,8 @@ pub struct App {
     lesson_done: bool,
     /// The relay's time when the lesson started: its story is what came after.
     lesson_since_us: u64,
-    /// The canvas height and scale the finished lesson's view was fitted to, while nobody has
-    /// moved it since: a resize or the projector fits it again.
-    lesson_fit: Option<(f64, f64)>,
+    /// How the finished lesson's view was fitted, while nobody has moved it since.
+    lesson_fit: Option<LessonFit>,
     /// A lesson asked for before the relay said hello (`?lesson=SLUG`).
     pending_lesson: Option<&'static protocol::lessons::Lesson>,
     /// Each server's settings from `hello`: what a lesson's undo puts back.
@@ -141,6 +140,19 @@ pub struct App {
     locals: Vec<(String, String)>,
     /// A lesson subscribed to all traffic: its undo goes back to our own.
     watching_all: bool,
+}
+
+/// How a finished lesson's view was fitted to its story (`App::fit_lesson`), kept while
+/// nobody moves the view: when the canvas changes, the story is fitted again from the same
+/// start, never from the last fit's zoom.
+#[derive(Clone, Copy, Debug)]
+struct LessonFit {
+    /// The zoom the lesson ran at, which every fit starts from.
+    base_us_per_px: f64,
+    /// The relay's time of the story's end: the newest event when the lesson was done.
+    end_us: u64,
+    /// The canvas height and scale it was fitted for.
+    for_canvas: (f64, f64),
 }
 
 /// What each panel last showed, compared by value (not by a `Debug` string, whose code would
@@ -157,8 +169,9 @@ struct Shown {
     status: String,
     /// The server the link panel showed, and the model's links revision then.
     links: Option<(ServerName, u64)>,
-    /// The oldest item the diagram drew whole (`data-oldest-item`).
-    oldest_whole: Option<u64>,
+    /// The oldest item the diagram drew whole (`data-oldest-item`), and the canvas height it
+    /// was drawn at (`data-drawn-height`).
+    drawn: (Option<u64>, u32),
 }
 
 fn log(message: &str) {
@@ -668,10 +681,20 @@ impl App {
             // The window may have been resized, or moved to the projector's screen.
             self.view.scale = self.projector_scale();
         }
+        // A view that follows the traffic again (Live, a new session, a replay) is no longer
+        // the lesson's.
+        if !self.view.paused {
+            self.lesson_fit = None;
+        }
         let dpr = self.window.device_pixel_ratio().max(1.0);
         self.hits = self.renderer.draw(&self.model, &self.view, dpr);
-        if self.lesson_fit.is_some_and(|fit| fit != (self.renderer.height(), self.view.scale)) {
-            self.show_whole_lesson();
+        if let Some(fit) = self.lesson_fit
+            && fit.for_canvas != (self.renderer.height(), self.view.scale)
+        {
+            // The canvas changed under a finished lesson: fit it again, and draw that at once,
+            // so no frame at the new size shows the old fit.
+            self.fit_lesson(fit);
+            self.hits = self.renderer.draw(&self.model, &self.view, dpr);
         }
         if now_ms - self.last_log_ms >= LOG_EVERY_MS {
             self.last_log_ms = now_ms;

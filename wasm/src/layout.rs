@@ -8,7 +8,8 @@
 //! out, unless it must be read: then it takes its first place, over whatever is there.
 //!
 //! Where the events themselves go down the time axis is here too ([`rows`]), with the zoom at
-//! which a whole story stands inside the canvas ([`zoom_to_fit`]).
+//! which a whole story stands inside the canvas ([`zoom_to_fit`]) and the scale of the
+//! projector's drawing ([`projector_scale`]).
 
 /// A label's box: its centre and its size, in CSS pixels.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -127,20 +128,23 @@ pub fn rows(
     })
 }
 
-/// How far above the newest of `times` (newest first) [`rows`] puts the oldest, at
-/// `us_per_px`.
-pub fn rows_height(times: &[u64], us_per_px: f64, gap: f64) -> f64 {
-    let Some(&newest) = times.first() else { return 0.0 };
-    times.iter().fold(-gap, |above, &t| (newest.saturating_sub(t) as f64 / us_per_px).max(above + gap))
+/// How far above the time `end` [`rows`] puts the oldest of `times` (newest first, none after
+/// `end`), at `us_per_px`.
+pub fn rows_height(times: &[u64], end: u64, us_per_px: f64, gap: f64) -> f64 {
+    let above = |t: u64| end.saturating_sub(t) as f64 / us_per_px;
+    times
+        .iter()
+        .fold(None, |row: Option<f64>, &t| Some(row.map_or(above(t), |row| above(t).max(row + gap))))
+        .unwrap_or(0.0)
 }
 
 /// The closest zoom from `at_least` to `at_most` µs per pixel at which the rows of `times`
-/// (newest first) stand within `room` pixels, or `None` if none does: there are too many for
-/// the room even when their time gaps close up. Zooming out shortens the quiet stretches
-/// between events, never the rows of a burst, so a story of many rows needs more than its
-/// length in time divided by the height.
-pub fn zoom_to_fit(times: &[u64], room: f64, gap: f64, at_least: f64, at_most: f64) -> Option<f64> {
-    let fits = |us_per_px: f64| rows_height(times, us_per_px, gap) <= room;
+/// (newest first, none after `end`) stand within `room` pixels above `end`, or `None` if
+/// none does: there are too many for the room even when their time gaps close up. Zooming out
+/// shortens the quiet stretches between events, never the rows of a burst, so a story of many
+/// rows needs more than its length in time divided by the height.
+pub fn zoom_to_fit(times: &[u64], end: u64, room: f64, gap: f64, at_least: f64, at_most: f64) -> Option<f64> {
+    let fits = |us_per_px: f64| rows_height(times, end, us_per_px, gap) <= room;
     if fits(at_least) {
         return Some(at_least);
     }
@@ -155,6 +159,17 @@ pub fn zoom_to_fit(times: &[u64], room: f64, gap: f64, at_least: f64, at_most: f
         if fits(mid) { high = mid } else { low = mid }
     }
     Some(high)
+}
+
+/// The diagram's scale (1 on a laptop) in the projector view, in a window `height` CSS pixels high. The
+/// page's type there is 2.04% of the window's height, from the laptop's 15 px up to 22 px
+/// (`body.projector` in web/style.css), and the canvas's grows with it: a 720p projector
+/// shows as much of the story as a laptop does, a 1080p one the largest type.
+pub fn projector_scale(height: f64) -> f64 {
+    const LAPTOP_PX: f64 = 15.0;
+    const LARGEST_PX: f64 = 22.0;
+    const SHARE_OF_HEIGHT: f64 = 0.0204;
+    (height * SHARE_OF_HEIGHT).clamp(LAPTOP_PX, LARGEST_PX) / LAPTOP_PX
 }
 
 /// The diagram cut into horizontal bands [`Bands::HEIGHT`] pixels high. A line or a label is
@@ -311,13 +326,16 @@ mod tests {
 
     #[test]
     fn rows_keep_their_time_but_never_come_closer_than_a_gap() {
-        // Newest first: 1 ms, 0.2 ms and 0.1 ms before the bottom edge, at 10 µs a pixel.
+        // Newest first: at the bottom edge (t = 1 ms), then 0.2 and 0.3 ms before it, at 10 µs
+        // a pixel.
         let points = [(3, 1_000), (2, 800), (1, 700)];
         let y: Vec<(u64, f64)> = rows(&points, |t| 500.0 - (1_000 - t) as f64 / 10.0, 15.0).collect();
         assert_eq!(y, [(3, 500.0), (2, 480.0), (1, 465.0)], "the last one is pushed up a gap");
-        assert_eq!(rows_height(&[1_000, 800, 700], 10.0, 15.0), 35.0);
-        assert_eq!(rows_height(&[], 10.0, 15.0), 0.0);
-        assert_eq!(rows_height(&[5], 10.0, 15.0), 0.0);
+        assert_eq!(rows_height(&[1_000, 800, 700], 1_000, 10.0, 15.0), 35.0);
+        // Measured from a later end, as a view that keeps a margin under the newest row.
+        assert_eq!(rows_height(&[1_000, 800, 700], 1_100, 10.0, 15.0), 45.0);
+        assert_eq!(rows_height(&[], 1_000, 10.0, 15.0), 0.0);
+        assert_eq!(rows_height(&[5], 5, 10.0, 15.0), 0.0);
     }
 
     #[test]
@@ -330,13 +348,30 @@ mod tests {
         }
         times.push(2_700_000);
         times.reverse();
-        let gap = 15.0;
-        assert!(rows_height(&times, 5_000.0, gap) > 300.0);
-        let zoom = zoom_to_fit(&times, 300.0, gap, 5_000.0, 200_000.0).expect("it fits when zoomed out");
-        assert!(rows_height(&times, zoom, gap) <= 300.0, "at {zoom} µs/px");
-        assert!(rows_height(&times, zoom / 1.02, gap) > 300.0, "and not much further out than that: {zoom}");
-        assert_eq!(zoom_to_fit(&times, 1_000.0, gap, 5_000.0, 200_000.0), Some(5_000.0), "already fits");
+        let (end, gap) = (2_700_000, 15.0);
+        assert!(rows_height(&times, end, 5_000.0, gap) > 300.0);
+        let zoom = zoom_to_fit(&times, end, 300.0, gap, 5_000.0, 200_000.0).expect("it fits when zoomed out");
+        assert!(rows_height(&times, end, zoom, gap) <= 300.0, "at {zoom} µs/px");
+        assert!(
+            rows_height(&times, end, zoom / 1.02, gap) > 300.0,
+            "and not much further out than that: {zoom}"
+        );
+        assert_eq!(zoom_to_fit(&times, end, 1_000.0, gap, 5_000.0, 200_000.0), Some(5_000.0), "already fits");
         // 17 rows need 16 gaps, 240 px, however far out.
-        assert_eq!(zoom_to_fit(&times, 200.0, gap, 5_000.0, 200_000.0), None);
+        assert_eq!(zoom_to_fit(&times, end, 200.0, gap, 5_000.0, 200_000.0), None);
+        assert_eq!(
+            zoom_to_fit(&times, end, 300.0, gap, 5_000.0, 10_000.0),
+            None,
+            "not within the bounds given"
+        );
+    }
+
+    #[test]
+    fn the_projector_scale_follows_the_windows_height_as_its_type_does() {
+        assert_eq!(projector_scale(600.0), 1.0, "never smaller than a laptop's");
+        assert_eq!(projector_scale(720.0), 1.0);
+        assert!((projector_scale(900.0) - 900.0 * 0.0204 / 15.0).abs() < 1e-9);
+        assert_eq!(projector_scale(1_080.0), 22.0 / 15.0, "22 px type from 1080p");
+        assert_eq!(projector_scale(2_160.0), 22.0 / 15.0);
     }
 }

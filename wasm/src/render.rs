@@ -120,6 +120,12 @@ const SHORT_PREVIEW: usize = 12;
 /// The least distance between two events' rows, in CSS pixels at scale 1: a line of text.
 const ROW_GAP: f64 = 15.0;
 
+/// A label's width from its measured one (`max` if unmeasured): at most `max`, with room for
+/// its halo.
+fn clamp_width(measured: Option<f64>, max: f64) -> f64 {
+    measured.unwrap_or(max).min(max.max(30.0)) + 4.0
+}
+
 /// A third line under each server whose link is impaired, saying how; `None` for the others.
 fn link_lines(model: &Model) -> Vec<Option<String>> {
     model
@@ -456,10 +462,12 @@ impl Renderer {
                         let font12 = font(12.0, if bold { "700" } else { "400" });
                         // Squeezed text is hard to read: fewer of the bytes first.
                         let mut headline = arrow.headline();
-                        if self.measure(&font12, &headline).is_some_and(|w| w > max) {
+                        let mut width = self.measure(&font12, &headline);
+                        if width.is_some_and(|w| w > max) {
                             headline = arrow.headline_previewing(SHORT_PREVIEW);
+                            width = self.measure(&font12, &headline);
                         }
-                        let w = self.text_width(&font12, &headline, max);
+                        let w = clamp_width(width, max);
                         // Over the line first, then under it.
                         let at = along_line((lx1, ly1), (lx2, ly2), w, 14.0 * s, 3.0 * s, &bounds);
                         labels.push(Label {
@@ -656,8 +664,8 @@ impl Renderer {
             ctx.set_fill_style_str(VERMILLION);
             let _ = ctx.fill_text(word("paused-mark"), w - 10.0, h - 14.0 * s);
         }
-        // Items reach the top edge oldest first: the oldest drawn whole is the first one, older
-        // than every item cut by the edge, that no part of is above it.
+        // Items reach the top edge oldest first: the oldest drawn whole is the oldest of those
+        // newer than every item the edge cuts.
         let cut = hits.iter().filter(|hit| hit.y1.min(hit.y2) < header).map(|hit| hit.id).max();
         self.oldest_whole = hits.iter().map(|hit| hit.id).filter(|&id| cut.is_none_or(|cut| id > cut)).min();
         hits
@@ -668,29 +676,35 @@ impl Renderer {
         self.oldest_whole
     }
 
-    /// The closest zoom in `zooms` (µs per pixel) at which every item from `since_us` on
-    /// stands inside the canvas once the newest is `bottom_px` above its bottom edge: the
-    /// whole of a lesson, with room for the labels over its first row. `None` if none does.
+    /// The closest zoom from `at_least` to `at_most` µs per pixel at which every item of the
+    /// `story` (relay times) stands inside the canvas, once its end is `bottom_px` above the
+    /// bottom edge: a lesson whole, with room for the labels over its first row. `None` if
+    /// none does.
     pub fn zoom_to_fit(
         &self,
         model: &Model,
         scale: f64,
-        since_us: u64,
+        story: std::ops::RangeInclusive<u64>,
         bottom_px: f64,
-        zooms: std::ops::RangeInclusive<f64>,
+        at_least: f64,
+        at_most: f64,
     ) -> Option<f64> {
         let items = model.items();
-        let first = items.partition_point(|item| item.t_us < since_us);
-        let times: Vec<u64> = row_points(items.range(first..)).into_iter().map(|(_, t)| t).collect();
+        let first = items.partition_point(|item| item.t_us < *story.start());
+        let last = items.partition_point(|item| item.t_us <= *story.end());
+        let times: Vec<u64> = row_points(items.range(first..last.max(first)))
+            .into_iter()
+            .map(|(_, t)| t.min(*story.end()))
+            .collect();
         let gap = ROW_GAP * scale;
         let room =
             self.size.1 - header_height(&link_lines(model), scale) - 2.0 * gap - 8.0 * scale - bottom_px;
-        layout::zoom_to_fit(&times, room, gap, *zooms.start(), *zooms.end())
+        layout::zoom_to_fit(&times, *story.end(), room, gap, at_least, at_most)
     }
 
     /// How wide `text` is in `font`, at most `max`, with room for its halo.
     fn text_width(&self, font: &str, text: &str, max: f64) -> f64 {
-        self.measure(font, text).unwrap_or(max).min(max.max(30.0)) + 4.0
+        clamp_width(self.measure(font, text), max)
     }
 
     /// How wide `text` is in `font`, if the canvas can say.

@@ -290,12 +290,11 @@ impl App {
         }
     }
 
-    /// The diagram's scale in the projector view: its type grows with the window's height as
-    /// the page's does (`body.projector` in style.css: 15 px at 735 px high, 22 px from
-    /// 1,080), so a 720p projector shows as much of the story as a laptop does.
+    /// The diagram's scale in the projector view, for this window.
     pub(super) fn projector_scale(&self) -> f64 {
-        let height = self.window.inner_height().ok().and_then(|h| h.as_f64()).unwrap_or(1080.0);
-        (height / 745.0).clamp(1.0, 1.45)
+        crate::layout::projector_scale(
+            self.window.inner_height().ok().and_then(|h| h.as_f64()).unwrap_or(1080.0),
+        )
     }
 
     pub(super) fn toggle_pause(&mut self) {
@@ -309,7 +308,6 @@ impl App {
     }
 
     pub(super) fn go_live(&mut self) {
-        self.lesson_fit = None;
         self.view.paused = false;
     }
 

@@ -10,7 +10,7 @@ use protocol::{Command, Scope};
 use wasm_bindgen::JsCast;
 use web_sys::{Document, Element};
 
-use super::{App, Shared, log, on_id, with_app};
+use super::{App, LessonFit, Shared, log, on_id, with_app};
 use crate::dom;
 use crate::lesson::{self, Runner};
 use crate::text::Words;
@@ -185,6 +185,18 @@ impl App {
 
     /// Once a lesson is told, the view stops on the end of its story, so it does not scroll
     /// away: Live (L) goes back to the traffic, the arrow keys scroll back through it.
+    fn show_whole_lesson(&mut self) {
+        let fit = LessonFit {
+            base_us_per_px: self.view.us_per_px,
+            end_us: self.model.latest_us,
+            for_canvas: (0.0, 0.0),
+        };
+        self.fit_lesson(fit);
+    }
+
+    /// Shows the lesson's story whole, as `fit` says, on the canvas as it is now: after the
+    /// lesson, and again when the canvas changes (a resize, the projector) while nobody has
+    /// moved the view.
     ///
     /// The zoom is first the story's length in time over the canvas's height. That is not
     /// always enough: a burst (a send, its arrival, the drop) takes a row of text each, however
@@ -192,27 +204,23 @@ impl App {
     /// until the whole story stands in the canvas, but at most twice as far: further, the
     /// quiet stretches a lesson is about (a retry's wait, a chat client's silence) would shrink
     /// to nothing. A story too long for that keeps its end in view.
-    pub(super) fn show_whole_lesson(&mut self) {
+    pub(super) fn fit_lesson(&mut self, mut fit: LessonFit) {
         let Some(lesson) = self.lesson.as_ref().map(|r| r.lesson) else { return };
         let height = self.renderer.height().max(100.0);
         let story = lesson.duration_ms as f64 * 1000.0;
         let bottom_px = height * 0.05;
         let max = super::View::MAX_US_PER_PX;
-        let by_time = self.view.us_per_px.max(story * 1.15 / height).min(max);
+        let by_time = fit.base_us_per_px.max(story * 1.15 / height).min(max);
+        let told = self.lesson_since_us..=fit.end_us;
         self.view.us_per_px = self
             .renderer
-            .zoom_to_fit(
-                &self.model,
-                self.view.scale,
-                self.lesson_since_us,
-                bottom_px,
-                by_time..=(by_time * 2.0).min(max),
-            )
+            .zoom_to_fit(&self.model, self.view.scale, told, bottom_px, by_time, (by_time * 2.0).min(max))
             .unwrap_or(by_time);
-        let margin = bottom_px * self.view.us_per_px;
         self.view.paused = true;
-        self.view.end_us = ((self.model.latest_us as f64 + margin) as u64).min(self.relay_now_us());
-        self.lesson_fit = Some((self.renderer.height(), self.view.scale));
+        let end = fit.end_us as f64 + bottom_px * self.view.us_per_px;
+        self.view.end_us = (end as u64).min(self.relay_now_us());
+        fit.for_canvas = (self.renderer.height(), self.view.scale);
+        self.lesson_fit = Some(fit);
     }
 
     fn send_json(&mut self, json: &str) {

@@ -72,16 +72,18 @@ impl App {
             self.shown.summary = summary.1;
         }
         // What is in view, for tests and tools: the item in the log's `data-item` of the
-        // oldest arrow or mark the diagram shows whole.
-        let oldest = self.renderer.oldest_whole();
-        if oldest != self.shown.oldest_whole {
+        // oldest arrow or mark the diagram shows whole, and the canvas height (CSS pixels)
+        // it was drawn at.
+        let drawn = (self.renderer.oldest_whole(), self.renderer.height() as u32);
+        if drawn != self.shown.drawn {
             if let Some(canvas) = d.get_element_by_id("diagram") {
-                let _ = match oldest {
+                let _ = match drawn.0 {
                     Some(id) => canvas.set_attribute("data-oldest-item", &id.to_string()),
                     None => canvas.remove_attribute("data-oldest-item"),
                 };
+                let _ = canvas.set_attribute("data-drawn-height", &drawn.1.to_string());
             }
-            self.shown.oldest_whole = oldest;
+            self.shown.drawn = drawn;
         }
         let visible = self.renderer.height() * self.view.us_per_px;
         let scale = format!(

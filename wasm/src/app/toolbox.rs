@@ -453,6 +453,7 @@ impl App {
         self.lesson_done = false;
         // The replay started from nothing: everything it draws is the lesson's story.
         self.lesson_since_us = 0;
+        self.lesson_fit = None;
         let height = self.renderer.height().max(200.0);
         let need = lesson.duration_ms as f64 * 1000.0 * 1.25 / height;
         self.view.us_per_px = self.view.us_per_px.max(need).min(super::View::MAX_US_PER_PX);
@@ -497,6 +498,7 @@ impl App {
         self.model = Model::default();
         self.view.selected = None;
         self.view.paused = false;
+        self.lesson_fit = None;
         if let Some(log) = self.document.get_element_by_id("log") {
             log.set_text_content(None);
         }
