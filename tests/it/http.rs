@@ -89,10 +89,13 @@ async fn unknown_path_is_404() {
     relay.shutdown().await;
 }
 
-/// The page's wasm and JS glue, gzipped, at most: the bundle's size when this was set
-/// (187,794 bytes) and about 4 KB to grow in, well inside issue 10's budget of 200 KB, so the
-/// bundle cannot creep back toward it unnoticed. Raise it only with a reason.
-const BUNDLE_LIMIT: u64 = 192_000;
+/// The page's wasm and JS glue, gzipped, at most, well inside issue 10's budget of 200 KB, so
+/// the bundle cannot creep back toward it unnoticed. Raise it only with a reason. Set at
+/// 187,794 bytes with 4 KB to grow in; raised on 1 December 2026 from 192,000 to 195,000 when
+/// the bundle reached 192,634: finished lessons fitted to the canvas and refitted on a resize
+/// (about 1.2 KB, twiggy: `zoom_to_fit` twice, `fit_lesson`, `row_points`), the canvas's
+/// `data-oldest-item` and shorter label previews.
+const BUNDLE_LIMIT: u64 = 195_000;
 
 #[test]
 fn wasm_bundle_is_at_most_200_kb_gzipped() {

@@ -131,11 +131,11 @@ pub fn rows(
 /// How far above the time `end` [`rows`] puts the oldest of `times` (newest first, none after
 /// `end`), at `us_per_px`.
 pub fn rows_height(times: &[u64], end: u64, us_per_px: f64, gap: f64) -> f64 {
-    let above = |t: u64| end.saturating_sub(t) as f64 / us_per_px;
-    times
-        .iter()
-        .fold(None, |row: Option<f64>, &t| Some(row.map_or(above(t), |row| above(t).max(row + gap))))
-        .unwrap_or(0.0)
+    let mut row = f64::NEG_INFINITY;
+    for &t in times {
+        row = (end.saturating_sub(t) as f64 / us_per_px).max(row + gap);
+    }
+    row.max(0.0)
 }
 
 /// The closest zoom from `at_least` to `at_most` µs per pixel at which the rows of `times`

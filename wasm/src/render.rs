@@ -111,6 +111,8 @@ pub struct Renderer {
     dash_hold: JsValue,
     /// See [`Renderer::oldest_whole`].
     oldest_whole: Option<u64>,
+    /// The lane headers' height in the last frame.
+    header: f64,
 }
 
 /// How many of a payload's characters an arrow's label shows when the whole preview would
@@ -145,7 +147,7 @@ fn header_height(link_lines: &[Option<String>], s: f64) -> f64 {
 
 /// Every point of `items` that takes a row, as `(seq, t_us)`, newest first: each event, and
 /// where an arrow ends, waits and is released.
-fn row_points<'a>(items: impl Iterator<Item = &'a Item>) -> Vec<(u64, u64)> {
+fn row_points(items: &[&Item]) -> Vec<(u64, u64)> {
     let mut points: Vec<(u64, u64)> = Vec::new();
     for item in items {
         points.push((item.seq, item.t_us));
@@ -188,6 +190,7 @@ impl Renderer {
             dash_lost: dash(&[3.0, 4.0]),
             dash_hold: dash(&[2.0, 3.0]),
             oldest_whole: None,
+            header: 0.0,
         }
     }
 
@@ -219,6 +222,7 @@ impl Renderer {
         let gutter = 70.0 * s;
         let link_lines = link_lines(model);
         let header = header_height(&link_lines, s);
+        self.header = header;
         let gap = ROW_GAP * s;
 
         // Lane columns: clients left, servers right.
@@ -260,7 +264,7 @@ impl Renderer {
         let room = ((h - header) / gap).ceil() as usize * 2 + 64;
         let first = newest.saturating_sub(room);
         let visible: Vec<&Item> = items.range(first..newest).collect();
-        let points = row_points(visible.iter().copied());
+        let points = row_points(&visible);
         let ys: HashMap<u64, f64> = layout::rows(&points, time_y, gap).collect();
 
         let mut hits = Vec::with_capacity(visible.len());
@@ -689,17 +693,15 @@ impl Renderer {
         at_least: f64,
         at_most: f64,
     ) -> Option<f64> {
-        let items = model.items();
+        let (items, end) = (model.items(), *story.end());
         let first = items.partition_point(|item| item.t_us < *story.start());
-        let last = items.partition_point(|item| item.t_us <= *story.end());
-        let times: Vec<u64> = row_points(items.range(first..last.max(first)))
-            .into_iter()
-            .map(|(_, t)| t.min(*story.end()))
-            .collect();
+        let last = items.partition_point(|item| item.t_us <= end).max(first);
+        let told: Vec<&Item> = items.range(first..last).collect();
+        let times: Vec<u64> = row_points(&told).into_iter().map(|(_, t)| t.min(end)).collect();
         let gap = ROW_GAP * scale;
-        let room =
-            self.size.1 - header_height(&link_lines(model), scale) - 2.0 * gap - 8.0 * scale - bottom_px;
-        layout::zoom_to_fit(&times, *story.end(), room, gap, at_least, at_most)
+        // The lane headers as the last frame drew them: a fit follows a frame at this size.
+        let room = self.size.1 - self.header - 2.0 * gap - 8.0 * scale - bottom_px;
+        layout::zoom_to_fit(&times, end, room, gap, at_least, at_most)
     }
 
     /// How wide `text` is in `font`, at most `max`, with room for its halo.
