@@ -113,6 +113,16 @@ pub fn place(wanted: &[Wanted], lines: &[Segment], bounds: Rect, pad: f64) -> Ve
     out
 }
 
+/// Where an arrow's note may go, best first: under the line (`under`, the places just under
+/// it), or a line further down; with no room below (the newest arrow of a live view sits on
+/// the bottom edge), beside the arrow, past its right end or its left (`ends`), at `mid_y`.
+/// `w` is the note's width, `s` the drawing's scale.
+pub fn note_places(under: &[(f64, f64)], ends: (f64, f64), mid_y: f64, w: f64, s: f64) -> Vec<(f64, f64)> {
+    let lower = under.iter().map(|&(x, y)| (x, y + 16.0 * s));
+    let beside = w / 2.0 + 8.0 * s;
+    under.iter().copied().chain(lower).chain([(ends.1 + beside, mid_y), (ends.0 - beside, mid_y)]).collect()
+}
+
 /// Where events sit down the time axis. `points` are `(seq, t_us)`, newest first; each is at
 /// `time_y` of its time, but never closer than `gap` pixels to the one below it, so a burst of
 /// loopback traffic (microseconds apart) still reads as a sequence rather than one smudge.
@@ -373,5 +383,17 @@ mod tests {
         assert!((projector_scale(900.0) - 900.0 * 0.0204 / 15.0).abs() < 1e-9);
         assert_eq!(projector_scale(1_080.0), 22.0 / 15.0, "22 px type from 1080p");
         assert_eq!(projector_scale(2_160.0), 22.0 / 15.0);
+    }
+
+    #[test]
+    fn a_note_with_no_room_under_its_arrow_goes_beside_it() {
+        // An arrow from x=300 back to x=100 on the bottom edge of an 800-px diagram: under it
+        // is outside, so the note goes past its right end, clear of it.
+        let under = [(200.0, 806.0)];
+        let at = note_places(&under, (100.0, 300.0), 792.0, 120.0, 1.0);
+        assert_eq!(at, [(200.0, 806.0), (200.0, 822.0), (368.0, 792.0), (32.0, 792.0)]);
+        let arrow: Segment = ((300.0, 790.0), (100.0, 794.0));
+        let placed = place(&[Wanted { w: 120.0, h: 14.0, at, must: false }], &[arrow], BOUNDS, 1.5);
+        assert_eq!(placed[0].map(|r| (r.cx, r.cy)), Some((368.0, 792.0)));
     }
 }

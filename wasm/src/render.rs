@@ -488,13 +488,10 @@ impl Renderer {
                             let font12 = font(12.0, "700");
                             let wide = max.max(span * 0.6);
                             let w = self.text_width(&font12, &note, wide);
-                            let mut at = along_line((lx1, ly1), (lx2, ly2), w, 14.0 * s, 3.0 * s, &bounds);
-                            // Under the line, or a line further down.
-                            let under = at.split_off(ALONG);
-                            at = under.iter().chain(&under).copied().collect();
-                            for p in &mut at[ALONG..] {
-                                p.1 += 16.0 * s;
-                            }
+                            let under = along_line((lx1, ly1), (lx2, ly2), w, 14.0 * s, 3.0 * s, &bounds)
+                                .split_off(ALONG);
+                            let ends = (lx1.min(lx2), lx1.max(lx2));
+                            let at = layout::note_places(&under, ends, mid_y, w, s);
                             labels.push(Label {
                                 text: note,
                                 font: font12,
