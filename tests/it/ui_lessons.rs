@@ -512,6 +512,11 @@ async fn a_small_laptop_and_a_720p_projector_keep_the_diagram_in_view() {
             "laptop {w}×{h}: the diagram is {} px high",
             bottom - top
         );
+        let page = browser.eval("return document.documentElement.scrollHeight;", vec![]).await;
+        assert!(
+            page.as_f64() <= Some(height),
+            "laptop {w}×{h}: the page is {page} px tall, its column should scroll"
+        );
         browser.screenshot(&format!("small-{w}x{h}")).await;
     }
     browser.click("#projector-btn").await;

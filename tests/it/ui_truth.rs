@@ -173,6 +173,11 @@ async fn a_datagram_longer_than_the_receive_buffer_is_labelled_cut() {
     let details = browser.text("#details").await;
     assert!(details.contains("cut to 1,024 of 2,000 bytes") && details.contains("2,000 bytes"), "{details}");
     assert_no_page_errors(browser.console().await);
+    // With the details and the datagram's headers open the page is still one screen: its
+    // column scrolls, the page does not run under the keys at the bottom.
+    let sizes =
+        browser.eval("return [document.documentElement.scrollHeight, window.innerHeight];", vec![]).await;
+    assert!(sizes[0].as_f64() <= sizes[1].as_f64(), "the page is taller than the window: {sizes}");
 
     browser.screenshot("ui-truth-cut").await;
     browser.close().await;
