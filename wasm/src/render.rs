@@ -57,8 +57,11 @@ pub struct View {
     /// Zoom: microseconds of relay time per CSS pixel.
     pub us_per_px: f64,
     pub selected: Option<u64>,
-    /// 1.0 on a laptop, larger in projector mode.
+    /// 1.0 on a laptop; in projector mode 1.0 to 1.47, with the window's height
+    /// ([`crate::layout::projector_scale`]).
     pub scale: f64,
+    /// The projector view: everyone's traffic, and no controls to point at.
+    pub projector: bool,
 }
 
 impl View {
@@ -68,7 +71,7 @@ impl View {
 
 impl Default for View {
     fn default() -> Self {
-        Self { paused: false, end_us: 0, us_per_px: 8_000.0, selected: None, scale: 1.0 }
+        Self { paused: false, end_us: 0, us_per_px: 8_000.0, selected: None, scale: 1.0, projector: false }
     }
 }
 
@@ -657,7 +660,8 @@ impl Renderer {
             ctx.set_text_align("center");
             ctx.set_font(&font(15.0, "400"));
             ctx.set_fill_style_str(MUTED);
-            let _ = ctx.fill_text(word("empty-diagram"), w / 2.0 + gutter / 2.0, h / 2.0);
+            let empty = if view.projector { "empty-diagram-projector" } else { "empty-diagram" };
+            let _ = ctx.fill_text(word(empty), w / 2.0 + gutter / 2.0, h / 2.0);
         }
         if view.paused {
             ctx.set_text_align("right");

@@ -270,6 +270,7 @@ impl App {
 
     pub(super) fn set_projector(&mut self, on: bool) {
         self.projector = on;
+        self.view.projector = on;
         self.view.scale = if on { self.projector_scale() } else { 1.0 };
         if let Some(body) = self.document.body() {
             let _ = if on {
