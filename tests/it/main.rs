@@ -17,8 +17,8 @@
 //! - `lessons`: the twelve lessons, recorded from a real relay, each showing what it must.
 //! - `ws`: a WebSocket client for the bridge tests.
 //! - `ui_lessons`: each of the twelve lessons run in Chromium from `?lesson=SLUG`, its button,
-//!   and in Chinese, each drawn whole once done; the page on a small laptop and a 720p
-//!   projector.
+//!   and in Chinese, each drawn whole once done; the page on a small laptop, a 720p
+//!   projector and a phone.
 //! - `browser`: headless Chromium loads the page and sees the wasm run.
 
 mod bridge;

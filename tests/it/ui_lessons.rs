@@ -9,7 +9,7 @@
 //! canvas must end inside the window. In both, the finished lesson is drawn whole, from its
 //! first event on, unless it has more rows than the diagram has room for. One more test
 //! shrinks the window to a small laptop's and a 720p projector's and checks the diagram keeps
-//! its room there. Every wait is bounded.
+//! its room there, and one opens a lesson on a student's phone. Every wait is bounded.
 
 use std::time::Duration;
 
@@ -536,6 +536,29 @@ async fn a_small_laptop_and_a_720p_projector_keep_the_diagram_in_view() {
     let font = browser.eval("return parseFloat(getComputedStyle(document.body).fontSize);", vec![]).await;
     let px = font.as_f64().unwrap_or(0.0);
     assert!((px - 768.0 * 0.0204).abs() < 0.1, "the projector's type in a 768-px window is {px} px");
+    browser.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_students_phone_gets_one_column_no_wider_than_its_screen() {
+    let relay = TestRelay::start().await;
+    let browser = Browser::launch().await;
+    browser.set_viewport(390, 844).await;
+    browser.goto(&format!("http://{}/?lesson=loss-retry", relay.http())).await;
+    browser.wait_for(CONNECTED, Browser::LOAD).await;
+    wait_done(&browser, "loss-retry").await;
+    let sizes = browser
+        .eval(
+            "const d = document.getElementById('diagram').getBoundingClientRect();
+             return [document.documentElement.scrollWidth, window.innerWidth, d.width, d.height];",
+            vec![],
+        )
+        .await;
+    let at = |i: usize| sizes[i].as_f64().unwrap_or(f64::NAN);
+    assert!(at(0) <= at(1), "the page is {} px wide on a {}-px phone: it scrolls sideways", at(0), at(1));
+    assert!(at(2) >= at(1) * 0.85 && at(3) >= 300.0, "the diagram is {}×{} px on the phone", at(2), at(3));
+    browser.screenshot("ui-phone").await;
     browser.close().await;
     relay.shutdown().await;
 }
