@@ -22,8 +22,18 @@ pub enum Step {
     /// Send `len` bytes of `byte` on `socket`, as text: too long to write out here.
     SendRepeated { socket: &'static str, byte: u8, len: usize },
     /// A datagram from an outside client (`nc -u`, a Python script) to `server`. The page leaves
-    /// this to the student's terminal; a recording sends it from a real UDP socket.
-    Outside { server: ServerName, text: &'static str },
+    /// this to the student's terminal, and shows the command to run; a recording sends it from
+    /// a real UDP socket.
+    Outside { server: ServerName, tool: Tool, text: &'static str },
+}
+
+/// What a student runs in a terminal to send a lesson's [`Step::Outside`] datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    /// `nc -u HOST PORT`, then the text typed as a line.
+    Nc,
+    /// A Python one-liner that sends the text and prints the answer.
+    Python,
 }
 
 /// One lesson: what to run, how long it takes to watch, and how to undo what it changed.
@@ -183,9 +193,9 @@ pub const LESSONS: [Lesson; 12] = [
         slug: "outside-clients",
         steps: &[
             Do(r#"{"op":"subscribe","scope":"all","batch":true}"#),
-            Outside { server: ServerName::Echo, text: "hello from nc\n" },
+            Outside { server: ServerName::Echo, tool: Tool::Nc, text: "hello from nc\n" },
             Wait(1_000),
-            Outside { server: ServerName::Upper, text: "and from python\n" },
+            Outside { server: ServerName::Upper, tool: Tool::Python, text: "and from python\n" },
         ],
         duration_ms: 3_000,
         undo: &[],

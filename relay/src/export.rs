@@ -112,7 +112,7 @@ pub async fn record(lesson: &'static Lesson) -> Result<Vec<String>, ExportError>
                 let command = serde_json::json!({"op":"open","socket":socket,"target":local});
                 ws.send(Message::text(command.to_string())).await.map_err(|e| fail(e.to_string()))?;
             }
-            Step::Outside { server, text } => {
+            Step::Outside { server, text, .. } => {
                 let Some(&to) = handle.servers.get(&server) else { continue };
                 let _ = outside.send_to(text.as_bytes(), to).await;
             }

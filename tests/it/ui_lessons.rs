@@ -316,7 +316,7 @@ async fn many_clients_draws_a_crowd_of_100_in_one_lane() {
 }
 
 #[tokio::test]
-async fn outside_clients_shows_the_nc_command_and_a_terminals_datagrams_live() {
+async fn outside_clients_shows_the_nc_and_python_commands_and_their_datagrams_live() {
     let relay = TestRelay::start().await;
     let browser = Browser::launch().await;
     browser.set_viewport(1400, 900).await;
@@ -330,6 +330,17 @@ async fn outside_clients_shows_the_nc_command_and_a_terminals_datagrams_live() {
     let terminal = crate::support::udp_client().await;
     terminal.send_to(b"hello from nc\n", echo).await.expect("send");
     browser.wait_for_text("#log li[data-kind=server_recv]", "hello from nc", WAIT).await;
+    // The Python line, copied from the page and run in a shell as a student would.
+    let python = browser.text("#caption code.python").await;
+    assert!(
+        python.starts_with("python3 -c ")
+            && python.contains(&relay.addr(ServerName::Upper).port().to_string())
+    );
+    let run = tokio::process::Command::new("sh").arg("-c").arg(&python).kill_on_drop(true).output();
+    let out = tokio::time::timeout(WAIT, run).await.expect("the Python line ends").expect("sh runs");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && printed.starts_with("AND FROM PYTHON"), "{python}\n{out:?}");
+    browser.wait_for_text("#log li[data-kind=server_recv]", "and from python", WAIT).await;
     wait_done(&browser, "outside-clients").await;
     finish(browser, relay, "outside-clients").await;
 }

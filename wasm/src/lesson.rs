@@ -5,12 +5,12 @@
 //! The steps are the relay's data, not re-defined here: `Do` is sent as written, `Wait`
 //! holds the next step, `AimAt` opens a stranger aimed at one of our sockets once its
 //! `client_open` said where it lives, `SendRepeated` writes its long text, and `Outside`
-//! is left to the student's terminal (the page shows the `nc -u` command instead).
+//! is left to the student's terminal (the page shows the `nc -u` or `python3` command).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use protocol::lessons::{Lesson, Step};
+use protocol::lessons::{Lesson, Step, Tool};
 use protocol::{Command, ServerName, ServerSettings};
 
 /// How long an `AimAt` waits for its target's address before the lesson skips it.
@@ -122,27 +122,76 @@ pub fn watches_all(lesson: &Lesson) -> bool {
     lesson.steps.iter().any(|s| matches!(s, Step::Do(json) if json.contains(r#""scope":"all""#)))
 }
 
-/// The outside datagrams the student sends from a terminal, as `(command, text)`: the exact
-/// `nc -u HOST PORT` for this relay. A server bound to every address is reached at the host
-/// that served the page.
+/// An outside datagram the student sends from a terminal: the command to run and, for `nc`,
+/// the line to type into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutsideCommand {
+    pub command: String,
+    pub typed: Option<&'static str>,
+}
+
+/// The outside datagrams of `lesson`, each with the exact command for this relay: `nc -u HOST
+/// PORT`, or a Python one-liner that sends its text and prints the answer. A server bound to
+/// every address is reached at the host that served the page.
 pub fn outside_commands(
     lesson: &Lesson,
     servers: &[(ServerName, SocketAddr)],
     page_host: &str,
-) -> Vec<(String, &'static str)> {
+) -> Vec<OutsideCommand> {
     lesson
         .steps
         .iter()
-        .filter_map(|s| match s {
-            Step::Outside { server, text } => {
-                let addr = servers.iter().find(|(n, _)| n == server).map(|(_, a)| *a)?;
-                let host =
-                    if addr.ip().is_unspecified() { page_host.to_owned() } else { addr.ip().to_string() };
-                Some((format!("nc -u {host} {}", addr.port()), *text))
+        .filter_map(|s| match *s {
+            Step::Outside { server, tool, text } => {
+                let addr = servers.iter().find(|(n, _)| *n == server).map(|(_, a)| *a)?;
+                // `location.hostname` writes an IPv6 address in brackets; the tools do not.
+                let host = match addr.ip().is_unspecified() {
+                    true => page_host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+                    false => addr.ip().to_string(),
+                };
+                let port = addr.port();
+                Some(match tool {
+                    Tool::Nc => OutsideCommand { command: format!("nc -u {host} {port}"), typed: Some(text) },
+                    Tool::Python => {
+                        OutsideCommand { command: python_command(&host, port, text), typed: None }
+                    }
+                })
             }
             _ => None,
         })
         .collect()
+}
+
+/// A `python3 -c "…"` line for a POSIX shell that sends `text` to `host`:`port` from a UDP
+/// socket and prints the answer: the tutorials' client, in one line.
+fn python_command(host: &str, port: u16, text: &str) -> String {
+    let family = if host.contains(':') { "AF_INET6" } else { "AF_INET" };
+    // Inside a bytes literal in single quotes, inside the shell's double quotes: what either
+    // would take for its own is written as a `\xNN` escape or escaped twice.
+    let mut bytes = String::new();
+    for c in text.chars() {
+        match c {
+            // The shell turns two backslashes into one, Python two into one again.
+            '\\' => bytes.push_str("\\\\\\\\"),
+            '\'' => bytes.push_str("\\'"),
+            '\n' => bytes.push_str("\\n"),
+            '"' | '$' | '`' => {
+                bytes.push_str("\\x");
+                bytes.push_str(&format!("{:02x}", c as u32));
+            }
+            c if c.is_ascii() && !c.is_ascii_control() => bytes.push(c),
+            c => {
+                let mut buf = [0; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    bytes.push_str(&format!("\\x{b:02x}"));
+                }
+            }
+        }
+    }
+    format!(
+        "python3 -c \"import socket; s = socket.socket(socket.{family}, socket.SOCK_DGRAM); s.settimeout(5); \
+         s.sendto(b'{bytes}', ('{host}', {port})); print(s.recvfrom(65535)[0].decode())\""
+    )
 }
 
 #[cfg(test)]
@@ -199,8 +248,34 @@ mod tests {
             (ServerName::Upper, "127.0.0.1:9002".parse().expect("addr")),
         ];
         let cmds = outside_commands(l, &servers, "classroom.local");
-        assert_eq!(cmds[0].0, "nc -u classroom.local 9001");
-        assert_eq!(cmds[1].0, "nc -u 127.0.0.1 9002");
+        assert_eq!(
+            cmds[0],
+            OutsideCommand { command: "nc -u classroom.local 9001".into(), typed: Some("hello from nc\n") }
+        );
+        assert_eq!(
+            cmds[1].command,
+            "python3 -c \"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5); \
+             s.sendto(b'and from python\\n', ('127.0.0.1', 9002)); print(s.recvfrom(65535)[0].decode())\""
+        );
+        assert_eq!(cmds[1].typed, None, "the one-liner sends by itself");
         assert!(watches_all(l));
+        // A page served over IPv6 names its host in brackets; the tools take it bare.
+        let v6 = [
+            (ServerName::Echo, "[::]:9001".parse().expect("addr")),
+            (ServerName::Upper, "[::1]:9002".parse().expect("addr")),
+        ];
+        let cmds = outside_commands(l, &v6, "[::1]");
+        assert_eq!(cmds[0].command, "nc -u ::1 9001");
+        assert!(
+            cmds[1].command.contains("socket.AF_INET6") && cmds[1].command.contains("('::1', 9002)"),
+            "{cmds:?}"
+        );
+    }
+
+    #[test]
+    fn the_python_line_escapes_what_the_shell_or_python_would_take() {
+        let line = python_command("h", 1, "a'b\\c\"$`é\t\n");
+        let literal = line.split("s.sendto(b'").nth(1).and_then(|rest| rest.split("', ('h', 1))").next());
+        assert_eq!(literal, Some(r"a\'b\\\\c\x22\x24\x60\xc3\xa9\x09\n"));
     }
 }

@@ -268,13 +268,16 @@ impl App {
         let _ = dom::child(&d, &caption, "strong", "", title);
         let _ = dom::child(&d, &caption, "p", "", text);
         let host = self.window.location().hostname().unwrap_or_default();
-        for (command, typed) in lesson::outside_commands(runner.lesson, &self.model.servers, &host) {
+        for outside in lesson::outside_commands(runner.lesson, &self.model.servers, &host) {
             let Ok(p) = dom::child(&d, &caption, "p", "outside", self.words.get("outside-run")) else {
                 continue;
             };
-            let _ = dom::child(&d, &p, "code", "nc", &command);
-            let _ = dom::child(&d, &p, "span", "", self.words.get("outside-type"));
-            let _ = dom::child(&d, &p, "code", "", typed.trim_end());
+            let tool = if outside.typed.is_some() { "command nc" } else { "command python" };
+            let _ = dom::child(&d, &p, "code", tool, &outside.command);
+            if let Some(typed) = outside.typed {
+                let _ = dom::child(&d, &p, "span", "", self.words.get("outside-type"));
+                let _ = dom::child(&d, &p, "code", "", typed.trim_end());
+            }
         }
     }
 

@@ -65,7 +65,7 @@ pub const WORDS: Words = Words {
         (
             "outside-clients",
             "Outside clients",
-            "Anyone can send to these servers: no connection, no handshake. Run the command below in a terminal and type a line: it appears here at once.",
+            "Anyone can send to these servers: no connection, no handshake. Run a command below in a terminal (into nc, type a line): what it sends appears here at once.",
         ),
     ],
     page: &[
