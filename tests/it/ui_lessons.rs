@@ -524,10 +524,8 @@ async fn a_small_laptop_and_a_720p_projector_keep_the_diagram_in_view() {
             bottom - top
         );
         let page = browser.eval("return document.documentElement.scrollHeight;", vec![]).await;
-        assert!(
-            page.as_f64() <= Some(height),
-            "laptop {w}×{h}: the page is {page} px tall, its column should scroll"
-        );
+        let page = page.as_f64().unwrap_or(f64::NAN);
+        assert!(page <= height, "laptop {w}×{h}: the page is {page} px tall, its column should scroll");
         browser.screenshot(&format!("small-{w}x{h}")).await;
     }
     browser.click("#projector-btn").await;
@@ -562,11 +560,13 @@ async fn a_students_phone_gets_one_column_no_wider_than_its_screen() {
     let sizes = browser
         .eval(
             "const d = document.getElementById('diagram').getBoundingClientRect();
-             return [document.documentElement.scrollWidth, window.innerWidth, d.width, d.height];",
+             return [document.documentElement.scrollWidth, document.documentElement.clientWidth,
+                     d.width, d.height, window.innerWidth];",
             vec![],
         )
         .await;
     let at = |i: usize| sizes[i].as_f64().unwrap_or(f64::NAN);
+    assert_eq!(at(4), 390.0, "the window is a phone's width");
     assert!(at(0) <= at(1), "the page is {} px wide on a {}-px phone: it scrolls sideways", at(0), at(1));
     assert!(at(2) >= at(1) * 0.85 && at(3) >= 300.0, "the diagram is {}×{} px on the phone", at(2), at(3));
     browser.screenshot("ui-phone").await;

@@ -104,7 +104,6 @@ pub struct App {
     /// Relay time minus page time, in microseconds: the best (largest) seen.
     clock_offset_us: Option<f64>,
     sockets: Vec<OwnSocket>,
-    projector: bool,
     last_panels_ms: f64,
     /// When the log was last written, in page milliseconds.
     last_log_ms: f64,
@@ -210,7 +209,6 @@ pub fn start() -> Result<(), JsValue> {
         hellos: 0,
         clock_offset_us: None,
         sockets: Vec::new(),
-        projector: false,
         last_panels_ms: 0.0,
         last_log_ms: 0.0,
         error_until_ms: 0.0,
@@ -524,7 +522,7 @@ impl App {
 
     /// After a (re)connect: subscribe and reopen what this page had open.
     fn after_hello(&mut self) {
-        if self.projector {
+        if self.view.projector {
             self.command(&Command::Subscribe { scope: Scope::All, batch: true, kinds: None, history: true });
         }
         if let Some(lesson) = self.pending_lesson.take() {
@@ -677,7 +675,7 @@ impl App {
             self.view.end_us = now_us;
         }
         self.poll_lesson(now_ms);
-        if self.projector {
+        if self.view.projector {
             // The window may have been resized, or moved to the projector's screen.
             self.view.scale = self.projector_scale();
         }

@@ -101,7 +101,10 @@ pub fn place(wanted: &[Wanted], lines: &[Segment], bounds: Rect, pad: f64) -> Ve
                     .into_iter()
                     .any(|b| lines_in[b].iter().any(|&l| padded.crossed_by(lines[l].0, lines[l].1)))
         });
-        let chosen = free.or_else(|| label.must.then(|| label.at.first().map(boxed)).flatten());
+        // A label that must be read takes its first place that is in view, over what is there.
+        let forced =
+            || label.at.iter().map(boxed).find(|r| r.inside(&bounds)).or_else(|| label.at.first().map(boxed));
+        let chosen = free.or_else(|| label.must.then(forced).flatten());
         if let Some(r) = chosen {
             for band in bands.span(r.cy - r.h / 2.0, r.cy + r.h / 2.0) {
                 labels_in[band].push(placed.len());
@@ -115,12 +118,27 @@ pub fn place(wanted: &[Wanted], lines: &[Segment], bounds: Rect, pad: f64) -> Ve
 
 /// Where an arrow's note may go, best first: under the line (`under`, the places just under
 /// it), or a line further down; with no room below (the newest arrow of a live view sits on
-/// the bottom edge), beside the arrow, past its right end or its left (`ends`), at `mid_y`.
+/// the bottom edge), beside the arrow, past its right end or its left (`ends`), at `mid_y`;
+/// and last a line over the headline's places (`over`, the places just over the line).
 /// `w` is the note's width, `s` the drawing's scale.
-pub fn note_places(under: &[(f64, f64)], ends: (f64, f64), mid_y: f64, w: f64, s: f64) -> Vec<(f64, f64)> {
+pub fn note_places(
+    under: &[(f64, f64)],
+    over: &[(f64, f64)],
+    ends: (f64, f64),
+    mid_y: f64,
+    w: f64,
+    s: f64,
+) -> Vec<(f64, f64)> {
     let lower = under.iter().map(|&(x, y)| (x, y + 16.0 * s));
     let beside = w / 2.0 + 8.0 * s;
-    under.iter().copied().chain(lower).chain([(ends.1 + beside, mid_y), (ends.0 - beside, mid_y)]).collect()
+    let higher = over.iter().map(|&(x, y)| (x, y - 16.0 * s));
+    under
+        .iter()
+        .copied()
+        .chain(lower)
+        .chain([(ends.1 + beside, mid_y), (ends.0 - beside, mid_y)])
+        .chain(higher)
+        .collect()
 }
 
 /// Where events sit down the time axis. `points` are `(seq, t_us)`, newest first; each is at
@@ -389,11 +407,21 @@ mod tests {
     fn a_note_with_no_room_under_its_arrow_goes_beside_it() {
         // An arrow from x=300 back to x=100 on the bottom edge of an 800-px diagram: under it
         // is outside, so the note goes past its right end, clear of it.
-        let under = [(200.0, 806.0)];
-        let at = note_places(&under, (100.0, 300.0), 792.0, 120.0, 1.0);
-        assert_eq!(at, [(200.0, 806.0), (200.0, 822.0), (368.0, 792.0), (32.0, 792.0)]);
+        let (under, over) = ([(200.0, 806.0)], [(200.0, 778.0)]);
+        let at = note_places(&under, &over, (100.0, 300.0), 792.0, 120.0, 1.0);
+        assert_eq!(at, [(200.0, 806.0), (200.0, 822.0), (368.0, 792.0), (32.0, 792.0), (200.0, 762.0)]);
         let arrow: Segment = ((300.0, 790.0), (100.0, 794.0));
         let placed = place(&[Wanted { w: 120.0, h: 14.0, at, must: false }], &[arrow], BOUNDS, 1.5);
         assert_eq!(placed[0].map(|r| (r.cx, r.cy)), Some((368.0, 792.0)));
+    }
+
+    #[test]
+    fn a_label_that_must_be_read_takes_its_first_place_in_view() {
+        // Its first place is under the diagram's bottom edge, its second inside.
+        let at = vec![(500.0, 810.0), (500.0, 700.0)];
+        let line: Segment = ((400.0, 700.0), (600.0, 700.0));
+        let must = Wanted { w: 80.0, h: 14.0, at, must: true };
+        let placed = place(&[must], &[line], BOUNDS, 1.5);
+        assert_eq!(placed[0].map(|r| (r.cx, r.cy)), Some((500.0, 700.0)), "over the line, in view");
     }
 }

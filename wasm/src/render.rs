@@ -491,10 +491,10 @@ impl Renderer {
                             let font12 = font(12.0, "700");
                             let wide = max.max(span * 0.6);
                             let w = self.text_width(&font12, &note, wide);
-                            let under = along_line((lx1, ly1), (lx2, ly2), w, 14.0 * s, 3.0 * s, &bounds)
-                                .split_off(ALONG);
+                            let mut over = along_line((lx1, ly1), (lx2, ly2), w, 14.0 * s, 3.0 * s, &bounds);
+                            let under = over.split_off(ALONG);
                             let ends = (lx1.min(lx2), lx1.max(lx2));
-                            let at = layout::note_places(&under, ends, mid_y, w, s);
+                            let at = layout::note_places(&under, &over, ends, mid_y, w, s);
                             labels.push(Label {
                                 text: note,
                                 font: font12,
@@ -661,7 +661,7 @@ impl Renderer {
             ctx.set_font(&font(15.0, "400"));
             ctx.set_fill_style_str(MUTED);
             let empty = if view.projector { "empty-diagram-projector" } else { "empty-diagram" };
-            let _ = ctx.fill_text(word(empty), w / 2.0 + gutter / 2.0, h / 2.0);
+            let _ = ctx.fill_text_with_max_width(word(empty), w / 2.0 + gutter / 2.0, h / 2.0, span);
         }
         if view.paused {
             ctx.set_text_align("right");
@@ -700,7 +700,8 @@ impl Renderer {
         let told: Vec<&Item> = items.range(first..last).collect();
         let times: Vec<u64> = row_points(&told).into_iter().map(|(_, t)| t.min(end)).collect();
         let gap = ROW_GAP * scale;
-        // The lane headers as the last frame drew them: a fit follows a frame at this size.
+        // The lane headers as the last frame drew them: a fit follows a frame at this size
+        // (and, but for a link changed since, with these links' lines).
         let room = self.size.1 - self.header - 2.0 * gap - 8.0 * scale - bottom_px;
         layout::zoom_to_fit(&times, end, room, gap, at_least, at_most)
     }

@@ -65,7 +65,7 @@ pub(super) fn wire(shared: &Shared) -> Result<(), JsValue> {
     wire_link_panel(shared, d);
     on_id(shared, d, "pause-btn", "click", |app, _| app.toggle_pause());
     on_id(shared, d, "projector-btn", "click", |app, _| {
-        let on = !app.projector;
+        let on = !app.view.projector;
         app.set_projector(on);
     });
     on_id(shared, d, "step-btn", "click", |app, _| app.step(1, false));
@@ -269,7 +269,6 @@ impl App {
     }
 
     pub(super) fn set_projector(&mut self, on: bool) {
-        self.projector = on;
         self.view.projector = on;
         self.view.scale = if on { self.projector_scale() } else { 1.0 };
         if let Some(body) = self.document.body() {
@@ -414,7 +413,7 @@ impl App {
                 true
             }
             "p" | "P" => {
-                let on = !self.projector;
+                let on = !self.view.projector;
                 self.set_projector(on);
                 true
             }

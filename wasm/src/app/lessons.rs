@@ -154,7 +154,7 @@ impl App {
         }
         if self.watching_all {
             self.watching_all = false;
-            if !self.projector {
+            if !self.view.projector {
                 self.command(&Command::Subscribe {
                     scope: Scope::Own,
                     batch: true,

@@ -132,7 +132,7 @@ impl App {
             ConnState::Connecting => ("connecting", tr("Connecting to the relay…").to_owned()),
             ConnState::Open => {
                 let session = self.model.session.clone().unwrap_or_default();
-                let mode = if self.projector { tr("· projector: all traffic") } else { "" };
+                let mode = if self.view.projector { tr("· projector: all traffic") } else { "" };
                 let gap = if mode.is_empty() { "" } else { " " };
                 ("open", format!("{} {session}{gap}{mode}", tr("Connected · session")))
             }

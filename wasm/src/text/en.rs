@@ -189,10 +189,7 @@ pub const WORDS: Words = Words {
             "empty-diagram",
             "Pick a lesson above, or open a socket on the left and send something: its datagrams appear here.",
         ),
-        (
-            "empty-diagram-projector",
-            "Pick a lesson above: its datagrams appear here, and everyone else's too.",
-        ),
+        ("empty-diagram-projector", "Pick a lesson above: its datagrams appear here, with everyone else's."),
         ("paused-mark", "❚❚ PAUSED"),
         ("mark-retry", "retry {0} after {1} ms"),
         ("mark-giveup", "GAVE UP after {0} attempts, {1} ms"),
