@@ -62,7 +62,8 @@ async fn story_in_view(browser: &Browser) -> (Option<u64>, Option<u64>) {
 }
 
 /// Lessons with more rows than the diagram has room for, in the views named: their end is in
-/// view, and ↑ scrolls back to their start. (The page zooms out at most twice as far as a
+/// view, a tag at the diagram's top says how much is above, and clicking it (or ↑) scrolls
+/// back to their start. (The page zooms out at most twice as far as a
 /// lesson's length in time asks, so that time still reads as time: see `show_whole_lesson`.)
 const LONGER_THAN_THE_CANVAS: [(&str, &[&str]); 3] = [
     ("heartbeat-eviction", &["laptop"]),
@@ -97,7 +98,7 @@ async fn settled(browser: &Browser) {
 /// unless it is one of [`LONGER_THAN_THE_CANVAS`]: then its start is out of view.
 async fn whole_story_in_view(browser: &Browser, slug: &str, view: &str) {
     settled(browser).await;
-    let long = LONGER_THAN_THE_CANVAS.iter().any(|(s, views)| *s == slug && views.contains(&view));
+    let long = longer_than_the_canvas(slug, view);
     if !long {
         // The oldest item drawn is written at most a tenth of a second after the frame.
         let whole = "const items = Array.from(document.querySelectorAll('#log li[data-item]'))
@@ -109,11 +110,93 @@ async fn whole_story_in_view(browser: &Browser, slug: &str, view: &str) {
     let (first, drawn) = story_in_view(browser).await;
     let first = first.expect("the lesson's events are in the log");
     let drawn = drawn.expect("the diagram draws something");
+    let beyond = beyond(browser).await;
     if long {
         assert!(drawn > first, "{slug} ({view}) is drawn whole now: take it off LONGER_THAN_THE_CANVAS");
+        assert!(
+            beyond.earlier > 0 && beyond.tag.is_some(),
+            "{slug} ({view}): no tag says its start is above: {beyond:?}"
+        );
     } else {
         assert!(drawn <= first, "{slug} ({view}): its first item, {first}, is cut above the diagram's top");
+        assert!(
+            beyond.earlier == 0 && beyond.tag.is_none(),
+            "{slug} ({view}) is whole, yet a tag says more is above"
+        );
     }
+}
+
+/// What the paused diagram says lies beyond its edges (`data-beyond`).
+#[derive(Debug)]
+struct Beyond {
+    earlier: u64,
+    newer: u64,
+    /// Where the "▲ N earlier" tag is, in the page's CSS pixels.
+    tag: Option<(f64, f64)>,
+}
+
+async fn beyond(browser: &Browser) -> Beyond {
+    let script = "const c = document.getElementById('diagram'); const r = c.getBoundingClientRect();
+                  return [c.getAttribute('data-beyond'), r.left, r.top];";
+    let value = browser.eval(script, vec![]).await;
+    let text = value[0].as_str().expect("#diagram[data-beyond]").to_owned();
+    let n: Vec<f64> = text.split(' ').map(|n| n.parse().expect("numbers")).collect();
+    let (left, top) = (value[1].as_f64().unwrap_or(0.0), value[2].as_f64().unwrap_or(0.0));
+    match n[..] {
+        [earlier, newer] => Beyond { earlier: earlier as u64, newer: newer as u64, tag: None },
+        [earlier, newer, x, y] => {
+            Beyond { earlier: earlier as u64, newer: newer as u64, tag: Some((left + x, top + y)) }
+        }
+        _ => panic!("data-beyond={text:?}"),
+    }
+}
+
+/// Whether `slug` has more rows than the diagram in `view`.
+fn longer_than_the_canvas(slug: &str, view: &str) -> bool {
+    LONGER_THAN_THE_CANVAS.iter().any(|(s, views)| *s == slug && views.contains(&view))
+}
+
+/// On a laptop, a lesson longer than the canvas says "▲ N earlier" at the diagram's top: a
+/// real click on that tag scrolls back, click by click, to the lesson's first item, and the
+/// diagram then says what is below instead.
+async fn the_earlier_tag_scrolls_back_to_the_start(browser: &Browser, slug: &str) {
+    const CLICKS: usize = 12;
+    for click in 0.. {
+        settled(browser).await;
+        let (first, drawn) = story_in_view(browser).await;
+        let (first, drawn) = (first.expect("the lesson's events are in the log"), drawn.unwrap_or(u64::MAX));
+        let seen = beyond(browser).await;
+        if drawn <= first {
+            assert!(click > 0, "{slug} starts in view");
+            // The log keeps its newest 300 lines: when it has fewer, its first is the lesson's.
+            let whole_log =
+                browser.eval("return document.querySelectorAll('#log li').length < 300;", vec![]).await;
+            if whole_log == json!(true) {
+                assert!(
+                    seen.earlier == 0 && seen.tag.is_none(),
+                    "{slug}'s start is in view, yet a tag says more is above"
+                );
+            }
+            assert!(seen.newer > 0, "no tag says the lesson's end is below: {seen:?}");
+            break;
+        }
+        assert!(click < CLICKS, "{CLICKS} clicks on the tag did not reach {slug}'s first item, {first}");
+        let (x, y) =
+            seen.tag.unwrap_or_else(|| panic!("{slug}: no tag at the top after {click} clicks: {seen:?}"));
+        for kind in ["mousePressed", "mouseReleased"] {
+            let click = json!({"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1});
+            browser.cdp("Input.dispatchMouseEvent", click).await;
+        }
+        let older = format!(
+            "const d = document.getElementById('diagram').getAttribute('data-oldest-item');
+             return d === null || Number(d) < {drawn};"
+        );
+        assert!(
+            until(browser, &older, Duration::from_secs(2)).await,
+            "click {click} on the tag did not turn {slug} back"
+        );
+    }
+    browser.screenshot(&format!("lesson-{slug}-scrolled-back")).await;
 }
 
 /// Saves the laptop screenshot, then the projector view at 1,920 × 1,080, checking that the
@@ -137,6 +220,13 @@ async fn screenshots(browser: &Browser, slug: &str) {
     assert!(fits[2].as_f64().unwrap_or(0.0) > 0.0, "the lessons are shown in the projector view");
     whole_story_in_view(browser, slug, "projector").await;
     browser.screenshot(&format!("lesson-{slug}-projector")).await;
+    if longer_than_the_canvas(slug, "laptop") {
+        // Back to the laptop's view, which fits the lesson again (nobody moved it).
+        browser.click("#projector-btn").await;
+        browser.set_viewport(1400, 900).await;
+        whole_story_in_view(browser, slug, "laptop").await;
+        the_earlier_tag_scrolls_back_to_the_start(browser, slug).await;
+    }
 }
 
 async fn finish(browser: Browser, relay: TestRelay, slug: &str) {
@@ -475,6 +565,28 @@ async fn a_lesson_in_chinese_leaves_no_english_but_names() {
     let tooltip = browser.attr("#projector-btn", "title").await.unwrap_or_default();
     assert!(tooltip.starts_with("投影模式"), "tooltips too: {tooltip}");
     browser.screenshot("lesson-loss-retry-zh").await;
+    browser.close().await;
+    relay.shutdown().await;
+}
+
+/// A lesson on load waits for the Chinese words (its log is put into words as it comes), and
+/// if they cannot be read it runs anyway, in English.
+#[tokio::test]
+async fn a_lesson_on_load_runs_when_the_chinese_words_cannot_be_read() {
+    let relay = TestRelay::start().await;
+    let browser = Browser::launch().await;
+    browser.set_viewport(1400, 900).await;
+    browser.goto(&format!("http://{}/", relay.http())).await;
+    browser.wait_for(CONNECTED, Browser::LOAD).await;
+    browser.click("#lang-btn").await;
+    browser.wait_for("html[lang=zh-CN] #status[data-conn=open]", Browser::LOAD).await;
+    browser.cdp("Network.enable", json!({})).await;
+    browser.cdp("Network.setBlockedURLs", json!({"urls": ["*zh.txt*"]})).await;
+    browser.goto(&format!("http://{}/?lesson=empty", relay.http())).await;
+    wait_done(&browser, "empty").await;
+    let got = lines(&browser, "#log li[data-kind=client_recv][data-socket=empty]").await;
+    assert!(got.len() == 1 && got[0].1.contains("(0 B)"), "{got:?}");
+    assert_eq!(browser.attr("html", "lang").await.as_deref(), Some("en"), "the page says it is Chinese");
     browser.close().await;
     relay.shutdown().await;
 }

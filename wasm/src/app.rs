@@ -168,9 +168,9 @@ struct Shown {
     status: String,
     /// The server the link panel showed, and the model's links revision then.
     links: Option<(ServerName, u64)>,
-    /// The oldest item the diagram drew whole (`data-oldest-item`), and the canvas height it
-    /// was drawn at (`data-drawn-height`).
-    drawn: (Option<u64>, u32),
+    /// The oldest item the diagram drew whole (`data-oldest-item`), the canvas height it
+    /// was drawn at (`data-drawn-height`), and what lies beyond its edges (`data-beyond`).
+    drawn: (Option<u64>, u32, String),
 }
 
 fn log(message: &str) {

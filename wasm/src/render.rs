@@ -116,6 +116,20 @@ pub struct Renderer {
     oldest_whole: Option<u64>,
     /// The lane headers' height in the last frame.
     header: f64,
+    /// See [`Renderer::beyond`].
+    beyond: Beyond,
+    /// Where the last frame drew its [`Beyond`] tags, and whether each is the top edge's.
+    tags: Vec<(Rect, bool)>,
+}
+
+/// How many items lie beyond the paused diagram's edges: older than the oldest it drew whole
+/// (cut by the top edge or above it) and newer than its bottom edge. Both are 0 while it is
+/// live. The diagram says so in a tag at each edge, which scrolls that way when clicked: a
+/// finished lesson longer than the canvas shows its end, and says its start is above.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Beyond {
+    pub earlier: usize,
+    pub newer: usize,
 }
 
 /// How many of a payload's characters an arrow's label shows when the whole preview would
@@ -171,6 +185,18 @@ fn row_points(items: &[&Item]) -> Vec<(u64, u64)> {
     points
 }
 
+/// The relay time of `item`'s last row: where it ends, or is released, or itself.
+fn last_row_us(item: &Item) -> u64 {
+    let mut t = item.t_us;
+    if let Body::Arrow(arrow) = &item.body {
+        t = t.max(arrow.t_end_us.unwrap_or(0));
+        if let Some(release) = arrow.held().and_then(|held| held.release_us) {
+            t = t.max(release);
+        }
+    }
+    t
+}
+
 fn dash(pattern: &[f64]) -> JsValue {
     let array = js_sys::Array::new();
     for &p in pattern {
@@ -194,6 +220,8 @@ impl Renderer {
             dash_hold: dash(&[2.0, 3.0]),
             oldest_whole: None,
             header: 0.0,
+            beyond: Beyond::default(),
+            tags: Vec::new(),
         }
     }
 
@@ -571,9 +599,40 @@ impl Renderer {
             }
         }
 
+        // Items reach the top edge oldest first: the oldest drawn whole is the oldest of those
+        // newer than every item the edge cuts.
+        let cut = hits.iter().filter(|hit| hit.y1.min(hit.y2) < header).map(|hit| hit.id).max();
+        self.oldest_whole = hits.iter().map(|hit| hit.id).filter(|&id| cut.is_none_or(|cut| id > cut)).min();
+        self.beyond = Beyond::default();
+        let mut tags: Vec<(Rect, bool, String)> = Vec::new();
+        if view.paused {
+            let earlier = self.earlier(model, newest);
+            self.beyond = Beyond { earlier, newer: items.len() - newest };
+            let tag_font = font(12.0, "700");
+            let edges = [
+                (earlier, "beyond-earlier", header + 13.0 * s, true),
+                (items.len() - newest, "beyond-newer", h - 14.0 * s, false),
+            ];
+            for (count, key, y, top) in edges {
+                if count > 0 {
+                    let text = fill(key, &[&count]);
+                    let (pad, tag_h) = (8.0 * s, 20.0 * s);
+                    let w = (self.measure(&tag_font, &text).unwrap_or(span) + 2.0 * pad).min(span);
+                    tags.push((Rect { cx: bounds.cx, cy: y, w, h: tag_h }, top, text));
+                }
+            }
+        }
+        self.tags = tags.iter().map(|(r, top, _)| (*r, *top)).collect();
+
         // The words, once every line is drawn: the labels that must be read first, then the
-        // newest, each where it touches no line and no other label.
-        let lines: Vec<layout::Segment> = hits.iter().map(|h| ((h.x1, h.y1), (h.x2, h.y2))).collect();
+        // newest, each where it touches no line, no tag and no other label.
+        let mut lines: Vec<layout::Segment> = hits.iter().map(|h| ((h.x1, h.y1), (h.x2, h.y2))).collect();
+        for (r, _, _) in &tags {
+            let (left, right) = (r.cx - r.w / 2.0, r.cx + r.w / 2.0);
+            for y in [r.cy - r.h / 2.0, r.cy, r.cy + r.h / 2.0] {
+                lines.push(((left, y), (right, y)));
+            }
+        }
         // Two passes rather than a sort: the standard library's sort costs the bundle kilobytes.
         let (must, rest): (Vec<Label>, Vec<Label>) = labels.into_iter().rev().partition(|l| l.want.must);
         let labels: Vec<Label> = must.into_iter().chain(rest).collect();
@@ -669,11 +728,88 @@ impl Renderer {
             ctx.set_fill_style_str(VERMILLION);
             let _ = ctx.fill_text(word("paused-mark"), w - 10.0, h - 14.0 * s);
         }
-        // Items reach the top edge oldest first: the oldest drawn whole is the oldest of those
-        // newer than every item the edge cuts.
-        let cut = hits.iter().filter(|hit| hit.y1.min(hit.y2) < header).map(|hit| hit.id).max();
-        self.oldest_whole = hits.iter().map(|hit| hit.id).filter(|&id| cut.is_none_or(|cut| id > cut)).min();
+        let tag_font = font(12.0, "700");
+        for (r, _, text) in &tags {
+            self.draw_tag(&tag_font, text, r, s);
+        }
         hits
+    }
+
+    /// A tag of `text` in `r`: a pill that reads as something to click.
+    fn draw_tag(&self, font: &str, text: &str, r: &Rect, s: f64) {
+        let ctx = &self.ctx;
+        ctx.begin_path();
+        let _ = ctx.round_rect_with_f64(r.cx - r.w / 2.0, r.cy - r.h / 2.0, r.w, r.h, r.h / 2.0);
+        ctx.set_fill_style_str("rgba(255,255,255,0.94)");
+        ctx.fill();
+        ctx.set_stroke_style_str(BLUE);
+        ctx.set_line_width(1.5);
+        ctx.stroke();
+        ctx.set_text_align("center");
+        ctx.set_font(font);
+        ctx.set_fill_style_str(BLUE);
+        let _ = ctx.fill_text_with_max_width(text, r.cx, r.cy, r.w - 8.0 * s);
+    }
+
+    /// How many items are older than the oldest the last frame drew whole (items are in the
+    /// order of their ids): with none drawn whole, all of the first `newest`.
+    fn earlier(&self, model: &Model, newest: usize) -> usize {
+        self.oldest_whole.map_or(newest, |id| model.items().partition_point(|item| item.id < id)).min(newest)
+    }
+
+    /// What lies beyond the last frame's edges while paused (`data-earlier`, `data-newer`).
+    pub fn beyond(&self) -> Beyond {
+        self.beyond
+    }
+
+    /// Whether the tag under (`x`, `y`) is the top edge's, if one is there.
+    pub fn tag_at(&self, x: f64, y: f64) -> Option<bool> {
+        self.tags
+            .iter()
+            .find(|(r, _)| (x - r.cx).abs() <= r.w / 2.0 && (y - r.cy).abs() <= r.h / 2.0)
+            .map(|&(_, top)| top)
+    }
+
+    /// Where the top edge's tag (or, not `top`, the bottom's) was drawn, if it was: for tests.
+    pub fn tag_rect(&self, top: bool) -> Option<Rect> {
+        self.tags.iter().find(|(_, t)| *t == top).map(|&(r, _)| r)
+    }
+
+    /// The `end_us` that turns the paused diagram a page `back` (or on), by items rather than
+    /// by time, since a burst's rows stack up past their time: the item a page before the
+    /// oldest the last frame drew whole (or the first after its bottom edge) comes in whole
+    /// under the lane headers, with as much after it as fits below. `None` if there is no
+    /// such item.
+    pub fn turn_page(&self, model: &Model, view: &View, back: bool) -> Option<u64> {
+        let items = model.items();
+        let newest = items.partition_point(|item| item.t_us <= view.end_us);
+        let earlier = self.earlier(model, newest);
+        let shown = (newest - earlier).max(1);
+        let (target, latest) = if back {
+            (earlier.checked_sub(1).map(|cut| (cut + 1).saturating_sub(shown))?, view.end_us)
+        } else {
+            (newest, items.back().map(last_row_us)?)
+        };
+        let top = items.get(target)?;
+        let gap = ROW_GAP * view.scale;
+        let room = self.size.1 - self.header - 2.0 * gap - 8.0 * view.scale;
+        let fits = |end: u64| {
+            let last = items.partition_point(|item| item.t_us <= end).max(target + 1);
+            let told: Vec<&Item> = items.range(target..last).collect();
+            let times: Vec<u64> = row_points(&told).into_iter().map(|(_, t)| t.min(end)).collect();
+            layout::rows_height(&times, end, view.us_per_px, gap) <= room
+        };
+        // The latest end at which `top` still fits: the height above the end only grows
+        // with it.
+        let (mut early, mut late) = (last_row_us(top).min(latest), latest);
+        if fits(late) {
+            return Some(late);
+        }
+        while late - early > 1 {
+            let mid = early + (late - early) / 2;
+            if fits(mid) { early = mid } else { late = mid }
+        }
+        Some(early)
     }
 
     /// The oldest item the last frame drew whole, below the lane headers.

@@ -328,6 +328,19 @@ impl App {
         self.view.end_us = end.clamp(0.0, now as f64) as u64;
     }
 
+    /// Turns the diagram a page `back` in its items (or on), pausing it: see
+    /// [`Renderer::turn_page`](crate::render::Renderer::turn_page).
+    pub(super) fn turn_page(&mut self, back: bool) {
+        self.lesson_fit = None;
+        if !self.view.paused {
+            self.view.paused = true;
+            self.view.end_us = self.relay_now_us();
+        }
+        if let Some(end_us) = self.renderer.turn_page(&self.model, &self.view, back) {
+            self.view.end_us = end_us.min(self.relay_now_us());
+        }
+    }
+
     /// Selects the next (or previous) item, arrows only if `arrows_only`, and pauses on it.
     pub(super) fn step(&mut self, direction: i64, arrows_only: bool) {
         let items = self.model.items();
@@ -363,6 +376,11 @@ impl App {
     }
 
     pub(super) fn click_diagram(&mut self, x: f64, y: f64) {
+        // A tag at an edge ("▲ 7 earlier") turns the page that way.
+        if let Some(top) = self.renderer.tag_at(x, y) {
+            self.turn_page(top);
+            return;
+        }
         let best = self
             .hits
             .iter()
@@ -381,7 +399,9 @@ impl App {
         if matches!(tag.as_str(), "input" | "select" | "textarea") {
             return;
         }
-        let on_canvas = tag == "canvas";
+        // The arrows scroll the diagram from the canvas, and from a button (a lesson's, just
+        // clicked), where the browser would do nothing with them on a one-screen page.
+        let on_canvas = matches!(tag.as_str(), "canvas" | "button");
         let page = self.renderer.height().max(100.0);
         let handled = match k.key().as_str() {
             " " if tag != "button" => {
@@ -430,11 +450,11 @@ impl App {
                 true
             }
             "PageUp" if on_canvas => {
-                self.scroll(-page * 0.9);
+                self.turn_page(true);
                 true
             }
             "PageDown" if on_canvas => {
-                self.scroll(page * 0.9);
+                self.turn_page(false);
                 true
             }
             _ => false,

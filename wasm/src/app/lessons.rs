@@ -38,15 +38,31 @@ fn fetch_chinese(shared: &Shared) {
     let s = shared.clone();
     let request = xhr.clone();
     let loaded = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
-        match (request.status(), request.response_text()) {
+        let read = match (request.status(), request.response_text()) {
             (Ok(200), Ok(Some(file))) => {
                 crate::text::load_chinese(&file);
-                with_app(&s, "language", |app| app.apply_words());
+                true
             }
-            _ => log("udp-playground: the Chinese words could not be read; the page stays in English"),
-        }
+            _ => {
+                log("udp-playground: the Chinese words could not be read; the page stays in English");
+                // Read as an empty table, so that nothing waits for them.
+                crate::text::load_chinese("");
+                false
+            }
+        };
+        with_app(&s, "language", |app| {
+            if read {
+                app.apply_words();
+            }
+            // A lesson asked for on load waited for the words, so that its log is in them.
+            if let Some(lesson) = app.pending_lesson.take() {
+                app.start_lesson(lesson);
+            }
+        });
     });
+    // A refused or broken request ends in `error`, not `load`: the same answer, not 200.
     xhr.set_onload(Some(loaded.as_ref().unchecked_ref()));
+    xhr.set_onerror(Some(loaded.as_ref().unchecked_ref()));
     if xhr.open("GET", crate::text::ZH_URL).and_then(|()| xhr.send()).is_err() {
         log("udp-playground: cannot ask for the Chinese words");
     }
@@ -120,7 +136,10 @@ fn translate_text(el: &Element) {
 impl App {
     /// Undoes the lesson before, sets up and starts `lesson`, and shows its caption.
     pub(super) fn start_lesson(&mut self, lesson: &'static Lesson) {
-        if self.conn != super::ConnState::Open {
+        // Not before the relay answers, nor before the page's words are read: a log line is
+        // put into words in the language it came in.
+        let words_read = self.words.code != "zh" || crate::text::chinese_loaded();
+        if self.conn != super::ConnState::Open || !words_read {
             self.pending_lesson = Some(lesson);
             return;
         }

@@ -74,7 +74,16 @@ impl App {
         // What is in view, for tests and tools: the item in the log's `data-item` of the
         // oldest arrow or mark the diagram shows whole, and the canvas height (CSS pixels)
         // it was drawn at.
-        let drawn = (self.renderer.oldest_whole(), self.renderer.height() as u32);
+        // While paused, how many items lie beyond the top and bottom edges, and where the
+        // top edge's tag is, to click: `data-beyond="EARLIER NEWER X Y"` (CSS pixels in the
+        // canvas; no X Y without the tag).
+        let beyond = self.renderer.beyond();
+        let at = self
+            .renderer
+            .tag_rect(true)
+            .map_or_else(String::new, |r| format!(" {} {}", r.cx as i32, r.cy as i32));
+        let beyond = format!("{} {}{at}", beyond.earlier, beyond.newer);
+        let drawn = (self.renderer.oldest_whole(), self.renderer.height() as u32, beyond);
         if drawn != self.shown.drawn {
             if let Some(canvas) = d.get_element_by_id("diagram") {
                 let _ = match drawn.0 {
@@ -82,6 +91,7 @@ impl App {
                     None => canvas.remove_attribute("data-oldest-item"),
                 };
                 let _ = canvas.set_attribute("data-drawn-height", &drawn.1.to_string());
+                let _ = canvas.set_attribute("data-beyond", &drawn.2);
             }
             self.shown.drawn = drawn;
         }

@@ -191,6 +191,8 @@ pub const WORDS: Words = Words {
         ),
         ("empty-diagram-projector", "Pick a lesson above: its datagrams appear here, with everyone else's."),
         ("paused-mark", "❚❚ PAUSED"),
+        ("beyond-earlier", "▲ {0} earlier"),
+        ("beyond-newer", "▼ {0} newer"),
         ("mark-retry", "retry {0} after {1} ms"),
         ("mark-giveup", "GAVE UP after {0} attempts, {1} ms"),
         ("mark-join", "joined"),
