@@ -6,6 +6,7 @@
 //!   built from the relay's messages and tested natively with `cargo test -p wasm`;
 //! - [`connection`]: the connection's states and reconnect backoff, a pure state machine;
 //! - [`layout`]: where the diagram's labels go, so they touch no line and no other label;
+//! - [`page`]: the diagram's rows down the time axis, and where a turn of its page goes;
 //! - [`lesson`]: runs one of the twelve lessons' steps, a pure state machine;
 //! - [`text`]: the page's words, one table per language (English, Simplified Chinese);
 //! - [`replay`]: plays a recording (a saved session, a lesson) into the model, a pure state machine;
@@ -23,6 +24,7 @@ pub mod inspect;
 pub mod layout;
 pub mod lesson;
 pub mod model;
+pub mod page;
 pub mod replay;
 pub mod text;
 

@@ -30,6 +30,7 @@ use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
 
 use crate::layout::{self, Rect, Wanted};
 use crate::model::{Body, Fate, Item, LaneKind, MarkKind, Model, fixed, link_short};
+use crate::page::{Page, row_points, window};
 use crate::text::{fill, word};
 
 const INK: &str = "#111111";
@@ -162,41 +163,6 @@ fn header_height(link_lines: &[Option<String>], s: f64) -> f64 {
     (if link_lines.iter().any(Option::is_some) { 58.0 } else { 44.0 }) * s
 }
 
-/// Every point of `items` that takes a row, as `(seq, t_us)`, newest first: each event, and
-/// where an arrow ends, waits and is released.
-fn row_points(items: &[&Item]) -> Vec<(u64, u64)> {
-    let mut points: Vec<(u64, u64)> = Vec::new();
-    for item in items {
-        points.push((item.seq, item.t_us));
-        if let Body::Arrow(arrow) = &item.body {
-            if let (Some(end), Some(t)) = (arrow.end_seq, arrow.t_end_us) {
-                points.push((end, t));
-            }
-            if let Some(held) = arrow.held() {
-                points.push((held.since_seq, held.since_us));
-                if let (Some(seq), Some(t)) = (held.release_seq, held.release_us) {
-                    points.push((seq, t));
-                }
-            }
-        }
-    }
-    points.sort_unstable_by(|a, b| b.cmp(a));
-    points.dedup_by_key(|p| p.0);
-    points
-}
-
-/// The relay time of `item`'s last row: where it ends, or is released, or itself.
-fn last_row_us(item: &Item) -> u64 {
-    let mut t = item.t_us;
-    if let Body::Arrow(arrow) = &item.body {
-        t = t.max(arrow.t_end_us.unwrap_or(0));
-        if let Some(release) = arrow.held().and_then(|held| held.release_us) {
-            t = t.max(release);
-        }
-    }
-    t
-}
-
 fn dash(pattern: &[f64]) -> JsValue {
     let array = js_sys::Array::new();
     for &p in pattern {
@@ -292,8 +258,7 @@ impl Renderer {
         let time_y = |t: u64| h - 8.0 * s - (view.end_us as f64 - t as f64) / view.us_per_px;
         let items = model.items();
         let newest = items.partition_point(|item| item.t_us <= view.end_us);
-        let room = ((h - header) / gap).ceil() as usize * 2 + 64;
-        let first = newest.saturating_sub(room);
+        let first = newest.saturating_sub(window(h - header, gap));
         let visible: Vec<&Item> = items.range(first..newest).collect();
         let points = row_points(&visible);
         let ys: HashMap<u64, f64> = layout::rows(&points, time_y, gap).collect();
@@ -613,12 +578,16 @@ impl Renderer {
                 (earlier, "beyond-earlier", header + 13.0 * s, true),
                 (items.len() - newest, "beyond-newer", h - 14.0 * s, false),
             ];
+            // The bottom one keeps left of the paused mark, on a phone's narrow canvas too.
+            let paused_w = self.measure(&font(13.0, "700"), word("paused-mark")).unwrap_or(0.0);
             for (count, key, y, top) in edges {
                 if count > 0 {
                     let text = fill(key, &[&count]);
                     let (pad, tag_h) = (8.0 * s, 20.0 * s);
-                    let w = (self.measure(&tag_font, &text).unwrap_or(span) + 2.0 * pad).min(span);
-                    tags.push((Rect { cx: bounds.cx, cy: y, w, h: tag_h }, top, text));
+                    let tag_w = (self.measure(&tag_font, &text).unwrap_or(span) + 2.0 * pad).min(span);
+                    let right = if top { w } else { w - 10.0 - paused_w - 8.0 * s };
+                    let cx = bounds.cx.min(right - tag_w / 2.0).max(gutter + tag_w / 2.0);
+                    tags.push((Rect { cx, cy: y, w: tag_w, h: tag_h }, top, text));
                 }
             }
         }
@@ -757,7 +726,7 @@ impl Renderer {
         self.oldest_whole.map_or(newest, |id| model.items().partition_point(|item| item.id < id)).min(newest)
     }
 
-    /// What lies beyond the last frame's edges while paused (`data-earlier`, `data-newer`).
+    /// What lies beyond the last frame's edges while paused (`data-beyond`).
     pub fn beyond(&self) -> Beyond {
         self.beyond
     }
@@ -776,40 +745,22 @@ impl Renderer {
     }
 
     /// The `end_us` that turns the paused diagram a page `back` (or on), by items rather than
-    /// by time, since a burst's rows stack up past their time: the item a page before the
-    /// oldest the last frame drew whole (or the first after its bottom edge) comes in whole
-    /// under the lane headers, with as much after it as fits below. `None` if there is no
-    /// such item.
+    /// by time, since a burst's rows stack up past their time. Back, the newest item the top
+    /// edge cut ends the page, at the bottom; if that page would reach the first item, the
+    /// first is put under the lane headers instead, with as much after it as fits. On, the
+    /// oldest item not drawn whole at the bottom comes in under the lane headers, with as
+    /// much after it as fits. No item is skipped either way. `None` if there is nothing to
+    /// turn to.
     pub fn turn_page(&self, model: &Model, view: &View, back: bool) -> Option<u64> {
         let items = model.items();
         let newest = items.partition_point(|item| item.t_us <= view.end_us);
-        let earlier = self.earlier(model, newest);
-        let shown = (newest - earlier).max(1);
-        let (target, latest) = if back {
-            (earlier.checked_sub(1).map(|cut| (cut + 1).saturating_sub(shown))?, view.end_us)
-        } else {
-            (newest, items.back().map(last_row_us)?)
+        let page = Page {
+            us_per_px: view.us_per_px,
+            gap: ROW_GAP * view.scale,
+            below: self.size.1 - self.header,
+            bottom: 8.0 * view.scale,
         };
-        let top = items.get(target)?;
-        let gap = ROW_GAP * view.scale;
-        let room = self.size.1 - self.header - 2.0 * gap - 8.0 * view.scale;
-        let fits = |end: u64| {
-            let last = items.partition_point(|item| item.t_us <= end).max(target + 1);
-            let told: Vec<&Item> = items.range(target..last).collect();
-            let times: Vec<u64> = row_points(&told).into_iter().map(|(_, t)| t.min(end)).collect();
-            layout::rows_height(&times, end, view.us_per_px, gap) <= room
-        };
-        // The latest end at which `top` still fits: the height above the end only grows
-        // with it.
-        let (mut early, mut late) = (last_row_us(top).min(latest), latest);
-        if fits(late) {
-            return Some(late);
-        }
-        while late - early > 1 {
-            let mid = early + (late - early) / 2;
-            if fits(mid) { early = mid } else { late = mid }
-        }
-        Some(early)
+        page.turn(items, view.end_us, self.earlier(model, newest), back)
     }
 
     /// The oldest item the last frame drew whole, below the lane headers.

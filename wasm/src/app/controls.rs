@@ -399,9 +399,12 @@ impl App {
         if matches!(tag.as_str(), "input" | "select" | "textarea") {
             return;
         }
-        // The arrows scroll the diagram from the canvas, and from a button (a lesson's, just
-        // clicked), where the browser would do nothing with them on a one-screen page.
-        let on_canvas = matches!(tag.as_str(), "canvas" | "button");
+        // The arrows and Page keys move the diagram from the canvas, and from the buttons of
+        // the lessons and of the time controls just above it (a lesson just clicked): the
+        // columns' other buttons leave them to the browser, which scrolls the column.
+        let near_diagram =
+            target.as_ref().and_then(|t| t.closest("#lessons, .toolbar").ok().flatten()).is_some();
+        let on_canvas = tag == "canvas" || (tag == "button" && near_diagram);
         let page = self.renderer.height().max(100.0);
         let handled = match k.key().as_str() {
             " " if tag != "button" => {

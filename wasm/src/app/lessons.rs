@@ -32,9 +32,19 @@ pub fn lesson_in_url(search: &str) -> Option<&'static Lesson> {
     protocol::lessons::lesson(value)
 }
 
+/// How long the page waits for its Chinese words before it gives up on them.
+const WORDS_TIMEOUT_MS: u32 = 10_000;
+
 /// Reads the Chinese words (`web/lang/zh.txt`), then puts the page into Chinese.
+/// Until they are read, or found unreadable, a lesson waits for them.
 fn fetch_chinese(shared: &Shared) {
-    let Ok(xhr) = web_sys::XmlHttpRequest::new() else { return };
+    // Words that cannot be read are read as an empty table: every word falls back to English,
+    // and nothing waits for them.
+    let unreadable = || {
+        log("udp-playground: the Chinese words could not be read; the page stays in English");
+        crate::text::load_chinese("");
+    };
+    let Ok(xhr) = web_sys::XmlHttpRequest::new() else { return unreadable() };
     let s = shared.clone();
     let request = xhr.clone();
     let loaded = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
@@ -44,9 +54,7 @@ fn fetch_chinese(shared: &Shared) {
                 true
             }
             _ => {
-                log("udp-playground: the Chinese words could not be read; the page stays in English");
-                // Read as an empty table, so that nothing waits for them.
-                crate::text::load_chinese("");
+                unreadable();
                 false
             }
         };
@@ -60,11 +68,14 @@ fn fetch_chinese(shared: &Shared) {
             }
         });
     });
-    // A refused or broken request ends in `error`, not `load`: the same answer, not 200.
+    // A refused or broken request ends in `error`, and a hung one in `timeout`, not `load`:
+    // the same answer, not 200.
     xhr.set_onload(Some(loaded.as_ref().unchecked_ref()));
     xhr.set_onerror(Some(loaded.as_ref().unchecked_ref()));
+    xhr.set_ontimeout(Some(loaded.as_ref().unchecked_ref()));
+    xhr.set_timeout(WORDS_TIMEOUT_MS);
     if xhr.open("GET", crate::text::ZH_URL).and_then(|()| xhr.send()).is_err() {
-        log("udp-playground: cannot ask for the Chinese words");
+        unreadable();
     }
     // The closure lives as long as the page, with the other handlers.
     with_app(shared, "language", |app| app.handlers.push(loaded));

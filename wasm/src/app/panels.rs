@@ -74,15 +74,16 @@ impl App {
         // What is in view, for tests and tools: the item in the log's `data-item` of the
         // oldest arrow or mark the diagram shows whole, and the canvas height (CSS pixels)
         // it was drawn at.
-        // While paused, how many items lie beyond the top and bottom edges, and where the
-        // top edge's tag is, to click: `data-beyond="EARLIER NEWER X Y"` (CSS pixels in the
-        // canvas; no X Y without the tag).
+        // While paused, how many items lie beyond the top and bottom edges, of how many, and
+        // where their tags are, to click: `data-beyond="EARLIER NEWER ITEMS [^ X Y] [v X Y]"`
+        // (the top's and the bottom's centres, CSS pixels in the canvas).
         let beyond = self.renderer.beyond();
-        let at = self
-            .renderer
-            .tag_rect(true)
-            .map_or_else(String::new, |r| format!(" {} {}", r.cx as i32, r.cy as i32));
-        let beyond = format!("{} {}{at}", beyond.earlier, beyond.newer);
+        let mut beyond = format!("{} {} {}", beyond.earlier, beyond.newer, self.model.items().len());
+        for (top, mark) in [(true, '^'), (false, 'v')] {
+            if let Some(r) = self.renderer.tag_rect(top) {
+                beyond.push_str(&format!(" {mark} {} {}", r.cx as i32, r.cy as i32));
+            }
+        }
         let drawn = (self.renderer.oldest_whole(), self.renderer.height() as u32, beyond);
         if drawn != self.shown.drawn {
             if let Some(canvas) = d.get_element_by_id("diagram") {
