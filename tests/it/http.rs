@@ -94,10 +94,10 @@ async fn unknown_path_is_404() {
 /// 192,000 (the bundle's 187,794 bytes and 4 KB); 195,000 on 1 December 2026, when the bundle
 /// reached 192,634: finished lessons fitted to the canvas and refitted on a resize (twiggy:
 /// `zoom_to_fit` twice, `fit_lesson`, `row_points`), the canvas's `data-oldest-item` and
-/// shorter label previews; 198,000 later that day, at 195,651: the paused diagram's tags for
-/// what lies beyond its edges ("▲ 5 earlier"), drawn in `draw` and kept clear of labels, and
-/// the page turn by items they and Page Up/Down make (twiggy: `draw` +1.5 KB, `turn_page`
-/// +0.8 KB, `frame` +0.6 KB, uncompressed).
+/// shorter label previews; 198,000 later that day, at about 196,200: the paused diagram's tags
+/// for what lies beyond its edges ("▲ 5 earlier"), drawn in `draw` and kept clear of labels,
+/// and the page turn by items they and Page Up/Down make (twiggy, uncompressed: `draw`
+/// +1.5 KB, the turn +0.8 KB, `frame` +0.6 KB).
 const BUNDLE_LIMIT: u64 = 198_000;
 
 #[test]
