@@ -150,8 +150,8 @@ struct LessonFit {
     base_us_per_px: f64,
     /// The relay's time of the story's end: the newest event when the lesson was done.
     end_us: u64,
-    /// The canvas height and scale it was fitted for.
-    for_canvas: (f64, f64),
+    /// The canvas height, scale and lane headers' height it was fitted for.
+    for_canvas: (f64, f64, f64),
 }
 
 /// What each panel last showed, compared by value (not by a `Debug` string, whose code would
@@ -687,10 +687,10 @@ impl App {
         let dpr = self.window.device_pixel_ratio().max(1.0);
         self.hits = self.renderer.draw(&self.model, &self.view, dpr);
         if let Some(fit) = self.lesson_fit
-            && fit.for_canvas != (self.renderer.height(), self.view.scale)
+            && fit.for_canvas != (self.renderer.height(), self.view.scale, self.renderer.header())
         {
-            // The canvas changed under a finished lesson: fit it again, and draw that at once,
-            // so no frame at the new size shows the old fit.
+            // The canvas changed under a finished lesson (or its headers did: a link's line
+            // came): fit it again, and draw that at once, so no frame shows the old fit.
             self.fit_lesson(fit);
             self.hits = self.renderer.draw(&self.model, &self.view, dpr);
         }

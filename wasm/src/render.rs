@@ -191,6 +191,11 @@ impl Renderer {
         }
     }
 
+    /// The lane headers' height in the last frame.
+    pub fn header(&self) -> f64 {
+        self.header
+    }
+
     /// The canvas's CSS height, for scrolling by pages.
     pub fn height(&self) -> f64 {
         self.size.1

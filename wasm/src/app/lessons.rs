@@ -219,7 +219,7 @@ impl App {
         let fit = LessonFit {
             base_us_per_px: self.view.us_per_px,
             end_us: self.model.latest_us,
-            for_canvas: (0.0, 0.0),
+            for_canvas: (0.0, 0.0, 0.0),
         };
         self.fit_lesson(fit);
     }
@@ -249,7 +249,7 @@ impl App {
         self.view.paused = true;
         let end = fit.end_us as f64 + bottom_px * self.view.us_per_px;
         self.view.end_us = (end as u64).min(self.relay_now_us());
-        fit.for_canvas = (self.renderer.height(), self.view.scale);
+        fit.for_canvas = (self.renderer.height(), self.view.scale, self.renderer.header());
         self.lesson_fit = Some(fit);
     }
 
