@@ -125,7 +125,7 @@ pub struct Renderer {
 
 /// How many items lie beyond the paused diagram's edges: older than the oldest it drew whole
 /// (cut by the top edge or above it) and newer than its bottom edge. Both are 0 while it is
-/// live. The diagram says so in a tag at each edge, which scrolls that way when clicked: a
+/// live. The diagram says so in a tag at each edge, which turns a page that way when clicked: a
 /// finished lesson longer than the canvas shows its end, and says its start is above.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Beyond {
