@@ -254,6 +254,15 @@ impl Browser {
         }
     }
 
+    /// The text of the first element matching `css` as laid out (`innerText`), whether it is
+    /// shown or kept for screen readers only, as the lanes' list is on a short screen.
+    pub async fn dom_text(&self, css: &str) -> String {
+        self.find(css).await;
+        let text =
+            self.eval("return document.querySelector(arguments[0]).innerText;", vec![json!(css)]).await;
+        text.as_str().unwrap_or_default().to_owned()
+    }
+
     /// An attribute of the first element matching `css`; `None` if the element lacks it.
     pub async fn attr(&self, css: &str, name: &str) -> Option<String> {
         let element = self.find(css).await;

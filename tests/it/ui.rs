@@ -203,7 +203,7 @@ async fn projector_mode_shows_an_outside_client_as_its_own_lane() {
         .await
         .expect("send");
     browser.wait_for("#lanes li[data-lane-kind=outside]", WAIT).await;
-    let lanes = browser.text("#lanes").await;
+    let lanes = browser.dom_text("#lanes").await;
     assert!(lanes.contains(&format!(":{port}")), "the outside client's lane names its port: {lanes}");
     browser.wait_for_text("#log li[data-kind=server_recv]", "hi from nc", WAIT).await;
     browser.wait_for_text("#status", "projector", WAIT).await;

@@ -444,11 +444,11 @@ async fn size_limit_shows_65507_through_65508_refused_and_a_fragment_lost() {
 async fn many_clients_draws_a_crowd_of_100_in_one_lane() {
     let relay = TestRelay::start().await;
     let browser = lesson_page(&relay, "many-clients").await;
-    let lanes = browser.text("#lanes").await;
+    let lanes = browser.dom_text("#lanes").await;
     assert_eq!(lanes.matches("class").count(), 1, "the crowd is one lane: {lanes}");
     let arrows: u64 = browser.attr("#diagram", "data-arrows").await.and_then(|a| a.parse().ok()).unwrap_or(0);
     assert!(arrows >= 200, "100 members sent and were answered: {arrows} arrows");
-    let members = browser.text("#lanes li[data-lane-kind=own]").await;
+    let members = browser.dom_text("#lanes li[data-lane-kind=own]").await;
     assert!(members.contains("class ×100"), "the crowd's lane counts its members: {members}");
     finish(browser, relay, "many-clients").await;
 }
@@ -674,8 +674,9 @@ async fn diagram_box(browser: &Browser) -> (f64, f64, f64) {
 async fn a_small_laptop_and_a_720p_projector_keep_the_diagram_in_view() {
     let relay = TestRelay::start().await;
     let browser = lesson_page(&relay, "loss-retry").await;
-    // What a 1,366 × 768 and a 1,280 × 720 laptop show of a page under the browser's bars.
-    for (w, h) in [(1366, 650), (1280, 600)] {
+    // What a 1,536 × 864 (a 1080p screen at 125%), a 1,366 × 768 and a 1,280 × 720 laptop
+    // show of a page under the browser's bars.
+    for (w, h) in [(1536, 745), (1366, 650), (1280, 600)] {
         browser.set_viewport(w, h).await;
         settled(&browser).await;
         let (top, bottom, height) = diagram_box(&browser).await;
@@ -686,6 +687,28 @@ async fn a_small_laptop_and_a_720p_projector_keep_the_diagram_in_view() {
             "laptop {w}×{h}: the diagram is {} px high",
             bottom - top
         );
+        // The diagram's view fills the column; the link panel waits under it, a scroll away.
+        let below = browser
+            .eval(
+                "const column = document.getElementById('diagram-panel');
+                 const view = document.getElementById('diagram-view').getBoundingClientRect();
+                 const details = document.getElementById('details').getBoundingClientRect();
+                 const link = document.getElementById('link-panel').getBoundingClientRect();
+                 const keys = document.querySelector('.keys').getBoundingClientRect();
+                 return [details.bottom <= keys.top + 1, link.top >= view.bottom,
+                         column.scrollHeight > column.clientHeight];",
+                vec![],
+            )
+            .await;
+        assert_eq!(
+            below,
+            json!([true, true, true]),
+            "laptop {w}×{h}: [the details above the keys, the link panel under the diagram's view, the column scrolls to it]"
+        );
+        if w == 1536 {
+            // Loss and retries, whole: its retries' marks stand on their sends' rows.
+            whole_story_in_view(&browser, "loss-retry", "short laptop").await;
+        }
         let page = browser.eval("return document.documentElement.scrollHeight;", vec![]).await;
         let page = page.as_f64().unwrap_or(f64::NAN);
         assert!(page <= height, "laptop {w}×{h}: the page is {page} px tall, its column should scroll");

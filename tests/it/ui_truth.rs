@@ -134,7 +134,7 @@ async fn a_datagram_sent_to_nobody_is_drawn_vanished_and_never_received() {
     wait_for_stat(&browser, "vanished", "2").await;
     assert_eq!(browser.text("#stats dd[data-stat=sent]").await, "2");
     assert_eq!(browser.text("#stats dd[data-stat=received]").await, "0", "nothing arrived anywhere");
-    let lanes = browser.text("#lanes").await;
+    let lanes = browser.dom_text("#lanes").await;
     assert!(lanes.contains("nobody"), "a lane for the port nobody listens at: {lanes}");
 
     select_line(&browser, "#log li[data-kind=client_vanished][data-socket=n]").await;

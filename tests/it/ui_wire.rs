@@ -20,9 +20,7 @@ use crate::support::{TestRelay, http_request};
 /// The page at the size a classroom laptop shows it.
 async fn page(relay: &TestRelay) -> Browser {
     let browser = Browser::open(&format!("http://{}/", relay.http())).await;
-    let resized =
-        Browser::limit("resizing the window", Browser::COMMAND, browser.client().set_window_size(1400, 900));
-    resized.await.expect("the window takes the size");
+    browser.set_viewport(1400, 900).await;
     browser.wait_for(CONNECTED, Browser::LOAD).await;
     browser
 }

@@ -141,38 +141,63 @@ pub fn note_places(
         .collect()
 }
 
-/// Where events sit down the time axis. `points` are `(seq, t_us)`, newest first; each is at
-/// `time_y` of its time, but never closer than `gap` pixels to the one below it, so a burst of
-/// loopback traffic (microseconds apart) still reads as a sequence rather than one smudge.
-pub fn rows(
-    points: &[(u64, u64)],
-    time_y: impl Fn(u64) -> f64,
-    gap: f64,
-) -> impl Iterator<Item = (u64, f64)> {
+/// A moment on the time axis that takes a row: `seq`'s event at `t_us`, or where an arrow
+/// ends, waits or is released. One that `shares` stands on the row of the point below it (the
+/// next newer) instead of a row of its own, as a retry's mark does on its attempt's send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Point {
+    pub seq: u64,
+    pub t_us: u64,
+    pub shares: bool,
+}
+
+impl Point {
+    /// A point with a row of its own.
+    pub const fn new(seq: u64, t_us: u64) -> Self {
+        Self { seq, t_us, shares: false }
+    }
+}
+
+/// Where events sit down the time axis. `points` are newest first; each is at `time_y` of its
+/// time, but never closer than `gap` pixels to the one below it, so a burst of loopback
+/// traffic (microseconds apart) still reads as a sequence rather than one smudge. A point that
+/// shares its row takes the one below it.
+pub fn rows(points: &[Point], time_y: impl Fn(u64) -> f64, gap: f64) -> impl Iterator<Item = (u64, f64)> {
     let mut below = f64::INFINITY;
-    points.iter().map(move |&(seq, t)| {
-        below = time_y(t).min(below - gap);
-        (seq, below)
+    points.iter().map(move |p| {
+        if !(p.shares && below.is_finite()) {
+            below = time_y(p.t_us).min(below - gap);
+        }
+        (p.seq, below)
     })
 }
 
-/// How far above the time `end` [`rows`] puts the oldest of `times` (newest first, none after
-/// `end`), at `us_per_px`.
-pub fn rows_height(times: &[u64], end: u64, us_per_px: f64, gap: f64) -> f64 {
+/// How far above the time `end` [`rows`] puts the oldest of `points` (newest first, none
+/// after `end`), at `us_per_px`.
+pub fn rows_height(points: &[Point], end: u64, us_per_px: f64, gap: f64) -> f64 {
     let mut row = f64::NEG_INFINITY;
-    for &t in times {
-        row = (end.saturating_sub(t) as f64 / us_per_px).max(row + gap);
+    for p in points {
+        if !(p.shares && row.is_finite()) {
+            row = (end.saturating_sub(p.t_us) as f64 / us_per_px).max(row + gap);
+        }
     }
     row.max(0.0)
 }
 
-/// The closest zoom from `at_least` to `at_most` µs per pixel at which the rows of `times`
+/// The closest zoom from `at_least` to `at_most` µs per pixel at which the rows of `points`
 /// (newest first, none after `end`) stand within `room` pixels above `end`, or `None` if
 /// none does: there are too many for the room even when their time gaps close up. Zooming out
 /// shortens the quiet stretches between events, never the rows of a burst, so a story of many
 /// rows needs more than its length in time divided by the height.
-pub fn zoom_to_fit(times: &[u64], end: u64, room: f64, gap: f64, at_least: f64, at_most: f64) -> Option<f64> {
-    let fits = |us_per_px: f64| rows_height(times, end, us_per_px, gap) <= room;
+pub fn zoom_to_fit(
+    points: &[Point],
+    end: u64,
+    room: f64,
+    gap: f64,
+    at_least: f64,
+    at_most: f64,
+) -> Option<f64> {
+    let fits = |us_per_px: f64| rows_height(points, end, us_per_px, gap) <= room;
     if fits(at_least) {
         return Some(at_least);
     }
@@ -356,14 +381,29 @@ mod tests {
     fn rows_keep_their_time_but_never_come_closer_than_a_gap() {
         // Newest first: at the bottom edge (t = 1 ms), then 0.2 and 0.3 ms before it, at 10 µs
         // a pixel.
-        let points = [(3, 1_000), (2, 800), (1, 700)];
+        let points = [Point::new(3, 1_000), Point::new(2, 800), Point::new(1, 700)];
         let y: Vec<(u64, f64)> = rows(&points, |t| 500.0 - (1_000 - t) as f64 / 10.0, 15.0).collect();
         assert_eq!(y, [(3, 500.0), (2, 480.0), (1, 465.0)], "the last one is pushed up a gap");
-        assert_eq!(rows_height(&[1_000, 800, 700], 1_000, 10.0, 15.0), 35.0);
+        assert_eq!(rows_height(&points, 1_000, 10.0, 15.0), 35.0);
         // Measured from a later end, as a view that keeps a margin under the newest row.
-        assert_eq!(rows_height(&[1_000, 800, 700], 1_100, 10.0, 15.0), 45.0);
+        assert_eq!(rows_height(&points, 1_100, 10.0, 15.0), 45.0);
         assert_eq!(rows_height(&[], 1_000, 10.0, 15.0), 0.0);
-        assert_eq!(rows_height(&[5], 5, 10.0, 15.0), 0.0);
+        assert_eq!(rows_height(&[Point::new(1, 5)], 5, 10.0, 15.0), 0.0);
+    }
+
+    #[test]
+    fn a_point_that_shares_a_row_stands_on_the_one_below_it() {
+        // The middle point shares the newest one's row; the oldest is a gap above both.
+        let shares = Point { shares: true, ..Point::new(2, 990) };
+        let points = [Point::new(3, 1_000), shares, Point::new(1, 985)];
+        let y: Vec<(u64, f64)> = rows(&points, |t| 500.0 - (1_000 - t) as f64 / 10.0, 15.0).collect();
+        assert_eq!(y, [(3, 500.0), (2, 500.0), (1, 485.0)]);
+        assert_eq!(rows_height(&points, 1_000, 10.0, 15.0), 15.0);
+        // With nothing below it, it takes a row after all.
+        let alone: Vec<(u64, f64)> =
+            rows(&points[1..], |t| 500.0 - (1_000 - t) as f64 / 10.0, 15.0).collect();
+        assert_eq!(alone, [(2, 499.0), (1, 484.0)]);
+        assert_eq!(rows_height(&points[1..], 1_000, 10.0, 15.0), 16.0);
     }
 
     #[test]
@@ -376,6 +416,7 @@ mod tests {
         }
         times.push(2_700_000);
         times.reverse();
+        let times: Vec<Point> = times.into_iter().zip(1..).map(|(t, seq)| Point::new(seq, t)).collect();
         let (end, gap) = (2_700_000, 15.0);
         assert!(rows_height(&times, end, 5_000.0, gap) > 300.0);
         let zoom = zoom_to_fit(&times, end, 300.0, gap, 5_000.0, 200_000.0).expect("it fits when zoomed out");

@@ -213,7 +213,7 @@ pub struct Arrow {
 
 impl Arrow {
     /// A datagram from `from` to `to`, not yet ended.
-    fn new(from: usize, to: usize, len: usize, payload: &Payload) -> Self {
+    pub(crate) fn new(from: usize, to: usize, len: usize, payload: &Payload) -> Self {
         Arrow {
             from,
             to,

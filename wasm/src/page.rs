@@ -4,29 +4,42 @@
 
 use std::collections::VecDeque;
 
-use crate::layout;
-use crate::model::{Body, Item};
+use crate::layout::{self, Point};
+use crate::model::{Body, Item, Mark, MarkKind};
 
-/// Every point of `items` that takes a row, as `(seq, t_us)`, newest first: each event, and
-/// where an arrow ends, waits and is released.
-pub fn row_points(items: &[&Item]) -> Vec<(u64, u64)> {
-    let mut points: Vec<(u64, u64)> = Vec::new();
+/// Every point of `items` that takes a row, newest first: each event, and where an arrow
+/// ends, waits and is released. A retry's mark shares the row of its attempt's send, when
+/// that send comes straight after it: the two are one moment, and a lesson of retries is a
+/// third shorter for it.
+pub fn row_points(items: &[&Item]) -> Vec<Point> {
+    let mut points: Vec<Point> = Vec::new();
     for item in items {
-        points.push((item.seq, item.t_us));
+        points.push(Point::new(item.seq, item.t_us));
         if let Body::Arrow(arrow) = &item.body {
             if let (Some(end), Some(t)) = (arrow.end_seq, arrow.t_end_us) {
-                points.push((end, t));
+                points.push(Point::new(end, t));
             }
             if let Some(held) = arrow.held() {
-                points.push((held.since_seq, held.since_us));
+                points.push(Point::new(held.since_seq, held.since_us));
                 if let (Some(seq), Some(t)) = (held.release_seq, held.release_us) {
-                    points.push((seq, t));
+                    points.push(Point::new(seq, t));
                 }
             }
         }
     }
-    points.sort_unstable_by(|a, b| b.cmp(a));
-    points.dedup_by_key(|p| p.0);
+    points.sort_unstable_by_key(|p| std::cmp::Reverse((p.seq, p.t_us)));
+    points.dedup_by_key(|p| p.seq);
+    // Items come in the order the relay stamped them: found by seq, in a bisection.
+    let item = |seq: u64| items.binary_search_by_key(&seq, |item| item.seq).ok().map(|i| &items[i].body);
+    for i in 1..points.len() {
+        let Some(Body::Mark(Mark { lane, kind: MarkKind::Retry { attempt, .. }, .. })) = item(points[i].seq)
+        else {
+            continue;
+        };
+        let below = item(points[i - 1].seq);
+        points[i].shares =
+            matches!(below, Some(Body::Arrow(a)) if a.from == *lane && a.attempt == Some(*attempt));
+    }
     points
 }
 
@@ -121,7 +134,8 @@ impl Page {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Mark, MarkKind};
+    use crate::model::Arrow;
+    use protocol::Payload;
 
     /// A mark (one row) at each time, in µs.
     fn marks(times: &[u64]) -> VecDeque<Item> {
@@ -196,6 +210,42 @@ mod tests {
             assert!(turns < 20, "never reached the end");
         }
         assert_eq!(PAGE.turn(&items, end, seen.start, false), None, "a turn on from the end");
+    }
+
+    #[test]
+    fn a_retrys_mark_shares_the_row_of_its_attempts_send_only() {
+        let (client, server, other) = (0, 1, 2);
+        let retry = |attempt| {
+            Body::Mark(Mark {
+                lane: client,
+                kind: MarkKind::Retry { attempt, waited_ms: 100 },
+                text: String::new(),
+            })
+        };
+        let send = |from, attempt| {
+            let arrow = Arrow { attempt: Some(attempt), ..Arrow::new(from, server, 5, &Payload::default()) };
+            Body::Arrow(arrow)
+        };
+        let items: Vec<Item> = [
+            (1, retry(2), 100),
+            (2, send(client, 2), 100),
+            // Attempt 3's mark, then another socket's send before attempt 3's own.
+            (3, retry(3), 300),
+            (4, send(other, 3), 300),
+            (5, send(client, 3), 300),
+            // A mark for attempt 5 and the send of attempt 4: not the one it announces.
+            (6, retry(5), 700),
+            (7, send(client, 4), 700),
+        ]
+        .into_iter()
+        .map(|(seq, body, t_ms)| Item { id: seq, seq, t_us: t_ms * 1_000, body })
+        .collect();
+        let refs: Vec<&Item> = items.iter().collect();
+        let shares: Vec<(u64, bool)> = row_points(&refs).iter().map(|p| (p.seq, p.shares)).collect();
+        assert_eq!(
+            shares,
+            [(7, false), (6, false), (5, false), (4, false), (3, false), (2, false), (1, true)]
+        );
     }
 
     #[test]

@@ -267,6 +267,8 @@ impl Renderer {
         let visible: Vec<&Item> = items.range(first..newest).collect();
         let points = row_points(&visible);
         let ys: HashMap<u64, f64> = layout::rows(&points, time_y, gap).collect();
+        // Marks on their send's row (a retry's).
+        let sharing: Vec<u64> = points.iter().filter(|p| p.shares).map(|p| p.seq).collect();
 
         let mut hits = Vec::with_capacity(visible.len());
         let mut labels: Vec<Label> = Vec::new();
@@ -547,24 +549,31 @@ impl Renderer {
                         ctx.set_fill_style_str("rgba(213,94,0,0.12)");
                         ctx.fill_rect(gutter, y1 - gap / 2.0, span, gap);
                     }
+                    // A mark on its send's row (a retry's) steps aside from the arrow, and
+                    // says its words only when selected: the send's label names the attempt
+                    // and its wait.
+                    let side = if right_side { -1.0 } else { 1.0 };
+                    let shares = sharing.contains(&item.seq);
+                    let glyph_x = if shares { x - side * 10.0 * s } else { x };
                     ctx.set_fill_style_str(colour);
                     ctx.set_font(&font(12.0, "700"));
                     ctx.set_text_align("center");
-                    let _ = ctx.fill_text(glyph, x, y1);
-                    let font12 = font(12.0, "700");
-                    let w = self.text_width(&font12, &text, span / 2.0);
-                    let h = 14.0 * s;
-                    let side = if right_side { -1.0 } else { 1.0 };
-                    let cx = clamp_x(x + side * (12.0 * s + w / 2.0), w, &bounds);
-                    let at = [0.0, -1.1, 1.1, -2.2, 2.2].iter().map(|k| (cx, y1 + k * h)).collect();
-                    let want = Wanted { w, h, at, must: selected };
-                    labels.push(Label { text, font: font12, colour, time: None, want });
+                    let _ = ctx.fill_text(glyph, glyph_x, y1);
+                    if selected || !shares {
+                        let font12 = font(12.0, "700");
+                        let w = self.text_width(&font12, &text, span / 2.0);
+                        let h = 14.0 * s;
+                        let cx = clamp_x(x + side * (12.0 * s + w / 2.0), w, &bounds);
+                        let at = [0.0, -1.1, 1.1, -2.2, 2.2].iter().map(|k| (cx, y1 + k * h)).collect();
+                        let want = Wanted { w, h, at, must: selected };
+                        labels.push(Label { text, font: font12, colour, time: None, want });
+                    }
                     if selected {
                         ctx.set_stroke_style_str(ORANGE);
                         ctx.set_line_width(2.0 * s);
-                        ctx.stroke_rect(x - 9.0 * s, y1 - 9.0 * s, 18.0 * s, 18.0 * s);
+                        ctx.stroke_rect(glyph_x - 9.0 * s, y1 - 9.0 * s, 18.0 * s, 18.0 * s);
                     }
-                    hits.push(Hit { id: item.id, x1: x - 8.0, y1, x2: x + 8.0, y2: y1 });
+                    hits.push(Hit { id: item.id, x1: glyph_x - 8.0, y1, x2: glyph_x + 8.0, y2: y1 });
                 }
             }
         }
@@ -790,12 +799,15 @@ impl Renderer {
         let first = items.partition_point(|item| item.t_us < *story.start());
         let last = items.partition_point(|item| item.t_us <= end).max(first);
         let told: Vec<&Item> = items.range(first..last).collect();
-        let times: Vec<u64> = row_points(&told).into_iter().map(|(_, t)| t.min(end)).collect();
+        let mut points = row_points(&told);
+        for p in &mut points {
+            p.t_us = p.t_us.min(end);
+        }
         let gap = ROW_GAP * scale;
         // The lane headers as the last frame drew them: a fit follows a frame at this size
         // (and, but for a link changed since, with these links' lines).
         let room = self.size.1 - self.header - 2.0 * gap - 8.0 * scale - bottom_px;
-        layout::zoom_to_fit(&times, end, room, gap, at_least, at_most)
+        layout::zoom_to_fit(&points, end, room, gap, at_least, at_most)
     }
 
     /// How wide `text` is in `font`, at most `max`, with room for its halo.
