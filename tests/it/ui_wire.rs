@@ -17,7 +17,8 @@ use serde_json::json;
 use crate::browser::{Browser, CONNECTED, WAIT};
 use crate::support::{TestRelay, http_request};
 
-/// The page at the size a classroom laptop shows it.
+/// The page in a 1,400 × 900 viewport, tall enough to show the link panel under the diagram
+/// (a shorter one keeps it a scroll below: see `a_small_laptop_and_a_720p_projector_keep_the_diagram_in_view`).
 async fn page(relay: &TestRelay) -> Browser {
     let browser = Browser::open(&format!("http://{}/", relay.http())).await;
     browser.set_viewport(1400, 900).await;

@@ -8,37 +8,48 @@ use crate::layout::{self, Point};
 use crate::model::{Body, Item, Mark, MarkKind};
 
 /// Every point of `items` that takes a row, newest first: each event, and where an arrow
-/// ends, waits and is released. A retry's mark shares the row of its attempt's send, when
-/// that send comes straight after it: the two are one moment, and a lesson of retries is a
-/// third shorter for it.
+/// ends, waits and is released. A retry's mark shares the row of its attempt's send when the
+/// send is the very next item and the next point: the two are one moment, and a lesson of
+/// retries is a third shorter for it.
 pub fn row_points(items: &[&Item]) -> Vec<Point> {
     let mut points: Vec<Point> = Vec::new();
-    for item in items {
+    // Each retry's mark with the send right after it, by the mark's seq.
+    let mut pairs: Vec<(u64, u64)> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
         points.push(Point::new(item.seq, item.t_us));
-        if let Body::Arrow(arrow) = &item.body {
-            if let (Some(end), Some(t)) = (arrow.end_seq, arrow.t_end_us) {
-                points.push(Point::new(end, t));
-            }
-            if let Some(held) = arrow.held() {
-                points.push(Point::new(held.since_seq, held.since_us));
-                if let (Some(seq), Some(t)) = (held.release_seq, held.release_us) {
-                    points.push(Point::new(seq, t));
+        match &item.body {
+            Body::Arrow(arrow) => {
+                if let (Some(end), Some(t)) = (arrow.end_seq, arrow.t_end_us) {
+                    points.push(Point::new(end, t));
+                }
+                if let Some(held) = arrow.held() {
+                    points.push(Point::new(held.since_seq, held.since_us));
+                    if let (Some(seq), Some(t)) = (held.release_seq, held.release_us) {
+                        points.push(Point::new(seq, t));
+                    }
                 }
             }
+            Body::Mark(Mark { lane, kind: MarkKind::Retry { attempt, .. }, .. }) => {
+                let next = items.get(i + 1).filter(|next| next.seq > item.seq);
+                if let Some(next) = next
+                    && let Body::Arrow(a) = &next.body
+                    && a.from == *lane
+                    && a.attempt == Some(*attempt)
+                {
+                    pairs.push((item.seq, next.seq));
+                }
+            }
+            Body::Mark(_) => {}
         }
     }
     points.sort_unstable_by_key(|p| std::cmp::Reverse((p.seq, p.t_us)));
     points.dedup_by_key(|p| p.seq);
-    // Items come in the order the relay stamped them: found by seq, in a bisection.
-    let item = |seq: u64| items.binary_search_by_key(&seq, |item| item.seq).ok().map(|i| &items[i].body);
-    for i in 1..points.len() {
-        let Some(Body::Mark(Mark { lane, kind: MarkKind::Retry { attempt, .. }, .. })) = item(points[i].seq)
-        else {
-            continue;
-        };
-        let below = item(points[i - 1].seq);
-        points[i].shares =
-            matches!(below, Some(Body::Arrow(a)) if a.from == *lane && a.attempt == Some(*attempt));
+    if !pairs.is_empty() {
+        pairs.sort_unstable();
+        for i in 1..points.len() {
+            let mark = pairs.binary_search_by_key(&points[i].seq, |&(mark, _)| mark);
+            points[i].shares = mark.is_ok_and(|at| pairs[at].1 == points[i - 1].seq);
+        }
     }
     points
 }

@@ -280,7 +280,7 @@ impl Renderer {
         ctx.begin_path();
         ctx.rect(0.0, header, w, h - header);
         ctx.clip();
-        for item in &visible {
+        for (k, item) in visible.iter().enumerate() {
             let Some(&y1) = ys.get(&item.seq) else { continue };
             if y1 < header - gap * 4.0 {
                 continue;
@@ -553,8 +553,17 @@ impl Renderer {
                     // says its words only when selected: the send's label names the attempt
                     // and its wait.
                     let side = if right_side { -1.0 } else { 1.0 };
-                    let shares = sharing.contains(&item.seq);
-                    let glyph_x = if shares { x - side * 10.0 * s } else { x };
+                    let shares = matches!(mark.kind, MarkKind::Retry { .. }) && sharing.contains(&item.seq);
+                    // Back from the way its send goes (the send is the next item, see
+                    // `row_points`): 1 to the right, -1 to the left.
+                    let away = match visible.get(k + 1).map(|next| &next.body) {
+                        Some(Body::Arrow(a)) if shares => match (lane_x.get(a.from), lane_x.get(a.to)) {
+                            (Some(from), Some(to)) if to < from => 1.0,
+                            _ => -1.0,
+                        },
+                        _ => 0.0,
+                    };
+                    let glyph_x = x + away * 10.0 * s;
                     ctx.set_fill_style_str(colour);
                     ctx.set_font(&font(12.0, "700"));
                     ctx.set_text_align("center");
@@ -563,7 +572,11 @@ impl Renderer {
                         let font12 = font(12.0, "700");
                         let w = self.text_width(&font12, &text, span / 2.0);
                         let h = 14.0 * s;
-                        let cx = clamp_x(x + side * (12.0 * s + w / 2.0), w, &bounds);
+                        let cx = if shares {
+                            clamp_x(glyph_x + away * (8.0 * s + w / 2.0), w, &bounds)
+                        } else {
+                            clamp_x(x + side * (12.0 * s + w / 2.0), w, &bounds)
+                        };
                         let at = [0.0, -1.1, 1.1, -2.2, 2.2].iter().map(|k| (cx, y1 + k * h)).collect();
                         let want = Wanted { w, h, at, must: selected };
                         labels.push(Label { text, font: font12, colour, time: None, want });
