@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use protocol::lessons::{Lesson, Step, Tool};
-use protocol::{Command, ServerName, ServerSettings};
+use protocol::{Command, Dir, Links, ServerName, ServerSettings};
 
 /// How long an `AimAt` waits for its target's address before the lesson skips it.
 const AIM_PATIENCE_MS: f64 = 3_000.0;
@@ -112,6 +112,30 @@ pub fn undo(lesson: &Lesson, settings: &BTreeMap<ServerName, ServerSettings>) ->
                 jitter_ms: s.jitter_ms,
                 timeout_ms: s.timeout_ms,
             }));
+        }
+    }
+    out
+}
+
+/// What makes every link perfect again: a `link` command for each direction of `links` (as
+/// the relay last announced them) that does anything. A lesson starts from perfect links,
+/// even when the page that impaired one is gone (reloaded, or another tab) and cannot undo it.
+pub fn perfect_links(links: &BTreeMap<ServerName, Links>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (&server, both) in links {
+        for dir in [Dir::In, Dir::Out] {
+            if !both.get(dir).is_off() {
+                out.push(command_json(&Command::Link {
+                    server,
+                    dir,
+                    loss: Some(0.0),
+                    duplicate: Some(0.0),
+                    reorder: Some(0.0),
+                    delay_ms: Some(0),
+                    jitter_ms: Some(0),
+                    mtu: Some(0),
+                }));
+            }
         }
     }
     out
@@ -220,6 +244,24 @@ mod tests {
         assert!(r.poll(500.0, |_| None).is_empty(), "no address yet");
         let out = r.poll(600.0, |s| (s == "unconnected").then(|| "127.0.0.1:5555".to_owned()));
         assert!(out[0].contains(r#""target":"127.0.0.1:5555""#) && out[0].contains("stranger"), "{out:?}");
+    }
+
+    #[test]
+    fn only_links_that_do_something_are_made_perfect() {
+        let mut links = BTreeMap::new();
+        links.insert(ServerName::Echo, Links::default());
+        let mut upper = Links::default();
+        upper.inbound.mtu = Some(1500);
+        links.insert(ServerName::Upper, upper);
+        let out = perfect_links(&links);
+        assert_eq!(out.len(), 1, "{out:?}");
+        let command: Command = serde_json::from_str(&out[0]).expect("a command");
+        let Command::Link { server, dir, mtu, loss, reorder, .. } = command else { panic!("{out:?}") };
+        assert_eq!(
+            (server, dir, mtu, loss, reorder),
+            (ServerName::Upper, Dir::In, Some(0), Some(0.0), Some(0.0))
+        );
+        assert!(perfect_links(&BTreeMap::new()).is_empty());
     }
 
     #[test]

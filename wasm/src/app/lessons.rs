@@ -145,7 +145,8 @@ fn translate_text(el: &Element) {
 }
 
 impl App {
-    /// Undoes the lesson before, sets up and starts `lesson`, and shows its caption.
+    /// Undoes the lesson before, makes every link perfect, sets up and starts `lesson`, and
+    /// shows its caption.
     pub(super) fn start_lesson(&mut self, lesson: &'static Lesson) {
         // Not before the relay answers, nor before the page's words are read: a log line is
         // put into words in the language it came in.
@@ -155,6 +156,9 @@ impl App {
             return;
         }
         self.undo_lesson();
+        for json in lesson::perfect_links(self.model.links()) {
+            self.send_json(&json);
+        }
         self.locals.clear();
         let now = self.now_ms();
         self.lesson = Some(Runner::new(lesson, now));
