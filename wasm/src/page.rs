@@ -44,11 +44,13 @@ pub fn row_points(items: &[&Item]) -> Vec<Point> {
     }
     points.sort_unstable_by_key(|p| std::cmp::Reverse((p.seq, p.t_us)));
     points.dedup_by_key(|p| p.seq);
-    if !pairs.is_empty() {
-        pairs.sort_unstable();
-        for i in 1..points.len() {
-            let mark = pairs.binary_search_by_key(&points[i].seq, |&(mark, _)| mark);
-            points[i].shares = mark.is_ok_and(|at| pairs[at].1 == points[i - 1].seq);
+    for (mark, send) in pairs {
+        // Found in the points, newest first, by a bisection.
+        if let Ok(i) = points.binary_search_by(|p| mark.cmp(&p.seq))
+            && i > 0
+            && points[i - 1].seq == send
+        {
+            points[i].shares = true;
         }
     }
     points
