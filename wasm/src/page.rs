@@ -56,6 +56,10 @@ pub fn row_points(items: &[&Item]) -> Vec<Point> {
     points
 }
 
+/// The room kept over a page's first row, in row gaps: enough for the label above it (a
+/// label's middle sits 1.1 label heights over its row).
+pub const HEADROOM_GAPS: f64 = 1.5;
+
 /// How many items, at most, a canvas `room` pixels tall (under the lane headers) lays out:
 /// twice as many as it has rows, and some.
 pub fn window(room: f64, gap: f64) -> usize {
@@ -99,7 +103,7 @@ impl Page {
 
     /// Whether `items[target]` stands whole in the page at `end`, with room for a label over it.
     fn fits(&self, items: &VecDeque<Item>, target: usize, end: u64) -> bool {
-        self.height(items, target, end) <= self.below - 2.0 * self.gap - self.bottom
+        self.height(items, target, end) <= self.below - HEADROOM_GAPS * self.gap - self.bottom
     }
 
     /// The latest bottom edge up to `late` at which `items[target]` still fits (or its own
@@ -124,7 +128,7 @@ impl Page {
             let cut = items.get(earlier.checked_sub(1)?)?;
             // A cut item that ends below the bottom edge (a held datagram) ends the page with
             // its start; one at the edge itself, a canvas of time earlier.
-            let room = self.below - 2.0 * self.gap - self.bottom;
+            let room = self.below - HEADROOM_GAPS * self.gap - self.bottom;
             let end = [last_row_us(cut), cut.t_us]
                 .into_iter()
                 .find(|&t| t < end_now)

@@ -30,7 +30,7 @@ use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
 
 use crate::layout::{self, Rect, Wanted};
 use crate::model::{Body, Fate, Item, LaneKind, MarkKind, Model, fixed, link_short};
-use crate::page::{Page, row_points, window};
+use crate::page::{HEADROOM_GAPS, Page, row_points, window};
 use crate::text::{fill, word};
 
 const INK: &str = "#111111";
@@ -819,7 +819,7 @@ impl Renderer {
         let gap = ROW_GAP * scale;
         // The lane headers as the last frame drew them: a fit follows a frame at this size
         // (and, but for a link changed since, with these links' lines).
-        let room = self.size.1 - self.header - 2.0 * gap - 8.0 * scale - bottom_px;
+        let room = self.size.1 - self.header - HEADROOM_GAPS * gap - 8.0 * scale - bottom_px;
         layout::zoom_to_fit(&points, end, room, gap, at_least, at_most)
     }
 
