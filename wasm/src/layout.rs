@@ -71,6 +71,17 @@ pub struct Wanted {
     pub at: Vec<(f64, f64)>,
     /// Read it even if every place is taken.
     pub must: bool,
+    /// Asked right after those that must be read, before the rest: a lesson's point.
+    pub first: bool,
+}
+
+/// `labels`, given oldest first, in the order they ask for a place: those that must be read,
+/// then those asked first, then the rest, each newest first.
+pub fn asking_order<T>(labels: Vec<T>, want: impl Fn(&T) -> &Wanted) -> Vec<T> {
+    // Partitions rather than a sort: the standard library's sort costs the bundle kilobytes.
+    let (must, rest): (Vec<T>, Vec<T>) = labels.into_iter().rev().partition(|l| want(l).must);
+    let (first, rest): (Vec<T>, Vec<T>) = rest.into_iter().partition(|l| want(l).first);
+    must.into_iter().chain(first).chain(rest).collect()
 }
 
 /// Places `wanted` in order among the `lines` (segments) inside `bounds`, keeping `pad`
@@ -259,7 +270,7 @@ mod tests {
     const BOUNDS: Rect = Rect { cx: 500.0, cy: 400.0, w: 1000.0, h: 800.0 };
 
     fn label(at: &[(f64, f64)]) -> Wanted {
-        Wanted { w: 80.0, h: 14.0, at: at.to_vec(), must: false }
+        Wanted { w: 80.0, h: 14.0, at: at.to_vec(), must: false, first: false }
     }
 
     #[test]
@@ -292,6 +303,30 @@ mod tests {
         assert_eq!(place(&[must], &[line], BOUNDS, 1.0)[0].map(|r| r.cy), Some(100.0));
         let outside = label(&[(20.0, 400.0), (500.0, 400.0)]);
         assert_eq!(place(&[outside], &[], BOUNDS, 1.0)[0].map(|r| r.cx), Some(500.0), "kept inside");
+    }
+
+    #[test]
+    fn a_lessons_point_asks_before_newer_labels_and_after_those_that_must_be_read() {
+        // Oldest first, as the renderer collects them: a retried send's label, a note, then
+        // two newer headlines, one of them selected. All want the same one place.
+        let spot = [(500.0, 300.0)];
+        let labels = vec![
+            ("retry", Wanted { first: true, ..label(&spot) }),
+            ("note", Wanted { first: true, ..label(&spot) }),
+            ("newer", label(&spot)),
+            ("selected", Wanted { must: true, ..label(&spot) }),
+            ("newest", label(&spot)),
+        ];
+        let order = asking_order(labels, |(_, want)| want);
+        let names: Vec<&str> = order.iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, ["selected", "note", "retry", "newest", "newer"]);
+        // With the selected one away, the spot goes to the newest of the lesson's points, not to
+        // the newest label.
+        let wanted: Vec<Wanted> =
+            order.into_iter().filter(|(n, _)| *n != "selected").map(|(_, w)| w).collect();
+        let placed = place(&wanted, &[], BOUNDS, 1.0);
+        assert!(placed[0].is_some(), "the note");
+        assert!(placed[1..].iter().all(Option::is_none), "the spot is taken: {placed:?}");
     }
 
     /// What [`place`] promises, checked against everything rather than by bands.
@@ -346,7 +381,7 @@ mod tests {
                     [(x, y - off), (x, y + off)]
                 })
                 .collect();
-            wanted.push(Wanted { w: 60.0 + next(60.0), h: 14.0, at, must: false });
+            wanted.push(Wanted { w: 60.0 + next(60.0), h: 14.0, at, must: false, first: false });
         }
         let boxes = place(&wanted, &lines, BOUNDS, 1.0);
         assert_eq!(
@@ -452,7 +487,8 @@ mod tests {
         let at = note_places(&under, &over, (100.0, 300.0), 792.0, 120.0, 1.0);
         assert_eq!(at, [(200.0, 806.0), (200.0, 822.0), (368.0, 792.0), (32.0, 792.0), (200.0, 762.0)]);
         let arrow: Segment = ((300.0, 790.0), (100.0, 794.0));
-        let placed = place(&[Wanted { w: 120.0, h: 14.0, at, must: false }], &[arrow], BOUNDS, 1.5);
+        let placed =
+            place(&[Wanted { w: 120.0, h: 14.0, at, must: false, first: false }], &[arrow], BOUNDS, 1.5);
         assert_eq!(placed[0].map(|r| (r.cx, r.cy)), Some((368.0, 792.0)));
     }
 
@@ -461,7 +497,7 @@ mod tests {
         // Its first place is under the diagram's bottom edge, its second inside.
         let at = vec![(500.0, 810.0), (500.0, 700.0)];
         let line: Segment = ((400.0, 700.0), (600.0, 700.0));
-        let must = Wanted { w: 80.0, h: 14.0, at, must: true };
+        let must = Wanted { w: 80.0, h: 14.0, at, must: true, first: false };
         let placed = place(&[must], &[line], BOUNDS, 1.5);
         assert_eq!(placed[0].map(|r| (r.cx, r.cy)), Some((500.0, 700.0)), "over the line, in view");
     }

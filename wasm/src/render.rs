@@ -438,7 +438,12 @@ impl Renderer {
                     let must = selected
                         || arrow.link.is_some()
                         || matches!(arrow.fate, Fate::NotSent | Fate::Vanished);
-                    if mid_y - last_label_y >= 14.0 * s || must {
+                    // A note (a cut read, a reply taken for the wrong attempt) and a retried
+                    // send's attempt are what a lesson is about: asked for before the rest,
+                    // though not forced over them.
+                    let arrow_note = arrow.note();
+                    let first = arrow_note.is_some() || arrow.waited_ms.is_some();
+                    if mid_y - last_label_y >= 14.0 * s || must || first {
                         last_label_y = mid_y;
                         // What the link did goes beside its wait when it held the datagram,
                         // else under the line with any other note.
@@ -447,7 +452,7 @@ impl Renderer {
                             (_, Some(n)) if hold.is_some() || lost => (Some(n), None),
                             (_, n) => (None, n),
                         };
-                        let note = match (arrow.note(), under) {
+                        let note = match (arrow_note, under) {
                             (Some(a), Some(b)) => Some(format!("{a} · {b}")),
                             (a, b) => a.or(b),
                         };
@@ -482,7 +487,7 @@ impl Renderer {
                             font: font12,
                             colour,
                             time: Some((item.t_us, y1)),
-                            want: Wanted { w, h: 14.0 * s, at, must },
+                            want: Wanted { w, h: 14.0 * s, at, must, first },
                         });
                         // A note (a cut read, a reply taken for the wrong attempt, where the
                         // link lost it) goes under the line, in its own words, wide enough to
@@ -500,7 +505,7 @@ impl Renderer {
                                 font: font12,
                                 colour: VERMILLION,
                                 time: None,
-                                want: Wanted { w, h: 14.0 * s, at, must },
+                                want: Wanted { w, h: 14.0 * s, at, must, first: true },
                             });
                             last_label_y = mid_y + 14.0 * s;
                         }
@@ -534,7 +539,7 @@ impl Renderer {
                                 font: font11,
                                 colour,
                                 time: None,
-                                want: Wanted { w, h, at, must },
+                                want: Wanted { w, h, at, must, first },
                             });
                         }
                     }
@@ -578,7 +583,7 @@ impl Renderer {
                             clamp_x(x + side * (12.0 * s + w / 2.0), w, &bounds)
                         };
                         let at = [0.0, -1.1, 1.1, -2.2, 2.2].iter().map(|k| (cx, y1 + k * h)).collect();
-                        let want = Wanted { w, h, at, must: selected };
+                        let want = Wanted { w, h, at, must: selected, first: false };
                         labels.push(Label { text, font: font12, colour, time: None, want });
                     }
                     if selected {
@@ -620,8 +625,9 @@ impl Renderer {
         }
         self.tags = tags.iter().map(|(r, top, _)| (*r, *top)).collect();
 
-        // The words, once every line is drawn: the labels that must be read first, then the
-        // newest, each where it touches no line, no tag and no other label.
+        // The words, once every line is drawn: the labels that must be read first, then a
+        // lesson's notes and retries, then the newest, each where it touches no line, no tag and
+        // no other label.
         let mut lines: Vec<layout::Segment> = hits.iter().map(|h| ((h.x1, h.y1), (h.x2, h.y2))).collect();
         for (r, _, _) in &tags {
             let (left, right) = (r.cx - r.w / 2.0, r.cx + r.w / 2.0);
@@ -629,9 +635,7 @@ impl Renderer {
                 lines.push(((left, y), (right, y)));
             }
         }
-        // Two passes rather than a sort: the standard library's sort costs the bundle kilobytes.
-        let (must, rest): (Vec<Label>, Vec<Label>) = labels.into_iter().rev().partition(|l| l.want.must);
-        let labels: Vec<Label> = must.into_iter().chain(rest).collect();
+        let labels = layout::asking_order(labels, |l| &l.want);
         let wanted: Vec<Wanted> = labels.iter().map(|l| l.want.clone()).collect();
         let boxes = layout::place(&wanted, &lines, bounds, 1.5 * s);
         ctx.set_text_align("center");
