@@ -6,7 +6,7 @@
 //! client). Each lesson's words (its caption, in every language the page speaks) live with the
 //! page, keyed by the slug.
 
-use crate::ServerName;
+use crate::{Dir, ServerName};
 
 /// One step of a lesson.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +36,7 @@ pub enum Tool {
     Python,
 }
 
-/// One lesson: what to run, how long it takes to watch, and how to undo what it changed.
+/// One lesson: what to run, how long it takes to watch, and which links it impairs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lesson {
     /// Its name in URLs (`?lesson=SLUG`) and in the page's text tables.
@@ -44,9 +44,11 @@ pub struct Lesson {
     pub steps: &'static [Step],
     /// How long its story takes to unfold, from the first step: the diagram shows this much.
     pub duration_ms: u64,
-    /// What puts the relay back as it was, after the lesson's sockets are closed. Settings are
-    /// restored to the values in `hello`; these are the links and faults the lesson set.
-    pub undo: &'static [Step],
+    /// The links its steps impair. The next lesson starts by making them perfect, with every
+    /// other link the relay reports impaired: this names them even before the relay's
+    /// `link_configured` has come back. (Its sockets are closed, and the server settings it
+    /// changed put back to `hello`'s, by the same next lesson.)
+    pub links: &'static [(ServerName, Dir)],
 }
 
 use Step::{AimAt, Do, Outside, SendRepeated, Wait};
@@ -60,7 +62,7 @@ pub const LESSONS: [Lesson; 12] = [
             Do(r#"{"op":"send","socket":"lonely","text":"is anybody there?"}"#),
         ],
         duration_ms: 2_000,
-        undo: &[],
+        links: &[],
     },
     Lesson {
         slug: "empty",
@@ -69,7 +71,7 @@ pub const LESSONS: [Lesson; 12] = [
             Do(r#"{"op":"send","socket":"empty","text":""}"#),
         ],
         duration_ms: 2_000,
-        undo: &[],
+        links: &[],
     },
     Lesson {
         slug: "boundaries",
@@ -79,7 +81,7 @@ pub const LESSONS: [Lesson; 12] = [
             Do(r#"{"op":"send","socket":"words","text":"second"}"#),
         ],
         duration_ms: 2_000,
-        undo: &[],
+        links: &[],
     },
     Lesson {
         slug: "loss-retry",
@@ -89,7 +91,7 @@ pub const LESSONS: [Lesson; 12] = [
             Do(r#"{"op":"send","socket":"retry","text":"are you there?","retry":true}"#),
         ],
         duration_ms: 4_000,
-        undo: &[],
+        links: &[],
     },
     Lesson {
         slug: "late-duplicate",
@@ -107,7 +109,7 @@ pub const LESSONS: [Lesson; 12] = [
             Do(r#"{"op":"send","socket":"no-ids","text":"ping","retry":true}"#),
         ],
         duration_ms: 4_000,
-        undo: &[],
+        links: &[],
     },
     Lesson {
         slug: "connected-refused",
@@ -123,7 +125,7 @@ pub const LESSONS: [Lesson; 12] = [
             Do(r#"{"op":"send","socket":"stranger-2","text":"a stranger says hi"}"#),
         ],
         duration_ms: 3_000,
-        undo: &[],
+        links: &[],
     },
     Lesson {
         slug: "heartbeat-eviction",
@@ -137,7 +139,7 @@ pub const LESSONS: [Lesson; 12] = [
             Do(r#"{"op":"heartbeat","socket":"alive","every_ms":0}"#),
         ],
         duration_ms: 9_000,
-        undo: &[],
+        links: &[],
     },
     Lesson {
         slug: "truncation",
@@ -146,7 +148,7 @@ pub const LESSONS: [Lesson; 12] = [
             SendRepeated { socket: "small", byte: b'x', len: 2_000 },
         ],
         duration_ms: 2_000,
-        undo: &[],
+        links: &[],
     },
     Lesson {
         slug: "reordering",
@@ -159,7 +161,7 @@ pub const LESSONS: [Lesson; 12] = [
             Do(r#"{"op":"send","socket":"order","text":"4"}"#),
         ],
         duration_ms: 2_000,
-        undo: &[Do(r#"{"op":"link","server":"echo","dir":"in","reorder":0.0}"#)],
+        links: &[(ServerName::Echo, Dir::In)],
     },
     Lesson {
         slug: "size-limit",
@@ -175,7 +177,7 @@ pub const LESSONS: [Lesson; 12] = [
             Do(r#"{"op":"send","socket":"fragments","text":"small enough for one packet"}"#),
         ],
         duration_ms: 3_000,
-        undo: &[Do(r#"{"op":"link","server":"upper","dir":"in","mtu":0,"loss":0.0}"#)],
+        links: &[(ServerName::Upper, Dir::In)],
     },
     Lesson {
         slug: "many-clients",
@@ -187,7 +189,7 @@ pub const LESSONS: [Lesson; 12] = [
             Do(r#"{"op":"close","socket":"class"}"#),
         ],
         duration_ms: 5_000,
-        undo: &[],
+        links: &[],
     },
     Lesson {
         slug: "outside-clients",
@@ -198,7 +200,7 @@ pub const LESSONS: [Lesson; 12] = [
             Outside { server: ServerName::Upper, tool: Tool::Python, text: "and from python\n" },
         ],
         duration_ms: 3_000,
-        undo: &[],
+        links: &[],
     },
 ];
 
@@ -242,12 +244,17 @@ mod tests {
         for lesson in &LESSONS {
             assert!(!slugs.contains(&lesson.slug), "{} twice", lesson.slug);
             slugs.push(lesson.slug);
-            for step in lesson.steps.iter().chain(lesson.undo) {
+            let mut impaired = Vec::new();
+            for step in lesson.steps {
                 if let Do(json) = step {
-                    serde_json::from_str::<Command>(json)
+                    let command = serde_json::from_str::<Command>(json)
                         .unwrap_or_else(|e| panic!("{}: {json}: {e}", lesson.slug));
+                    if let Command::Link { server, dir, .. } = command {
+                        impaired.push((server, dir));
+                    }
                 }
             }
+            assert_eq!(impaired, lesson.links, "{}: the links it names are those it sets", lesson.slug);
             assert!(lesson.duration_ms >= 1_000);
         }
         assert_eq!(lesson("truncation").map(|l| l.slug), Some("truncation"));

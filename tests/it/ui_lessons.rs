@@ -802,6 +802,22 @@ async fn a_lesson_starts_from_perfect_links_whoever_impaired_them() {
     let answers = browser.find_all("#log li[data-kind=client_recv][data-socket=words]").await.len();
     assert_eq!(answers, 2, "both words echoed");
     assert!(browser.find_all("#log li[data-kind=link_hold]").await.is_empty(), "nothing held by the link");
+
+    // A lesson that impairs a link, then another: the link is made perfect once, not once by
+    // the lesson's undo and again as an impaired link.
+    let set = "#log li[data-kind=link_configured]";
+    let before = browser.find_all(set).await.len();
+    browser.click("#lesson-list [data-slug=reordering]").await;
+    browser.wait_for("#log li[data-kind=link_hold]", WAIT).await;
+    browser.click("#lesson-list [data-slug=boundaries]").await;
+    wait_done(&browser, "boundaries").await;
+    let configured = lines(&browser, set).await;
+    let configured = &configured[before..];
+    assert_eq!(configured.len(), 2, "set for the lesson, and made perfect once: {configured:#?}");
+    assert!(configured[0].1.contains("reorder"), "{configured:#?}");
+    let links = http_get(http, "/api/links").await;
+    let links: serde_json::Value = serde_json::from_slice(&links.body).expect("JSON");
+    assert_eq!(links["echo"]["in"]["reorder"], json!(0.0), "{links}");
     browser.close().await;
     relay.shutdown().await;
 }

@@ -87,18 +87,14 @@ fn command_json(command: &Command) -> String {
     serde_json::to_string(command).unwrap_or_default()
 }
 
-/// What undoes `lesson`: its sockets closed, its own undo steps, and the settings it changed
-/// put back to `settings` (the values from `hello`).
+/// What undoes `lesson`: its sockets closed, and the settings it changed put back to `settings`
+/// (the values from `hello`). Its links are left to [`perfect_links`], which the next lesson
+/// sends anyway.
 pub fn undo(lesson: &Lesson, settings: &BTreeMap<ServerName, ServerSettings>) -> Vec<String> {
     let mut out: Vec<String> = protocol::lessons::sockets(lesson)
         .into_iter()
         .map(|socket| command_json(&Command::Close { socket: socket.to_owned() }))
         .collect();
-    for step in lesson.undo {
-        if let Step::Do(json) = step {
-            out.push((*json).to_owned());
-        }
-    }
     for server in [ServerName::Lossy, ServerName::Chat] {
         let configures = lesson.steps.iter().any(|s| {
             matches!(s, Step::Do(json) if json.contains(r#""op":"configure""#)
@@ -117,28 +113,34 @@ pub fn undo(lesson: &Lesson, settings: &BTreeMap<ServerName, ServerSettings>) ->
     out
 }
 
-/// What makes every link perfect again: a `link` command for each direction of `links` (as
-/// the relay last announced them) that does anything. A lesson starts from perfect links,
-/// even when the page that impaired one is gone (reloaded, or another tab) and cannot undo it.
-pub fn perfect_links(links: &BTreeMap<ServerName, Links>) -> Vec<String> {
-    let mut out = Vec::new();
+/// What makes every link perfect again, one `link` command each: the directions of `links` (as
+/// the relay last announced them) that do anything, and those the lesson `before` impaired,
+/// which the relay may not have announced yet. A lesson starts from perfect links, even when
+/// the page that impaired one is gone (reloaded, or another tab) and cannot undo it.
+pub fn perfect_links(links: &BTreeMap<ServerName, Links>, before: Option<&Lesson>) -> Vec<String> {
+    let mut impaired: Vec<(ServerName, Dir)> = before.map(|l| l.links.to_vec()).unwrap_or_default();
     for (&server, both) in links {
         for dir in [Dir::In, Dir::Out] {
-            if !both.get(dir).is_off() {
-                out.push(command_json(&Command::Link {
-                    server,
-                    dir,
-                    loss: Some(0.0),
-                    duplicate: Some(0.0),
-                    reorder: Some(0.0),
-                    delay_ms: Some(0),
-                    jitter_ms: Some(0),
-                    mtu: Some(0),
-                }));
+            if !both.get(dir).is_off() && !impaired.contains(&(server, dir)) {
+                impaired.push((server, dir));
             }
         }
     }
-    out
+    impaired
+        .into_iter()
+        .map(|(server, dir)| {
+            command_json(&Command::Link {
+                server,
+                dir,
+                loss: Some(0.0),
+                duplicate: Some(0.0),
+                reorder: Some(0.0),
+                delay_ms: Some(0),
+                jitter_ms: Some(0),
+                mtu: Some(0),
+            })
+        })
+        .collect()
 }
 
 /// Whether `lesson` subscribes to all traffic (the outside clients'), which its undo reverts.
@@ -253,7 +255,7 @@ mod tests {
         let mut upper = Links::default();
         upper.inbound.mtu = Some(1500);
         links.insert(ServerName::Upper, upper);
-        let out = perfect_links(&links);
+        let out = perfect_links(&links, None);
         assert_eq!(out.len(), 1, "{out:?}");
         let command: Command = serde_json::from_str(&out[0]).expect("a command");
         let Command::Link { server, dir, mtu, loss, reorder, .. } = command else { panic!("{out:?}") };
@@ -261,7 +263,32 @@ mod tests {
             (server, dir, mtu, loss, reorder),
             (ServerName::Upper, Dir::In, Some(0), Some(0.0), Some(0.0))
         );
-        assert!(perfect_links(&BTreeMap::new()).is_empty());
+        assert!(perfect_links(&BTreeMap::new(), None).is_empty());
+    }
+
+    #[test]
+    fn the_links_a_lesson_impaired_are_made_perfect_once_announced_or_not() {
+        let size_limit = lesson("size-limit");
+        let reordering = lesson("reordering");
+        // Not announced yet: the lesson before names its link.
+        let out = perfect_links(&BTreeMap::new(), reordering);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(
+            out[0].contains(r#""server":"echo","dir":"in""#) && out[0].contains(r#""reorder":0.0"#),
+            "{out:?}"
+        );
+        // Announced, and named too: once. Another link the relay reports is added.
+        let mut links = BTreeMap::new();
+        let mut echo = Links::default();
+        echo.inbound.reorder = 1.0;
+        echo.outbound.loss = 0.5;
+        links.insert(ServerName::Echo, echo);
+        let out = perfect_links(&links, reordering);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(out[1].contains(r#""server":"echo","dir":"out""#), "{out:?}");
+        // A lesson that impairs nothing adds nothing.
+        assert_eq!(perfect_links(&links, lesson("truncation")).len(), 2);
+        assert_eq!(perfect_links(&BTreeMap::new(), size_limit).len(), 1);
     }
 
     #[test]
@@ -279,7 +306,7 @@ mod tests {
         assert!(out[0].contains(r#""op":"close""#) && out[0].contains("retry"), "{out:?}");
         assert!(out[1].contains(r#""drop":0.2"#), "{out:?}");
         let reorder = undo(lesson("reordering").expect("lesson"), &settings);
-        assert!(reorder[1].contains(r#""reorder":0.0"#), "{reorder:?}");
+        assert_eq!(reorder.len(), 1, "its socket; its link is perfect_links': {reorder:?}");
     }
 
     #[test]

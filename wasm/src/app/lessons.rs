@@ -155,8 +155,8 @@ impl App {
             self.pending_lesson = Some(lesson);
             return;
         }
-        self.undo_lesson();
-        for json in lesson::perfect_links(self.model.links()) {
+        let before = self.undo_lesson();
+        for json in lesson::perfect_links(self.model.links(), before) {
             self.send_json(&json);
         }
         self.locals.clear();
@@ -180,9 +180,10 @@ impl App {
         self.poll_lesson(now);
     }
 
-    /// Closes the running lesson's sockets and puts back what it changed.
-    fn undo_lesson(&mut self) {
-        let Some(runner) = self.lesson.take() else { return };
+    /// Closes the running lesson's sockets and puts back the settings it changed. Returns it:
+    /// its links are for [`lesson::perfect_links`].
+    fn undo_lesson(&mut self) -> Option<&'static Lesson> {
+        let runner = self.lesson.take()?;
         for json in lesson::undo(runner.lesson, &self.settings) {
             self.send_json(&json);
         }
@@ -197,6 +198,7 @@ impl App {
                 });
             }
         }
+        Some(runner.lesson)
     }
 
     /// Takes the lesson's steps that are due; called every frame.
