@@ -79,9 +79,11 @@ pub struct Wanted {
 /// then those asked first, then the rest, each newest first.
 pub fn asking_order<T>(labels: Vec<T>, want: impl Fn(&T) -> &Wanted) -> Vec<T> {
     // Partitions rather than a sort: the standard library's sort costs the bundle kilobytes.
-    let (must, rest): (Vec<T>, Vec<T>) = labels.into_iter().rev().partition(|l| want(l).must);
-    let (first, rest): (Vec<T>, Vec<T>) = rest.into_iter().partition(|l| want(l).first);
-    must.into_iter().chain(first).chain(rest).collect()
+    let (mut must, rest): (Vec<T>, Vec<T>) = labels.into_iter().rev().partition(|l| want(l).must);
+    let (mut first, mut rest): (Vec<T>, Vec<T>) = rest.into_iter().partition(|l| want(l).first);
+    must.append(&mut first);
+    must.append(&mut rest);
+    must
 }
 
 /// Places `wanted` in order among the `lines` (segments) inside `bounds`, keeping `pad`
@@ -140,16 +142,19 @@ pub fn note_places(
     w: f64,
     s: f64,
 ) -> Vec<(f64, f64)> {
-    let lower = under.iter().map(|&(x, y)| (x, y + 16.0 * s));
+    // Loops rather than chained iterators: smaller in the bundle.
+    let mut at = Vec::with_capacity(2 * under.len() + 2 + over.len());
+    at.extend_from_slice(under);
+    for &(x, y) in under {
+        at.push((x, y + 16.0 * s));
+    }
     let beside = w / 2.0 + 8.0 * s;
-    let higher = over.iter().map(|&(x, y)| (x, y - 16.0 * s));
-    under
-        .iter()
-        .copied()
-        .chain(lower)
-        .chain([(ends.1 + beside, mid_y), (ends.0 - beside, mid_y)])
-        .chain(higher)
-        .collect()
+    at.push((ends.1 + beside, mid_y));
+    at.push((ends.0 - beside, mid_y));
+    for &(x, y) in over {
+        at.push((x, y - 16.0 * s));
+    }
+    at
 }
 
 /// A moment on the time axis that takes a row: `seq`'s event at `t_us`, or where an arrow

@@ -510,30 +510,35 @@ impl Renderer {
                             last_label_y = mid_y + 14.0 * s;
                         }
                         let rightward = x2 >= x1;
+                        let ahead = if rightward { 1.0 } else { -1.0 };
+                        // Where it goes: its text, height and colour, and the places it may stand
+                        // beside, best first, each an x and the way it steps from there.
                         let beside = match (beside, hold) {
-                            // On the side the datagram came from, where the way is clear.
+                            // On the side the datagram came from, where the way is clear; else
+                            // on the other, or past the lane it was going to.
                             (Some(text), Some((from, until))) => Some((
                                 text,
-                                if rightward { -1.0 } else { 1.0 },
-                                xl,
                                 (from + until) / 2.0,
                                 ORANGE,
+                                [(xl, -ahead), (xl, ahead), (x2, ahead)],
                             )),
                             // Past the ↯, on the way it did not make: the line stays in sight.
                             (Some(text), None) => {
-                                Some((text, if rightward { 1.0 } else { -1.0 }, ex, ey, VERMILLION))
+                                Some((text, ey, VERMILLION, [(ex, ahead), (ex, -ahead), (x2, ahead)]))
                             }
                             (None, _) => None,
                         };
-                        if let Some((text, side, x, y, colour)) = beside {
+                        if let Some((text, y, colour, sides)) = beside {
                             let font11 = font(11.5, "700");
                             let w = self.text_width(&font11, &text, span * 0.45);
                             let h = 13.0 * s;
-                            let cx = x + side * (10.0 * s + w / 2.0);
-                            let at = [0.0, -1.2, 1.2, -2.4, 2.4, -3.6, 3.6]
-                                .iter()
-                                .map(|k| (clamp_x(cx, w, &bounds), y + k * h))
-                                .collect();
+                            let mut at = Vec::with_capacity(21);
+                            for (x, side) in sides {
+                                let cx = clamp_x(x + side * (10.0 * s + w / 2.0), w, &bounds);
+                                for k in [0.0, -1.2, 1.2, -2.4, 2.4, -3.6, 3.6] {
+                                    at.push((cx, y + k * h));
+                                }
+                            }
                             labels.push(Label {
                                 text,
                                 font: font11,
@@ -582,7 +587,10 @@ impl Renderer {
                         } else {
                             clamp_x(x + side * (12.0 * s + w / 2.0), w, &bounds)
                         };
-                        let at = [0.0, -1.1, 1.1, -2.2, 2.2].iter().map(|k| (cx, y1 + k * h)).collect();
+                        let mut at = Vec::with_capacity(5);
+                        for k in [0.0, -1.1, 1.1, -2.2, 2.2] {
+                            at.push((cx, y1 + k * h));
+                        }
                         let want = Wanted { w, h, at, must: selected, first: false };
                         labels.push(Label { text, font: font12, colour, time: None, want });
                     }

@@ -121,10 +121,13 @@ pub fn decimal(text: &str) -> Option<f64> {
     Some(if negative { -value } else { value })
 }
 
-/// Microseconds as milliseconds with sensible precision: `0.31 ms`, `12.4 ms`, `250 ms`.
+/// Microseconds as milliseconds with sensible precision: `0.31 ms`, `12.4 ms`, `250 ms`; under
+/// 10 µs, where two decimals of a millisecond would say `0.00`, in microseconds: `4 µs`.
 pub fn ms_text(us: u64) -> String {
     let ms = us as f64 / 1000.0;
-    if ms < 1.0 {
+    if us < 10 {
+        format!("{us} µs")
+    } else if ms < 1.0 {
         format!("{} ms", fixed(ms, 2))
     } else if ms < 100.0 {
         format!("{} ms", fixed(ms, 1))
@@ -366,6 +369,9 @@ mod tests {
         assert_eq!(preview_of(&Payload::preview(b"short"), 12), "\"short\"", "no … when all of it is shown");
         assert_eq!(hex_dump(b"AB"), "41 42");
         assert_eq!(ms_text(310), "0.31 ms");
+        assert_eq!(ms_text(10), "0.01 ms");
+        assert_eq!(ms_text(4), "4 µs", "not 0.00 ms");
+        assert_eq!(ms_text(0), "0 µs");
         assert_eq!(ms_text(250_000), "250 ms");
     }
 
