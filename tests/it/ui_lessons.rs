@@ -720,8 +720,10 @@ async fn a_small_laptop_and_a_720p_projector_keep_the_diagram_in_view() {
             json!([true, true, true]),
             "laptop {w}×{h}: [the diagram's view a box down to the details, above the keys; the link panel below the column's edge; the column scrolls to it]"
         );
-        if w == 1536 {
-            // Loss and retries, whole (it ran off the top at 208 px of canvas).
+        if w == 1536 || w == 1366 {
+            // Loss and retries, whole (it ran off the top at 208 px of canvas). Run at
+            // 1,400 × 900, it is fitted again here as a lesson started at this size would be:
+            // at 1,366 × 650 it once kept the bigger window's zoom and lost its first rows.
             whole_story_in_view(&browser, "loss-retry", "short laptop").await;
         }
         let page = browser.eval("return document.documentElement.scrollHeight;", vec![]).await;

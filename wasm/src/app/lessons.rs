@@ -144,6 +144,12 @@ fn translate_text(el: &Element) {
     }
 }
 
+/// The zoom at which `lesson`'s story, with a quarter more for the rows around it, fills a
+/// canvas `height` pixels tall: where a lesson starts, and where its fit starts from.
+pub(super) fn story_zoom(lesson: &Lesson, height: f64) -> f64 {
+    lesson.duration_ms as f64 * 1000.0 * 1.25 / height
+}
+
 impl App {
     /// Undoes the lesson before, makes every link perfect, sets up and starts `lesson`, and
     /// shows its caption.
@@ -173,8 +179,8 @@ impl App {
             h if h >= 200.0 => h,
             _ => window_height * 0.5,
         };
-        let need = lesson.duration_ms as f64 * 1000.0 * 1.25 / height;
-        self.view.us_per_px = self.view.us_per_px.max(need).min(super::View::MAX_US_PER_PX);
+        self.view.us_per_px =
+            self.view.us_per_px.max(story_zoom(lesson, height)).min(super::View::MAX_US_PER_PX);
         self.go_live();
         self.render_lessons();
         self.poll_lesson(now);
@@ -243,10 +249,11 @@ impl App {
     pub(super) fn fit_lesson(&mut self, mut fit: LessonFit) {
         let Some(lesson) = self.lesson.as_ref().map(|r| r.lesson) else { return };
         let height = self.renderer.height().max(100.0);
-        let story = lesson.duration_ms as f64 * 1000.0;
         let bottom_px = height * 0.05;
         let max = super::View::MAX_US_PER_PX;
-        let by_time = fit.base_us_per_px.max(story * 1.15 / height).min(max);
+        // As a lesson started on this canvas would be: after a resize, the same fit as on a
+        // page opened at the new size.
+        let by_time = fit.base_us_per_px.max(story_zoom(lesson, height)).min(max);
         let told = self.lesson_since_us..=fit.end_us;
         self.view.us_per_px = self
             .renderer

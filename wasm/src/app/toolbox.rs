@@ -455,7 +455,7 @@ impl App {
         self.lesson_since_us = 0;
         self.lesson_fit = None;
         let height = self.renderer.height().max(200.0);
-        let need = lesson.duration_ms as f64 * 1000.0 * 1.25 / height;
+        let need = super::lessons::story_zoom(lesson, height);
         self.view.us_per_px = self.view.us_per_px.max(need).min(super::View::MAX_US_PER_PX);
         self.render_lessons();
     }
