@@ -311,8 +311,15 @@ pub enum EventKind {
     },
     /// The chat server is stopping and sent `end` to its `clients` live clients.
     ChatEnd { server: ServerName, clients: usize },
-    /// An operator changed a live setting of a server. Durations are in milliseconds.
-    ServerConfigured { server: ServerName, setting: String, value: f64 },
+    /// An operator changed a live setting of a server. Durations are in milliseconds. `by` is
+    /// the session whose command changed it; absent when the HTTP API did.
+    ServerConfigured {
+        server: ServerName,
+        setting: String,
+        value: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
 
     /// The link lost datagram `dg` on its way `dir` (to or from the server). `peer` is the
     /// server's other end. With `fragment`, fragment number `fragment` of `fragments` was lost.
@@ -360,7 +367,14 @@ pub enum EventKind {
         held_us: u64,
     },
     /// A direction of a server's link has new settings (all of them, not only the change).
-    LinkConfigured { server: ServerName, dir: Dir, settings: LinkSettings },
+    /// `by` is the session whose command changed it; absent when the HTTP API did.
+    LinkConfigured {
+        server: ServerName,
+        dir: Dir,
+        settings: LinkSettings,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
 
     /// A browser session opened a UDP socket at `local`, aimed at `remote`. `recv_buffer` is
     /// the most a read takes, when the socket was opened with one.
@@ -921,10 +935,12 @@ mod tests {
                     server: ServerName::Echo,
                     dir: Dir::Out,
                     settings: LinkSettings { loss: 0.3, delay_ms: 100, jitter_ms: 50, ..Default::default() },
+                    by: Some("f9e6efbc0518".into()),
                 },
             },
             json!({"seq":14,"t_us":42,"kind":"link_configured","server":"echo","dir":"out",
-                   "settings":{"loss":0.3,"duplicate":0.0,"reorder":0.0,"delay_ms":100,"jitter_ms":50}}),
+                   "settings":{"loss":0.3,"duplicate":0.0,"reorder":0.0,"delay_ms":100,"jitter_ms":50},
+                   "by":"f9e6efbc0518"}),
         );
     }
 
@@ -971,7 +987,7 @@ mod tests {
             ("chat_broadcast", json!({"dg":1,"from":a,"recipients":1,"len":0,"text":""}), &server),
             ("chat_refused", json!({"peer":a,"limit":1}), &server),
             ("chat_end", json!({"clients":0}), &server),
-            ("server_configured", json!({"setting":"drop","value":0.5}), &server),
+            ("server_configured", json!({"setting":"drop","value":0.5,"by":"s"}), &server),
             ("client_open", json!({"local":a,"remote":b,"connect":true}), &client),
             ("client_close", json!({}), &client),
             ("client_send", json!({"dg":1,"from":a,"to":b,"len":0,"text":""}), &client),

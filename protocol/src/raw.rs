@@ -70,6 +70,7 @@ pub struct RawEvent {
     attempt: Option<u32>,
     attempts: Option<u32>,
     session: Option<String>,
+    by: Option<String>,
     socket: Option<String>,
     req: Option<String>,
     errno: Option<String>,
@@ -271,6 +272,7 @@ impl RawEvent {
                 server: server()?,
                 setting: need(r.setting, "setting")?,
                 value: need(r.value, "value")?,
+                by: r.by,
             },
             Kind::LinkDrop => EventKind::LinkDrop {
                 server: server()?,
@@ -312,6 +314,7 @@ impl RawEvent {
                     Some(Settings::Empty) => LinkSettings::default(),
                     _ => return Err("settings"),
                 },
+                by: r.by,
             },
             Kind::ClientOpen => EventKind::ClientOpen {
                 session: need(r.session, "session")?,
@@ -487,7 +490,12 @@ mod tests {
         let configured = Event {
             seq: 7,
             t_us: 1_000,
-            kind: EventKind::LinkConfigured { server: ServerName::Upper, dir: Dir::In, settings: link },
+            kind: EventKind::LinkConfigured {
+                server: ServerName::Upper,
+                dir: Dir::In,
+                settings: link,
+                by: Some("f9e6efbc0518".into()),
+            },
         };
         round_trip(ServerMsg::Event(configured.clone()));
         let off = Event {
@@ -495,6 +503,7 @@ mod tests {
                 server: ServerName::Upper,
                 dir: Dir::Out,
                 settings: LinkSettings::default(),
+                by: None,
             },
             ..configured.clone()
         };
@@ -541,7 +550,8 @@ mod tests {
             EventKind::LinkConfigured {
                 server: ServerName::Echo,
                 dir: Dir::In,
-                settings: LinkSettings::default()
+                settings: LinkSettings::default(),
+                by: None
             }
         );
     }

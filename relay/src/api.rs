@@ -193,7 +193,8 @@ async fn change(
     change: LinkChange,
 ) -> Result<LinkSettings, ApiError> {
     let answer =
-        tokio::time::timeout(std::time::Duration::from_secs(2), state.relay.link(server, dir, change)).await;
+        tokio::time::timeout(std::time::Duration::from_secs(2), state.relay.link(server, dir, change, None))
+            .await;
     match answer {
         Ok(Some(Ok(settings))) => Ok(settings),
         Ok(Some(Err(e))) => Err(bad(e.to_string())),

@@ -495,7 +495,12 @@ mod tests {
         bus.emit(Instant::now(), EventKind::ServerRefused { server: ServerName::Echo, peer: None });
         bus.emit(
             Instant::now(),
-            EventKind::ServerConfigured { server: ServerName::Lossy, setting: "drop".into(), value: 1.0 },
+            EventKind::ServerConfigured {
+                server: ServerName::Lossy,
+                setting: "drop".into(),
+                value: 1.0,
+                by: None,
+            },
         );
         let seqs =
             |feed: &mut Feed| std::iter::from_fn(|| feed.try_recv()).map(|e| e.seq).collect::<Vec<_>>();

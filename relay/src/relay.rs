@@ -119,27 +119,36 @@ impl RelayHandle {
     }
 
     /// Changes one direction of a server's link, or aims a fault at it; answers with that
-    /// direction's settings. `None` for a server the relay does not run (`nobody`).
+    /// direction's settings. `None` for a server the relay does not run (`nobody`). `by` is the
+    /// session that asked, named in the event (`None`: the HTTP API).
     pub async fn link(
         &self,
         server: ServerName,
         dir: protocol::Dir,
         change: LinkChange,
+        by: Option<&str>,
     ) -> Option<Result<protocol::LinkSettings, LinkError>> {
         let tx = self.settings.get(&server)?;
         let (reply, outcome) = oneshot::channel();
-        tx.send(Control::Link { dir, change, reply }).await.ok()?;
+        let by = by.map(str::to_owned);
+        tx.send(Control::Link { dir, change, by, reply }).await.ok()?;
         outcome.await.ok()
     }
 
-    /// Changes a live setting of a server and waits for the server to accept or refuse it.
-    pub async fn configure(&self, server: ServerName, setting: Setting) -> Result<(), SettingError> {
+    /// Changes a live setting of a server and waits for the server to accept or refuse it. `by`
+    /// as for [`link`](Self::link).
+    pub async fn configure(
+        &self,
+        server: ServerName,
+        setting: Setting,
+        by: Option<&str>,
+    ) -> Result<(), SettingError> {
         let Some(tx) = self.settings.get(&server) else {
             return Err(SettingError::NotSupported { server: Some(server), setting: setting.name() });
         };
         let (reply, outcome) = oneshot::channel();
         let gone = || SettingError::NotSupported { server: Some(server), setting: setting.name() };
-        if tx.send(Control::Configure { setting, reply }).await.is_err() {
+        if tx.send(Control::Configure { setting, by: by.map(str::to_owned), reply }).await.is_err() {
             return Err(gone());
         }
         outcome.await.unwrap_or_else(|_| Err(gone()))

@@ -241,7 +241,7 @@ async fn chat_evicts_a_silent_client_by_timer_and_takes_it_back_when_heard() {
     // The rest need not race a 300 ms clock on a busy machine.
     within(
         "setting a long chat timeout",
-        relay.handle.configure(ServerName::Chat, Setting::ChatTimeout(Duration::from_secs(30))),
+        relay.handle.configure(ServerName::Chat, Setting::ChatTimeout(Duration::from_secs(30)), None),
     )
     .await
     .expect("the chat server accepts a new timeout");
@@ -570,7 +570,7 @@ async fn events_carry_seq_server_and_peer() {
     .await;
     within(
         "dropping everything at the lossy server",
-        relay.handle.configure(ServerName::Lossy, Setting::Drop(1.0)),
+        relay.handle.configure(ServerName::Lossy, Setting::Drop(1.0), None),
     )
     .await
     .expect("the lossy server accepts drop 1.0");

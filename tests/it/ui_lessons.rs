@@ -820,6 +820,22 @@ async fn a_lesson_starts_from_perfect_links_whoever_impaired_them() {
     let links = http_get(http, "/api/links").await;
     let links: serde_json::Value = serde_json::from_slice(&links.body).expect("JSON");
     assert_eq!(links["echo"]["in"]["reorder"], json!(0.0), "{links}");
+
+    // Another session (a classmate's page) changes what this page's lessons use: the page says
+    // whose change it was, on its log line and its mark.
+    let mut classmate = crate::ws::connect(http).await;
+    classmate.send(json!({"op":"link","server":"echo","dir":"in","delay_ms":40})).await;
+    classmate.send(json!({"op":"configure","server":"lossy","drop":0.9})).await;
+    let short: String = classmate.hello["session"].as_str().unwrap_or_default().chars().take(4).collect();
+    let by = format!("(by session {short})");
+    browser.wait_for_text("#log li[data-kind=link_configured]", &by, WAIT).await;
+    browser.wait_for_text("#log li[data-kind=server_configured]", &by, WAIT).await;
+    let own = lines(&browser, set).await;
+    assert!(
+        own[..own.len() - 1].iter().all(|(_, t)| !t.contains("(by ")),
+        "this page's own changes: {own:#?}"
+    );
+    classmate.close().await;
     browser.close().await;
     relay.shutdown().await;
 }

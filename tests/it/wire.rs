@@ -199,8 +199,19 @@ async fn every_session_hears_of_a_change_and_hello_lists_the_links() {
     link(&mut a, json!({"server":"chat","dir":"out","jitter_ms":30})).await;
     let heard = b.event("link_configured", None).await;
     assert_eq!((heard["server"].clone(), heard["settings"]["jitter_ms"].clone()), (json!("chat"), json!(30)));
+    // Each change names the session that made it, so a class sharing the servers can tell
+    // whose it was; the HTTP API's names none.
+    assert_eq!(heard["by"], a.hello["session"], "{heard}");
+    a.send(json!({"op":"configure","server":"lossy","drop":0.75})).await;
+    let heard = b.event("server_configured", None).await;
+    assert_eq!((heard["value"].clone(), heard["by"].clone()), (json!(0.75), a.hello["session"].clone()));
+    let json = [("Content-Type", "application/json")];
+    let put = http_request(relay.http(), "PUT", "/api/links/chat/out", &json, r#"{"jitter_ms":0}"#).await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let heard = b.event("link_configured", None).await;
+    assert!(heard.get("by").is_none(), "the HTTP API is no session: {heard}");
     let c = connect(relay.http()).await;
-    assert_eq!(c.hello["links"]["chat"]["out"]["jitter_ms"], 30);
+    assert_eq!(c.hello["links"]["chat"]["out"]["jitter_ms"], 0);
     for ws in [a, b, c] {
         ws.close().await;
     }

@@ -490,7 +490,8 @@ impl App {
                 self.track_own_sockets(&event.kind);
                 // The lossy server's panel shows its settings as they are, whoever changed
                 // them: a lesson, another tab, a script.
-                if let EventKind::ServerConfigured { server: ServerName::Lossy, setting, value } = &event.kind
+                if let EventKind::ServerConfigured { server: ServerName::Lossy, setting, value, .. } =
+                    &event.kind
                 {
                     self.show_lossy_setting(setting, *value);
                 }

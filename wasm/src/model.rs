@@ -747,6 +747,19 @@ impl Model {
         lane
     }
 
+    /// Who changed a setting or a link, when it was another page than this one: ` (by session
+    /// ab12)`, named as its sockets' lanes are. A class shares the servers, and a change in the
+    /// middle of a lesson is explained, not a mystery. Nothing for this page or the HTTP API.
+    fn by_another(&self, by: &Option<String>) -> String {
+        match by {
+            Some(session) if self.session.as_ref() != Some(session) => {
+                let short: String = session.chars().take(4).collect();
+                fill("log-by-other", &[&short])
+            }
+            _ => String::new(),
+        }
+    }
+
     /// The lane of a session's socket, creating it (at `addr`, when known).
     fn socket_lane(&mut self, session: &str, socket: &str, addr: Option<SocketAddr>) -> usize {
         if let Some(&lane) = self.by_socket.get(session).and_then(|s| s.get(socket)) {
@@ -1354,7 +1367,7 @@ impl Model {
                 let id = self.mark(event, lane, MarkKind::Leave, &text);
                 self.log_line(seq, "chat_end", None, text, Some(id));
             }
-            EventKind::ServerConfigured { server, setting, value } => {
+            EventKind::ServerConfigured { server, setting, value, by } => {
                 if *server == ServerName::Lossy && setting == "drop" {
                     self.stats.configured_drop = Some(*value);
                 }
@@ -1364,7 +1377,7 @@ impl Model {
                     "" => setting.as_str(),
                     name => name,
                 };
-                let text = fill("log-configured", &[server, &name, &short(*value)]);
+                let text = fill("log-configured", &[server, &name, &short(*value)]) + &self.by_another(by);
                 let id = self.mark(event, lane, MarkKind::Configured, &text);
                 self.log_line(seq, "server_configured", None, text, Some(id));
             }

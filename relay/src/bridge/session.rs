@@ -635,9 +635,11 @@ impl Session {
                     return Err(refuse(ErrorCode::BadCommand, "configure needs a setting to change"));
                 }
                 for setting in settings.into_iter().flatten() {
-                    let outcome =
-                        tokio::time::timeout(ANSWER_TIMEOUT, self.state.relay.configure(server, setting))
-                            .await;
+                    let outcome = tokio::time::timeout(
+                        ANSWER_TIMEOUT,
+                        self.state.relay.configure(server, setting, Some(&self.id)),
+                    )
+                    .await;
                     match outcome {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => return Err(refuse(ErrorCode::BadCommand, e.to_string())),
@@ -659,7 +661,9 @@ impl Session {
 
     /// Changes a server's link, or aims a fault at it.
     async fn link(&self, server: ServerName, dir: Dir, change: LinkChange) -> Result<(), Refusal> {
-        match tokio::time::timeout(ANSWER_TIMEOUT, self.state.relay.link(server, dir, change)).await {
+        match tokio::time::timeout(ANSWER_TIMEOUT, self.state.relay.link(server, dir, change, Some(&self.id)))
+            .await
+        {
             Ok(Some(Ok(_))) => Ok(()),
             Ok(Some(Err(e))) => Err(refuse(ErrorCode::BadCommand, e.to_string())),
             Ok(None) => Err(refuse(ErrorCode::BadCommand, format!("{server} has no link"))),

@@ -15,13 +15,19 @@ use super::link::LinkError;
 /// A message to a running handler. `C` is the handler's own command type.
 #[derive(Debug)]
 pub enum Control<C> {
-    /// Change a server setting, and say whether it was accepted.
-    Configure { setting: Setting, reply: oneshot::Sender<Result<(), SettingError>> },
+    /// Change a server setting, and say whether it was accepted. `by` is the session that
+    /// asked, for the event (none for the HTTP API).
+    Configure { setting: Setting, by: Option<String>, reply: oneshot::Sender<Result<(), SettingError>> },
     /// Report the current settings.
     Describe(oneshot::Sender<protocol::ServerSettings>),
     /// Change one direction of the server's link, or aim a fault at it; answers with the
-    /// direction's settings after the change.
-    Link { dir: Dir, change: LinkChange, reply: oneshot::Sender<Result<LinkSettings, LinkError>> },
+    /// direction's settings after the change. `by` as for `Configure`.
+    Link {
+        dir: Dir,
+        change: LinkChange,
+        by: Option<String>,
+        reply: oneshot::Sender<Result<LinkSettings, LinkError>>,
+    },
     /// Report both directions of the server's link.
     DescribeLinks(oneshot::Sender<Links>),
     /// A command of the handler's own kind.

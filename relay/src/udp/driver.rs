@@ -128,11 +128,11 @@ async fn run<H: DatagramHandler>(
                 cx.observed = bus.is_observed();
                 let now = Instant::now();
                 match message {
-                    Control::Configure { setting, reply } => {
+                    Control::Configure { setting, by, reply } => {
                         let outcome = handler.on_configure(&mut cx, now, setting);
                         if let (Ok(()), Some(server)) = (&outcome, server) {
                             let (name, value) = (setting.name().to_owned(), setting.value());
-                            cx.emit(|| EventKind::ServerConfigured { server, setting: name, value });
+                            cx.emit(|| EventKind::ServerConfigured { server, setting: name, value, by });
                         }
                         // The asker may have given up waiting; the setting still applies.
                         let _ = reply.send(outcome);
@@ -140,7 +140,7 @@ async fn run<H: DatagramHandler>(
                     Control::Describe(reply) => {
                         let _ = reply.send(handler.settings());
                     }
-                    Control::Link { dir, change, reply } => {
+                    Control::Link { dir, change, by, reply } => {
                         let outcome = match (io.wire.as_mut(), server) {
                             (Some(wire), Some(server)) => {
                                 let link = wire.get_mut(dir);
@@ -150,7 +150,7 @@ async fn run<H: DatagramHandler>(
                                 };
                                 if let (Ok(settings), LinkChange::Set(_)) = (&outcome, change) {
                                     let settings = *settings;
-                                    cx.emit(|| EventKind::LinkConfigured { server, dir, settings });
+                                    cx.emit(|| EventKind::LinkConfigured { server, dir, settings, by });
                                 }
                                 outcome
                             }

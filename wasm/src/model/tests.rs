@@ -799,7 +799,15 @@ fn the_window_is_bounded_and_old_items_fold_into_counts() {
 fn configured_loss_sits_next_to_measured_loss() {
     let mut f = Feed::new();
     assert_eq!(f.model.stats().configured_drop, Some(0.25), "from hello's settings");
-    f.at(0, EventKind::ServerConfigured { server: ServerName::Lossy, setting: "drop".into(), value: 0.5 });
+    f.at(
+        0,
+        EventKind::ServerConfigured {
+            server: ServerName::Lossy,
+            setting: "drop".into(),
+            value: 0.5,
+            by: None,
+        },
+    );
     assert_eq!(f.model.stats().configured_drop, Some(0.5));
     assert_eq!(f.model.stats().measured_loss(), None);
     f.at(1, server_recv(1, ServerName::Lossy, LOSSY, SOCK, "a"));
@@ -1110,16 +1118,51 @@ fn link_settings_come_from_hello_and_every_link_configured() {
     f.model.apply(&hello);
     assert_eq!(f.model.links()[&ServerName::Echo].outbound.loss, 0.3);
     let settings = protocol::LinkSettings { delay_ms: 100, mtu: Some(1500), ..Default::default() };
-    f.at(1, EventKind::LinkConfigured { server: ServerName::Echo, dir: In, settings });
+    f.at(1, EventKind::LinkConfigured { server: ServerName::Echo, dir: In, settings, by: Some("me".into()) });
     let echo = f.model.links()[&ServerName::Echo];
     assert_eq!((echo.inbound, echo.outbound.loss), (settings, 0.3), "one direction, all its settings");
     assert_eq!(link_short(&echo).as_deref(), Some("in: +100 ms mtu 1500 | out: loss 30%"));
     assert!(f.marks().contains(&MarkKind::LinkConfigured { dir: In }));
     let log = f.log();
     let line = log.iter().find(|l| l.kind == "link_configured").expect("logged");
-    assert_eq!(line.text, "echo: link in delay 100 ms · mtu 1,500 B");
+    assert_eq!(line.text, "echo: link in delay 100 ms · mtu 1,500 B", "set by this page: no more said");
     assert_eq!(link_summary(&protocol::LinkSettings::default()), "perfect");
     assert_eq!(link_short(&protocol::Links::default()), None);
+}
+
+#[test]
+fn a_change_another_page_made_names_its_session() {
+    let mut f = Feed::new();
+    let settings = protocol::LinkSettings { reorder: 1.0, ..Default::default() };
+    f.at(
+        1,
+        EventKind::LinkConfigured {
+            server: ServerName::Echo,
+            dir: In,
+            settings,
+            by: Some("b7c9e1f2".into()),
+        },
+    );
+    let drop = |by: Option<&str>| EventKind::ServerConfigured {
+        server: ServerName::Lossy,
+        setting: "drop".into(),
+        value: 1.0,
+        by: by.map(str::to_owned),
+    };
+    f.at(2, drop(Some("b7c9e1f2")));
+    f.at(3, drop(Some("me")));
+    f.at(4, drop(None));
+    let texts: Vec<String> = f.log().into_iter().map(|l| l.text).collect();
+    assert_eq!(
+        texts,
+        [
+            "echo: link in reorder 100% (by session b7c9)",
+            "lossy: drop set to 1 (by session b7c9)",
+            "lossy: drop set to 1",
+            "lossy: drop set to 1",
+        ],
+        "this page's own change and the HTTP API's say no more"
+    );
 }
 
 fn fields(values: [&str; 6]) -> [String; 6] {
@@ -1181,7 +1224,12 @@ fn an_event_heard_twice_is_drawn_once() {
     let event = Event {
         seq: 7,
         t_us: 1_000,
-        kind: EventKind::ServerConfigured { server: ServerName::Lossy, setting: "drop".into(), value: 0.5 },
+        kind: EventKind::ServerConfigured {
+            server: ServerName::Lossy,
+            setting: "drop".into(),
+            value: 0.5,
+            by: None,
+        },
     };
     model.apply(&ServerMsg::Event(event.clone()));
     let items = model.items().len();
@@ -1202,6 +1250,7 @@ fn unbatch_hands_out_every_message_of_a_batch_in_order_nested_ones_too() {
                 server: ServerName::Lossy,
                 setting: "drop".into(),
                 value: 0.5,
+                by: None,
             },
         })
     };
@@ -1236,10 +1285,23 @@ fn typed_numbers_read_as_core_reads_them() {
 #[test]
 fn a_lossy_setting_is_logged_in_as_few_digits_as_it_needs() {
     let mut f = Feed::new();
-    f.at(0, EventKind::ServerConfigured { server: ServerName::Lossy, setting: "drop".into(), value: 0.3 });
+    f.at(
+        0,
+        EventKind::ServerConfigured {
+            server: ServerName::Lossy,
+            setting: "drop".into(),
+            value: 0.3,
+            by: None,
+        },
+    );
     f.at(
         1,
-        EventKind::ServerConfigured { server: ServerName::Lossy, setting: "delay_ms".into(), value: 250.0 },
+        EventKind::ServerConfigured {
+            server: ServerName::Lossy,
+            setting: "delay_ms".into(),
+            value: 250.0,
+            by: None,
+        },
     );
     let log = f.model.take_log(usize::MAX).map(|l| l.text).collect::<Vec<_>>();
     assert!(log.iter().any(|l| l.ends_with(" 0.3")), "{log:?}");

@@ -242,7 +242,7 @@ impl Model {
                 let text = fill("log-link-release", &[&way, dg, &super::ms_text(*held_us)]);
                 self.log_dg(seq, "link_release", None, text, found, Some(*dg));
             }
-            EventKind::LinkConfigured { server, dir, settings } => {
+            EventKind::LinkConfigured { server, dir, settings, by } => {
                 let links = self.links.entry(*server).or_default();
                 *links.get_mut(*dir) = *settings;
                 self.links_revision += 1;
@@ -251,7 +251,8 @@ impl Model {
                     Dir::In => "link-in",
                     Dir::Out => "link-out",
                 });
-                let text = fill("log-link-set", &[server, &side, &link_summary(settings)]);
+                let text =
+                    fill("log-link-set", &[server, &side, &link_summary(settings)]) + &self.by_another(by);
                 let id = self.mark(event, lane, MarkKind::LinkConfigured { dir: *dir }, &text);
                 self.log_line(seq, "link_configured", None, text, Some(id));
             }

@@ -131,6 +131,7 @@ pub const WORDS: Words = Words {
         ("log-chat-refused", "{0}: turned away {1}, already {2} clients"),
         ("log-chat-end", "{0}: stopping, sent `end` to {1} clients"),
         ("log-configured", "{0}: {1} set to {2}"),
+        ("log-by-other", " (by session {0})"),
         ("unknown-dg", ", datagram {0}"),
         ("way-there", "on the way there"),
         ("way-back", "on the way back"),
