@@ -129,6 +129,61 @@ pub fn place(wanted: &[Wanted], lines: &[Segment], bounds: Rect, pad: f64) -> Ve
     out
 }
 
+/// `text` in lines no wider than `max` as `width` measures them: broken at spaces, and between
+/// any two characters of a script written without them (Chinese). A word wider than a line
+/// has a line of its own. The lines are as even as their number allows: no word alone on the
+/// last.
+pub fn wrap(text: &str, max: f64, width: &dyn Fn(&str) -> f64) -> Vec<String> {
+    let lines = fill_lines(text, max, width);
+    if lines.len() > 1 {
+        // The narrowest width, in steps of 5% from an even share, that needs no more lines.
+        let even = width(text) / lines.len() as f64;
+        for step in 0..20 {
+            let narrower = even * (1.0 + 0.05 * f64::from(step));
+            if narrower >= max {
+                break;
+            }
+            let tried = fill_lines(text, narrower, width);
+            if tried.len() == lines.len() {
+                return tried;
+            }
+        }
+    }
+    lines
+}
+
+/// `text` in lines no wider than `max`, each as full as it can be.
+fn fill_lines(text: &str, max: f64, width: &dyn Fn(&str) -> f64) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let unspaced = word.chars().any(|c| c >= '\u{2E80}');
+        let mut rest = word;
+        let mut first = true;
+        while let Some(c) = rest.chars().next() {
+            // A Chinese word goes a character at a time, any other whole.
+            let len = if unspaced { c.len_utf8() } else { rest.len() };
+            let (part, after) = rest.split_at(len);
+            let kept = line.len();
+            if kept > 0 && first {
+                line.push(' ');
+            }
+            line.push_str(part);
+            if kept > 0 && width(&line) > max {
+                line.truncate(kept);
+                lines.push(std::mem::take(&mut line));
+                line.push_str(part);
+            }
+            rest = after;
+            first = false;
+        }
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
 /// Where an arrow's note may go, best first: under the line (`under`, the places just under
 /// it), or a line further down; with no room below (the newest arrow of a live view sits on
 /// the bottom edge), beside the arrow, past its right end or its left (`ends`), at `mid_y`;
@@ -308,6 +363,24 @@ mod tests {
         assert_eq!(place(&[must], &[line], BOUNDS, 1.0)[0].map(|r| r.cy), Some(100.0));
         let outside = label(&[(20.0, 400.0), (500.0, 400.0)]);
         assert_eq!(place(&[outside], &[], BOUNDS, 1.0)[0].map(|r| r.cx), Some(500.0), "kept inside");
+    }
+
+    #[test]
+    fn text_wraps_at_spaces_or_between_chinese_characters() {
+        // Ten pixels a character.
+        let width = |t: &str| t.chars().count() as f64 * 10.0;
+        let lines = wrap("Pick a lesson above, or open a socket", 130.0, &width);
+        assert_eq!(lines, ["Pick a lesson", "above, or", "open a socket"]);
+        assert!(lines.iter().all(|l| width(l) <= 130.0));
+        // Two lines, even: not a word alone on the second.
+        assert_eq!(wrap("open a socket and send here.", 250.0, &width), ["open a socket", "and send here."]);
+        assert_eq!(wrap("short", 130.0, &width), ["short"]);
+        assert_eq!(wrap("a unbreakablewordhere b", 60.0, &width), ["a", "unbreakablewordhere", "b"]);
+        assert_eq!(
+            wrap("选一课：它的数据报出现在这里", 50.0, &width),
+            ["选一课：它", "的数据报出", "现在这里"]
+        );
+        assert_eq!(wrap("", 50.0, &width), Vec::<String>::new());
     }
 
     #[test]

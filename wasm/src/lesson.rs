@@ -126,21 +126,20 @@ pub fn perfect_links(links: &BTreeMap<ServerName, Links>, before: Option<&Lesson
             }
         }
     }
-    impaired
-        .into_iter()
-        .map(|(server, dir)| {
-            command_json(&Command::Link {
-                server,
-                dir,
-                loss: Some(0.0),
-                duplicate: Some(0.0),
-                reorder: Some(0.0),
-                delay_ms: Some(0),
-                jitter_ms: Some(0),
-                mtu: Some(0),
-            })
-        })
-        .collect()
+    let mut out = Vec::with_capacity(impaired.len());
+    for (server, dir) in impaired {
+        out.push(command_json(&Command::Link {
+            server,
+            dir,
+            loss: Some(0.0),
+            duplicate: Some(0.0),
+            reorder: Some(0.0),
+            delay_ms: Some(0),
+            jitter_ms: Some(0),
+            mtu: Some(0),
+        }));
+    }
+    out
 }
 
 /// Whether `lesson` subscribes to all traffic (the outside clients'), which its undo reverts.

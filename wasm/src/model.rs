@@ -450,10 +450,20 @@ fn who(lanes: &[Lane], lane: usize, member: Option<u32>) -> String {
 /// a recording (`replay`) both read their messages through it, so [`Model::apply`] and
 /// everything else see single messages only.
 pub fn unbatch(msg: ServerMsg) -> Vec<ServerMsg> {
-    match msg {
-        ServerMsg::Batch { messages } => messages.into_iter().flat_map(unbatch).collect(),
-        msg => vec![msg],
+    fn open(msg: ServerMsg, out: &mut Vec<ServerMsg>) {
+        match msg {
+            ServerMsg::Batch { messages } => {
+                out.reserve(messages.len());
+                for inner in messages {
+                    open(inner, out);
+                }
+            }
+            msg => out.push(msg),
+        }
     }
+    let mut out = Vec::new();
+    open(msg, &mut out);
+    out
 }
 
 #[derive(Debug)]

@@ -728,7 +728,15 @@ impl Renderer {
             ctx.set_font(&font(15.0, "400"));
             ctx.set_fill_style_str(MUTED);
             let empty = if view.projector { "empty-diagram-projector" } else { "empty-diagram" };
-            let _ = ctx.fill_text_with_max_width(word(empty), w / 2.0 + gutter / 2.0, h / 2.0, span);
+            // In lines, on a phone's narrow canvas too, rather than squeezed into one.
+            let hint = font(15.0, "400");
+            let lines = layout::wrap(word(empty), span - 16.0, &|t| self.measure(&hint, t).unwrap_or(0.0));
+            let step = 20.0 * s;
+            let top = h / 2.0 - step * (lines.len() as f64 - 1.0) / 2.0;
+            for (i, line) in lines.iter().enumerate() {
+                let y = top + step * i as f64;
+                let _ = ctx.fill_text_with_max_width(line, w / 2.0 + gutter / 2.0, y, span);
+            }
         }
         if view.paused {
             ctx.set_text_align("right");
