@@ -312,7 +312,8 @@ pub enum EventKind {
     /// The chat server is stopping and sent `end` to its `clients` live clients.
     ChatEnd { server: ServerName, clients: usize },
     /// An operator changed a live setting of a server. Durations are in milliseconds. `by` is
-    /// the session whose command changed it; absent when the HTTP API did.
+    /// the session whose `configure` changed it (absent only in recordings from before it was
+    /// named).
     ServerConfigured {
         server: ServerName,
         setting: String,

@@ -131,8 +131,9 @@ pub fn place(wanted: &[Wanted], lines: &[Segment], bounds: Rect, pad: f64) -> Ve
 
 /// `text` in lines no wider than `max` as `width` measures them: broken at spaces, and between
 /// any two characters of a script written without them (Chinese). A word wider than a line
-/// has a line of its own. The lines are as even as their number allows: no word alone on the
-/// last.
+/// has a line of its own, and a Chinese comma or stop stays with the character before it. The
+/// lines are then made as even as their number allows (a word alone on the last goes only if
+/// no narrower width keeps as few lines).
 pub fn wrap(text: &str, max: f64, width: &dyn Fn(&str) -> f64) -> Vec<String> {
     let lines = fill_lines(text, max, width);
     if lines.len() > 1 {
@@ -169,7 +170,9 @@ fn fill_lines(text: &str, max: f64, width: &dyn Fn(&str) -> f64) -> Vec<String> 
                 line.push(' ');
             }
             line.push_str(part);
-            if kept > 0 && width(&line) > max {
+            // Never a line that starts with a closing mark.
+            let closing = unspaced && "，。、：；！？）」』》".contains(part);
+            if kept > 0 && !closing && width(&line) > max {
                 line.truncate(kept);
                 lines.push(std::mem::take(&mut line));
                 line.push_str(part);
@@ -379,6 +382,11 @@ mod tests {
         assert_eq!(
             wrap("选一课：它的数据报出现在这里", 50.0, &width),
             ["选一课：它", "的数据报出", "现在这里"]
+        );
+        assert_eq!(
+            wrap("选一课：它的数据", 30.0, &width),
+            ["选一课：", "它的数", "据"],
+            "no line starts with '：'"
         );
         assert_eq!(wrap("", 50.0, &width), Vec::<String>::new());
     }

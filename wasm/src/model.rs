@@ -405,17 +405,20 @@ impl LogText {
             Self::Ready(text) => return text,
             Self::Parts { key, parts, used, payload, tail } => (key, parts, used, payload, tail),
         };
-        let said: Vec<String> = parts[..used]
-            .iter()
-            .map(|part| match *part {
+        let mut said: Vec<String> = Vec::with_capacity(used);
+        for part in &parts[..used] {
+            said.push(match *part {
                 Part::Who(lane, member) => who(lanes, lane, member),
                 Part::Server(name) => name.to_string(),
                 Part::Preview => preview(&payload),
                 Part::Num(n) => n.to_string(),
                 Part::Secs(ms) => secs(ms),
-            })
-            .collect();
-        let args: Vec<&dyn std::fmt::Display> = said.iter().map(|s| s as &dyn std::fmt::Display).collect();
+            });
+        }
+        let mut args: Vec<&dyn std::fmt::Display> = Vec::with_capacity(used);
+        for s in &said {
+            args.push(s);
+        }
         let mut text = fill(key, &args);
         text.push_str(&tail);
         text
@@ -760,9 +763,11 @@ impl Model {
     /// Who changed a setting or a link, when it was another page than this one: ` (by session
     /// ab12)`, named as its sockets' lanes are. A class shares the servers, and a change in the
     /// middle of a lesson is explained, not a mystery. Nothing for this page or the HTTP API.
-    fn by_another(&self, by: &Option<String>) -> String {
+    /// (A page that reconnected has a new session: its own changes from before, in a
+    /// projector's backlog, read as another's.)
+    fn by_another(&self, by: Option<&str>) -> String {
         match by {
-            Some(session) if self.session.as_ref() != Some(session) => {
+            Some(session) if self.session.as_deref() != Some(session) => {
                 let short: String = session.chars().take(4).collect();
                 fill("log-by-other", &[&short])
             }
@@ -1387,7 +1392,8 @@ impl Model {
                     "" => setting.as_str(),
                     name => name,
                 };
-                let text = fill("log-configured", &[server, &name, &short(*value)]) + &self.by_another(by);
+                let text = fill("log-configured", &[server, &name, &short(*value)])
+                    + &self.by_another(by.as_deref());
                 let id = self.mark(event, lane, MarkKind::Configured, &text);
                 self.log_line(seq, "server_configured", None, text, Some(id));
             }

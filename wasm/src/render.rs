@@ -121,6 +121,9 @@ pub struct Renderer {
     beyond: Beyond,
     /// Where the last frame drew its [`Beyond`] tags, and whether each is the top edge's.
     tags: Vec<(Rect, bool)>,
+    /// The empty diagram's hint in lines, and the text, width and scale they were wrapped for:
+    /// an idle page draws it every frame, and measuring it each time would be waste.
+    hint: (&'static str, f64, f64, Vec<String>),
 }
 
 /// How many items lie beyond the paused diagram's edges: older than the oldest it drew whole
@@ -188,6 +191,7 @@ impl Renderer {
             header: 0.0,
             beyond: Beyond::default(),
             tags: Vec::new(),
+            hint: ("", 0.0, 0.0, Vec::new()),
         }
     }
 
@@ -443,7 +447,7 @@ impl Renderer {
                     // though not forced over them.
                     let arrow_note = arrow.note();
                     let first = arrow_note.is_some() || arrow.waited_ms.is_some();
-                    if mid_y - last_label_y >= 14.0 * s || must || first {
+                    if mid_y - last_label_y >= 14.0 * s || must || arrow_note.is_some() {
                         last_label_y = mid_y;
                         // What the link did goes beside its wait when it held the datagram,
                         // else under the line with any other note.
@@ -729,8 +733,13 @@ impl Renderer {
             ctx.set_fill_style_str(MUTED);
             let empty = if view.projector { "empty-diagram-projector" } else { "empty-diagram" };
             // In lines, on a phone's narrow canvas too, rather than squeezed into one.
-            let hint = font(15.0, "400");
-            let lines = layout::wrap(word(empty), span - 16.0, &|t| self.measure(&hint, t).unwrap_or(0.0));
+            let (text, max) = (word(empty), span - 16.0 * s);
+            if (self.hint.0, self.hint.1, self.hint.2) != (text, max, s) {
+                let hint = font(15.0, "400");
+                let lines = layout::wrap(text, max, &|t| self.measure(&hint, t).unwrap_or(0.0));
+                self.hint = (text, max, s, lines);
+            }
+            let lines = &self.hint.3;
             let step = 20.0 * s;
             let top = h / 2.0 - step * (lines.len() as f64 - 1.0) / 2.0;
             for (i, line) in lines.iter().enumerate() {

@@ -16,7 +16,7 @@ use super::link::LinkError;
 #[derive(Debug)]
 pub enum Control<C> {
     /// Change a server setting, and say whether it was accepted. `by` is the session that
-    /// asked, for the event (none for the HTTP API).
+    /// asked, for the event (none for one the relay makes itself).
     Configure { setting: Setting, by: Option<String>, reply: oneshot::Sender<Result<(), SettingError>> },
     /// Report the current settings.
     Describe(oneshot::Sender<protocol::ServerSettings>),

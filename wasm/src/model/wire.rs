@@ -251,8 +251,8 @@ impl Model {
                     Dir::In => "link-in",
                     Dir::Out => "link-out",
                 });
-                let text =
-                    fill("log-link-set", &[server, &side, &link_summary(settings)]) + &self.by_another(by);
+                let text = fill("log-link-set", &[server, &side, &link_summary(settings)])
+                    + &self.by_another(by.as_deref());
                 let id = self.mark(event, lane, MarkKind::LinkConfigured { dir: *dir }, &text);
                 self.log_line(seq, "link_configured", None, text, Some(id));
             }
