@@ -446,8 +446,12 @@ impl Renderer {
                     // send's attempt are what a lesson is about: asked for before the rest,
                     // though not forced over them.
                     let arrow_note = arrow.note();
+                    // The spacing below keeps the rest from crowding; these are asked for even
+                    // close to the label before (a LATE reply on a retry's row), and the
+                    // placer still leaves them out where nothing is free. The canvas holds a
+                    // few dozen rows, so asking costs a few dozen measures a frame at most.
                     let first = arrow_note.is_some() || arrow.waited_ms.is_some();
-                    if mid_y - last_label_y >= 14.0 * s || must || arrow_note.is_some() {
+                    if mid_y - last_label_y >= 14.0 * s || must || first {
                         last_label_y = mid_y;
                         // What the link did goes beside its wait when it held the datagram,
                         // else under the line with any other note.
