@@ -5,8 +5,8 @@
 //! integration tests only (that is what `CARGO_BIN_EXE_relay` needs), and this crate cannot
 //! depend on a binary on stable Cargo. So these tests look for `relay` next to the test binary,
 //! in the same profile directory (`target/debug/relay` for `target/debug/deps/it-*`), and the
-//! README's test command runs `cargo build -p relay` first. A missing binary fails with a
-//! message saying so.
+//! README's test command builds it first (its `cargo run -- --version` step). A missing binary
+//! fails with a message saying so.
 //!
 //! Every child is killed when its guard drops, so a failing assertion never leaves a relay
 //! running, and every wait on a child has a timeout.
