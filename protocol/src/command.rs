@@ -64,6 +64,10 @@ pub enum Command {
         jitter_ms: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mtu: Option<u16>,
+        /// `own`: for this session's sockets only, a sandbox the rest of the class never sees;
+        /// `all` (the default): for everyone.
+        #[serde(default = "Scope::all", skip_serializing_if = "Scope::is_all")]
+        scope: Scope,
     },
     /// Aims a fault at the next datagrams of one direction of a server's link: exactly one of
     /// `drop_next`, `duplicate_next` (counts) or `hold_next_ms`.
@@ -76,6 +80,10 @@ pub enum Command {
         duplicate_next: Option<u32>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         hold_next_ms: Option<u64>,
+        /// `own`: for this session's sockets only, a sandbox the rest of the class never sees;
+        /// `all` (the default): for everyone.
+        #[serde(default = "Scope::all", skip_serializing_if = "Scope::is_all")]
+        scope: Scope,
     },
     /// Runs `clients` sockets at once, each on its own port and aimed at the same server or
     /// target, each sending the payload every `every_ms` (starting at a random moment within
@@ -128,7 +136,14 @@ pub enum Command {
         jitter_ms: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout_ms: Option<u64>,
+        /// `own`: for this session's sockets only, a sandbox the rest of the class never sees;
+        /// `all` (the default): for everyone.
+        #[serde(default = "Scope::all", skip_serializing_if = "Scope::is_all")]
+        scope: Scope,
     },
+    /// Undoes every `configure`, `link` and `fault` this session made with `"scope":"own"`:
+    /// its sockets' datagrams meet the servers and links everyone meets again.
+    Reset {},
 }
 
 fn yes() -> bool {
@@ -148,6 +163,7 @@ impl Command {
             Self::Crowd { .. } => "crowd",
             Self::Link { .. } => "link",
             Self::Fault { .. } => "fault",
+            Self::Reset {} => "reset",
         }
     }
 
@@ -159,19 +175,35 @@ impl Command {
             | Self::Heartbeat { socket, .. }
             | Self::Close { socket }
             | Self::Crowd { socket, .. } => Some(socket),
-            Self::Subscribe { .. } | Self::Configure { .. } | Self::Link { .. } | Self::Fault { .. } => None,
+            Self::Subscribe { .. }
+            | Self::Configure { .. }
+            | Self::Link { .. }
+            | Self::Fault { .. }
+            | Self::Reset {} => None,
         }
     }
 }
 
-/// Which events a session receives.
+/// Which events a session receives (`subscribe`), or whose datagrams a change applies to
+/// (`configure`, `link`, `fault`, and the events they cause).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
-    /// This session's sockets and the server events they cause.
+    /// This session's sockets (and the server events they cause).
     Own,
-    /// Everything.
+    /// Everything, everyone's.
     All,
+}
+
+impl Scope {
+    /// A change's scope when none is given.
+    pub fn all() -> Self {
+        Self::All
+    }
+
+    pub fn is_all(&self) -> bool {
+        *self == Self::All
+    }
 }
 
 /// A crowd's `"heartbeat": true` (every 5 s) or `"heartbeat": 2000` (milliseconds).
@@ -343,6 +375,10 @@ mod tests {
             json!({"op":"link","server":"echo","dir":"out","loss":0.3,"delay_ms":100,"jitter_ms":50}),
             json!({"op":"link","server":"upper","dir":"in","mtu":1500}),
             json!({"op":"fault","server":"echo","dir":"in","drop_next":2}),
+            json!({"op":"configure","server":"lossy","drop":1.0,"scope":"own"}),
+            json!({"op":"link","server":"echo","dir":"in","reorder":1.0,"scope":"own"}),
+            json!({"op":"fault","server":"lossy","dir":"out","duplicate_next":1,"scope":"own"}),
+            json!({"op":"reset"}),
         ] {
             let command = parse(v.clone());
             assert_eq!(serde_json::to_value(&command).expect("serialize"), v);
@@ -354,6 +390,9 @@ mod tests {
         assert!(serde_json::from_value::<Command>(json!({"op":"fly","socket":"a"})).is_err());
         assert!(serde_json::from_value::<Command>(json!({"op":"close"})).is_err());
         assert!(serde_json::from_value::<Command>(json!({"op":"close","socket":"a","sockt":1})).is_err());
+        assert!(serde_json::from_value::<Command>(json!({"op":"reset","socket":"a"})).is_err());
+        let everyone = json!({"op":"link","server":"echo","dir":"in","loss":0.1,"scope":"everyone"});
+        assert!(serde_json::from_value::<Command>(everyone).is_err(), "own or all");
         let typo = json!({"op":"subscribe","scope":"own","kinds":["client_reply"]});
         let error = serde_json::from_value::<Command>(typo).expect_err("unknown kind").to_string();
         assert!(error.contains("client_reply") && error.contains("client_recv"), "{error}");

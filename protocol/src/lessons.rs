@@ -3,10 +3,12 @@
 //!
 //! A lesson is data, not code: commands in this protocol's JSON, waits, and a few steps that
 //! need something only known while running (a socket's own address, a long payload, an outside
-//! client). Each lesson's words (its caption, in every language the page speaks) live with the
+//! client). What a lesson changes (a server's settings, a link, a fault) it changes for its
+//! own session's sockets only (`"scope":"own"`), so a class can run different lessons at
+//! once; a `reset` dissolves it. Each lesson's words (its caption, in every language the page speaks) live with the
 //! page, keyed by the slug.
 
-use crate::{Dir, ServerName};
+use crate::ServerName;
 
 /// One step of a lesson.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +38,7 @@ pub enum Tool {
     Python,
 }
 
-/// One lesson: what to run, how long it takes to watch, and which links it impairs.
+/// One lesson: what to run and how long it takes to watch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lesson {
     /// Its name in URLs (`?lesson=SLUG`) and in the page's text tables.
@@ -44,11 +46,6 @@ pub struct Lesson {
     pub steps: &'static [Step],
     /// How long its story takes to unfold, from the first step: the diagram shows this much.
     pub duration_ms: u64,
-    /// The links its steps impair. The next lesson starts by making them perfect, with every
-    /// other link the relay reports impaired: this names them even before the relay's
-    /// `link_configured` has come back. (Its sockets are closed, and the server settings it
-    /// changed put back to `hello`'s, by the same next lesson.)
-    pub links: &'static [(ServerName, Dir)],
 }
 
 use Step::{AimAt, Do, Outside, SendRepeated, Wait};
@@ -62,7 +59,6 @@ pub const LESSONS: [Lesson; 12] = [
             Do(r#"{"op":"send","socket":"lonely","text":"is anybody there?"}"#),
         ],
         duration_ms: 2_000,
-        links: &[],
     },
     Lesson {
         slug: "empty",
@@ -71,7 +67,6 @@ pub const LESSONS: [Lesson; 12] = [
             Do(r#"{"op":"send","socket":"empty","text":""}"#),
         ],
         duration_ms: 2_000,
-        links: &[],
     },
     Lesson {
         slug: "boundaries",
@@ -81,35 +76,34 @@ pub const LESSONS: [Lesson; 12] = [
             Do(r#"{"op":"send","socket":"words","text":"second"}"#),
         ],
         duration_ms: 2_000,
-        links: &[],
     },
     Lesson {
         slug: "loss-retry",
         steps: &[
-            Do(r#"{"op":"configure","server":"lossy","drop":1.0}"#),
+            Do(r#"{"op":"configure","server":"lossy","drop":1.0,"scope":"own"}"#),
             Do(r#"{"op":"open","socket":"retry","server":"lossy"}"#),
             Do(r#"{"op":"send","socket":"retry","text":"are you there?","retry":true}"#),
         ],
         duration_ms: 4_000,
-        links: &[],
     },
     Lesson {
         slug: "late-duplicate",
         steps: &[
             // Each answer is held 300 ms: attempts 1 (at 0 ms) and 2 (at 100 ms) are answered
             // at 300 and 400 ms, after the client has moved on: late.
-            Do(r#"{"op":"configure","server":"lossy","drop":0.0,"delay_ms":300,"jitter_ms":0}"#),
+            Do(
+                r#"{"op":"configure","server":"lossy","drop":0.0,"delay_ms":300,"jitter_ms":0,"scope":"own"}"#,
+            ),
             Do(r#"{"op":"open","socket":"ids","server":"lossy"}"#),
             Do(r#"{"op":"send","socket":"ids","text":"ping","retry":true,"request_id":true}"#),
             // The next answer to leave, attempt 3's at 600 ms, comes twice: a duplicate.
             Wait(450),
-            Do(r#"{"op":"fault","server":"lossy","dir":"out","duplicate_next":1}"#),
+            Do(r#"{"op":"fault","server":"lossy","dir":"out","duplicate_next":1,"scope":"own"}"#),
             Wait(1_000),
             Do(r#"{"op":"open","socket":"no-ids","server":"lossy"}"#),
             Do(r#"{"op":"send","socket":"no-ids","text":"ping","retry":true}"#),
         ],
         duration_ms: 4_000,
-        links: &[],
     },
     Lesson {
         slug: "connected-refused",
@@ -125,12 +119,11 @@ pub const LESSONS: [Lesson; 12] = [
             Do(r#"{"op":"send","socket":"stranger-2","text":"a stranger says hi"}"#),
         ],
         duration_ms: 3_000,
-        links: &[],
     },
     Lesson {
         slug: "heartbeat-eviction",
         steps: &[
-            Do(r#"{"op":"configure","server":"chat","timeout_ms":3000}"#),
+            Do(r#"{"op":"configure","server":"chat","timeout_ms":3000,"scope":"own"}"#),
             Do(r#"{"op":"open","socket":"alive","server":"chat"}"#),
             Do(r#"{"op":"heartbeat","socket":"alive","every_ms":1000}"#),
             Do(r#"{"op":"open","socket":"quiet","server":"chat"}"#),
@@ -139,7 +132,6 @@ pub const LESSONS: [Lesson; 12] = [
             Do(r#"{"op":"heartbeat","socket":"alive","every_ms":0}"#),
         ],
         duration_ms: 9_000,
-        links: &[],
     },
     Lesson {
         slug: "truncation",
@@ -148,12 +140,11 @@ pub const LESSONS: [Lesson; 12] = [
             SendRepeated { socket: "small", byte: b'x', len: 2_000 },
         ],
         duration_ms: 2_000,
-        links: &[],
     },
     Lesson {
         slug: "reordering",
         steps: &[
-            Do(r#"{"op":"link","server":"echo","dir":"in","reorder":1.0}"#),
+            Do(r#"{"op":"link","server":"echo","dir":"in","reorder":1.0,"scope":"own"}"#),
             Do(r#"{"op":"open","socket":"order","server":"echo"}"#),
             Do(r#"{"op":"send","socket":"order","text":"1"}"#),
             Do(r#"{"op":"send","socket":"order","text":"2"}"#),
@@ -161,7 +152,6 @@ pub const LESSONS: [Lesson; 12] = [
             Do(r#"{"op":"send","socket":"order","text":"4"}"#),
         ],
         duration_ms: 2_000,
-        links: &[(ServerName::Echo, Dir::In)],
     },
     Lesson {
         slug: "size-limit",
@@ -171,13 +161,12 @@ pub const LESSONS: [Lesson; 12] = [
             SendRepeated { socket: "big", byte: b'x', len: 65_508 },
             Wait(500),
             // Over a 1,500-byte MTU the biggest datagram is 45 fragments: losing any loses all.
-            Do(r#"{"op":"link","server":"upper","dir":"in","mtu":1500,"loss":0.2}"#),
+            Do(r#"{"op":"link","server":"upper","dir":"in","mtu":1500,"loss":0.2,"scope":"own"}"#),
             Do(r#"{"op":"open","socket":"fragments","server":"upper"}"#),
             SendRepeated { socket: "fragments", byte: b'x', len: 65_507 },
             Do(r#"{"op":"send","socket":"fragments","text":"small enough for one packet"}"#),
         ],
         duration_ms: 3_000,
-        links: &[(ServerName::Upper, Dir::In)],
     },
     Lesson {
         slug: "many-clients",
@@ -189,7 +178,6 @@ pub const LESSONS: [Lesson; 12] = [
             Do(r#"{"op":"close","socket":"class"}"#),
         ],
         duration_ms: 5_000,
-        links: &[],
     },
     Lesson {
         slug: "outside-clients",
@@ -200,7 +188,6 @@ pub const LESSONS: [Lesson; 12] = [
             Outside { server: ServerName::Upper, tool: Tool::Python, text: "and from python\n" },
         ],
         duration_ms: 3_000,
-        links: &[],
     },
 ];
 
@@ -236,7 +223,7 @@ fn socket_of(json: &'static str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Command;
+    use crate::{Command, Scope};
 
     #[test]
     fn every_step_is_a_valid_command_and_slugs_are_unique() {
@@ -244,17 +231,19 @@ mod tests {
         for lesson in &LESSONS {
             assert!(!slugs.contains(&lesson.slug), "{} twice", lesson.slug);
             slugs.push(lesson.slug);
-            let mut impaired = Vec::new();
             for step in lesson.steps {
                 if let Do(json) = step {
                     let command = serde_json::from_str::<Command>(json)
                         .unwrap_or_else(|e| panic!("{}: {json}: {e}", lesson.slug));
-                    if let Command::Link { server, dir, .. } = command {
-                        impaired.push((server, dir));
+                    // A lesson changes things for its own sockets only, never the class's.
+                    if let Command::Configure { scope, .. }
+                    | Command::Link { scope, .. }
+                    | Command::Fault { scope, .. } = command
+                    {
+                        assert_eq!(scope, Scope::Own, "{}: {json}", lesson.slug);
                     }
                 }
             }
-            assert_eq!(impaired, lesson.links, "{}: the links it names are those it sets", lesson.slug);
             assert!(lesson.duration_ms >= 1_000);
         }
         assert_eq!(lesson("truncation").map(|l| l.slug), Some("truncation"));

@@ -320,6 +320,9 @@ pub enum EventKind {
         value: f64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
+        /// `own`: only the datagrams of session `by`'s sockets meet it.
+        #[serde(default = "Scope::all", skip_serializing_if = "Scope::is_all")]
+        scope: Scope,
     },
 
     /// The link lost datagram `dg` on its way `dir` (to or from the server). `peer` is the
@@ -375,6 +378,9 @@ pub enum EventKind {
         settings: LinkSettings,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
+        /// `own`: only the datagrams of session `by`'s sockets meet it.
+        #[serde(default = "Scope::all", skip_serializing_if = "Scope::is_all")]
+        scope: Scope,
     },
 
     /// A browser session opened a UDP socket at `local`, aimed at `remote`. `recv_buffer` is
@@ -937,11 +943,12 @@ mod tests {
                     dir: Dir::Out,
                     settings: LinkSettings { loss: 0.3, delay_ms: 100, jitter_ms: 50, ..Default::default() },
                     by: Some("f9e6efbc0518".into()),
+                    scope: Scope::Own,
                 },
             },
             json!({"seq":14,"t_us":42,"kind":"link_configured","server":"echo","dir":"out",
                    "settings":{"loss":0.3,"duplicate":0.0,"reorder":0.0,"delay_ms":100,"jitter_ms":50},
-                   "by":"f9e6efbc0518"}),
+                   "by":"f9e6efbc0518","scope":"own"}),
         );
     }
 

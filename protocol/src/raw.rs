@@ -13,7 +13,7 @@ use serde::de::{DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, 
 use serde::{Deserialize, Deserializer};
 
 use crate::message::{ErrorCode, Hello, Limits, ServerMsg, ServerSettings};
-use crate::{Dg, Dir, Event, EventKind, Kind, LinkSettings, Links, Payload, ServerName};
+use crate::{Dg, Dir, Event, EventKind, Kind, LinkSettings, Links, Payload, Scope, ServerName};
 
 /// A message's `type`.
 #[derive(Deserialize)]
@@ -71,6 +71,7 @@ pub struct RawEvent {
     attempts: Option<u32>,
     session: Option<String>,
     by: Option<String>,
+    scope: Option<Scope>,
     socket: Option<String>,
     req: Option<String>,
     errno: Option<String>,
@@ -273,6 +274,7 @@ impl RawEvent {
                 setting: need(r.setting, "setting")?,
                 value: need(r.value, "value")?,
                 by: r.by,
+                scope: r.scope.unwrap_or(Scope::All),
             },
             Kind::LinkDrop => EventKind::LinkDrop {
                 server: server()?,
@@ -315,6 +317,7 @@ impl RawEvent {
                     _ => return Err("settings"),
                 },
                 by: r.by,
+                scope: r.scope.unwrap_or(Scope::All),
             },
             Kind::ClientOpen => EventKind::ClientOpen {
                 session: need(r.session, "session")?,
@@ -495,6 +498,7 @@ mod tests {
                 dir: Dir::In,
                 settings: link,
                 by: Some("f9e6efbc0518".into()),
+                scope: Scope::Own,
             },
         };
         round_trip(ServerMsg::Event(configured.clone()));
@@ -504,6 +508,7 @@ mod tests {
                 dir: Dir::Out,
                 settings: LinkSettings::default(),
                 by: None,
+                scope: Scope::All,
             },
             ..configured.clone()
         };
@@ -551,7 +556,8 @@ mod tests {
                 server: ServerName::Echo,
                 dir: Dir::In,
                 settings: LinkSettings::default(),
-                by: None
+                by: None,
+                scope: Scope::All,
             }
         );
     }

@@ -192,9 +192,11 @@ async fn change(
     dir: Dir,
     change: LinkChange,
 ) -> Result<LinkSettings, ApiError> {
-    let answer =
-        tokio::time::timeout(std::time::Duration::from_secs(2), state.relay.link(server, dir, change, None))
-            .await;
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        state.relay.link(server, dir, change, None, protocol::Scope::All),
+    )
+    .await;
     match answer {
         Ok(Some(Ok(settings))) => Ok(settings),
         Ok(Some(Err(e))) => Err(bad(e.to_string())),

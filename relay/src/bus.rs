@@ -500,6 +500,7 @@ mod tests {
                 setting: "drop".into(),
                 value: 1.0,
                 by: None,
+                scope: protocol::Scope::All,
             },
         );
         let seqs =

@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use protocol::ServerName;
+use protocol::{Scope, ServerName};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -120,35 +120,46 @@ impl RelayHandle {
 
     /// Changes one direction of a server's link, or aims a fault at it; answers with that
     /// direction's settings. `None` for a server the relay does not run (`nobody`). `by` is the
-    /// session that asked, named in the event (`None`: the HTTP API).
+    /// session that asked, named in the event (`None`: the HTTP API). With [`Scope::Own`] the
+    /// change is for that session's sockets only, in its sandbox at that server.
     pub async fn link(
         &self,
         server: ServerName,
         dir: protocol::Dir,
         change: LinkChange,
         by: Option<&str>,
+        scope: Scope,
     ) -> Option<Result<protocol::LinkSettings, LinkError>> {
         let tx = self.settings.get(&server)?;
         let (reply, outcome) = oneshot::channel();
         let by = by.map(str::to_owned);
-        tx.send(Control::Link { dir, change, by, reply }).await.ok()?;
+        tx.send(Control::Link { dir, change, by, scope, reply }).await.ok()?;
         outcome.await.ok()
     }
 
+    /// Dissolves session `session`'s sandbox at `server`, if it has one there; with
+    /// `announce`, the settings and links that change for its sockets are announced.
+    pub async fn reset(&self, server: ServerName, session: &str, announce: bool) {
+        if let Some(tx) = self.settings.get(&server) {
+            let _ = tx.send(Control::Reset { session: session.to_owned(), announce }).await;
+        }
+    }
+
     /// Changes a live setting of a server and waits for the server to accept or refuse it. `by`
-    /// as for [`link`](Self::link).
+    /// and `scope` as for [`link`](Self::link).
     pub async fn configure(
         &self,
         server: ServerName,
         setting: Setting,
         by: Option<&str>,
+        scope: Scope,
     ) -> Result<(), SettingError> {
         let Some(tx) = self.settings.get(&server) else {
             return Err(SettingError::NotSupported { server: Some(server), setting: setting.name() });
         };
         let (reply, outcome) = oneshot::channel();
         let gone = || SettingError::NotSupported { server: Some(server), setting: setting.name() };
-        if tx.send(Control::Configure { setting, by: by.map(str::to_owned), reply }).await.is_err() {
+        if tx.send(Control::Configure { setting, by: by.map(str::to_owned), scope, reply }).await.is_err() {
             return Err(gone());
         }
         outcome.await.unwrap_or_else(|_| Err(gone()))

@@ -97,8 +97,10 @@ async fn unknown_path_is_404() {
 /// shorter label previews; 198,000 later that day, at about 196,200: the paused diagram's tags
 /// for what lies beyond its edges ("▲ 5 earlier"), drawn in `draw` and kept clear of labels,
 /// and the page turn by items they and Page Up/Down make (twiggy, uncompressed: `draw`
-/// +1.5 KB, the turn +0.8 KB, `frame` +0.6 KB).
-const BUNDLE_LIMIT: u64 = 198_000;
+/// +1.5 KB, the turn +0.8 KB, `frame` +0.6 KB); 199,000 on 2 December 2026, at 198,077:
+/// lessons in sandboxes of their own (`"scope":"own"`, `reset`, and the log's "this page's
+/// sockets only"), some 170 bytes after the loops of that day had taken back 400.
+const BUNDLE_LIMIT: u64 = 199_000;
 
 #[test]
 fn wasm_bundle_is_at_most_200_kb_gzipped() {

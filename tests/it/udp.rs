@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use protocol::{DropReason, EventKind, ServerName};
+use protocol::{DropReason, EventKind, Scope, ServerName};
 use relay::bus::Published;
 use relay::udp::Setting;
 use tokio::net::UdpSocket;
@@ -241,7 +241,12 @@ async fn chat_evicts_a_silent_client_by_timer_and_takes_it_back_when_heard() {
     // The rest need not race a 300 ms clock on a busy machine.
     within(
         "setting a long chat timeout",
-        relay.handle.configure(ServerName::Chat, Setting::ChatTimeout(Duration::from_secs(30)), None),
+        relay.handle.configure(
+            ServerName::Chat,
+            Setting::ChatTimeout(Duration::from_secs(30)),
+            None,
+            Scope::All,
+        ),
     )
     .await
     .expect("the chat server accepts a new timeout");
@@ -570,7 +575,7 @@ async fn events_carry_seq_server_and_peer() {
     .await;
     within(
         "dropping everything at the lossy server",
-        relay.handle.configure(ServerName::Lossy, Setting::Drop(1.0), None),
+        relay.handle.configure(ServerName::Lossy, Setting::Drop(1.0), None, Scope::All),
     )
     .await
     .expect("the lossy server accepts drop 1.0");

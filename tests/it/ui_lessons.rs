@@ -780,60 +780,61 @@ async fn a_students_phone_gets_one_column_no_wider_than_its_screen() {
 /// as a script would) does not spoil the next lesson: a lesson starts from perfect links, and
 /// message boundaries on echo come back whole and in order.
 #[tokio::test]
-async fn a_lesson_starts_from_perfect_links_whoever_impaired_them() {
+async fn a_lesson_starts_from_perfect_links_for_its_own_sockets_and_leaves_the_class_alone() {
     let relay = TestRelay::start().await;
     let json = [("Content-Type", "application/json")];
     let http = relay.http();
+    // The teacher impairs two links for the whole class.
     let put = http_request(http, "PUT", "/api/links/echo/in", &json, r#"{"reorder":1.0,"mtu":1500}"#).await;
     assert_eq!(put.status, 200, "{}", put.text());
     let put = http_request(http, "PUT", "/api/links/upper/out", &json, r#"{"loss":0.5}"#).await;
     assert_eq!(put.status, 200, "{}", put.text());
+    let class_links = || async {
+        let links = http_get(http, "/api/links").await;
+        assert_eq!(links.status, 200, "{}", links.text());
+        serde_json::from_slice::<serde_json::Value>(&links.body).expect("JSON")
+    };
 
+    // A lesson meets perfect links, and the class's stay as the teacher set them.
     let browser = lesson_page(&relay, "boundaries").await;
-    let links = http_get(http, "/api/links").await;
-    assert_eq!(links.status, 200, "{}", links.text());
-    let links: serde_json::Value = serde_json::from_slice(&links.body).expect("JSON");
-    for (server, dir) in [("echo", "in"), ("upper", "out")] {
-        let settings = &links[server][dir];
-        assert_eq!(settings["loss"], json!(0.0), "{server} {dir}: {links}");
-        assert_eq!(settings["reorder"], json!(0.0), "{server} {dir}: {links}");
-        assert!(settings.get("mtu").is_none_or(|m| m.is_null()), "{server} {dir}: {links}");
-    }
-    // Both words came back, in the order sent, with nothing held on the way.
     let answers = browser.find_all("#log li[data-kind=client_recv][data-socket=words]").await.len();
     assert_eq!(answers, 2, "both words echoed");
     assert!(browser.find_all("#log li[data-kind=link_hold]").await.is_empty(), "nothing held by the link");
+    let links = class_links().await;
+    assert_eq!(links["echo"]["in"]["reorder"], json!(1.0), "{links}");
+    assert_eq!(links["upper"]["out"]["loss"], json!(0.5), "{links}");
 
-    // A lesson that impairs a link, then another: the link is made perfect once, not once by
-    // the lesson's undo and again as an impaired link.
+    // A lesson that reorders for this page alone, then another that must not be reordered.
     let set = "#log li[data-kind=link_configured]";
-    let before = browser.find_all(set).await.len();
     browser.click("#lesson-list [data-slug=reordering]").await;
     browser.wait_for("#log li[data-kind=link_hold]", WAIT).await;
+    let held = browser.find_all("#log li[data-kind=link_hold]").await.len();
+    let own = lines(&browser, set).await;
+    let reorder = own.iter().rev().find(|(_, t)| t.contains("reorder 100%")).expect("the lesson's link");
+    assert!(reorder.1.contains("(this page's sockets only)"), "{own:#?}");
     browser.click("#lesson-list [data-slug=boundaries]").await;
     wait_done(&browser, "boundaries").await;
-    let configured = lines(&browser, set).await;
-    let configured = &configured[before..];
-    assert_eq!(configured.len(), 2, "set for the lesson, and made perfect once: {configured:#?}");
-    assert!(configured[0].1.contains("reorder"), "{configured:#?}");
-    let links = http_get(http, "/api/links").await;
-    let links: serde_json::Value = serde_json::from_slice(&links.body).expect("JSON");
-    assert_eq!(links["echo"]["in"]["reorder"], json!(0.0), "{links}");
+    let words = browser.find_all("#log li[data-kind=client_recv][data-socket=words]").await.len();
+    assert_eq!(words, 4, "both words echoed again");
+    assert_eq!(browser.find_all("#log li[data-kind=link_hold]").await.len(), held, "nothing held since");
+    let links = class_links().await;
+    assert_eq!(links["echo"]["in"]["reorder"], json!(1.0), "still the teacher's: {links}");
 
-    // Another session (a classmate's page) changes what this page's lessons use: the page says
-    // whose change it was, on its log line and its mark.
+    // Another session (a classmate's page) changes things: the page says whose change it was,
+    // and whose sockets meet it.
     let mut classmate = crate::ws::connect(http).await;
     classmate.send(json!({"op":"link","server":"echo","dir":"in","delay_ms":40})).await;
     classmate.send(json!({"op":"configure","server":"lossy","drop":0.9})).await;
+    classmate.send(json!({"op":"link","server":"upper","dir":"in","loss":0.25,"scope":"own"})).await;
     let short: String = classmate.hello["session"].as_str().unwrap_or_default().chars().take(4).collect();
     let by = format!("(by session {short})");
     browser.wait_for_text("#log li[data-kind=link_configured]", &by, WAIT).await;
     browser.wait_for_text("#log li[data-kind=server_configured]", &by, WAIT).await;
-    let own = lines(&browser, set).await;
-    assert!(
-        own[..own.len() - 1].iter().all(|(_, t)| !t.contains("(by ")),
-        "this page's own changes: {own:#?}"
-    );
+    let theirs = format!("(session {short}'s sockets only)");
+    browser.wait_for_text("#log li[data-kind=link_configured]", &theirs, WAIT).await;
+    let all = lines(&browser, set).await;
+    let others = all.iter().filter(|(_, t)| t.contains(&by) || t.contains(&theirs)).count();
+    assert_eq!(others, 2, "the classmate's two link changes, and only those, name it: {all:#?}");
     classmate.close().await;
     browser.close().await;
     relay.shutdown().await;

@@ -356,3 +356,120 @@ async fn the_http_api_reads_and_changes_links_and_refuses_what_it_must() {
     );
     relay.shutdown().await;
 }
+
+/// What a session's echo socket `socket` reads back after sending "1" then "2".
+async fn echo_order(ws: &mut Ws, socket: &str) -> Vec<Value> {
+    for text in ["1", "2"] {
+        ws.send(json!({"op":"send","socket":socket,"text":text})).await;
+    }
+    let events = events_for(ws, Duration::from_millis(400)).await;
+    let own = |e: &&Value| e["socket"] == socket;
+    of(&events, "client_recv").into_iter().filter(own).map(|e| e["text"].clone()).collect()
+}
+
+/// Whether the lossy server answers one datagram from the session's socket `socket`.
+async fn lossy_answers(ws: &mut Ws, socket: &str) -> bool {
+    ws.send(json!({"op":"send","socket":socket,"text":"are you there?"})).await;
+    let outcome = ws
+        .wait_for("the lossy server's answer or drop", |m| {
+            m["kind"] == "server_drop" || (m["kind"] == "client_recv" && m["socket"] == socket)
+        })
+        .await;
+    outcome["kind"] == "client_recv"
+}
+
+#[tokio::test]
+async fn a_change_for_a_sessions_own_sockets_reaches_no_one_else_until_reset() {
+    let relay = TestRelay::start_with(|c| c.lossy.drop = 0.0).await;
+    let mut a = connect(relay.http()).await;
+    let mut b = connect(relay.http()).await;
+    for ws in [&mut a, &mut b] {
+        open(ws, "e", "echo").await;
+        open(ws, "l", "lossy").await;
+    }
+    let by_a = a.hello["session"].clone();
+
+    // A's own reordering link and its own lossy server, which drops everything.
+    let set = link(&mut a, json!({"server":"echo","dir":"in","reorder":1.0,"scope":"own"})).await;
+    assert_eq!((set["scope"].clone(), set["by"].clone()), (json!("own"), by_a.clone()), "{set}");
+    a.send(json!({"op":"configure","server":"lossy","drop":1.0,"scope":"own"})).await;
+    let set = a.event("server_configured", None).await;
+    assert_eq!((set["value"].clone(), set["scope"].clone()), (json!(1.0), json!("own")), "{set}");
+    assert_eq!(echo_order(&mut a, "e").await, [json!("2"), json!("1")], "a's datagrams meet a's link");
+    assert!(!lossy_answers(&mut a, "l").await, "a's lossy server drops everything");
+
+    // B, and an outside client, meet the servers and links everyone meets.
+    assert_eq!(echo_order(&mut b, "e").await, [json!("1"), json!("2")], "b's are not reordered");
+    assert!(lossy_answers(&mut b, "l").await, "b's lossy server still answers");
+    let outside = udp_client().await;
+    for text in [&b"1"[..], b"2"] {
+        within("send", outside.send_to(text, relay.addr(ServerName::Echo))).await.expect("send");
+    }
+    assert_eq!((recv(&outside).await.0, recv(&outside).await.0), (b"1".to_vec(), b"2".to_vec()));
+    let shared = json_of(&http_get(relay.http(), "/api/links").await.body);
+    assert_eq!(shared["echo"]["in"]["reorder"], 0.0, "the shared link is untouched: {shared}");
+
+    // A change for everyone by a reaches a's own sockets too: what it just set, it meets.
+    a.send(json!({"op":"configure","server":"lossy","drop":0.0})).await;
+    let set = a.event("server_configured", None).await;
+    assert!(set.get("scope").is_none(), "{set}");
+    assert!(lossy_answers(&mut a, "l").await, "a set the drop to 0 for everyone, itself included");
+
+    // A fault for a's own sockets hits a's next answer, not b's.
+    a.send(json!({"op":"fault","server":"echo","dir":"out","drop_next":1,"scope":"own"})).await;
+    b.send(json!({"op":"send","socket":"e","text":"b's"})).await;
+    assert_eq!(b.event("client_recv", Some("e")).await["text"], "b's");
+    a.send(json!({"op":"send","socket":"e","text":"a's"})).await;
+    let lost = a.event("link_drop", None).await;
+    assert_eq!((lost["server"].clone(), lost["dir"].clone()), (json!("echo"), json!("out")), "{lost}");
+
+    // A reset says what a's sockets meet now, and they meet it.
+    a.send(json!({"op":"reset"})).await;
+    let back = a.event("link_configured", None).await;
+    assert_eq!(
+        (back["scope"].clone(), back["by"].clone(), back["settings"]["reorder"].clone()),
+        (json!("own"), by_a, json!(0.0)),
+        "{back}"
+    );
+    assert_eq!(echo_order(&mut a, "e").await, [json!("1"), json!("2")], "in order again");
+    for ws in [a, b] {
+        ws.close().await;
+    }
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_sessions_own_chat_is_a_room_of_its_own_that_closes_with_a_reset() {
+    let relay = TestRelay::start().await;
+    let mut a = connect(relay.http()).await;
+    let mut b = connect(relay.http()).await;
+    a.send(json!({"op":"configure","server":"chat","timeout_ms":300,"scope":"own"})).await;
+    a.event("server_configured", None).await;
+    let mut locals = Vec::new();
+    for ws in [&mut a, &mut b] {
+        locals.push(open(ws, "c", "chat").await["local"].clone());
+        ws.send(json!({"op":"send","socket":"c","text":"reg"})).await;
+        assert_eq!(ws.event("chat_join", None).await["clients"], 1, "each in a room of one");
+    }
+    // A's client, silent, is gone after a's 300 ms; b's lives on the shared 10 s.
+    let evicted = a.event("chat_evict", None).await;
+    assert_eq!(evicted["peer"], locals[0], "{evicted}");
+    b.send(json!({"op":"send","socket":"c","text":"still here"})).await;
+    let heard = b.event("chat_broadcast", None).await;
+    assert_eq!(heard["recipients"], 1, "b's room is b alone: {heard}");
+    // A reset closes a's room: its clients hear `end`, as at a shutdown.
+    open(&mut a, "d", "chat").await;
+    a.send(json!({"op":"send","socket":"d","text":"reg"})).await;
+    a.event("chat_join", None).await;
+    a.send(json!({"op":"reset"})).await;
+    let back = a.event("server_configured", None).await;
+    assert_eq!(
+        (back["setting"].clone(), back["value"].clone()),
+        (json!("timeout_ms"), json!(10_000.0)),
+        "{back}"
+    );
+    assert_eq!(a.event("client_recv", Some("d")).await["text"], "end");
+    a.close().await;
+    b.close().await;
+    relay.shutdown().await;
+}

@@ -488,10 +488,11 @@ impl App {
                 let offset = event.t_us as f64 - now_ms * 1000.0;
                 self.clock_offset_us = Some(self.clock_offset_us.map_or(offset, |o| o.max(offset)));
                 self.track_own_sockets(&event.kind);
-                // The lossy server's panel shows its settings as they are, whoever changed
-                // them: a lesson, another tab, a script.
-                if let EventKind::ServerConfigured { server: ServerName::Lossy, setting, value, .. } =
+                // The lossy server's panel shows its settings as this page's sockets meet them,
+                // whoever changed them: another tab, a script, or a lesson of this page's own.
+                if let EventKind::ServerConfigured { server: ServerName::Lossy, setting, value, by, scope } =
                     &event.kind
+                    && self.model.reaches_me(by.as_deref(), *scope)
                 {
                     self.show_lossy_setting(setting, *value);
                 }

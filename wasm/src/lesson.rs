@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use protocol::lessons::{Lesson, Step, Tool};
-use protocol::{Command, Dir, Links, ServerName, ServerSettings};
+use protocol::{Command, Dir, Links, Scope, ServerName};
 
 /// How long an `AimAt` waits for its target's address before the lesson skips it.
 const AIM_PATIENCE_MS: f64 = 3_000.0;
@@ -87,57 +87,38 @@ fn command_json(command: &Command) -> String {
     serde_json::to_string(command).unwrap_or_default()
 }
 
-/// What undoes `lesson`: its sockets closed, and the settings it changed put back to `settings`
-/// (the values from `hello`). Its links are left to [`perfect_links`], which the next lesson
-/// sends anyway.
-pub fn undo(lesson: &Lesson, settings: &BTreeMap<ServerName, ServerSettings>) -> Vec<String> {
-    let mut out: Vec<String> = protocol::lessons::sockets(lesson)
-        .into_iter()
-        .map(|socket| command_json(&Command::Close { socket: socket.to_owned() }))
-        .collect();
-    for server in [ServerName::Lossy, ServerName::Chat] {
-        let configures = lesson.steps.iter().any(|s| {
-            matches!(s, Step::Do(json) if json.contains(r#""op":"configure""#)
-                && json.contains(&format!(r#""server":"{server}""#)))
-        });
-        if let (true, Some(s)) = (configures, settings.get(&server)) {
-            out.push(command_json(&Command::Configure {
-                server,
-                drop: s.drop,
-                delay_ms: s.delay_ms,
-                jitter_ms: s.jitter_ms,
-                timeout_ms: s.timeout_ms,
-            }));
-        }
+/// What undoes `lesson`: its sockets closed, and its own settings and links (`"scope":"own"`)
+/// dissolved, so this page's sockets meet the servers everyone meets again.
+pub fn undo(lesson: &Lesson) -> Vec<String> {
+    let mut out = Vec::new();
+    for socket in protocol::lessons::sockets(lesson) {
+        out.push(command_json(&Command::Close { socket: socket.to_owned() }));
     }
+    out.push(command_json(&Command::Reset {}));
     out
 }
 
-/// What makes every link perfect again, one `link` command each: the directions of `links` (as
-/// the relay last announced them) that do anything, and those the lesson `before` impaired,
-/// which the relay may not have announced yet. A lesson starts from perfect links, even when
-/// the page that impaired one is gone (reloaded, or another tab) and cannot undo it.
-pub fn perfect_links(links: &BTreeMap<ServerName, Links>, before: Option<&Lesson>) -> Vec<String> {
-    let mut impaired: Vec<(ServerName, Dir)> = before.map(|l| l.links.to_vec()).unwrap_or_default();
+/// What makes every link this page's sockets meet perfect, one `link` command each, for them
+/// only: the directions of the shared `links` (as the relay last announced them) that do
+/// anything. A lesson starts from perfect links without changing anyone else's.
+pub fn perfect_links(links: &BTreeMap<ServerName, Links>) -> Vec<String> {
+    let mut out = Vec::new();
     for (&server, both) in links {
         for dir in [Dir::In, Dir::Out] {
-            if !both.get(dir).is_off() && !impaired.contains(&(server, dir)) {
-                impaired.push((server, dir));
+            if !both.get(dir).is_off() {
+                out.push(command_json(&Command::Link {
+                    server,
+                    dir,
+                    loss: Some(0.0),
+                    duplicate: Some(0.0),
+                    reorder: Some(0.0),
+                    delay_ms: Some(0),
+                    jitter_ms: Some(0),
+                    mtu: Some(0),
+                    scope: Scope::Own,
+                }));
             }
         }
-    }
-    let mut out = Vec::with_capacity(impaired.len());
-    for (server, dir) in impaired {
-        out.push(command_json(&Command::Link {
-            server,
-            dir,
-            loss: Some(0.0),
-            duplicate: Some(0.0),
-            reorder: Some(0.0),
-            delay_ms: Some(0),
-            jitter_ms: Some(0),
-            mtu: Some(0),
-        }));
     }
     out
 }
@@ -248,46 +229,23 @@ mod tests {
     }
 
     #[test]
-    fn only_links_that_do_something_are_made_perfect() {
+    fn only_shared_links_that_do_something_are_made_perfect_for_this_page_alone() {
         let mut links = BTreeMap::new();
         links.insert(ServerName::Echo, Links::default());
         let mut upper = Links::default();
         upper.inbound.mtu = Some(1500);
+        upper.outbound.loss = 0.5;
         links.insert(ServerName::Upper, upper);
-        let out = perfect_links(&links, None);
-        assert_eq!(out.len(), 1, "{out:?}");
-        let command: Command = serde_json::from_str(&out[0]).expect("a command");
-        let Command::Link { server, dir, mtu, loss, reorder, .. } = command else { panic!("{out:?}") };
-        assert_eq!(
-            (server, dir, mtu, loss, reorder),
-            (ServerName::Upper, Dir::In, Some(0), Some(0.0), Some(0.0))
-        );
-        assert!(perfect_links(&BTreeMap::new(), None).is_empty());
-    }
-
-    #[test]
-    fn the_links_a_lesson_impaired_are_made_perfect_once_announced_or_not() {
-        let size_limit = lesson("size-limit");
-        let reordering = lesson("reordering");
-        // Not announced yet: the lesson before names its link.
-        let out = perfect_links(&BTreeMap::new(), reordering);
-        assert_eq!(out.len(), 1, "{out:?}");
-        assert!(
-            out[0].contains(r#""server":"echo","dir":"in""#) && out[0].contains(r#""reorder":0.0"#),
-            "{out:?}"
-        );
-        // Announced, and named too: once. Another link the relay reports is added.
-        let mut links = BTreeMap::new();
-        let mut echo = Links::default();
-        echo.inbound.reorder = 1.0;
-        echo.outbound.loss = 0.5;
-        links.insert(ServerName::Echo, echo);
-        let out = perfect_links(&links, reordering);
+        let out = perfect_links(&links);
         assert_eq!(out.len(), 2, "{out:?}");
-        assert!(out[1].contains(r#""server":"echo","dir":"out""#), "{out:?}");
-        // A lesson that impairs nothing adds nothing.
-        assert_eq!(perfect_links(&links, lesson("truncation")).len(), 2);
-        assert_eq!(perfect_links(&BTreeMap::new(), size_limit).len(), 1);
+        let command: Command = serde_json::from_str(&out[0]).expect("a command");
+        let Command::Link { server, dir, mtu, loss, reorder, scope, .. } = command else { panic!("{out:?}") };
+        assert_eq!(
+            (server, dir, mtu, loss, reorder, scope),
+            (ServerName::Upper, Dir::In, Some(0), Some(0.0), Some(0.0), Scope::Own)
+        );
+        assert!(out[1].contains(r#""server":"upper","dir":"out""#), "{out:?}");
+        assert!(perfect_links(&BTreeMap::new()).is_empty());
     }
 
     #[test]
@@ -298,14 +256,12 @@ mod tests {
     }
 
     #[test]
-    fn undo_closes_sockets_and_restores_settings() {
-        let mut settings = BTreeMap::new();
-        settings.insert(ServerName::Lossy, ServerSettings { drop: Some(0.2), ..ServerSettings::default() });
-        let out = undo(lesson("loss-retry").expect("lesson"), &settings);
-        assert!(out[0].contains(r#""op":"close""#) && out[0].contains("retry"), "{out:?}");
-        assert!(out[1].contains(r#""drop":0.2"#), "{out:?}");
-        let reorder = undo(lesson("reordering").expect("lesson"), &settings);
-        assert_eq!(reorder.len(), 1, "its socket; its link is perfect_links': {reorder:?}");
+    fn undo_closes_the_lessons_sockets_then_dissolves_what_it_set_for_them() {
+        let out = undo(lesson("connected-refused").expect("lesson"));
+        let closed: Vec<_> = out.iter().filter(|json| json.contains(r#""op":"close""#)).collect();
+        assert_eq!(closed.len(), 4, "{out:?}");
+        assert_eq!(out.last().map(String::as_str), Some(r#"{"op":"reset"}"#), "{out:?}");
+        assert_eq!(undo(lesson("reordering").expect("lesson")).len(), 2, "its socket, then the reset");
     }
 
     #[test]

@@ -31,7 +31,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 
-use protocol::{Dg, DuplicateReason, Event, EventKind, Hello, Links, Payload, ServerMsg, ServerName};
+use protocol::{Dg, DuplicateReason, Event, EventKind, Hello, Links, Payload, Scope, ServerMsg, ServerName};
 
 mod liveness;
 mod matching;
@@ -760,19 +760,31 @@ impl Model {
         lane
     }
 
-    /// Who changed a setting or a link, when it was another page than this one: ` (by session
-    /// ab12)`, named as its sockets' lanes are. A class shares the servers, and a change in the
-    /// middle of a lesson is explained, not a mystery. Nothing for this page or the HTTP API.
-    /// (A page that reconnected has a new session: its own changes from before, in a
-    /// projector's backlog, read as another's.)
-    fn by_another(&self, by: Option<&str>) -> String {
-        match by {
-            Some(session) if self.session.as_deref() != Some(session) => {
-                let short: String = session.chars().take(4).collect();
-                fill("log-by-other", &[&short])
-            }
-            _ => String::new(),
-        }
+    /// Whose change a setting or a link was, and whose sockets meet it, when that is not
+    /// simply everyone's by this page or the HTTP API: ` (by session ab12)` for another page's
+    /// change for everyone, ` (this page's sockets only)` for this page's own (a lesson's), and
+    /// ` (session ab12's sockets only)` for another's, sessions named as their sockets' lanes
+    /// are. A class shares the servers, and a change in the middle of a lesson is explained, not
+    /// a mystery. (A page that reconnected has a new session: its own changes from before, in
+    /// a projector's backlog, read as another's.)
+    fn whose(&self, by: Option<&str>, scope: Scope) -> String {
+        let key = match (scope, self.is_mine(by)) {
+            (Scope::Own, true) => "log-own",
+            (Scope::Own, false) => "log-own-other",
+            (Scope::All, false) if by.is_some() => "log-by-other",
+            (Scope::All, _) => return String::new(),
+        };
+        let short: String = by.unwrap_or_default().chars().take(4).collect();
+        fill(key, &[&short])
+    }
+
+    fn is_mine(&self, by: Option<&str>) -> bool {
+        by.is_some() && self.session.as_deref() == by
+    }
+
+    /// Whether a change reaches this page's sockets: one for everyone, or this page's own.
+    pub fn reaches_me(&self, by: Option<&str>, scope: Scope) -> bool {
+        scope == Scope::All || self.is_mine(by)
     }
 
     /// The lane of a session's socket, creating it (at `addr`, when known).
@@ -1382,8 +1394,9 @@ impl Model {
                 let id = self.mark(event, lane, MarkKind::Leave, &text);
                 self.log_line(seq, "chat_end", None, text, Some(id));
             }
-            EventKind::ServerConfigured { server, setting, value, by } => {
-                if *server == ServerName::Lossy && setting == "drop" {
+            EventKind::ServerConfigured { server, setting, value, by, scope } => {
+                if *server == ServerName::Lossy && setting == "drop" && self.reaches_me(by.as_deref(), *scope)
+                {
                     self.stats.configured_drop = Some(*value);
                 }
                 let lane = self.server_lane(*server);
@@ -1393,7 +1406,7 @@ impl Model {
                     name => name,
                 };
                 let text = fill("log-configured", &[server, &name, &short(*value)])
-                    + &self.by_another(by.as_deref());
+                    + &self.whose(by.as_deref(), *scope);
                 let id = self.mark(event, lane, MarkKind::Configured, &text);
                 self.log_line(seq, "server_configured", None, text, Some(id));
             }

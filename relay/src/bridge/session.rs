@@ -107,6 +107,9 @@ struct Session {
     sent: std::collections::HashSet<u64>,
     /// Members of this session's crowds, against `--max-crowd`.
     crowd_members: u32,
+    /// The servers keeping a sandbox for this session (`"scope":"own"`), dissolved by `reset`
+    /// and when the session ends.
+    sandboxes: std::collections::BTreeSet<ServerName>,
     budget: Arc<Mutex<Budget>>,
     /// Cancelled when the session ends or the relay shuts down; parent of every socket's.
     stop: CancellationToken,
@@ -205,6 +208,7 @@ pub async fn run(socket: WebSocket, state: AppState) {
         kinds: Kinds::ALL,
         sockets: HashMap::new(),
         crowd_members: 0,
+        sandboxes: Default::default(),
         backlog: Vec::new(),
         sent: std::collections::HashSet::new(),
         budget,
@@ -318,6 +322,8 @@ pub async fn run(socket: WebSocket, state: AppState) {
     if tokio::time::timeout(GOODBYE, drivers.finish()).await.is_err() {
         tracing::warn!(session = %session.id, "a socket did not stop in time");
     }
+    // Its sandboxes go with it, unannounced: nobody is left to meet them.
+    session.reset(false).await;
     if let Some(metrics) = &metrics {
         metrics.session_ended();
     }
@@ -567,16 +573,20 @@ impl Session {
                 let every = (every_ms > 0).then(|| Duration::from_millis(every_ms));
                 self.crowd(socket, server, target.as_deref(), clients, every, payload, heartbeat).await
             }
-            Command::Link { server, dir, loss, duplicate, reorder, delay_ms, jitter_ms, mtu } => {
+            Command::Link { server, dir, loss, duplicate, reorder, delay_ms, jitter_ms, mtu, scope } => {
                 let patch = LinkPatch { loss, duplicate, reorder, delay_ms, jitter_ms, mtu };
                 if patch == LinkPatch::default() {
                     return Err(refuse(ErrorCode::BadCommand, "link needs a setting to change"));
                 }
-                self.link(server, dir, LinkChange::Set(patch)).await
+                self.link(server, dir, LinkChange::Set(patch), scope).await
             }
-            Command::Fault { server, dir, drop_next, duplicate_next, hold_next_ms } => {
+            Command::Fault { server, dir, drop_next, duplicate_next, hold_next_ms, scope } => {
                 let fault = LinkFault { drop_next, duplicate_next, hold_next_ms };
-                self.link(server, dir, LinkChange::Fault(fault)).await
+                self.link(server, dir, LinkChange::Fault(fault), scope).await
+            }
+            Command::Reset {} => {
+                self.reset(true).await;
+                Ok(())
             }
             Command::Subscribe { scope, batch, kinds, history } => {
                 if history && scope != Scope::All {
@@ -624,7 +634,7 @@ impl Session {
                 }
                 Ok(())
             }
-            Command::Configure { server, drop, delay_ms, jitter_ms, timeout_ms } => {
+            Command::Configure { server, drop, delay_ms, jitter_ms, timeout_ms, scope } => {
                 let settings = [
                     drop.map(Setting::Drop),
                     delay_ms.map(|ms| Setting::Delay(Duration::from_millis(ms))),
@@ -637,10 +647,13 @@ impl Session {
                 for setting in settings.into_iter().flatten() {
                     let outcome = tokio::time::timeout(
                         ANSWER_TIMEOUT,
-                        self.state.relay.configure(server, setting, Some(&self.id)),
+                        self.state.relay.configure(server, setting, Some(&self.id), scope),
                     )
                     .await;
                     match outcome {
+                        Ok(Ok(())) if scope == Scope::Own => {
+                            self.sandboxes.insert(server);
+                        }
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => return Err(refuse(ErrorCode::BadCommand, e.to_string())),
                         Err(_) => {
@@ -660,14 +673,35 @@ impl Session {
     }
 
     /// Changes a server's link, or aims a fault at it.
-    async fn link(&self, server: ServerName, dir: Dir, change: LinkChange) -> Result<(), Refusal> {
-        match tokio::time::timeout(ANSWER_TIMEOUT, self.state.relay.link(server, dir, change, Some(&self.id)))
-            .await
-        {
-            Ok(Some(Ok(_))) => Ok(()),
+    async fn link(
+        &mut self,
+        server: ServerName,
+        dir: Dir,
+        change: LinkChange,
+        scope: Scope,
+    ) -> Result<(), Refusal> {
+        let changed = self.state.relay.link(server, dir, change, Some(&self.id), scope);
+        match tokio::time::timeout(ANSWER_TIMEOUT, changed).await {
+            Ok(Some(Ok(_))) => {
+                if scope == Scope::Own {
+                    self.sandboxes.insert(server);
+                }
+                Ok(())
+            }
             Ok(Some(Err(e))) => Err(refuse(ErrorCode::BadCommand, e.to_string())),
             Ok(None) => Err(refuse(ErrorCode::BadCommand, format!("{server} has no link"))),
             Err(_) => Err(refuse(ErrorCode::Io, format!("the {server} server did not answer"))),
+        }
+    }
+
+    /// Dissolves this session's sandboxes: its sockets meet the servers and links everyone
+    /// meets again. With `announce`, what changes for them is announced.
+    async fn reset(&mut self, announce: bool) {
+        for server in std::mem::take(&mut self.sandboxes) {
+            let reset = self.state.relay.reset(server, &self.id, announce);
+            if tokio::time::timeout(ANSWER_TIMEOUT, reset).await.is_err() {
+                tracing::warn!(session = %self.id, %server, "the server did not take the reset in time");
+            }
         }
     }
 
@@ -708,10 +742,13 @@ impl Session {
         let (control, rx) = mpsc::channel(SOCKET_QUEUE);
         let claims = self.feed.claims();
         claims.claim(local);
+        // A server keeping a sandbox for this session knows the socket's datagrams by this.
+        let assigned = self.state.bus.datagrams().assign(local, self.id.as_str().into());
         let driven = udp::drive(socket, handler, self.state.bus.clone(), rx, self.stop.child_token());
         let driver: Driver = Box::pin(async move {
             driven.await;
             claims.release(local);
+            drop(assigned);
         });
         self.opened.get_mut().unwrap_or_else(PoisonError::into_inner).push(driver);
         Ok((control, local))

@@ -114,6 +114,10 @@ impl DatagramHandler for Chat {
         Some(ServerName::Chat)
     }
 
+    fn sandbox(&self, _salt: u64) -> Option<Self> {
+        Some(Self::new(self.settings))
+    }
+
     fn on_datagram(&mut self, cx: &mut Cx, now: Instant, from: SocketAddr, payload: &[u8]) {
         // Evict first, so a client whose time ran out is not sent a message just because the
         // timer has not fired yet.

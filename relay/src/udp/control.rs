@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use protocol::{Dir, LinkFault, LinkPatch, LinkSettings, Links, ServerName};
+use protocol::{Dir, LinkFault, LinkPatch, LinkSettings, Links, Scope, ServerName};
 use tokio::sync::oneshot;
 
 use super::link::LinkError;
@@ -16,18 +16,29 @@ use super::link::LinkError;
 #[derive(Debug)]
 pub enum Control<C> {
     /// Change a server setting, and say whether it was accepted. `by` is the session that
-    /// asked, for the event (none for one the relay makes itself).
-    Configure { setting: Setting, by: Option<String>, reply: oneshot::Sender<Result<(), SettingError>> },
+    /// asked, for the event (none for one the relay makes itself). With [`Scope::Own`] it
+    /// changes only that session's sandbox, which it makes first if there is none.
+    Configure {
+        setting: Setting,
+        by: Option<String>,
+        scope: Scope,
+        reply: oneshot::Sender<Result<(), SettingError>>,
+    },
     /// Report the current settings.
     Describe(oneshot::Sender<protocol::ServerSettings>),
     /// Change one direction of the server's link, or aim a fault at it; answers with the
-    /// direction's settings after the change. `by` as for `Configure`.
+    /// direction's settings after the change. `by` and `scope` as for `Configure`.
     Link {
         dir: Dir,
         change: LinkChange,
         by: Option<String>,
+        scope: Scope,
         reply: oneshot::Sender<Result<LinkSettings, LinkError>>,
     },
+    /// Dissolve session `session`'s sandbox, if it has one here: its sockets meet the server
+    /// and link everyone meets again. With `announce`, each setting and link direction that
+    /// changes for them is announced, as `scope: own`.
+    Reset { session: String, announce: bool },
     /// Report both directions of the server's link.
     DescribeLinks(oneshot::Sender<Links>),
     /// A command of the handler's own kind.
@@ -84,4 +95,6 @@ pub enum SettingError {
     ZeroTimeout,
     #[error("{setting} may be at most a day")]
     TooLong { setting: &'static str },
+    #[error("a change for one session's sockets needs a session")]
+    NoSession,
 }

@@ -1,18 +1,20 @@
 //! The one loop that owns a socket: [`drive`].
 
+use std::hash::{Hash, Hasher};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use protocol::{EventKind, Payload, ServerName};
+use protocol::{Dir, EventKind, Payload, Scope, ServerName, ServerSettings};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::MAX_DATAGRAM;
-use super::control::{Control, LinkChange};
+use super::control::{Control, LinkChange, SettingError};
 use super::handler::{Cx, DatagramHandler, Report, Undelivered, Why};
+use super::identity::Datagrams;
 use super::link::{LinkError, Packet, Wire};
 use super::sys;
 use crate::bus::EventBus;
@@ -71,7 +73,7 @@ pub async fn drive_server<H: DatagramHandler>(
 
 async fn run<H: DatagramHandler>(
     socket: UdpSocket,
-    mut handler: H,
+    handler: H,
     wire: Option<Wire>,
     bus: EventBus,
     mut control: mpsc::Receiver<Control<H::Command>>,
@@ -89,15 +91,16 @@ async fn run<H: DatagramHandler>(
     let datagrams = bus.datagrams();
     let _owned = datagrams.own(local);
     let mut cx = Cx::with_datagrams(server, local, datagrams);
-    let mut io = Io { socket: &socket, peer, bus: &bus, errors: ErrorLog::default(), wire };
+    let mut io = Io { socket: &socket, peer, bus: &bus, errors: ErrorLog::default() };
+    let mut stations = Stations { shared: Station { handler, wire }, sandboxes: Vec::new() };
     // One byte more than the largest datagram, so an oversized one (possible over IPv6
     // loopback) is seen as such rather than silently cut to a plausible size.
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
 
     cx.observed = bus.is_observed();
     let started = Instant::now();
-    handler.on_start(&mut cx, started);
-    io.flush(&mut cx, &mut handler, started).await;
+    stations.shared.handler.on_start(&mut cx, started);
+    io.flush(&mut cx, &mut stations.shared, started).await;
 
     // Looked at again only once it has woken: polling a cancellation takes two locks, and the
     // loop below turns once a datagram.
@@ -107,9 +110,7 @@ async fn run<H: DatagramHandler>(
     let mut armed_for = None;
 
     loop {
-        let wire_due =
-            io.wire.as_ref().and_then(Wire::poll_timeout).map(|at| at.checked_sub(WIRE_SLACK).unwrap_or(at));
-        let deadline = handler.poll_timeout().into_iter().chain(wire_due).min();
+        let deadline = stations.poll_timeout();
         if deadline != armed_for {
             if let Some(at) = deadline {
                 timer.as_mut().reset(at.into());
@@ -127,85 +128,52 @@ async fn run<H: DatagramHandler>(
                 let Some(message) = message else { break };
                 cx.observed = bus.is_observed();
                 let now = Instant::now();
-                match message {
-                    Control::Configure { setting, by, reply } => {
-                        let outcome = handler.on_configure(&mut cx, now, setting);
-                        if let (Ok(()), Some(server)) = (&outcome, server) {
-                            let (name, value) = (setting.name().to_owned(), setting.value());
-                            cx.emit(|| EventKind::ServerConfigured { server, setting: name, value, by });
-                        }
-                        // The asker may have given up waiting; the setting still applies.
-                        let _ = reply.send(outcome);
-                    }
-                    Control::Describe(reply) => {
-                        let _ = reply.send(handler.settings());
-                    }
-                    Control::Link { dir, change, by, reply } => {
-                        let outcome = match (io.wire.as_mut(), server) {
-                            (Some(wire), Some(server)) => {
-                                let link = wire.get_mut(dir);
-                                let outcome = match change {
-                                    LinkChange::Set(patch) => link.configure(&patch),
-                                    LinkChange::Fault(fault) => link.fault(&fault).map(|()| link.settings()),
-                                };
-                                if let (Ok(settings), LinkChange::Set(_)) = (&outcome, change) {
-                                    let settings = *settings;
-                                    cx.emit(|| EventKind::LinkConfigured { server, dir, settings, by });
-                                }
-                                outcome
-                            }
-                            _ => Err(LinkError::NoLink),
-                        };
-                        let _ = reply.send(outcome);
-                    }
-                    Control::DescribeLinks(reply) => {
-                        let _ = reply.send(io.wire.as_ref().map(Wire::settings).unwrap_or_default());
-                    }
-                    Control::Command(command) => handler.on_command(&mut cx, now, command),
-                }
+                io.control(&mut stations, &mut cx, now, message).await;
                 now
             }
             // Timers come before traffic too: a flood of datagrams must not hold back a held
             // datagram's release, a delayed answer or an eviction.
             () = &mut timer, if armed_for.is_some() => {
-                // Fire once per deadline: the handler and the wire give a new one if they want.
+                // Fire once per deadline: the handlers and the wires give a new one if they want.
                 armed_for = None;
                 cx.observed = bus.is_observed();
                 let now = Instant::now();
-                if handler.poll_timeout().is_some_and(|at| at <= now) {
-                    handler.on_tick(&mut cx, now);
+                for station in stations.all_mut() {
+                    if station.handler.poll_timeout().is_some_and(|at| at <= now) {
+                        station.handler.on_tick(&mut cx, now);
+                    }
+                    io.release_due(station, &mut cx, now).await;
+                    io.flush(&mut cx, station, now).await;
                 }
-                io.release_due(&mut handler, &mut cx, now).await;
                 now
             }
             received = sys::recv_from(&socket, &mut buf) => {
                 cx.observed = bus.is_observed();
                 let mut now = Instant::now();
-                io.received(&mut handler, &mut cx, now, &buf, received);
+                io.received(&mut stations, &mut cx, now, &buf, received).await;
                 // Datagrams come in bursts when many peers talk at once. Handle the ones
                 // already queued straight away, each answered before the next is read,
                 // instead of going round the select! (and its wake-up bookkeeping) for each.
                 for _ in 1..RECV_BURST {
-                    io.flush(&mut cx, &mut handler, now).await;
                     match sys::try_recv_from(&socket, &mut buf) {
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         received => {
                             now = Instant::now();
-                            io.received(&mut handler, &mut cx, now, &buf, received);
+                            io.received(&mut stations, &mut cx, now, &buf, received).await;
                         }
                     }
                 }
                 now
             }
         };
-        io.flush(&mut cx, &mut handler, now).await;
+        io.flush(&mut cx, &mut stations.shared, now).await;
     }
 
     // Handle what has already arrived, without waiting for more. This asks the kernel
     // directly: tokio's own readiness flag may not have caught up with a datagram that landed
     // a moment ago (the chat server's `end`, sent just before this socket was told to stop).
     cx.observed = bus.is_observed();
-    let Io { mut errors, wire, .. } = io;
+    let Io { mut errors, .. } = io;
     let std_socket = match socket.into_std() {
         Ok(std_socket) => std_socket,
         Err(e) => {
@@ -218,7 +186,7 @@ async fn run<H: DatagramHandler>(
         match std_socket.recv_from(&mut buf) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Ok((len, from)) => drained.push((from, buf[..len].to_vec())),
-            Err(e) if is_refusal(&e) => handler.on_refused(&mut cx, Instant::now(), peer),
+            Err(e) if is_refusal(&e) => stations.shared.handler.on_refused(&mut cx, Instant::now(), peer),
             Err(e) => errors.log(server, "receive", &e),
         }
     }
@@ -229,32 +197,228 @@ async fn run<H: DatagramHandler>(
             return;
         }
     };
-    let mut io = Io { socket: &socket, peer, bus: &bus, errors, wire };
+    let mut io = Io { socket: &socket, peer, bus: &bus, errors };
     for (from, payload) in drained {
-        io.received(&mut handler, &mut cx, Instant::now(), &payload, Ok((payload.len(), from)));
+        io.received(&mut stations, &mut cx, Instant::now(), &payload, Ok((payload.len(), from))).await;
     }
     let stopped = Instant::now();
-    handler.on_stop(&mut cx, stopped);
-    // What the wire still holds is lost with the link: only what is due goes out.
-    io.flush(&mut cx, &mut handler, stopped).await;
+    // What the wires still hold is lost with the links: only what is due goes out.
+    for station in stations.all_mut() {
+        station.handler.on_stop(&mut cx, stopped);
+        io.flush(&mut cx, station, stopped).await;
+    }
 }
 
-/// What the driver's I/O steps share: the socket, its peer if connected, the bus, the log,
-/// and a server's wire.
+/// A handler and the link in front of it: the server everyone meets, or one session's sandbox.
+struct Station<H> {
+    handler: H,
+    wire: Option<Wire>,
+}
+
+/// What one socket serves: the shared station, and a sandbox for each session that changed
+/// something for its own sockets only (`"scope":"own"`). A session's datagrams meet its
+/// sandbox, found by the address they come from; everyone else's, the shared station. There
+/// is at most one sandbox per session, and sessions are capped (`--max-sessions`).
+struct Stations<H> {
+    shared: Station<H>,
+    sandboxes: Vec<(Arc<str>, Station<H>)>,
+}
+
+impl<H: DatagramHandler> Stations<H> {
+    /// The station a datagram from `peer` meets. Free while there is no sandbox.
+    fn for_peer(&mut self, datagrams: &Datagrams, peer: SocketAddr) -> &mut Station<H> {
+        let found = match self.sandboxes.is_empty() {
+            true => None,
+            false => datagrams.session_of(peer).and_then(|session| self.find(&session)),
+        };
+        self.at(found)
+    }
+
+    /// The shared station (`None`) or sandbox `i`.
+    fn at(&mut self, i: Option<usize>) -> &mut Station<H> {
+        match i {
+            Some(i) => &mut self.sandboxes[i].1,
+            None => &mut self.shared,
+        }
+    }
+
+    fn find(&self, session: &str) -> Option<usize> {
+        self.sandboxes.iter().position(|(id, _)| **id == *session)
+    }
+
+    /// `session`'s sandbox, made now (a copy of the shared station as it is) if it has none.
+    /// `None` for a handler that takes no sandbox.
+    fn sandbox(&mut self, session: &str) -> Option<usize> {
+        if let Some(i) = self.find(session) {
+            return Some(i);
+        }
+        let mut hasher = std::hash::DefaultHasher::new();
+        session.hash(&mut hasher);
+        let salt = hasher.finish();
+        let handler = self.shared.handler.sandbox(salt)?;
+        let wire = self.shared.wire.as_ref().map(|wire| wire.sandbox(salt));
+        self.sandboxes.push((session.into(), Station { handler, wire }));
+        Some(self.sandboxes.len() - 1)
+    }
+
+    /// Every station, the shared one first.
+    fn all_mut(&mut self) -> impl Iterator<Item = &mut Station<H>> {
+        std::iter::once(&mut self.shared).chain(self.sandboxes.iter_mut().map(|(_, station)| station))
+    }
+
+    /// When a handler or a wire next wants the timer.
+    fn poll_timeout(&self) -> Option<Instant> {
+        let mut due = self.shared.poll_timeout();
+        for (_, station) in &self.sandboxes {
+            due = due.into_iter().chain(station.poll_timeout()).min();
+        }
+        due
+    }
+}
+
+impl<H: DatagramHandler> Station<H> {
+    fn poll_timeout(&self) -> Option<Instant> {
+        let wire_due = self
+            .wire
+            .as_ref()
+            .and_then(Wire::poll_timeout)
+            .map(|at| at.checked_sub(WIRE_SLACK).unwrap_or(at));
+        self.handler.poll_timeout().into_iter().chain(wire_due).min()
+    }
+}
+
+/// What the driver's I/O steps share: the socket, its peer if connected, the bus and the log.
 struct Io<'a> {
     socket: &'a UdpSocket,
     peer: Option<SocketAddr>,
     bus: &'a EventBus,
     errors: ErrorLog,
-    wire: Option<Wire>,
 }
 
 impl Io<'_> {
-    /// Names one received datagram (or takes a receive error), passes it through the `in`
-    /// link if there is one at work, and hands what comes out to the handler.
-    fn received<H: DatagramHandler>(
+    /// Carries out one control message.
+    async fn control<H: DatagramHandler>(
         &mut self,
-        handler: &mut H,
+        stations: &mut Stations<H>,
+        cx: &mut Cx,
+        now: Instant,
+        message: Control<H::Command>,
+    ) {
+        let server = cx.server;
+        match message {
+            Control::Configure { setting, by, scope, reply } => {
+                let (outcome, at, mine) = match (scope, by.as_deref()) {
+                    (Scope::Own, None) => (Err(SettingError::NoSession), None, None),
+                    (Scope::Own, Some(session)) => match stations.sandbox(session) {
+                        Some(i) => {
+                            (stations.at(Some(i)).handler.on_configure(cx, now, setting), Some(i), None)
+                        }
+                        None => {
+                            let refused = SettingError::NotSupported { server, setting: setting.name() };
+                            (Err(refused), None, None)
+                        }
+                    },
+                    (Scope::All, by) => {
+                        let outcome = stations.shared.handler.on_configure(cx, now, setting);
+                        // The session that asked meets its change too, sandbox or not.
+                        let mine = by.and_then(|session| stations.find(session)).filter(|_| outcome.is_ok());
+                        if let Some(i) = mine {
+                            let _ = stations.at(Some(i)).handler.on_configure(cx, now, setting);
+                        }
+                        (outcome, None, mine)
+                    }
+                };
+                if let (Ok(()), Some(server)) = (&outcome, server) {
+                    let (name, value) = (setting.name().to_owned(), setting.value());
+                    cx.emit(|| EventKind::ServerConfigured { server, setting: name, value, by, scope });
+                }
+                // The asker may have given up waiting; the setting still applies.
+                let _ = reply.send(outcome);
+                for i in [at, mine].into_iter().flatten() {
+                    self.flush(cx, stations.at(Some(i)), now).await;
+                }
+            }
+            Control::Describe(reply) => {
+                let _ = reply.send(stations.shared.handler.settings());
+            }
+            Control::Link { dir, change, by, scope, reply } => {
+                let at = match (scope, by.as_deref()) {
+                    (Scope::All, _) => Ok(None),
+                    (Scope::Own, Some(session)) => {
+                        stations.sandbox(session).map(Some).ok_or(LinkError::NoLink)
+                    }
+                    (Scope::Own, None) => Err(LinkError::NoSession),
+                };
+                let outcome = at.and_then(|at| {
+                    let link = stations.at(at).wire.as_mut().ok_or(LinkError::NoLink)?.get_mut(dir);
+                    match change {
+                        LinkChange::Set(patch) => link.configure(&patch),
+                        LinkChange::Fault(fault) => link.fault(&fault).map(|()| link.settings()),
+                    }
+                });
+                if let (Ok(settings), LinkChange::Set(patch), Some(server)) = (&outcome, change, server) {
+                    // The session that asked meets a change for everyone too, sandbox or not.
+                    if scope == Scope::All
+                        && let Some(i) = by.as_deref().and_then(|session| stations.find(session))
+                        && let Some(wire) = stations.at(Some(i)).wire.as_mut()
+                    {
+                        let _ = wire.get_mut(dir).configure(&patch);
+                    }
+                    let settings = *settings;
+                    cx.emit(|| EventKind::LinkConfigured { server, dir, settings, by, scope });
+                }
+                let _ = reply.send(outcome);
+            }
+            Control::DescribeLinks(reply) => {
+                let _ = reply.send(stations.shared.wire.as_ref().map(Wire::settings).unwrap_or_default());
+            }
+            Control::Reset { session, announce } => {
+                let Some(i) = stations.find(&session) else { return };
+                let (_, mut sandbox) = stations.sandboxes.remove(i);
+                if let (true, Some(server)) = (announce, server) {
+                    let by = Some(session);
+                    let shared = stations.shared.handler.settings();
+                    for (setting, value) in changed_settings(&sandbox.handler.settings(), &shared) {
+                        let (setting, by) = (setting.to_owned(), by.clone());
+                        cx.emit(|| EventKind::ServerConfigured {
+                            server,
+                            setting,
+                            value,
+                            by,
+                            scope: Scope::Own,
+                        });
+                    }
+                    let shared = stations.shared.wire.as_ref().map(Wire::settings).unwrap_or_default();
+                    let mine = sandbox.wire.as_ref().map(Wire::settings).unwrap_or_default();
+                    for (dir, was, is) in
+                        [(Dir::In, mine.inbound, shared.inbound), (Dir::Out, mine.outbound, shared.outbound)]
+                    {
+                        if was != is {
+                            let by = by.clone();
+                            cx.emit(|| EventKind::LinkConfigured {
+                                server,
+                                dir,
+                                settings: is,
+                                by,
+                                scope: Scope::Own,
+                            });
+                        }
+                    }
+                }
+                // Its chat clients hear `end`, as at shutdown; what its wire holds is lost with it.
+                sandbox.handler.on_stop(cx, now);
+                self.flush(cx, &mut sandbox, now).await;
+            }
+            Control::Command(command) => stations.shared.handler.on_command(cx, now, command),
+        }
+    }
+
+    /// Names one received datagram (or takes a receive error), passes it through the `in`
+    /// link of the station it meets if that link is at work, hands what comes out to the
+    /// station's handler, and sends what it answers.
+    async fn received<H: DatagramHandler>(
+        &mut self,
+        stations: &mut Stations<H>,
         cx: &mut Cx,
         now: Instant,
         buf: &[u8],
@@ -262,8 +426,8 @@ impl Io<'_> {
     ) {
         let (len, from) = match received {
             Ok(got) => got,
-            Err(e) if is_refusal(&e) => return handler.on_refused(cx, now, self.peer),
-            Err(e) => return self.errors.log(handler.server(), "receive", &e),
+            Err(e) if is_refusal(&e) => return stations.shared.handler.on_refused(cx, now, self.peer),
+            Err(e) => return self.errors.log(cx.server, "receive", &e),
         };
         let payload = &buf[..len];
         // A datagram recorded as sent is taken off its flow even when nobody watches any
@@ -285,7 +449,8 @@ impl Io<'_> {
             }
             (false, _) => 0,
         };
-        match self.wire.as_mut() {
+        let station = stations.for_peer(&cx.datagrams, from);
+        match station.wire.as_mut() {
             Some(wire) if !wire.inbound.is_idle() => {
                 let packet = Packet { dg, peer: from, bytes: payload.into(), copy: false };
                 let mut events = Vec::new();
@@ -293,16 +458,17 @@ impl Io<'_> {
                 let observed = cx.observed;
                 wire.inbound.push(now, packet, &mut events, || if observed { datagrams.next() } else { 0 });
                 self.emit_all(cx, now, events);
-                self.deliver_inbound(handler, cx, now);
+                self.deliver_inbound(station, cx, now);
             }
-            _ => self.deliver(handler, cx, now, dg, from, payload),
+            _ => self.deliver(&mut station.handler, cx, now, dg, from, payload),
         }
+        self.flush(cx, station, now).await;
     }
 
-    /// Hands every datagram that has crossed the `in` link to the handler.
-    fn deliver_inbound<H: DatagramHandler>(&mut self, handler: &mut H, cx: &mut Cx, now: Instant) {
-        while let Some(packet) = self.wire.as_mut().and_then(|wire| wire.inbound.pop_ready()) {
-            self.deliver(handler, cx, now, packet.dg, packet.peer, &packet.bytes);
+    /// Hands every datagram that has crossed the station's `in` link to its handler.
+    fn deliver_inbound<H: DatagramHandler>(&mut self, station: &mut Station<H>, cx: &mut Cx, now: Instant) {
+        while let Some(packet) = station.wire.as_mut().and_then(|wire| wire.inbound.pop_ready()) {
+            self.deliver(&mut station.handler, cx, now, packet.dg, packet.peer, &packet.bytes);
         }
     }
 
@@ -336,21 +502,26 @@ impl Io<'_> {
         }
     }
 
-    /// The timer fired: lets out what the links held until now.
-    async fn release_due<H: DatagramHandler>(&mut self, handler: &mut H, cx: &mut Cx, now: Instant) {
-        let Some(wire) = self.wire.as_mut() else { return };
+    /// The timer fired: lets out what the station's links held until now.
+    async fn release_due<H: DatagramHandler>(&mut self, station: &mut Station<H>, cx: &mut Cx, now: Instant) {
+        let Some(wire) = station.wire.as_mut() else { return };
         let mut events = Vec::new();
         wire.inbound.release_due(now + WIRE_SLACK, now, &mut events);
         wire.outbound.release_due(now + WIRE_SLACK, now, &mut events);
         self.emit_all(cx, now, events);
-        self.deliver_inbound(handler, cx, now);
-        self.send_outbound(handler, cx, now).await;
+        self.deliver_inbound(station, cx, now);
+        self.send_outbound(station, cx, now).await;
     }
 
-    /// Sends every datagram that has crossed the `out` link.
-    async fn send_outbound<H: DatagramHandler>(&mut self, handler: &mut H, cx: &mut Cx, now: Instant) {
+    /// Sends every datagram that has crossed the station's `out` link.
+    async fn send_outbound<H: DatagramHandler>(
+        &mut self,
+        station: &mut Station<H>,
+        cx: &mut Cx,
+        now: Instant,
+    ) {
         let mut refused = false;
-        while let Some(packet) = self.wire.as_mut().and_then(|wire| wire.outbound.pop_ready()) {
+        while let Some(packet) = station.wire.as_mut().and_then(|wire| wire.outbound.pop_ready()) {
             // Recorded as it entered the link; a link's copy is a datagram of its own, recorded
             // as it leaves.
             let record = packet.copy && self.bus.history().is_some();
@@ -361,14 +532,14 @@ impl Io<'_> {
             }
         }
         if refused {
-            handler.on_refused(cx, now, self.peer);
+            station.handler.on_refused(cx, now, self.peer);
         }
     }
 
-    /// Sends everything queued, then publishes the events: the handler's first, then one
-    /// `server_send` per datagram that asked for one. `now` is when the step began (for a
-    /// datagram read, when it was read).
-    async fn flush<H: DatagramHandler>(&mut self, cx: &mut Cx, handler: &mut H, now: Instant) {
+    /// Sends everything queued, through the station's `out` link, then publishes the events:
+    /// the handler's first, then one `server_send` per datagram that asked for one. `now` is
+    /// when the step began (for a datagram read, when it was read).
+    async fn flush<H: DatagramHandler>(&mut self, cx: &mut Cx, station: &mut Station<H>, now: Instant) {
         // Most turns of the loop leave nothing to flush: a session polls its sockets after every
         // command. Bytes queued for no one (a broadcast to an empty chat) are still let go below.
         if cx.events.is_empty() && cx.out.is_empty() && cx.buf.is_empty() {
@@ -426,7 +597,7 @@ impl Io<'_> {
                     },
                 );
             }
-            if let Some(wire) = self.wire.as_mut().filter(|wire| !wire.outbound.is_idle()) {
+            if let Some(wire) = station.wire.as_mut().filter(|wire| !wire.outbound.is_idle()) {
                 // The server sent it, whatever the link then does to it: the history (and the
                 // capture) has it, recorded above, with the link's doings as comments.
                 let bytes = share();
@@ -438,7 +609,7 @@ impl Io<'_> {
                 // After the `server_send` they follow, in time as in order; what crossed goes
                 // out at once, so a broadcast never piles up in the wire.
                 self.emit_all(cx, at, link_events);
-                self.send_outbound(handler, cx, now).await;
+                self.send_outbound(station, cx, now).await;
                 continue;
             }
             let nobody = cx.datagrams.is_nobody(o.to);
@@ -474,10 +645,10 @@ impl Io<'_> {
             cx.buf.shrink_to(KEEP_BUFFER);
         }
         for lost in undelivered {
-            handler.on_undelivered(cx, now, lost);
+            station.handler.on_undelivered(cx, now, lost);
         }
         if refused {
-            handler.on_refused(cx, now, self.peer);
+            station.handler.on_refused(cx, now, self.peer);
         }
         for event in cx.events.drain(..) {
             self.bus.emit(now, event);
@@ -528,6 +699,23 @@ impl Io<'_> {
     }
 }
 
+/// The live settings in which `was` and `is` differ, with their values in `is`.
+fn changed_settings(was: &ServerSettings, is: &ServerSettings) -> Vec<(&'static str, f64)> {
+    let ms = |v: Option<u64>| v.map(|ms| ms as f64);
+    let mut changed = Vec::new();
+    for (name, was, is) in [
+        ("drop", was.drop, is.drop),
+        ("delay_ms", ms(was.delay_ms), ms(is.delay_ms)),
+        ("jitter_ms", ms(was.jitter_ms), ms(is.jitter_ms)),
+        ("timeout_ms", ms(was.timeout_ms), ms(is.timeout_ms)),
+    ] {
+        if let Some(is) = is.filter(|_| was != is) {
+            changed.push((name, is));
+        }
+    }
+    changed
+}
+
 /// Whether nothing is bound to `addr`, checked by binding it for an instant: the relay never
 /// sends to a `nobody` port that another program has taken since.
 fn still_free(addr: SocketAddr) -> bool {
@@ -568,6 +756,15 @@ mod tests {
     use super::*;
     use crate::udp::echo::Echo;
 
+    #[test]
+    fn a_reset_names_the_settings_that_change_with_their_shared_values() {
+        let shared =
+            ServerSettings { drop: Some(0.5), delay_ms: Some(0), jitter_ms: Some(0), ..Default::default() };
+        let sandbox = ServerSettings { drop: Some(1.0), delay_ms: Some(300), ..shared.clone() };
+        assert_eq!(changed_settings(&sandbox, &shared), [("drop", 0.5), ("delay_ms", 0.0)]);
+        assert!(changed_settings(&shared, &shared).is_empty());
+    }
+
     /// A broadcast to nobody (a chat with no one registered) queues its bytes and no datagram:
     /// the flush after it lets the bytes go, or every such message would keep its own.
     #[tokio::test]
@@ -575,13 +772,13 @@ mod tests {
         let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
         let local = socket.local_addr().expect("address");
         let bus = EventBus::new(Instant::now());
-        let mut io = Io { socket: &socket, peer: None, bus: &bus, errors: ErrorLog::default(), wire: None };
+        let mut io = Io { socket: &socket, peer: None, bus: &bus, errors: ErrorLog::default() };
         let mut cx = Cx::new(Some(ServerName::Chat), local);
-        let mut handler = Echo;
+        let mut station = Station { handler: Echo, wire: None };
         for _ in 0..3 {
             cx.send_to_all(std::iter::empty(), b"nobody hears this");
             let flushed =
-                tokio::time::timeout(Duration::from_secs(5), io.flush(&mut cx, &mut handler, Instant::now()));
+                tokio::time::timeout(Duration::from_secs(5), io.flush(&mut cx, &mut station, Instant::now()));
             flushed.await.expect("a flush of nothing to send finishes at once");
             assert!(cx.buf.is_empty(), "{} bytes kept for no one", cx.buf.len());
         }

@@ -21,6 +21,10 @@ impl DatagramHandler for Echo {
         Some(ServerName::Echo)
     }
 
+    fn sandbox(&self, _salt: u64) -> Option<Self> {
+        Some(Self)
+    }
+
     fn on_datagram(&mut self, cx: &mut Cx, _now: Instant, from: SocketAddr, payload: &[u8]) {
         cx.send(from, payload);
     }

@@ -61,6 +61,16 @@ pub trait DatagramHandler: Send + 'static {
         protocol::ServerSettings::default()
     }
 
+    /// A fresh copy of this server for one session's sandbox (`"scope":"own"`): its settings
+    /// as they are now, none of its state (no clients, nothing held), and random draws of its
+    /// own, seeded from `salt`. `None`: this handler takes no sandbox (client sockets).
+    fn sandbox(&self, _salt: u64) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
+
     /// A command of this handler's own kind.
     fn on_command(&mut self, _cx: &mut Cx, _now: Instant, _command: Self::Command) {}
 

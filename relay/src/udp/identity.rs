@@ -130,6 +130,8 @@ struct Table {
     owned: HashMap<End, Vec<IpAddr>>,
     /// Sent, not yet read: per flow, oldest first.
     flows: HashMap<Flow, VecDeque<(Dg, u64)>>,
+    /// Which session each browser session's socket belongs to, by the address it sends from.
+    sessions: HashMap<SocketAddr, Arc<str>>,
 }
 
 impl Datagrams {
@@ -160,6 +162,23 @@ impl Datagrams {
             self.owned.set(end(local), true);
         }
         Owned { datagrams: self.clone(), local }
+    }
+
+    /// Marks the relay socket at `local` as session `session`'s until the guard drops, so a
+    /// server that keeps a sandbox for that session knows the socket's datagrams.
+    pub fn assign(self: &Arc<Self>, local: SocketAddr, session: Arc<str>) -> Assigned {
+        let local = canonical(local);
+        if let Ok(mut table) = self.table.lock() {
+            table.sessions.insert(local, session.clone());
+        }
+        Assigned { datagrams: self.clone(), local, session }
+    }
+
+    /// The session whose socket sends from `peer`, if one does. Asked only by a server that
+    /// keeps a sandbox.
+    pub fn session_of(&self, peer: SocketAddr) -> Option<Arc<str>> {
+        let table = self.table.lock().ok()?;
+        table.sessions.get(&canonical(peer)).cloned()
     }
 
     /// Datagram `dg` is about to go from the relay socket at `local` to `to`. Recorded only if
@@ -255,6 +274,28 @@ fn source(local: SocketAddr, to: SocketAddr) -> SocketAddr {
     if local.ip().is_unspecified() { SocketAddr::new(to.ip(), local.port()) } else { local }
 }
 
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+/// A session's socket, marked with [`Datagrams::assign`] until dropped.
+#[derive(Debug)]
+pub struct Assigned {
+    datagrams: Arc<Datagrams>,
+    local: SocketAddr,
+    session: Arc<str>,
+}
+
+impl Drop for Assigned {
+    fn drop(&mut self) {
+        if let Ok(mut table) = self.datagrams.table.lock()
+            && table.sessions.get(&self.local).is_some_and(|s| *s == self.session)
+        {
+            table.sessions.remove(&self.local);
+        }
+    }
+}
+
 /// One of the relay's sockets, registered with [`Datagrams::own`] until dropped.
 #[derive(Debug)]
 pub struct Owned {
@@ -274,6 +315,23 @@ mod tests {
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn a_sessions_socket_is_known_by_its_address_until_it_closes() {
+        let dgs = Datagrams::new();
+        let mine = dgs.assign(addr(5000), "a1".into());
+        assert_eq!(dgs.session_of(addr(5000)).as_deref(), Some("a1"));
+        let v4_in_v6 = SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.to_ipv6_mapped().into(), 5000);
+        assert_eq!(dgs.session_of(v4_in_v6).as_deref(), Some("a1"), "the same address, written for IPv6");
+        assert_eq!(dgs.session_of(addr(5001)), None, "an outside client's");
+        // The port, freed and taken again by another session's socket before the first guard
+        // went: the late guard leaves the new owner alone.
+        let theirs = dgs.assign(addr(5000), "b2".into());
+        drop(mine);
+        assert_eq!(dgs.session_of(addr(5000)).as_deref(), Some("b2"));
+        drop(theirs);
+        assert_eq!(dgs.session_of(addr(5000)), None);
     }
 
     #[test]

@@ -74,6 +74,8 @@ pub enum LinkError {
     OneFault,
     #[error("only the relay's servers have links")]
     NoLink,
+    #[error("a change for one session's sockets needs a session")]
+    NoSession,
 }
 
 /// Checks a change and applies it to `settings`, or names what is wrong and changes nothing.
@@ -166,6 +168,8 @@ pub struct Link {
 pub struct Wire {
     pub inbound: Link,
     pub outbound: Link,
+    server: ServerName,
+    seed: u64,
 }
 
 impl Wire {
@@ -173,7 +177,16 @@ impl Wire {
         Self {
             inbound: Link::new(server, Dir::In, seed, settings.inbound),
             outbound: Link::new(server, Dir::Out, seed, settings.outbound),
+            server,
+            seed,
         }
+    }
+
+    /// A wire for one session's sandbox: set as this one is now, holding nothing, with random
+    /// streams of its own (from this wire's seed and `salt`), so that the sandbox changes
+    /// nothing of what the shared link draws.
+    pub fn sandbox(&self, salt: u64) -> Self {
+        Self::new(self.server, mix(self.seed, salt), self.settings())
     }
 
     pub fn get_mut(&mut self, dir: Dir) -> &mut Link {
@@ -193,15 +206,21 @@ impl Wire {
     }
 }
 
+/// A seed of its own for a sandbox, from a run's seed and the sandbox's salt (splitmix64's
+/// finish of the two).
+pub fn mix(seed: u64, salt: u64) -> u64 {
+    let mut z = seed ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// The seed of one link's RNG, from the run's seed: its own stream, apart from the lossy
 /// server's and from every other link's (splitmix64 of the seed and the link's index).
 pub fn seed_for(seed: u64, server: ServerName, dir: Dir) -> u64 {
     let index = ServerName::TARGETS.iter().position(|&s| s == server).unwrap_or(0) as u64 * 2
         + u64::from(dir == Dir::Out);
-    let mut z = seed ^ (index + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+    mix(seed, index + 1)
 }
 
 impl Link {

@@ -105,6 +105,10 @@ impl DatagramHandler for Lossy {
         Some(ServerName::Lossy)
     }
 
+    fn sandbox(&self, salt: u64) -> Option<Self> {
+        Some(Self::new(LossySettings { seed: super::link::mix(self.settings.seed, salt), ..self.settings }))
+    }
+
     fn on_datagram(&mut self, cx: &mut Cx, now: Instant, from: SocketAddr, payload: &[u8]) {
         let len = payload.len();
         let to = cx.local();

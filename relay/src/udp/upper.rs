@@ -21,6 +21,10 @@ impl DatagramHandler for Upper {
         Some(ServerName::Upper)
     }
 
+    fn sandbox(&self, _salt: u64) -> Option<Self> {
+        Some(Self)
+    }
+
     fn on_datagram(&mut self, cx: &mut Cx, _now: Instant, from: SocketAddr, payload: &[u8]) {
         cx.send_with(from, |buf| buf.extend(payload.iter().map(u8::to_ascii_uppercase)));
     }

@@ -222,6 +222,7 @@ impl App {
             delay_ms,
             jitter_ms,
             timeout_ms: None,
+            scope: Scope::All,
         });
     }
 
@@ -243,6 +244,7 @@ impl App {
                     delay_ms: p.delay_ms,
                     jitter_ms: p.jitter_ms,
                     mtu: p.mtu,
+                    scope: Scope::All,
                 }),
                 Ok(None) => {}
                 Err(e) => {
@@ -265,6 +267,7 @@ impl App {
             drop_next: fault.drop_next,
             duplicate_next: fault.duplicate_next,
             hold_next_ms: fault.hold_next_ms,
+            scope: Scope::All,
         });
     }
 

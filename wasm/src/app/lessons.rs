@@ -161,8 +161,8 @@ impl App {
             self.pending_lesson = Some(lesson);
             return;
         }
-        let before = self.undo_lesson();
-        for json in lesson::perfect_links(self.model.links(), before) {
+        self.undo_lesson();
+        for json in lesson::perfect_links(self.model.links()) {
             self.send_json(&json);
         }
         self.locals.clear();
@@ -186,11 +186,10 @@ impl App {
         self.poll_lesson(now);
     }
 
-    /// Closes the running lesson's sockets and puts back the settings it changed. Returns it:
-    /// its links are for [`lesson::perfect_links`].
-    fn undo_lesson(&mut self) -> Option<&'static Lesson> {
-        let runner = self.lesson.take()?;
-        for json in lesson::undo(runner.lesson, &self.settings) {
+    /// Closes the running lesson's sockets and dissolves what it set for them.
+    fn undo_lesson(&mut self) {
+        let Some(runner) = self.lesson.take() else { return };
+        for json in lesson::undo(runner.lesson) {
             self.send_json(&json);
         }
         if self.watching_all {
@@ -204,7 +203,6 @@ impl App {
                 });
             }
         }
-        Some(runner.lesson)
     }
 
     /// Takes the lesson's steps that are due; called every frame.

@@ -2,7 +2,7 @@
 //! model out. No browser, no clock: every event carries its own time.
 
 use super::*;
-use protocol::VanishReason;
+use protocol::{Scope, VanishReason};
 
 const ECHO: &str = "127.0.0.1:10004";
 const LOSSY: &str = "127.0.0.1:1060";
@@ -806,6 +806,7 @@ fn configured_loss_sits_next_to_measured_loss() {
             setting: "drop".into(),
             value: 0.5,
             by: None,
+            scope: Scope::All,
         },
     );
     assert_eq!(f.model.stats().configured_drop, Some(0.5));
@@ -1118,7 +1119,16 @@ fn link_settings_come_from_hello_and_every_link_configured() {
     f.model.apply(&hello);
     assert_eq!(f.model.links()[&ServerName::Echo].outbound.loss, 0.3);
     let settings = protocol::LinkSettings { delay_ms: 100, mtu: Some(1500), ..Default::default() };
-    f.at(1, EventKind::LinkConfigured { server: ServerName::Echo, dir: In, settings, by: Some("me".into()) });
+    f.at(
+        1,
+        EventKind::LinkConfigured {
+            server: ServerName::Echo,
+            dir: In,
+            settings,
+            by: Some("me".into()),
+            scope: Scope::All,
+        },
+    );
     let echo = f.model.links()[&ServerName::Echo];
     assert_eq!((echo.inbound, echo.outbound.loss), (settings, 0.3), "one direction, all its settings");
     assert_eq!(link_short(&echo).as_deref(), Some("in: +100 ms mtu 1500 | out: loss 30%"));
@@ -1131,27 +1141,29 @@ fn link_settings_come_from_hello_and_every_link_configured() {
 }
 
 #[test]
-fn a_change_another_page_made_names_its_session() {
+fn a_change_another_page_made_names_its_session_and_whose_sockets_meet_it() {
     let mut f = Feed::new();
-    let settings = protocol::LinkSettings { reorder: 1.0, ..Default::default() };
-    f.at(
-        1,
-        EventKind::LinkConfigured {
-            server: ServerName::Echo,
-            dir: In,
-            settings,
-            by: Some("b7c9e1f2".into()),
-        },
-    );
-    let drop = |by: Option<&str>| EventKind::ServerConfigured {
+    let link = |by: &str, scope, reorder| EventKind::LinkConfigured {
+        server: ServerName::Echo,
+        dir: In,
+        settings: protocol::LinkSettings { reorder, ..Default::default() },
+        by: Some(by.into()),
+        scope,
+    };
+    f.at(1, link("b7c9e1f2", Scope::All, 1.0));
+    let drop = |by: Option<&str>, scope| EventKind::ServerConfigured {
         server: ServerName::Lossy,
         setting: "drop".into(),
         value: 1.0,
         by: by.map(str::to_owned),
+        scope,
     };
-    f.at(2, drop(Some("b7c9e1f2")));
-    f.at(3, drop(Some("me")));
-    f.at(4, drop(None));
+    f.at(2, drop(Some("b7c9e1f2"), Scope::All));
+    f.at(3, drop(Some("me"), Scope::All));
+    f.at(4, drop(None, Scope::All));
+    f.at(5, drop(Some("me"), Scope::Own));
+    f.at(6, drop(Some("b7c9e1f2"), Scope::Own));
+    f.at(7, link("b7c9e1f2", Scope::Own, 0.5));
     let texts: Vec<String> = f.log().into_iter().map(|l| l.text).collect();
     assert_eq!(
         texts,
@@ -1160,9 +1172,16 @@ fn a_change_another_page_made_names_its_session() {
             "lossy: drop set to 1 (by session b7c9)",
             "lossy: drop set to 1",
             "lossy: drop set to 1",
+            "lossy: drop set to 1 (this page's sockets only)",
+            "lossy: drop set to 1 (session b7c9's sockets only)",
+            "echo: link in reorder 50% (session b7c9's sockets only)",
         ],
         "this page's own change and the HTTP API's say no more"
     );
+    // The links everyone meets are the shared ones: another page's own does not change them.
+    assert_eq!(f.model.links()[&ServerName::Echo].inbound.reorder, 1.0);
+    assert!(f.model.reaches_me(Some("me"), Scope::Own) && f.model.reaches_me(None, Scope::All));
+    assert!(!f.model.reaches_me(Some("b7c9e1f2"), Scope::Own));
 }
 
 fn fields(values: [&str; 6]) -> [String; 6] {
@@ -1229,6 +1248,7 @@ fn an_event_heard_twice_is_drawn_once() {
             setting: "drop".into(),
             value: 0.5,
             by: None,
+            scope: Scope::All,
         },
     };
     model.apply(&ServerMsg::Event(event.clone()));
@@ -1251,6 +1271,7 @@ fn unbatch_hands_out_every_message_of_a_batch_in_order_nested_ones_too() {
                 setting: "drop".into(),
                 value: 0.5,
                 by: None,
+                scope: Scope::All,
             },
         })
     };
@@ -1292,6 +1313,7 @@ fn a_lossy_setting_is_logged_in_as_few_digits_as_it_needs() {
             setting: "drop".into(),
             value: 0.3,
             by: None,
+            scope: Scope::All,
         },
     );
     f.at(
@@ -1301,6 +1323,7 @@ fn a_lossy_setting_is_logged_in_as_few_digits_as_it_needs() {
             setting: "delay_ms".into(),
             value: 250.0,
             by: None,
+            scope: Scope::All,
         },
     );
     let log = f.model.take_log(usize::MAX).map(|l| l.text).collect::<Vec<_>>();

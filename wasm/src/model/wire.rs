@@ -22,7 +22,8 @@
 use std::fmt;
 
 use protocol::{
-    Dg, Dir, Event, EventKind, HoldReason, LinkDropReason, LinkPatch, LinkSettings, Payload, ServerName,
+    Dg, Dir, Event, EventKind, HoldReason, LinkDropReason, LinkPatch, LinkSettings, Payload, Scope,
+    ServerName,
 };
 
 use super::{Arrow, Body, Fate, MarkKind, Model, link_summary, preview, thousands};
@@ -242,17 +243,20 @@ impl Model {
                 let text = fill("log-link-release", &[&way, dg, &super::ms_text(*held_us)]);
                 self.log_dg(seq, "link_release", None, text, found, Some(*dg));
             }
-            EventKind::LinkConfigured { server, dir, settings, by } => {
-                let links = self.links.entry(*server).or_default();
-                *links.get_mut(*dir) = *settings;
-                self.links_revision += 1;
+            EventKind::LinkConfigured { server, dir, settings, by, scope } => {
+                // The links everyone meets; a session's own are its sandbox's.
+                if *scope == Scope::All {
+                    let links = self.links.entry(*server).or_default();
+                    *links.get_mut(*dir) = *settings;
+                    self.links_revision += 1;
+                }
                 let lane = self.server_lane(*server);
                 let side = word(match dir {
                     Dir::In => "link-in",
                     Dir::Out => "link-out",
                 });
                 let text = fill("log-link-set", &[server, &side, &link_summary(settings)])
-                    + &self.by_another(by.as_deref());
+                    + &self.whose(by.as_deref(), *scope);
                 let id = self.mark(event, lane, MarkKind::LinkConfigured { dir: *dir }, &text);
                 self.log_line(seq, "link_configured", None, text, Some(id));
             }

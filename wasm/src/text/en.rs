@@ -132,6 +132,8 @@ pub const WORDS: Words = Words {
         ("log-chat-end", "{0}: stopping, sent `end` to {1} clients"),
         ("log-configured", "{0}: {1} set to {2}"),
         ("log-by-other", " (by session {0})"),
+        ("log-own", " (this page's sockets only)"),
+        ("log-own-other", " (session {0}'s sockets only)"),
         ("unknown-dg", ", datagram {0}"),
         ("way-there", "on the way there"),
         ("way-back", "on the way back"),
