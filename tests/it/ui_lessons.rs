@@ -839,3 +839,52 @@ async fn a_lesson_starts_from_perfect_links_for_its_own_sockets_and_leaves_the_c
     browser.close().await;
     relay.shutdown().await;
 }
+
+/// Two students, two lessons on the lossy server at once: one makes it drop everything, the
+/// other wants every answer, held 300 ms. Each lesson's settings are its own page's (a sandbox
+/// at the server), so both tell their story whole.
+#[tokio::test]
+async fn two_students_run_two_lessons_on_the_same_server_at_once() {
+    let relay = TestRelay::start().await;
+    let page = || async {
+        let browser = Browser::launch().await;
+        browser.set_viewport(1400, 900).await;
+        browser.goto(&format!("http://{}/", relay.http())).await;
+        browser.wait_for(CONNECTED, Browser::LOAD).await;
+        browser
+    };
+    let (a, b) = tokio::join!(page(), page());
+    a.click("#lesson-list [data-slug=loss-retry]").await;
+    a.wait_for("#log li[data-kind=client_retry][data-socket=retry]", WAIT).await;
+    // A's lesson is waiting out its retries when b's sets the drop to 0.
+    b.click("#lesson-list [data-slug=late-duplicate]").await;
+    wait_done(&a, "loss-retry").await;
+    wait_done(&b, "late-duplicate").await;
+
+    let answered = lines(&a, "#log li[data-kind=client_recv][data-socket=retry]").await;
+    assert!(answered.is_empty(), "a's lossy server dropped everything: {answered:#?}");
+    let gave_up = lines(&a, "#log li[data-kind=client_giveup][data-socket=retry]").await;
+    assert_eq!(gave_up.len(), 1, "{gave_up:?}");
+    let extra = lines(&b, "#log li[data-kind=client_duplicate][data-socket=ids]").await;
+    assert!(extra.iter().any(|(l, _)| l.starts_with("LATE")), "b's answers came, late: {extra:#?}");
+    // Each page names its own changes as its own, and the other's as the other's.
+    let says = |set: &[(String, String)], what: &str, whose: &str| {
+        set.iter().any(|(_, t)| t.contains(what) && t.contains(whose))
+    };
+    let a_set = lines(&a, "#log li[data-kind=server_configured]").await;
+    let b_set = lines(&b, "#log li[data-kind=server_configured]").await;
+    assert!(says(&a_set, "drop set to 1", "(this page's sockets only)"), "{a_set:#?}");
+    assert!(says(&a_set, "delay_ms set to 300", "(session "), "{a_set:#?}");
+    assert!(says(&b_set, "delay_ms set to 300", "(this page's sockets only)"), "{b_set:#?}");
+    assert!(says(&b_set, "drop set to 1", "(session "), "{b_set:#?}");
+    // The class's lossy server was never touched.
+    let list = http_get(relay.http(), "/api/servers").await;
+    let list: serde_json::Value = serde_json::from_slice(&list.body).expect("JSON");
+    let servers = list["servers"].as_array().expect("a `servers` array");
+    let lossy = servers.iter().find(|s| s["name"] == "lossy").expect("lossy entry");
+    let shared = &lossy["settings"];
+    assert_eq!((shared["drop"].clone(), shared["delay_ms"].clone()), (json!(0.0), json!(0)), "{list}");
+    a.close().await;
+    b.close().await;
+    relay.shutdown().await;
+}

@@ -473,3 +473,21 @@ async fn a_sessions_own_chat_is_a_room_of_its_own_that_closes_with_a_reset() {
     b.close().await;
     relay.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_refused_change_for_a_sessions_own_sockets_leaves_no_sandbox_behind() {
+    let relay = TestRelay::start().await;
+    let mut a = connect(relay.http()).await;
+    open(&mut a, "e", "echo").await;
+    a.send(json!({"op":"link","server":"echo","dir":"in","loss":2.0,"scope":"own"})).await;
+    assert!(a.error("bad_command").await["message"].as_str().unwrap_or_default().contains("loss"));
+    a.send(json!({"op":"configure","server":"echo","drop":0.5,"scope":"own"})).await;
+    a.error("bad_command").await;
+    // The class's link changes, and a's sockets meet it: no stale copy stands in their way.
+    let json = [("Content-Type", "application/json")];
+    let put = http_request(relay.http(), "PUT", "/api/links/echo/in", &json, r#"{"reorder":1.0}"#).await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    assert_eq!(echo_order(&mut a, "e").await, [json!("2"), json!("1")], "reordered, as everyone's");
+    a.close().await;
+    relay.shutdown().await;
+}

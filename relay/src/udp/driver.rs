@@ -307,6 +307,7 @@ impl Io<'_> {
         let server = cx.server;
         match message {
             Control::Configure { setting, by, scope, reply } => {
+                let sandboxes = stations.sandboxes.len();
                 let (outcome, at, mine) = match (scope, by.as_deref()) {
                     (Scope::Own, None) => (Err(SettingError::NoSession), None, None),
                     (Scope::Own, Some(session)) => match stations.sandbox(session) {
@@ -328,13 +329,18 @@ impl Io<'_> {
                         (outcome, None, mine)
                     }
                 };
+                // A sandbox made for a change that was refused is not kept.
+                if outcome.is_err() {
+                    stations.sandboxes.truncate(sandboxes);
+                }
                 if let (Ok(()), Some(server)) = (&outcome, server) {
                     let (name, value) = (setting.name().to_owned(), setting.value());
                     cx.emit(|| EventKind::ServerConfigured { server, setting: name, value, by, scope });
                 }
                 // The asker may have given up waiting; the setting still applies.
                 let _ = reply.send(outcome);
-                for i in [at, mine].into_iter().flatten() {
+                let kept = stations.sandboxes.len();
+                for i in [at, mine].into_iter().flatten().filter(|&i| i < kept) {
                     self.flush(cx, stations.at(Some(i)), now).await;
                 }
             }
@@ -342,6 +348,7 @@ impl Io<'_> {
                 let _ = reply.send(stations.shared.handler.settings());
             }
             Control::Link { dir, change, by, scope, reply } => {
+                let sandboxes = stations.sandboxes.len();
                 let at = match (scope, by.as_deref()) {
                     (Scope::All, _) => Ok(None),
                     (Scope::Own, Some(session)) => {
@@ -356,6 +363,9 @@ impl Io<'_> {
                         LinkChange::Fault(fault) => link.fault(&fault).map(|()| link.settings()),
                     }
                 });
+                if outcome.is_err() {
+                    stations.sandboxes.truncate(sandboxes);
+                }
                 if let (Ok(settings), LinkChange::Set(patch), Some(server)) = (&outcome, change, server) {
                     // The session that asked meets a change for everyone too, sandbox or not.
                     if scope == Scope::All
