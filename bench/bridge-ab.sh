@@ -19,6 +19,7 @@
 # included.
 #
 # Knobs: ROUNDS=10 DURATION=2s CONNECTIONS=16 RELAY_A=target/release/relay RELAY_B=(required)
+#        KINDS="echo watched" (only those streams, and no websocat)
 #        FLAGS_A="" FLAGS_B="" add flags to one relay: FLAGS_A="--history 0" compares a relay that
 #        records nothing, like builds from before the history (issue 11), at equal work.
 #        POOL="a.jsonl b.jsonl" reports over the raw lines of earlier runs together, measuring nothing.
@@ -216,8 +217,8 @@ print(json.dumps(r))
 PY
 }
 
-kinds=(all replies echo watched)
-[ "$websocat_pid" != 0 ] && kinds+=(raw)
+read -r -a kinds <<< "${KINDS:-all replies echo watched}"
+[ "$websocat_pid" != 0 ] && [ -z "${KINDS:-}" ] && kinds+=(raw)
 start=$(date +%s)
 for round in $(seq "$ROUNDS"); do
     # Each round takes the kinds in a shuffled order (seeded by the round), and runs A and B

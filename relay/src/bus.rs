@@ -29,7 +29,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
 use axum::extract::ws::Utf8Bytes;
-use protocol::{Event, EventKind, Kinds};
+use protocol::{Event, EventKind, Kinds, Scope};
 
 use crate::history::History;
 use crate::metrics::Metrics;
@@ -129,19 +129,29 @@ struct Table {
 }
 
 impl Table {
-    /// The feed of the session an event concerns: the session named in a client event, or
-    /// the owner of the socket a server event is about.
+    /// The feed of the session an event concerns: the session named in a client event, the
+    /// owner of the socket a server event is about, or the session whose sandbox a change is
+    /// for.
     fn owner(&self, kind: &EventKind) -> Option<&Route> {
-        let session = match kind.session() {
-            Some(session) => session,
-            None => self.owners.get(&kind.peer()?)?,
+        let session = match kind {
+            EventKind::ServerConfigured { by: Some(by), scope: Scope::Own, .. }
+            | EventKind::LinkConfigured { by: Some(by), scope: Scope::Own, .. } => by,
+            _ => match kind.session() {
+                Some(session) => session,
+                None => self.owners.get(&kind.peer()?)?,
+            },
         };
         self.feeds.get(session)
     }
 
-    /// A settings change concerns everyone.
+    /// A change of the servers or links everyone meets concerns everyone; a change in one
+    /// session's sandbox, that session (and whoever watches everything).
     fn concerns_all(kind: &EventKind) -> bool {
-        matches!(kind, EventKind::ServerConfigured { .. } | EventKind::LinkConfigured { .. })
+        matches!(
+            kind,
+            EventKind::ServerConfigured { scope: Scope::All, .. }
+                | EventKind::LinkConfigured { scope: Scope::All, .. }
+        )
     }
 
     /// Whether any feed takes an event of `kind`.
@@ -500,13 +510,24 @@ mod tests {
                 setting: "drop".into(),
                 value: 1.0,
                 by: None,
-                scope: protocol::Scope::All,
+                scope: Scope::All,
+            },
+        );
+        // A change in b's sandbox is b's alone.
+        bus.emit(
+            Instant::now(),
+            EventKind::LinkConfigured {
+                server: ServerName::Echo,
+                dir: protocol::Dir::In,
+                settings: protocol::LinkSettings::default(),
+                by: Some("b".into()),
+                scope: Scope::Own,
             },
         );
         let seqs =
             |feed: &mut Feed| std::iter::from_fn(|| feed.try_recv()).map(|e| e.seq).collect::<Vec<_>>();
         assert_eq!(seqs(&mut a), [1, 2, 4]);
-        assert_eq!(seqs(&mut b), [4], "b sees only the settings change");
+        assert_eq!(seqs(&mut b), [4, 5], "b sees the settings change and its own sandbox's");
 
         a.release(a_socket);
         bus.emit(Instant::now(), EventKind::ServerRefused { server: ServerName::Echo, peer: Some(a_socket) });
@@ -516,7 +537,7 @@ mod tests {
         a.filter([Kind::ClientOpen, Kind::ClientClose].into_iter().collect());
         bus.emit(Instant::now(), EventKind::ServerRefused { server: ServerName::Echo, peer: Some(a_socket) });
         bus.emit(Instant::now(), client_close("a"));
-        assert_eq!(seqs(&mut a), [7], "a filtered feed gets only the kinds it asked for");
+        assert_eq!(seqs(&mut a), [8], "a filtered feed gets only the kinds it asked for");
         a.filter(Kinds::ALL);
 
         a.pause(true);

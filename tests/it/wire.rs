@@ -383,6 +383,8 @@ async fn a_change_for_a_sessions_own_sockets_reaches_no_one_else_until_reset() {
     let relay = TestRelay::start_with(|c| c.lossy.drop = 0.0).await;
     let mut a = connect(relay.http()).await;
     let mut b = connect(relay.http()).await;
+    let mut projector = connect(relay.http()).await;
+    projector.send(json!({"op":"subscribe","scope":"all"})).await;
     for ws in [&mut a, &mut b] {
         open(ws, "e", "echo").await;
         open(ws, "l", "lossy").await;
@@ -395,6 +397,11 @@ async fn a_change_for_a_sessions_own_sockets_reaches_no_one_else_until_reset() {
     a.send(json!({"op":"configure","server":"lossy","drop":1.0,"scope":"own"})).await;
     let set = a.event("server_configured", None).await;
     assert_eq!((set["value"].clone(), set["scope"].clone()), (json!(1.0), json!("own")), "{set}");
+    // Whoever watches everything hears of them; b, whom they do not concern, does not.
+    let heard = projector.event("link_configured", None).await;
+    assert_eq!((heard["scope"].clone(), heard["by"].clone()), (json!("own"), by_a.clone()), "{heard}");
+    let b_heard = events_for(&mut b, Duration::from_millis(300)).await;
+    assert!(!kinds(&b_heard).iter().any(|k| k.ends_with("_configured")), "{b_heard:?}");
     assert_eq!(echo_order(&mut a, "e").await, [json!("2"), json!("1")], "a's datagrams meet a's link");
     assert!(!lossy_answers(&mut a, "l").await, "a's lossy server drops everything");
 
@@ -432,7 +439,7 @@ async fn a_change_for_a_sessions_own_sockets_reaches_no_one_else_until_reset() {
         "{back}"
     );
     assert_eq!(echo_order(&mut a, "e").await, [json!("1"), json!("2")], "in order again");
-    for ws in [a, b] {
+    for ws in [a, b, projector] {
         ws.close().await;
     }
     relay.shutdown().await;
