@@ -434,6 +434,9 @@ async fn reordering_marks_the_arrivals_out_of_order() {
     assert_eq!(got.len(), 4, "{got:#?}");
     let marked = got.iter().filter(|(l, t)| l.contains("OUT OF ORDER") && t.contains("OUT OF ORDER")).count();
     assert!(marked >= 1, "{got:#?}");
+    // The link panel shows echo's link as this page's sockets meet it: the lesson's own.
+    let settings = browser.attr("#link-row-in", "data-settings").await.unwrap_or_default();
+    assert!(settings.contains("reorder 100%"), "{settings:?}");
     finish(browser, relay, "reordering").await;
 }
 

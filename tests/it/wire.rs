@@ -416,7 +416,15 @@ async fn a_change_for_a_sessions_own_sockets_reaches_no_one_else_until_reset() {
     let shared = json_of(&http_get(relay.http(), "/api/links").await.body);
     assert_eq!(shared["echo"]["in"]["reorder"], 0.0, "the shared link is untouched: {shared}");
 
-    // A change for everyone by a reaches a's own sockets too: what it just set, it meets.
+    // A change for everyone by a reaches a's own sockets too: what it just set, it meets, and
+    // it hears what its sandbox's link is now.
+    link(&mut a, json!({"server":"echo","dir":"in","loss":0.0})).await;
+    let mine = a.event("link_configured", None).await;
+    assert_eq!(
+        (mine["scope"].clone(), mine["settings"]["reorder"].clone()),
+        (json!("own"), json!(1.0)),
+        "{mine}"
+    );
     a.send(json!({"op":"configure","server":"lossy","drop":0.0})).await;
     let set = a.event("server_configured", None).await;
     assert!(set.get("scope").is_none(), "{set}");

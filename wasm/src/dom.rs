@@ -455,7 +455,7 @@ pub fn link_fields(document: &Document, dir: Dir) -> [String; 6] {
 /// Shows `server`'s link in the panel (the diagram shows every server's under its name). A
 /// field being edited (it has the focus) keeps what the user is typing.
 pub fn render_link_panel(document: &Document, model: &Model, server: ServerName) {
-    let links = model.links().get(&server).copied().unwrap_or_default();
+    let links = model.my_links(server);
     let focused = document.active_element().map(|e| e.id()).unwrap_or_default();
     for dir in Dir::BOTH {
         let settings = links.get(dir);

@@ -507,7 +507,10 @@ pub struct Model {
     latest_seq: u64,
     /// Each server's link, both directions, from `hello` and every `link_configured`.
     links: BTreeMap<ServerName, Links>,
-    /// Counts changes to `links`, so the panel redraws only when they change.
+    /// This page's sandbox links, where they differ from `links`: what its own changes (a
+    /// lesson's, `"scope":"own"`) made them, from its own `link_configured` events.
+    own_links: Vec<(ServerName, Links)>,
+    /// Counts changes to `links` and `own_links`, so the panel redraws only when they change.
     links_revision: u64,
     /// The `seq` of every event applied lately, so an event heard twice (the relay's history
     /// after live traffic, on subscribing again) is drawn once. Sorted, and trimmed to
@@ -556,6 +559,7 @@ impl Model {
             latest_us: 0,
             latest_seq: 0,
             links: BTreeMap::new(),
+            own_links: Vec::new(),
             links_revision: 0,
             seen: Vec::new(),
         }
@@ -637,7 +641,13 @@ impl Model {
         &self.links
     }
 
-    /// Grows whenever [`Model::links`] may have changed.
+    /// `server`'s link as this page's sockets meet it: its sandbox's, or the shared one.
+    pub fn my_links(&self, server: ServerName) -> Links {
+        let mine = self.own_links.iter().find(|(s, _)| *s == server).map(|(_, links)| links);
+        mine.or_else(|| self.links.get(&server)).copied().unwrap_or_default()
+    }
+
+    /// Grows whenever [`Model::links`] or [`Model::my_links`] may have changed.
     pub fn links_revision(&self) -> u64 {
         self.links_revision
     }
@@ -691,6 +701,7 @@ impl Model {
     fn hello(&mut self, hello: &Hello) {
         self.session = Some(hello.session.clone());
         self.links.clone_from(&hello.links);
+        self.own_links.clear();
         self.links_revision += 1;
         self.servers = hello.servers.iter().map(|(name, addr)| (*name, *addr)).collect();
         if let Some(drop) = hello.settings.get(&ServerName::Lossy).and_then(|s| s.drop) {

@@ -155,7 +155,7 @@ fn link_lines(model: &Model) -> Vec<Option<String>> {
         .lanes()
         .iter()
         .map(|lane| match lane.kind {
-            LaneKind::Server(name) => model.links().get(&name).and_then(link_short),
+            LaneKind::Server(name) => link_short(&model.my_links(name)),
             _ => None,
         })
         .collect()

@@ -367,15 +367,27 @@ impl Io<'_> {
                     stations.sandboxes.truncate(sandboxes);
                 }
                 if let (Ok(settings), LinkChange::Set(patch), Some(server)) = (&outcome, change, server) {
-                    // The session that asked meets a change for everyone too, sandbox or not.
-                    if scope == Scope::All
-                        && let Some(i) = by.as_deref().and_then(|session| stations.find(session))
-                        && let Some(wire) = stations.at(Some(i)).wire.as_mut()
-                    {
-                        let _ = wire.get_mut(dir).configure(&patch);
-                    }
+                    // The session that asked meets a change for everyone too, sandbox or not, and
+                    // hears what its sandbox's link is now.
+                    let mine = match scope {
+                        Scope::All => by.as_deref().and_then(|session| stations.find(session)),
+                        Scope::Own => None,
+                    };
+                    let mine = mine
+                        .and_then(|i| stations.at(Some(i)).wire.as_mut())
+                        .and_then(|wire| wire.get_mut(dir).configure(&patch).ok());
                     let settings = *settings;
+                    let own_by = by.clone().filter(|_| mine.is_some());
                     cx.emit(|| EventKind::LinkConfigured { server, dir, settings, by, scope });
+                    if let Some(settings) = mine {
+                        cx.emit(|| EventKind::LinkConfigured {
+                            server,
+                            dir,
+                            settings,
+                            by: own_by,
+                            scope: Scope::Own,
+                        });
+                    }
                 }
                 let _ = reply.send(outcome);
             }

@@ -230,7 +230,7 @@ impl App {
     /// the relay's: one `link` op per direction that changed, none if nothing did.
     pub(super) fn apply_link(&mut self) {
         let server = self.link_server;
-        let links = self.model.links().get(&server).copied().unwrap_or_default();
+        let links = self.model.my_links(server);
         let mut commands = Vec::new();
         for dir in Dir::BOTH {
             let fields = dom::link_fields(&self.document, dir);

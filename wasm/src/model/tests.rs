@@ -1184,6 +1184,31 @@ fn a_change_another_page_made_names_its_session_and_whose_sockets_meet_it() {
     assert!(!f.model.reaches_me(Some("b7c9e1f2"), Scope::Own));
 }
 
+#[test]
+fn the_links_this_page_meets_are_its_sandboxs_where_it_has_one() {
+    let mut f = Feed::new();
+    let link = |by: &str, scope, reorder| EventKind::LinkConfigured {
+        server: ServerName::Echo,
+        dir: In,
+        settings: protocol::LinkSettings { reorder, ..Default::default() },
+        by: Some(by.into()),
+        scope,
+    };
+    f.at(1, link("me", Scope::Own, 1.0));
+    assert_eq!(f.model.my_links(ServerName::Echo).inbound.reorder, 1.0, "this page's lesson");
+    let everyone = f.model.links().get(&ServerName::Echo).copied().unwrap_or_default();
+    assert_eq!(everyone.inbound.reorder, 0.0, "everyone's is untouched");
+    f.at(2, link("b7c9e1f2", Scope::Own, 0.5));
+    assert_eq!(f.model.my_links(ServerName::Echo).inbound.reorder, 1.0, "another page's sandbox is its own");
+    f.at(3, link("b7c9e1f2", Scope::All, 0.25));
+    assert_eq!(f.model.links()[&ServerName::Echo].inbound.reorder, 0.25);
+    assert_eq!(f.model.my_links(ServerName::Echo).inbound.reorder, 1.0, "the sandbox stands");
+    // A reset says this page meets the shared link again: the sandbox's view goes.
+    f.at(4, link("me", Scope::Own, 0.25));
+    f.at(5, link("b7c9e1f2", Scope::All, 0.0));
+    assert_eq!(f.model.my_links(ServerName::Echo).inbound.reorder, 0.0, "everyone's again, as it changes");
+}
+
 fn fields(values: [&str; 6]) -> [String; 6] {
     values.map(str::to_owned)
 }

@@ -244,12 +244,26 @@ impl Model {
                 self.log_dg(seq, "link_release", None, text, found, Some(*dg));
             }
             EventKind::LinkConfigured { server, dir, settings, by, scope } => {
-                // The links everyone meets; a session's own are its sandbox's.
-                if *scope == Scope::All {
-                    let links = self.links.entry(*server).or_default();
-                    *links.get_mut(*dir) = *settings;
-                    self.links_revision += 1;
-                }
+                // The links everyone meets, or this page's sandbox's, kept only where they differ
+                // (a `Vec`: a second map's removal code would cost the bundle 2 KB).
+                let mine = self.is_mine(by.as_deref());
+                let at = self.own_links.iter().position(|(s, _)| s == server);
+                let links = self.links.entry(*server).or_default();
+                let shared = *links;
+                let links = match (*scope, at) {
+                    (Scope::All, _) => links,
+                    (Scope::Own, Some(i)) if mine => &mut self.own_links[i].1,
+                    (Scope::Own, None) if mine => {
+                        let i = self.own_links.len();
+                        self.own_links.push((*server, shared));
+                        &mut self.own_links[i].1
+                    }
+                    (Scope::Own, _) => &mut protocol::Links::default(),
+                };
+                *links.get_mut(*dir) = *settings;
+                self.links_revision += 1;
+                let everyone = &self.links;
+                self.own_links.retain(|(s, links)| everyone.get(s) != Some(links));
                 let lane = self.server_lane(*server);
                 let side = word(match dir {
                     Dir::In => "link-in",
