@@ -11,7 +11,9 @@
 //!   calls the handler, sends what the handler asked for, fires the handler's timer, passes on
 //!   control messages, and stops on shutdown. The same driver runs the relay's servers and the
 //!   client sockets that browser sessions open (`crate::bridge::client`), so both behave alike
-//!   on errors and shutdown.
+//!   on errors and shutdown. A server's driver also keeps a sandbox for each session that
+//!   changed something for its own sockets only (`"scope":"own"`): a copy of the handler
+//!   ([`DatagramHandler::sandbox`]) and of its link, which that session's datagrams meet.
 //! - [`control`]: live settings and commands for a running handler.
 //! - [`identity`]: the `dg` every datagram is named by, from its send to its arrival.
 //! - [`link`]: the impaired link in front of each server, one per direction.

@@ -1140,16 +1140,20 @@ fn link_settings_come_from_hello_and_every_link_configured() {
     assert_eq!(link_short(&protocol::Links::default()), None);
 }
 
-#[test]
-fn a_change_another_page_made_names_its_session_and_whose_sockets_meet_it() {
-    let mut f = Feed::new();
-    let link = |by: &str, scope, reorder| EventKind::LinkConfigured {
+/// `by` set echo's `in` link to reorder `reorder`, for everyone or for its own sockets.
+fn link(by: &str, scope: Scope, reorder: f64) -> EventKind {
+    EventKind::LinkConfigured {
         server: ServerName::Echo,
         dir: In,
         settings: protocol::LinkSettings { reorder, ..Default::default() },
         by: Some(by.into()),
         scope,
-    };
+    }
+}
+
+#[test]
+fn a_change_another_page_made_names_its_session_and_whose_sockets_meet_it() {
+    let mut f = Feed::new();
     f.at(1, link("b7c9e1f2", Scope::All, 1.0));
     let drop = |by: Option<&str>, scope| EventKind::ServerConfigured {
         server: ServerName::Lossy,
@@ -1187,13 +1191,6 @@ fn a_change_another_page_made_names_its_session_and_whose_sockets_meet_it() {
 #[test]
 fn the_links_this_page_meets_are_its_sandboxs_where_it_has_one() {
     let mut f = Feed::new();
-    let link = |by: &str, scope, reorder| EventKind::LinkConfigured {
-        server: ServerName::Echo,
-        dir: In,
-        settings: protocol::LinkSettings { reorder, ..Default::default() },
-        by: Some(by.into()),
-        scope,
-    };
     f.at(1, link("me", Scope::Own, 1.0));
     assert_eq!(f.model.my_links(ServerName::Echo).inbound.reorder, 1.0, "this page's lesson");
     let everyone = f.model.links().get(&ServerName::Echo).copied().unwrap_or_default();
