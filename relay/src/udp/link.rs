@@ -36,6 +36,13 @@ pub const MAX_HOLD: Duration = Duration::from_secs(60);
 pub const MAX_HELD: usize = 4_096;
 pub const MAX_HELD_BYTES: usize = 16 << 20;
 
+/// The same for one direction of a session's sandbox link (`"scope":"own"`): a server keeps
+/// one for each session that asked, so each holds far less than the shared link. 64 datagrams
+/// and 128 KiB hold what a lesson does (one datagram of 65,507 bytes, reordered, among them),
+/// and 256 sessions' sandboxes at four servers, both ways, hold at most 256 MiB.
+pub const SANDBOX_HELD: usize = 64;
+pub const SANDBOX_HELD_BYTES: usize = 128 << 10;
+
 /// Bytes of IP header in front of each fragment, and of UDP header in front of the payload.
 const IP_HEADER: usize = 20;
 const UDP_HEADER: usize = 8;
@@ -159,8 +166,11 @@ pub struct Link {
     reordered: Option<Held>,
     ready: VecDeque<Packet>,
     arrivals: u64,
-    /// Bytes of the datagrams held, against [`MAX_HELD_BYTES`].
+    /// Bytes of the datagrams held, against `caps`.
     held_bytes: usize,
+    /// The most datagrams and bytes it holds at once: [`MAX_HELD`] and [`MAX_HELD_BYTES`], or
+    /// a sandbox's smaller caps.
+    caps: (usize, usize),
 }
 
 /// Both directions of a server's link, as its driver holds them.
@@ -186,7 +196,11 @@ impl Wire {
     /// streams of its own (from this wire's seed and `salt`), so that the sandbox changes
     /// nothing of what the shared link draws.
     pub fn sandbox(&self, salt: u64) -> Self {
-        Self::new(self.server, mix(self.seed, salt), self.settings())
+        let mut wire = Self::new(self.server, mix(self.seed, salt), self.settings());
+        for link in [&mut wire.inbound, &mut wire.outbound] {
+            link.caps = (SANDBOX_HELD, SANDBOX_HELD_BYTES);
+        }
+        wire
     }
 
     pub fn get_mut(&mut self, dir: Dir) -> &mut Link {
@@ -236,6 +250,7 @@ impl Link {
             ready: VecDeque::new(),
             arrivals: 0,
             held_bytes: 0,
+            caps: (MAX_HELD, MAX_HELD_BYTES),
         }
     }
 
@@ -340,7 +355,7 @@ impl Link {
             let order = self.arrivals;
             let dg = packet.dg;
             let holds = (reorder && i == 0) || !wait.is_zero();
-            if holds && (self.held.len() >= MAX_HELD || self.held_bytes + len > MAX_HELD_BYTES) {
+            if holds && (self.held.len() >= self.caps.0 || self.held_bytes + len > self.caps.1) {
                 let reason = LinkDropReason::Full;
                 events.push(EventKind::LinkDrop {
                     server,
@@ -596,6 +611,33 @@ mod tests {
             Ok(()),
             "saturates"
         );
+    }
+
+    #[test]
+    fn a_sandbox_is_set_as_its_link_is_and_holds_far_less() {
+        let settings = LinkSettings { delay_ms: 100, ..Default::default() };
+        let shared =
+            Wire::new(ServerName::Echo, 7, protocol::Links { inbound: settings, outbound: settings });
+        let mut sandbox = shared.sandbox(1);
+        assert_eq!(sandbox.settings(), shared.settings());
+        let now = Instant::now();
+        let mut events = Vec::new();
+        // One datagram of 65,507 bytes fits, and another; a third is past 128 KiB.
+        for dg in 0..3 {
+            sandbox.inbound.push(now, packet(dg, 65_507), &mut events, || 0);
+        }
+        let full = |events: &[EventKind]| {
+            let dropped =
+                |e: &&EventKind| matches!(e, EventKind::LinkDrop { reason: LinkDropReason::Full, .. });
+            events.iter().filter(dropped).count()
+        };
+        assert_eq!(full(&events), 1, "{events:?}");
+        // Small ones: 64 at most.
+        let mut events = Vec::new();
+        for dg in 10..80 {
+            sandbox.outbound.push(now, packet(dg, 10), &mut events, || 0);
+        }
+        assert_eq!(full(&events), (80 - 10) - SANDBOX_HELD);
     }
 
     #[test]

@@ -105,8 +105,12 @@ impl DatagramHandler for Lossy {
         Some(ServerName::Lossy)
     }
 
+    /// A sandbox holds at most a sixteenth of the answers the shared server does (256 of the
+    /// default 4,096): one is kept for each session that asked.
     fn sandbox(&self, salt: u64) -> Option<Self> {
-        Some(Self::new(LossySettings { seed: super::link::mix(self.settings.seed, salt), ..self.settings }))
+        let seed = super::link::mix(self.settings.seed, salt);
+        let max_pending = (self.settings.max_pending / 16).max(1);
+        Some(Self::new(LossySettings { seed, max_pending, ..self.settings }))
     }
 
     fn on_datagram(&mut self, cx: &mut Cx, now: Instant, from: SocketAddr, payload: &[u8]) {
@@ -212,6 +216,17 @@ mod tests {
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn a_sandbox_keeps_the_settings_and_holds_a_sixteenth() {
+        let shared =
+            Lossy::new(LossySettings { drop: 0.25, delay: Duration::from_millis(300), ..Default::default() });
+        let sandbox = shared.sandbox(9).expect("the lossy server takes sandboxes");
+        let (was, is) = (shared.settings(), sandbox.settings());
+        assert_eq!((is.drop, is.delay_ms, is.jitter_ms), (was.drop, was.delay_ms, was.jitter_ms));
+        assert_eq!(is.max_pending, Some(256));
+        assert_ne!(is.seed, was.seed, "draws of its own");
     }
 
     fn setup(settings: LossySettings) -> (Lossy, Cx) {
