@@ -73,7 +73,11 @@ impl Metrics {
             "Datagrams dropped, by the server or its link, and why",
             dropped.clone(),
         );
-        registry.register("chat_clients", "Live chat clients", chat_clients.clone());
+        registry.register(
+            "chat_clients",
+            "Live chat clients, in every room (a sandbox keeps its own)",
+            chat_clients.clone(),
+        );
         registry.register("sessions", "WebSocket sessions connected", sessions.clone());
         registry.register("lagged_events", "Events sessions missed because they fell behind", lagged.clone());
         let resolve = |family: &Family<Flow, Counter>| {
@@ -129,13 +133,16 @@ impl Metrics {
                 },
             ),
             EventKind::ChatTooLong { server, .. } => drop(*server, "too_long"),
-            EventKind::ChatJoin { clients, .. }
-            | EventKind::ChatLeave { clients, .. }
-            | EventKind::ChatEvict { clients, .. } => {
-                self.chat_clients.set(i64::try_from(*clients).unwrap_or(i64::MAX));
+            // Counted by what joins and goes, not by each event's `clients`: that is one room's,
+            // and a session's sandbox keeps a chat room of its own.
+            EventKind::ChatJoin { .. } => {
+                self.chat_clients.inc();
             }
-            EventKind::ChatEnd { .. } => {
-                self.chat_clients.set(0);
+            EventKind::ChatLeave { .. } | EventKind::ChatEvict { .. } => {
+                self.chat_clients.dec();
+            }
+            EventKind::ChatEnd { clients, .. } => {
+                self.chat_clients.dec_by(i64::try_from(*clients).unwrap_or(i64::MAX));
             }
             _ => {}
         }
@@ -228,5 +235,22 @@ mod tests {
         assert!(text.contains("# TYPE udp_playground_datagrams_total counter"), "{text}");
         assert!(text.contains("# HELP udp_playground_dropped_total "), "{text}");
         assert!(!text.contains("# EOF"), "{text}");
+    }
+
+    #[test]
+    fn chat_clients_are_counted_across_rooms() {
+        let metrics = Metrics::new();
+        let peer: std::net::SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        let (server, timeout_ms) = (ServerName::Chat, 10_000);
+        // Two in the shared room, one in a session's sandbox: each event counts its own room.
+        for clients in [1, 2, 1] {
+            metrics.count(&EventKind::ChatJoin { server, peer, clients, timeout_ms });
+        }
+        assert!(metrics.encode().contains("udp_playground_chat_clients 3"));
+        // The sandbox is dissolved: its room ends, the shared room's two stay.
+        metrics.count(&EventKind::ChatEnd { server, clients: 1 });
+        metrics.count(&EventKind::ChatLeave { server, peer, clients: 1 });
+        let text = metrics.encode();
+        assert!(text.contains("udp_playground_chat_clients 1"), "{text}");
     }
 }

@@ -484,6 +484,9 @@ async fn a_sessions_own_chat_is_a_room_of_its_own_that_closes_with_a_reset() {
         "{back}"
     );
     assert_eq!(a.event("client_recv", Some("d")).await["text"], "end");
+    // The relay counts every room's clients: b's, in the shared room, is the one left.
+    let metrics = http_get(relay.http(), "/metrics").await.text();
+    assert!(metrics.contains("udp_playground_chat_clients 1\n"), "{metrics}");
     a.close().await;
     b.close().await;
     relay.shutdown().await;
