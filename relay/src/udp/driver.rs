@@ -1,12 +1,13 @@
 //! The one loop that owns a socket: [`drive`].
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use protocol::{Dir, EventKind, Payload, Scope, ServerName, ServerSettings};
+use protocol::{Dir, EventKind, LinkSettings, Payload, Scope, ServerName, ServerSettings};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -92,7 +93,7 @@ async fn run<H: DatagramHandler>(
     let _owned = datagrams.own(local);
     let mut cx = Cx::with_datagrams(server, local, datagrams);
     let mut io = Io { socket: &socket, peer, bus: &bus, errors: ErrorLog::default() };
-    let mut stations = Stations { shared: Station { handler, wire }, sandboxes: Vec::new() };
+    let mut stations = Stations::new(Station { handler, wire });
     // One byte more than the largest datagram, so an oversized one (possible over IPv6
     // loopback) is seen as such rather than silently cut to a plausible size.
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
@@ -221,58 +222,76 @@ struct Station<H> {
 /// is at most one sandbox per session, and sessions are capped (`--max-sessions`).
 struct Stations<H> {
     shared: Station<H>,
-    sandboxes: Vec<(Arc<str>, Station<H>)>,
+    sandboxes: HashMap<Arc<str>, Station<H>>,
+    /// When the sandboxes next want the timer, or earlier: the loop asks at every turn, and a
+    /// class's hundred sandboxes are not all looked at each time. Only what a sandbox was
+    /// handed out for can bring its time forward, so those handed out since (`touched`) are
+    /// looked at again; a time that has moved later only wakes the timer early, and the timer
+    /// looks at them all (`retime`).
+    sandboxes_due: Option<Instant>,
+    touched: Vec<Arc<str>>,
+    retime: bool,
 }
 
 impl<H: DatagramHandler> Stations<H> {
+    fn new(shared: Station<H>) -> Self {
+        Self { shared, sandboxes: HashMap::new(), sandboxes_due: None, touched: Vec::new(), retime: false }
+    }
+
     /// The station a datagram from `peer` meets. Free while there is no sandbox.
     fn for_peer(&mut self, datagrams: &Datagrams, peer: SocketAddr) -> &mut Station<H> {
-        let found = match self.sandboxes.is_empty() {
-            true => None,
-            false => datagrams.session_of(peer).and_then(|session| self.find(&session)),
-        };
-        self.at(found)
-    }
-
-    /// The shared station (`None`) or sandbox `i`.
-    fn at(&mut self, i: Option<usize>) -> &mut Station<H> {
-        match i {
-            Some(i) => &mut self.sandboxes[i].1,
-            None => &mut self.shared,
+        if self.sandboxes.is_empty() {
+            return &mut self.shared;
         }
-    }
-
-    fn find(&self, session: &str) -> Option<usize> {
-        self.sandboxes.iter().position(|(id, _)| **id == *session)
-    }
-
-    /// `session`'s sandbox, made now (a copy of the shared station as it is) if it has none.
-    /// `None` for a handler that takes no sandbox.
-    fn sandbox(&mut self, session: &str) -> Option<usize> {
-        if let Some(i) = self.find(session) {
-            return Some(i);
+        if let Some(session) = datagrams.session_of(peer)
+            && let Some(station) = self.sandboxes.get_mut(&session)
+        {
+            self.touched.push(session);
+            return station;
         }
-        let mut hasher = std::hash::DefaultHasher::new();
-        session.hash(&mut hasher);
-        let salt = hasher.finish();
-        let handler = self.shared.handler.sandbox(salt)?;
-        let wire = self.shared.wire.as_ref().map(|wire| wire.sandbox(salt));
-        self.sandboxes.push((session.into(), Station { handler, wire }));
-        Some(self.sandboxes.len() - 1)
+        &mut self.shared
+    }
+
+    /// `session`'s sandbox, if it has one here.
+    fn get(&mut self, session: &str) -> Option<&mut Station<H>> {
+        let station = self.sandboxes.get_mut(session)?;
+        self.touched.push(session.into());
+        Some(station)
+    }
+
+    /// `session`'s sandbox, made now (a copy of the shared station as it is) if it has none,
+    /// and whether it was made now. `None` for a handler that takes no sandbox.
+    fn sandbox(&mut self, session: &str) -> Option<(&mut Station<H>, bool)> {
+        let made = !self.sandboxes.contains_key(session);
+        if made {
+            let mut hasher = std::hash::DefaultHasher::new();
+            session.hash(&mut hasher);
+            let salt = hasher.finish();
+            let handler = self.shared.handler.sandbox(salt)?;
+            let wire = self.shared.wire.as_ref().map(|wire| wire.sandbox(salt));
+            self.sandboxes.insert(session.into(), Station { handler, wire });
+        }
+        Some((self.get(session)?, made))
     }
 
     /// Every station, the shared one first.
     fn all_mut(&mut self) -> impl Iterator<Item = &mut Station<H>> {
-        std::iter::once(&mut self.shared).chain(self.sandboxes.iter_mut().map(|(_, station)| station))
+        self.retime = true;
+        std::iter::once(&mut self.shared).chain(self.sandboxes.values_mut())
     }
 
-    /// When a handler or a wire next wants the timer.
-    fn poll_timeout(&self) -> Option<Instant> {
-        let mut due = self.shared.poll_timeout();
-        for (_, station) in &self.sandboxes {
-            due = due.into_iter().chain(station.poll_timeout()).min();
+    /// When a handler or a wire next wants the timer (or a little earlier: see
+    /// `sandboxes_due`).
+    fn poll_timeout(&mut self) -> Option<Instant> {
+        if std::mem::take(&mut self.retime) {
+            self.touched.clear();
+            self.sandboxes_due = self.sandboxes.values().filter_map(Station::poll_timeout).min();
         }
-        due
+        for session in self.touched.drain(..) {
+            let due = self.sandboxes.get(&session).and_then(Station::poll_timeout);
+            self.sandboxes_due = self.sandboxes_due.into_iter().chain(due).min();
+        }
+        self.shared.poll_timeout().into_iter().chain(self.sandboxes_due).min()
     }
 }
 
@@ -307,74 +326,69 @@ impl Io<'_> {
         let server = cx.server;
         match message {
             Control::Configure { setting, by, scope, reply } => {
-                let sandboxes = stations.sandboxes.len();
-                let (outcome, at, mine) = match (scope, by.as_deref()) {
-                    (Scope::Own, None) => (Err(SettingError::NoSession), None, None),
+                let outcome = match (scope, by.as_deref()) {
+                    (Scope::Own, None) => Err(SettingError::NoSession),
                     (Scope::Own, Some(session)) => match stations.sandbox(session) {
-                        Some(i) => {
-                            (stations.at(Some(i)).handler.on_configure(cx, now, setting), Some(i), None)
+                        Some((station, made)) => {
+                            let outcome = station.handler.on_configure(cx, now, setting);
+                            // A sandbox made for a change that was refused is not kept.
+                            if outcome.is_err() && made {
+                                stations.sandboxes.remove(session);
+                            }
+                            outcome
                         }
-                        None => {
-                            let refused = SettingError::NotSupported { server, setting: setting.name() };
-                            (Err(refused), None, None)
-                        }
+                        None => Err(SettingError::NotSupported { server, setting: setting.name() }),
                     },
                     (Scope::All, by) => {
                         let outcome = stations.shared.handler.on_configure(cx, now, setting);
                         // The session that asked meets its change too, sandbox or not.
-                        let mine = by.and_then(|session| stations.find(session)).filter(|_| outcome.is_ok());
-                        if let Some(i) = mine {
-                            let _ = stations.at(Some(i)).handler.on_configure(cx, now, setting);
+                        if let (Ok(()), Some(station)) =
+                            (&outcome, by.and_then(|session| stations.get(session)))
+                        {
+                            let _ = station.handler.on_configure(cx, now, setting);
                         }
-                        (outcome, None, mine)
+                        outcome
                     }
                 };
-                // A sandbox made for a change that was refused is not kept.
-                if outcome.is_err() {
-                    stations.sandboxes.truncate(sandboxes);
-                }
+                let asker = by.clone();
                 if let (Ok(()), Some(server)) = (&outcome, server) {
                     let (name, value) = (setting.name().to_owned(), setting.value());
                     cx.emit(|| EventKind::ServerConfigured { server, setting: name, value, by, scope });
                 }
                 // The asker may have given up waiting; the setting still applies.
                 let _ = reply.send(outcome);
-                let kept = stations.sandboxes.len();
-                for i in [at, mine].into_iter().flatten().filter(|&i| i < kept) {
-                    self.flush(cx, stations.at(Some(i)), now).await;
+                // What the asker's sandbox sends at once (a shorter chat timeout's evictions).
+                if let Some(station) = asker.as_deref().and_then(|session| stations.get(session)) {
+                    self.flush(cx, station, now).await;
                 }
             }
             Control::Describe(reply) => {
                 let _ = reply.send(stations.shared.handler.settings());
             }
             Control::Link { dir, change, by, scope, reply } => {
-                let sandboxes = stations.sandboxes.len();
-                let at = match (scope, by.as_deref()) {
-                    (Scope::All, _) => Ok(None),
-                    (Scope::Own, Some(session)) => {
-                        stations.sandbox(session).map(Some).ok_or(LinkError::NoLink)
-                    }
+                let outcome = match (scope, by.as_deref()) {
+                    (Scope::All, _) => change_link(&mut stations.shared, dir, change),
                     (Scope::Own, None) => Err(LinkError::NoSession),
+                    (Scope::Own, Some(session)) => match stations.sandbox(session) {
+                        Some((station, made)) => {
+                            let outcome = change_link(station, dir, change);
+                            if outcome.is_err() && made {
+                                stations.sandboxes.remove(session);
+                            }
+                            outcome
+                        }
+                        None => Err(LinkError::NoLink),
+                    },
                 };
-                let outcome = at.and_then(|at| {
-                    let link = stations.at(at).wire.as_mut().ok_or(LinkError::NoLink)?.get_mut(dir);
-                    match change {
-                        LinkChange::Set(patch) => link.configure(&patch),
-                        LinkChange::Fault(fault) => link.fault(&fault).map(|()| link.settings()),
-                    }
-                });
-                if outcome.is_err() {
-                    stations.sandboxes.truncate(sandboxes);
-                }
                 if let (Ok(settings), LinkChange::Set(patch), Some(server)) = (&outcome, change, server) {
                     // The session that asked meets a change for everyone too, sandbox or not, and
                     // hears what its sandbox's link is now.
                     let mine = match scope {
-                        Scope::All => by.as_deref().and_then(|session| stations.find(session)),
+                        Scope::All => by.as_deref().and_then(|session| stations.get(session)),
                         Scope::Own => None,
                     };
                     let mine = mine
-                        .and_then(|i| stations.at(Some(i)).wire.as_mut())
+                        .and_then(|station| station.wire.as_mut())
                         .and_then(|wire| wire.get_mut(dir).configure(&patch).ok());
                     let settings = *settings;
                     let own_by = by.clone().filter(|_| mine.is_some());
@@ -395,8 +409,8 @@ impl Io<'_> {
                 let _ = reply.send(stations.shared.wire.as_ref().map(Wire::settings).unwrap_or_default());
             }
             Control::Reset { session, announce } => {
-                let Some(i) = stations.find(&session) else { return };
-                let (_, mut sandbox) = stations.sandboxes.remove(i);
+                let Some(mut sandbox) = stations.sandboxes.remove(session.as_str()) else { return };
+                stations.retime = true;
                 if let (true, Some(server)) = (announce, server) {
                     let by = Some(session);
                     let shared = stations.shared.handler.settings();
@@ -721,6 +735,16 @@ impl Io<'_> {
     }
 }
 
+/// Changes one direction of `station`'s link, or aims a fault at it; answers with that
+/// direction's settings after the change.
+fn change_link<H>(station: &mut Station<H>, dir: Dir, change: LinkChange) -> Result<LinkSettings, LinkError> {
+    let link = station.wire.as_mut().ok_or(LinkError::NoLink)?.get_mut(dir);
+    match change {
+        LinkChange::Set(patch) => link.configure(&patch),
+        LinkChange::Fault(fault) => link.fault(&fault).map(|()| link.settings()),
+    }
+}
+
 /// The live settings in which `was` and `is` differ, with their values in `is`.
 fn changed_settings(was: &ServerSettings, is: &ServerSettings) -> Vec<(&'static str, f64)> {
     let ms = |v: Option<u64>| v.map(|ms| ms as f64);
@@ -777,6 +801,38 @@ impl ErrorLog {
 mod tests {
     use super::*;
     use crate::udp::echo::Echo;
+
+    #[test]
+    fn a_sessions_datagrams_meet_its_sandbox_and_the_timer_hears_of_what_it_holds() {
+        use crate::udp::lossy::{Lossy, LossySettings};
+        let settings = LossySettings { drop: 0.0, delay: Duration::from_millis(100), ..Default::default() };
+        let mut stations = Stations::new(Station { handler: Lossy::new(settings), wire: None });
+        for session in ["a", "b", "c"] {
+            assert!(stations.sandbox(session).is_some_and(|(_, made)| made));
+        }
+        assert!(stations.sandbox("b").is_some_and(|(_, made)| !made), "one sandbox a session");
+        assert_eq!(stations.poll_timeout(), None);
+
+        let datagrams = Datagrams::new();
+        let (mine, outsider) =
+            ("127.0.0.1:5000".parse().expect("addr"), "127.0.0.1:6000".parse().expect("addr"));
+        let _assigned = datagrams.assign(mine, "b".into());
+        let mut cx = Cx::new(Some(ServerName::Lossy), "127.0.0.1:1060".parse().expect("addr"));
+        let now = Instant::now();
+        stations.for_peer(&datagrams, mine).handler.on_datagram(&mut cx, now, mine, b"hi");
+        assert_eq!(stations.poll_timeout(), Some(now + Duration::from_millis(100)), "b's held answer");
+        assert_eq!((stations.shared.handler.pending(), stations.sandboxes["b"].handler.pending()), (0, 1));
+        let later = now + Duration::from_millis(50);
+        stations.for_peer(&datagrams, outsider).handler.on_datagram(&mut cx, later, outsider, b"hi");
+        assert_eq!(stations.shared.handler.pending(), 1, "an outside client's meets the shared server");
+        assert_eq!(stations.poll_timeout(), Some(now + Duration::from_millis(100)));
+        // The timer fires for b: once b's answer is out, the next is the shared server's.
+        for station in stations.all_mut() {
+            station.handler.on_tick(&mut cx, now + Duration::from_millis(100));
+        }
+        assert_eq!(stations.poll_timeout(), Some(later + Duration::from_millis(100)));
+        assert_eq!(cx.take_sent().len(), 1);
+    }
 
     #[test]
     fn a_reset_names_the_settings_that_change_with_their_shared_values() {
