@@ -283,6 +283,9 @@ impl<H: DatagramHandler> Stations<H> {
     /// When a handler or a wire next wants the timer (or a little earlier: see
     /// `sandboxes_due`).
     fn poll_timeout(&mut self) -> Option<Instant> {
+        if self.sandboxes.is_empty() {
+            return self.shared.poll_timeout();
+        }
         if std::mem::take(&mut self.retime) {
             self.touched.clear();
             self.sandboxes_due = self.sandboxes.values().filter_map(Station::poll_timeout).min();
