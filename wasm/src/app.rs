@@ -133,8 +133,6 @@ pub struct App {
     lesson_fit: Option<LessonFit>,
     /// A lesson asked for before the relay said hello (`?lesson=SLUG`).
     pending_lesson: Option<&'static protocol::lessons::Lesson>,
-    /// Each server's settings from `hello`: what a lesson's undo puts back.
-    settings: std::collections::BTreeMap<ServerName, protocol::ServerSettings>,
     /// `(socket, local address)` of this session's sockets, for a lesson's `AimAt`.
     locals: Vec<(String, String)>,
     /// A lesson subscribed to all traffic: its undo goes back to our own.
@@ -225,7 +223,6 @@ pub fn start() -> Result<(), JsValue> {
         lesson_since_us: 0,
         lesson_fit: None,
         pending_lesson: lessons::lesson_in_url(&window.location().search().unwrap_or_default()),
-        settings: std::collections::BTreeMap::new(),
         locals: Vec::new(),
         watching_all: false,
     };
@@ -460,7 +457,6 @@ impl App {
                 }
                 self.clock_offset_us = None;
                 self.conn = ConnState::Open;
-                self.settings.clone_from(&hello.settings);
                 // Where students open the page, when they can reach this relay at all.
                 if let Some(url) = hello.join.first() {
                     dom::set_text(&self.document, "join-url", url);
