@@ -383,6 +383,14 @@ pub enum EventKind {
         scope: Scope,
     },
 
+    /// Session `session` now has a server `server` of its own: its first change with
+    /// `scope` `own` copied the shared server and link as they were, and only its sockets'
+    /// datagrams meet the copy.
+    SandboxOpen { server: ServerName, session: String },
+    /// Session `session`'s own server `server` is gone (a `reset`, or the session ended): its
+    /// sockets meet the shared one again.
+    SandboxClose { server: ServerName, session: String },
+
     /// A browser session opened a UDP socket at `local`, aimed at `remote`. `recv_buffer` is
     /// the most a read takes, when the socket was opened with one.
     ClientOpen {
@@ -573,10 +581,12 @@ pub enum Kind {
     LinkRelease,
     LinkConfigured,
     ChatTooLong,
+    SandboxOpen,
+    SandboxClose,
 }
 
-// Each kind is one bit of a `u32`; `ChatTooLong` is the last kind.
-const _: () = assert!((Kind::ChatTooLong as u32) < u32::BITS);
+// Each kind is one bit of a `u32`; `SandboxClose` is the last kind.
+const _: () = assert!((Kind::SandboxClose as u32) < u32::BITS);
 
 /// A set of [`Kind`]s, one bit each: cheap to copy and to test on every event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -638,6 +648,8 @@ impl EventKind {
             Self::LinkRelease { .. } => Kind::LinkRelease,
             Self::LinkConfigured { .. } => Kind::LinkConfigured,
             Self::ChatTooLong { .. } => Kind::ChatTooLong,
+            Self::SandboxOpen { .. } => Kind::SandboxOpen,
+            Self::SandboxClose { .. } => Kind::SandboxClose,
         }
     }
 
@@ -661,12 +673,15 @@ impl EventKind {
             | Self::LinkHold { server, .. }
             | Self::LinkRelease { server, .. }
             | Self::LinkConfigured { server, .. }
-            | Self::ChatTooLong { server, .. } => *server,
+            | Self::ChatTooLong { server, .. }
+            | Self::SandboxOpen { server, .. }
+            | Self::SandboxClose { server, .. } => *server,
             _ => return None,
         })
     }
 
-    /// The browser session the event belongs to, for client events.
+    /// The browser session the event belongs to: for client events, and for a session's
+    /// sandbox opening or closing.
     pub fn session(&self) -> Option<&str> {
         match self {
             Self::ClientOpen { session, .. }
@@ -678,7 +693,9 @@ impl EventKind {
             | Self::ClientDuplicate { session, .. }
             | Self::ClientRefused { session, .. }
             | Self::ClientVanished { session, .. }
-            | Self::ClientSendFailed { session, .. } => Some(session),
+            | Self::ClientSendFailed { session, .. }
+            | Self::SandboxOpen { session, .. }
+            | Self::SandboxClose { session, .. } => Some(session),
             _ => None,
         }
     }
@@ -1016,6 +1033,8 @@ mod tests {
             ("link_release", json!({"dir":"out","dg":1,"peer":a,"held_us":5}), &server),
             ("link_configured", json!({"dir":"in","settings":{"loss":0.5}}), &server),
             ("chat_too_long", json!({"dg":1,"from":a,"len":65490,"max_len":65486}), &server),
+            ("sandbox_open", json!({"session":"s"}), &server),
+            ("sandbox_close", json!({"session":"s"}), &server),
         ];
         let mut seen = Vec::new();
         for (name, fields, common) in samples {
@@ -1030,7 +1049,7 @@ mod tests {
             seen.push(kind);
         }
         let set: Kinds = seen.iter().copied().collect();
-        assert_eq!(set.bits().count_ones(), 28, "distinct bits");
+        assert_eq!(set.bits().count_ones(), 30, "distinct bits");
         assert!(seen.iter().all(|&kind| set.contains(kind)));
         assert!(!Kinds::from_iter([Kind::ClientRecv]).contains(Kind::ClientSend));
         assert!(serde_json::from_value::<Kind>(json!("client_reply")).is_err());

@@ -319,6 +319,12 @@ impl RawEvent {
                 by: r.by,
                 scope: r.scope.unwrap_or(Scope::All),
             },
+            Kind::SandboxOpen => {
+                EventKind::SandboxOpen { server: server()?, session: need(r.session, "session")? }
+            }
+            Kind::SandboxClose => {
+                EventKind::SandboxClose { server: server()?, session: need(r.session, "session")? }
+            }
             Kind::ClientOpen => EventKind::ClientOpen {
                 session: need(r.session, "session")?,
                 socket: need(r.socket, "socket")?,
@@ -525,6 +531,12 @@ mod tests {
             op: None,
             socket: None,
         });
+        for kind in [
+            EventKind::SandboxOpen { server: ServerName::Lossy, session: "f9e6efbc0518".into() },
+            EventKind::SandboxClose { server: ServerName::Chat, session: "f9e6efbc0518".into() },
+        ] {
+            round_trip(ServerMsg::Event(Event { seq: 8, t_us: 2_000, kind }));
+        }
         round_trip(ServerMsg::Lagged { missed: 5 });
         round_trip(ServerMsg::Bye { reason: "shutdown".into() });
         round_trip(ServerMsg::Batch {

@@ -70,6 +70,11 @@ pub struct History {
     epoch_wall_us: u64,
     events: Mutex<Ring<Kept>>,
     datagrams: Mutex<Ring<SeenAt>>,
+    /// The `sandbox_open` of every sandbox still open, however long ago: [`History::events`]
+    /// starts with those it no longer keeps, so whoever reads them (a projector's backlog, the
+    /// event log) knows whose datagrams meet a lesson's own server. One per session and server
+    /// at most: bounded by the sessions.
+    open_sandboxes: Mutex<Vec<Arc<Published>>>,
 }
 
 /// Bytes kept oldest first, each byte at a position that only grows, so an entry can name its
@@ -708,6 +713,7 @@ impl History {
             // ring may show all it holds.
             events: Mutex::new(Ring::new(limits.events, preview_bytes).showing_all()),
             datagrams: Mutex::new(Ring::new(limits.events, limits.bytes)),
+            open_sandboxes: Mutex::default(),
         }
     }
 
@@ -722,6 +728,18 @@ impl History {
     pub fn record_event(&self, seq: u64, t_us: u64, kind: &EventKind, shared: Option<&Arc<Published>>) {
         if self.limits.events == 0 || self.join(seq, t_us, kind) {
             return;
+        }
+        if let EventKind::SandboxOpen { server, session } | EventKind::SandboxClose { server, session } = kind
+            && let Ok(mut open) = self.open_sandboxes.lock()
+        {
+            open.retain(|e| e.kind.server() != Some(*server) || e.kind.session() != Some(session));
+            if matches!(kind, EventKind::SandboxOpen { .. }) {
+                let event = shared.cloned();
+                open.push(
+                    event
+                        .unwrap_or_else(|| Arc::new(Published::new(Event { seq, t_us, kind: kind.clone() }))),
+                );
+            }
         }
         let Ok(mut events) = self.events.lock() else { return };
         let events = &mut *events;
@@ -804,8 +822,15 @@ impl History {
     }
 
     /// The events kept, in `seq` order: those of their own ring and those kept with their
-    /// datagrams, from where both rings remember on, the newest `--history` of them.
+    /// datagrams, from where both rings remember on, the newest `--history` of them; first,
+    /// the openings of the sandboxes still open from before those.
     pub fn events(&self) -> Vec<Arc<Published>> {
+        self.latest_events(self.limits.events)
+    }
+
+    /// [`History::events`], the newest `most` of them (and the openings of the sandboxes
+    /// still open from before those).
+    pub fn latest_events(&self, most: usize) -> Vec<Arc<Published>> {
         let mut out = Vec::new();
         let mut scratch = Vec::new();
         let events_horizon = read_in_slices(
@@ -847,8 +872,12 @@ impl History {
         // Servers emit from several threads: an event may be pushed just after one with a
         // higher number.
         out.sort_unstable_by_key(|(_, e)| e.seq);
-        let extra = out.len().saturating_sub(self.limits.events);
-        out.into_iter().skip(extra).map(|(_, e)| e).collect()
+        let extra = out.len().saturating_sub(most);
+        let first = out.get(extra).map_or(u64::MAX, |(_, e)| e.seq);
+        let mut open: Vec<_> = self.open_sandboxes.lock().map(|open| open.clone()).unwrap_or_default();
+        open.retain(|e| e.seq < first);
+        open.sort_unstable_by_key(|e| e.seq);
+        open.into_iter().chain(out.into_iter().skip(extra).map(|(_, e)| e)).collect()
     }
 
     /// The datagrams kept, oldest first.
@@ -985,6 +1014,35 @@ mod tests {
         assert_eq!(history.datagram(3).map(|s| s.bytes.to_vec()), Some(b"hijk".to_vec()));
         history.record_datagram(4, epoch, addr(1), addr(2), &[0; 11]);
         assert!(history.datagram(4).is_none(), "larger than the whole budget");
+    }
+
+    #[test]
+    fn a_sandbox_still_open_is_remembered_past_the_limit() {
+        let history = History::new(HistoryLimits { events: 2, bytes: 10 }, Instant::now());
+        let lossy = ServerName::Lossy;
+        let sandbox = |open: bool, session: &str| match open {
+            true => EventKind::SandboxOpen { server: lossy, session: session.into() },
+            false => EventKind::SandboxClose { server: lossy, session: session.into() },
+        };
+        let end = EventKind::ChatEnd { server: ServerName::Chat, clients: 0 };
+        history.record_event(1, 10, &sandbox(true, "a"), None);
+        history.record_event(2, 20, &sandbox(true, "b"), None);
+        history.record_event(3, 30, &sandbox(false, "b"), None);
+        for seq in 4..10 {
+            history.record_event(seq, seq * 10, &end, None);
+        }
+        // a's sandbox is open, b's closed: a's opening comes first, then the newest two.
+        let seqs: Vec<_> = history.events().iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 8, 9]);
+        assert_eq!(history.latest_events(1).iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 9]);
+        let roomy = History::new(HistoryLimits { events: 10, bytes: 10 }, Instant::now());
+        roomy.record_event(1, 10, &sandbox(true, "a"), None);
+        roomy.record_event(2, 20, &end, None);
+        let seqs: Vec<_> = roomy.events().iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 2], "kept, it is not repeated");
+        history.record_event(10, 100, &sandbox(false, "a"), None);
+        let seqs: Vec<_> = history.events().iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [9, 10]);
     }
 
     #[test]

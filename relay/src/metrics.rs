@@ -10,6 +10,8 @@
 //! - `udp_playground_dropped_total{server,reason}`: the lossy server's `loss` and `shed`, the
 //!   link's `link_loss`, `link_fault` and `link_fragment`, and the chat server's `too_long`;
 //! - `udp_playground_chat_clients` and `udp_playground_sessions`;
+//! - `udp_playground_sandboxes{server}`: sessions with a server of their own (`sandbox_open`,
+//!   `sandbox_close`), which is what a class's lessons make;
 //! - `udp_playground_lagged_events_total`: events sessions missed because they fell behind.
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -23,6 +25,11 @@ use protocol::{DropReason, EventKind, LinkDropReason, ServerName};
 struct Flow {
     server: &'static str,
     direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Server {
+    server: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -41,6 +48,8 @@ pub struct Metrics {
     bytes: Vec<[Counter; 2]>,
     dropped: Family<Dropped, Counter>,
     chat_clients: Gauge,
+    /// Per server, in [`ServerName::ALL`] order, like `datagrams`.
+    sandboxes: Vec<Gauge>,
     sessions: Gauge,
     lagged: Counter,
 }
@@ -61,6 +70,7 @@ impl Metrics {
         let datagrams = Family::<Flow, Counter>::default();
         let bytes = Family::<Flow, Counter>::default();
         let dropped = Family::<Dropped, Counter>::default();
+        let sandboxes = Family::<Server, Gauge>::default();
         let (chat_clients, sessions, lagged) = (Gauge::default(), Gauge::default(), Counter::default());
         registry.register(
             "datagrams",
@@ -78,6 +88,15 @@ impl Metrics {
             "Live chat clients, in every room (a sandbox keeps its own)",
             chat_clients.clone(),
         );
+        registry.register(
+            "sandboxes",
+            "Sessions with a server of their own (a lesson's changes for its own sockets)",
+            sandboxes.clone(),
+        );
+        let sandboxes = ServerName::ALL
+            .iter()
+            .map(|server| sandboxes.get_or_create(&Server { server: server.as_str() }).clone());
+        let sandboxes = sandboxes.collect();
         registry.register("sessions", "WebSocket sessions connected", sessions.clone());
         registry.register("lagged_events", "Events sessions missed because they fell behind", lagged.clone());
         let resolve = |family: &Family<Flow, Counter>| {
@@ -97,6 +116,7 @@ impl Metrics {
             registry,
             dropped,
             chat_clients,
+            sandboxes,
             sessions,
             lagged,
         }
@@ -144,7 +164,15 @@ impl Metrics {
             EventKind::ChatEnd { clients, .. } => {
                 self.chat_clients.dec_by(i64::try_from(*clients).unwrap_or(i64::MAX));
             }
+            EventKind::SandboxOpen { server, .. } => self.sandboxes(*server, 1),
+            EventKind::SandboxClose { server, .. } => self.sandboxes(*server, -1),
             _ => {}
+        }
+    }
+
+    fn sandboxes(&self, server: ServerName, change: i64) {
+        if let Some(i) = index(server) {
+            self.sandboxes[i].inc_by(change);
         }
     }
 
@@ -252,5 +280,24 @@ mod tests {
         metrics.count(&EventKind::ChatLeave { server, peer, clients: 1 });
         let text = metrics.encode();
         assert!(text.contains("udp_playground_chat_clients 1"), "{text}");
+    }
+
+    #[test]
+    fn sandboxes_are_counted_per_server_from_zero() {
+        let metrics = Metrics::new();
+        let gauge = |text: &str, server: &str| {
+            let line = format!("udp_playground_sandboxes{{server=\"{server}\"}} ");
+            text.lines().find_map(|l| l.strip_prefix(&line)).map(str::to_owned)
+        };
+        assert_eq!(gauge(&metrics.encode(), "lossy").as_deref(), Some("0"));
+        let (lossy, echo) = (ServerName::Lossy, ServerName::Echo);
+        for (server, session) in [(lossy, "a"), (lossy, "b"), (echo, "a")] {
+            metrics.count(&EventKind::SandboxOpen { server, session: session.into() });
+        }
+        metrics.count(&EventKind::SandboxClose { server: lossy, session: "a".into() });
+        let text = metrics.encode();
+        assert_eq!(gauge(&text, "lossy").as_deref(), Some("1"), "{text}");
+        assert_eq!(gauge(&text, "echo").as_deref(), Some("1"), "{text}");
+        assert_eq!(gauge(&text, "chat").as_deref(), Some("0"), "{text}");
     }
 }

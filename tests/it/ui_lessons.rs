@@ -17,7 +17,7 @@ use protocol::ServerName;
 use serde_json::json;
 
 use crate::browser::{Browser, CONNECTED};
-use crate::support::{TestRelay, http_get, http_request};
+use crate::support::{TestRelay, http_get, http_request, recv, udp_client, within};
 
 /// One step of the page reacting to traffic: generous, the browser shares two cores.
 const WAIT: Duration = Duration::from_secs(20);
@@ -855,7 +855,9 @@ async fn two_students_run_two_lessons_on_the_same_server_at_once() {
         browser.wait_for(CONNECTED, Browser::LOAD).await;
         browser
     };
-    let (a, b) = tokio::join!(page(), page());
+    let (a, b, projector) = tokio::join!(page(), page(), page());
+    projector.click("#projector-btn").await;
+    projector.wait_for_text("#stats dd[data-stat=loss]", "– / 0%", WAIT).await;
     a.click("#lesson-list [data-slug=loss-retry]").await;
     a.wait_for("#log li[data-kind=client_retry][data-socket=retry]", WAIT).await;
     // A's lesson is waiting out its retries when b's sets the drop to 0.
@@ -882,7 +884,23 @@ async fn two_students_run_two_lessons_on_the_same_server_at_once() {
     let lossy = servers.iter().find(|s| s["name"] == "lossy").expect("lossy entry");
     let shared = &lossy["settings"];
     assert_eq!((shared["drop"].clone(), shared["delay_ms"].clone()), (json!(0.0), json!(0)), "{list}");
-    a.close().await;
-    b.close().await;
+
+    // The projector sees both lessons open a lossy server of their own, and measures the
+    // loss of the class's: a's drops are a's lesson's, not the class's.
+    let opened = lines(&projector, "#log li[data-kind=sandbox_open]").await;
+    assert_eq!(opened.len(), 2, "{opened:#?}");
+    assert!(
+        opened.iter().all(|(_, t)| t.contains("lossy: a lossy server of their own (session")),
+        "{opened:#?}"
+    );
+    projector.wait_for_text("#stats dd[data-stat=loss]", "– / 0%", WAIT).await;
+    let outside = udp_client().await;
+    within("send", outside.send_to(b"class", relay.addr(ServerName::Lossy))).await.expect("send");
+    let answer = String::from_utf8(recv(&outside).await.0).expect("text");
+    assert_eq!(answer, "Your data was 5 bytes long", "the class's lossy server answers");
+    projector.wait_for_text("#stats dd[data-stat=loss]", "0% / 0%", WAIT).await;
+    for page in [a, b, projector] {
+        page.close().await;
+    }
     relay.shutdown().await;
 }

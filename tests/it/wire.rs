@@ -397,11 +397,36 @@ async fn a_change_for_a_sessions_own_sockets_reaches_no_one_else_until_reset() {
     a.send(json!({"op":"configure","server":"lossy","drop":1.0,"scope":"own"})).await;
     let set = a.event("server_configured", None).await;
     assert_eq!((set["value"].clone(), set["scope"].clone()), (json!(1.0), json!("own")), "{set}");
-    // Whoever watches everything hears of them; b, whom they do not concern, does not.
-    let heard = projector.event("link_configured", None).await;
-    assert_eq!((heard["scope"].clone(), heard["by"].clone()), (json!("own"), by_a.clone()), "{heard}");
+    // Whoever watches everything hears of them, each sandbox opening before its first change;
+    // b, whom they do not concern, does not.
+    let heard = events_for(&mut projector, Duration::from_millis(300)).await;
+    let heard: Vec<_> = heard.iter().filter(|e| e["kind"] != "client_open").collect();
+    let said: Vec<_> = heard
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap_or(""), e["server"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            ("sandbox_open", "echo"),
+            ("link_configured", "echo"),
+            ("sandbox_open", "lossy"),
+            ("server_configured", "lossy")
+        ],
+        "{heard:?}"
+    );
+    assert_eq!((heard[1]["scope"].clone(), heard[1]["by"].clone()), (json!("own"), by_a.clone()));
+    assert!(heard.iter().all(|e| e["kind"] != "sandbox_open" || e["session"] == by_a), "{heard:?}");
     let b_heard = events_for(&mut b, Duration::from_millis(300)).await;
-    assert!(!kinds(&b_heard).iter().any(|k| k.ends_with("_configured")), "{b_heard:?}");
+    assert!(
+        !kinds(&b_heard).iter().any(|k| k.ends_with("_configured") || k.starts_with("sandbox_")),
+        "{b_heard:?}"
+    );
+    let metrics = http_get(relay.http(), "/metrics").await.text();
+    for server in ["echo", "lossy"] {
+        let gauge = format!("udp_playground_sandboxes{{server=\"{server}\"}} 1");
+        assert!(metrics.contains(&gauge), "{metrics}");
+    }
     assert_eq!(echo_order(&mut a, "e").await, [json!("2"), json!("1")], "a's datagrams meet a's link");
     assert!(!lossy_answers(&mut a, "l").await, "a's lossy server drops everything");
 
@@ -438,9 +463,14 @@ async fn a_change_for_a_sessions_own_sockets_reaches_no_one_else_until_reset() {
     let lost = a.event("link_drop", None).await;
     assert_eq!((lost["server"].clone(), lost["dir"].clone()), (json!("echo"), json!("out")), "{lost}");
 
-    // A reset says what a's sockets meet now, and they meet it.
+    // A reset closes a's sandboxes, says what a's sockets meet now, and they meet it.
     a.send(json!({"op":"reset"})).await;
-    let back = a.event("link_configured", None).await;
+    let said = events_for(&mut a, Duration::from_millis(300)).await;
+    let mut closed: Vec<_> =
+        said.iter().filter(|e| e["kind"] == "sandbox_close").map(|e| &e["server"]).collect();
+    closed.sort_by_key(|server| server.to_string());
+    assert_eq!(closed, [&json!("echo"), &json!("lossy")], "{said:?}");
+    let back = said.iter().find(|e| e["kind"] == "link_configured").expect("the link a's sockets meet now");
     assert_eq!(
         (back["scope"].clone(), back["by"].clone(), back["settings"]["reorder"].clone()),
         (json!("own"), by_a, json!(0.0)),
@@ -496,16 +526,42 @@ async fn a_sessions_own_chat_is_a_room_of_its_own_that_closes_with_a_reset() {
 async fn a_refused_change_for_a_sessions_own_sockets_leaves_no_sandbox_behind() {
     let relay = TestRelay::start().await;
     let mut a = connect(relay.http()).await;
+    let mut projector = connect(relay.http()).await;
+    projector.send(json!({"op":"subscribe","scope":"all"})).await;
     open(&mut a, "e", "echo").await;
     a.send(json!({"op":"link","server":"echo","dir":"in","loss":2.0,"scope":"own"})).await;
     assert!(a.error("bad_command").await["message"].as_str().unwrap_or_default().contains("loss"));
     a.send(json!({"op":"configure","server":"echo","drop":0.5,"scope":"own"})).await;
     a.error("bad_command").await;
+    let heard = events_for(&mut projector, Duration::from_millis(300)).await;
+    assert!(!kinds(&heard).iter().any(|k| k.starts_with("sandbox_")), "{heard:?}");
+    let metrics = http_get(relay.http(), "/metrics").await.text();
+    assert!(metrics.contains("udp_playground_sandboxes{server=\"echo\"} 0\n"), "{metrics}");
     // The class's link changes, and a's sockets meet it: no stale copy stands in their way.
     let json = [("Content-Type", "application/json")];
     let put = http_request(relay.http(), "PUT", "/api/links/echo/in", &json, r#"{"reorder":1.0}"#).await;
     assert_eq!(put.status, 200, "{}", put.text());
     assert_eq!(echo_order(&mut a, "e").await, [json!("2"), json!("1")], "reordered, as everyone's");
     a.close().await;
+    projector.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_session_that_leaves_takes_its_sandboxes_with_it() {
+    let relay = TestRelay::start().await;
+    let mut a = connect(relay.http()).await;
+    let mut projector = connect(relay.http()).await;
+    projector.send(json!({"op":"subscribe","scope":"all"})).await;
+    let by_a = a.hello["session"].clone();
+    a.send(json!({"op":"configure","server":"lossy","drop":1.0,"scope":"own"})).await;
+    let opened = projector.event("sandbox_open", None).await;
+    assert_eq!((opened["server"].clone(), opened["session"].clone()), (json!("lossy"), by_a.clone()));
+    a.close().await;
+    let closed = projector.event("sandbox_close", None).await;
+    assert_eq!((closed["server"].clone(), closed["session"].clone()), (json!("lossy"), by_a));
+    let metrics = http_get(relay.http(), "/metrics").await.text();
+    assert!(metrics.contains("udp_playground_sandboxes{server=\"lossy\"} 0\n"), "{metrics}");
+    projector.close().await;
     relay.shutdown().await;
 }

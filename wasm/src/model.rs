@@ -512,6 +512,9 @@ pub struct Model {
     own_links: Vec<(ServerName, Links)>,
     /// Counts changes to `links` and `own_links`, so the panel redraws only when they change.
     links_revision: u64,
+    /// The sessions with a lossy server of their own, from `sandbox_open` until
+    /// `sandbox_close`.
+    lossy_sandboxes: Vec<String>,
     /// The `seq` of every event applied lately, so an event heard twice (the relay's history
     /// after live traffic, on subscribing again) is drawn once. Sorted, and trimmed to
     /// [`SEEN_SEQS`]: a plain `Vec`, as events mostly come in order (a `HashSet` would cost
@@ -560,6 +563,7 @@ impl Model {
             latest_seq: 0,
             links: BTreeMap::new(),
             own_links: Vec::new(),
+            lossy_sandboxes: Vec::new(),
             links_revision: 0,
             seen: Vec::new(),
         }
@@ -796,6 +800,17 @@ impl Model {
     /// Whether a change reaches this page's sockets: one for everyone, or this page's own.
     pub fn reaches_me(&self, by: Option<&str>, scope: Scope) -> bool {
         scope == Scope::All || self.is_mine(by)
+    }
+
+    /// Whether a datagram from `peer`'s lane met the lossy server this page's loss figures
+    /// are about: its own sandbox's, or else the shared one. A projector sees every page's
+    /// lessons, and a lesson's own drop rate is not the class's.
+    fn meets_my_lossy(&self, peer: usize) -> bool {
+        let mut theirs = self.lossy_sandboxes.iter().filter_map(|session| self.by_socket.get(session));
+        match self.lossy_sandboxes.iter().any(|session| self.is_mine(Some(session))) {
+            true => self.lanes[peer].kind == LaneKind::Own,
+            false => !theirs.any(|sockets| sockets.values().any(|&l| l == peer)),
+        }
     }
 
     /// The lane of a session's socket, creating it (at `addr`, when known).
@@ -1279,7 +1294,7 @@ impl Model {
                 let lane = self.server_lane(*server);
                 self.by_addr.entry(*to).or_insert(lane);
                 let peer = self.lane_of(*from);
-                if *server == ServerName::Lossy {
+                if *server == ServerName::Lossy && self.meets_my_lossy(peer) {
                     self.stats.lossy_seen += 1;
                 }
                 let fresh = Arrow::new(peer, lane, *len, &Payload::default());
@@ -1317,7 +1332,7 @@ impl Model {
                 self.stats.dropped += 1;
                 let lane = self.server_lane(*server);
                 let peer = self.lane_of(*from);
-                if *server == ServerName::Lossy {
+                if *server == ServerName::Lossy && self.meets_my_lossy(peer) {
                     self.stats.lossy_dropped += 1;
                 }
                 // The server read it first (`server_recv`, same `dg`): the drop turns that
@@ -1404,6 +1419,21 @@ impl Model {
                 let text = fill("log-chat-end", &[server, clients]);
                 let id = self.mark(event, lane, MarkKind::Leave, &text);
                 self.log_line(seq, "chat_end", None, text, Some(id));
+            }
+            EventKind::SandboxOpen { server, session } | EventKind::SandboxClose { server, session } => {
+                let open = matches!(event.kind, EventKind::SandboxOpen { .. });
+                if *server == ServerName::Lossy {
+                    self.lossy_sandboxes.retain(|who| who != session);
+                    if open {
+                        self.lossy_sandboxes.push(session.clone());
+                    }
+                }
+                let (kind, key) = match open {
+                    true => ("sandbox_open", "log-sandbox-open"),
+                    false => ("sandbox_close", "log-sandbox-close"),
+                };
+                let text = fill(key, &[server]) + &self.whose(Some(session), Scope::Own);
+                self.log_line(seq, kind, None, text, None);
             }
             EventKind::ServerConfigured { server, setting, value, by, scope } => {
                 if *server == ServerName::Lossy && setting == "drop" && self.reaches_me(by.as_deref(), *scope)

@@ -618,8 +618,7 @@ impl Session {
                     // built again and written as JSON: away from the thread that runs the
                     // servers, which go on meanwhile.
                     let backlog = tokio::task::spawn_blocking(move || {
-                        let mut events = recorded.events();
-                        events.drain(..events.len().saturating_sub(BACKLOG));
+                        let events = recorded.latest_events(BACKLOG);
                         for event in &events {
                             event.frame();
                         }

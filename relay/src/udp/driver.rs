@@ -274,6 +274,19 @@ impl<H: DatagramHandler> Stations<H> {
         Some((self.get(session)?, made))
     }
 
+    /// Keeps the sandbox just made for `session`'s change and says so, if the change was
+    /// taken; a sandbox made for a change that was refused is not kept.
+    fn opened(&mut self, cx: &mut Cx, session: &str, made: bool, taken: bool) {
+        if !made {
+            return;
+        }
+        if !taken {
+            self.sandboxes.remove(session);
+        } else if let Some(server) = cx.server {
+            cx.emit(|| EventKind::SandboxOpen { server, session: session.to_owned() });
+        }
+    }
+
     /// Every station, the shared one first.
     fn all_mut(&mut self) -> impl Iterator<Item = &mut Station<H>> {
         self.retime = true;
@@ -334,10 +347,7 @@ impl Io<'_> {
                     (Scope::Own, Some(session)) => match stations.sandbox(session) {
                         Some((station, made)) => {
                             let outcome = station.handler.on_configure(cx, now, setting);
-                            // A sandbox made for a change that was refused is not kept.
-                            if outcome.is_err() && made {
-                                stations.sandboxes.remove(session);
-                            }
+                            stations.opened(cx, session, made, outcome.is_ok());
                             outcome
                         }
                         None => Err(SettingError::NotSupported { server, setting: setting.name() }),
@@ -375,9 +385,7 @@ impl Io<'_> {
                     (Scope::Own, Some(session)) => match stations.sandbox(session) {
                         Some((station, made)) => {
                             let outcome = change_link(station, dir, change);
-                            if outcome.is_err() && made {
-                                stations.sandboxes.remove(session);
-                            }
+                            stations.opened(cx, session, made, outcome.is_ok());
                             outcome
                         }
                         None => Err(LinkError::NoLink),
@@ -414,6 +422,10 @@ impl Io<'_> {
             Control::Reset { session, announce } => {
                 let Some(mut sandbox) = stations.sandboxes.remove(session.as_str()) else { return };
                 stations.retime = true;
+                if let Some(server) = server {
+                    let session = session.clone();
+                    cx.emit(|| EventKind::SandboxClose { server, session });
+                }
                 if let (true, Some(server)) = (announce, server) {
                     let by = Some(session);
                     let shared = stations.shared.handler.settings();

@@ -1386,3 +1386,62 @@ fn a_log_line_keeps_the_lane_label_it_was_written_with() {
     assert_eq!(texts[1], format!("echo → {outside}: \"hi\" (2 B)"), "{texts:#?}");
     assert_eq!(texts[3], "echo read \"again\" (5 B) from b@othe", "{texts:#?}");
 }
+
+#[test]
+fn a_projector_measures_the_loss_of_the_lossy_server_it_shows_not_a_lessons_own() {
+    let mut f = Feed::new();
+    let opened = |session: &str, local: &str| EventKind::ClientOpen {
+        session: session.into(),
+        socket: "l".into(),
+        member: None,
+        local: addr(local),
+        remote: addr(LOSSY),
+        server: Some(ServerName::Lossy),
+        connect: true,
+        recv_buffer: None,
+    };
+    let (lesson, plain) = ("b7c9e1f2", "c0ffee00");
+    let (at_lesson, at_plain) = ("127.0.0.1:40001", "127.0.0.1:40002");
+    f.at(1, opened(lesson, at_lesson));
+    f.at(1, opened(plain, at_plain));
+    f.open("l", SOCK, ServerName::Lossy, LOSSY);
+    let sandbox = |open: bool, session: &str| match open {
+        true => EventKind::SandboxOpen { server: ServerName::Lossy, session: session.into() },
+        false => EventKind::SandboxClose { server: ServerName::Lossy, session: session.into() },
+    };
+    f.at(2, sandbox(true, lesson));
+    // The lesson's lossy server drops everything; the shared one, which the others meet, nothing.
+    let mut dg = 0;
+    let mut round = |f: &mut Feed, from: &str, lost: bool| {
+        dg += 1;
+        f.at(3, server_recv(dg, ServerName::Lossy, LOSSY, from, "x"));
+        if lost {
+            f.at(3, dropped(dg, from, 1));
+        }
+    };
+    for _ in 0..3 {
+        round(&mut f, at_lesson, true);
+        round(&mut f, at_plain, false);
+        round(&mut f, SOCK, false);
+    }
+    assert_eq!(f.model.stats().measured_loss(), Some(0.0), "the lesson's drops are not the class's");
+    assert_eq!(f.model.stats().dropped, 3, "though every drop is counted as one");
+    // Once the lesson is over, its sockets meet the shared server, and count.
+    f.at(4, sandbox(false, lesson));
+    round(&mut f, at_lesson, false);
+    assert_eq!((f.model.stats().lossy_seen, f.model.stats().lossy_dropped), (7, 0));
+    // A projector running a lesson of its own shows its own lossy server: only its sockets count.
+    f.at(5, sandbox(true, "me"));
+    round(&mut f, at_plain, false);
+    round(&mut f, SOCK, true);
+    assert_eq!((f.model.stats().lossy_seen, f.model.stats().lossy_dropped), (8, 1));
+    let texts: Vec<String> = f.log().into_iter().map(|l| l.text).filter(|t| t.contains("server")).collect();
+    assert_eq!(
+        texts,
+        [
+            "lossy: a lossy server of their own (session b7c9's sockets only)",
+            "lossy: the shared lossy server again (session b7c9's sockets only)",
+            "lossy: a lossy server of their own (this page's sockets only)",
+        ]
+    );
+}
