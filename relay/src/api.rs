@@ -13,21 +13,25 @@
 //! unknown server or direction. Any web page the user visits can send requests to localhost,
 //! so a request that changes something must be `application/json` (otherwise 415), which a
 //! page cannot send cross-site without the browser asking first, and must carry no foreign
-//! `Origin` (otherwise 403), the WebSocket's rule. `docs/api.md` has curl examples.
+//! `Origin` (otherwise 403), the WebSocket's rule. A change from another machine than the
+//! relay's is refused too (403) unless `--shared-changes anyone`. `docs/api.md` has curl
+//! examples.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use protocol::{Dir, LinkFault, LinkPatch, LinkSettings, Links, ServerName};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::bridge::{self, AppState};
+use crate::serve::AddressSlot;
 use crate::udp::LinkChange;
 
 /// The API's routes.
@@ -155,12 +159,14 @@ async fn list(State(state): State<AppState>) -> Json<BTreeMap<ServerName, Links>
 /// `PUT /api/links/{server}/{dir}`.
 async fn set(
     State(state): State<AppState>,
+    slot: Option<Extension<Arc<AddressSlot>>>,
     Path((server, dir)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<LinkSettings>, ApiError> {
     let (server, dir) = target(&server, &dir)?;
     let patch: LinkPatch = json_body(&state, &headers, &body)?;
+    allowed(&state, slot.as_deref())?;
     if patch == LinkPatch::default() {
         return Err(bad("name a setting to change: loss, duplicate, reorder, delay_ms, jitter_ms or mtu"));
     }
@@ -176,14 +182,30 @@ struct FaultAimed {
 /// `POST /api/links/{server}/{dir}/faults`.
 async fn fault(
     State(state): State<AppState>,
+    slot: Option<Extension<Arc<AddressSlot>>>,
     Path((server, dir)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<FaultAimed>, ApiError> {
     let (server, dir) = target(&server, &dir)?;
     let fault: LinkFault = json_body(&state, &headers, &body)?;
+    allowed(&state, slot.as_deref())?;
     let link = change(&state, server, dir, LinkChange::Fault(fault)).await?;
     Ok(Json(FaultAimed { fault, link }))
+}
+
+/// Refuses a change of what everyone meets from another machine than the relay's, unless
+/// `--shared-changes anyone`: there is no sandbox for a script to change instead.
+fn allowed(state: &AppState, slot: Option<&Arc<AddressSlot>>) -> Result<(), ApiError> {
+    if state.config.shared_changes.allow(slot.map(|slot| slot.ip())) {
+        return Ok(());
+    }
+    Err(ApiError(
+        StatusCode::FORBIDDEN,
+        "only this machine changes the links the whole class meets: a page from elsewhere changes \
+         them for its own sockets (start the relay with --shared-changes anyone to let everyone)"
+            .into(),
+    ))
 }
 
 async fn change(

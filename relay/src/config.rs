@@ -40,6 +40,27 @@ pub struct Config {
     /// Host names the page may be reached by, besides the bind address and `localhost`
     /// (`--public-host`). Any other `Host` header is refused, against DNS rebinding.
     pub public_hosts: Vec<String>,
+    /// Who may change the servers and links everyone meets (`--shared-changes`).
+    pub shared_changes: SharedChanges,
+}
+
+/// Who may change the servers and links a whole class meets (`--shared-changes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SharedChanges {
+    /// Pages and HTTP clients on this machine: the teacher's. Another machine's page changes
+    /// them for its own sockets instead (`"scope":"own"`); its HTTP changes are refused.
+    #[default]
+    Local,
+    /// Anyone who reaches the relay.
+    Anyone,
+}
+
+impl SharedChanges {
+    /// Whether a client at `ip` may change what everyone meets. `None`, a client whose address
+    /// is not known (not served by [`crate::serve::serve`]), may.
+    pub fn allow(self, ip: Option<std::net::IpAddr>) -> bool {
+        self == Self::Anyone || ip.is_none_or(crate::interfaces::is_this_machine)
+    }
 }
 
 /// Limits on browser sessions. Each is a flag of the same name, and each is listed in the
@@ -145,6 +166,7 @@ impl Default for Config {
             history: crate::history::HistoryLimits::default(),
             capture: None,
             public_hosts: Vec::new(),
+            shared_changes: SharedChanges::default(),
         }
     }
 }
@@ -245,6 +267,16 @@ pub fn parse_link(s: &str) -> Result<(ServerName, Dir, LinkPatch), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_this_machine_changes_what_everyone_meets_unless_anyone_may() {
+        let ip = |s: &str| Some(s.parse::<IpAddr>().expect("ip"));
+        let local = SharedChanges::default();
+        assert_eq!(local, SharedChanges::Local);
+        assert!(local.allow(ip("127.0.0.1")) && local.allow(ip("::1")) && local.allow(None));
+        assert!(!local.allow(ip("192.0.2.7")), "a student's laptop");
+        assert!(SharedChanges::Anyone.allow(ip("192.0.2.7")));
+    }
 
     #[test]
     fn durations_take_human_forms() {

@@ -39,6 +39,16 @@ pub fn is_local(ip: IpAddr) -> bool {
     ip.is_loopback() || addresses().iter().any(|(_, own)| *own == ip)
 }
 
+/// Whether a client at `ip` is on this machine as a browser or script there reaches it: at
+/// 127.0.0.1, ::1 or one of the machine's addresses. (The rest of 127.0.0.0/8 is this machine
+/// too, but nothing there is a browser; tests stand in for a student's laptop from there.)
+pub fn is_this_machine(ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    ip == IpAddr::from([127, 0, 0, 1])
+        || ip == IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+        || addresses().iter().any(|(_, own)| *own == ip)
+}
+
 #[cfg(unix)]
 fn os_addresses() -> Vec<(String, IpAddr)> {
     let Ok(all) = nix::ifaddrs::getifaddrs() else { return Vec::new() };
@@ -70,6 +80,12 @@ mod tests {
         assert!(is_local("127.0.0.1".parse().expect("ip")));
         assert!(is_local("::1".parse().expect("ip")));
         assert!(!is_local("192.0.2.1".parse().expect("ip")), "TEST-NET-1 is no one's address");
+        for ip in ["127.0.0.1", "::1", "::ffff:127.0.0.1"] {
+            assert!(is_this_machine(ip.parse().expect("ip")), "{ip}");
+        }
+        for ip in ["127.0.0.2", "192.0.2.1"] {
+            assert!(!is_this_machine(ip.parse().expect("ip")), "{ip}");
+        }
         let found = addresses();
         if let Some(first_loopback) = found.iter().position(|(_, ip)| ip.is_loopback()) {
             assert!(found[first_loopback..].iter().all(|(_, ip)| ip.is_loopback()), "{found:?}");

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use protocol::ServerName;
-use relay::config::{Config, Ports, SessionLimits, parse_duration, parse_probability};
+use relay::config::{Config, Ports, SessionLimits, SharedChanges, parse_duration, parse_probability};
 use relay::udp::chat::ChatSettings;
 use relay::udp::lossy::LossySettings;
 
@@ -87,6 +87,12 @@ struct Cli {
     /// address when started with --bind 0.0.0.0. Repeat for more.
     #[arg(long, value_name = "NAME")]
     public_host: Vec<String>,
+
+    /// Who may change the servers and links the whole class meets: local (pages and scripts on
+    /// this machine, the teacher's) or anyone. With local, a student's page changes them for
+    /// its own sockets only, and another machine's HTTP changes are refused.
+    #[arg(long, value_enum, value_name = "WHO", default_value_t = SharedChanges::Local)]
+    shared_changes: SharedChanges,
 
     /// Most browser tabs connected at once (up to 100,000).
     #[arg(long, value_name = "N", default_value_t = SessionLimits::default().sessions,
@@ -257,6 +263,7 @@ impl Cli {
             history: relay::history::HistoryLimits { events: self.history, ..Default::default() },
             capture: self.capture,
             public_hosts: self.public_host,
+            shared_changes: self.shared_changes,
         })
     }
 }
@@ -368,6 +375,10 @@ async fn start(cli: Cli) -> anyhow::Result<()> {
             println!("    http://{host}:{port}/");
         }
         println!("  On the projector, open the page with ?view=all to show everyone's traffic.");
+        if config.shared_changes == SharedChanges::Local {
+            println!("  A student's page changes the servers and links for its own sockets only; pages");
+            println!("  on this machine change them for everyone (--shared-changes anyone lets all pages).");
+        }
     }
     tracing::info!(%url, seed = handle.seed, "relay started");
 

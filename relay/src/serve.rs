@@ -61,6 +61,13 @@ pub struct AddressSlot {
     counts: Arc<Counts>,
 }
 
+impl AddressSlot {
+    /// The client's address.
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
+}
+
 impl Drop for AddressSlot {
     fn drop(&mut self) {
         if let Ok(mut counts) = self.counts.0.lock()

@@ -277,7 +277,7 @@ async fn a_port_in_use_error_gives_the_os_reason_once() {
 
 #[tokio::test]
 async fn bad_values_fail_with_a_clear_error_and_no_panic() {
-    let cases: [(&str, &str); 14] = [
+    let cases: [(&str, &str); 15] = [
         ("--lossy-drop", "1.5"),
         ("--lossy-drop", "half"),
         ("--chat-timeout", "soon"),
@@ -293,6 +293,7 @@ async fn bad_values_fail_with_a_clear_error_and_no_panic() {
         ("--threads", "0"),
         ("--threads", "many"),
         ("--history", "2000000"),
+        ("--shared-changes", "students"),
     ];
     for (flag, value) in cases {
         let mut args = FREE_PORTS.to_vec();
@@ -348,6 +349,7 @@ async fn help_explains_every_flag() {
         "--lossy-delay",
         "--lossy-jitter",
         "--threads",
+        "--shared-changes",
     ] {
         assert!(help.contains(flag), "--help does not mention {flag}:\n{help}");
     }

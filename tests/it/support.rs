@@ -162,10 +162,30 @@ pub async fn http_request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> HttpResponse {
+    let stream =
+        within("connecting to the HTTP server", tokio::net::TcpStream::connect(addr)).await.expect("connect");
+    http_request_on(stream, addr, method, path, headers, body).await
+}
+
+/// A TCP connection to `addr` from `ip`: another loopback address than 127.0.0.1 stands in
+/// for another machine, a student's.
+pub async fn tcp_from(ip: std::net::IpAddr, addr: SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+    socket.bind(SocketAddr::new(ip, 0)).expect("bind the client's address");
+    within("connecting to the HTTP server", socket.connect(addr)).await.expect("connect")
+}
+
+/// [`http_request`] on a connection already made.
+pub async fn http_request_on(
+    mut stream: tokio::net::TcpStream,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpResponse {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let mut stream =
-        within("connecting to the HTTP server", tokio::net::TcpStream::connect(addr)).await.expect("connect");
     // The relay's own Host, unless the caller names one (or several).
     let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
     if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {

@@ -6,9 +6,11 @@ use std::time::Duration;
 use protocol::ServerName;
 use serde_json::{Value, json};
 
-use crate::support::{TestRelay, http_get, http_request, recv, udp_client, within};
+use crate::support::{
+    TestRelay, http_get, http_request, http_request_on, recv, tcp_from, udp_client, within,
+};
 use crate::tutorial::{assert_succeeded, host_port, python};
-use crate::ws::{Ws, connect};
+use crate::ws::{Ws, connect, connect_from};
 
 async fn open(ws: &mut Ws, socket: &str, server: &str) -> Value {
     ws.send(json!({"op":"open","socket":socket,"server":server})).await;
@@ -563,5 +565,66 @@ async fn a_session_that_leaves_takes_its_sandboxes_with_it() {
     let metrics = http_get(relay.http(), "/metrics").await.text();
     assert!(metrics.contains("udp_playground_sandboxes{server=\"lossy\"} 0\n"), "{metrics}");
     projector.close().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_students_change_for_everyone_is_made_for_its_own_sockets_only() {
+    let relay = TestRelay::start_with(|c| c.lossy.drop = 0.0).await;
+    // 127.0.0.2 stands in for a student's laptop; 127.0.0.1 is the teacher's, the relay's own.
+    let laptop: std::net::IpAddr = [127, 0, 0, 2].into();
+    let mut student = connect_from(laptop, relay.http()).await;
+    let mut teacher = connect(relay.http()).await;
+    let by_student = student.hello["session"].clone();
+    open(&mut student, "l", "lossy").await;
+    open(&mut teacher, "l", "lossy").await;
+
+    // The student drags the lossy panel's slider and a link's loss, changes for everyone as
+    // the page sends them: they are made for its own sockets, and the events say so.
+    student.send(json!({"op":"configure","server":"lossy","drop":1.0})).await;
+    let set = student.event("server_configured", None).await;
+    assert_eq!((set["scope"].clone(), set["by"].clone()), (json!("own"), by_student.clone()), "{set}");
+    let set = link(&mut student, json!({"server":"echo","dir":"in","loss":1.0,"scope":"all"})).await;
+    assert_eq!(set["scope"], "own", "{set}");
+    assert!(!lossy_answers(&mut student, "l").await, "the student meets what it set");
+    assert!(lossy_answers(&mut teacher, "l").await, "the class's lossy server is untouched");
+    let shared = json_of(&http_get(relay.http(), "/api/links").await.body);
+    assert_eq!(shared["echo"]["in"]["loss"], 0.0, "{shared}");
+
+    // Over HTTP there is no sandbox to change instead: refused, and told why.
+    let json = [("Content-Type", "application/json")];
+    let tcp = tcp_from(laptop, relay.http()).await;
+    let put = http_request_on(tcp, relay.http(), "PUT", "/api/links/echo/in", &json, r#"{"loss":1.0}"#).await;
+    assert_eq!(put.status, 403, "{}", put.text());
+    assert!(put.text().contains("--shared-changes anyone"), "{}", put.text());
+    let tcp = tcp_from(laptop, relay.http()).await;
+    let path = "/api/links/echo/out/faults";
+    let fault = http_request_on(tcp, relay.http(), "POST", path, &json, r#"{"drop_next":1}"#).await;
+    assert_eq!(fault.status, 403, "{}", fault.text());
+
+    // The teacher's change is the class's, the student's sockets' too once its sandbox goes.
+    teacher.send(json!({"op":"configure","server":"lossy","drop":1.0})).await;
+    let set = teacher.event("server_configured", None).await;
+    assert!(set.get("scope").is_none(), "{set}");
+    teacher.send(json!({"op":"configure","server":"lossy","drop":0.0})).await;
+    teacher.event("server_configured", None).await;
+    student.send(json!({"op":"reset"})).await;
+    student.event("sandbox_close", None).await;
+    assert!(lossy_answers(&mut student, "l").await, "the class's again");
+    for ws in [student, teacher] {
+        ws.close().await;
+    }
+    relay.shutdown().await;
+
+    // An operator may let everyone change what everyone meets.
+    let relay = TestRelay::start_with(|c| c.shared_changes = relay::config::SharedChanges::Anyone).await;
+    let mut student = connect_from(laptop, relay.http()).await;
+    student.send(json!({"op":"configure","server":"lossy","drop":0.5})).await;
+    let set = student.event("server_configured", None).await;
+    assert!(set.get("scope").is_none(), "{set}");
+    let tcp = tcp_from(laptop, relay.http()).await;
+    let put = http_request_on(tcp, relay.http(), "PUT", "/api/links/echo/in", &json, r#"{"loss":0.5}"#).await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    student.close().await;
     relay.shutdown().await;
 }

@@ -40,6 +40,18 @@ pub async fn try_connect(http: SocketAddr, headers: &[(&str, &str)]) -> Result<W
     }
 }
 
+/// Connects from `ip`, as a script would, and reads `hello`: another loopback address than
+/// 127.0.0.1 stands in for another machine, a student's.
+pub async fn connect_from(ip: std::net::IpAddr, http: SocketAddr) -> Ws {
+    let tcp = crate::support::tcp_from(ip, http).await;
+    let request = format!("ws://{http}/ws").into_client_request().expect("valid ws url");
+    let upgrade = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(tcp));
+    let (stream, _) = within("WebSocket connect", upgrade).await.expect("upgrade accepted");
+    let mut ws = Ws { stream, hello: Value::Null };
+    ws.hello = ws.next().await;
+    ws
+}
+
 /// Connects as a script would (no `Origin`) and reads `hello`.
 pub async fn connect(http: SocketAddr) -> Ws {
     try_connect(http, &[]).await.expect("upgrade accepted")

@@ -153,8 +153,9 @@ pub async fn ws(
             let tasks = state.tasks.clone();
             tasks.track_future(async move {
                 // The session holds its connection's place in its address's count.
+                let ip = slot.as_ref().map(|slot| slot.ip());
                 let _slot = slot;
-                session::run(socket, state).await;
+                session::run(socket, state, ip).await;
             })
         },
     )

@@ -88,6 +88,9 @@ struct OpenSocket {
 
 struct Session {
     id: String,
+    /// Whether its changes for everyone are made for everyone (`--shared-changes`), or for
+    /// its own sockets instead: a page on another machine than the relay's, a student's.
+    shares: bool,
     state: AppState,
     /// This session's own events: its sockets' and the server events they cause.
     feed: Feed,
@@ -159,7 +162,7 @@ fn ms(d: Duration) -> u64 {
 }
 
 /// Runs one session until the browser leaves or the relay shuts down.
-pub async fn run(socket: WebSocket, state: AppState) {
+pub async fn run(socket: WebSocket, state: AppState, ip: Option<std::net::IpAddr>) {
     let (mut sink, stream) = socket.split();
     let Ok(_permit) = state.sessions.clone().try_acquire_owned() else {
         let refusal = refuse(
@@ -201,6 +204,7 @@ pub async fn run(socket: WebSocket, state: AppState) {
     let budget = Arc::new(Mutex::new(Budget::new(l.sends_per_sec, l.bytes_per_sec, Instant::now())));
     let mut session = Session {
         id,
+        shares: state.config.shared_changes.allow(ip),
         state,
         feed,
         all: None,
@@ -574,6 +578,7 @@ impl Session {
                 self.crowd(socket, server, target.as_deref(), clients, every, payload, heartbeat).await
             }
             Command::Link { server, dir, loss, duplicate, reorder, delay_ms, jitter_ms, mtu, scope } => {
+                let scope = self.scope(scope);
                 let patch = LinkPatch { loss, duplicate, reorder, delay_ms, jitter_ms, mtu };
                 if patch == LinkPatch::default() {
                     return Err(refuse(ErrorCode::BadCommand, "link needs a setting to change"));
@@ -582,7 +587,7 @@ impl Session {
             }
             Command::Fault { server, dir, drop_next, duplicate_next, hold_next_ms, scope } => {
                 let fault = LinkFault { drop_next, duplicate_next, hold_next_ms };
-                self.link(server, dir, LinkChange::Fault(fault), scope).await
+                self.link(server, dir, LinkChange::Fault(fault), self.scope(scope)).await
             }
             Command::Reset {} => {
                 self.reset(true).await;
@@ -634,6 +639,7 @@ impl Session {
                 Ok(())
             }
             Command::Configure { server, drop, delay_ms, jitter_ms, timeout_ms, scope } => {
+                let scope = self.scope(scope);
                 let settings = [
                     drop.map(Setting::Drop),
                     delay_ms.map(|ms| Setting::Delay(Duration::from_millis(ms))),
@@ -663,6 +669,12 @@ impl Session {
                 Ok(())
             }
         }
+    }
+
+    /// The scope a change asked for `asked` is made with: a session that may not change what
+    /// everyone meets changes it for its own sockets, and the events say so.
+    fn scope(&self, asked: Scope) -> Scope {
+        if self.shares { asked } else { Scope::Own }
     }
 
     fn count_lagged(&self, missed: u64) {
