@@ -894,12 +894,12 @@ async fn two_students_run_two_lessons_on_the_same_server_at_once() {
         "{opened:#?}"
     );
     projector.wait_for_text("#stats dd[data-stat=loss]", "– / 0%", WAIT).await;
+    projector.screenshot("class-two-lessons-projector").await;
     let outside = udp_client().await;
     within("send", outside.send_to(b"class", relay.addr(ServerName::Lossy))).await.expect("send");
     let answer = String::from_utf8(recv(&outside).await.0).expect("text");
     assert_eq!(answer, "Your data was 5 bytes long", "the class's lossy server answers");
     projector.wait_for_text("#stats dd[data-stat=loss]", "0% / 0%", WAIT).await;
-    projector.screenshot("class-two-lessons-projector").await;
     for page in [a, b, projector] {
         page.close().await;
     }
