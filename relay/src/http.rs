@@ -4,14 +4,16 @@
 //! the UI from any working directory.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::bridge::{self, AppState};
-use axum::Json;
+use crate::serve::AddressSlot;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Json};
 use protocol::{ServerName, ServerSettings};
 use serde::Serialize;
 
@@ -35,7 +37,7 @@ pub fn site_files() -> Vec<(String, Vec<u8>)> {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(|| asset_response("index.html")))
+        .route("/", get(page))
         .route("/healthz", get(healthz))
         // An exported site (`relay export-site`) has a demo.json saying it replays recordings;
         // the live page asks, and the relay says it is live.
@@ -96,20 +98,35 @@ async fn servers(State(state): State<AppState>) -> Json<ServerList> {
     Json(ServerList { http: state.relay.http, servers })
 }
 
+/// `GET /`: the page. A page on another machine than the relay's, a student's, changes the
+/// class's servers and links for its own sockets only (`--shared-changes local`): it is served
+/// with `<html data-changes="own">`, and says so next to its controls.
+async fn page(State(state): State<AppState>, slot: Option<Extension<Arc<AddressSlot>>>) -> Response {
+    if state.config.shared_changes.allow(slot.map(|slot| slot.ip())) {
+        return asset_response("index.html").await;
+    }
+    match Site::get("index.html") {
+        Some(file) => {
+            let html =
+                String::from_utf8_lossy(&file.data).replacen("<html", r#"<html data-changes="own""#, 1);
+            page_headers(file.metadata.mimetype(), html)
+        }
+        None => (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    }
+}
+
+fn page_headers(mimetype: &str, body: impl IntoResponse) -> Response {
+    ([(header::CONTENT_TYPE, mimetype.to_owned()), (header::CACHE_CONTROL, "no-cache".to_owned())], body)
+        .into_response()
+}
+
 async fn asset_response_owned(path: String) -> Response {
     asset_response(&path).await
 }
 
 async fn asset_response(path: &str) -> Response {
     match Site::get(path) {
-        Some(file) => (
-            [
-                (header::CONTENT_TYPE, file.metadata.mimetype().to_owned()),
-                (header::CACHE_CONTROL, "no-cache".to_owned()),
-            ],
-            file.data,
-        )
-            .into_response(),
+        Some(file) => page_headers(file.metadata.mimetype(), file.data),
         None => (StatusCode::NOT_FOUND, "not found\n").into_response(),
     }
 }

@@ -239,3 +239,31 @@ fn dechunk(mut rest: &[u8]) -> Vec<u8> {
         rest = &rest[start + size + 2..];
     }
 }
+
+/// A TCP forwarder standing in for the network between a student's laptop and the relay: it
+/// listens at `listen` and makes each connection it takes to `to` from `from`, so the relay
+/// sees the student's address. A browser opens the page at `listen`. Stops when dropped.
+pub struct Forwarder {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Forwarder {
+    pub async fn start(listen: SocketAddr, from: std::net::IpAddr, to: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind(listen).await.expect("bind the forwarder");
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut outbound = tcp_from(from, to).await;
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+            }
+        });
+        Self { task }
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -17,7 +17,7 @@ use protocol::ServerName;
 use serde_json::json;
 
 use crate::browser::{Browser, CONNECTED};
-use crate::support::{TestRelay, http_get, http_request, recv, udp_client, within};
+use crate::support::{Forwarder, TestRelay, http_get, http_request, recv, udp_client, within};
 
 /// One step of the page reacting to traffic: generous, the browser shares two cores.
 const WAIT: Duration = Duration::from_secs(20);
@@ -903,5 +903,50 @@ async fn two_students_run_two_lessons_on_the_same_server_at_once() {
     for page in [a, b, projector] {
         page.close().await;
     }
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_students_page_changes_the_class_servers_for_its_own_sockets_only() {
+    let relay = TestRelay::start_with(|c| c.lossy.drop = 0.0).await;
+    // The student's laptop: its browser opens the page at 127.0.0.3, and the relay sees its
+    // connections come from 127.0.0.2, another machine than its own.
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 3], relay.http().port()));
+    let _network = Forwarder::start(listen, [127, 0, 0, 2].into(), relay.http()).await;
+    let page = |at: std::net::SocketAddr| async move {
+        let browser = Browser::launch().await;
+        browser.set_viewport(1400, 900).await;
+        browser.goto(&format!("http://{at}/")).await;
+        browser.wait_for(CONNECTED, Browser::LOAD).await;
+        browser
+    };
+    let (student, teacher) = tokio::join!(page(listen), page(relay.http()));
+    let says_own = "return getComputedStyle(document.querySelector('#link-panel .own-changes')).display;";
+    assert_ne!(student.eval(says_own, vec![]).await, json!("none"), "the student's page says so");
+    assert_eq!(teacher.eval(says_own, vec![]).await, json!("none"), "the teacher's page changes the class's");
+
+    // The student sets the lossy server to drop everything, from its panel.
+    student.fill("#lossy-drop", "1").await;
+    student.click("#lossy-apply").await;
+    student.wait_for_text("#stats dd[data-stat=loss]", "/ 100%", WAIT).await;
+    let set = lines(&student, "#log li[data-kind=server_configured]").await;
+    assert!(set.iter().any(|(_, t)| t.contains("drop set to 1 (this page's sockets only)")), "{set:#?}");
+    let list = http_get(relay.http(), "/api/servers").await;
+    let list: serde_json::Value = serde_json::from_slice(&list.body).expect("JSON");
+    let lossy = list["servers"].as_array().and_then(|s| s.iter().find(|s| s["name"] == "lossy")).cloned();
+    assert_eq!(lossy.map(|l| l["settings"]["drop"].clone()), Some(json!(0.0)), "the class's: {list}");
+    // The teacher's page sees whose change it was, and for whom.
+    teacher.click("#projector-btn").await;
+    let whose =
+        |(_, t): &(String, String)| t.contains("drop set to 1 (session ") && t.ends_with("'s sockets only)");
+    within("the teacher's log naming the student's change", async {
+        while !lines(&teacher, "#log li[data-kind=server_configured]").await.iter().any(whose) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    student.screenshot("ui-student-own-changes").await;
+    student.close().await;
+    teacher.close().await;
     relay.shutdown().await;
 }

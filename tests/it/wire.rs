@@ -591,6 +591,12 @@ async fn a_students_change_for_everyone_is_made_for_its_own_sockets_only() {
     let shared = json_of(&http_get(relay.http(), "/api/links").await.body);
     assert_eq!(shared["echo"]["in"]["loss"], 0.0, "{shared}");
 
+    // The student's page is told so as it is served, the teacher's is not.
+    let tcp = tcp_from(laptop, relay.http()).await;
+    let served = http_request_on(tcp, relay.http(), "GET", "/", &[], "").await.text();
+    assert!(served.contains(r#"<html data-changes="own""#), "{served}");
+    assert!(!http_get(relay.http(), "/").await.text().contains("data-changes"));
+
     // Over HTTP there is no sandbox to change instead: refused, and told why.
     let json = [("Content-Type", "application/json")];
     let tcp = tcp_from(laptop, relay.http()).await;
@@ -625,6 +631,8 @@ async fn a_students_change_for_everyone_is_made_for_its_own_sockets_only() {
     let tcp = tcp_from(laptop, relay.http()).await;
     let put = http_request_on(tcp, relay.http(), "PUT", "/api/links/echo/in", &json, r#"{"loss":0.5}"#).await;
     assert_eq!(put.status, 200, "{}", put.text());
+    let tcp = tcp_from(laptop, relay.http()).await;
+    assert!(!http_request_on(tcp, relay.http(), "GET", "/", &[], "").await.text().contains("data-changes"));
     student.close().await;
     relay.shutdown().await;
 }
