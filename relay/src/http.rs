@@ -109,13 +109,15 @@ async fn page(State(state): State<AppState>, slot: Option<Extension<Arc<AddressS
         Some(file) => {
             let html =
                 String::from_utf8_lossy(&file.data).replacen("<html", r#"<html data-changes="own""#, 1);
-            page_headers(file.metadata.mimetype(), html)
+            site_response(file.metadata.mimetype(), html)
         }
         None => (StatusCode::NOT_FOUND, "not found\n").into_response(),
     }
 }
 
-fn page_headers(mimetype: &str, body: impl IntoResponse) -> Response {
+/// A file of the site, as every one is served: never used from cache without asking, so a
+/// rebuilt relay's page is the one a reload shows.
+fn site_response(mimetype: &str, body: impl IntoResponse) -> Response {
     ([(header::CONTENT_TYPE, mimetype.to_owned()), (header::CACHE_CONTROL, "no-cache".to_owned())], body)
         .into_response()
 }
@@ -126,7 +128,7 @@ async fn asset_response_owned(path: String) -> Response {
 
 async fn asset_response(path: &str) -> Response {
     match Site::get(path) {
-        Some(file) => page_headers(file.metadata.mimetype(), file.data),
+        Some(file) => site_response(file.metadata.mimetype(), file.data),
         None => (StatusCode::NOT_FOUND, "not found\n").into_response(),
     }
 }
