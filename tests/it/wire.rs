@@ -24,6 +24,24 @@ async fn link(ws: &mut Ws, command: Value) -> Value {
     ws.event("link_configured", None).await
 }
 
+/// A session watching every event of the relay, as a projector does.
+async fn projector(http: std::net::SocketAddr) -> Ws {
+    let mut ws = connect(http).await;
+    ws.send(json!({"op":"subscribe","scope":"all"})).await;
+    ws
+}
+
+/// The line of `/metrics` counting `server`'s sandboxes, without its name: `"1"`.
+async fn sandboxes(relay: &TestRelay, server: &str) -> String {
+    let metrics = http_get(relay.http(), "/metrics").await.text();
+    let name = format!("udp_playground_sandboxes{{server=\"{server}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&name))
+        .unwrap_or_else(|| panic!("no {name}in {metrics}"))
+        .to_owned()
+}
+
 /// Collects events until one satisfies `last`, or until `quiet` passes with nothing new.
 async fn events_for(ws: &mut Ws, quiet: Duration) -> Vec<Value> {
     let mut seen = Vec::new();
@@ -385,8 +403,7 @@ async fn a_change_for_a_sessions_own_sockets_reaches_no_one_else_until_reset() {
     let relay = TestRelay::start_with(|c| c.lossy.drop = 0.0).await;
     let mut a = connect(relay.http()).await;
     let mut b = connect(relay.http()).await;
-    let mut projector = connect(relay.http()).await;
-    projector.send(json!({"op":"subscribe","scope":"all"})).await;
+    let mut projector = projector(relay.http()).await;
     for ws in [&mut a, &mut b] {
         open(ws, "e", "echo").await;
         open(ws, "l", "lossy").await;
@@ -424,10 +441,8 @@ async fn a_change_for_a_sessions_own_sockets_reaches_no_one_else_until_reset() {
         !kinds(&b_heard).iter().any(|k| k.ends_with("_configured") || k.starts_with("sandbox_")),
         "{b_heard:?}"
     );
-    let metrics = http_get(relay.http(), "/metrics").await.text();
     for server in ["echo", "lossy"] {
-        let gauge = format!("udp_playground_sandboxes{{server=\"{server}\"}} 1");
-        assert!(metrics.contains(&gauge), "{metrics}");
+        assert_eq!(sandboxes(&relay, server).await, "1", "{server}");
     }
     assert_eq!(echo_order(&mut a, "e").await, [json!("2"), json!("1")], "a's datagrams meet a's link");
     assert!(!lossy_answers(&mut a, "l").await, "a's lossy server drops everything");
@@ -528,8 +543,7 @@ async fn a_sessions_own_chat_is_a_room_of_its_own_that_closes_with_a_reset() {
 async fn a_refused_change_for_a_sessions_own_sockets_leaves_no_sandbox_behind() {
     let relay = TestRelay::start().await;
     let mut a = connect(relay.http()).await;
-    let mut projector = connect(relay.http()).await;
-    projector.send(json!({"op":"subscribe","scope":"all"})).await;
+    let mut projector = projector(relay.http()).await;
     open(&mut a, "e", "echo").await;
     a.send(json!({"op":"link","server":"echo","dir":"in","loss":2.0,"scope":"own"})).await;
     assert!(a.error("bad_command").await["message"].as_str().unwrap_or_default().contains("loss"));
@@ -537,8 +551,7 @@ async fn a_refused_change_for_a_sessions_own_sockets_leaves_no_sandbox_behind() 
     a.error("bad_command").await;
     let heard = events_for(&mut projector, Duration::from_millis(300)).await;
     assert!(!kinds(&heard).iter().any(|k| k.starts_with("sandbox_")), "{heard:?}");
-    let metrics = http_get(relay.http(), "/metrics").await.text();
-    assert!(metrics.contains("udp_playground_sandboxes{server=\"echo\"} 0\n"), "{metrics}");
+    assert_eq!(sandboxes(&relay, "echo").await, "0");
     // The class's link changes, and a's sockets meet it: no stale copy stands in their way.
     let json = [("Content-Type", "application/json")];
     let put = http_request(relay.http(), "PUT", "/api/links/echo/in", &json, r#"{"reorder":1.0}"#).await;
@@ -553,8 +566,7 @@ async fn a_refused_change_for_a_sessions_own_sockets_leaves_no_sandbox_behind() 
 async fn a_session_that_leaves_takes_its_sandboxes_with_it() {
     let relay = TestRelay::start().await;
     let mut a = connect(relay.http()).await;
-    let mut projector = connect(relay.http()).await;
-    projector.send(json!({"op":"subscribe","scope":"all"})).await;
+    let mut projector = projector(relay.http()).await;
     let by_a = a.hello["session"].clone();
     a.send(json!({"op":"configure","server":"lossy","drop":1.0,"scope":"own"})).await;
     let opened = projector.event("sandbox_open", None).await;
@@ -562,8 +574,7 @@ async fn a_session_that_leaves_takes_its_sandboxes_with_it() {
     a.close().await;
     let closed = projector.event("sandbox_close", None).await;
     assert_eq!((closed["server"].clone(), closed["session"].clone()), (json!("lossy"), by_a));
-    let metrics = http_get(relay.http(), "/metrics").await.text();
-    assert!(metrics.contains("udp_playground_sandboxes{server=\"lossy\"} 0\n"), "{metrics}");
+    assert_eq!(sandboxes(&relay, "lossy").await, "0");
     projector.close().await;
     relay.shutdown().await;
 }
