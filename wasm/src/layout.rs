@@ -218,7 +218,7 @@ pub fn note_places(
 /// A moment on the time axis that takes a row: `seq`'s event at `t_us`, or where an arrow
 /// ends, waits or is released. One that `shares` stands on the row of the point below it (the
 /// next newer) instead of a row of its own, as a retry's mark does on its attempt's send.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Point {
     pub seq: u64,
     pub t_us: u64,
