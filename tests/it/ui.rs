@@ -32,12 +32,18 @@ async fn send(browser: &Browser, text: &str) {
     browser.click("#send-btn").await;
 }
 
-/// Sets the lossy server's drop rate and delay with its form, and waits for the change.
+/// Sets the lossy server's drop rate and delay with its form, and waits for the change. The
+/// page sends only what differs from the relay's settings, the test relay's 0 and 0, and the
+/// relay announces each: the helper waits for those.
 async fn configure_lossy(browser: &Browser, drop: &str, delay_ms: &str) {
     browser.fill("#lossy-drop", drop).await;
     browser.fill("#lossy-delay", delay_ms).await;
     browser.click("#lossy-apply").await;
-    browser.wait_for_text("#log", &format!("delay_ms set to {delay_ms}"), WAIT).await;
+    for (setting, value) in [("drop", drop), ("delay_ms", delay_ms)] {
+        if value != "0" {
+            browser.wait_for_text("#log", &format!("{setting} set to {value}"), WAIT).await;
+        }
+    }
 }
 
 /// A command the relay refuses is told in the page's language, followed by the relay's own
@@ -108,6 +114,9 @@ async fn total_loss_shows_retries_with_growing_waits_then_the_give_up() {
     let browser = page(&relay, "").await;
 
     configure_lossy(&browser, "1", "0").await;
+    // Apply again with nothing changed: nothing is sent. (Commands take effect in order, so
+    // a second change would be logged before the socket opens.)
+    browser.click("#lossy-apply").await;
     open_socket(&browser, "l", "lossy").await;
     browser.click("#retry-on").await;
     send(&browser, "anyone there?").await;
@@ -124,6 +133,9 @@ async fn total_loss_shows_retries_with_growing_waits_then_the_give_up() {
     assert_eq!(waits, [true; 4], "each retry waited twice as long: {retries:#?}");
     let drops = browser.find_all("#log li[data-kind=server_drop]").await.len();
     assert_eq!(drops, 5, "every attempt was dropped");
+    let set = log_texts(&browser, "#log li[data-kind=server_configured]").await;
+    assert_eq!(set.len(), 1, "Apply sent the one setting typed differently, once: {set:#?}");
+    assert!(set[0].contains("drop set to 1"), "{set:#?}");
     browser.wait_for_text("#stats dd[data-stat=loss]", "100% / 100%", WAIT).await;
 
     browser.screenshot("ui-lossy").await;
@@ -194,7 +206,13 @@ async fn projector_mode_shows_an_outside_client_as_its_own_lane() {
     // The relay handles a session's commands in order: once this configure is seen, the
     // page's earlier `subscribe all` has taken effect. (The controls are hidden on a
     // projector, so the click is a script's.)
-    browser.eval("document.getElementById('lossy-apply').click();", vec![]).await;
+    browser
+        .eval(
+            "document.getElementById('lossy-drop').value = '0.5';
+             document.getElementById('lossy-apply').click();",
+            vec![],
+        )
+        .await;
     browser.wait_for("#log li[data-kind=server_configured]", WAIT).await;
 
     let outside = udp_client().await;

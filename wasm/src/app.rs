@@ -115,6 +115,9 @@ pub struct App {
     shown: Shown,
     /// The server whose link the link panel shows.
     link_server: ServerName,
+    /// The lossy server's settings as this page last heard them, which its panel shows: Apply
+    /// sends only what was typed differently.
+    lossy: protocol::ServerSettings,
     /// Why the relay closed the last connection, when it said: told again after reconnecting.
     closed_because: Option<String>,
     /// Handlers that live as long as the page. Kept here, not leaked, so the page's lifetime
@@ -214,6 +217,7 @@ pub fn start() -> Result<(), JsValue> {
         notice_until_open: false,
         shown: Shown::default(),
         link_server: ServerName::Echo,
+        lossy: Default::default(),
         closed_because: None,
         handlers: Vec::new(),
         toolbox: toolbox::Toolbox::default(),
@@ -562,15 +566,22 @@ impl App {
     }
 
     /// Shows one of the lossy server's settings in its panel (`drop`, `delay_ms`, `jitter_ms`).
-    fn show_lossy_setting(&self, setting: &str, value: f64) {
+    fn show_lossy_setting(&mut self, setting: &str, value: f64) {
         let d = &self.document;
         match setting {
             "drop" => {
+                self.lossy.drop = Some(value);
                 dom::set_input(d, "lossy-drop", &short(value));
                 dom::set_input(d, "lossy-drop-range", &short(value));
             }
-            "delay_ms" => dom::set_input(d, "lossy-delay", &(value as u64).to_string()),
-            "jitter_ms" => dom::set_input(d, "lossy-jitter", &(value as u64).to_string()),
+            "delay_ms" => {
+                self.lossy.delay_ms = Some(value as u64);
+                dom::set_input(d, "lossy-delay", &(value as u64).to_string());
+            }
+            "jitter_ms" => {
+                self.lossy.jitter_ms = Some(value as u64);
+                dom::set_input(d, "lossy-jitter", &(value as u64).to_string());
+            }
             _ => {}
         }
     }

@@ -9,7 +9,7 @@ use web_sys::{Document, Element, HtmlElement, KeyboardEvent, MouseEvent, WheelEv
 
 use super::{App, ConnState, OwnSocket, Shared, on, on_id};
 use crate::dom;
-use crate::model::link_patch;
+use crate::model::{link_patch, lossy_changes};
 use crate::render::View;
 use crate::text::{fill, word};
 
@@ -206,16 +206,20 @@ impl App {
         self.command(&Command::Heartbeat { socket, every_ms });
     }
 
+    /// Sends the lossy server's settings typed differently from the relay's: the slider's drop
+    /// alone when it is let go (`all` false), every field of the panel on Apply.
     pub(super) fn configure_lossy(&mut self, all: bool) {
-        let drop = dom::input_f64(&self.document, "lossy-drop").map(|d| d.clamp(0.0, 1.0));
-        if drop.is_none() && !all {
-            return; // the field is being edited (empty for a moment): nothing to change yet
-        }
+        let d = &self.document;
+        let drop = dom::input_f64(d, "lossy-drop").map(|p| p.clamp(0.0, 1.0));
         let (delay_ms, jitter_ms) = if all {
-            (dom::input_u64(&self.document, "lossy-delay"), dom::input_u64(&self.document, "lossy-jitter"))
+            (dom::input_u64(d, "lossy-delay"), dom::input_u64(d, "lossy-jitter"))
         } else {
             (None, None)
         };
+        let (drop, delay_ms, jitter_ms) = lossy_changes(&self.lossy, drop, delay_ms, jitter_ms);
+        if drop.is_none() && delay_ms.is_none() && jitter_ms.is_none() {
+            return; // nothing changed, or a field is being edited (empty for a moment)
+        }
         self.command(&Command::Configure {
             server: ServerName::Lossy,
             drop,

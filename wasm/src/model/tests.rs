@@ -1240,6 +1240,23 @@ fn the_panel_sends_only_what_was_typed_differently_so_apply_is_idempotent() {
 }
 
 #[test]
+fn the_lossy_panel_sends_only_the_settings_typed_differently() {
+    let relay = protocol::ServerSettings {
+        drop: Some(0.0),
+        delay_ms: Some(0),
+        jitter_ms: Some(0),
+        ..Default::default()
+    };
+    assert_eq!(lossy_changes(&relay, Some(0.0), Some(0), Some(0)), (None, None, None), "nothing changed");
+    assert_eq!(lossy_changes(&relay, Some(1.0), Some(0), Some(0)), (Some(1.0), None, None), "the drop alone");
+    assert_eq!(lossy_changes(&relay, Some(0.0), Some(300), Some(50)), (None, Some(300), Some(50)));
+    assert_eq!(lossy_changes(&relay, None, None, None), (None, None, None), "empty fields send nothing");
+    // Settings the page has not heard yet are sent as typed.
+    let unheard = protocol::ServerSettings::default();
+    assert_eq!(lossy_changes(&unheard, Some(0.0), Some(0), None), (Some(0.0), Some(0), None));
+}
+
+#[test]
 fn a_close_with_a_reason_is_logged_in_its_words() {
     let mut f = Feed::new();
     let text = f.model.connection_closed(1009, "the frame is 2 MiB; the relay reads at most 1 MiB");
