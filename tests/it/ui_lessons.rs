@@ -399,6 +399,10 @@ async fn connected_refused_shows_econnrefused_silence_and_the_stranger() {
 #[tokio::test]
 async fn heartbeat_eviction_shows_heartbeats_then_the_eviction_with_its_countdown() {
     let relay = TestRelay::start().await;
+    // A projector watches: the lesson's chat room is its page's own (a sandbox), not the class's.
+    let projector = Browser::launch().await;
+    projector.goto(&format!("http://{}/?view=all", relay.http())).await;
+    projector.wait_for("body.projector #status[data-conn=open]", Browser::LOAD).await;
     let browser = Browser::launch().await;
     browser.set_viewport(1400, 900).await;
     browser.goto(&format!("http://{}/?lesson=heartbeat-eviction", relay.http())).await;
@@ -412,6 +416,13 @@ async fn heartbeat_eviction_shows_heartbeats_then_the_eviction_with_its_countdow
     let evicted = lines(&browser, "#log li[data-kind=chat_evict]").await;
     assert!(evicted.iter().any(|(_, t)| t.contains("EVICTED quiet")), "{evicted:#?}");
     assert!(evicted.iter().any(|(_, t)| t.contains("EVICTED alive")), "then alive, silent too: {evicted:#?}");
+    // Its page counts the room it meets; the projector says whose room those counts are.
+    let joins = lines(&browser, "#log li[data-kind=chat_join]").await;
+    assert!(!joins.is_empty() && joins.iter().all(|(_, t)| !t.contains("room")), "{joins:#?}");
+    let told = lines(&projector, "#log li[data-kind=chat_join], #log li[data-kind=chat_evict]").await;
+    assert_eq!(told.len(), joins.len() + evicted.len(), "{told:#?}");
+    assert!(told.iter().all(|(_, t)| t.contains("(in session ") && t.ends_with("'s own room)")), "{told:#?}");
+    projector.close().await;
     let screen = browser.text("#scale").await;
     assert!(screen.contains("visible"), "{screen}");
     finish(browser, relay, "heartbeat-eviction").await;

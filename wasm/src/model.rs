@@ -529,9 +529,9 @@ pub struct Model {
     own_links: Vec<(ServerName, Links)>,
     /// Counts changes to `links` and `own_links`, so the panel redraws only when they change.
     links_revision: u64,
-    /// The sessions with a lossy server of their own, from `sandbox_open` until
-    /// `sandbox_close`.
-    lossy_sandboxes: Vec<String>,
+    /// The sessions with a server of their own (a sandbox), from `sandbox_open` until
+    /// `sandbox_close`: a lesson's lossy server, a lesson's chat room.
+    sandboxes: Vec<(ServerName, String)>,
     /// The `seq` of every event applied lately, so an event heard twice (the relay's history
     /// after live traffic, on subscribing again) is drawn once. Sorted, and trimmed to
     /// [`SEEN_SEQS`]: a plain `Vec`, as events mostly come in order (a `HashSet` would cost
@@ -580,7 +580,7 @@ impl Model {
             latest_seq: 0,
             links: BTreeMap::new(),
             own_links: Vec::new(),
-            lossy_sandboxes: Vec::new(),
+            sandboxes: Vec::new(),
             links_revision: 0,
             seen: Vec::new(),
         }
@@ -823,10 +823,34 @@ impl Model {
     /// are about: its own sandbox's, or else the shared one. A projector sees every page's
     /// lessons, and a lesson's own drop rate is not the class's.
     fn meets_my_lossy(&self, peer: usize) -> bool {
-        let mut theirs = self.lossy_sandboxes.iter().filter_map(|session| self.by_socket.get(session));
-        match self.lossy_sandboxes.iter().any(|session| self.is_mine(Some(session))) {
+        match self
+            .sandboxes
+            .iter()
+            .any(|(server, session)| *server == ServerName::Lossy && self.is_mine(Some(session)))
+        {
             true => self.lanes[peer].kind == LaneKind::Own,
-            false => !theirs.any(|sockets| sockets.values().any(|&l| l == peer)),
+            false => self.sandbox_of(ServerName::Lossy, peer).is_none(),
+        }
+    }
+
+    /// The session whose sandbox of `server` the socket of `lane` meets, if it meets one.
+    fn sandbox_of(&self, server: ServerName, lane: usize) -> Option<&str> {
+        let mut theirs = self.sandboxes.iter().filter(|(s, _)| *s == server);
+        let (_, session) = theirs.find(|(_, session)| {
+            self.by_socket.get(session).is_some_and(|s| s.values().any(|&l| l == lane))
+        })?;
+        Some(session)
+    }
+
+    /// What a chat event says of the room it happened in, when that is another session's own
+    /// (a lesson's, in its sandbox) rather than the class's: a projector sees every room, and
+    /// each counts its own live clients.
+    fn room(&self, server: ServerName, lane: usize) -> String {
+        match self.sandbox_of(server, lane) {
+            Some(session) if !self.is_mine(Some(session)) => {
+                fill("log-room", &[&session.chars().take(4).collect::<String>()])
+            }
+            _ => String::new(),
         }
     }
 
@@ -1386,7 +1410,8 @@ impl Model {
                 let lane = self.server_lane(*server);
                 let peer_lane = self.lane_of(*peer);
                 self.chat_heard(*peer, peer_lane, event.t_us, Some(*timeout_ms));
-                let text = fill("log-join", &[server, &self.label(peer_lane), clients, &secs(*timeout_ms)]);
+                let text = fill("log-join", &[server, &self.label(peer_lane), clients, &secs(*timeout_ms)])
+                    + &self.room(*server, peer_lane);
                 let id = self.mark(event, lane, MarkKind::Join, &text);
                 self.log_line(seq, "chat_join", None, text, Some(id));
             }
@@ -1401,7 +1426,8 @@ impl Model {
                 let lane = self.server_lane(*server);
                 let peer_lane = self.lane_of(*peer);
                 self.chat_gone(*peer, Liveness::Left, event.t_us);
-                let text = fill("log-leave", &[server, &self.label(peer_lane), clients]);
+                let text = fill("log-leave", &[server, &self.label(peer_lane), clients])
+                    + &self.room(*server, peer_lane);
                 let id = self.mark(event, lane, MarkKind::Leave, &text);
                 self.log_line(seq, "chat_leave", None, text, Some(id));
             }
@@ -1409,7 +1435,8 @@ impl Model {
                 let lane = self.server_lane(*server);
                 let peer_lane = self.lane_of(*peer);
                 self.chat_gone(*peer, Liveness::Evicted, event.t_us);
-                let text = fill("log-evict", &[server, &self.label(peer_lane), &secs(*silent_ms), clients]);
+                let text = fill("log-evict", &[server, &self.label(peer_lane), &secs(*silent_ms), clients])
+                    + &self.room(*server, peer_lane);
                 let id = self.mark(event, lane, MarkKind::Evict, &text);
                 self.log_line(seq, "chat_evict", None, text, Some(id));
             }
@@ -1421,7 +1448,8 @@ impl Model {
                 // `reply_to` is this message: those draw the fan-out, with the bytes each
                 // client got. The broadcast itself is a mark.
                 let text =
-                    fill("log-broadcast", &[server, &preview(payload), len, &self.label(sender), recipients]);
+                    fill("log-broadcast", &[server, &preview(payload), len, &self.label(sender), recipients])
+                        + &self.room(*server, sender);
                 let id = self.mark(event, lane, MarkKind::Broadcast { recipients: *recipients }, &text);
                 self.log_dg(seq, "chat_broadcast", None, text, Some(id), Some(*dg));
             }
@@ -1439,11 +1467,9 @@ impl Model {
             }
             EventKind::SandboxOpen { server, session } | EventKind::SandboxClose { server, session } => {
                 let open = matches!(event.kind, EventKind::SandboxOpen { .. });
-                if *server == ServerName::Lossy {
-                    self.lossy_sandboxes.retain(|who| who != session);
-                    if open {
-                        self.lossy_sandboxes.push(session.clone());
-                    }
+                self.sandboxes.retain(|(s, who)| s != server || who != session);
+                if open {
+                    self.sandboxes.push((*server, session.clone()));
                 }
                 let (kind, key) = match open {
                     true => ("sandbox_open", "log-sandbox-open"),

@@ -1462,3 +1462,50 @@ fn a_projector_measures_the_loss_of_the_lossy_server_it_shows_not_a_lessons_own(
         ]
     );
 }
+
+#[test]
+fn a_chat_event_in_another_sessions_own_room_says_whose_room() {
+    let mut f = Feed::new();
+    let opened = |session: &str, local: &str| EventKind::ClientOpen {
+        session: session.into(),
+        socket: "c".into(),
+        member: None,
+        local: addr(local),
+        remote: addr(CHAT),
+        server: Some(ServerName::Chat),
+        connect: true,
+        recv_buffer: None,
+    };
+    let (lesson, plain) = ("b7c9e1f2", "c0ffee00");
+    let (at_lesson, at_plain) = ("127.0.0.1:40001", "127.0.0.1:40002");
+    f.at(1, opened(lesson, at_lesson));
+    f.at(1, opened(plain, at_plain));
+    f.open("c", SOCK, ServerName::Chat, CHAT);
+    f.at(2, EventKind::SandboxOpen { server: ServerName::Chat, session: lesson.into() });
+    // A lossy sandbox of the class's session is not a chat room.
+    f.at(2, EventKind::SandboxOpen { server: ServerName::Lossy, session: plain.into() });
+    let join = |peer: &str, clients| EventKind::ChatJoin {
+        server: ServerName::Chat,
+        peer: addr(peer),
+        clients,
+        timeout_ms: 5_000,
+    };
+    f.at(3, join(at_plain, 1));
+    f.at(3, join(at_lesson, 1));
+    f.at(3, join(SOCK, 2));
+    f.at(4, EventKind::ChatLeave { server: ServerName::Chat, peer: addr(at_lesson), clients: 0 });
+    // Once the lesson is over, its socket is back in the class's room.
+    f.at(5, EventKind::SandboxClose { server: ServerName::Chat, session: lesson.into() });
+    f.at(6, join(at_lesson, 3));
+    // A room of this page's own says nothing more: its counts are the ones this page meets.
+    f.at(7, EventKind::SandboxOpen { server: ServerName::Chat, session: "me".into() });
+    f.at(8, join(SOCK, 1));
+    let texts: Vec<String> = f
+        .log()
+        .into_iter()
+        .filter(|l| matches!(l.kind.as_ref(), "chat_join" | "chat_leave"))
+        .map(|l| l.text)
+        .collect();
+    let rooms: Vec<bool> = texts.iter().map(|t| t.ends_with(" (in session b7c9's own room)")).collect();
+    assert_eq!(rooms, [false, true, false, true, false, false], "{texts:#?}");
+}
