@@ -422,6 +422,7 @@ async fn heartbeat_eviction_shows_heartbeats_then_the_eviction_with_its_countdow
     let told = lines(&projector, "#log li[data-kind=chat_join], #log li[data-kind=chat_evict]").await;
     assert_eq!(told.len(), joins.len() + evicted.len(), "{told:#?}");
     assert!(told.iter().all(|(_, t)| t.contains("(in session ") && t.ends_with("'s own room)")), "{told:#?}");
+    projector.screenshot("class-chat-room-projector").await;
     projector.close().await;
     let screen = browser.text("#scale").await;
     assert!(screen.contains("visible"), "{screen}");
