@@ -115,8 +115,14 @@ async fn total_loss_shows_retries_with_growing_waits_then_the_give_up() {
 
     configure_lossy(&browser, "1", "0").await;
     // Apply again with nothing changed: nothing is sent. (Commands take effect in order, so
-    // a second change would be logged before the socket opens.)
+    // a second change would be logged before the socket opens, and counted below.)
     browser.click("#lossy-apply").await;
+    // A mistake is named, and nothing is sent.
+    browser.fill("#lossy-delay", "-5").await;
+    browser.click("#lossy-apply").await;
+    let error = browser.wait_for_text("#error", "lossy server: delay_ms", WAIT).await;
+    assert!(error.contains("whole number of milliseconds, got \"-5\""), "{error}");
+    browser.fill("#lossy-delay", "0").await;
     open_socket(&browser, "l", "lossy").await;
     browser.click("#retry-on").await;
     send(&browser, "anyone there?").await;

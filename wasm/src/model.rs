@@ -53,24 +53,9 @@ pub use text::{
     payload_bytes, preview, thousands,
 };
 pub use text::{decimal, fixed, short};
-pub use wire::{LINK_FIELDS, LinkHeld, LinkLoss, LinkPatchError, LinkPath, link_patch, link_values};
-
-/// What the lossy server's panel should send: of the values typed (`None` where a field is
-/// empty or unreadable), those that differ from the relay's settings as this page last heard
-/// them. Apply with nothing changed sends nothing, and one field changed makes one change (one
-/// log line, one mark), not three.
-pub fn lossy_changes(
-    relay: &protocol::ServerSettings,
-    drop: Option<f64>,
-    delay_ms: Option<u64>,
-    jitter_ms: Option<u64>,
-) -> (Option<f64>, Option<u64>, Option<u64>) {
-    (
-        drop.filter(|d| relay.drop != Some(*d)),
-        delay_ms.filter(|ms| relay.delay_ms != Some(*ms)),
-        jitter_ms.filter(|ms| relay.jitter_ms != Some(*ms)),
-    )
-}
+pub use wire::{
+    LINK_FIELDS, LinkHeld, LinkLoss, LinkPatchError, LinkPath, link_patch, link_values, lossy_patch,
+};
 
 /// Items kept for drawing by default: about half a second of a 5,000 events/s storm, or
 /// several minutes of a lesson.

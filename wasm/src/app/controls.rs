@@ -9,7 +9,7 @@ use web_sys::{Document, Element, HtmlElement, KeyboardEvent, MouseEvent, WheelEv
 
 use super::{App, ConnState, OwnSocket, Shared, on, on_id};
 use crate::dom;
-use crate::model::{link_patch, lossy_changes};
+use crate::model::{link_patch, lossy_patch};
 use crate::render::View;
 use crate::text::{fill, word};
 
@@ -210,16 +210,18 @@ impl App {
     /// alone when it is let go (`all` false), every field of the panel on Apply.
     pub(super) fn configure_lossy(&mut self, all: bool) {
         let d = &self.document;
-        let drop = dom::input_f64(d, "lossy-drop").map(|p| p.clamp(0.0, 1.0));
-        let (delay_ms, jitter_ms) = if all {
-            (dom::input_u64(d, "lossy-delay"), dom::input_u64(d, "lossy-jitter"))
-        } else {
-            (None, None)
+        let field =
+            |id: &str| if all || id == "lossy-drop" { dom::input_value(d, id) } else { String::new() };
+        let typed = [field("lossy-drop"), field("lossy-delay"), field("lossy-jitter")];
+        let (drop, delay_ms, jitter_ms) = match lossy_patch(&self.lossy, typed.each_ref().map(String::as_str))
+        {
+            Ok((None, None, None)) => return, // nothing changed
+            Ok(change) => change,
+            Err(e) => {
+                self.show_error(&fill("err-lossy", &[&e]));
+                return;
+            }
         };
-        let (drop, delay_ms, jitter_ms) = lossy_changes(&self.lossy, drop, delay_ms, jitter_ms);
-        if drop.is_none() && delay_ms.is_none() && jitter_ms.is_none() {
-            return; // nothing changed, or a field is being edited (empty for a moment)
-        }
         self.command(&Command::Configure {
             server: ServerName::Lossy,
             drop,

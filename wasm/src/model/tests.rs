@@ -1240,20 +1240,30 @@ fn the_panel_sends_only_what_was_typed_differently_so_apply_is_idempotent() {
 }
 
 #[test]
-fn the_lossy_panel_sends_only_the_settings_typed_differently() {
+fn the_lossy_panel_sends_only_the_settings_typed_differently_and_names_a_mistake() {
     let relay = protocol::ServerSettings {
         drop: Some(0.0),
         delay_ms: Some(0),
         jitter_ms: Some(0),
         ..Default::default()
     };
-    assert_eq!(lossy_changes(&relay, Some(0.0), Some(0), Some(0)), (None, None, None), "nothing changed");
-    assert_eq!(lossy_changes(&relay, Some(1.0), Some(0), Some(0)), (Some(1.0), None, None), "the drop alone");
-    assert_eq!(lossy_changes(&relay, Some(0.0), Some(300), Some(50)), (None, Some(300), Some(50)));
-    assert_eq!(lossy_changes(&relay, None, None, None), (None, None, None), "empty fields send nothing");
+    assert_eq!(lossy_patch(&relay, ["0", "0", "0"]), Ok((None, None, None)), "nothing changed");
+    assert_eq!(lossy_patch(&relay, ["1", "0", "0"]), Ok((Some(1.0), None, None)), "the drop alone");
+    assert_eq!(lossy_patch(&relay, [" 0 ", "300", "50"]), Ok((None, Some(300), Some(50))));
+    assert_eq!(
+        lossy_patch(&relay, ["", "", ""]),
+        Ok((None, None, None)),
+        "empty fields are left as they are"
+    );
     // Settings the page has not heard yet are sent as typed.
     let unheard = protocol::ServerSettings::default();
-    assert_eq!(lossy_changes(&unheard, Some(0.0), Some(0), None), (Some(0.0), Some(0), None));
+    assert_eq!(lossy_patch(&unheard, ["0", "0", ""]), Ok((Some(0.0), Some(0), None)));
+    // Mistakes are named, and nothing is sent.
+    let bad = lossy_patch(&relay, ["1.5", "0", "0"]).expect_err("out of range");
+    assert_eq!(bad.message, "drop is a probability from 0 to 1, got \"1.5\"");
+    let bad = lossy_patch(&relay, ["0.5", "-5", "0"]).expect_err("negative");
+    assert_eq!(bad.message, "delay_ms is a whole number of milliseconds, got \"-5\"");
+    assert_eq!(lossy_patch(&relay, ["0", "0", "soon"]).map_err(|e| e.field), Err("jitter_ms"));
 }
 
 #[test]

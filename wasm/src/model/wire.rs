@@ -350,6 +350,44 @@ pub fn link_values(settings: &LinkSettings) -> [String; 6] {
     ]
 }
 
+/// A probability typed into field `field`, from 0 to 1.
+fn probability(field: &'static str, text: &str) -> Result<f64, LinkPatchError> {
+    match super::text::decimal(text) {
+        Some(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => {
+            Err(LinkPatchError { field, message: fill("patch-probability", &[&field, &format!("{text:?}")]) })
+        }
+    }
+}
+
+/// A whole number of milliseconds typed into field `field`.
+fn millis(field: &'static str, text: &str) -> Result<u64, LinkPatchError> {
+    text.parse::<u64>()
+        .map_err(|_| LinkPatchError { field, message: fill("patch-millis", &[&field, &format!("{text:?}")]) })
+}
+
+/// The lossy server's `drop`, `delay_ms` and `jitter_ms` to set, each `None` to leave it.
+pub type LossyChange = (Option<f64>, Option<u64>, Option<u64>);
+
+/// The lossy server's change to send, from its panel's drop, delay and jitter as typed: those
+/// that differ from `relay`, its settings as the page last heard them. An empty field is left
+/// as it is. As with [`link_patch`], Apply with nothing changed sends nothing, one field
+/// changed makes one change (one log line, one mark), and a mistake is named and sends nothing.
+pub fn lossy_patch(
+    relay: &protocol::ServerSettings,
+    [drop, delay, jitter]: [&str; 3],
+) -> Result<LossyChange, LinkPatchError> {
+    let [drop, delay, jitter] = [drop, delay, jitter].map(str::trim);
+    let drop = (!drop.is_empty()).then(|| probability("drop", drop)).transpose()?;
+    let delay_ms = (!delay.is_empty()).then(|| millis("delay_ms", delay)).transpose()?;
+    let jitter_ms = (!jitter.is_empty()).then(|| millis("jitter_ms", jitter)).transpose()?;
+    Ok((
+        drop.filter(|d| relay.drop != Some(*d)),
+        delay_ms.filter(|ms| relay.delay_ms != Some(*ms)),
+        jitter_ms.filter(|ms| relay.jitter_ms != Some(*ms)),
+    ))
+}
+
 /// A field the panel cannot send as it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinkPatchError {
@@ -370,27 +408,12 @@ impl fmt::Display for LinkPatchError {
 /// setting someone else changed meanwhile is left alone unless it was typed here. An empty
 /// field is 0, and an empty `mtu` (or 0) is no MTU. The relay checks the ranges again.
 pub fn link_patch(current: &LinkSettings, fields: &[String; 6]) -> Result<Option<LinkPatch>, LinkPatchError> {
-    let probability = |i: usize| -> Result<f64, LinkPatchError> {
-        let text = fields[i].trim();
-        let value = if text.is_empty() { Some(0.0) } else { super::text::decimal(text) };
-        match value {
-            Some(p) if (0.0..=1.0).contains(&p) => Ok(p),
-            _ => Err(LinkPatchError {
-                field: LINK_FIELDS[i],
-                message: fill("patch-probability", &[&LINK_FIELDS[i], &format!("{text:?}")]),
-            }),
-        }
+    let or_zero = |i: usize| match fields[i].trim() {
+        "" => "0",
+        text => text,
     };
-    let millis = |i: usize| -> Result<u64, LinkPatchError> {
-        let text = fields[i].trim();
-        if text.is_empty() {
-            return Ok(0);
-        }
-        text.parse::<u64>().map_err(|_| LinkPatchError {
-            field: LINK_FIELDS[i],
-            message: fill("patch-millis", &[&LINK_FIELDS[i], &format!("{text:?}")]),
-        })
-    };
+    let probability = |i: usize| probability(LINK_FIELDS[i], or_zero(i));
+    let millis = |i: usize| millis(LINK_FIELDS[i], or_zero(i));
     let mtu = {
         let text = fields[5].trim();
         match text {

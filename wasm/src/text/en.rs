@@ -278,6 +278,7 @@ pub const WORDS: Words = Words {
         ("err-no-socket", "Open a socket first."),
         ("err-recv-buffer", "The receive buffer is a number of bytes, 1 to 65,535 (or empty)."),
         ("err-link", "{0} link {1}: {2}"),
+        ("err-lossy", "lossy server: {0}"),
         ("err-file-named", "{0} could not be read."),
         ("err-file", "The file could not be read."),
         ("err-no-recording", "This site has no recording of the lesson {0}."),
