@@ -1414,23 +1414,31 @@ fn a_log_line_keeps_the_lane_label_it_was_written_with() {
     assert_eq!(texts[3], "echo read \"again\" (5 B) from b@othe", "{texts:#?}");
 }
 
+/// The other pages a projector hears in the sandbox tests: one running a lesson, one not, and
+/// where each one's socket is.
+const LESSON: (&str, &str) = ("b7c9e1f2", "127.0.0.1:40001");
+const PLAIN: (&str, &str) = ("c0ffee00", "127.0.0.1:40002");
+
+/// Another page's socket `socket`, opened at `local` on `server`, as a projector hears it.
+fn opened_by((session, local): (&str, &str), socket: &str, server: ServerName, remote: &str) -> EventKind {
+    EventKind::ClientOpen {
+        session: session.into(),
+        socket: socket.into(),
+        member: None,
+        local: addr(local),
+        remote: addr(remote),
+        server: Some(server),
+        connect: true,
+        recv_buffer: None,
+    }
+}
+
 #[test]
 fn a_projector_measures_the_loss_of_the_lossy_server_it_shows_not_a_lessons_own() {
     let mut f = Feed::new();
-    let opened = |session: &str, local: &str| EventKind::ClientOpen {
-        session: session.into(),
-        socket: "l".into(),
-        member: None,
-        local: addr(local),
-        remote: addr(LOSSY),
-        server: Some(ServerName::Lossy),
-        connect: true,
-        recv_buffer: None,
-    };
-    let (lesson, plain) = ("b7c9e1f2", "c0ffee00");
-    let (at_lesson, at_plain) = ("127.0.0.1:40001", "127.0.0.1:40002");
-    f.at(1, opened(lesson, at_lesson));
-    f.at(1, opened(plain, at_plain));
+    let ((lesson, at_lesson), (_, at_plain)) = (LESSON, PLAIN);
+    f.at(1, opened_by(LESSON, "l", ServerName::Lossy, LOSSY));
+    f.at(1, opened_by(PLAIN, "l", ServerName::Lossy, LOSSY));
     f.open("l", SOCK, ServerName::Lossy, LOSSY);
     let sandbox = |open: bool, session: &str| match open {
         true => EventKind::SandboxOpen { server: ServerName::Lossy, session: session.into() },
@@ -1476,20 +1484,9 @@ fn a_projector_measures_the_loss_of_the_lossy_server_it_shows_not_a_lessons_own(
 #[test]
 fn a_chat_event_in_another_sessions_own_room_says_whose_room() {
     let mut f = Feed::new();
-    let opened = |session: &str, local: &str| EventKind::ClientOpen {
-        session: session.into(),
-        socket: "c".into(),
-        member: None,
-        local: addr(local),
-        remote: addr(CHAT),
-        server: Some(ServerName::Chat),
-        connect: true,
-        recv_buffer: None,
-    };
-    let (lesson, plain) = ("b7c9e1f2", "c0ffee00");
-    let (at_lesson, at_plain) = ("127.0.0.1:40001", "127.0.0.1:40002");
-    f.at(1, opened(lesson, at_lesson));
-    f.at(1, opened(plain, at_plain));
+    let ((lesson, at_lesson), (plain, at_plain)) = (LESSON, PLAIN);
+    f.at(1, opened_by(LESSON, "c", ServerName::Chat, CHAT));
+    f.at(1, opened_by(PLAIN, "c", ServerName::Chat, CHAT));
     f.open("c", SOCK, ServerName::Chat, CHAT);
     f.at(2, EventKind::SandboxOpen { server: ServerName::Chat, session: lesson.into() });
     // A lossy sandbox of the class's session is not a chat room.
