@@ -492,7 +492,7 @@ impl App {
                 // whoever changed them: another tab, a script, or a lesson of this page's own.
                 if let EventKind::ServerConfigured { server: ServerName::Lossy, setting, value, by, scope } =
                     &event.kind
-                    && self.model.reaches_me(by.as_deref(), *scope)
+                    && self.model.reaches_me(ServerName::Lossy, by.as_deref(), *scope)
                 {
                     self.show_lossy_setting(setting, *value);
                 }

@@ -799,9 +799,13 @@ impl Model {
         by.is_some() && self.session.as_deref() == by
     }
 
-    /// Whether a change reaches this page's sockets: one for everyone, or this page's own.
-    pub fn reaches_me(&self, by: Option<&str>, scope: Scope) -> bool {
-        scope == Scope::All || self.is_mine(by)
+    /// Whether a change of `server` reaches this page's sockets: this page's own, or one for
+    /// everyone, unless this page has a sandbox there (a lesson's server), which another's
+    /// change for everyone leaves alone.
+    pub fn reaches_me(&self, server: ServerName, by: Option<&str>, scope: Scope) -> bool {
+        let sandboxed =
+            || self.sandboxes.iter().any(|(s, session)| *s == server && self.is_mine(Some(session)));
+        self.is_mine(by) || (scope == Scope::All && !sandboxed())
     }
 
     /// Whether a datagram from `peer`'s lane met the lossy server this page's loss figures
@@ -1464,7 +1468,9 @@ impl Model {
                 self.log_line(seq, kind, None, text, None);
             }
             EventKind::ServerConfigured { server, setting, value, by, scope } => {
-                if *server == ServerName::Lossy && setting == "drop" && self.reaches_me(by.as_deref(), *scope)
+                if *server == ServerName::Lossy
+                    && setting == "drop"
+                    && self.reaches_me(*server, by.as_deref(), *scope)
                 {
                     self.stats.configured_drop = Some(*value);
                 }

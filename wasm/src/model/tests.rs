@@ -1184,8 +1184,30 @@ fn a_change_another_page_made_names_its_session_and_whose_sockets_meet_it() {
     );
     // The links everyone meets are the shared ones: another page's own does not change them.
     assert_eq!(f.model.links()[&ServerName::Echo].inbound.reorder, 1.0);
-    assert!(f.model.reaches_me(Some("me"), Scope::Own) && f.model.reaches_me(None, Scope::All));
-    assert!(!f.model.reaches_me(Some("b7c9e1f2"), Scope::Own));
+    let lossy = ServerName::Lossy;
+    assert!(f.model.reaches_me(lossy, Some("me"), Scope::Own) && f.model.reaches_me(lossy, None, Scope::All));
+    assert!(!f.model.reaches_me(lossy, Some("b7c9e1f2"), Scope::Own));
+    // With a lossy server of this page's own, another's change for everyone leaves it alone;
+    // this page's own change for everyone reaches its sandbox too, as the relay makes it.
+    f.at(6, EventKind::SandboxOpen { server: lossy, session: "me".into() });
+    assert!(
+        !f.model.reaches_me(lossy, Some("b7c9e1f2"), Scope::All)
+            && !f.model.reaches_me(lossy, None, Scope::All)
+    );
+    assert!(
+        f.model.reaches_me(lossy, Some("me"), Scope::All)
+            && f.model.reaches_me(lossy, Some("me"), Scope::Own)
+    );
+    assert!(f.model.reaches_me(ServerName::Echo, None, Scope::All), "only the server of the sandbox");
+    let quarter = EventKind::ServerConfigured {
+        server: lossy,
+        setting: "drop".into(),
+        value: 0.25,
+        by: Some("b7c9e1f2".into()),
+        scope: Scope::All,
+    };
+    f.at(8, quarter);
+    assert_eq!(f.model.stats().configured_drop, Some(1.0), "the drop this page's sockets meet");
 }
 
 #[test]
