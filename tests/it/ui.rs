@@ -117,12 +117,6 @@ async fn total_loss_shows_retries_with_growing_waits_then_the_give_up() {
     // Apply again with nothing changed: nothing is sent. (Commands take effect in order, so
     // a second change would be logged before the socket opens, and counted below.)
     browser.click("#lossy-apply").await;
-    // A mistake is named, and nothing is sent.
-    browser.fill("#lossy-delay", "-5").await;
-    browser.click("#lossy-apply").await;
-    let error = browser.wait_for_text("#error", "lossy server: delay_ms", WAIT).await;
-    assert!(error.contains("whole number of milliseconds, got \"-5\""), "{error}");
-    browser.fill("#lossy-delay", "0").await;
     open_socket(&browser, "l", "lossy").await;
     browser.click("#retry-on").await;
     send(&browser, "anyone there?").await;
@@ -145,6 +139,18 @@ async fn total_loss_shows_retries_with_growing_waits_then_the_give_up() {
     browser.wait_for_text("#stats dd[data-stat=loss]", "100% / 100%", WAIT).await;
 
     browser.screenshot("ui-lossy").await;
+
+    // A mistake is named, and nothing is sent: the next change is the only one logged.
+    browser.fill("#lossy-delay", "-5").await;
+    browser.click("#lossy-apply").await;
+    let error = browser.wait_for_text("#error", "lossy server: delay_ms", WAIT).await;
+    assert!(error.contains("whole number of milliseconds, got \"-5\""), "{error}");
+    browser.fill("#lossy-delay", "0").await;
+    browser.fill("#lossy-jitter", "5").await;
+    browser.click("#lossy-apply").await;
+    browser.wait_for_text("#log", "jitter_ms set to 5", WAIT).await;
+    let set = log_texts(&browser, "#log li[data-kind=server_configured]").await;
+    assert_eq!(set.len(), 2, "the drop, then the jitter alone: {set:#?}");
     browser.close().await;
     relay.shutdown().await;
 }
