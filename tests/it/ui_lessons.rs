@@ -419,10 +419,12 @@ async fn heartbeat_eviction_shows_heartbeats_then_the_eviction_with_its_countdow
     // Its page counts the room it meets; the projector says whose room those counts are.
     let joins = lines(&browser, "#log li[data-kind=chat_join]").await;
     assert!(!joins.is_empty() && joins.iter().all(|(_, t)| !t.contains("room")), "{joins:#?}");
+    // The projector draws its log on its own frames: it may be a moment behind the page.
+    projector.wait_for_text("#log li[data-kind=chat_evict]", "EVICTED alive", WAIT).await;
     let told = lines(&projector, "#log li[data-kind=chat_join], #log li[data-kind=chat_evict]").await;
     assert_eq!(told.len(), joins.len() + evicted.len(), "{told:#?}");
     assert!(told.iter().all(|(_, t)| t.contains("(in session ") && t.ends_with("'s own room)")), "{told:#?}");
-    projector.screenshot("class-chat-room-projector").await;
+    projector.screenshot("projector-a-lessons-chat-room").await;
     projector.close().await;
     let screen = browser.text("#scale").await;
     assert!(screen.contains("visible"), "{screen}");

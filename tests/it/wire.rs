@@ -579,6 +579,26 @@ async fn a_session_that_leaves_takes_its_sandboxes_with_it() {
     relay.shutdown().await;
 }
 
+/// A lesson's chat room, when it goes, sends its clients `end`: a projector hears that room's
+/// `chat_end` right after its `sandbox_close`, and tells it from the class's server stopping.
+#[tokio::test]
+async fn a_chat_room_that_closes_says_end_right_after_its_sandbox_close() {
+    let relay = TestRelay::start().await;
+    let mut a = connect(relay.http()).await;
+    let mut projector = projector(relay.http()).await;
+    a.send(json!({"op":"configure","server":"chat","timeout_ms":3000,"scope":"own"})).await;
+    assert_eq!(projector.event("sandbox_open", None).await["server"], "chat");
+    assert_eq!(projector.event("server_configured", None).await["scope"], "own");
+    a.close().await;
+    let said = events_for(&mut projector, Duration::from_millis(300)).await;
+    let chat: Vec<&str> =
+        said.iter().filter(|e| e["server"] == "chat").filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(chat, ["sandbox_close", "chat_end"], "{said:?}");
+    assert_eq!(sandboxes(&relay, "chat").await, "0");
+    projector.close().await;
+    relay.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_students_change_for_everyone_is_made_for_its_own_sockets_only() {
     let relay = TestRelay::start_with(|c| c.lossy.drop = 0.0).await;

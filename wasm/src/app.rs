@@ -469,6 +469,7 @@ impl App {
                     }
                 }
                 dom::set_hidden(&self.document, "join", hello.join.is_empty());
+                self.lossy = Default::default();
                 if let Some(lossy) = hello.settings.get(&ServerName::Lossy) {
                     if let Some(drop) = lossy.drop {
                         self.show_lossy_setting("drop", drop);
@@ -516,8 +517,10 @@ impl App {
                 self.notice = fill("notice-bye", &[reason]);
                 self.notice_until_open = true;
             }
+            // What was missed may have changed the lossy server: Apply sends what is typed.
+            ServerMsg::Lagged { .. } => self.lossy = Default::default(),
             // `unbatch` opened any batch before this.
-            ServerMsg::Lagged { .. } | ServerMsg::Batch { .. } => {}
+            ServerMsg::Batch { .. } => {}
         }
         self.model.apply(&msg);
     }

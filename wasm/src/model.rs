@@ -517,6 +517,9 @@ pub struct Model {
     /// The sessions with a server of their own (a sandbox), from `sandbox_open` until
     /// `sandbox_close`: a lesson's lossy server, a lesson's chat room.
     sandboxes: Vec<(ServerName, String)>,
+    /// The session whose chat room (a sandbox) just closed: the relay sends that room's
+    /// clients `end`, and its `chat_end` comes next, with nothing of the room's in between.
+    closed_room: Option<String>,
     /// The `seq` of every event applied lately, so an event heard twice (the relay's history
     /// after live traffic, on subscribing again) is drawn once. Sorted, and trimmed to
     /// [`SEEN_SEQS`]: a plain `Vec`, as events mostly come in order (a `HashSet` would cost
@@ -566,6 +569,7 @@ impl Model {
             links: BTreeMap::new(),
             own_links: Vec::new(),
             sandboxes: Vec::new(),
+            closed_room: None,
             links_revision: 0,
             seen: Vec::new(),
         }
@@ -679,6 +683,8 @@ impl Model {
             ServerMsg::Event(event) => self.event(event),
             ServerMsg::Lagged { missed } => {
                 self.stats.missed += missed;
+                // What was missed may be the `chat_end` that closed room was waiting for.
+                self.closed_room = None;
                 let lane = self.lanes.iter().position(|l| l.kind == LaneKind::Own).unwrap_or(0);
                 let text = fill("lagged", &[missed]);
                 if !self.lanes.is_empty() {
@@ -824,6 +830,9 @@ impl Model {
 
     /// The session whose sandbox of `server` the socket of `lane` meets, if it meets one.
     fn sandbox_of(&self, server: ServerName, lane: usize) -> Option<&str> {
+        if self.lanes[lane].kind == LaneKind::Overflow {
+            return None; // many sockets, of many sessions: no one room
+        }
         let mut theirs = self.sandboxes.iter().filter(|(s, _)| *s == server);
         let (_, session) = theirs.find(|(_, session)| {
             self.by_socket.get(session).is_some_and(|s| s.values().any(|&l| l == lane))
@@ -835,11 +844,16 @@ impl Model {
     /// (a lesson's, in its sandbox) rather than the class's: a projector sees every room, and
     /// each counts its own live clients.
     fn room(&self, server: ServerName, lane: usize) -> String {
-        match self.sandbox_of(server, lane) {
-            Some(session) if !self.is_mine(Some(session)) => {
-                fill("log-room", &[&session.chars().take(4).collect::<String>()])
-            }
-            _ => String::new(),
+        self.sandbox_of(server, lane).map_or_else(String::new, |session| self.room_of(session, false))
+    }
+
+    /// " (in session b7c9's own room)" for another session's room; for this page's own,
+    /// nothing, or with `mine` " (in this page's own room)".
+    fn room_of(&self, session: &str, mine: bool) -> String {
+        match self.is_mine(Some(session)) {
+            false => fill("log-room", &[&session.chars().take(4).collect::<String>()]),
+            true if mine => word("log-room-mine").to_owned(),
+            true => String::new(),
         }
     }
 
@@ -1450,7 +1464,9 @@ impl Model {
             }
             EventKind::ChatEnd { server, clients } => {
                 let lane = self.server_lane(*server);
-                let text = fill("log-chat-end", &[server, clients]);
+                // A lesson's room that closed, or else the class's chat server stopping.
+                let room = self.closed_room.take().map(|session| self.room_of(&session, true));
+                let text = fill("log-chat-end", &[server, clients]) + &room.unwrap_or_default();
                 let id = self.mark(event, lane, MarkKind::Leave, &text);
                 self.log_line(seq, "chat_end", None, text, Some(id));
             }
@@ -1459,6 +1475,8 @@ impl Model {
                 self.sandboxes.retain(|(s, who)| s != server || who != session);
                 if open {
                     self.sandboxes.push((*server, session.clone()));
+                } else if *server == ServerName::Chat {
+                    self.closed_room = Some(session.clone());
                 }
                 let (kind, key) = match open {
                     true => ("sandbox_open", "log-sandbox-open"),

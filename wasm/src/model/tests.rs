@@ -1280,6 +1280,12 @@ fn the_lossy_panel_sends_only_the_settings_typed_differently_and_names_a_mistake
     // Settings the page has not heard yet are sent as typed.
     let unheard = protocol::ServerSettings::default();
     assert_eq!(lossy_patch(&unheard, ["0", "0", ""]), Ok((Some(0.0), Some(0), None)));
+    // A drop set by a script to more places than the panel shows: the panel's text, untouched,
+    // changes nothing.
+    let fine = protocol::ServerSettings { drop: Some(0.1234567), ..relay };
+    assert_eq!(short(0.1234567), "0.123457");
+    assert_eq!(lossy_patch(&fine, ["0.123457", "0", "0"]), Ok((None, None, None)));
+    assert_eq!(lossy_patch(&fine, ["0.12", "0", "0"]), Ok((Some(0.12), None, None)));
     // Mistakes are named, and nothing is sent.
     let bad = lossy_patch(&relay, ["1.5", "0", "0"]).expect_err("out of range");
     assert_eq!(bad.message, "drop is a probability from 0 to 1, got \"1.5\"");
@@ -1523,18 +1529,26 @@ fn a_chat_event_in_another_sessions_own_room_says_whose_room() {
     f.at(3, join(at_lesson, 1));
     f.at(3, join(SOCK, 2));
     f.at(4, EventKind::ChatLeave { server: ServerName::Chat, peer: addr(at_lesson), clients: 0 });
-    // Once the lesson is over, its socket is back in the class's room.
+    // Once the lesson is over, its room sends its clients `end`, and its socket is back in
+    // the class's room.
+    let end = |clients| EventKind::ChatEnd { server: ServerName::Chat, clients };
     f.at(5, EventKind::SandboxClose { server: ServerName::Chat, session: lesson.into() });
+    f.at(5, end(0));
     f.at(6, join(at_lesson, 3));
     // A room of this page's own says nothing more: its counts are the ones this page meets.
     f.at(7, EventKind::SandboxOpen { server: ServerName::Chat, session: "me".into() });
     f.at(8, join(SOCK, 1));
-    let texts: Vec<String> = f
-        .log()
-        .into_iter()
-        .filter(|l| matches!(l.kind.as_ref(), "chat_join" | "chat_leave"))
-        .map(|l| l.text)
-        .collect();
-    let rooms: Vec<bool> = texts.iter().map(|t| t.ends_with(" (in session b7c9's own room)")).collect();
-    assert_eq!(rooms, [false, true, false, true, false, false], "{texts:#?}");
+    f.at(9, EventKind::SandboxClose { server: ServerName::Chat, session: "me".into() });
+    f.at(9, end(1));
+    // The class's chat server stopping is the class's.
+    f.at(10, end(3));
+    let texts: Vec<String> =
+        f.log().into_iter().filter(|l| l.kind.starts_with("chat_")).map(|l| l.text).collect();
+    let rooms: Vec<&str> = texts.iter().map(|t| t.find(" (in ").map_or("", |at| &t[at..])).collect();
+    let theirs = " (in session b7c9's own room)";
+    assert_eq!(
+        rooms,
+        ["", theirs, "", theirs, theirs, "", "", " (in this page's own room)", "",],
+        "{texts:#?}"
+    );
 }

@@ -377,12 +377,14 @@ pub fn lossy_patch(
     relay: &protocol::ServerSettings,
     [drop, delay, jitter]: [&str; 3],
 ) -> Result<LossyChange, LinkPatchError> {
-    let [drop, delay, jitter] = [drop, delay, jitter].map(str::trim);
-    let drop = (!drop.is_empty()).then(|| probability("drop", drop)).transpose()?;
+    let [drop_text, delay, jitter] = [drop, delay, jitter].map(str::trim);
+    let drop = (!drop_text.is_empty()).then(|| probability("drop", drop_text)).transpose()?;
     let delay_ms = (!delay.is_empty()).then(|| millis("delay_ms", delay)).transpose()?;
     let jitter_ms = (!jitter.is_empty()).then(|| millis("jitter_ms", jitter)).transpose()?;
+    // The panel shows the relay's drop as `short` writes it: that text, untouched, is no change.
+    let shown = relay.drop.map(super::text::short);
     Ok((
-        drop.filter(|d| relay.drop != Some(*d)),
+        drop.filter(|d| relay.drop != Some(*d) && shown.as_deref() != Some(drop_text)),
         delay_ms.filter(|ms| relay.delay_ms != Some(*ms)),
         jitter_ms.filter(|ms| relay.jitter_ms != Some(*ms)),
     ))

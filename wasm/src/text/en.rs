@@ -135,6 +135,7 @@ pub const WORDS: Words = Words {
         ("log-own", " (this page's sockets only)"),
         ("log-own-other", " (session {0}'s sockets only)"),
         ("log-room", " (in session {0}'s own room)"),
+        ("log-room-mine", " (in this page's own room)"),
         ("log-sandbox-open", "{0}: a {0} server of their own"),
         ("log-sandbox-close", "{0}: the shared {0} server again"),
         ("unknown-dg", ", datagram {0}"),
