@@ -1552,3 +1552,25 @@ fn a_chat_event_in_another_sessions_own_room_says_whose_room() {
         "{texts:#?}"
     );
 }
+
+/// Past the lanes, many sessions' sockets share the overflow lane: a chat event there is no
+/// one room's, even when one of those sessions has a room of its own.
+#[test]
+fn the_overflow_lane_is_no_ones_chat_room() {
+    let mut f = Feed::new();
+    let count = MAX_LANES as u16 + 4;
+    for i in 0..count {
+        let local = format!("127.0.0.1:{}", 40_000 + i);
+        let session = format!("s{i:07}");
+        f.at(1, opened_by((&session, &local), "c", ServerName::Chat, CHAT));
+    }
+    let last = format!("s{:07}", count - 1);
+    f.at(2, EventKind::SandboxOpen { server: ServerName::Chat, session: last });
+    let peer = addr(&format!("127.0.0.1:{}", 40_000 + count - 2));
+    let lane = f.model.lane_of(peer);
+    assert_eq!(f.model.lanes()[lane].kind, LaneKind::Overflow);
+    f.at(3, EventKind::ChatJoin { server: ServerName::Chat, peer, clients: 9, timeout_ms: 5_000 });
+    let log = f.log();
+    let join = log.iter().find(|l| l.kind == "chat_join").expect("logged");
+    assert!(!join.text.contains("own room"), "{}", join.text);
+}
