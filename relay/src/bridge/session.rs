@@ -326,8 +326,7 @@ pub async fn run(socket: WebSocket, state: AppState, ip: Option<std::net::IpAddr
     if tokio::time::timeout(GOODBYE, drivers.finish()).await.is_err() {
         tracing::warn!(session = %session.id, "a socket did not stop in time");
     }
-    // Its sandboxes go with it, unannounced: nobody is left to meet them.
-    session.reset(false).await;
+    session.reset_when_gone();
     if let Some(metrics) = &metrics {
         metrics.session_ended();
     }
@@ -589,10 +588,7 @@ impl Session {
                 let fault = LinkFault { drop_next, duplicate_next, hold_next_ms };
                 self.link(server, dir, LinkChange::Fault(fault), self.scope(scope)).await
             }
-            Command::Reset {} => {
-                self.reset(true).await;
-                Ok(())
-            }
+            Command::Reset {} => self.reset().await,
             Command::Subscribe { scope, batch, kinds, history } => {
                 if history && scope != Scope::All {
                     return Err(refuse(
@@ -705,15 +701,45 @@ impl Session {
         }
     }
 
-    /// Dissolves this session's sandboxes: its sockets meet the servers and links everyone
-    /// meets again. With `announce`, what changes for them is announced.
-    async fn reset(&mut self, announce: bool) {
+    /// Dissolves this session's sandboxes, announcing what changes: its sockets meet the
+    /// servers and links everyone meets again. A server too busy to take the reset in time
+    /// keeps that sandbox, and the page hears so and may ask again.
+    async fn reset(&mut self) -> Result<(), Refusal> {
+        let mut busy = Vec::new();
         for server in std::mem::take(&mut self.sandboxes) {
-            let reset = self.state.relay.reset(server, &self.id, announce);
+            // Sending is cancel-safe: a reset that times out was never queued.
+            let reset = self.state.relay.reset(server, &self.id, true);
             if tokio::time::timeout(ANSWER_TIMEOUT, reset).await.is_err() {
-                tracing::warn!(session = %self.id, %server, "the server did not take the reset in time");
+                self.sandboxes.insert(server);
+                busy.push(server.to_string());
             }
         }
+        if busy.is_empty() {
+            return Ok(());
+        }
+        let noun = if busy.len() == 1 { "server" } else { "servers" };
+        let busy = busy.join(" and ");
+        Err(refuse(
+            ErrorCode::Io,
+            format!("the {busy} {noun} did not take the reset in time; send reset again"),
+        ))
+    }
+
+    /// Dissolves this session's sandboxes once it has ended, unannounced: nobody is left to
+    /// meet them. It runs as a task of its own, without a deadline, so that a busy server
+    /// delays the reset rather than keeping a sandbox nobody can reset any more. At shutdown
+    /// the servers have already stopped, and it ends at once.
+    fn reset_when_gone(&mut self) {
+        let sandboxes = std::mem::take(&mut self.sandboxes);
+        if sandboxes.is_empty() {
+            return;
+        }
+        let (relay, id) = (self.state.relay.clone(), self.id.clone());
+        self.state.tasks.spawn(async move {
+            for server in sandboxes {
+                relay.reset(server, &id, false).await;
+            }
+        });
     }
 
     /// Refuses a name that is malformed or taken, or one socket too many.
