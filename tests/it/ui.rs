@@ -145,12 +145,28 @@ async fn total_loss_shows_retries_with_growing_waits_then_the_give_up() {
     browser.click("#lossy-apply").await;
     let error = browser.wait_for_text("#error", "lossy server: delay_ms", WAIT).await;
     assert!(error.contains("whole number of milliseconds, got \"-5\""), "{error}");
+    // Text a number field would have read as empty, and so as no change: named too.
     browser.fill("#lossy-delay", "0").await;
+    browser.fill("#lossy-jitter", "5 ms").await;
+    browser.click("#lossy-apply").await;
+    let error = browser.wait_for_text("#error", "lossy server: jitter_ms", WAIT).await;
+    assert!(error.contains("got \"5 ms\""), "{error}");
     browser.fill("#lossy-jitter", "5").await;
     browser.click("#lossy-apply").await;
     browser.wait_for_text("#log", "jitter_ms set to 5", WAIT).await;
     let set = log_texts(&browser, "#log li[data-kind=server_configured]").await;
     assert_eq!(set.len(), 2, "the drop, then the jitter alone: {set:#?}");
+
+    // A retry typed wrong sends nothing, rather than retrying on a default nobody asked for.
+    let sends = browser.find_all("#log li[data-kind=client_send]").await.len();
+    browser.fill("#retry-initial", "1O0").await;
+    send(&browser, "once more").await;
+    let error = browser.wait_for_text("#error", "retry: initial_ms", WAIT).await;
+    assert!(error.contains("whole number of milliseconds, got \"1O0\""), "{error}");
+    browser.fill("#hb-every", "1 s").await;
+    browser.click("#hb-start").await;
+    browser.wait_for_text("#error", "every_ms is a whole number of milliseconds, got \"1 s\"", WAIT).await;
+    assert_eq!(browser.find_all("#log li[data-kind=client_send]").await.len(), sends, "nothing was sent");
     browser.close().await;
     relay.shutdown().await;
 }

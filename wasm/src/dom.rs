@@ -33,12 +33,9 @@ pub fn input_value(document: &Document, id: &str) -> String {
     input(document, id).map(|i| i.value()).unwrap_or_default()
 }
 
+/// A range input's value: its browser always gives a number.
 pub fn input_u64(document: &Document, id: &str) -> Option<u64> {
     crate::model::decimal(input_value(document, id).trim()).filter(|v| *v >= 0.0).map(|v| v.round() as u64)
-}
-
-pub fn input_f64(document: &Document, id: &str) -> Option<f64> {
-    crate::model::decimal(input_value(document, id).trim()).filter(|v| v.is_finite())
 }
 
 pub fn set_input(document: &Document, id: &str, value: &str) {

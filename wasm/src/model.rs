@@ -54,7 +54,8 @@ pub use text::{
 };
 pub use text::{decimal, fixed, short};
 pub use wire::{
-    LINK_FIELDS, LinkHeld, LinkLoss, LinkPatchError, LinkPath, link_patch, link_values, lossy_patch,
+    FieldError, LINK_FIELDS, LinkHeld, LinkLoss, LinkPath, link_patch, link_values, lossy_patch, millis,
+    retry_params,
 };
 
 /// Items kept for drawing by default: about half a second of a 5,000 events/s storm, or

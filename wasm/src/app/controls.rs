@@ -2,14 +2,14 @@
 //! what each does: open and close sockets, send, retry, heartbeat, configure the lossy
 //! server and the link, pause, zoom, scroll, step and select in the diagram.
 
-use protocol::{Command, Dir, LinkFault, RetryParams, RetrySpec, Scope, ServerName};
+use protocol::{Command, Dir, LinkFault, RetrySpec, Scope, ServerName};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{Document, Element, HtmlElement, KeyboardEvent, MouseEvent, WheelEvent};
 
 use super::{App, ConnState, OwnSocket, Shared, on, on_id};
 use crate::dom;
-use crate::model::{link_patch, lossy_patch};
+use crate::model::{link_patch, lossy_patch, millis, retry_params};
 use crate::render::View;
 use crate::text::{fill, word};
 
@@ -38,8 +38,10 @@ pub(super) fn wire(shared: &Shared) -> Result<(), JsValue> {
         }
     });
     on_id(shared, d, "hb-start", "click", |app, _| {
-        let every = dom::input_u64(&app.document, "hb-every").unwrap_or(1000);
-        app.heartbeat(every);
+        match millis("every_ms", dom::input_value(&app.document, "hb-every").trim()) {
+            Ok(every) => app.heartbeat(every),
+            Err(e) => app.show_error(&e.message),
+        }
     });
     on_id(shared, d, "hb-stop", "click", |app, _| app.heartbeat(0));
     on_id(shared, d, "lossy-drop-range", "input", |app, _| {
@@ -132,8 +134,10 @@ fn wire_link_panel(shared: &Shared, d: &Document) {
             app.link_fault(dir, LinkFault { duplicate_next: Some(1), ..LinkFault::default() });
         });
         on_id(shared, d, &format!("link-{dir}-hold"), "click", move |app, _| {
-            let ms = dom::input_u64(&app.document, "link-hold-ms").unwrap_or(500);
-            app.link_fault(dir, LinkFault { hold_next_ms: Some(ms), ..LinkFault::default() });
+            match millis("hold_next_ms", dom::input_value(&app.document, "link-hold-ms").trim()) {
+                Ok(ms) => app.link_fault(dir, LinkFault { hold_next_ms: Some(ms), ..LinkFault::default() }),
+                Err(e) => app.show_error(&e.message),
+            }
         });
     }
 }
@@ -184,14 +188,18 @@ impl App {
     pub(super) fn send_text(&mut self) {
         let Some(socket) = self.selected_socket() else { return };
         let text = dom::input_value(&self.document, "send-text");
-        let retry = dom::checked(&self.document, "retry-on").then(|| {
-            let defaults = RetryParams::default();
-            RetrySpec::With(RetryParams {
-                initial_ms: dom::input_u64(&self.document, "retry-initial").unwrap_or(defaults.initial_ms),
-                factor: dom::input_f64(&self.document, "retry-factor").unwrap_or(defaults.factor),
-                give_up_ms: dom::input_u64(&self.document, "retry-giveup").unwrap_or(defaults.give_up_ms),
-            })
-        });
+        let retry = if dom::checked(&self.document, "retry-on") {
+            let typed = |id| dom::input_value(&self.document, id);
+            match retry_params(&typed("retry-initial"), &typed("retry-factor"), &typed("retry-giveup")) {
+                Ok(params) => Some(RetrySpec::With(params)),
+                Err(e) => {
+                    self.show_error(&fill("err-retry", &[&e]));
+                    return;
+                }
+            }
+        } else {
+            None
+        };
         let request_id = dom::checked(&self.document, "reqid-on");
         self.command(&Command::Send { socket, text: Some(text), hex: None, retry, request_id });
     }

@@ -1295,6 +1295,34 @@ fn the_lossy_panel_sends_only_the_settings_typed_differently_and_names_a_mistake
 }
 
 #[test]
+fn the_retry_fields_give_what_was_typed_or_name_the_mistake() {
+    let typed = retry_params(" 150 ", "1.5", "3000").expect("all three are numbers");
+    assert_eq!((typed.initial_ms, typed.factor, typed.give_up_ms), (150, 1.5, 3000));
+    // An empty field is its default, as a plain `"retry": true` would have it.
+    let defaults = protocol::RetryParams::default();
+    let empty = retry_params("", "", "").expect("empty fields are defaults");
+    assert_eq!(
+        (empty.initial_ms, empty.factor, empty.give_up_ms),
+        (defaults.initial_ms, defaults.factor, defaults.give_up_ms)
+    );
+    // What a number field would have hidden as empty: the letter O for a zero, a comma for a
+    // point, a unit typed after the number.
+    let bad = retry_params("1O0", "2", "2000").expect_err("a letter in the wait");
+    assert_eq!(
+        (bad.field, bad.message.as_str()),
+        ("initial_ms", "initial_ms is a whole number of milliseconds, got \"1O0\"")
+    );
+    let bad = retry_params("100", "1,5", "2000").expect_err("a comma in the factor");
+    assert_eq!(
+        (bad.field, bad.message.as_str()),
+        ("factor", "factor is a number, such as 2 or 1.5, got \"1,5\"")
+    );
+    assert_eq!(retry_params("100", "2", "2 s").map_err(|e| e.field).err(), Some("give_up_ms"));
+    assert_eq!(millis("every_ms", "1000"), Ok(1000));
+    assert_eq!(millis("every_ms", "1e3").map_err(|e| e.field), Err("every_ms"));
+}
+
+#[test]
 fn a_close_with_a_reason_is_logged_in_its_words() {
     let mut f = Feed::new();
     let text = f.model.connection_closed(1009, "the frame is 2 MiB; the relay reads at most 1 MiB");

@@ -52,9 +52,14 @@ pub fn payload_bytes(payload: &Payload) -> Vec<u8> {
 
 /// Bytes as spaced hex pairs, as a hex dump shows them.
 pub fn hex_dump(bytes: &[u8]) -> String {
-    let hex = protocol::to_hex(bytes);
-    let pairs: Vec<&str> = hex.as_bytes().chunks(2).filter_map(|c| std::str::from_utf8(c).ok()).collect();
-    pairs.join(" ")
+    let mut dump = String::with_capacity(bytes.len() * 3);
+    for (i, digit) in protocol::to_hex(bytes).chars().enumerate() {
+        if i > 0 && i % 2 == 0 {
+            dump.push(' ');
+        }
+        dump.push(digit);
+    }
+    dump
 }
 
 /// `x` with `decimals` digits after the point, rounded half away from zero: `fixed(2.345, 1)`

@@ -22,8 +22,8 @@
 use std::fmt;
 
 use protocol::{
-    Dg, Dir, Event, EventKind, HoldReason, LinkDropReason, LinkPatch, LinkSettings, Payload, Scope,
-    ServerName,
+    Dg, Dir, Event, EventKind, HoldReason, LinkDropReason, LinkPatch, LinkSettings, Payload, RetryParams,
+    Scope, ServerName,
 };
 
 use super::{Arrow, Body, Fate, MarkKind, Model, link_summary, preview, thousands};
@@ -88,31 +88,35 @@ impl Arrow {
     /// direction, then `lost`, `fragment`, `fault`, `copy`, `copied`, `held`, `reordered`.
     pub fn link_words(&self) -> Option<String> {
         let link = self.link.as_ref()?;
-        let mut words = vec![link.dir.as_str()];
+        let mut words = link.dir.as_str().to_owned();
+        let mut add = |word| {
+            words.push(' ');
+            words.push_str(word);
+        };
         if let Some(loss) = &link.lost {
-            words.push("lost");
+            add("lost");
             match loss.reason {
-                LinkDropReason::Fragment => words.push("fragment"),
-                LinkDropReason::Fault => words.push("fault"),
-                LinkDropReason::Full => words.push("full"),
+                LinkDropReason::Fragment => add("fragment"),
+                LinkDropReason::Fault => add("fault"),
+                LinkDropReason::Full => add("full"),
                 LinkDropReason::Loss => {}
             }
         }
         if link.copy_of.is_some() {
-            words.push("copy");
+            add("copy");
         }
         if link.copied_as.is_some() {
-            words.push("copied");
+            add("copied");
         }
         if let Some(held) = &link.held {
-            words.push("held");
+            add("held");
             match held.reason {
-                HoldReason::Reorder => words.push("reordered"),
-                HoldReason::Fault => words.push("fault"),
+                HoldReason::Reorder => add("reordered"),
+                HoldReason::Fault => add("fault"),
                 HoldReason::Delay => {}
             }
         }
-        Some(words.join(" "))
+        Some(words)
     }
 
     fn link_mut(&mut self, dir: Dir) -> &mut LinkPath {
@@ -351,19 +355,17 @@ pub fn link_values(settings: &LinkSettings) -> [String; 6] {
 }
 
 /// A probability typed into field `field`, from 0 to 1.
-fn probability(field: &'static str, text: &str) -> Result<f64, LinkPatchError> {
+fn probability(field: &'static str, text: &str) -> Result<f64, FieldError> {
     match super::text::decimal(text) {
         Some(p) if (0.0..=1.0).contains(&p) => Ok(p),
-        _ => {
-            Err(LinkPatchError { field, message: fill("patch-probability", &[&field, &format!("{text:?}")]) })
-        }
+        _ => Err(FieldError { field, message: fill("patch-probability", &[&field, &format!("{text:?}")]) }),
     }
 }
 
 /// A whole number of milliseconds typed into field `field`.
-fn millis(field: &'static str, text: &str) -> Result<u64, LinkPatchError> {
+pub fn millis(field: &'static str, text: &str) -> Result<u64, FieldError> {
     text.parse::<u64>()
-        .map_err(|_| LinkPatchError { field, message: fill("patch-millis", &[&field, &format!("{text:?}")]) })
+        .map_err(|_| FieldError { field, message: fill("patch-millis", &[&field, &format!("{text:?}")]) })
 }
 
 /// The lossy server's `drop`, `delay_ms` and `jitter_ms` to set, each `None` to leave it.
@@ -376,7 +378,7 @@ pub type LossyChange = (Option<f64>, Option<u64>, Option<u64>);
 pub fn lossy_patch(
     relay: &protocol::ServerSettings,
     [drop, delay, jitter]: [&str; 3],
-) -> Result<LossyChange, LinkPatchError> {
+) -> Result<LossyChange, FieldError> {
     let [drop_text, delay, jitter] = [drop, delay, jitter].map(str::trim);
     let drop = (!drop_text.is_empty()).then(|| probability("drop", drop_text)).transpose()?;
     let delay_ms = (!delay.is_empty()).then(|| millis("delay_ms", delay)).transpose()?;
@@ -390,14 +392,35 @@ pub fn lossy_patch(
     ))
 }
 
-/// A field the panel cannot send as it is.
+/// The retry a send asks for, from the page's wait, factor and give-up as typed. An empty
+/// field takes its default; a mistake is named, and nothing is sent. The relay checks the
+/// ranges, and that the first wait is no longer than the whole.
+pub fn retry_params(initial: &str, factor: &str, give_up: &str) -> Result<RetryParams, FieldError> {
+    let mut params = RetryParams::default();
+    let (initial, factor, give_up) = (initial.trim(), factor.trim(), give_up.trim());
+    if !initial.is_empty() {
+        params.initial_ms = millis("initial_ms", initial)?;
+    }
+    if !factor.is_empty() {
+        params.factor = super::text::decimal(factor).ok_or_else(|| FieldError {
+            field: "factor",
+            message: fill("patch-factor", &[&format!("{factor:?}")]),
+        })?;
+    }
+    if !give_up.is_empty() {
+        params.give_up_ms = millis("give_up_ms", give_up)?;
+    }
+    Ok(params)
+}
+
+/// A field the page cannot send as it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LinkPatchError {
+pub struct FieldError {
     pub field: &'static str,
     pub message: String,
 }
 
-impl fmt::Display for LinkPatchError {
+impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
     }
@@ -409,7 +432,7 @@ impl fmt::Display for LinkPatchError {
 /// Sending the difference makes Apply idempotent: a value typed once is sent once, and a
 /// setting someone else changed meanwhile is left alone unless it was typed here. An empty
 /// field is 0, and an empty `mtu` (or 0) is no MTU. The relay checks the ranges again.
-pub fn link_patch(current: &LinkSettings, fields: &[String; 6]) -> Result<Option<LinkPatch>, LinkPatchError> {
+pub fn link_patch(current: &LinkSettings, fields: &[String; 6]) -> Result<Option<LinkPatch>, FieldError> {
     let or_zero = |i: usize| match fields[i].trim() {
         "" => "0",
         text => text,
@@ -423,7 +446,7 @@ pub fn link_patch(current: &LinkSettings, fields: &[String; 6]) -> Result<Option
             _ => match text.parse::<u16>() {
                 Ok(m) if m >= 68 => Some(m),
                 _ => {
-                    return Err(LinkPatchError {
+                    return Err(FieldError {
                         field: "mtu",
                         message: fill("patch-mtu", &[&format!("{text:?}")]),
                     });
