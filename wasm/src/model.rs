@@ -28,7 +28,9 @@
 //! countdown).
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use rustc_hash::FxHashMap as HashMap;
 use std::net::SocketAddr;
 
 use protocol::{Dg, DuplicateReason, Event, EventKind, Hello, Links, Payload, Scope, ServerMsg, ServerName};
@@ -550,18 +552,18 @@ impl Model {
             session: None,
             servers: Vec::new(),
             lanes: Vec::new(),
-            by_addr: HashMap::new(),
-            by_socket: HashMap::new(),
-            crowd_members: HashMap::new(),
-            crowd_peak: HashMap::new(),
-            crowd_sent: HashMap::new(),
-            crowd_got: HashMap::new(),
+            by_addr: HashMap::default(),
+            by_socket: HashMap::default(),
+            crowd_members: HashMap::default(),
+            crowd_peak: HashMap::default(),
+            crowd_sent: HashMap::default(),
+            crowd_got: HashMap::default(),
             items: VecDeque::new(),
             next_id: 0,
             window: window.max(1),
             dgs: DgIndex::default(),
-            retry_wait: HashMap::new(),
-            newest_answered: HashMap::new(),
+            retry_wait: HashMap::default(),
+            newest_answered: HashMap::default(),
             chat: Vec::new(),
             stats: Stats::default(),
             log: VecDeque::new(),

@@ -23,7 +23,7 @@
 //! [`Arrow::label`](crate::model::Arrow::label)'s, the same the event log and its `data-label`
 //! carry.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use wasm_bindgen::JsValue;
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};

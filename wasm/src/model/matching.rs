@@ -14,7 +14,7 @@
 //! Both are bounded by the model's window: a datagram whose arrow has been folded away is
 //! forgotten, and its late events are drawn unpaired rather than matched to a guess.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use protocol::Dg;
 
