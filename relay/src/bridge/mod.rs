@@ -11,7 +11,8 @@
 //! - a session reaches only the relay's servers and `--allow-target` addresses, within the
 //!   limits of [`crate::config::SessionLimits`].
 //!
-//! - [`session`]: one WebSocket session: commands in, filtered events out.
+//! - [`session`]: one WebSocket session: commands in, filtered events out; what each command
+//!   does is in its `commands` module.
 //! - [`command`]: reading a command frame, and what makes it unreadable.
 //! - [`drivers`]: the session's sockets, run inside its own task.
 //! - [`target`]: where a session's socket may send, and where it binds.
