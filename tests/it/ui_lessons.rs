@@ -725,16 +725,24 @@ async fn a_small_laptop_and_a_720p_projector_keep_the_diagram_in_view() {
                  const details = document.getElementById('details').getBoundingClientRect();
                  const link = document.getElementById('link-panel').getBoundingClientRect();
                  const keys = document.querySelector('.keys').getBoundingClientRect();
+                 const panel = document.getElementById('link-panel');
+                 column.scrollTop = column.scrollHeight;
+                 const shown = panel.getBoundingClientRect();
+                 const edge = column.getBoundingClientRect();
+                 const whole = shown.height >= panel.scrollHeight - 1 && shown.height > 60
+                     && shown.top >= edge.top && shown.bottom <= edge.bottom + 1;
+                 column.scrollTop = 0;
                  return [view === 'flex' && details.bottom <= keys.top + 1,
-                         link.top > column.getBoundingClientRect().bottom - 8,
-                         column.scrollHeight > column.clientHeight];",
+                         link.top > edge.bottom - 8,
+                         column.scrollHeight > column.clientHeight,
+                         whole];",
                 vec![],
             )
             .await;
         assert_eq!(
             below,
-            json!([true, true, true]),
-            "laptop {w}×{h}: [the diagram's view a box down to the details, above the keys; the link panel below the column's edge; the column scrolls to it]"
+            json!([true, true, true, true]),
+            "laptop {w}×{h}: [the diagram's view a box down to the details, above the keys; the link panel below the column's edge; the column scrolls to it; scrolled there, the link panel is whole]"
         );
         if w == 1536 || w == 1366 {
             // Loss and retries, whole (it ran off the top at 208 px of canvas). Run at
