@@ -214,7 +214,8 @@ pub fn sockets(lesson: &Lesson) -> Vec<&'static str> {
     names
 }
 
-fn socket_of(json: &'static str) -> Option<&'static str> {
+/// The socket a step's command names: `"socket":"NAME"`.
+pub fn socket_of(json: &'static str) -> Option<&'static str> {
     let start = json.find(r#""socket":""#)? + r#""socket":""#.len();
     let len = json[start..].find('"')?;
     Some(&json[start..start + len])

@@ -483,6 +483,22 @@ async fn many_clients_draws_a_crowd_of_100_in_one_lane() {
     finish(browser, relay, "many-clients").await;
 }
 
+/// Many clients closes its crowd itself: the next lesson, undoing it, closes nothing more.
+/// It used to close `class` again, and every lesson after it began with `unknown_socket`.
+#[tokio::test]
+async fn the_lesson_after_many_clients_starts_without_an_error() {
+    let relay = TestRelay::start().await;
+    let browser = lesson_page(&relay, "many-clients").await;
+    browser.click("#lesson-list [data-slug=empty]").await;
+    wait_done(&browser, "empty").await;
+    let errors = lines(&browser, "#log li[data-kind=error]").await;
+    assert!(errors.is_empty(), "{errors:?}");
+    let shown = browser.eval("return document.getElementById('error').hidden;", vec![]).await;
+    assert_eq!(shown, json!(true), "no error is shown");
+    browser.close().await;
+    relay.shutdown().await;
+}
+
 #[tokio::test]
 async fn outside_clients_shows_the_nc_and_python_commands_and_their_datagrams_live() {
     let relay = TestRelay::start().await;

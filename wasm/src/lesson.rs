@@ -25,11 +25,13 @@ pub struct Runner {
     /// Page time the lesson started, and until when the next step waits.
     started_ms: f64,
     wait_until_ms: f64,
+    /// The sockets its steps opened and have not closed: what [`Runner::undo`] closes.
+    open: Vec<&'static str>,
 }
 
 impl Runner {
     pub fn new(lesson: &'static Lesson, now_ms: f64) -> Self {
-        Self { lesson, step: 0, started_ms: now_ms, wait_until_ms: now_ms }
+        Self { lesson, step: 0, started_ms: now_ms, wait_until_ms: now_ms, open: Vec::new() }
     }
 
     /// The commands due by `now_ms`, as JSON. `local_of` answers the local address of one of
@@ -41,16 +43,28 @@ impl Runner {
                 break;
             }
             match *step {
-                Step::Do(json) => out.push(json.to_owned()),
+                Step::Do(json) => {
+                    if let Some(socket) = protocol::lessons::socket_of(json) {
+                        if json.contains(r#""op":"open""#) || json.contains(r#""op":"crowd""#) {
+                            self.open.push(socket);
+                        } else if json.contains(r#""op":"close""#) {
+                            self.open.retain(|s| *s != socket);
+                        }
+                    }
+                    out.push(json.to_owned());
+                }
                 Step::Wait(ms) => self.wait_until_ms = now_ms + ms as f64,
                 Step::AimAt { socket, at } => match local_of(at) {
-                    Some(local) => out.push(command_json(&Command::Open {
-                        socket: socket.to_owned(),
-                        server: None,
-                        target: Some(local),
-                        connect: true,
-                        recv_buffer: None,
-                    })),
+                    Some(local) => {
+                        self.open.push(socket);
+                        out.push(command_json(&Command::Open {
+                            socket: socket.to_owned(),
+                            server: None,
+                            target: Some(local),
+                            connect: true,
+                            recv_buffer: None,
+                        }));
+                    }
                     // Not known yet: look again next frame, but not forever.
                     None if now_ms - self.started_ms < AIM_PATIENCE_MS + self.waits_ms() => break,
                     None => {}
@@ -77,6 +91,19 @@ impl Runner {
         self.lesson.steps.iter().map(|s| if let Step::Wait(ms) = s { *ms as f64 } else { 0.0 }).sum()
     }
 
+    /// What undoes the lesson so far: the sockets it opened and has not closed itself are
+    /// closed (a lesson stopped early opened fewer; one that ran to its end may have closed
+    /// some), and its own settings and links (`"scope":"own"`) dissolved, so this page's
+    /// sockets meet the servers everyone meets again.
+    pub fn undo(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for socket in &self.open {
+            out.push(command_json(&Command::Close { socket: (*socket).to_owned() }));
+        }
+        out.push(command_json(&Command::Reset {}));
+        out
+    }
+
     /// Every step taken and the story told: the lesson is done.
     pub fn done(&self, now_ms: f64) -> bool {
         self.step >= self.lesson.steps.len() && now_ms >= self.started_ms + self.lesson.duration_ms as f64
@@ -85,17 +112,6 @@ impl Runner {
 
 fn command_json(command: &Command) -> String {
     serde_json::to_string(command).unwrap_or_default()
-}
-
-/// What undoes `lesson`: its sockets closed, and its own settings and links (`"scope":"own"`)
-/// dissolved, so this page's sockets meet the servers everyone meets again.
-pub fn undo(lesson: &Lesson) -> Vec<String> {
-    let mut out = Vec::new();
-    for socket in protocol::lessons::sockets(lesson) {
-        out.push(command_json(&Command::Close { socket: socket.to_owned() }));
-    }
-    out.push(command_json(&Command::Reset {}));
-    out
 }
 
 /// What makes every link this page's sockets meet perfect, one `link` command each, for them
@@ -255,13 +271,51 @@ mod tests {
         assert!(out[1].contains(&"x".repeat(2_000)) && !out[1].contains(&"x".repeat(2_001)));
     }
 
+    /// Every socket's address, as soon as it is asked: the page has heard every `client_open`.
+    fn known(_: &str) -> Option<String> {
+        Some("127.0.0.1:40000".to_owned())
+    }
+
+    /// Runs the lesson to its end, frame by frame.
+    fn run_all(r: &mut Runner) {
+        let mut now = 0.0;
+        while !r.done(now) {
+            r.poll(now, known);
+            now += 50.0;
+        }
+    }
+
+    /// The sockets `out` closes.
+    fn closes(out: &[String]) -> Vec<String> {
+        let commands = out.iter().filter_map(|json| serde_json::from_str::<Command>(json).ok());
+        commands.filter_map(|c| if let Command::Close { socket } = c { Some(socket) } else { None }).collect()
+    }
+
     #[test]
-    fn undo_closes_the_lessons_sockets_then_dissolves_what_it_set_for_them() {
-        let out = undo(lesson("connected-refused").expect("lesson"));
-        let closed: Vec<_> = out.iter().filter(|json| json.contains(r#""op":"close""#)).collect();
-        assert_eq!(closed.len(), 4, "{out:?}");
+    fn undo_closes_the_sockets_the_lesson_left_open_then_dissolves_what_it_set_for_them() {
+        let mut r = Runner::new(lesson("connected-refused").expect("lesson"), 0.0);
+        run_all(&mut r);
+        let out = r.undo();
+        assert_eq!(closes(&out).len(), 4, "{out:?}");
         assert_eq!(out.last().map(String::as_str), Some(r#"{"op":"reset"}"#), "{out:?}");
-        assert_eq!(undo(lesson("reordering").expect("lesson")).len(), 2, "its socket, then the reset");
+        let mut r = Runner::new(lesson("reordering").expect("lesson"), 0.0);
+        run_all(&mut r);
+        assert_eq!(r.undo().len(), 2, "its socket, then the reset");
+    }
+
+    #[test]
+    fn undo_closes_no_socket_the_lesson_closed_or_never_opened() {
+        // Many clients closes its crowd itself, at its end: undoing it then closes nothing
+        // more (the relay would answer `unknown_socket`).
+        let mut r = Runner::new(lesson("many-clients").expect("lesson"), 0.0);
+        run_all(&mut r);
+        assert!(closes(&r.undo()).is_empty(), "{:?}", r.undo());
+        // A lesson stopped before its second socket opened closes the first one only.
+        let mut r = Runner::new(lesson("connected-refused").expect("lesson"), 0.0);
+        let first = r.poll(0.0, |_| None);
+        let opened: Vec<_> = first.iter().filter(|json| json.contains(r#""op":"open""#)).collect();
+        assert_eq!(closes(&r.undo()).len(), opened.len(), "{first:?}");
+        assert_eq!(Runner::new(lesson("reordering").expect("lesson"), 0.0).undo(), [r#"{"op":"reset"}"#]);
     }
 
     #[test]

@@ -189,7 +189,7 @@ impl App {
     /// Closes the running lesson's sockets and dissolves what it set for them.
     fn undo_lesson(&mut self) {
         let Some(runner) = self.lesson.take() else { return };
-        for json in lesson::undo(runner.lesson) {
+        for json in runner.undo() {
             self.send_json(&json);
         }
         if self.watching_all {
