@@ -348,11 +348,25 @@ async fn configure_validates_and_changes_live_settings() {
     ws.send(json!({"op":"configure","server":"chat","timeout_ms":3000})).await;
     let changed = ws.event("server_configured", None).await;
     assert_eq!((changed["server"].clone(), changed["value"].clone()), (json!("chat"), json!(3000.0)));
+    // A command that changes several settings changes all of them or none: a refused delay
+    // leaves the drop it came with unset, and the lossy server with no `timeout_ms` is no
+    // reason to have changed its drop either.
+    ws.send(json!({"op":"configure","server":"lossy","drop":0.25,"delay_ms":100_000_000})).await;
+    let refused = ws.error("bad_command").await;
+    assert!(refused["message"].as_str().is_some_and(|m| m.contains("delay_ms")), "{refused}");
+    ws.send(json!({"op":"configure","server":"lossy","drop":0.25,"timeout_ms":1000})).await;
+    ws.error("bad_command").await;
     ws.send(json!({"op":"configure","server":"lossy","drop":1.0})).await;
-    ws.event("server_configured", None).await;
+    let changed = ws.event("server_configured", None).await;
+    assert_eq!(
+        (changed["setting"].clone(), changed["value"].clone()),
+        (json!("drop"), json!(1.0)),
+        "the first change"
+    );
     // A new session's hello shows the live values.
     let later = connect(relay.http()).await;
     assert_eq!(later.hello["settings"]["lossy"]["drop"], 1.0);
+    assert_eq!(later.hello["settings"]["lossy"]["delay_ms"], 0);
     assert_eq!(later.hello["settings"]["chat"]["timeout_ms"], 3000);
     later.close().await;
     open(&mut ws, "l", "lossy").await;

@@ -190,19 +190,14 @@ impl DatagramHandler for Chat {
     }
 
     fn on_configure(&mut self, cx: &mut Cx, now: Instant, setting: Setting) -> Result<(), SettingError> {
+        setting.check(ServerName::Chat)?;
         match setting {
-            Setting::ChatTimeout(t) if t.is_zero() => Err(SettingError::ZeroTimeout),
-            Setting::ChatTimeout(t) if t > crate::config::MAX_DURATION => {
-                Err(SettingError::TooLong { setting: setting.name() })
-            }
             Setting::ChatTimeout(t) => {
                 self.settings.timeout = t;
                 self.evict_silent(cx, now);
                 Ok(())
             }
-            other => {
-                Err(SettingError::NotSupported { server: Some(ServerName::Chat), setting: other.name() })
-            }
+            _ => Ok(()), // refused by `check`
         }
     }
 

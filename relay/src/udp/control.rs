@@ -75,6 +75,25 @@ impl Setting {
         }
     }
 
+    /// Whether `server` has this setting and the value is one it takes. A server checks this
+    /// before it changes anything, and so does a session before it asks for any of the
+    /// changes of one command: a command changes all its settings or none.
+    pub fn check(self, server: ServerName) -> Result<(), SettingError> {
+        let has = match self {
+            Self::Drop(_) | Self::Delay(_) | Self::Jitter(_) => server == ServerName::Lossy,
+            Self::ChatTimeout(_) => server == ServerName::Chat,
+        };
+        match self {
+            _ if !has => Err(SettingError::NotSupported { server: Some(server), setting: self.name() }),
+            Self::Drop(p) if !(0.0..=1.0).contains(&p) => Err(SettingError::DropOutOfRange(p)),
+            Self::ChatTimeout(t) if t.is_zero() => Err(SettingError::ZeroTimeout),
+            Self::Delay(d) | Self::Jitter(d) | Self::ChatTimeout(d) if d > crate::config::MAX_DURATION => {
+                Err(SettingError::TooLong { setting: self.name() })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The new value as a number: a probability, or a duration in milliseconds.
     pub fn value(self) -> f64 {
         match self {

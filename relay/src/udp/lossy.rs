@@ -189,22 +189,12 @@ impl DatagramHandler for Lossy {
     }
 
     fn on_configure(&mut self, _cx: &mut Cx, _now: Instant, setting: Setting) -> Result<(), SettingError> {
+        setting.check(ServerName::Lossy)?;
         match setting {
-            Setting::Drop(p) if !(0.0..=1.0).contains(&p) => {
-                return Err(SettingError::DropOutOfRange(p));
-            }
-            Setting::Delay(d) | Setting::Jitter(d) if d > crate::config::MAX_DURATION => {
-                return Err(SettingError::TooLong { setting: setting.name() });
-            }
             Setting::Drop(p) => self.settings.drop = p,
             Setting::Delay(d) => self.settings.delay = d,
             Setting::Jitter(j) => self.settings.jitter = j,
-            other => {
-                return Err(SettingError::NotSupported {
-                    server: Some(ServerName::Lossy),
-                    setting: other.name(),
-                });
-            }
+            Setting::ChatTimeout(_) => {} // refused by `check`
         }
         Ok(())
     }

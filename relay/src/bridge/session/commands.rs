@@ -161,6 +161,10 @@ impl Session {
                 if settings.iter().all(Option::is_none) {
                     return Err(refuse(ErrorCode::BadCommand, "configure needs a setting to change"));
                 }
+                // All or none: a refused delay must not leave the drop it came with set.
+                for setting in settings.iter().flatten() {
+                    setting.check(server).map_err(|e| refuse(ErrorCode::BadCommand, e.to_string()))?;
+                }
                 for setting in settings.into_iter().flatten() {
                     let outcome = tokio::time::timeout(
                         ANSWER_TIMEOUT,
