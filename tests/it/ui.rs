@@ -161,11 +161,15 @@ async fn total_loss_shows_retries_with_growing_waits_then_the_give_up() {
     let sends = browser.find_all("#log li[data-kind=client_send]").await.len();
     browser.fill("#retry-initial", "1O0").await;
     send(&browser, "once more").await;
-    let error = browser.wait_for_text("#error", "retry: initial_ms", WAIT).await;
+    let error = browser.wait_for_text("#error", "retry: “wait”", WAIT).await;
     assert!(error.contains("whole number of milliseconds, got \"1O0\""), "{error}");
     browser.fill("#hb-every", "1 s").await;
     browser.click("#hb-start").await;
-    browser.wait_for_text("#error", "every_ms is a whole number of milliseconds, got \"1 s\"", WAIT).await;
+    browser.wait_for_text("#error", "“every” is a whole number of milliseconds, got \"1 s\"", WAIT).await;
+    // 0 is what Stop sends: Start says so rather than quietly stopping.
+    browser.fill("#hb-every", "0").await;
+    browser.click("#hb-start").await;
+    browser.wait_for_text("#error", "A heartbeat every 0 ms is none", WAIT).await;
     assert_eq!(browser.find_all("#log li[data-kind=client_send]").await.len(), sends, "nothing was sent");
     browser.close().await;
     relay.shutdown().await;

@@ -522,6 +522,7 @@ impl App {
             // `unbatch` opened any batch before this.
             ServerMsg::Batch { .. } => {}
         }
+        self.model.now_us = self.relay_now_us();
         self.model.apply(&msg);
     }
 

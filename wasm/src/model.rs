@@ -508,6 +508,10 @@ pub struct Model {
     log: VecDeque<Pending>,
     /// The newest `t_us` seen.
     pub latest_us: u64,
+    /// The relay's clock now, as the page estimates it (the app sets it): the time of what the
+    /// relay says without a time of its own, an error or its bye, which may come long after
+    /// the newest event.
+    pub now_us: u64,
     /// The newest `seq` seen, which stamps marks of our own such as `lagged`.
     latest_seq: u64,
     /// Each server's link, both directions, from `hello` and every `link_configured`.
@@ -568,6 +572,7 @@ impl Model {
             stats: Stats::default(),
             log: VecDeque::new(),
             latest_us: 0,
+            now_us: 0,
             latest_seq: 0,
             links: BTreeMap::new(),
             own_links: Vec::new(),
@@ -701,11 +706,9 @@ impl Model {
             ServerMsg::Error { code, message, .. } => {
                 let code = wire_name(code);
                 let text = fill("error", &[&code, message]);
-                self.log_line(0, "error", None, text, None);
+                self.log_now("error", text);
             }
-            ServerMsg::Bye { reason } => {
-                self.log_line(0, "bye", None, fill("bye", &[reason]), None);
-            }
+            ServerMsg::Bye { reason } => self.log_now("bye", fill("bye", &[reason])),
             // Opened by `unbatch` before anything is applied: that is the one place batches are
             // unwrapped, so none reaches the model.
             ServerMsg::Batch { .. } => {}
@@ -929,6 +932,14 @@ impl Model {
         item: Option<u64>,
     ) {
         self.log_dg(seq, kind, socket, text, item, None);
+    }
+
+    /// Logs what the relay says without a time of its own, at [`Model::now_us`].
+    fn log_now(&mut self, kind: &'static str, text: String) {
+        self.log_line(0, kind, None, text, None);
+        if let Some(line) = self.log.back_mut() {
+            line.t_us = line.t_us.max(self.now_us);
+        }
     }
 
     fn log_dg(

@@ -38,7 +38,9 @@ pub(super) fn wire(shared: &Shared) -> Result<(), JsValue> {
         }
     });
     on_id(shared, d, "hb-start", "click", |app, _| {
-        match millis("every_ms", dom::input_value(&app.document, "hb-every").trim()) {
+        match millis("“every”", dom::input_value(&app.document, "hb-every").trim()) {
+            // 0 is what Stop sends: as a Start it would quietly stop.
+            Ok(0) => app.show_error(word("err-hb-zero")),
             Ok(every) => app.heartbeat(every),
             Err(e) => app.show_error(&e.message),
         }
@@ -134,7 +136,7 @@ fn wire_link_panel(shared: &Shared, d: &Document) {
             app.link_fault(dir, LinkFault { duplicate_next: Some(1), ..LinkFault::default() });
         });
         on_id(shared, d, &format!("link-{dir}-hold"), "click", move |app, _| {
-            match millis("hold_next_ms", dom::input_value(&app.document, "link-hold-ms").trim()) {
+            match millis("“hold”", dom::input_value(&app.document, "link-hold-ms").trim()) {
                 Ok(ms) => app.link_fault(dir, LinkFault { hold_next_ms: Some(ms), ..LinkFault::default() }),
                 Err(e) => app.show_error(&e.message),
             }

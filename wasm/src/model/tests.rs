@@ -1310,16 +1310,16 @@ fn the_retry_fields_give_what_was_typed_or_name_the_mistake() {
     let bad = retry_params("1O0", "2", "2000").expect_err("a letter in the wait");
     assert_eq!(
         (bad.field, bad.message.as_str()),
-        ("initial_ms", "initial_ms is a whole number of milliseconds, got \"1O0\"")
+        ("“wait”", "“wait” is a whole number of milliseconds, got \"1O0\"")
     );
     let bad = retry_params("100", "1,5", "2000").expect_err("a comma in the factor");
     assert_eq!(
         (bad.field, bad.message.as_str()),
         ("factor", "factor is a number, such as 2 or 1.5, got \"1,5\"")
     );
-    assert_eq!(retry_params("100", "2", "2 s").map_err(|e| e.field).err(), Some("give_up_ms"));
-    assert_eq!(millis("every_ms", "1000"), Ok(1000));
-    assert_eq!(millis("every_ms", "1e3").map_err(|e| e.field), Err("every_ms"));
+    assert_eq!(retry_params("100", "2", "2 s").map_err(|e| e.field).err(), Some("“give up”"));
+    assert_eq!(millis("“every”", "1000"), Ok(1000));
+    assert_eq!(millis("“every”", "1e3").map_err(|e| e.field), Err("“every”"));
 }
 
 #[test]
@@ -1601,4 +1601,21 @@ fn the_overflow_lane_is_no_ones_chat_room() {
     let log = f.log();
     let join = log.iter().find(|l| l.kind == "chat_join").expect("logged");
     assert!(!join.text.contains("own room"), "{}", join.text);
+}
+
+/// An error comes without a time: it is logged at the relay's time as the page estimates it,
+/// not at the newest event's, which may be long before.
+#[test]
+fn an_error_is_logged_when_it_came_not_at_the_last_events_time() {
+    let mut f = Feed::new();
+    f.open("a", SOCK, ServerName::Echo, ECHO);
+    f.model.now_us = 19_000_000;
+    f.model.apply(&ServerMsg::Error {
+        code: protocol::ErrorCode::Limit,
+        message: "too many".into(),
+        op: None,
+        socket: None,
+    });
+    let error = f.log().into_iter().find(|l| l.kind == "error").expect("logged");
+    assert_eq!(error.t_us, 19_000_000);
 }

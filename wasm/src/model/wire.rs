@@ -392,14 +392,15 @@ pub fn lossy_patch(
     ))
 }
 
-/// The retry a send asks for, from the page's wait, factor and give-up as typed. An empty
+/// The retry a send asks for, from the page's wait, factor and give-up as typed, each named
+/// in a mistake as the page labels it. An empty
 /// field takes its default; a mistake is named, and nothing is sent. The relay checks the
 /// ranges, and that the first wait is no longer than the whole.
 pub fn retry_params(initial: &str, factor: &str, give_up: &str) -> Result<RetryParams, FieldError> {
     let mut params = RetryParams::default();
     let (initial, factor, give_up) = (initial.trim(), factor.trim(), give_up.trim());
     if !initial.is_empty() {
-        params.initial_ms = millis("initial_ms", initial)?;
+        params.initial_ms = millis("“wait”", initial)?;
     }
     if !factor.is_empty() {
         params.factor = super::text::decimal(factor).ok_or_else(|| FieldError {
@@ -408,7 +409,7 @@ pub fn retry_params(initial: &str, factor: &str, give_up: &str) -> Result<RetryP
         })?;
     }
     if !give_up.is_empty() {
-        params.give_up_ms = millis("give_up_ms", give_up)?;
+        params.give_up_ms = millis("“give up”", give_up)?;
     }
     Ok(params)
 }

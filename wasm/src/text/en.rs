@@ -282,6 +282,7 @@ pub const WORDS: Words = Words {
         ("err-link", "{0} link {1}: {2}"),
         ("err-lossy", "lossy server: {0}"),
         ("err-retry", "retry: {0}"),
+        ("err-hb-zero", "A heartbeat every 0 ms is none: type how often to beat, in ms (Stop ends one)."),
         ("err-file-named", "{0} could not be read."),
         ("err-file", "The file could not be read."),
         ("err-no-recording", "This site has no recording of the lesson {0}."),
