@@ -1479,7 +1479,9 @@ impl Model {
             EventKind::ChatEnd { server, clients } => {
                 let lane = self.server_lane(*server);
                 // A lesson's room that closed, or else the class's chat server stopping.
-                let room = self.closed_room.take().map(|session| self.room_of(&session, true));
+                let closed = self.closed_room.take();
+                self.chat_ended(closed.as_deref());
+                let room = closed.map(|session| self.room_of(&session, true));
                 let text = fill("log-chat-end", &[server, clients]) + &room.unwrap_or_default();
                 let id = self.mark(event, lane, MarkKind::Leave, &text);
                 self.log_line(seq, "chat_end", None, text, Some(id));

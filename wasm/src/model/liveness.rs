@@ -85,6 +85,23 @@ impl Model {
         self.chat.push((peer, client));
     }
 
+    /// A chat server ended: a lesson's room (`room`, its session), or the class's. Its clients
+    /// are no longer anyone's, and leave the panel: a room's sockets are often closed before
+    /// it ends, and would otherwise wait there, silent, for an eviction that never comes.
+    pub(super) fn chat_ended(&mut self, room: Option<&str>) {
+        let Some(session) = room else {
+            self.chat.clear();
+            return;
+        };
+        let Some(sockets) = self.by_socket.get(session) else { return };
+        let lanes = &self.lanes;
+        // Not the lane many sessions' sockets share: its clients may be in other rooms.
+        let in_room = |c: &ChatClient| {
+            lanes[c.lane].kind != LaneKind::Overflow && sockets.values().any(|&l| l == c.lane)
+        };
+        self.chat.retain(|(_, c)| !in_room(c));
+    }
+
     pub(super) fn chat_gone(&mut self, peer: SocketAddr, state: Liveness, t_us: u64) {
         if let Some((_, c)) = self.chat.iter_mut().find(|(p, _)| *p == peer) {
             c.gone = Some((state, t_us));

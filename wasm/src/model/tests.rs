@@ -1619,3 +1619,31 @@ fn an_error_is_logged_when_it_came_not_at_the_last_events_time() {
     let error = f.log().into_iter().find(|l| l.kind == "error").expect("logged");
     assert_eq!(error.t_us, 19_000_000);
 }
+
+/// A lesson's chat room that ends takes its clients with it: their sockets were closed first,
+/// and they would otherwise stay in the panel, silent, for an eviction that never comes.
+#[test]
+fn a_chat_room_that_ends_leaves_no_ghosts_in_the_liveness_panel() {
+    let mut f = Feed::new();
+    let ((lesson, at_lesson), (_, at_plain)) = (LESSON, PLAIN);
+    f.at(1, opened_by(LESSON, "alive", ServerName::Chat, CHAT));
+    f.at(1, opened_by(PLAIN, "c", ServerName::Chat, CHAT));
+    f.at(2, EventKind::SandboxOpen { server: ServerName::Chat, session: lesson.into() });
+    let join = |peer: &str| EventKind::ChatJoin {
+        server: ServerName::Chat,
+        peer: addr(peer),
+        clients: 1,
+        timeout_ms: 3_000,
+    };
+    f.at(3, join(at_lesson));
+    f.at(3, join(at_plain));
+    // The lesson is stopped: its socket closes, then its room.
+    f.at(4, EventKind::ClientClose { session: lesson.into(), socket: "alive".into(), member: None });
+    f.at(4, EventKind::SandboxClose { server: ServerName::Chat, session: lesson.into() });
+    f.at(4, EventKind::ChatEnd { server: ServerName::Chat, clients: 0 });
+    let peers: Vec<SocketAddr> = f.model.chat_clients(60_000_000).into_iter().map(|c| c.peer).collect();
+    assert_eq!(peers, [addr(at_plain)], "the class's client stays, the lesson's is gone");
+    // The class's chat server stopping ends everyone's.
+    f.at(5, EventKind::ChatEnd { server: ServerName::Chat, clients: 1 });
+    assert!(f.model.chat_clients(60_000_000).is_empty());
+}
