@@ -483,6 +483,37 @@ async fn many_clients_draws_a_crowd_of_100_in_one_lane() {
     finish(browser, relay, "many-clients").await;
 }
 
+/// How many lanes the diagram draws (`data-columns`), and how many the page knows.
+async fn columns(browser: &Browser) -> (u64, u64) {
+    let script = "return [Number(document.getElementById('diagram').getAttribute('data-columns')),
+                          document.querySelectorAll('#lanes li').length];";
+    let value = browser.eval(script, vec![]).await;
+    (value[0].as_u64().unwrap_or(0), value[1].as_u64().unwrap_or(0))
+}
+
+/// A teacher going through the lessons in order: each earlier lesson's closed sockets keep a
+/// column only while their traffic is in view, so lesson 9 is drawn as roomy as on a fresh
+/// page, but for the lane its predecessor just closed (its close is part of the story) and
+/// `nobody`'s, which lesson 1 drew and which stays open.
+#[tokio::test]
+async fn lessons_in_order_do_not_squeeze_each_other_with_closed_lanes() {
+    let relay = TestRelay::start().await;
+    let fresh = lesson_page(&relay, "reordering").await;
+    let (alone, _) = columns(&fresh).await;
+    fresh.close().await;
+    let browser = lesson_page(&relay, "no-listener").await;
+    for slug in ["empty", "boundaries", "truncation", "reordering"] {
+        browser.click(&format!("#lesson-list [data-slug={slug}]")).await;
+        wait_done(&browser, slug).await;
+    }
+    let (drawn, known) = columns(&browser).await;
+    browser.screenshot("lessons-in-order-reordering").await;
+    assert!(known >= alone + 5, "the page still knows the earlier lessons' lanes: {known} of {alone}");
+    assert!(drawn <= alone + 2, "lesson 9 after lessons 1, 2, 3 and 8 draws {drawn} lanes, alone {alone}");
+    browser.close().await;
+    relay.shutdown().await;
+}
+
 /// Many clients closes its crowd itself: the next lesson, undoing it, closes nothing more.
 /// It used to close `class` again, and every lesson after it began with `unknown_socket`.
 #[tokio::test]

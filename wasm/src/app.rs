@@ -171,7 +171,7 @@ struct Shown {
     links: Option<(ServerName, u64)>,
     /// The oldest item the diagram drew whole (`data-oldest-item`), the canvas height it
     /// was drawn at (`data-drawn-height`), and what lies beyond its edges (`data-beyond`).
-    drawn: (Option<u64>, u32, String),
+    drawn: (Option<u64>, u32, String, usize),
 }
 
 fn log(message: &str) {

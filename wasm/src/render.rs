@@ -117,6 +117,8 @@ pub struct Renderer {
     oldest_whole: Option<u64>,
     /// The lane headers' height in the last frame.
     header: f64,
+    /// The lanes the last frame drew, of the model's.
+    columns: usize,
     /// See [`Renderer::beyond`].
     beyond: Beyond,
     /// Where the last frame drew its [`Beyond`] tags, and whether each is the top edge's.
@@ -189,6 +191,7 @@ impl Renderer {
             dash_hold: dash(&[2.0, 3.0]),
             oldest_whole: None,
             header: 0.0,
+            columns: 0,
             beyond: Beyond::default(),
             tags: Vec::new(),
             hint: ("", 0.0, 0.0, Vec::new()),
@@ -231,9 +234,35 @@ impl Renderer {
         self.header = header;
         let gap = ROW_GAP * s;
 
-        // Lane columns: clients left, servers right.
+        // Which events are visible: the newest up to `end_us`, as many as rows fit.
+        let items = model.items();
+        let newest = items.partition_point(|item| item.t_us <= view.end_us);
+        let first = newest.saturating_sub(window(h - header, gap));
+        let visible: Vec<&Item> = items.range(first..newest).collect();
+        // And where: bottom-up from `end_us`.
+        let time_y = |t: u64| h - 8.0 * s - (view.end_us as f64 - t as f64) / view.us_per_px;
+        let points = row_points(&visible);
+        let ys: HashMap<u64, f64> = layout::rows(&points, time_y, gap).collect();
+        // Rows this far above the lanes' headers are not drawn (their labels could reach down).
+        let shown = |item: &Item| ys.get(&item.seq).is_some_and(|y| *y >= header - gap * 4.0);
+
+        // Lane columns: clients left, servers right. A closed lane takes a column only while
+        // something in view happened on it: a teacher going through the lessons would
+        // otherwise find every earlier lesson's sockets squeezing the next one's.
         let lanes = model.lanes();
-        let mut order: Vec<usize> = (0..lanes.len()).collect();
+        let mut in_view = vec![false; lanes.len()];
+        for item in visible.iter().filter(|item| shown(item)) {
+            let (a, b) = match &item.body {
+                Body::Arrow(arrow) => (arrow.from, arrow.to),
+                Body::Mark(mark) => (mark.lane, mark.lane),
+            };
+            for lane in [a, b] {
+                if let Some(seen) = in_view.get_mut(lane) {
+                    *seen = true;
+                }
+            }
+        }
+        let mut order: Vec<usize> = (0..lanes.len()).filter(|&i| !lanes[i].closed || in_view[i]).collect();
         // At most a few dozen lanes: a stable insertion sort by rank, which costs the bundle a
         // fraction of the standard library's stable sort.
         for i in 1..order.len() {
@@ -243,9 +272,11 @@ impl Renderer {
                 j -= 1;
             }
         }
+        self.columns = order.len();
         let n = order.len().max(1) as f64;
         let span = (w - gutter - 10.0).max(10.0);
-        let mut lane_x = vec![0.0; lanes.len()];
+        // A lane not drawn has no column: NaN, which every loop over the lanes skips.
+        let mut lane_x = vec![f64::NAN; lanes.len()];
         for (slot, &i) in order.iter().enumerate() {
             lane_x[i] = gutter + span * (slot as f64 + 0.5) / n;
         }
@@ -254,6 +285,9 @@ impl Renderer {
         ctx.set_line_width(1.0);
         for (i, lane) in lanes.iter().enumerate() {
             let x = lane_x[i];
+            if x.is_nan() {
+                continue;
+            }
             ctx.set_stroke_style_str(LANE);
             let _ = ctx.set_line_dash(if lane.closed { &self.dash_lane } else { &self.dash_none });
             ctx.begin_path();
@@ -263,14 +297,6 @@ impl Renderer {
         }
         let _ = ctx.set_line_dash(&self.dash_none);
 
-        // Which events are visible, and where: bottom-up from `end_us`.
-        let time_y = |t: u64| h - 8.0 * s - (view.end_us as f64 - t as f64) / view.us_per_px;
-        let items = model.items();
-        let newest = items.partition_point(|item| item.t_us <= view.end_us);
-        let first = newest.saturating_sub(window(h - header, gap));
-        let visible: Vec<&Item> = items.range(first..newest).collect();
-        let points = row_points(&visible);
-        let ys: HashMap<u64, f64> = layout::rows(&points, time_y, gap).collect();
         // Marks on their send's row (a retry's).
         let sharing: Vec<u64> = points.iter().filter(|p| p.shares).map(|p| p.seq).collect();
 
@@ -682,6 +708,9 @@ impl Renderer {
         let slot = span / n;
         for (i, lane) in lanes.iter().enumerate() {
             let x = lane_x[i];
+            if x.is_nan() {
+                continue;
+            }
             let (glyph, colour) = match lane.kind {
                 LaneKind::Server(protocol::ServerName::Nobody) => ("∅", MUTED),
                 LaneKind::Server(_) => ("■", INK),
@@ -787,6 +816,11 @@ impl Renderer {
     }
 
     /// What lies beyond the last frame's edges while paused (`data-beyond`).
+    /// The lanes the last frame drew: a closed lane only while something in view is on it.
+    pub fn columns(&self) -> usize {
+        self.columns
+    }
+
     pub fn beyond(&self) -> Beyond {
         self.beyond
     }

@@ -73,7 +73,7 @@ impl App {
         }
         // What is in view, for tests and tools: the item in the log's `data-item` of the
         // oldest arrow or mark the diagram shows whole, and the canvas height (CSS pixels)
-        // it was drawn at.
+        // it was drawn at, and how many lanes it drew (`data-columns`).
         // While paused, how many items lie beyond the top and bottom edges, of how many, and
         // where their tags are, to click: `data-beyond="EARLIER NEWER ITEMS [^ X Y] [v X Y]"`
         // (the top's and the bottom's centres, CSS pixels in the canvas).
@@ -84,7 +84,8 @@ impl App {
                 beyond.push_str(&format!(" {mark} {} {}", r.cx as i32, r.cy as i32));
             }
         }
-        let drawn = (self.renderer.oldest_whole(), self.renderer.height() as u32, beyond);
+        let drawn =
+            (self.renderer.oldest_whole(), self.renderer.height() as u32, beyond, self.renderer.columns());
         if drawn != self.shown.drawn {
             if let Some(canvas) = d.get_element_by_id("diagram") {
                 let _ = match drawn.0 {
@@ -93,6 +94,7 @@ impl App {
                 };
                 let _ = canvas.set_attribute("data-drawn-height", &drawn.1.to_string());
                 let _ = canvas.set_attribute("data-beyond", &drawn.2);
+                let _ = canvas.set_attribute("data-columns", &drawn.3.to_string());
             }
             self.shown.drawn = drawn;
         }
