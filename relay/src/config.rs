@@ -151,6 +151,32 @@ pub fn port_flag(server: ServerName) -> &'static str {
     }
 }
 
+/// Two UDP port flags given the same port. Only one socket may listen on a UDP port, so the
+/// second server could not start; and `nobody`'s port must be one where nothing listens.
+/// (The page's port is TCP: it may share a number with a UDP one.)
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{first} and {second} are both {port}{}: each needs a UDP port of its own (change one of \
+     them, or give it 0 to pick a free port)",
+    default_note(.first, .second, *.port)
+)]
+pub struct SamePort {
+    pub first: &'static str,
+    pub second: &'static str,
+    pub port: u16,
+}
+
+/// Says which flag was left at its default, since the user never typed that one.
+fn default_note(first: &str, second: &str, port: u16) -> String {
+    let defaulted = ServerName::ALL
+        .into_iter()
+        .find(|&s| Ports::TUTORIAL.get(s) == port && [first, second].contains(&port_flag(s)));
+    match defaulted {
+        Some(server) => format!(" ({port} is {}'s default)", port_flag(server)),
+        None => String::new(),
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -189,6 +215,26 @@ impl Config {
     pub fn http_addr(&self) -> SocketAddr {
         SocketAddr::new(self.bind, self.http_port)
     }
+
+    /// Checks that no two UDP ports are the same, `nobody`'s included, before anything is
+    /// bound, so the error names both flags instead of only the second one's "in use". Port 0
+    /// (the OS picks) never clashes.
+    pub fn check_ports(&self) -> Result<(), SamePort> {
+        let flags: Vec<(&'static str, u16)> = ServerName::ALL
+            .into_iter()
+            .map(|server| (port_flag(server), self.ports.get(server)))
+            .chain([(port_flag(ServerName::Nobody), self.nobody_port)])
+            .collect();
+        for (i, &(first, port)) in flags.iter().enumerate() {
+            if port == 0 {
+                continue;
+            }
+            if let Some(&(second, _)) = flags[i + 1..].iter().find(|&&(_, other)| other == port) {
+                return Err(SamePort { first, second, port });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The longest duration any setting takes: a day. Longer ones teach nothing and would
@@ -213,6 +259,91 @@ pub fn parse_probability(s: &str) -> Result<f64, String> {
     } else {
         Err(format!("{p} is not a probability: use a number from 0.0 (never drop) to 1.0 (drop all)"))
     }
+}
+
+/// Strips the brackets an IPv6 address has in a URL, `[::1]`, if it has them.
+fn unbracket(s: &str) -> &str {
+    s.strip_prefix('[').and_then(|s| s.strip_suffix(']')).unwrap_or(s)
+}
+
+/// Parses `--bind`: an IP address, or `localhost` for 127.0.0.1. Other names are refused
+/// rather than looked up: a name can stand for several addresses, or none on this machine.
+pub fn parse_bind(s: &str) -> Result<IpAddr, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("localhost") {
+        return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    if let Ok(ip) = unbracket(s).parse() {
+        return Ok(ip);
+    }
+    if s.parse::<SocketAddr>().is_ok() {
+        return Err("--bind takes an address without a port: the ports have flags of their own \
+             (--http-port, --echo-port, --upper-port, --chat-port, --lossy-port)"
+            .into());
+    }
+    Err("--bind takes an IP address such as 127.0.0.1 (this machine only) or 0.0.0.0 \
+         (every interface), or localhost"
+        .into())
+}
+
+/// Parses `--seed`, with the range in the message instead of Rust's "invalid digit".
+pub fn parse_seed(s: &str) -> Result<u64, String> {
+    s.trim().parse().map_err(|_| format!("the seed is a whole number from 0 to {}", u64::MAX))
+}
+
+/// Parses one `--allow-target`: exactly one IP address and port, as the page's `target` is
+/// compared with it. No host names (the page's target is an address too) and no ranges.
+pub fn parse_allow_target(s: &str) -> Result<SocketAddr, String> {
+    const HOW: &str = "--allow-target takes IP:PORT, e.g. 10.0.0.1:9000 or [::1]:9000: an IP \
+                       address, not a host name, and one port, not a range (repeat the flag for more)";
+    let s = s.trim();
+    match s.parse::<SocketAddr>() {
+        Ok(addr) if addr.port() == 0 => Err(format!("port 0 is no server's port: {HOW}")),
+        Ok(addr) => Ok(addr),
+        Err(_) => match unbracket(s).parse::<IpAddr>() {
+            Ok(ip) => Err(format!(
+                "the port is missing: --allow-target takes IP:PORT, e.g. {}",
+                SocketAddr::new(ip, 9000)
+            )),
+            Err(_) => Err(HOW.into()),
+        },
+    }
+}
+
+/// Parses one `--public-host`: a host name (letters, digits, hyphens and dots) or an IP
+/// address, without a port, since it is compared with the host part of a `Host` header whose
+/// port must be the page's own. An IPv6 address is kept without its brackets, as the header's
+/// host is compared.
+pub fn parse_public_host(s: &str) -> Result<String, String> {
+    const HOW: &str = "--public-host takes a host name such as lab-7.local (letters, digits, \
+                       hyphens and dots) or an IP address such as 192.168.1.20";
+    let s = s.trim();
+    if let Ok(ip) = unbracket(s).parse::<IpAddr>() {
+        return Ok(ip.to_string());
+    }
+    if s.contains("://") || s.contains('/') {
+        return Err(format!("{HOW}, not a URL"));
+    }
+    if let Some((_, port)) = s.rsplit_once(':')
+        && port.parse::<u16>().is_ok()
+    {
+        return Err(format!("{HOW}, without a port: the page's port is --http-port's"));
+    }
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    let labels: Vec<&str> = s.split('.').collect();
+    if s.len() > 253 || !labels.iter().all(|label| label_ok(label)) {
+        return Err(HOW.into());
+    }
+    // A name's last label is never all digits: 300.1.1.1 is a mistyped address.
+    if labels.last().is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit())) {
+        return Err(format!("{HOW}; this is not a valid IP address"));
+    }
+    Ok(s.to_owned())
 }
 
 /// Parses one `--link SERVER.DIR=KEY:VALUE[,KEY:VALUE…]`, e.g.
@@ -276,6 +407,87 @@ mod tests {
         assert!(local.allow(ip("127.0.0.1")) && local.allow(ip("::1")) && local.allow(None));
         assert!(!local.allow(ip("192.0.2.7")), "a student's laptop");
         assert!(SharedChanges::Anyone.allow(ip("192.0.2.7")));
+    }
+
+    #[test]
+    fn equal_udp_ports_are_named_by_both_flags() {
+        let mut config = Config::ephemeral();
+        assert_eq!(config.check_ports(), Ok(()), "port 0 never clashes");
+        config.http_port = 18500;
+        config.ports.echo = 18500;
+        assert_eq!(config.check_ports(), Ok(()), "the page's TCP port may share a UDP port's number");
+        config.ports.lossy = 18500;
+        let clash = config.check_ports().expect_err("echo and lossy");
+        assert_eq!((clash.first, clash.second, clash.port), ("--echo-port", "--lossy-port", 18500));
+        config.ports.lossy = 0;
+        config.nobody_port = 18500;
+        let clash = config.check_ports().expect_err("echo and nobody");
+        assert_eq!((clash.first, clash.second), ("--echo-port", "--nobody-port"));
+
+        let defaults = Config { nobody_port: 0, ports: Ports { upper: 10004, ..Ports::TUTORIAL }, ..config };
+        let message = defaults.check_ports().expect_err("upper on echo's default").to_string();
+        assert!(message.starts_with("--echo-port and --upper-port are both 10004"), "{message}");
+        assert!(message.contains("(10004 is --echo-port's default)"), "{message}");
+    }
+
+    #[test]
+    fn bind_takes_an_ip_or_localhost() {
+        assert_eq!(parse_bind("localhost"), Ok(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert_eq!(parse_bind("LocalHost"), Ok(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert_eq!(parse_bind("0.0.0.0"), Ok(IpAddr::V4(Ipv4Addr::UNSPECIFIED)));
+        assert_eq!(parse_bind("[::1]"), Ok("::1".parse().expect("ip")));
+        let error = parse_bind("classroom-pc").expect_err("a name");
+        assert!(error.contains("127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"), "{error}");
+        let error = parse_bind("127.0.0.1:8080").expect_err("with a port");
+        assert!(error.contains("without a port"), "{error}");
+    }
+
+    #[test]
+    fn seeds_are_whole_numbers() {
+        assert_eq!(parse_seed("42"), Ok(42));
+        assert_eq!(parse_seed("18446744073709551615"), Ok(u64::MAX));
+        for bad in ["abc", "-1", "1.5", "18446744073709551616"] {
+            let error = parse_seed(bad).expect_err(bad);
+            assert!(error.contains("whole number from 0 to 18446744073709551615"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn allow_targets_are_one_ip_and_port() {
+        assert_eq!(parse_allow_target("10.0.0.1:9000"), Ok("10.0.0.1:9000".parse().expect("addr")));
+        assert_eq!(parse_allow_target("[::1]:9000"), Ok("[::1]:9000".parse().expect("addr")));
+        for (bad, says) in [
+            ("10.0.0.1", "the port is missing"),
+            ("10.0.0.1", "e.g. 10.0.0.1:9000"),
+            ("::1", "e.g. [::1]:9000"),
+            ("10.0.0.1:0", "port 0"),
+            ("example.com:9000", "not a host name"),
+            ("10.0.0.1:9000-9010", "not a range"),
+        ] {
+            let error = parse_allow_target(bad).expect_err(bad);
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn public_hosts_are_names_or_addresses() {
+        for good in ["lab-7.local", "classroom", "LAB7.example.org", "192.168.1.20"] {
+            assert_eq!(parse_public_host(good).as_deref(), Ok(good));
+        }
+        assert_eq!(parse_public_host("[fd00::2]").as_deref(), Ok("fd00::2"));
+        for (bad, says) in [
+            ("bad host name!", "letters, digits, hyphens and dots"),
+            ("lab_7.local", "letters, digits, hyphens and dots"),
+            ("-lab.local", "host name"),
+            ("lab..local", "host name"),
+            ("", "host name"),
+            ("lab-7.local:8080", "without a port"),
+            ("http://lab-7.local/", "not a URL"),
+            ("300.1.1.1", "not a valid IP address"),
+        ] {
+            let error = parse_public_host(bad).expect_err(bad);
+            assert!(error.contains(says), "{bad:?}: {error}");
+        }
     }
 
     #[test]

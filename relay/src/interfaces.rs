@@ -2,7 +2,7 @@
 //! browsers reach the page at one of them, and the relay accepts it as its own `Host` without
 //! being told (`--public-host` remains for names, which it cannot know).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Each interface's name and address, loopback last. Asked of the OS each time: a laptop's
 /// addresses change as it moves between networks.
@@ -29,8 +29,42 @@ pub fn join_urls(bind: IpAddr, port: u16, public_hosts: &[String]) -> Vec<String
     } else {
         vec![url(bind)]
     };
-    urls.extend(public_hosts.iter().map(|host| format!("http://{host}:{port}/")));
+    urls.extend(public_hosts.iter().map(|host| host_url(host, port)));
     urls
+}
+
+/// The address students most likely reach this machine at, of `bind`'s family, with its
+/// interface's name, for printing the servers of a relay bound to every interface: the one
+/// the OS sends from on its default route (a docker or VPN interface may sort first by name),
+/// else the first network address. `None` when there is no network address of that family.
+pub fn primary(bind: IpAddr) -> Option<(String, IpAddr)> {
+    let network: Vec<(String, IpAddr)> = addresses()
+        .into_iter()
+        .filter(|(_, ip)| !ip.is_loopback() && ip.is_ipv4() == bind.is_ipv4())
+        .collect();
+    let routed = route_source(bind).and_then(|ip| network.iter().find(|(_, own)| *own == ip).cloned());
+    routed.or_else(|| network.into_iter().next())
+}
+
+/// The source address of the default route: connecting a UDP socket sends nothing, it only
+/// makes the kernel choose a route, and with it the address it would send from. The
+/// destination is a documentation address (TEST-NET-3, 2001:db8::/32), which no network
+/// has, so the answer is the default route's.
+fn route_source(bind: IpAddr) -> Option<IpAddr> {
+    let (any, far): (IpAddr, IpAddr) = match bind {
+        IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED.into(), Ipv4Addr::new(203, 0, 113, 1).into()),
+        IpAddr::V6(_) => {
+            (Ipv6Addr::UNSPECIFIED.into(), Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).into())
+        }
+    };
+    let socket = std::net::UdpSocket::bind((any, 0)).ok()?;
+    socket.connect((far, 9)).ok()?;
+    Some(socket.local_addr().ok()?.ip())
+}
+
+/// The page's URL at a `--public-host`, which is a name or an address (IPv6 without brackets).
+pub fn host_url(host: &str, port: u16) -> String {
+    if host.contains(':') { format!("http://[{host}]:{port}/") } else { format!("http://{host}:{port}/") }
 }
 
 /// Whether `ip` is one of this machine's addresses.
@@ -90,5 +124,21 @@ mod tests {
         if let Some(first_loopback) = found.iter().position(|(_, ip)| ip.is_loopback()) {
             assert!(found[first_loopback..].iter().all(|(_, ip)| ip.is_loopback()), "{found:?}");
         }
+    }
+
+    #[test]
+    fn the_primary_address_is_a_network_one_of_the_family() {
+        for bind in [IpAddr::from(Ipv4Addr::UNSPECIFIED), IpAddr::from(Ipv6Addr::UNSPECIFIED)] {
+            if let Some((name, ip)) = primary(bind) {
+                assert!(!ip.is_loopback() && ip.is_ipv4() == bind.is_ipv4(), "{name} {ip}");
+                assert!(addresses().contains(&(name.clone(), ip)), "{name} {ip}");
+            }
+        }
+    }
+
+    #[test]
+    fn public_hosts_become_urls() {
+        assert_eq!(host_url("lab-7.local", 8080), "http://lab-7.local:8080/");
+        assert_eq!(host_url("fd00::2", 8080), "http://[fd00::2]:8080/");
     }
 }

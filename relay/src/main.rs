@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use protocol::ServerName;
-use relay::config::{Config, Ports, SessionLimits, SharedChanges, parse_duration, parse_probability};
+use relay::config::{
+    Config, Ports, SessionLimits, SharedChanges, parse_allow_target, parse_bind, parse_duration,
+    parse_probability, parse_public_host, parse_seed,
+};
 use relay::udp::chat::ChatSettings;
 use relay::udp::lossy::LossySettings;
 
@@ -22,9 +25,9 @@ struct Cli {
     #[command(subcommand)]
     action: Option<Action>,
 
-    /// Address every server listens on. The default, 127.0.0.1, keeps the relay private to
-    /// this computer; use 0.0.0.0 to let other machines in the room reach it.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    /// IP address every server listens on. The default, 127.0.0.1 (or localhost), keeps the
+    /// relay private to this computer; use 0.0.0.0 to let other machines in the room reach it.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1", value_parser = parse_bind)]
     bind: IpAddr,
 
     /// TCP port of the web page. Open http://127.0.0.1:PORT/ in a browser.
@@ -53,7 +56,7 @@ struct Cli {
 
     /// Seed for the lossy server's dice. Without it a random seed is chosen and printed, so you
     /// can replay exactly the same losses later.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_seed)]
     seed: Option<u64>,
 
     /// How long the lossy server waits before answering, e.g. 150ms. A wait longer than the
@@ -78,14 +81,14 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = ChatSettings::default().max_clients)]
     chat_max_clients: usize,
 
-    /// Also let the page send to this address, e.g. 127.0.0.1:9000 for your own server.
-    /// Repeat for more. Without it, the page can reach only the relay's own servers.
-    #[arg(long, value_name = "ADDR")]
+    /// Also let the page send to this IP address and port, e.g. 127.0.0.1:9000 for your own
+    /// server. Repeat for more. Without it, the page can reach only the relay's own servers.
+    #[arg(long, value_name = "IP:PORT", value_parser = parse_allow_target)]
     allow_target: Vec<SocketAddr>,
 
-    /// Also accept the page when reached by this name, e.g. the classroom machine's name or
-    /// address when started with --bind 0.0.0.0. Repeat for more.
-    #[arg(long, value_name = "NAME")]
+    /// Also accept the page when reached by this name, without a port, e.g. the classroom
+    /// machine's name or address when started with --bind 0.0.0.0. Repeat for more.
+    #[arg(long, value_name = "NAME", value_parser = parse_public_host)]
     public_host: Vec<String>,
 
     /// Who may change the servers and links the whole class meets: local (pages and scripts on
@@ -348,8 +351,32 @@ async fn start(cli: Cli) -> anyhow::Result<()> {
         _ => format!("http://{host}:{}/", handle.http.port()),
     };
     println!("UDP Playground relay is running.\n");
+    // Bound to every interface, a server's own address (0.0.0.0) is one nobody can send to:
+    // show it at the address students use instead. Scripts read these lines (bench/).
+    let shown = config.bind.is_unspecified().then(|| relay::interfaces::primary(config.bind));
+    let loopback = match config.bind {
+        IpAddr::V4(_) => IpAddr::from(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(_) => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+    };
     for (server, addr) in handle.targets() {
+        let addr = match &shown {
+            Some(found) if addr.ip().is_unspecified() => {
+                SocketAddr::new(found.as_ref().map_or(loopback, |(_, ip)| *ip), addr.port())
+            }
+            _ => addr,
+        };
         println!("  {:<6} udp://{addr:<22} {}", server.as_str(), describe(server, &config));
+    }
+    match &shown {
+        Some(Some((name, ip))) => {
+            println!("\n  The servers listen on every interface (--bind {}); they are shown at", config.bind);
+            println!("  {name}'s address, {ip}, which students use. On this machine {loopback} works too.");
+        }
+        Some(None) => {
+            println!("\n  The servers listen on every interface (--bind {}); they are shown at", config.bind);
+            println!("  {loopback}, as this machine has no network address yet.");
+        }
+        None => {}
     }
     println!("\n  Open {url} to watch the traffic. Press Ctrl-C to stop.");
     if !seed_given {
@@ -372,7 +399,7 @@ async fn start(cli: Cli) -> anyhow::Result<()> {
             }
         }
         for host in &config.public_hosts {
-            println!("    http://{host}:{port}/");
+            println!("    {}", relay::interfaces::host_url(host, port));
         }
         println!("  On the projector, open the page with ?view=all to show everyone's traffic.");
         if config.shared_changes == SharedChanges::Local {

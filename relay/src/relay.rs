@@ -36,10 +36,13 @@ use crate::{http, serve};
 /// message reads the same however it is printed.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot bind the {server} server to UDP {addr}: {reason} (choose another port with {flag})")]
+    #[error("cannot bind the {server} server to UDP {addr}: {reason} ({})", bind_advice(.reason, .addr, .flag))]
     BindUdp { server: ServerName, addr: SocketAddr, flag: &'static str, reason: io::Error },
-    #[error("cannot bind the web page to TCP {addr}: {reason} (choose another port with --http-port)")]
+    #[error("cannot bind the web page to TCP {addr}: {reason} ({})", bind_advice(.reason, .addr, "--http-port"))]
     BindHttp { addr: SocketAddr, reason: io::Error },
+    /// Found before anything is bound.
+    #[error(transparent)]
+    SamePort(#[from] config::SamePort),
     #[error("cannot keep a port free for `nobody` at {addr}: {reason} (choose another with --nobody-port)")]
     Nobody { addr: SocketAddr, reason: io::Error },
     #[error("cannot write the capture to {}: {reason}", path.display())]
@@ -48,6 +51,22 @@ pub enum StartError {
     CaptureWithoutHistory,
     #[error("the HTTP server failed: {0}")]
     Http(io::Error),
+}
+
+/// What to do about a failed bind, by what failed: the port (in use, or one below 1024 that
+/// needs administrator rights) or the address (not one of this machine's).
+fn bind_advice(reason: &io::Error, addr: &SocketAddr, flag: &str) -> String {
+    match reason.kind() {
+        io::ErrorKind::AddrNotAvailable => format!(
+            "{} is not one of this machine's addresses: use --bind 127.0.0.1 for this machine only, \
+             or --bind 0.0.0.0 for every interface",
+            addr.ip()
+        ),
+        io::ErrorKind::PermissionDenied if addr.port() < 1024 => {
+            format!("ports below 1024 need administrator rights: choose a port above 1023 with {flag}")
+        }
+        _ => format!("choose another port with {flag}"),
+    }
 }
 
 /// A relay whose sockets are bound but which is not serving yet.
@@ -169,6 +188,7 @@ impl RelayHandle {
 impl Relay {
     /// Binds the HTTP listener and every UDP server, reporting the first failure.
     pub async fn bind(config: Config) -> Result<Relay, StartError> {
+        config.check_ports()?;
         let mut sockets = Vec::new();
         let mut servers = BTreeMap::new();
         let mut settings = BTreeMap::new();
@@ -335,4 +355,26 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     Relay::bind(config).await?.serve(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_advice_names_what_failed() {
+        let addr: SocketAddr = "10.99.99.99:1060".parse().expect("addr");
+        let advice = |kind| bind_advice(&io::Error::from(kind), &addr, "--lossy-port");
+        assert_eq!(advice(io::ErrorKind::AddrInUse), "choose another port with --lossy-port");
+        let not_ours = advice(io::ErrorKind::AddrNotAvailable);
+        assert!(not_ours.starts_with("10.99.99.99 is not one of this machine's addresses"), "{not_ours}");
+        assert!(!not_ours.contains("port"), "the port is not the problem: {not_ours}");
+        assert_eq!(advice(io::ErrorKind::PermissionDenied), "choose another port with --lossy-port");
+        let low = bind_advice(
+            &io::Error::from(io::ErrorKind::PermissionDenied),
+            &"127.0.0.1:7".parse().expect("addr"),
+            "--echo-port",
+        );
+        assert!(low.contains("below 1024") && low.contains("--echo-port"), "{low}");
+    }
 }

@@ -257,7 +257,138 @@ async fn a_port_in_use_names_the_flag_that_changes_it() {
         assert_eq!(lines.len(), 1, "one line of error for {flag}, got:\n{stderr}");
         assert!(lines[0].contains(flag), "the error should name {flag}:\n{stderr}");
         assert!(lines[0].contains(&port), "the error should name port {port}:\n{stderr}");
+        let advice = format!("choose another port with {flag}");
+        assert!(lines[0].contains(&advice), "a port in use is the port's fault: {advice:?}:\n{stderr}");
     }
+}
+
+/// Runs the relay with `FREE_PORTS` and `extra`, expects it to fail with one line of error,
+/// and returns that line.
+async fn one_line_error(extra: &[&str]) -> String {
+    let mut args = FREE_PORTS.to_vec();
+    for pair in extra.chunks(2) {
+        match args.iter().position(|a| *a == pair[0]) {
+            Some(at) => args[at + 1] = pair[1],
+            None => args.extend(pair),
+        }
+    }
+    let (status, stderr) = run_to_exit(&args).await;
+    assert!(!status.success(), "relay {extra:?} was accepted (exit {status})");
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(first.starts_with("error:"), "{extra:?}: the first line should be the error:\n{stderr}");
+    first.to_owned()
+}
+
+#[tokio::test]
+async fn an_address_this_machine_lacks_is_named_as_the_problem_not_the_port() {
+    let own = relay::interfaces::addresses();
+    let ip = ["10.99.99.99", "198.51.100.99", "203.0.113.99"]
+        .into_iter()
+        .find(|ip| own.iter().all(|(_, own)| own.to_string() != *ip))
+        .expect("this machine has not every test address");
+    let mut args = FREE_PORTS.to_vec();
+    args.extend(["--bind", ip]);
+    let (status, stderr) = run_to_exit(&args).await;
+    assert!(!status.success(), "--bind {ip} was accepted (exit {status})");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line of error, got:\n{stderr}");
+    assert!(lines[0].contains(&format!("{ip} is not one of this machine's addresses")), "{stderr}");
+    assert!(lines[0].contains("--bind 127.0.0.1") && lines[0].contains("--bind 0.0.0.0"), "{stderr}");
+    assert!(!lines[0].contains("choose another port"), "the port is not the problem:\n{stderr}");
+}
+
+#[tokio::test]
+async fn two_servers_given_one_port_name_both_flags() {
+    // Nothing is bound before the check, so the port need not be free.
+    for (first, second) in
+        [("--echo-port", "--upper-port"), ("--chat-port", "--lossy-port"), ("--echo-port", "--nobody-port")]
+    {
+        let error = one_line_error(&[first, "18500", second, "18500"]).await;
+        assert!(error.contains(&format!("{first} and {second} are both 18500")), "{error}");
+        assert!(error.contains("each needs a UDP port of its own"), "{error}");
+    }
+    // The user typed only one of the two: say where the other 10004 came from.
+    let mut args: Vec<&str> = FREE_PORTS.to_vec();
+    let at = args.iter().position(|a| *a == "--echo-port").expect("--echo-port is in FREE_PORTS");
+    args.drain(at..at + 2);
+    let at = args.iter().position(|a| *a == "--upper-port").expect("--upper-port is in FREE_PORTS");
+    args[at + 1] = "10004";
+    let (status, stderr) = run_to_exit(&args).await;
+    assert!(!status.success(), "--upper-port 10004 on echo's default port was accepted");
+    assert!(stderr.contains("(10004 is --echo-port's default)"), "{stderr}");
+}
+
+#[tokio::test]
+async fn bind_takes_localhost_and_explains_other_names() {
+    let mut args = FREE_PORTS.to_vec();
+    args.extend(["--bind", "localhost"]);
+    let mut relay = RelayProcess::spawn(&args);
+    let banner = relay.banner().await;
+    let echo = banner.addr(ServerName::Echo);
+    assert_eq!(echo.ip().to_string(), "127.0.0.1", "localhost is 127.0.0.1: {:#?}", banner.lines);
+    let client = udp_client().await;
+    within("sending to echo", client.send_to(b"local", echo)).await.expect("send");
+    assert_eq!(recv(&client).await, (b"local".to_vec(), echo));
+
+    let error = one_line_error(&["--bind", "classroom-pc"]).await;
+    let says =
+        "--bind takes an IP address such as 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)";
+    assert!(error.contains(says), "{error}");
+    assert!(error.contains("classroom-pc"), "{error}");
+}
+
+#[tokio::test]
+async fn a_seed_that_is_not_a_number_says_what_a_seed_is() {
+    let error = one_line_error(&["--seed", "abc"]).await;
+    assert!(error.contains("whole number from 0 to 18446744073709551615"), "{error}");
+    assert!(!error.contains("invalid digit"), "{error}");
+}
+
+#[tokio::test]
+async fn an_allowed_target_without_a_port_asks_for_ip_and_port() {
+    let error = one_line_error(&["--allow-target", "10.0.0.1"]).await;
+    assert!(error.contains("IP:PORT, e.g. 10.0.0.1:9000"), "{error}");
+    let error = one_line_error(&["--allow-target", "my-server.local:9000"]).await;
+    assert!(error.contains("IP:PORT") && error.contains("not a host name"), "{error}");
+}
+
+#[tokio::test]
+async fn a_public_host_that_is_no_host_name_is_refused() {
+    for bad in ["bad host name!", "lab-7.local:8080", "http://lab-7.local/"] {
+        let error = one_line_error(&["--public-host", bad]).await;
+        assert!(error.contains("--public-host takes a host name such as lab-7.local"), "{bad:?}: {error}");
+        assert!(error.contains(bad), "{bad:?}: the error should quote the value: {error}");
+    }
+}
+
+#[tokio::test]
+async fn bound_to_every_interface_the_banner_shows_addresses_students_can_type() {
+    let mut args = FREE_PORTS.to_vec();
+    args.extend(["--bind", "0.0.0.0"]);
+    let mut relay = RelayProcess::spawn(&args);
+    let banner = relay.banner().await;
+    for server in ServerName::ALL {
+        let addr = banner.addr(server);
+        assert!(!addr.ip().is_unspecified(), "nobody can send to {addr}: {:#?}", banner.lines);
+        if let Some((_, ip)) = relay::interfaces::primary("0.0.0.0".parse().expect("ip")) {
+            assert_eq!(addr.ip(), ip, "this machine's network address: {:#?}", banner.lines);
+        }
+    }
+    // bench/bridge.sh and bench/bridge-ab.sh find the echo server with `echo +udp://`.
+    assert!(
+        banner.lines.iter().any(|l| l.trim_start().starts_with("echo ") && l.contains(" udp://")),
+        "{:#?}",
+        banner.lines
+    );
+    assert!(banner.lines.iter().any(|l| l.contains("listen on every interface")), "{:#?}", banner.lines);
+
+    // The server answers where the banner says. Its reply leaves from whichever address the
+    // kernel routes from (the socket is bound to every interface), so only the port is compared.
+    let client = udp_client().await;
+    let echo = banner.addr(ServerName::Echo);
+    within("sending to echo", client.send_to(b"from a student", echo)).await.expect("send");
+    let (reply, from) = recv(&client).await;
+    assert_eq!((reply.as_slice(), from.port()), (&b"from a student"[..], echo.port()));
 }
 
 #[tokio::test]
