@@ -250,19 +250,22 @@ impl Renderer {
         // something in view happened on it: a teacher going through the lessons would
         // otherwise find every earlier lesson's sockets squeezing the next one's.
         let lanes = model.lanes();
-        let mut in_view = vec![false; lanes.len()];
+        // A lane not drawn has no column: NaN, which every loop over the lanes skips. Those
+        // with something in view are marked first (0), then each drawn one gets its place.
+        let mut lane_x = vec![f64::NAN; lanes.len()];
         for item in visible.iter().filter(|item| shown(item)) {
             let (a, b) = match &item.body {
                 Body::Arrow(arrow) => (arrow.from, arrow.to),
                 Body::Mark(mark) => (mark.lane, mark.lane),
             };
             for lane in [a, b] {
-                if let Some(seen) = in_view.get_mut(lane) {
-                    *seen = true;
+                if let Some(x) = lane_x.get_mut(lane) {
+                    *x = 0.0;
                 }
             }
         }
-        let mut order: Vec<usize> = (0..lanes.len()).filter(|&i| !lanes[i].closed || in_view[i]).collect();
+        let mut order: Vec<usize> =
+            (0..lanes.len()).filter(|&i| !lanes[i].closed || lane_x[i] == 0.0).collect();
         // At most a few dozen lanes: a stable insertion sort by rank, which costs the bundle a
         // fraction of the standard library's stable sort.
         for i in 1..order.len() {
@@ -275,8 +278,6 @@ impl Renderer {
         self.columns = order.len();
         let n = order.len().max(1) as f64;
         let span = (w - gutter - 10.0).max(10.0);
-        // A lane not drawn has no column: NaN, which every loop over the lanes skips.
-        let mut lane_x = vec![f64::NAN; lanes.len()];
         for (slot, &i) in order.iter().enumerate() {
             lane_x[i] = gutter + span * (slot as f64 + 0.5) / n;
         }
