@@ -1116,8 +1116,12 @@ impl Model {
                     }
                     None => {
                         let l = self.lane_of(*remote);
-                        self.seal_log();
-                        self.lanes[l].label = fill("lane-target", &[remote]);
+                        // An address nobody named yet is "target …"; one of the sockets' keeps
+                        // its name (lesson 6's strangers aim at its sockets).
+                        if self.lanes[l].kind == LaneKind::Outside {
+                            self.seal_log();
+                            self.lanes[l].label = fill("lane-target", &[remote]);
+                        }
                         remote.to_string()
                     }
                 };

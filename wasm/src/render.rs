@@ -326,11 +326,13 @@ impl Renderer {
                         .and_then(|e| ys.get(&e).copied())
                         .filter(|y2| *y2 > y1)
                         .unwrap_or(y1 + gap * 0.6);
-                    let to_server = matches!(lanes[arrow.to].kind, LaneKind::Server(_));
+                    // A server's datagram is an answer; any other is a request, a stranger's
+                    // to one of the sockets too (lesson 6).
+                    let request = !matches!(lanes[arrow.from].kind, LaneKind::Server(_));
                     let copy = arrow.copy_of().is_some();
                     let (colour, dash) = match arrow.fate {
                         Fate::Delivered if copy => (PURPLE, &self.dash_none),
-                        Fate::Delivered if to_server => (BLUE, &self.dash_none),
+                        Fate::Delivered if request => (BLUE, &self.dash_none),
                         Fate::Delivered => (GREEN, &self.dash_none),
                         Fate::InFlight => (GREY, &self.dash_drop),
                         Fate::Dropped | Fate::Vanished => (VERMILLION, &self.dash_drop),

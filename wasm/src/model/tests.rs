@@ -1647,3 +1647,29 @@ fn a_chat_room_that_ends_leaves_no_ghosts_in_the_liveness_panel() {
     f.at(5, EventKind::ChatEnd { server: ServerName::Chat, clients: 1 });
     assert!(f.model.chat_clients(60_000_000).is_empty());
 }
+
+/// Lesson 6's strangers aim at the lesson's own sockets: the socket's lane keeps its name, and
+/// only an address nobody named is called "target …".
+#[test]
+fn a_socket_aimed_at_another_keeps_that_ones_name() {
+    let mut f = Feed::new();
+    f.open("unconnected", SOCK, ServerName::Nobody, "127.0.0.1:9");
+    let aimed = |socket: &str, local: &str, remote: &str| EventKind::ClientOpen {
+        session: "me".into(),
+        socket: socket.into(),
+        member: None,
+        local: addr(local),
+        remote: addr(remote),
+        server: None,
+        connect: true,
+        recv_buffer: None,
+    };
+    f.at(1, aimed("stranger", SOCK2, SOCK));
+    f.at(2, aimed("probe", "127.0.0.1:50002", "127.0.0.1:7777"));
+    let label = |peer: &str| {
+        let lane = f.model.lanes().iter().find(|l| l.addr == Some(addr(peer)));
+        lane.map(|l| l.label.clone()).unwrap_or_default()
+    };
+    assert_eq!(label(SOCK), "unconnected");
+    assert_eq!(label("127.0.0.1:7777"), "target 127.0.0.1:7777");
+}
