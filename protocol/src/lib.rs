@@ -536,6 +536,9 @@ pub enum EventKind {
 pub enum VanishReason {
     /// No socket is bound to the destination port.
     NoListener,
+    /// The socket at the destination is connected to another address, and the kernel gives
+    /// it datagrams from that peer only (lesson 6's stranger aimed at the connected socket).
+    NotItsPeer,
 }
 
 /// Why a reply was not taken as the answer to its request.

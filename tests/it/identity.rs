@@ -409,7 +409,14 @@ async fn a_strangers_datagram_reaches_only_the_unconnected_socket() {
 
     ws.send(json!({"op":"send","socket":"to-conn","text":"hi, stranger here"})).await;
     // The connected socket accepts only its peer: the kernel answers the stranger with ICMP
-    // port unreachable, as if nothing listened.
+    // port unreachable, as if nothing listened. The relay, which holds both, says the
+    // datagram vanished, and why, so it is not drawn in flight for ever.
+    let sent = ws.event("client_send", Some("to-conn")).await;
+    let vanished = ws.event("client_vanished", Some("to-conn")).await;
+    assert_eq!(
+        (vanished["dg"].clone(), vanished["to"].clone(), vanished["reason"].clone()),
+        (sent["dg"].clone(), conn["local"].clone(), json!("not_its_peer"))
+    );
     let refused = ws.event("client_refused", Some("to-conn")).await;
     assert_eq!(refused["peer"], conn["local"]);
     let quiet = tokio::time::timeout(Duration::from_millis(300), async {

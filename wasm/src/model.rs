@@ -33,7 +33,9 @@ use std::collections::{BTreeMap, VecDeque};
 use rustc_hash::FxHashMap as HashMap;
 use std::net::SocketAddr;
 
-use protocol::{Dg, DuplicateReason, Event, EventKind, Hello, Links, Payload, Scope, ServerMsg, ServerName};
+use protocol::{
+    Dg, DuplicateReason, Event, EventKind, Hello, Links, Payload, Scope, ServerMsg, ServerName, VanishReason,
+};
 
 mod liveness;
 mod matching;
@@ -1316,7 +1318,7 @@ impl Model {
                 let own = self.own_socket(session, socket);
                 self.log_line(seq, "client_refused", own, text, Some(id));
             }
-            EventKind::ClientVanished { session, socket, member, dg, to, len, reason: _ } => {
+            EventKind::ClientVanished { session, socket, member, dg, to, len, reason } => {
                 self.stats.vanished += 1;
                 let lane = self.socket_lane(session, socket, None);
                 let target = self.lane_of(*to);
@@ -1324,8 +1326,11 @@ impl Model {
                 let id = self.arrival(event, *dg, Fate::Vanished, fresh, &Payload::default());
                 let payload =
                     self.arrow(id).map_or_else(String::new, |a| format!("{} ", preview(&a.payload)));
-                let text =
-                    fill("log-vanished", &[&self.who(lane, *member), &self.label(target), &payload, len, to]);
+                let key = match reason {
+                    VanishReason::NoListener => "log-vanished",
+                    VanishReason::NotItsPeer => "log-vanished-peer",
+                };
+                let text = fill(key, &[&self.who(lane, *member), &self.label(target), &payload, len, to]);
                 let own = self.own_socket(session, socket);
                 self.log_dg(seq, "client_vanished", own, text, Some(id), Some(*dg));
             }

@@ -439,14 +439,17 @@ impl DatagramHandler for ClientSocket {
         let names = &self.names;
         let Undelivered { dg, to, len, why } = lost;
         match why {
-            Why::NoListener => cx.emit(|| EventKind::ClientVanished {
+            Why::NoListener | Why::NotItsPeer => cx.emit(|| EventKind::ClientVanished {
                 session: names.session.clone(),
                 socket: names.socket.clone(),
                 member: names.member,
                 dg,
                 to,
                 len,
-                reason: VanishReason::NoListener,
+                reason: match why {
+                    Why::NotItsPeer => VanishReason::NotItsPeer,
+                    _ => VanishReason::NoListener,
+                },
             }),
             Why::SendFailed(e) => {
                 let errno = errno_name(&e);

@@ -90,7 +90,7 @@ async fn run<H: DatagramHandler>(
     };
     let peer = socket.peer_addr().ok();
     let datagrams = bus.datagrams();
-    let _owned = datagrams.own(local);
+    let _owned = datagrams.own_connected(local, peer);
     let mut cx = Cx::with_datagrams(server, local, datagrams);
     let mut io = Io { socket: &socket, peer, bus: &bus, errors: ErrorLog::default() };
     let mut stations = Stations::new(Station { handler, wire });
@@ -673,6 +673,14 @@ impl Io<'_> {
                         why: Why::NoListener,
                     });
                 }
+                Ok(false) if o.report == Report::Silent => {
+                    undelivered.push(Undelivered {
+                        dg: o.dg,
+                        to: o.to,
+                        len: bytes.len(),
+                        why: Why::NotItsPeer,
+                    });
+                }
                 Ok(_) => {}
                 Err(e) if is_refusal(&e) => refused = true,
                 Err(e) => {
@@ -708,7 +716,8 @@ impl Io<'_> {
 
     /// Puts one datagram on the socket, writing its name down first so that the relay socket
     /// it reaches knows it. A failed send is struck out again, also from the history; one that
-    /// went out is recorded there if `record` (and was not already).
+    /// went out is recorded there if `record` (and was not already). Sent, it is `false` when
+    /// it went to one of the relay's sockets connected to another peer, which will not take it.
     async fn transmit(
         &self,
         cx: &Cx,
@@ -717,10 +726,8 @@ impl Io<'_> {
         to: SocketAddr,
         bytes: &[u8],
         record: bool,
-    ) -> io::Result<usize> {
-        if dg != 0 {
-            cx.datagrams.sending(cx.local, to, dg, bytes);
-        }
+    ) -> io::Result<bool> {
+        let taken = dg == 0 || cx.datagrams.sending(cx.local, to, dg, bytes);
         let sent = if cx.datagrams.is_nobody(to) && !still_free(to) {
             Err(io::Error::new(
                 io::ErrorKind::AddrInUse,
@@ -740,7 +747,7 @@ impl Io<'_> {
             Ok(_) if dg != 0 && record => self.bus.record(dg, at, cx.local, to, bytes),
             _ => {}
         }
-        sent
+        sent.map(|_| taken)
     }
 
     /// Sends one datagram. A connected socket must use send(): it can only talk to its peer

@@ -92,6 +92,8 @@ pub struct Undelivered {
 pub enum Why {
     /// It was sent to the `nobody` port, where nothing listens.
     NoListener,
+    /// It was sent to one of the relay's sockets that is connected to another peer.
+    NotItsPeer,
     /// The kernel refused to send it.
     SendFailed(io::Error),
 }

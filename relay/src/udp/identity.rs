@@ -16,7 +16,9 @@
 //!   watched) gets a new `dg` of its own: where the relay cannot be sure, it leaves the link out.
 //!
 //! The table also knows the one address where the relay knows for sure that nothing listens:
-//! the `nobody` port ([`Datagrams::set_nobody`]), which it keeps free.
+//! the `nobody` port ([`Datagrams::set_nobody`]), which it keeps free; and which of its sockets
+//! are connected, so take datagrams from their peer only: one sent to such a socket from
+//! anywhere else is refused by the kernel, and [`Datagrams::sending`] says so.
 //!
 //! Names are given only while someone watches ([`Cx::observed`](super::Cx::observed)). A
 //! running relay always does (its metrics and history count every event); a bus made for a
@@ -126,8 +128,8 @@ pub struct Datagrams {
 #[derive(Debug, Default)]
 struct Table {
     /// The relay's own sockets by receiving end, with the address each is bound to (two
-    /// sockets may share a port on different addresses).
-    owned: HashMap<End, Vec<IpAddr>>,
+    /// sockets may share a port on different addresses) and the peer it is connected to.
+    owned: HashMap<End, Vec<(IpAddr, Option<SocketAddr>)>>,
     /// Sent, not yet read: per flow, oldest first.
     flows: HashMap<Flow, VecDeque<(Dg, u64)>>,
     /// Which session each browser session's socket belongs to, by the address it sends from.
@@ -157,8 +159,15 @@ impl Datagrams {
     /// Registers one of the relay's sockets, so datagrams sent to it are recorded. Dropping the
     /// guard unregisters it and forgets its flows.
     pub fn own(self: &Arc<Self>, local: SocketAddr) -> Owned {
+        self.own_connected(local, None)
+    }
+
+    /// [`Datagrams::own`] for a socket connected to `peer`, if it is: the kernel gives it the
+    /// datagrams of that peer only.
+    pub fn own_connected(self: &Arc<Self>, local: SocketAddr, peer: Option<SocketAddr>) -> Owned {
         if let Ok(mut table) = self.table.lock() {
-            table.owned.entry(end(local)).or_default().push(local.ip().to_canonical());
+            let peer = peer.map(canonical);
+            table.owned.entry(end(local)).or_default().push((local.ip().to_canonical(), peer));
             self.owned.set(end(local), true);
         }
         Owned { datagrams: self.clone(), local }
@@ -182,18 +191,22 @@ impl Datagrams {
     }
 
     /// Datagram `dg` is about to go from the relay socket at `local` to `to`. Recorded only if
-    /// `to` is one of the relay's sockets: nobody else will look it up.
-    pub fn sending(&self, local: SocketAddr, to: SocketAddr, dg: Dg, payload: &[u8]) {
+    /// `to` is one of the relay's sockets: nobody else will look it up. False when `to` is one
+    /// connected to another peer: the kernel will refuse it, so it is not recorded either.
+    pub fn sending(&self, local: SocketAddr, to: SocketAddr, dg: Dg, payload: &[u8]) -> bool {
         if !self.owned.contains(end(to)) {
-            return;
+            return true;
         }
-        let Ok(mut table) = self.table.lock() else { return };
+        let Ok(mut table) = self.table.lock() else { return true };
         let to_ip = to.ip().to_canonical();
-        let ours = table.owned.get(&end(to)).is_some_and(|bound| {
-            bound.iter().any(|ip| *ip == to_ip || (ip.is_unspecified() && to_ip.is_loopback()))
+        let from = canonical(source(local, to));
+        let ours = table.owned.get(&end(to)).and_then(|bound| {
+            bound.iter().find(|(ip, _)| *ip == to_ip || (ip.is_unspecified() && to_ip.is_loopback()))
         });
-        if !ours {
-            return;
+        match ours {
+            None => return true,
+            Some((_, Some(peer))) if *peer != from => return false,
+            Some(_) => {}
         }
         let queue = table.flows.entry(flow(source(local, to), to)).or_default();
         if queue.len() == PER_FLOW {
@@ -202,6 +215,7 @@ impl Datagrams {
             self.in_flight.fetch_add(1, Ordering::Relaxed);
         }
         queue.push_back((dg, fingerprint(payload)));
+        true
     }
 
     /// The send of `dg` from `from` to `to` failed: it will never arrive.
@@ -246,7 +260,7 @@ impl Datagrams {
         let here = end(local);
         let ip = local.ip().to_canonical();
         if let Entry::Occupied(mut bound) = table.owned.entry(here) {
-            if let Some(i) = bound.get().iter().position(|b| *b == ip) {
+            if let Some(i) = bound.get().iter().position(|(b, _)| *b == ip) {
                 bound.get_mut().swap_remove(i);
             }
             if !bound.get().is_empty() {
@@ -345,6 +359,19 @@ mod tests {
         assert_eq!(dgs.arrived(addr(5000), addr(10004), b"one"), Some(a));
         assert_eq!(dgs.arrived(addr(5000), addr(10004), b"two"), Some(b));
         assert!(!dgs.any_in_flight());
+    }
+
+    #[test]
+    fn a_connected_socket_takes_its_peers_datagrams_only() {
+        let dgs = Datagrams::new();
+        let _connected = dgs.own_connected(addr(5000), Some(addr(9)));
+        let _peer = dgs.own(addr(9));
+        let _stranger = dgs.own(addr(6000));
+        let (from_peer, from_stranger) = (dgs.next(), dgs.next());
+        assert!(dgs.sending(addr(9), addr(5000), from_peer, b"hi"), "its peer's datagram reaches it");
+        assert!(!dgs.sending(addr(6000), addr(5000), from_stranger, b"hi"), "a stranger's is refused");
+        assert_eq!(dgs.arrived(addr(6000), addr(5000), b"hi"), None, "and awaited by nobody");
+        assert_eq!(dgs.arrived(addr(9), addr(5000), b"hi"), Some(from_peer));
     }
 
     #[test]

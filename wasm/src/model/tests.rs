@@ -1673,3 +1673,41 @@ fn a_socket_aimed_at_another_keeps_that_ones_name() {
     assert_eq!(label(SOCK), "unconnected");
     assert_eq!(label("127.0.0.1:7777"), "target 127.0.0.1:7777");
 }
+
+/// Lesson 6's stranger aimed at the connected socket: the relay says its datagram vanished,
+/// and why, and the arrow ends there, in the page's words for that reason.
+#[test]
+fn a_datagram_a_connected_socket_refused_vanishes_and_says_why() {
+    let mut f = Feed::new();
+    f.open("connected", SOCK, ServerName::Nobody, NOBODY);
+    f.at(1, send(7, "connected", SOCK, "hi", None, None));
+    f.at(
+        2,
+        EventKind::ClientVanished {
+            session: "me".into(),
+            socket: "connected".into(),
+            member: None,
+            dg: 7,
+            to: addr(SOCK),
+            len: 2,
+            reason: VanishReason::NotItsPeer,
+        },
+    );
+    let log = f.log();
+    let line = log.iter().find(|l| l.kind == "client_vanished").expect("logged");
+    assert!(
+        line.text.contains("is connected to another peer, and takes its datagrams only"),
+        "{}",
+        line.text
+    );
+    let fates: Vec<Fate> = f
+        .model
+        .items()
+        .iter()
+        .filter_map(|i| match &i.body {
+            Body::Arrow(a) => Some(a.fate),
+            Body::Mark(_) => None,
+        })
+        .collect();
+    assert_eq!(fates, [Fate::Vanished], "one arrow, ended where it vanished");
+}

@@ -115,6 +115,10 @@ pub const WORDS: Words = Words {
         ),
         ("log-refused", "{0}: ECONNREFUSED, nothing listens at {1}"),
         ("log-vanished", "{0} → {1}: {2}({3} B) VANISHED: nothing listens at {4}, so no socket got it"),
+        (
+            "log-vanished-peer",
+            "{0} → {1}: {2}({3} B) VANISHED: the socket at {4} is connected to another peer, and takes its datagrams only",
+        ),
         ("log-not-sent", "{0} → {1}: {2} B NOT SENT, the kernel refused it ({3})"),
         ("log-server-recv", "{0} read {1} ({2} B) from {3}"),
         ("server-held", " after holding it {0} ms"),
