@@ -466,10 +466,12 @@ impl Renderer {
                         _ => (start.0, start.1, ex, ey),
                     };
                     let mid_y = (ly1 + ly2) / 2.0;
-                    // What the link did, a send the kernel refused and a datagram nobody got are
-                    // rare and the point of a lesson: their arrows always say it.
+                    // What the link did, a send the kernel refused, a datagram nobody got and an
+                    // arrival out of order are rare and the point of a lesson: their arrows
+                    // always say it.
                     let must = selected
                         || arrow.link.is_some()
+                        || arrow.out_of_order
                         || matches!(arrow.fate, Fate::NotSent | Fate::Vanished);
                     // A note (a cut read, a reply taken for the wrong attempt) and a retried
                     // send's attempt are what a lesson is about: asked for before the rest,

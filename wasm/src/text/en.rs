@@ -71,7 +71,7 @@ pub const WORDS: Words = Words {
     page: &[
         (
             "intro",
-            "Five servers are waiting. echo sends back what it gets. upper sends it back in capitals. chat passes every message to everyone registered, and forgets the silent. lossy drops or delays answers, as you set it. nobody is a port where nothing listens. Start with lesson 1, or open a socket by hand.",
+            "Four servers are waiting. echo sends back what it gets. upper sends it back in capitals. chat passes every message to everyone registered, and forgets the silent. lossy drops or delays answers, as you set it. nobody is a port where nothing listens. Start with lesson 1, or open a socket by hand.",
         ),
         ("lessons", "Lessons"),
         ("replay", "Replay"),
@@ -214,7 +214,7 @@ pub const WORDS: Words = Words {
         ("mark-opened", "opened"),
         ("mark-closed", "closed"),
         ("mark-lagged", "{0} events skipped"),
-        ("aria-diagram", "Sequence diagram, {0} datagrams. Newest: {1} → {2}, {3} ({4} bytes), {5}."),
+        ("aria-diagram", "Sequence diagram, datagrams: {0}. Newest: {1} → {2}, {3} ({4} B), {5}."),
         ("aria-diagram-empty", "Sequence diagram: no traffic yet"),
         ("details-late", "LATE: a reply to an earlier attempt, not taken as the answer"),
         ("details-dup", "DUPLICATE: the request was already answered or given up"),
@@ -262,7 +262,7 @@ pub const WORDS: Words = Words {
         // The page's notices and errors (app.rs, app/*.rs).
         ("notice-bye", "The relay said goodbye: {0}"),
         ("notice-reconnected", "Reconnected to the relay: a new session."),
-        ("notice-reopened", "Reconnected: a new session, so sockets {0} were opened again."),
+        ("notice-reopened", "Reconnected: a new session, so these sockets were opened again: {0}."),
         ("notice-had-closed", "{0} The relay had closed the last one ({1})."),
         ("status-closed-by", "the relay closed the connection ({0})"),
         ("status-no-answer", "the relay is not answering"),
