@@ -1224,12 +1224,31 @@ impl Model {
                     self.stats.record_rtt(rtt);
                 }
                 let out_of_order = self.arrived_out_of_order(id, lane);
+                // A reply to one of this socket's requests, taken for none: it had taken its
+                // answer already, or given up. Without request IDs the socket cannot tell; the
+                // datagrams' names can, and it is drawn LATE as one with an ID would be.
+                let late = attempt.is_none()
+                    && req.is_none()
+                    && self.arrow_mut(id).is_some_and(|a| {
+                        let late = a.answers.is_some();
+                        if late {
+                            a.fate = Fate::Late;
+                        }
+                        late
+                    });
+                if late {
+                    self.stats.duplicates += 1;
+                    self.stats.late += 1;
+                }
                 let mut text = String::new();
                 if let Some(kept) = reply.cut {
                     text.push_str(&fill("recv-cut", &[&cut_text(kept, *len)]));
                 }
                 if out_of_order {
                     text.push_str(word("recv-ooo"));
+                }
+                if late {
+                    text.push_str(word("recv-late"));
                 }
                 match (req, reply.misattributed, attempt) {
                     (Some(r), _, _) => text.push_str(&fill("recv-answers", &[r])),

@@ -531,6 +531,15 @@ fn a_reply_taken_for_the_latest_attempt_is_labelled_with_the_attempt_it_answers(
     f.at(500, recv(4, LOSSY, "Your data was 4 bytes long", None, None));
     let second = f.arrow(4);
     assert_eq!((second.answers, second.misattributed(), second.rtt_us), (Some(2), None, Some(300_000)));
+    // It came when the socket was no longer waiting: LATE, as with request IDs.
+    assert_eq!(second.fate, Fate::Late);
+    assert_eq!((f.model.stats().late, f.model.stats().duplicates), (1, 1));
+    let log = f.log();
+    let line = log.iter().rfind(|l| l.kind == "client_recv").expect("a recv line");
+    assert!(line.text.contains("LATE: the socket was no longer waiting for it"), "{}", line.text);
+    // A reply whose chain the relay left out is not called late: nothing says what it answers.
+    f.at(600, recv(5, LOSSY, "Your data was 4 bytes long", None, None));
+    assert_eq!(f.arrow(5).fate, Fate::Delivered);
 }
 
 #[test]

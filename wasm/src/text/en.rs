@@ -101,6 +101,7 @@ pub const WORDS: Words = Words {
         ("send-req", ", request #{0}"),
         ("recv-cut", ", {0}: the rest is lost"),
         ("recv-ooo", ", OUT OF ORDER: a later datagram arrived first"),
+        ("recv-late", ", LATE: the socket was no longer waiting for it"),
         ("recv-answers", ", answers #{0}"),
         ("recv-taken", ", taken as the answer to #{0}"),
         ("recv-rtt", ", RTT {0}"),
