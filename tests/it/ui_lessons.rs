@@ -506,6 +506,9 @@ async fn lessons_in_order_do_not_squeeze_each_other_with_closed_lanes() {
         browser.click(&format!("#lesson-list [data-slug={slug}]")).await;
         wait_done(&browser, slug).await;
     }
+    // The stats are lesson 9's own: lesson 1's datagram that vanished is not among them.
+    let vanished = browser.find_all("#stats dd[data-stat=vanished]").await.len();
+    assert_eq!(vanished, 0, "lesson 1's vanished datagram is counted in lesson 9's stats");
     let (drawn, known) = columns(&browser).await;
     browser.screenshot("lessons-in-order-reordering").await;
     assert!(known >= alone + 5, "the page still knows the earlier lessons' lanes: {known} of {alone}");

@@ -612,6 +612,12 @@ impl Model {
         &self.stats
     }
 
+    /// Starts the stats again (a lesson's are its own), but for the events missed, which say
+    /// the page fell behind at some point.
+    pub fn restart_stats(&mut self) {
+        self.stats = Stats { missed: self.stats.missed, ..Stats::default() };
+    }
+
     /// The item with this id, if it is still in the window.
     pub fn item(&self, id: u64) -> Option<&Item> {
         let first = self.items.front()?.id;

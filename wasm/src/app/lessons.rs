@@ -162,6 +162,8 @@ impl App {
             return;
         }
         self.undo_lesson();
+        // The stats tell this lesson's story, not the last one's with it.
+        self.model.restart_stats();
         for json in lesson::perfect_links(self.model.links()) {
             self.send_json(&json);
         }
