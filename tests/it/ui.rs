@@ -170,6 +170,7 @@ async fn total_loss_shows_retries_with_growing_waits_then_the_give_up() {
     browser.fill("#hb-every", "0").await;
     browser.click("#hb-start").await;
     browser.wait_for_text("#error", "A heartbeat every 0 ms is none", WAIT).await;
+    assert_eq!(browser.find_all("#log li[data-kind=client_send]").await.len(), sends, "nothing was sent");
     // The message lies over the lessons' buttons for a while: a click goes through it.
     let covered = browser
         .eval(
@@ -184,7 +185,6 @@ async fn total_loss_shows_retries_with_growing_waits_then_the_give_up() {
     let under = covered[0].as_str().expect("a lesson's button under the message").to_owned();
     browser.click(&format!("#lesson-list [data-slug={under}]")).await;
     browser.wait_for(&format!("#caption[data-slug={under}]"), WAIT).await;
-    assert_eq!(browser.find_all("#log li[data-kind=client_send]").await.len(), sends, "nothing was sent");
     browser.close().await;
     relay.shutdown().await;
 }
