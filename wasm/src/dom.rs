@@ -188,7 +188,7 @@ pub fn stats_rows(stats: &Stats) -> Vec<(&'static str, String, &'static str)> {
         rows.push(("Held by the link (reordered)", held, "link-held"));
     }
     let rare = [
-        ("Vanished (nobody listened)", stats.vanished, "vanished"),
+        ("Vanished (no socket took it)", stats.vanished, "vanished"),
         ("Not sent (the kernel refused)", stats.not_sent, "not-sent"),
         ("Cut by the receive buffer", stats.cut, "cut"),
         ("Taken for the wrong attempt", stats.misattributed, "misattributed"),
