@@ -512,8 +512,11 @@ impl App {
                 // What kind, in the page's language; then the relay's own words, which name its
                 // flags and numbers.
                 self.show_error(&fill("err-relay", &[&kind, message]));
+                // It comes with no time: the log puts it at the relay's time now.
+                self.model.now_us = self.relay_now_us();
             }
             ServerMsg::Bye { reason } => {
+                self.model.now_us = self.relay_now_us();
                 self.notice = fill("notice-bye", &[reason]);
                 self.notice_until_open = true;
             }
@@ -522,7 +525,6 @@ impl App {
             // `unbatch` opened any batch before this.
             ServerMsg::Batch { .. } => {}
         }
-        self.model.now_us = self.relay_now_us();
         self.model.apply(&msg);
     }
 
