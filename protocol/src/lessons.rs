@@ -51,7 +51,7 @@ pub struct Lesson {
 use Step::{AimAt, Do, Outside, SendRepeated, Wait};
 
 /// Every lesson, in the order the page lists them.
-pub const LESSONS: [Lesson; 12] = [
+pub static LESSONS: [Lesson; 12] = [
     Lesson {
         slug: "no-listener",
         steps: &[
