@@ -761,6 +761,30 @@ impl Model {
         self.add_lane(Lane { kind, label: name.as_str().to_owned(), addr, closed: false })
     }
 
+    /// The lane of server `name`, which uses `addr`. A recording that starts after a socket's
+    /// `client_open` (`GET /api/events.jsonl` of a busy relay, a projector's backlog) shows the
+    /// socket's sends to an address it has not named yet: the stranger's lane they made there
+    /// is the server's, and becomes it, so that one server is never drawn twice.
+    fn server_at(&mut self, name: ServerName, addr: SocketAddr) -> usize {
+        let kind = LaneKind::Server(name);
+        match self.by_addr.get(&addr) {
+            Some(&lane)
+                if self.lanes[lane].kind == LaneKind::Outside
+                    && !self.lanes.iter().any(|l| l.kind == kind) =>
+            {
+                // Not sealed: what the log said of that lane was this server all along.
+                self.lanes[lane].kind = kind;
+                self.lanes[lane].label = name.as_str().to_owned();
+                lane
+            }
+            _ => {
+                let lane = self.server_lane(name);
+                self.by_addr.entry(addr).or_insert(lane);
+                lane
+            }
+        }
+    }
+
     fn add_lane(&mut self, lane: Lane) -> usize {
         if self.lanes.len() >= MAX_LANES && !matches!(lane.kind, LaneKind::Server(_)) {
             if let Some(i) = self.lanes.iter().position(|l| l.kind == LaneKind::Overflow) {
@@ -1118,8 +1142,7 @@ impl Model {
                 }
                 let target = match server {
                     Some(name) => {
-                        let l = self.server_lane(*name);
-                        self.by_addr.entry(*remote).or_insert(l);
+                        self.server_at(*name, *remote);
                         name.as_str().to_owned()
                     }
                     None => {
@@ -1383,8 +1406,7 @@ impl Model {
                 self.log_dg(seq, "client_send_failed", own, text, Some(id), Some(*dg));
             }
             EventKind::ServerRecv { server, dg, from, to, len, payload } => {
-                let lane = self.server_lane(*server);
-                self.by_addr.entry(*to).or_insert(lane);
+                let lane = self.server_at(*server, *to);
                 let peer = self.lane_of(*from);
                 if *server == ServerName::Lossy && self.meets_my_lossy(peer) {
                     self.stats.lossy_seen += 1;
@@ -1401,8 +1423,7 @@ impl Model {
                 self.log_dg(seq, "server_recv", None, text, Some(id), Some(*dg));
             }
             EventKind::ServerSend { server, dg, reply_to, from, to, len, payload, delay_ms } => {
-                let lane = self.server_lane(*server);
-                self.by_addr.entry(*from).or_insert(lane);
+                let lane = self.server_at(*server, *from);
                 let peer = self.lane_of(*to);
                 let answers_copy = reply_to
                     .and_then(|r| self.dgs.arrow(r))

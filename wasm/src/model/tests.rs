@@ -257,6 +257,29 @@ fn echo_round_trip_is_two_arrows_named_by_their_datagrams() {
 }
 
 #[test]
+fn a_recording_that_starts_after_the_open_draws_its_server_once() {
+    // `GET /api/events.jsonl` of a busy relay: no hello, and the socket's client_open is gone,
+    // so its first send goes to an address nobody has named yet.
+    const UPPER: &str = "127.0.0.1:8003";
+    let mut f = Feed { model: Model::new(DEFAULT_WINDOW), seq: 0 };
+    f.at(10, send(1, "a", UPPER, "hello", None, None));
+    f.at(11, server_recv(1, ServerName::Upper, UPPER, SOCK, "hello"));
+    f.at(12, server_send(2, Some(1), ServerName::Upper, UPPER, SOCK, "HELLO"));
+    f.at(13, recv(2, UPPER, "HELLO", None, None));
+
+    let at_upper: Vec<&Lane> = f.model.lanes().iter().filter(|l| l.addr == Some(addr(UPPER))).collect();
+    assert_eq!(at_upper.len(), 1, "one lane for upper's port: {:?}", f.model.lanes());
+    assert_eq!(
+        (&at_upper[0].kind, at_upper[0].label.as_str()),
+        (&LaneKind::Server(ServerName::Upper), "upper")
+    );
+    let upper = f.lane("upper");
+    assert_eq!((f.arrow(1).to, f.arrow(2).from), (upper, upper));
+    let log = f.log();
+    assert!(log[0].text.contains("upper") && !log[0].text.contains("outside"), "{:?}", log[0]);
+}
+
+#[test]
 fn arrivals_end_the_arrow_of_their_own_datagram_whatever_the_order() {
     let mut f = Feed::new();
     f.open("a", SOCK, ServerName::Echo, ECHO);
