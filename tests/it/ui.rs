@@ -113,6 +113,20 @@ async fn total_loss_shows_retries_with_growing_waits_then_the_give_up() {
     let relay = TestRelay::start().await;
     let browser = page(&relay, "").await;
 
+    // A drop past 1 is refused. The field keeps what was typed, to be corrected; the slider,
+    // which followed it as far as it goes (1), shows the relay's drop again.
+    browser.fill("#lossy-drop", "1.5").await;
+    browser.click("#lossy-apply").await;
+    let error = browser.wait_for_text("#error", "lossy server: drop is", WAIT).await;
+    assert!(error.contains("from 0 to 1, got \"1.5\""), "{error}");
+    let shown = browser
+        .eval(
+            "return ['lossy-drop', 'lossy-drop-range'].map(id => document.getElementById(id).value);",
+            vec![],
+        )
+        .await;
+    assert_eq!(shown, json!(["1.5", "0"]), "the field as typed, the slider at the relay's drop");
+
     configure_lossy(&browser, "1", "0").await;
     // Apply again with nothing changed: nothing is sent. (Commands take effect in order, so
     // a second change would be logged before the socket opens, and counted below.)
@@ -143,13 +157,13 @@ async fn total_loss_shows_retries_with_growing_waits_then_the_give_up() {
     // A mistake is named, and nothing is sent: the next change is the only one logged.
     browser.fill("#lossy-delay", "-5").await;
     browser.click("#lossy-apply").await;
-    let error = browser.wait_for_text("#error", "lossy server: delay_ms", WAIT).await;
+    let error = browser.wait_for_text("#error", "lossy server: delay is", WAIT).await;
     assert!(error.contains("whole number of milliseconds, got \"-5\""), "{error}");
     // Text a number field would have read as empty, and so as no change: named too.
     browser.fill("#lossy-delay", "0").await;
     browser.fill("#lossy-jitter", "5 ms").await;
     browser.click("#lossy-apply").await;
-    let error = browser.wait_for_text("#error", "lossy server: jitter_ms", WAIT).await;
+    let error = browser.wait_for_text("#error", "lossy server: jitter is", WAIT).await;
     assert!(error.contains("got \"5 ms\""), "{error}");
     browser.fill("#lossy-jitter", "5").await;
     browser.click("#lossy-apply").await;

@@ -229,6 +229,11 @@ impl App {
             Ok(change) => change,
             Err(e) => {
                 self.show_error(&fill("err-lossy", &[&e]));
+                // The field keeps what was typed, to be corrected; the slider, which cannot show
+                // a drop past 1, shows the relay's again.
+                if let Some(drop) = self.lossy.drop {
+                    dom::set_input(&self.document, "lossy-drop-range", &crate::model::short(drop));
+                }
                 return;
             }
         };

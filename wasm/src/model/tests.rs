@@ -1322,8 +1322,8 @@ fn the_lossy_panel_sends_only_the_settings_typed_differently_and_names_a_mistake
     let bad = lossy_patch(&relay, ["1.5", "0", "0"]).expect_err("out of range");
     assert_eq!(bad.message, "drop is a probability from 0 to 1, got \"1.5\"");
     let bad = lossy_patch(&relay, ["0.5", "-5", "0"]).expect_err("negative");
-    assert_eq!(bad.message, "delay_ms is a whole number of milliseconds, got \"-5\"");
-    assert_eq!(lossy_patch(&relay, ["0", "0", "soon"]).map_err(|e| e.field), Err("jitter_ms"));
+    assert_eq!(bad.message, "delay is a whole number of milliseconds, got \"-5\"");
+    assert_eq!(lossy_patch(&relay, ["0", "0", "soon"]).map_err(|e| e.field), Err("jitter"));
 }
 
 #[test]

@@ -381,8 +381,8 @@ pub fn lossy_patch(
 ) -> Result<LossyChange, FieldError> {
     let [drop_text, delay, jitter] = [drop, delay, jitter].map(str::trim);
     let drop = (!drop_text.is_empty()).then(|| probability("drop", drop_text)).transpose()?;
-    let delay_ms = (!delay.is_empty()).then(|| millis("delay_ms", delay)).transpose()?;
-    let jitter_ms = (!jitter.is_empty()).then(|| millis("jitter_ms", jitter)).transpose()?;
+    let delay_ms = (!delay.is_empty()).then(|| millis("delay", delay)).transpose()?;
+    let jitter_ms = (!jitter.is_empty()).then(|| millis("jitter", jitter)).transpose()?;
     // The panel shows the relay's drop as `short` writes it: that text, untouched, is no change.
     let shown = relay.drop.map(super::text::short);
     Ok((
