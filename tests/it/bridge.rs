@@ -132,6 +132,11 @@ async fn errors_are_answered_and_the_session_stays_usable() {
         // Still usable: a harmless command goes through.
         ws.send(json!({"op":"subscribe","scope":"own"})).await;
     }
+    // A server's name given as the target: the error says where the name goes.
+    ws.send(json!({"op":"open","socket":"t","target":"upper"})).await;
+    let named = ws.error("bad_command").await;
+    let message = named["message"].as_str().unwrap_or_default();
+    assert!(message.contains(r#"open it with "server":"upper""#), "{message}");
     open(&mut ws, "a", "echo").await;
     ws.send(json!({"op":"open","socket":"a","server":"echo"})).await;
     let exists = ws.error("socket_exists").await;

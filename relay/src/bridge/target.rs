@@ -36,10 +36,14 @@ pub fn resolve(
         }
         (None, Some(target)) => {
             let addr: SocketAddr = target.parse().map_err(|_| {
-                refuse(
-                    ErrorCode::BadCommand,
-                    format!("target {target:?} is not an address like 127.0.0.1:9000"),
-                )
+                let message = match target.parse::<ServerName>() {
+                    // A student's likely slip: the name where `server` takes it.
+                    Ok(name) => format!(
+                        "target {target:?} names a server: open it with \"server\":\"{name}\" (a target is an address like 127.0.0.1:9000)"
+                    ),
+                    Err(_) => format!("target {target:?} is not an address like 127.0.0.1:9000"),
+                };
+                refuse(ErrorCode::BadCommand, message)
             })?;
             let own = state.relay.targets().find(|(_, a)| *a == addr).map(|(name, _)| name);
             let allowed =
