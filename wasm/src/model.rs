@@ -284,9 +284,17 @@ pub enum MarkKind {
     },
     /// ECONNREFUSED.
     Refused,
-    Join,
-    Leave,
-    Evict,
+    /// A chat client, on lane `who`, joined, left or was evicted: the mark, on the server's
+    /// lane, names it.
+    Join {
+        who: usize,
+    },
+    Leave {
+        who: usize,
+    },
+    Evict {
+        who: usize,
+    },
     Broadcast {
         recipients: usize,
     },
@@ -1484,7 +1492,7 @@ impl Model {
                 self.chat_heard(*peer, peer_lane, event.t_us, Some(*timeout_ms));
                 let text = fill("log-join", &[server, &self.label(peer_lane), clients, &secs(*timeout_ms)])
                     + &self.room(*server, peer_lane);
-                let id = self.mark(event, lane, MarkKind::Join, &text);
+                let id = self.mark(event, lane, MarkKind::Join { who: peer_lane }, &text);
                 self.log_line(seq, "chat_join", None, text, Some(id));
             }
             EventKind::ChatHeartbeat { server, peer, timeout_ms } => {
@@ -1500,7 +1508,7 @@ impl Model {
                 self.chat_gone(*peer, Liveness::Left, event.t_us);
                 let text = fill("log-leave", &[server, &self.label(peer_lane), clients])
                     + &self.room(*server, peer_lane);
-                let id = self.mark(event, lane, MarkKind::Leave, &text);
+                let id = self.mark(event, lane, MarkKind::Leave { who: peer_lane }, &text);
                 self.log_line(seq, "chat_leave", None, text, Some(id));
             }
             EventKind::ChatEvict { server, peer, silent_ms, clients } => {
@@ -1509,7 +1517,7 @@ impl Model {
                 self.chat_gone(*peer, Liveness::Evicted, event.t_us);
                 let text = fill("log-evict", &[server, &self.label(peer_lane), &secs(*silent_ms), clients])
                     + &self.room(*server, peer_lane);
-                let id = self.mark(event, lane, MarkKind::Evict, &text);
+                let id = self.mark(event, lane, MarkKind::Evict { who: peer_lane }, &text);
                 self.log_line(seq, "chat_evict", None, text, Some(id));
             }
             EventKind::ChatBroadcast { server, dg, from, recipients, len, payload } => {
@@ -1538,7 +1546,7 @@ impl Model {
                 self.chat_ended(closed.as_deref());
                 let room = closed.map(|session| self.room_of(&session, true));
                 let text = fill("log-chat-end", &[server, clients]) + &room.unwrap_or_default();
-                let id = self.mark(event, lane, MarkKind::Leave, &text);
+                let id = self.mark(event, lane, MarkKind::Closed, &text);
                 self.log_line(seq, "chat_end", None, text, Some(id));
             }
             EventKind::SandboxOpen { server, session } | EventKind::SandboxClose { server, session } => {

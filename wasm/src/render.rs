@@ -29,7 +29,7 @@ use wasm_bindgen::JsValue;
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
 
 use crate::layout::{self, Rect, Wanted};
-use crate::model::{Body, Fate, Item, LaneKind, MarkKind, Model, fixed, link_short};
+use crate::model::{Body, Fate, Item, Lane, LaneKind, MarkKind, Model, fixed, link_short};
 use crate::page::{HEADROOM_GAPS, Page, row_points, window};
 use crate::text::{fill, word};
 
@@ -590,7 +590,7 @@ impl Renderer {
                 }
                 Body::Mark(mark) => {
                     let Some(&x) = lane_x.get(mark.lane) else { continue };
-                    let (glyph, text, colour) = mark_text(&mark.kind, &mark.text);
+                    let (glyph, text, colour) = mark_text(&mark.kind, &mark.text, lanes);
                     let selected = view.selected == Some(item.id);
                     // Text goes toward the middle of the diagram.
                     let right_side = x > gutter + span / 2.0;
@@ -1026,16 +1026,17 @@ fn along_line(a: (f64, f64), b: (f64, f64), w: f64, h: f64, clear: f64, bounds: 
 }
 
 /// A mark's glyph, short text and colour on the canvas.
-fn mark_text(kind: &MarkKind, text: &str) -> (&'static str, String, &'static str) {
+fn mark_text(kind: &MarkKind, text: &str, lanes: &[Lane]) -> (&'static str, String, &'static str) {
+    let label = |lane: usize| lanes.get(lane).map_or("?", |l| l.label.as_str());
     match kind {
         MarkKind::Retry { attempt, waited_ms } => ("↻", fill("mark-retry", &[attempt, waited_ms]), ORANGE),
         MarkKind::GiveUp { attempts, waited_ms } => {
             ("✕", fill("mark-giveup", &[attempts, waited_ms]), VERMILLION)
         }
         MarkKind::Refused => ("⊘", "ECONNREFUSED".to_owned(), VERMILLION),
-        MarkKind::Join => ("+", word("mark-join").to_owned(), GREEN),
-        MarkKind::Leave => ("−", word("mark-leave").to_owned(), MUTED),
-        MarkKind::Evict => ("✕", word("mark-evict").to_owned(), VERMILLION),
+        MarkKind::Join { who } => ("+", fill("mark-join", &[&label(*who)]), GREEN),
+        MarkKind::Leave { who } => ("−", fill("mark-leave", &[&label(*who)]), MUTED),
+        MarkKind::Evict { who } => ("✕", fill("mark-evict", &[&label(*who)]), VERMILLION),
         MarkKind::Broadcast { recipients } => ("✱", fill("mark-broadcast", &[recipients]), BLUE),
         MarkKind::Configured | MarkKind::LinkConfigured { .. } => {
             let short = text.split_once(": ").map_or(text, |(_, rest)| rest);

@@ -764,7 +764,7 @@ fn liveness_counts_down_from_an_explicit_now_until_eviction() {
     f.at(3_400, EventKind::ChatEvict { server: ServerName::Chat, peer, silent_ms: 2_000, clients: 0 });
     let v = view(&f, 9_000);
     assert_eq!((v.state, v.silent_ms, v.countdown_ms), (Liveness::Evicted, 2_000, 0));
-    assert!(f.marks().contains(&MarkKind::Evict));
+    assert!(f.marks().contains(&MarkKind::Evict { who: f.lane("c") }), "the mark names who: {:?}", f.marks());
     // Heard again: back to alive.
     f.at(9_000, EventKind::ChatJoin { server: ServerName::Chat, peer, clients: 1, timeout_ms: 2_000 });
     assert_eq!(view(&f, 9_000).state, Liveness::Alive);
