@@ -181,6 +181,9 @@ async fn a_saved_session_replays_from_a_file_with_play_step_scrub_and_speed() {
     assert_eq!(arrows(&browser).await, 6, "three sends and three echoes");
     // Live traffic is set aside while a recording is shown.
     browser.wait_for_text("#status", "Replaying a recording", WAIT).await;
+    // The diagram follows the recording's newest event, which is not live.
+    let scale = browser.wait_for_text("#scale", "following", WAIT).await;
+    assert!(!scale.contains("live"), "{scale}");
 
     // Scrub back to the start: the drawing starts over, with nothing sent yet.
     browser

@@ -105,7 +105,12 @@ impl App {
             tr("per pixel"),
             ms_text(visible as u64),
             tr("visible"),
-            tr(if self.view.paused { "paused" } else { "live" })
+            // A replay that follows its newest event is not live: it says so.
+            tr(match (self.view.paused, self.toolbox.replaying()) {
+                (true, _) => "paused",
+                (false, true) => "following",
+                (false, false) => "live",
+            })
         );
         if scale != self.shown.scale {
             dom::set_text(&d, "scale", &scale);
