@@ -160,6 +160,7 @@ async fn a_saved_session_replays_from_a_file_with_play_step_scrub_and_speed() {
     let lines: Vec<Value> =
         saved.lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
     assert_eq!(lines[0]["type"], "hello", "the hello comes first");
+    let session = lines[0]["session"].as_str().expect("a session").to_owned();
     let sends = lines.iter().filter(|l| l["kind"] == "client_send").count();
     assert_eq!(sends, 3, "{saved}");
     let file = scratch("ui-replay").join("session.jsonl");
@@ -219,6 +220,29 @@ async fn a_saved_session_replays_from_a_file_with_play_step_scrub_and_speed() {
     browser.wait_for("#player[data-playing=false]", WAIT).await;
     assert_eq!(arrows(&browser).await, 6);
     browser.screenshot("ui-replay").await;
+
+    // The live controls wait while a recording is shown: a send (a script's click, as the
+    // dimmed controls take no pointer) is refused and says why, and nothing reaches the relay.
+    browser.eval("document.getElementById('send-btn').click();", vec![]).await;
+    browser.wait_for_text("#error", "A recording is shown: press Back to live", WAIT).await;
+
+    // Back to live: the same session, which went on behind the recording, drawn again at once,
+    // its socket still open. Not a reconnect.
+    browser.click("#player-exit").await;
+    browser.wait_for(CONNECTED, WAIT).await;
+    wait_count(&browser, "#log li[data-kind=client_recv][data-socket=a]", 3).await;
+    assert_eq!(arrows(&browser).await, 6, "the live session's three round trips, no more");
+    let status = browser.text("#status").await;
+    assert!(status.contains(&session) && !status.contains("Reconnected"), "{status}");
+    browser.fill("#send-text", "four").await;
+    browser.click("#send-btn").await;
+    browser.wait_for_text("#log li[data-kind=client_recv][data-socket=a]", "four", WAIT).await;
+    let events = http_get(relay.http(), "/api/events.jsonl").await;
+    let sends = String::from_utf8_lossy(&events.body)
+        .lines()
+        .filter(|l| l.contains(r#""kind":"client_send""#))
+        .count();
+    assert_eq!(sends, 4, "one, two, three and four: the refused send never left");
     browser.close().await;
     relay.shutdown().await;
 }

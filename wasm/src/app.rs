@@ -448,7 +448,7 @@ impl App {
     /// [`crate::model::unbatch`]), which arrived at `now_ms`.
     fn on_message(&mut self, msg: ServerMsg, now_ms: f64) {
         if self.toolbox.replaying() {
-            return; // a recording is shown: the live traffic is set aside until Back to live
+            return; // a recording is shown: the live traffic is kept for Back to live
         }
         match &msg {
             ServerMsg::Hello(hello) => {
@@ -655,6 +655,12 @@ impl App {
 
     /// Sends a command, or says why it cannot.
     fn command(&mut self, command: &Command) {
+        // What a live control would do could not be seen behind the recording: a teacher
+        // watching one must not change the class's servers unawares.
+        if self.toolbox.live_aside() {
+            self.show_error(word("err-replaying"));
+            return;
+        }
         let Some(ws) = self.ws.as_ref().filter(|_| self.conn == ConnState::Open) else {
             self.show_error(word("err-not-connected"));
             return;

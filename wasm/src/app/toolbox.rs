@@ -57,6 +57,8 @@ pub struct Toolbox {
     /// The object URL of the last save, revoked by the next.
     save_url: Option<String>,
     player: Option<Player>,
+    /// The live diagram's zoom when the replay began, for Back to live.
+    live_zoom: f64,
     /// What is replayed, in words: a file's name or a lesson's slug.
     title: String,
     /// The lessons of an exported site, once `demo.json` was read.
@@ -95,6 +97,19 @@ impl Toolbox {
     /// A recording is shown instead of the live traffic.
     pub fn replaying(&self) -> bool {
         self.player.is_some()
+    }
+
+    /// A recording is shown while a live session goes on behind it: the live controls wait.
+    pub fn live_aside(&self) -> bool {
+        self.replaying() && !self.demo
+    }
+
+    /// This session's messages as kept for Save: its `hello`, then the newest of the rest.
+    fn session_text(&self) -> String {
+        let mut text = self.hello.clone().unwrap_or_default();
+        text.push('\n');
+        text.push_str(&self.recorded);
+        text
     }
 
     /// What the status pill says instead of the connection, while replaying.
@@ -377,12 +392,7 @@ impl App {
     /// Points `#save-events` at this session's messages as a file, just before the browser
     /// follows the link (a click's handlers run before its default action).
     fn save_events(&mut self) {
-        let mut text = String::new();
-        if let Some(hello) = &self.toolbox.hello {
-            text.push_str(hello);
-            text.push('\n');
-        }
-        text.push_str(&self.toolbox.recorded);
+        let text = self.toolbox.session_text();
         let parts = js_sys::Array::of1(&JsValue::from_str(&text));
         // No type: the link's `download` names the file, and a typed Blob costs the bundle.
         let url = web_sys::Blob::new_with_str_sequence(&parts)
@@ -471,6 +481,9 @@ impl App {
             self.show_error(&fill("err-replay-skipped", &[&title, &recording.unreadable]));
         }
         let events = recording.events();
+        if !self.toolbox.replaying() {
+            self.toolbox.live_zoom = self.view.us_per_px;
+        }
         let mut player = Player::new(recording.entries);
         let now = self.now_ms();
         player.play(now);
@@ -504,8 +517,8 @@ impl App {
         }
     }
 
-    /// Leaves the replay: reconnecting gives a fresh session, whose `hello` starts the
-    /// drawing over. In the demo there is nothing live to go back to.
+    /// Leaves the replay for the live session. In the demo there is nothing live to go back
+    /// to.
     fn exit_replay(&mut self) {
         if self.toolbox.demo {
             if let Some(p) = self.toolbox.player.as_mut() {
@@ -516,6 +529,7 @@ impl App {
         self.toolbox.player = None;
         self.toolbox.title.clear();
         self.forget_drawing();
+        self.view.us_per_px = self.toolbox.live_zoom;
         if let Some(bar) = self.document.get_element_by_id("player") {
             let _ = bar.set_attribute("hidden", "");
         }
@@ -523,8 +537,11 @@ impl App {
             let _ = body.class_list().remove_1("replaying");
         }
         self.clock_offset_us = None;
-        self.conn = ConnState::Closed;
-        self.retry_at_ms = 0.0;
+        // The live session went on behind the recording, its sockets and lesson too: what it
+        // kept for Save, the messages of the replay's time included, is drawn again at once.
+        for entry in parse_jsonl(&self.toolbox.session_text()).entries {
+            self.model.apply(&entry.msg);
+        }
         self.shown.status.clear();
     }
 

@@ -272,6 +272,7 @@ pub const WORDS: Words = Words {
         ("status-replay", "Replaying a recording{0}"),
         ("socket-reads", " (reads {0} B)"),
         ("err-not-connected", "Not connected to the relay: the command was not sent."),
+        ("err-replaying", "A recording is shown: press Back to live to use the live controls."),
         // A relay's error: what kind, then the relay's own words (which name its flags).
         ("err-relay", "{0}: {1}"),
         ("err-bad_json", "Not a command"),
