@@ -112,7 +112,7 @@ pub const WORDS: Words = Words {
         ("log-retry", "{0}: no answer after {1} ms, retry {2} (next wait {3} ms)"),
         (
             "log-giveup",
-            "{0}: gave up after {1} attempts and {2} ms (limit {3} ms): I think the server is down",
+            "{0}: gave up after {1} attempts and {2} ms, as the next wait would pass {3} ms: I think the server is down",
         ),
         ("log-refused", "{0}: ECONNREFUSED, nothing listens at {1}"),
         ("log-vanished", "{0} → {1}: {2}({3} B) VANISHED: nothing listens at {4}, so no socket got it"),
