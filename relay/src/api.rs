@@ -10,12 +10,12 @@
 //! - `GET /metrics`: Prometheus' text format.
 //!
 //! Errors are JSON (`{"error":"…"}`) and name what is wrong: 400 for a bad value, 404 for an
-//! unknown server or direction. Any web page the user visits can send requests to localhost,
-//! so a request that changes something must be `application/json` (otherwise 415), which a
-//! page cannot send cross-site without the browser asking first, and must carry no foreign
-//! `Origin` (otherwise 403), the WebSocket's rule. A change from another machine than the
-//! relay's is refused too (403) unless `--shared-changes anyone`. `docs/api.md` has curl
-//! examples.
+//! unknown server or direction (or path), 405 for a method a path does not take. Any web page
+//! the user visits can send requests to localhost, so a request that changes something must
+//! be `application/json` (otherwise 415), which a page cannot send cross-site without the
+//! browser asking first, and must carry no foreign `Origin` (otherwise 403), the WebSocket's
+//! rule. A change from another machine than the relay's is refused too (403) unless
+//! `--shared-changes anyone`. `docs/api.md` has curl examples.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,8 +27,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
 use protocol::{Dir, LinkFault, LinkPatch, LinkSettings, Links, ServerName};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::bridge::{self, AppState};
 use crate::serve::AddressSlot;
@@ -134,8 +134,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
-/// A refusal, as JSON.
-struct ApiError(StatusCode, String);
+/// A refusal, as JSON: `{"error":"…"}`. The page's routes answer with it too.
+pub(crate) struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -232,10 +232,14 @@ async fn change(
 /// The server and direction a path names, or 404.
 fn target(server: &str, dir: &str) -> Result<(ServerName, Dir), ApiError> {
     let not_found = |message: String| ApiError(StatusCode::NOT_FOUND, message);
-    let server: ServerName = server.parse().map_err(|e: protocol::UnknownServer| not_found(e.to_string()))?;
-    if !ServerName::ALL.contains(&server) {
+    if server == ServerName::Nobody.as_str() {
         return Err(not_found(format!("{server} has no link: it is not a server")));
     }
+    // Only the servers are offered: `nobody` has no link.
+    let server = ServerName::ALL
+        .into_iter()
+        .find(|name| name.as_str() == server)
+        .ok_or_else(|| not_found(bridge::command::unknown_server(server, &ServerName::ALL)))?;
     let dir: Dir = dir.parse().map_err(not_found)?;
     Ok((server, dir))
 }
@@ -259,9 +263,60 @@ fn json_body<T: DeserializeOwned>(state: &AppState, headers: &HeaderMap, body: &
             "send the body as JSON, with Content-Type: application/json".into(),
         ));
     }
+    read_object(body)
+}
+
+/// Reads a body that is one JSON object, or says in plain words what is wrong with it.
+fn read_object<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    const LIKE: &str = r#"a body is one JSON object, like {"loss":0.3}"#;
+    // First the JSON itself: whole, one value, nothing after it.
+    if body.trim_ascii().is_empty() {
+        return Err(bad(format!("the body is empty: {LIKE}")));
+    }
     let mut json = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut json).map_err(|e| match e.path().to_string().as_str() {
-        "." => bad(format!("the body is not valid here: {}", e.inner())),
-        field => bad(format!("{field}: {}", e.inner())),
+    let fields = match serde_json::Value::deserialize(&mut json) {
+        Ok(serde_json::Value::Object(fields)) => fields,
+        Ok(_) => return Err(bad(format!("the body is not a JSON object: {LIKE}"))),
+        Err(e) if e.is_eof() => return Err(bad(format!("the body's JSON is cut off: {LIKE}"))),
+        Err(e) => return Err(bad(format!("the body is not valid JSON ({e}): {LIKE}"))),
+    };
+    if let Err(e) = json.end() {
+        let at = format!("line {} column {}", e.line(), e.column());
+        return Err(bad(format!("the body goes on after its JSON object, at {at}: {LIKE}")));
+    }
+    // Then the fields, from the bytes again, so that a field named twice is refused too.
+    let read =
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body)).map_err(|e| {
+            let (field, message) = (e.path().to_string(), e.inner().to_string());
+            match (fields.get(&field), range(&field)) {
+                // A number that does not fit (negative, a fraction, too large): say which fit.
+                (Some(serde_json::Value::Number(_)), Some(range)) if message.starts_with("invalid ") => {
+                    bad(format!("{field} is {range}"))
+                }
+                // "unknown field `los`" and "duplicate field `loss`" name it already.
+                (Some(_), _) if message.starts_with("invalid ") => bad(format!("{field}: {message}")),
+                _ => bad(message),
+            }
+        })?;
+    // A known field's `null` would read as "not named", and change nothing it names.
+    if let Some((field, _)) = fields.iter().find(|(_, value)| value.is_null()) {
+        return Err(bad(format!("{field} cannot be null: give it a value, or leave it out")));
+    }
+    Ok(read)
+}
+
+/// The values a body's numeric field takes, for a number that is none of them.
+fn range(field: &str) -> Option<String> {
+    let hold = crate::udp::link::MAX_HOLD.as_millis();
+    Some(match field {
+        "loss" | "duplicate" | "reorder" => "a probability from 0 to 1".into(),
+        "delay_ms" | "jitter_ms" | "hold_next_ms" => {
+            format!("a whole number of milliseconds from 0 to {hold}")
+        }
+        "mtu" => {
+            format!("a whole number of bytes from {} to 65535, or 0 for none", crate::udp::link::MIN_MTU)
+        }
+        "drop_next" | "duplicate_next" => format!("a count of datagrams from 0 to {}", u32::MAX),
+        _ => return None,
     })
 }

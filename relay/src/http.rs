@@ -6,11 +6,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::api::ApiError;
 use crate::bridge::{self, AppState};
 use crate::serve::AddressSlot;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json};
@@ -49,6 +50,9 @@ pub fn router(state: AppState) -> Router {
         .merge(bridge::routes())
         .merge(crate::api::routes())
         .route("/{*path}", get(|Path(path): Path<String>| asset_response_owned(path)))
+        // Errors are JSON, as the API's are; axum adds the `Allow` header to a 405.
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(|uri: Uri| async move { not_found(uri.path()) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), bridge::guard_host))
         .with_state(state)
 }
@@ -111,8 +115,21 @@ async fn page(State(state): State<AppState>, slot: Option<Extension<Arc<AddressS
                 String::from_utf8_lossy(&file.data).replacen("<html", r#"<html data-changes="own""#, 1);
             site_response(file.metadata.mimetype(), html)
         }
-        None => (StatusCode::NOT_FOUND, "not found\n").into_response(),
+        None => not_found("/"),
     }
+}
+
+/// `{"error":"…"}` for a path that is neither a file of the page nor a route of the API.
+fn not_found(path: &str) -> Response {
+    let message = format!("nothing at {path}: the page is at /, the API's routes are in docs/api.md");
+    ApiError(StatusCode::NOT_FOUND, message).into_response()
+}
+
+/// `{"error":"…"}` for a method a route does not take, such as `DELETE /api/links/echo/out`.
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let message =
+        format!("{} does not take {method}: the Allow header names the methods it takes", uri.path());
+    ApiError(StatusCode::METHOD_NOT_ALLOWED, message).into_response()
 }
 
 /// A file of the site, as every one is served: never used from cache without asking, so a
@@ -129,6 +146,6 @@ async fn asset_response_owned(path: String) -> Response {
 async fn asset_response(path: &str) -> Response {
     match Site::get(path) {
         Some(file) => site_response(file.metadata.mimetype(), file.data),
-        None => (StatusCode::NOT_FOUND, "not found\n").into_response(),
+        None => not_found(&format!("/{path}")),
     }
 }

@@ -1,9 +1,11 @@
 //! The relay's HTTP side (issue 2, "Command line", HTTP): the page with its wasm, `/healthz`
-//! and `/api/servers`, fetched with a bare HTTP/1.1 GET from an in-process relay.
+//! and `/api/servers`, fetched with a bare HTTP/1.1 GET from an in-process relay; and how the
+//! HTTP side refuses: bodies that are not one JSON object, unknown paths and methods, a wrong
+//! `Host`.
 
 use protocol::ServerName;
 
-use crate::support::{TestRelay, http_get};
+use crate::support::{TestRelay, http_get, http_request};
 
 #[tokio::test]
 async fn healthz_answers_200_once_the_servers_are_bound() {
@@ -80,11 +82,123 @@ async fn wasm_is_served_as_application_wasm() {
 }
 
 #[tokio::test]
-async fn unknown_path_is_404() {
+async fn unknown_path_is_404_as_json() {
     let relay = TestRelay::start().await;
     for path in ["/no/such/page", "/pkg/missing.wasm", "/api/nothing"] {
         let response = http_get(relay.http(), path).await;
         assert_eq!(response.status, 404, "GET {path}: {response:?}");
+        assert_eq!(response.header("content-type"), Some("application/json"), "GET {path}");
+        let error = error_of(&response.body);
+        assert!(error.contains(path), "GET {path}: {error}");
+    }
+    relay.shutdown().await;
+}
+
+/// The `error` of a JSON error body, or a panic naming the body.
+fn error_of(body: &[u8]) -> String {
+    let json: serde_json::Value = serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(body)));
+    json["error"].as_str().unwrap_or_else(|| panic!("no error in {json}")).to_owned()
+}
+
+#[tokio::test]
+async fn a_method_a_route_does_not_take_is_405_as_json_with_allow() {
+    let relay = TestRelay::start().await;
+    for (method, path, allow) in [
+        ("DELETE", "/api/links/echo/out", "PUT"),
+        ("GET", "/api/links/echo/in", "PUT"),
+        ("POST", "/metrics", "GET,HEAD"),
+        ("PUT", "/api/links", "GET,HEAD"),
+    ] {
+        let response = http_request(relay.http(), method, path, &[], "").await;
+        assert_eq!(response.status, 405, "{method} {path}: {response:?}");
+        assert_eq!(response.header("allow"), Some(allow), "{method} {path}");
+        assert_eq!(response.header("content-type"), Some("application/json"), "{method} {path}");
+        let error = error_of(&response.body);
+        assert!(error.contains(method) && error.contains(path), "{method} {path}: {error}");
+    }
+    relay.shutdown().await;
+}
+
+const JSON: [(&str, &str); 1] = [("Content-Type", "application/json")];
+
+/// `PUT /api/links/echo/out` with `body`: its status and its `error`, or its body.
+async fn put_echo_out(relay: &TestRelay, body: &str) -> (u16, String) {
+    let response = http_request(relay.http(), "PUT", "/api/links/echo/out", &JSON, body).await;
+    let text = if response.status == 200 { response.text() } else { error_of(&response.body) };
+    (response.status, text)
+}
+
+#[tokio::test]
+async fn a_link_body_is_one_json_object_and_its_errors_say_what_to_change() {
+    let relay = TestRelay::start().await;
+    for (body, wanted) in [
+        (r#"{"loss":0.3} x"#, "the body goes on after its JSON object, at line 1 column 14"),
+        ("[0.3]", "the body is not a JSON object"),
+        (r#"{"loss":0.3"#, "the body's JSON is cut off"),
+        (r#"{loss:0.3}"#, "the body is not valid JSON (key must be a string at line 1 column 2)"),
+        ("", "the body is empty"),
+        (r#"{"loss":null}"#, "loss cannot be null"),
+        (
+            r#"{"jitter_ms":99999999999999999999}"#,
+            "jitter_ms is a whole number of milliseconds from 0 to 60000",
+        ),
+        (r#"{"delay_ms":-5}"#, "delay_ms is a whole number of milliseconds from 0 to 60000"),
+        (r#"{"mtu":70000}"#, "mtu is a whole number of bytes from 68 to 65535, or 0 for none"),
+        (r#"{"loss":0.1,"loss":0.2}"#, "duplicate field `loss`"),
+        (r#"{"delay_ms":"long"}"#, "delay_ms: invalid type: string \"long\", expected u64"),
+    ] {
+        let (status, error) = put_echo_out(&relay, body).await;
+        assert_eq!(status, 400, "{body}: {error}");
+        assert!(error.contains(wanted), "{body}: {error:?}, wanted {wanted:?}");
+        assert!(!error.starts_with('?') && !error.starts_with('.'), "{body}: {error:?}");
+    }
+    let (_, error) = put_echo_out(&relay, "[0.3]").await;
+    assert!(error.contains(r#"a body is one JSON object, like {"loss":0.3}"#), "{error}");
+    // Nothing of it was applied.
+    let links: serde_json::Value =
+        serde_json::from_slice(&http_get(relay.http(), "/api/links").await.body).expect("the links as JSON");
+    assert_eq!(links["echo"]["out"]["loss"], 0.0, "{links}");
+
+    let (status, body) = put_echo_out(&relay, r#"{"loss":-0.0,"duplicate":0.5}"#).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""loss":0.0,"#), "-0.0 is 0: {body}");
+    let (status, error) = put_echo_out(&relay, r#"{"hold_next_ms":-1}"#).await;
+    assert_eq!(status, 400, "{error}");
+    assert!(error.contains("unknown field `hold_next_ms`"), "{error}");
+    let fault =
+        http_request(relay.http(), "POST", "/api/links/echo/in/faults", &JSON, r#"{"drop_next":-1}"#).await;
+    assert_eq!(fault.status, 400, "{fault:?}");
+    assert_eq!(error_of(&fault.body), "drop_next is a count of datagrams from 0 to 4294967295");
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unknown_server_on_the_links_api_lists_only_the_servers_with_links() {
+    let relay = TestRelay::start().await;
+    let response = http_request(relay.http(), "PUT", "/api/links/ehco/out", &JSON, r#"{"loss":0.1}"#).await;
+    assert_eq!(response.status, 404, "{response:?}");
+    assert_eq!(error_of(&response.body), r#"unknown server "ehco": expected echo, upper, chat or lossy"#);
+    let nobody =
+        http_request(relay.http(), "POST", "/api/links/nobody/in/faults", &JSON, r#"{"drop_next":1}"#).await;
+    assert_eq!(nobody.status, 404, "{nobody:?}");
+    assert!(error_of(&nobody.body).contains("nobody has no link"), "{nobody:?}");
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_host_with_the_relays_name_but_another_port_is_told_the_port() {
+    let relay = TestRelay::start().await;
+    let port = relay.http().port();
+    let other = port.wrapping_add(1);
+    for (host, wanted) in [
+        ("127.0.0.1".to_owned(), format!("has no port: the relay listens on port {port} (127.0.0.1:{port})")),
+        (format!("localhost:{other}"), format!("names port {other}: the relay listens on port {port}")),
+        (format!("rebind.example:{port}"), "start the relay with --public-host NAME".to_owned()),
+    ] {
+        let response = http_request(relay.http(), "GET", "/healthz", &[("Host", &host)], "").await;
+        assert_eq!(response.status, 403, "Host {host}: {response:?}");
+        assert!(response.text().contains(&wanted), "Host {host}: {:?}, wanted {wanted:?}", response.text());
     }
     relay.shutdown().await;
 }

@@ -73,10 +73,11 @@ pub fn is_own_authority(state: &AppState, authority: &str) -> bool {
     if authority.as_str().contains('@') {
         return false;
     }
-    let (host, port) = (authority.host(), authority.port_u16().unwrap_or(80));
-    if port != state.relay.http.port() {
-        return false;
-    }
+    authority.port_u16().unwrap_or(80) == state.relay.http.port() && is_own_host(state, authority.host())
+}
+
+/// Whether `host`, a name or an IP address without a port, is one of the relay's own.
+fn is_own_host(state: &AppState, host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.eq_ignore_ascii_case("localhost")
         || state.config.public_hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
@@ -90,6 +91,28 @@ pub fn is_own_authority(state: &AppState, authority: &str) -> bool {
         || (bind.is_unspecified() && crate::interfaces::is_local(ip))
 }
 
+/// Why `host`, a `Host` that is not the relay's own, is refused, and what to change.
+fn host_refusal(state: &AppState, host: &str) -> String {
+    let port = state.relay.http.port();
+    match host.parse::<Authority>() {
+        Ok(authority) if !authority.as_str().contains('@') && is_own_host(state, authority.host()) => {
+            let name = authority.host();
+            match authority.port_u16() {
+                None => format!(
+                    "refused: Host {host:?} has no port: the relay listens on port {port} ({name}:{port})\n"
+                ),
+                Some(other) => format!(
+                    "refused: Host {host:?} names port {other}: the relay listens on port {port} ({name}:{port})\n"
+                ),
+            }
+        }
+        _ => format!(
+            "refused: Host {host:?} is not this relay's address; start the relay with --public-host NAME \
+             to allow a name (this machine's own addresses are accepted when it is bound to 0.0.0.0)\n"
+        ),
+    }
+}
+
 /// Middleware: refuses requests whose `Host` is not the relay's own, so a web page that
 /// rebinds its own domain name to 127.0.0.1 still cannot read the relay's answers.
 pub async fn guard_host(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -101,14 +124,7 @@ pub async fn guard_host(State(state): State<AppState>, request: Request, next: N
     let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok());
     match host {
         Some(host) if is_own_authority(&state, host) => next.run(request).await,
-        Some(host) => {
-            let message = format!(
-                "refused: Host {host:?} is not this relay's address; start the relay with \
-                 --public-host NAME to allow a name (this machine's own addresses are accepted \
-                 when it is bound to 0.0.0.0)\n"
-            );
-            (StatusCode::FORBIDDEN, message).into_response()
-        }
+        Some(host) => (StatusCode::FORBIDDEN, host_refusal(&state, host)).into_response(),
         None => (StatusCode::BAD_REQUEST, "refused: the request has no Host header\n").into_response(),
     }
 }

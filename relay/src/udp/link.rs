@@ -97,7 +97,8 @@ pub fn apply(settings: &LinkSettings, patch: &LinkPatch) -> Result<LinkSettings,
             if !(0.0..=1.0).contains(&value) {
                 return Err(LinkError::Probability { field, value });
             }
-            *slot = value;
+            // -0.0 is 0: it would be shown as `-0.0`.
+            *slot = if value == 0.0 { 0.0 } else { value };
         }
     }
     for (field, value, slot) in [
