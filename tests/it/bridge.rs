@@ -710,3 +710,78 @@ async fn shutdown_finishes_even_when_a_browser_stopped_reading() {
     relay.shutdown().await;
     drop(stalled);
 }
+
+/// Sends `frame` as it is, and returns the error it is answered with, after checking its code.
+async fn refused(ws: &mut Ws, frame: &str, code: &str) -> String {
+    ws.send_raw(tokio_tungstenite::tungstenite::Message::text(frame.to_owned())).await;
+    let error = ws.error(code).await;
+    error["message"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn refusals_name_the_value_to_change_and_what_it_takes() {
+    let relay = TestRelay::start().await;
+    let mut ws = connect(relay.http()).await;
+    let like = r#"a command is one JSON object, like {"op":"open","socket":"a","server":"echo"}"#;
+    let cases = [
+        ("not json", "bad_json", format!("the frame is not JSON: {like}")),
+        (r#"{"op":"open""#, "bad_json", format!("the frame's JSON is cut off: {like}")),
+        (
+            r#"{"op":"open","socket":"a","server":"uper"}"#,
+            "bad_command",
+            r#"unknown server "uper": expected echo, upper, chat, lossy or nobody"#.into(),
+        ),
+        (
+            r#"{"op":"link","server":"ehco","dir":"in","loss":0.1}"#,
+            "bad_command",
+            r#"unknown server "ehco": expected echo, upper, chat or lossy"#.into(),
+        ),
+        (
+            r#"{"op":"fault","server":"echo","dir":"up","drop_next":1}"#,
+            "bad_command",
+            r#"unknown direction "up": expected in or out"#.into(),
+        ),
+        (
+            r#"{"op":"reset","scope":"own"}"#,
+            "bad_command",
+            r#"reset takes no fields: send {"op":"reset"}"#.into(),
+        ),
+    ];
+    for (frame, code, wanted) in cases {
+        let message = refused(&mut ws, frame, code).await;
+        assert!(message.contains(&wanted), "{frame}: {message:?}, wanted {wanted:?}");
+    }
+    let ops = refused(&mut ws, r#"{"op":"fly"}"#, "unknown_op").await;
+    assert!(ops.contains("fault, reset"), "{ops}");
+    ws.send(json!({"op":"reset"})).await;
+    ws.assert_quiet(Duration::from_millis(100)).await;
+
+    open(&mut ws, "a", "echo").await;
+    for (retry, wanted) in [
+        (json!({"initial_ms":1}), "retry's initial_ms is from 10 to 60000 ms, got 1"),
+        (json!({"factor":0.5}), "retry's factor is from 1.0 to 10.0, got 0.5"),
+        (json!({"give_up_ms":700_000}), "retry's give_up_ms is at most 600000 ms, got 700000"),
+    ] {
+        ws.send(json!({"op":"send","socket":"a","text":"x","retry":retry})).await;
+        let error = ws.error("bad_command").await;
+        assert_eq!(error["message"], wanted, "{retry}");
+    }
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_crowd_of_no_clients_is_a_bad_command_and_of_too_many_a_limit() {
+    let relay = TestRelay::start().await;
+    let mut ws = connect(relay.http()).await;
+    let crowd = |clients: u32| json!({"op":"crowd","socket":"k","server":"echo","clients":clients,"every_ms":1000,"text":"hi"});
+    ws.send(crowd(0)).await;
+    let error = ws.error("bad_command").await;
+    assert!(error["message"].as_str().is_some_and(|m| m.contains("at least 1 client")), "{error}");
+    let max = ws.hello["limits"]["crowd_clients"]
+        .as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .expect("hello.limits.crowd_clients");
+    ws.send(crowd(max + 1)).await;
+    ws.error("limit").await;
+    relay.shutdown().await;
+}

@@ -1,7 +1,7 @@
 //! Reading commands: a text frame becomes a [`Command`], or a refusal that says precisely what
 //! is wrong.
 
-use protocol::{Command, ErrorCode, RetryParams};
+use protocol::{Command, ErrorCode, RetryParams, ServerName};
 
 /// The longest command frame the relay reads, in bytes: room for a datagram of 65,535 bytes
 /// (more than UDP carries, so UDP itself can refuse it) even written as JSON `\u00XX` escapes,
@@ -33,8 +33,21 @@ pub struct Unreadable {
     pub socket: Option<String>,
 }
 
-const OPS: [&str; 9] =
-    ["open", "send", "heartbeat", "close", "subscribe", "configure", "crowd", "link", "fault"];
+/// Every `op`, for the message that lists them: one for each variant of [`Command`].
+const OPS: [&str; 10] =
+    ["open", "send", "heartbeat", "close", "subscribe", "configure", "crowd", "link", "fault", "reset"];
+
+/// `unknown server "ehco": expected echo, upper, chat or lossy`: the names a field takes, each
+/// place listing only those it takes (`nobody` is a target, not a server with a link).
+pub fn unknown_server(name: &str, expected: &[ServerName]) -> String {
+    let names: Vec<&str> = expected.iter().map(|name| name.as_str()).collect();
+    let list = match names.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    format!("unknown server {name:?}: expected {list}")
+}
 
 /// Reads one text frame.
 pub fn parse(text: &str) -> Result<Command, Unreadable> {
@@ -59,12 +72,17 @@ pub fn parse(text: &str) -> Result<Command, Unreadable> {
         return Ok(command);
     }
     // Otherwise look closer, to say precisely what is wrong.
+    const LIKE: &str = r#"a command is one JSON object, like {"op":"open","socket":"a","server":"echo"}"#;
+    let bad_json = |message: String| Err(unreadable(refuse(ErrorCode::BadJson, message), None, None));
     let value: serde_json::Value = match serde_json::from_str(text) {
         Ok(v @ serde_json::Value::Object(_)) => v,
-        Ok(_) => {
-            return Err(unreadable(refuse(ErrorCode::BadJson, "a command is a JSON object"), None, None));
+        Ok(_) => return bad_json(format!("the frame is not a JSON object: {LIKE}")),
+        Err(e) if e.is_eof() => return bad_json(format!("the frame's JSON is cut off: {LIKE}")),
+        // What starts like JSON gets where it goes wrong; a bare word gets the shape to use.
+        Err(e) if text.trim_start().starts_with(['{', '[']) => {
+            return bad_json(format!("the frame is not valid JSON ({e}): {LIKE}"));
         }
-        Err(e) => return Err(unreadable(refuse(ErrorCode::BadJson, format!("not JSON: {e}")), None, None)),
+        Err(_) => return bad_json(format!("the frame is not JSON: {LIKE}")),
     };
     let op = value.get("op").and_then(|op| op.as_str()).map(str::to_owned);
     let socket = value.get("socket").and_then(|s| s.as_str()).map(str::to_owned);
@@ -72,9 +90,28 @@ pub fn parse(text: &str) -> Result<Command, Unreadable> {
         let refusal = refuse(ErrorCode::UnknownOp, format!("\"op\" must be one of {}", OPS.join(", ")));
         return Err(unreadable(refusal, None, socket.as_deref()));
     };
-    serde_json::from_value::<Command>(value).map_err(|e| {
-        unreadable(refuse(ErrorCode::BadCommand, format!("{op}: {e}")), Some(&op), socket.as_deref())
-    })
+    let bad_command = |message: String| {
+        Err(unreadable(refuse(ErrorCode::BadCommand, message), Some(&op), socket.as_deref()))
+    };
+    if op == "reset" && value.as_object().is_some_and(|fields| fields.len() > 1) {
+        // A well-formed reset was read above: only more fields than `op` bring it here.
+        return bad_command(r#"reset takes no fields: send {"op":"reset"}"#.into());
+    }
+    // serde would say "unknown variant": name the field and the names it takes, which for
+    // a link or a server's settings leave out `nobody`.
+    if let Some(server) = value.get("server").and_then(|s| s.as_str())
+        && server.parse::<ServerName>().is_err()
+    {
+        let expected: &[ServerName] =
+            if matches!(op.as_str(), "open" | "crowd") { &ServerName::TARGETS } else { &ServerName::ALL };
+        return bad_command(unknown_server(server, expected));
+    }
+    if let Some(dir) = value.get("dir").and_then(|d| d.as_str())
+        && let Err(e) = dir.parse::<protocol::Dir>()
+    {
+        return bad_command(e);
+    }
+    serde_json::from_value::<Command>(value).or_else(|e| bad_command(format!("{op}: {e}")))
 }
 
 /// [`Command::Send`] on its own, read as a plain struct. The derived reader of an internally
@@ -122,15 +159,18 @@ pub fn payload(text: Option<String>, hex: Option<String>, op: &str) -> Result<Ve
 
 /// Checks retry parameters, so that no request retries faster than every 10 ms or forever.
 pub fn check_retry(p: RetryParams) -> Result<RetryParams, Refusal> {
-    let ok = (10..=60_000).contains(&p.initial_ms)
-        && p.factor.is_finite()
-        && (1.0..=10.0).contains(&p.factor)
-        && p.give_up_ms <= 600_000;
-    if !ok {
-        return Err(refuse(
-            ErrorCode::BadCommand,
-            "retry needs initial_ms from 10 to 60000, factor from 1.0 to 10.0 and give_up_ms up to 600000",
-        ));
+    // Each value out of range is named with its range (a NaN factor is in none).
+    let wrong = if !(10..=60_000).contains(&p.initial_ms) {
+        Some(format!("retry's initial_ms is from 10 to 60000 ms, got {}", p.initial_ms))
+    } else if !(1.0..=10.0).contains(&p.factor) {
+        Some(format!("retry's factor is from 1.0 to 10.0, got {}", p.factor))
+    } else if p.give_up_ms > 600_000 {
+        Some(format!("retry's give_up_ms is at most 600000 ms, got {}", p.give_up_ms))
+    } else {
+        None
+    };
+    if let Some(message) = wrong {
+        return Err(refuse(ErrorCode::BadCommand, message));
     }
     if p.initial_ms > p.give_up_ms {
         return Err(refuse(
@@ -194,6 +234,35 @@ mod tests {
             }
         }
         assert_eq!(fast, 8, "the frames that are plain sends");
+    }
+
+    /// The list an `unknown_op` error gives names every op there is, `reset` included.
+    #[test]
+    fn every_op_is_listed() {
+        let frames = [
+            r#"{"op":"open","socket":"a","server":"echo"}"#,
+            r#"{"op":"send","socket":"a","text":"x"}"#,
+            r#"{"op":"heartbeat","socket":"a","every_ms":0}"#,
+            r#"{"op":"close","socket":"a"}"#,
+            r#"{"op":"subscribe","scope":"own"}"#,
+            r#"{"op":"configure","server":"lossy","drop":0.1}"#,
+            r#"{"op":"crowd","socket":"k","server":"echo","clients":2,"every_ms":0,"text":"x"}"#,
+            r#"{"op":"link","server":"echo","dir":"in","loss":0.1}"#,
+            r#"{"op":"fault","server":"echo","dir":"in","drop_next":1}"#,
+            r#"{"op":"reset"}"#,
+        ];
+        let ops: Vec<&str> = frames.iter().map(|f| parse(f).expect(f).op()).collect();
+        assert_eq!(ops, OPS);
+    }
+
+    #[test]
+    fn an_unknown_server_is_told_the_names_that_place_takes() {
+        assert_eq!(
+            unknown_server("ehco", &ServerName::ALL),
+            r#"unknown server "ehco": expected echo, upper, chat or lossy"#
+        );
+        let open = parse(r#"{"op":"open","socket":"a","server":"uper"}"#).expect_err("unknown server");
+        assert_eq!(open.refusal.message, protocol::UnknownServer("uper".into()).to_string());
     }
 
     #[test]

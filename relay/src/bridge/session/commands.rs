@@ -379,7 +379,10 @@ impl Session {
         let (remote, server) = target::resolve(&self.state, server, target, &self.locals())?;
         let limits = self.state.config.limits;
         let room = limits.crowd_clients.saturating_sub(self.crowd_members);
-        if clients == 0 || clients > room {
+        if clients == 0 {
+            return Err(refuse(ErrorCode::BadCommand, "a crowd needs at least 1 client"));
+        }
+        if clients > room {
             return Err(refuse(
                 ErrorCode::Limit,
                 format!(
@@ -408,7 +411,8 @@ impl Session {
             return Err(refuse(
                 ErrorCode::Limit,
                 format!(
-                    "this crowd would send {datagrams:.0} datagrams ({bytes:.0} bytes) a second, over this                      session's {} datagrams (--max-sends-per-sec) or {} bytes (--max-bytes-per-sec)",
+                    "this crowd would send {datagrams:.0} datagrams ({bytes:.0} bytes) a second, over this \
+                     session's {} datagrams (--max-sends-per-sec) or {} bytes (--max-bytes-per-sec)",
                     limits.sends_per_sec, limits.bytes_per_sec
                 ),
             ));
