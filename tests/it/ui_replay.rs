@@ -328,6 +328,11 @@ async fn an_exported_site_on_a_static_server_replays_a_lesson_with_no_relay() {
         .await;
     assert_eq!(row, json!(true), "a site with no relay offers no relay downloads");
     browser.screenshot("ui-demo").await;
+    // In Chinese the banner is too (the switch reloads the page).
+    browser.click("#lang-btn").await;
+    browser.wait_for("html[lang=zh-CN]", Browser::LOAD).await;
+    let banner = browser.wait_for_text("#demo-banner", "这里没有运行中继", WAIT).await;
+    assert!(!banner.contains("No relay"), "{banner}");
     browser.close().await;
     drop(server);
 }

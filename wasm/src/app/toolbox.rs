@@ -604,11 +604,8 @@ impl App {
         if let Some(banner) = self.document.get_element_by_id("demo-banner") {
             banner.set_text_content(None);
             let _ = banner.remove_attribute("hidden");
-            let text = "No relay is running here, so this page is replaying a recording: real traffic \
-                        through a UDP Playground relay, recorded by relay export-site. Run the relay \
-                        yourself (cargo run -p relay) to send your own datagrams. Recorded lessons: ";
             if let Ok(intro) = self.document.create_element("span") {
-                intro.set_text_content(Some(text));
+                intro.set_text_content(Some(word("demo-banner")));
                 let _ = banner.append_child(&intro);
             }
             for slug in &lessons {

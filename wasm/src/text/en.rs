@@ -269,6 +269,10 @@ pub const WORDS: Words = Words {
         ("status-no-answer", "the relay is not answering"),
         ("status-disconnected", "Disconnected: {0}. Reconnecting in {1} s…"),
         ("status-replay-demo", "Replaying a recording: no relay here{0}"),
+        (
+            "demo-banner",
+            "No relay is running here, so this page is replaying a recording: real traffic through a UDP Playground relay, recorded by relay export-site. Run the relay yourself (cargo run) to send your own datagrams. Recorded lessons: ",
+        ),
         ("status-replay", "Replaying a recording{0}"),
         ("socket-reads", " (reads {0} B)"),
         ("err-not-connected", "Not connected to the relay: the command was not sent."),
