@@ -327,6 +327,9 @@ async fn an_exported_site_on_a_static_server_replays_a_lesson_with_no_relay() {
         .eval("return document.getElementById('dl-capture').parentElement.offsetParent === null;", vec![])
         .await;
     assert_eq!(row, json!(true), "a site with no relay offers no relay downloads");
+    // It never tried a WebSocket, which would fail with an error in the console.
+    let errors: Vec<_> = browser.console().await.into_iter().filter(|e| e.level == "SEVERE").collect();
+    assert!(errors.is_empty(), "the demo logged errors: {errors:#?}");
     browser.screenshot("ui-demo").await;
     // In Chinese the banner is too (the switch reloads the page).
     browser.click("#lang-btn").await;

@@ -100,6 +100,8 @@ pub struct App {
     conn: ConnState,
     backoff_ms: f64,
     retry_at_ms: f64,
+    /// Connect at the next frame: asked by a handler, inside which the app is borrowed.
+    connect_now: bool,
     hellos: u32,
     /// Relay time minus page time, in microseconds: the best (largest) seen.
     clock_offset_us: Option<f64>,
@@ -207,6 +209,7 @@ pub fn start() -> Result<(), JsValue> {
         conn: ConnState::Connecting,
         backoff_ms: connection::FIRST_BACKOFF_MS,
         retry_at_ms: 0.0,
+        connect_now: false,
         hellos: 0,
         clock_offset_us: None,
         sockets: Vec::new(),
@@ -241,7 +244,8 @@ pub fn start() -> Result<(), JsValue> {
             status.set_attribute("data-state", "ready")?;
         }
     }
-    connect(&shared);
+    // The first connect waits for demo.json (`app/toolbox.rs`): an exported site has no relay,
+    // and a WebSocket tried there fails with an error in the browser's console.
     start_frames(&shared);
     start_timer(&shared)?;
     Ok(())
@@ -320,7 +324,14 @@ fn start_frames(shared: &Shared) {
     let again = slot.clone();
     let s = shared.clone();
     *slot.borrow_mut() = Some(Closure::new(move |t: f64| {
-        with_app(&s, "frame", |app| app.frame(t));
+        let mut connect_now = false;
+        with_app(&s, "frame", |app| {
+            app.frame(t);
+            connect_now = std::mem::take(&mut app.connect_now);
+        });
+        if connect_now {
+            connect(&s);
+        }
         let window = web_sys::window();
         let scheduled = match (window, again.try_borrow()) {
             (Some(w), Ok(f)) => {
@@ -347,7 +358,9 @@ fn start_timer(shared: &Shared) -> Result<(), JsValue> {
         let mut reconnect = false;
         with_app(&s, "tick", |app| {
             let now = app.now_ms();
-            reconnect = connection::reconnect_due(app.conn, now, app.retry_at_ms);
+            // A hidden tab draws no frames: the first connect is asked here too.
+            reconnect = connection::reconnect_due(app.conn, now, app.retry_at_ms)
+                || std::mem::take(&mut app.connect_now);
             app.update_status(now);
         });
         if reconnect {

@@ -220,6 +220,11 @@ pub fn wire(shared: &Shared) {
                 if status == 200 {
                     app.toolbox.demo_lessons = demo_lessons(&text);
                 }
+                // A live relay's page connects now; an exported site's starts its demo.
+                match app.toolbox.demo_lessons {
+                    Some(_) => app.conn = ConnState::Closed,
+                    None => app.connect_now = true,
+                }
             }),
         );
     });
