@@ -331,11 +331,15 @@ async fn an_exported_site_on_a_static_server_replays_a_lesson_with_no_relay() {
     let errors: Vec<_> = browser.console().await.into_iter().filter(|e| e.level == "SEVERE").collect();
     assert!(errors.is_empty(), "the demo logged errors: {errors:#?}");
     browser.screenshot("ui-demo").await;
-    // In Chinese the banner is too (the switch reloads the page).
+    // Another lesson, picked from the list, then the other language: the switch reloads the
+    // page, with the lesson shown (not the one the URL named), and the banner in Chinese too.
+    browser.click("#lesson-list [data-slug=no-listener]").await;
+    browser.wait_for("#caption[data-slug=no-listener]", WAIT).await;
     browser.click("#lang-btn").await;
     browser.wait_for("html[lang=zh-CN]", Browser::LOAD).await;
     let banner = browser.wait_for_text("#demo-banner", "这里没有运行中继", WAIT).await;
     assert!(!banner.contains("No relay"), "{banner}");
+    browser.wait_for("#caption[data-slug=no-listener]", WAIT).await;
     browser.close().await;
     drop(server);
 }

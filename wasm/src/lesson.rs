@@ -216,9 +216,29 @@ fn python_command(host: &str, port: u16, text: &str) -> String {
     )
 }
 
+/// The query `search` with `lesson=SLUG` in place of any lesson it names, the rest kept:
+/// `?view=all&lesson=empty` for `?lesson=no-listener&view=all` and `empty`.
+pub fn with_lesson(search: &str, slug: &str) -> String {
+    let mut query = format!("?lesson={slug}");
+    for kv in search.trim_start_matches('?').split('&') {
+        if !kv.is_empty() && !kv.starts_with("lesson=") {
+            query.push('&');
+            query.push_str(kv);
+        }
+    }
+    query
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lesson_in_the_url_is_replaced_and_the_rest_kept() {
+        assert_eq!(with_lesson("", "empty"), "?lesson=empty");
+        assert_eq!(with_lesson("?lesson=no-listener&view=all", "empty"), "?lesson=empty&view=all");
+        assert_eq!(with_lesson("?view=all", "reordering"), "?lesson=reordering&view=all");
+    }
     use protocol::lessons::lesson;
 
     #[test]

@@ -108,7 +108,15 @@ pub fn wire(shared: &Shared, d: &Document) {
         if let Ok(Some(storage)) = app.window.local_storage() {
             let _ = storage.set_item(LANG_KEY, app.words.other().code);
         }
-        let _ = app.window.location().reload();
+        // The lesson shown comes back in the other language, not the one the URL named when
+        // the page was opened.
+        let location = app.window.location();
+        let search = location.search().unwrap_or_default();
+        match app.lesson.as_ref().map(|r| crate::lesson::with_lesson(&search, r.lesson.slug)) {
+            Some(other) if other != search => location.set_search(&other),
+            _ => location.reload(),
+        }
+        .ok();
     });
 }
 
