@@ -331,6 +331,22 @@ async fn an_exported_site_on_a_static_server_replays_a_lesson_with_no_relay() {
     let errors: Vec<_> = browser.console().await.into_iter().filter(|e| e.level == "SEVERE").collect();
     assert!(errors.is_empty(), "the demo logged errors: {errors:#?}");
     browser.screenshot("ui-demo").await;
+    // At 16× a lesson is done when its recording is: heartbeat-eviction's 9 s in about 0.6.
+    // (Its recording is read first, and then plays from its start at 1×.)
+    browser.click("#lesson-list [data-slug=heartbeat-eviction]").await;
+    browser.wait_for("#caption[data-slug=heartbeat-eviction]", WAIT).await;
+    browser
+        .eval("const s = document.getElementById('player-speed'); s.value = '16'; s.dispatchEvent(new Event('change'));", vec![])
+        .await;
+    let faster = Instant::now();
+    browser.wait_for("#lesson-list [data-slug=heartbeat-eviction][data-state=done]", WAIT).await;
+    assert!(
+        faster.elapsed() < Duration::from_secs(5),
+        "done {:?} after 16× began: the recording's pace, not the 9 s of the lesson run live",
+        faster.elapsed()
+    );
+    browser.wait_for("#player[data-playing=false]", WAIT).await;
+
     // Another lesson, picked from the list, then the other language: the switch reloads the
     // page, with the lesson shown (not the one the URL named), and the banner in Chinese too.
     browser.click("#lesson-list [data-slug=no-listener]").await;

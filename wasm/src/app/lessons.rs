@@ -199,8 +199,11 @@ impl App {
     /// Closes the running lesson's sockets and dissolves what it set for them.
     fn undo_lesson(&mut self) {
         let Some(runner) = self.lesson.take() else { return };
-        for json in runner.undo() {
-            self.send_json(&json);
+        // A recording's lesson (the demo's) opened nothing to close.
+        if !self.toolbox.is_demo() {
+            for json in runner.undo() {
+                self.send_json(&json);
+            }
         }
         if self.watching_all {
             self.watching_all = false;
@@ -218,9 +221,17 @@ impl App {
     /// Takes the lesson's steps that are due; called every frame.
     pub(super) fn poll_lesson(&mut self, now_ms: f64) {
         let Some(runner) = self.lesson.as_mut() else { return };
-        let locals = &self.locals;
-        let due = runner.poll(now_ms, |s| locals.iter().find(|(n, _)| n == s).map(|(_, a)| a.clone()));
-        let done = runner.done(now_ms);
+        // An exported site's lesson is told by its recording, at the replay's speed: nothing is
+        // sent, and it is done when the recording is.
+        let (due, done) = match self.toolbox.recorded_lesson_done(now_ms) {
+            Some(done) => (Vec::new(), done),
+            None => {
+                let locals = &self.locals;
+                let due =
+                    runner.poll(now_ms, |s| locals.iter().find(|(n, _)| n == s).map(|(_, a)| a.clone()));
+                (due, runner.done(now_ms))
+            }
+        };
         for json in &due {
             self.send_json(json);
         }

@@ -99,6 +99,17 @@ impl Toolbox {
         self.player.is_some()
     }
 
+    /// This is an exported site, with no relay behind it.
+    pub fn is_demo(&self) -> bool {
+        self.demo
+    }
+
+    /// In an exported site, whether the lesson its recording tells is done: the recording is.
+    /// `None` on a live page, where the lesson's own runner says.
+    pub fn recorded_lesson_done(&self, now_ms: f64) -> Option<bool> {
+        self.demo.then(|| self.player.as_ref().is_some_and(|p| p.finished(now_ms)))
+    }
+
     /// A recording is shown while a live session goes on behind it: the live controls wait.
     pub fn live_aside(&self) -> bool {
         self.replaying() && !self.demo
