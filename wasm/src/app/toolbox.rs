@@ -564,7 +564,13 @@ impl App {
     /// Once a frame: start the demo if this is an exported site with no relay, deliver what
     /// the replay has due, and keep the player bar up to date.
     pub(super) fn replay_frame(&mut self, now_ms: f64) {
-        if !self.toolbox.demo && self.toolbox.demo_lessons.is_some() && self.conn == ConnState::Closed {
+        // Not before the page's words are read: the banner is written once, in them.
+        let words_read = self.words.code != "zh" || crate::text::chinese_loaded();
+        if !self.toolbox.demo
+            && self.toolbox.demo_lessons.is_some()
+            && self.conn == ConnState::Closed
+            && words_read
+        {
             self.start_demo();
         }
         if self.toolbox.demo {
