@@ -285,8 +285,17 @@ async fn projector_mode_shows_an_outside_client_as_its_own_lane() {
     assert!(lanes.contains(&format!(":{port}")), "the outside client's lane names its port: {lanes}");
     browser.wait_for_text("#log li[data-kind=server_recv]", "hi from nc", WAIT).await;
     browser.wait_for_text("#status", "projector", WAIT).await;
-
     browser.screenshot("ui-projector").await;
+
+    // An outside client never says it has gone: once its traffic has scrolled out of view,
+    // its lane gives its column back, so a class's `nc` windows do not pile up. The page
+    // still knows it.
+    let script = "return Number(document.getElementById('diagram').getAttribute('data-columns'));";
+    let drawn = browser.eval(script, vec![]).await.as_u64().unwrap_or(0);
+    assert!(drawn >= 2, "the outside client and echo are drawn: {drawn}");
+    browser.wait_for(&format!("#diagram[data-columns='{}']", drawn - 1), Duration::from_secs(30)).await;
+    let lanes = browser.dom_text("#lanes").await;
+    assert!(lanes.contains(&format!(":{port}")), "the page still lists the outside client: {lanes}");
     browser.close().await;
     relay.shutdown().await;
 }

@@ -127,6 +127,15 @@ pub struct Lane {
     pub closed: bool,
 }
 
+impl Lane {
+    /// Whether the diagram gives this lane a column even with nothing of it in view: an open
+    /// socket of the relay's or a server. A closed socket's lane, and an outside client's
+    /// (which never says it has gone), show only while their traffic does.
+    pub fn keeps_column(&self) -> bool {
+        !self.closed && self.kind.reports()
+    }
+}
+
 /// What became of a datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fate {

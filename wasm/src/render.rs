@@ -248,7 +248,8 @@ impl Renderer {
 
         // Lane columns: clients left, servers right. A closed lane takes a column only while
         // something in view happened on it: a teacher going through the lessons would
-        // otherwise find every earlier lesson's sockets squeezing the next one's.
+        // otherwise find every earlier lesson's sockets squeezing the next one's. So does an
+        // outside client's, which never says it is gone: a class's `nc` windows would pile up.
         let lanes = model.lanes();
         // A lane not drawn has no column: NaN, which every loop over the lanes skips. Those
         // with something in view are marked first (0), then each drawn one gets its place.
@@ -265,7 +266,7 @@ impl Renderer {
             }
         }
         let mut order: Vec<usize> =
-            (0..lanes.len()).filter(|&i| !lanes[i].closed || lane_x[i] == 0.0).collect();
+            (0..lanes.len()).filter(|&i| lanes[i].keeps_column() || lane_x[i] == 0.0).collect();
         // At most a few dozen lanes: a stable insertion sort by rank, which costs the bundle a
         // fraction of the standard library's stable sort.
         for i in 1..order.len() {

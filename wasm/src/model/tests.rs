@@ -795,6 +795,9 @@ fn outside_clients_get_their_own_lane_and_their_answers_count_as_received() {
     f.at(2, server_send(2, Some(1), ServerName::Echo, ECHO, nc, "hi from nc"));
     let outside = f.lane(&format!("outside {nc}"));
     assert_eq!(f.model.lanes()[outside].kind, LaneKind::Outside);
+    let echo = f.lane("echo");
+    assert!(!f.model.lanes()[outside].keeps_column(), "an outside client never says it has gone");
+    assert!(f.model.lanes()[echo].keeps_column());
     let arrows = f.arrows();
     assert_eq!(arrows.len(), 2);
     assert!(arrows.iter().all(|a| a.fate == Fate::Delivered), "nobody else reports: {arrows:?}");
@@ -856,8 +859,10 @@ fn a_new_session_closes_the_old_sockets_lanes() {
     let mut f = Feed::new();
     f.open("a", SOCK, ServerName::Echo, ECHO);
     let a = f.lane("a");
+    assert!(f.model.lanes()[a].keeps_column(), "an open socket's lane is drawn with nothing in view");
     f.model.apply(&hello());
     assert!(f.model.lanes()[a].closed);
+    assert!(!f.model.lanes()[a].keeps_column(), "a closed socket's lane shows only with its traffic");
     f.model.apply(&ServerMsg::Lagged { missed: 7 });
     assert_eq!(f.model.stats().missed, 7);
 }
