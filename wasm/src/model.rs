@@ -66,9 +66,14 @@ pub use wire::{
 /// several minutes of a lesson.
 pub const DEFAULT_WINDOW: usize = 2_000;
 
-/// Lanes at most. Past this, new endpoints share one "more clients" lane so a busy classroom
-/// cannot grow the diagram (or memory) without end.
+/// Clients' lanes open at once, at most (an open socket's, or an outside client's with
+/// traffic in the window). Past this, new endpoints share one "more clients" lane, so a busy
+/// classroom cannot squeeze the diagram without end.
 pub const MAX_LANES: usize = 32;
+
+/// Lanes the page knows, at most: past this, a new endpoint takes the lane of one closed and
+/// out of the window, so a class's morning of sockets cannot grow memory without end.
+pub const MAX_KNOWN_LANES: usize = 256;
 
 /// Event log lines waiting for the frame loop; older ones are counted, not kept.
 const LOG_OUTBOX: usize = 500;
@@ -108,6 +113,12 @@ impl LaneKind {
             Self::Outside => "outside",
             Self::Overflow => "overflow",
         }
+    }
+
+    /// Whether this is a client's lane, of a socket or an outside client, not a server's or
+    /// the shared one.
+    fn is_client(&self) -> bool {
+        !matches!(self, Self::Server(_) | Self::Overflow)
     }
 
     /// Whether this endpoint reports what it receives. An outside client's arrivals are never
@@ -630,9 +641,10 @@ impl Model {
     }
 
     /// Starts the stats again (a lesson's are its own), but for the events missed, which say
-    /// the page fell behind at some point.
+    /// the page fell behind at some point, and the lossy server's drop, which is a setting.
     pub fn restart_stats(&mut self) {
-        self.stats = Stats { missed: self.stats.missed, ..Stats::default() };
+        let Stats { missed, configured_drop, .. } = self.stats;
+        self.stats = Stats { missed, configured_drop, ..Stats::default() };
     }
 
     /// The item with this id, if it is still in the window.
@@ -803,17 +815,84 @@ impl Model {
     }
 
     fn add_lane(&mut self, lane: Lane) -> usize {
-        if self.lanes.len() >= MAX_LANES && !matches!(lane.kind, LaneKind::Server(_)) {
-            if let Some(i) = self.lanes.iter().position(|l| l.kind == LaneKind::Overflow) {
-                return i;
+        if lane.kind.is_client() {
+            let used = self.lanes_used();
+            let lanes = &self.lanes;
+            let open = (0..lanes.len())
+                .filter(|&i| lanes[i].keeps_column() || (lanes[i].kind == LaneKind::Outside && used[i]))
+                .count();
+            let slot = if open >= MAX_LANES {
+                None
+            } else if lanes.len() < MAX_KNOWN_LANES {
+                Some(lanes.len())
+            } else {
+                (0..lanes.len()).find(|&i| !used[i]).inspect(|&i| self.forget_lane(i))
+            };
+            let Some(i) = slot else { return self.overflow_lane() };
+            match self.lanes.get_mut(i) {
+                Some(old) => *old = lane,
+                None => self.lanes.push(lane),
             }
-            let overflow =
-                Lane { kind: LaneKind::Overflow, label: word("lane-more").into(), addr: None, closed: false };
-            self.lanes.push(overflow);
-            return self.lanes.len() - 1;
+            return i;
         }
         self.lanes.push(lane);
         self.lanes.len() - 1
+    }
+
+    /// The lane endpoints past [`MAX_LANES`] share.
+    fn overflow_lane(&mut self) -> usize {
+        if let Some(i) = self.lanes.iter().position(|l| l.kind == LaneKind::Overflow) {
+            return i;
+        }
+        let overflow =
+            Lane { kind: LaneKind::Overflow, label: word("lane-more").into(), addr: None, closed: false };
+        self.lanes.push(overflow);
+        self.lanes.len() - 1
+    }
+
+    /// Which lanes are still to be seen: a server's or the shared one, an open socket's, one
+    /// that something in the window is drawn on, one a live chat client is on.
+    fn lanes_used(&self) -> Vec<bool> {
+        let mut used: Vec<bool> =
+            self.lanes.iter().map(|l| l.keeps_column() || !l.kind.is_client()).collect();
+        let mut mark = |lane: usize| {
+            if let Some(u) = used.get_mut(lane) {
+                *u = true;
+            }
+        };
+        for item in &self.items {
+            match &item.body {
+                Body::Arrow(a) => [a.from, a.to].into_iter().for_each(&mut mark),
+                Body::Mark(m) => {
+                    mark(m.lane);
+                    if let MarkKind::Join { who } | MarkKind::Leave { who } | MarkKind::Evict { who } = m.kind
+                    {
+                        mark(who);
+                    }
+                }
+            }
+        }
+        self.chat.iter().filter(|(_, c)| c.gone.is_none()).for_each(|(_, c)| mark(c.lane));
+        used
+    }
+
+    /// Forgets all that names `lane`, which nothing uses any more, so a new endpoint can have
+    /// it: a class goes through more sockets than [`MAX_KNOWN_LANES`] in a morning.
+    fn forget_lane(&mut self, lane: usize) {
+        // The log's lines still to be written name lanes by number: they say their words now.
+        self.seal_log();
+        self.by_addr.retain(|_, l| *l != lane);
+        for sockets in self.by_socket.values_mut() {
+            sockets.retain(|_, l| *l != lane);
+        }
+        for counts in
+            [&mut self.crowd_members, &mut self.crowd_peak, &mut self.crowd_sent, &mut self.crowd_got]
+        {
+            counts.remove(&lane);
+        }
+        self.retry_wait.remove(&lane);
+        self.newest_answered.remove(&lane);
+        self.chat.retain(|(_, c)| c.lane != lane);
     }
 
     /// The lane of whoever uses `addr`, making an outside lane for a stranger.
@@ -1193,8 +1272,9 @@ impl Model {
                 };
                 let text = fill("log-close", &[&self.who(lane, *member)]);
                 // A crowd's lane closes with its last member.
+                // The lane many sockets share stays open for the others.
                 let id = matches!(members, None | Some(0)).then(|| {
-                    self.lanes[lane].closed = true;
+                    self.lanes[lane].closed = self.lanes[lane].kind != LaneKind::Overflow;
                     self.crowd_members.remove(&lane);
                     self.mark(event, lane, MarkKind::Closed, &text)
                 });

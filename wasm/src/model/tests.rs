@@ -852,6 +852,9 @@ fn configured_loss_sits_next_to_measured_loss() {
     assert_eq!(f.model.stats().measured_loss(), Some(0.5));
     assert_eq!(f.arrow(1).fate, Fate::Dropped);
     assert_eq!(f.arrow(2).fate, Fate::Delivered, "the drop names its own datagram, not the latest read");
+    // A lesson starts its own stats: the counts go, the setting stays.
+    f.model.restart_stats();
+    assert_eq!((f.model.stats().measured_loss(), f.model.stats().configured_drop), (None, Some(0.5)));
 }
 
 #[test]
@@ -1638,6 +1641,60 @@ fn the_overflow_lane_is_no_ones_chat_room() {
     let log = f.log();
     let join = log.iter().find(|l| l.kind == "chat_join").expect("logged");
     assert!(!join.text.contains("own room"), "{}", join.text);
+}
+
+/// A projector in a class: sessions come and go, each opening a few sockets and closing them.
+/// Only open sockets count against the lanes: closed ones keep their lanes while their
+/// traffic is in the window, and past [`MAX_KNOWN_LANES`] a new socket takes a lane nothing
+/// is drawn on any more. Nobody lands in the shared lane while there is room.
+#[test]
+fn a_class_of_closed_sockets_never_pushes_a_new_one_into_the_shared_lane() {
+    let mut f = Feed::with_window(100);
+    let close =
+        |session: &str| EventKind::ClientClose { session: session.into(), socket: "c".into(), member: None };
+    let sockets = MAX_KNOWN_LANES as u16 * 2;
+    for i in 0..sockets {
+        // Session names whose first four characters, which a lane's label shows, differ.
+        let (session, local) = (format!("{i:04}"), format!("127.0.0.1:{}", 40_000 + i));
+        f.at(u64::from(i), opened_by((&session, &local), "c", ServerName::Echo, ECHO));
+        let (len, payload) = bytes("hi");
+        let (socket, from, to) = ("c".into(), addr(&local), addr(ECHO));
+        let dg = u64::from(i);
+        let sent = EventKind::ClientSend {
+            session: session.clone(),
+            socket,
+            member: None,
+            dg,
+            from,
+            to,
+            len,
+            payload,
+            attempt: None,
+            req: None,
+        };
+        f.at(u64::from(i), sent);
+        f.at(u64::from(i), close(&session));
+    }
+    let lanes = f.model.lanes();
+    assert!(lanes.len() <= MAX_KNOWN_LANES, "{} lanes known", lanes.len());
+    assert!(lanes.iter().all(|l| l.kind != LaneKind::Overflow), "nobody shares the overflow lane");
+    assert!(lanes[f.lane(&format!("c@{:04}", sockets - 1))].closed);
+    // Every arrow still in the window is on the lane of the socket that sent it.
+    for item in f.model.items() {
+        if let Body::Arrow(a) = &item.body {
+            assert_eq!(lanes[a.from].label, format!("c@{:04}", a.dg.expect("named")), "{a:?}");
+        }
+    }
+
+    // With as many sockets open as there are lanes, the next one shares the overflow lane,
+    // and that lane stays open when one of its sockets closes: the others are still there.
+    for i in 0..=(MAX_LANES as u16) {
+        let (session, local) = (format!("o{i:04}"), format!("127.0.0.1:{}", 50_000 + i));
+        f.at(1_000, opened_by((&session, &local), "c", ServerName::Echo, ECHO));
+    }
+    let overflow = f.model.lanes().iter().position(|l| l.kind == LaneKind::Overflow).expect("shared");
+    f.at(1_001, close(&format!("o{:04}", MAX_LANES)));
+    assert!(!f.model.lanes()[overflow].closed, "the shared lane closed with one of its sockets");
 }
 
 /// An error comes without a time: it is logged at the relay's time as the page estimates it,
