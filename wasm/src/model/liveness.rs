@@ -54,6 +54,9 @@ pub struct ChatView {
     pub timeout_ms: u64,
 }
 
+/// Clients gone (evicted, or left) that the liveness panel still shows.
+const GONE_SHOWN: usize = 4;
+
 /// A client is shown as silent once it has been quiet for this share of its timeout.
 const SILENT_SHARE: u64 = 4;
 
@@ -108,10 +111,13 @@ impl Model {
         }
     }
 
-    /// The liveness panel at `now_us` (the relay's clock).
+    /// The liveness panel at `now_us` (the relay's clock): the clients still in the room, in
+    /// the order they came, then the [`GONE_SHOWN`] that went last, newest first. A class's
+    /// projector would otherwise push a newcomer below a column of the evicted.
     pub fn chat_clients(&self, now_us: u64) -> Vec<ChatView> {
-        self.chat
-            .iter()
+        let live = self.chat.iter().filter(|(_, c)| c.gone.is_none());
+        let gone = self.chat.iter().rev().filter(|(_, c)| c.gone.is_some()).take(GONE_SHOWN);
+        live.chain(gone)
             .map(|(peer, c)| {
                 let timeout_us = c.timeout_ms.saturating_mul(1000);
                 let (state, until) = match c.gone {

@@ -770,6 +770,32 @@ fn liveness_counts_down_from_an_explicit_now_until_eviction() {
     assert_eq!(view(&f, 9_000).state, Liveness::Alive);
 }
 
+/// A class's projector: the clients still in the room come first, in the order they came,
+/// then the few that went last, newest first; a newcomer is not pushed below the evicted.
+#[test]
+fn liveness_shows_the_room_first_and_only_the_last_few_gone() {
+    let mut f = Feed::new();
+    let peer = |i: u16| addr(&format!("127.0.0.1:{}", 40_000 + i));
+    let (chat, timeout_ms) = (ServerName::Chat, 3_000);
+    for i in 0..7 {
+        f.at(1_000, EventKind::ChatJoin { server: chat, peer: peer(i), clients: 1, timeout_ms });
+    }
+    for i in 0..6 {
+        f.at(
+            5_000 + u64::from(i),
+            EventKind::ChatEvict { server: chat, peer: peer(i), silent_ms: 3_000, clients: 1 },
+        );
+    }
+    f.at(6_000, EventKind::ChatJoin { server: chat, peer: peer(9), clients: 2, timeout_ms });
+    let rows: Vec<(u16, Liveness)> =
+        f.model.chat_clients(6_000_000).iter().map(|r| (r.peer.port() - 40_000, r.state)).collect();
+    let evicted = Liveness::Evicted;
+    assert_eq!(
+        rows,
+        [(6, Liveness::Silent), (9, Liveness::Alive), (5, evicted), (4, evicted), (3, evicted), (2, evicted)]
+    );
+}
+
 /// A class is more chat clients than the diagram has lanes: those that share the overflow
 /// lane are told apart in the liveness panel by their addresses.
 #[test]
