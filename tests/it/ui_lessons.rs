@@ -75,6 +75,9 @@ const LONGER_THAN_THE_CANVAS: [(&str, &[&str]); 2] =
 const AT_THE_EDGE: [(&str, &[&str]); 2] =
     [("late-duplicate", &["projector"]), ("heartbeat-eviction", &["laptop"])];
 
+/// The lesson whose datagrams come from the student's own terminal, after it is shown.
+const TOLD_IN_A_TERMINAL: &str = "outside-clients";
+
 /// Polls `script` until it returns true, for at most `timeout`; whether it did.
 async fn until(browser: &Browser, script: &str, timeout: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -102,6 +105,12 @@ async fn settled(browser: &Browser) {
 /// unless it is one of [`LONGER_THAN_THE_CANVAS`]: then its start is out of view.
 async fn whole_story_in_view(browser: &Browser, slug: &str, view: &str) {
     settled(browser).await;
+    if slug == TOLD_IN_A_TERMINAL {
+        // Its story is still to come, typed by the student: the view follows, to draw it.
+        let scale = browser.text("#scale").await;
+        assert!(scale.ends_with("live"), "{slug} ({view}) stopped following: {scale}");
+        return;
+    }
     let edge = AT_THE_EDGE.iter().any(|(s, views)| *s == slug && views.contains(&view));
     let long = longer_than_the_canvas(slug, view);
     if !long {
@@ -560,6 +569,18 @@ async fn outside_clients_shows_the_nc_and_python_commands_and_their_datagrams_li
     assert!(out.status.success() && printed.starts_with("AND FROM PYTHON"), "{python}\n{out:?}");
     browser.wait_for_text("#log li[data-kind=server_recv]", "and from python", WAIT).await;
     wait_done(&browser, "outside-clients").await;
+    // The story goes on in the student's terminal: the diagram keeps following, and draws a
+    // line typed after the lesson at once, not behind a "newer" tag.
+    browser.wait_for_text("#scale", "live", WAIT).await;
+    let arrows = || async {
+        browser.attr("#diagram", "data-arrows").await.and_then(|a| a.parse::<u64>().ok()).unwrap_or(0)
+    };
+    let before = arrows().await;
+    terminal.send_to(b"one more line\n", echo).await.expect("send");
+    browser.wait_for_text("#log li[data-kind=server_recv]", "one more line", WAIT).await;
+    browser.wait_for(&format!("#diagram[data-arrows='{}']", before + 2), WAIT).await;
+    let scale = browser.text("#scale").await;
+    assert!(scale.ends_with("live"), "{scale}");
     finish(browser, relay, "outside-clients").await;
 }
 

@@ -245,8 +245,15 @@ impl App {
     }
 
     /// Once a lesson is told, the view stops on the end of its story, so it does not scroll
-    /// away: Live (L) goes back to the traffic, the arrow keys scroll back through it.
+    /// away: Live (L) goes back to the traffic, the arrow keys scroll back through it. A
+    /// story that the student's own terminal tells (outside clients) is still to come: the
+    /// view keeps following, to draw it as it happens.
     fn show_whole_lesson(&mut self) {
+        let outside =
+            |l: &Lesson| l.steps.iter().any(|s| matches!(s, protocol::lessons::Step::Outside { .. }));
+        if self.lesson.as_ref().is_some_and(|r| outside(r.lesson)) && !self.toolbox.is_demo() {
+            return;
+        }
         let fit = LessonFit {
             base_us_per_px: self.view.us_per_px,
             end_us: self.model.latest_us,
