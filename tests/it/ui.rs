@@ -324,6 +324,39 @@ async fn stopping_the_relay_shows_the_page_disconnected_and_it_reconnects_when_b
     relay.shutdown().await;
 }
 
+/// A browser over its address's connection cap is turned away before its WebSocket opens,
+/// which the browser does not tell the page: the page asks `/healthz`, which answers the same
+/// 429, and says that, not "the relay is not answering". A place given back lets it in.
+#[tokio::test]
+async fn a_browser_over_its_addresss_cap_is_told_so_and_gets_in_when_a_place_is_free() {
+    let relay = TestRelay::start().await;
+    let browser = page(&relay, "").await;
+    let http_port = relay.http().port();
+    relay.shutdown().await;
+    browser.wait_for("#status[data-conn=closed]", WAIT).await;
+    // Failed tries double the page's wait: the next comes seconds after the relay is back,
+    // once the test holds every place this address has.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let relay = TestRelay::start_with(|c| {
+        c.http_port = http_port;
+        c.limits.addresses.per_loopback = 2;
+    })
+    .await;
+    let mut held = vec![crate::ws::connect(relay.http()).await, crate::ws::connect(relay.http()).await];
+    let status = browser.wait_for_text("#status", "turned this browser away", Duration::from_secs(20)).await;
+    assert!(status.contains("--max-per-loopback"), "{status}");
+    let banner = browser.text("#error").await;
+    assert!(banner.contains("close another tab"), "{banner}");
+    browser.screenshot("ui-refused").await;
+    held.pop().expect("held").close().await;
+    browser.wait_for(CONNECTED, Duration::from_secs(20)).await;
+    browser.close().await;
+    for ws in held {
+        ws.close().await;
+    }
+    relay.shutdown().await;
+}
+
 #[tokio::test]
 async fn the_keyboard_alone_can_send_pause_and_switch_to_projector_mode() {
     use fantoccini::key::Key;

@@ -122,6 +122,9 @@ pub struct App {
     lossy: protocol::ServerSettings,
     /// Why the relay closed the last connection, when it said: told again after reconnecting.
     closed_because: Option<String>,
+    /// Why the relay turned the last connection away before it opened (too many from this
+    /// address), from what `/healthz` answered then: the WebSocket itself cannot say.
+    refused: Option<String>,
     /// Handlers that live as long as the page. Kept here, not leaked, so the page's lifetime
     /// owns them explicitly.
     handlers: Vec<Closure<dyn FnMut(web_sys::Event)>>,
@@ -222,6 +225,7 @@ pub fn start() -> Result<(), JsValue> {
         link_server: ServerName::Echo,
         lossy: Default::default(),
         closed_because: None,
+        refused: None,
         handlers: Vec::new(),
         toolbox: toolbox::Toolbox::default(),
         words: lessons::initial_words(&window),
@@ -285,6 +289,7 @@ fn connect(shared: &Shared) {
     let open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
         with_app(&s, "open", |app| {
             app.conn = ConnState::Open;
+            app.refused = None;
             app.backoff_ms = connection::FIRST_BACKOFF_MS;
         });
     });
@@ -304,6 +309,9 @@ fn connect(shared: &Shared) {
     let s = shared.clone();
     let close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
         with_app(&s, "close", |app| {
+            if app.conn == ConnState::Connecting {
+                app.ask_why_refused();
+            }
             app.closed_with(event.code(), &event.reason());
             app.conn_closed();
         });
@@ -439,6 +447,23 @@ impl App {
         self.conn = ConnState::Closed;
         let now = self.now_ms();
         self.update_status(now);
+    }
+
+    /// A WebSocket that never opened may have been turned away (HTTP 429, over the per-address
+    /// cap), which a browser does not tell the page: `/healthz`, asked now from the same
+    /// address, gets the same answer, and the page shows it.
+    fn ask_why_refused(&mut self) {
+        self.load(
+            "/healthz",
+            Box::new(|app, status, text| {
+                app.refused = (status == 429).then(|| {
+                    let why =
+                        fill("status-refused", &[&text.trim().strip_prefix("refused: ").unwrap_or(&text)]);
+                    app.show_error_for(&why, 15_000.0);
+                    why
+                });
+            }),
+        );
     }
 
     /// The relay closed the WebSocket: if it said why, the banner, the status and the log say

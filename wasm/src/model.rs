@@ -524,6 +524,8 @@ pub struct Model {
     crowd_sent: HashMap<usize, usize>,
     crowd_got: HashMap<usize, usize>,
     items: VecDeque<Item>,
+    /// Per lane, the newest item drawn on it, plus one (see [`Model::in_use`]).
+    lane_seen: Vec<u64>,
     next_id: u64,
     window: usize,
     /// The arrow of each datagram, by the relay's name for it.
@@ -593,6 +595,7 @@ impl Model {
             crowd_sent: HashMap::default(),
             crowd_got: HashMap::default(),
             items: VecDeque::new(),
+            lane_seen: Vec::new(),
             next_id: 0,
             window: window.max(1),
             dgs: DgIndex::default(),
@@ -816,21 +819,27 @@ impl Model {
 
     fn add_lane(&mut self, lane: Lane) -> usize {
         if lane.kind.is_client() {
-            let used = self.lanes_used();
-            let lanes = &self.lanes;
-            let open = (0..lanes.len())
-                .filter(|&i| lanes[i].keeps_column() || (lanes[i].kind == LaneKind::Outside && used[i]))
+            let n = self.lanes.len();
+            // Open sockets, and outside clients heard lately: closed sockets do not count.
+            let open = (0..n)
+                .filter(|&i| {
+                    self.lanes[i].keeps_column()
+                        || (self.lanes[i].kind == LaneKind::Outside && self.in_use(i))
+                })
                 .count();
             let slot = if open >= MAX_LANES {
                 None
-            } else if lanes.len() < MAX_KNOWN_LANES {
-                Some(lanes.len())
+            } else if n < MAX_KNOWN_LANES {
+                Some(n)
             } else {
-                (0..lanes.len()).find(|&i| !used[i]).inspect(|&i| self.forget_lane(i))
+                (0..n).find(|&i| !self.in_use(i))
             };
             let Some(i) = slot else { return self.overflow_lane() };
             match self.lanes.get_mut(i) {
-                Some(old) => *old = lane,
+                Some(old) => {
+                    *old = lane;
+                    self.forget_lane(i);
+                }
                 None => self.lanes.push(lane),
             }
             return i;
@@ -850,34 +859,19 @@ impl Model {
         self.lanes.len() - 1
     }
 
-    /// Which lanes are still to be seen: a server's or the shared one, an open socket's, one
-    /// that something in the window is drawn on, one a live chat client is on.
-    fn lanes_used(&self) -> Vec<bool> {
-        let mut used: Vec<bool> =
-            self.lanes.iter().map(|l| l.keeps_column() || !l.kind.is_client()).collect();
-        let mut mark = |lane: usize| {
-            if let Some(u) = used.get_mut(lane) {
-                *u = true;
-            }
-        };
-        for item in &self.items {
-            match &item.body {
-                Body::Arrow(a) => [a.from, a.to].into_iter().for_each(&mut mark),
-                Body::Mark(m) => {
-                    mark(m.lane);
-                    if let MarkKind::Join { who } | MarkKind::Leave { who } | MarkKind::Evict { who } = m.kind
-                    {
-                        mark(who);
-                    }
-                }
-            }
-        }
-        self.chat.iter().filter(|(_, c)| c.gone.is_none()).for_each(|(_, c)| mark(c.lane));
-        used
+    /// Whether lane `i` is still to be seen: a server's or the shared one, an open socket's,
+    /// one that something in the window is drawn on, one a chat client in the panel is on.
+    fn in_use(&self, i: usize) -> bool {
+        let first = self.items.front().map_or(u64::MAX, |item| item.id);
+        let lane = &self.lanes[i];
+        lane.keeps_column()
+            || !lane.kind.is_client()
+            || self.lane_seen.get(i).is_some_and(|&seen| seen > first)
+            || self.chat.iter().any(|(_, c)| c.lane == i)
     }
 
-    /// Forgets all that names `lane`, which nothing uses any more, so a new endpoint can have
-    /// it: a class goes through more sockets than [`MAX_KNOWN_LANES`] in a morning.
+    /// Forgets all that named `lane` before a new endpoint took it: a class goes through more
+    /// sockets than [`MAX_KNOWN_LANES`] in a morning.
     fn forget_lane(&mut self, lane: usize) {
         // The log's lines still to be written name lanes by number: they say their words now.
         self.seal_log();
@@ -892,7 +886,6 @@ impl Model {
         }
         self.retry_wait.remove(&lane);
         self.newest_answered.remove(&lane);
-        self.chat.retain(|(_, c)| c.lane != lane);
     }
 
     /// The lane of whoever uses `addr`, making an outside lane for a stranger.
@@ -1032,6 +1025,15 @@ impl Model {
         self.lanes.get(lane).map_or("?", |l| l.label.as_str())
     }
 
+    /// Item `id` is drawn on `lane`: the lane is in use while that item is in the window
+    /// (kept as `id + 1`, 0 for never).
+    fn seen_on(&mut self, lane: usize, id: u64) {
+        if self.lane_seen.len() <= lane {
+            self.lane_seen.resize(lane + 1, 0);
+        }
+        self.lane_seen[lane] = id + 1;
+    }
+
     /// A lane's label, with the crowd member when there is one: `k[3]`.
     fn who(&self, lane: usize, member: Option<u32>) -> String {
         who(&self.lanes, lane, member)
@@ -1040,6 +1042,17 @@ impl Model {
     fn push(&mut self, seq: u64, t_us: u64, body: Body) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
+        let (a, b) = match &body {
+            Body::Arrow(arrow) => (arrow.from, arrow.to),
+            Body::Mark(mark) => match mark.kind {
+                MarkKind::Join { who } | MarkKind::Leave { who } | MarkKind::Evict { who } => {
+                    (mark.lane, who)
+                }
+                _ => (mark.lane, mark.lane),
+            },
+        };
+        self.seen_on(a, id);
+        self.seen_on(b, id);
         self.items.push_back(Item { id, seq, t_us, body });
         while self.items.len() > self.window {
             self.items.pop_front();
@@ -1106,6 +1119,7 @@ impl Model {
             arrived.waited_ms = arrow.waited_ms;
             arrived.delay_ms = arrow.delay_ms;
             arrived.answers_copy = arrow.answers_copy;
+            self.seen_on(arrow.from, id);
             return id;
         }
         let mut arrow = arrow;

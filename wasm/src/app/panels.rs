@@ -156,9 +156,10 @@ impl App {
             }
             ConnState::Closed => {
                 let wait = connection::wait_s(now_ms, self.retry_at_ms);
-                let why = match &self.closed_because {
-                    Some(code) => fill("status-closed-by", &[code]),
-                    None => word("status-no-answer").to_owned(),
+                let why = match (&self.refused, &self.closed_because) {
+                    (Some(why), _) => why.clone(),
+                    (None, Some(code)) => fill("status-closed-by", &[code]),
+                    (None, None) => word("status-no-answer").to_owned(),
                 };
                 ("closed", fill("status-disconnected", &[&why, &crate::model::fixed(wait, 0)]))
             }

@@ -324,7 +324,7 @@ fn render_headers(document: &Document, dissection: Option<&Dissection>, message:
 
 impl App {
     /// Reads `url` and hands its status and text to `then` (status 0 when nothing answered).
-    fn load(&mut self, url: &str, then: Loaded) -> Option<XmlHttpRequest> {
+    pub(super) fn load(&mut self, url: &str, then: Loaded) -> Option<XmlHttpRequest> {
         let xhr = XmlHttpRequest::new().ok()?;
         xhr.open("GET", url).ok()?;
         let x = xhr.clone();

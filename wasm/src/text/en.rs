@@ -267,6 +267,7 @@ pub const WORDS: Words = Words {
         ("notice-had-closed", "{0} The relay had closed the last one ({1})."),
         ("status-closed-by", "the relay closed the connection ({0})"),
         ("status-no-answer", "the relay is not answering"),
+        ("status-refused", "the relay turned this browser away, as {0}: close another tab of this page"),
         ("status-disconnected", "Disconnected: {0}. Reconnecting in {1} s…"),
         ("status-replay-demo", "Replaying a recording: no relay here{0}"),
         (
