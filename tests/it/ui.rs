@@ -407,6 +407,12 @@ async fn a_projector_shows_where_students_go_and_a_qr_code_when_the_class_can_re
         .await;
     assert_eq!(loaded, serde_json::json!(true), "the QR code loaded");
     browser.screenshot("ui-join").await;
+    // On a 1,366 × 768 projector the code shrinks with the window: the diagram keeps its room.
+    browser.set_viewport(1366, 768).await;
+    let share =
+        "return document.getElementById('diagram').getBoundingClientRect().height / window.innerHeight;";
+    let share = browser.eval(share, vec![]).await.as_f64().unwrap_or(0.0);
+    assert!(share >= 0.4, "the diagram has {:.0}% of a 768-px projector's window", share * 100.0);
     browser.close().await;
     relay.shutdown().await;
 
