@@ -325,6 +325,8 @@ pub enum MarkKind {
     },
     Opened,
     Closed,
+    /// A lesson's own chat room ended (a sandbox), not the class's chat server.
+    RoomClosed,
     /// The relay skipped events for this page.
     Lagged {
         missed: u64,
@@ -1647,9 +1649,10 @@ impl Model {
                 // A lesson's room that closed, or else the class's chat server stopping.
                 let closed = self.closed_room.take();
                 self.chat_ended(closed.as_deref());
+                let kind = if closed.is_some() { MarkKind::RoomClosed } else { MarkKind::Closed };
                 let room = closed.map(|session| self.room_of(&session, true));
                 let text = fill("log-chat-end", &[server, clients]) + &room.unwrap_or_default();
-                let id = self.mark(event, lane, MarkKind::Closed, &text);
+                let id = self.mark(event, lane, kind, &text);
                 self.log_line(seq, "chat_end", None, text, Some(id));
             }
             EventKind::SandboxOpen { server, session } | EventKind::SandboxClose { server, session } => {

@@ -1045,6 +1045,7 @@ fn mark_text(kind: &MarkKind, text: &str, lanes: &[Lane]) -> (&'static str, Stri
         }
         MarkKind::Opened => ("●", word("mark-opened").to_owned(), BLUE),
         MarkKind::Closed => ("■", word("mark-closed").to_owned(), MUTED),
+        MarkKind::RoomClosed => ("■", word("mark-room-closed").to_owned(), MUTED),
         MarkKind::Lagged { missed } => ("⋯", fill("mark-lagged", &[missed]), VERMILLION),
     }
 }

@@ -1761,10 +1761,12 @@ fn a_chat_room_that_ends_leaves_no_ghosts_in_the_liveness_panel() {
     f.at(4, EventKind::ClientClose { session: lesson.into(), socket: "alive".into(), member: None });
     f.at(4, EventKind::SandboxClose { server: ServerName::Chat, session: lesson.into() });
     f.at(4, EventKind::ChatEnd { server: ServerName::Chat, clients: 0 });
+    assert_eq!(f.marks().last(), Some(&MarkKind::RoomClosed), "a lesson's room, not the class's server");
     let peers: Vec<SocketAddr> = f.model.chat_clients(60_000_000).into_iter().map(|c| c.peer).collect();
     assert_eq!(peers, [addr(at_plain)], "the class's client stays, the lesson's is gone");
     // The class's chat server stopping ends everyone's.
     f.at(5, EventKind::ChatEnd { server: ServerName::Chat, clients: 1 });
+    assert_eq!(f.marks().last(), Some(&MarkKind::Closed));
     assert!(f.model.chat_clients(60_000_000).is_empty());
 }
 

@@ -214,6 +214,7 @@ pub const WORDS: Words = Words {
         ("mark-broadcast", "broadcast → {0}"),
         ("mark-opened", "opened"),
         ("mark-closed", "closed"),
+        ("mark-room-closed", "a lesson's room closed"),
         ("mark-lagged", "{0} events skipped"),
         ("aria-diagram", "Sequence diagram, datagrams: {0}. Newest: {1} → {2}, {3} ({4} B), {5}."),
         ("aria-diagram-empty", "Sequence diagram: no traffic yet"),
