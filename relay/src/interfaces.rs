@@ -25,12 +25,42 @@ pub fn join_urls(bind: IpAddr, port: u16, public_hosts: &[String]) -> Vec<String
         return Vec::new();
     }
     let mut urls: Vec<String> = if bind.is_unspecified() {
-        addresses().into_iter().filter(|(_, ip)| !ip.is_loopback()).map(|(_, ip)| url(ip)).collect()
+        network_addresses(bind).into_iter().map(|(_, ip)| url(ip)).collect()
     } else {
         vec![url(bind)]
     };
     urls.extend(public_hosts.iter().map(|host| host_url(host, port)));
     urls
+}
+
+/// This machine's network addresses that a relay bound to every interface (`bind` 0.0.0.0 or
+/// `::`) answers at, with their interfaces' names, loopback left out: the URLs of the banner,
+/// `hello.join` and the QR code are made from these.
+pub fn network_addresses(bind: IpAddr) -> Vec<(String, IpAddr)> {
+    answered_at(bind, ipv6_any_takes_ipv4(), addresses())
+}
+
+/// Which of `found` a socket bound to `bind` answers at, loopback left out. 0.0.0.0 is every
+/// IPv4 address and no IPv6 one: a browser sent to `http://[fd00::2]:8080/` is refused. `::`
+/// is every IPv6 address, and every IPv4 one too when `dual_stack` (the kernel hands the
+/// socket IPv4 peers as `::ffff:192.0.2.2`). Any other `bind` is only itself.
+fn answered_at(bind: IpAddr, dual_stack: bool, found: Vec<(String, IpAddr)>) -> Vec<(String, IpAddr)> {
+    let answers = |ip: IpAddr| match bind {
+        IpAddr::V4(any) if any.is_unspecified() => ip.is_ipv4(),
+        IpAddr::V6(any) if any.is_unspecified() => ip.is_ipv6() || dual_stack,
+        _ => ip == bind,
+    };
+    found.into_iter().filter(|(_, ip)| !ip.is_loopback() && answers(*ip)).collect()
+}
+
+/// Whether a socket bound to `::` on this machine takes IPv4 too. The relay binds its sockets
+/// with tokio's defaults (`relay.rs`), which never set `IPV6_V6ONLY`, so they get the OS's
+/// default: dual-stack on Linux (`net.ipv6.bindv6only = 0`) and macOS, IPv6 only on Windows
+/// and OpenBSD. Rather than guess from the OS, a socket bound the same way is asked.
+pub fn ipv6_any_takes_ipv4() -> bool {
+    std::net::TcpListener::bind((Ipv6Addr::UNSPECIFIED, 0))
+        .and_then(|probe| socket2::SockRef::from(&probe).only_v6())
+        .is_ok_and(|only_v6| !only_v6)
 }
 
 /// The address students most likely reach this machine at, of `bind`'s family, with its
@@ -134,6 +164,26 @@ mod tests {
                 assert!(addresses().contains(&(name.clone(), ip)), "{name} {ip}");
             }
         }
+    }
+
+    #[test]
+    fn a_relay_on_every_interface_lists_only_the_addresses_it_answers_at() {
+        let ip = |text: &str| -> IpAddr { text.parse().expect("ip") };
+        let found: Vec<(String, IpAddr)> = [("eth0", "192.0.2.2"), ("eth0", "fd00::2"), ("lo", "127.0.0.1")]
+            .into_iter()
+            .map(|(name, text)| (name.to_owned(), ip(text)))
+            .collect();
+        let names = |bind: &str, dual_stack: bool| -> Vec<String> {
+            let listed = answered_at(ip(bind), dual_stack, found.clone());
+            listed.into_iter().map(|(name, ip)| format!("{ip} ({name})")).collect()
+        };
+        // Bound to 0.0.0.0 the relay has no IPv6 socket at all, dual-stack or not.
+        for dual_stack in [false, true] {
+            assert_eq!(names("0.0.0.0", dual_stack), ["192.0.2.2 (eth0)"]);
+        }
+        assert_eq!(names("::", false), ["fd00::2 (eth0)"]);
+        assert_eq!(names("::", true), ["192.0.2.2 (eth0)", "fd00::2 (eth0)"]);
+        assert_eq!(names("192.0.2.2", true), ["192.0.2.2 (eth0)"]);
     }
 
     #[test]

@@ -342,14 +342,14 @@ async fn start(cli: Cli) -> anyhow::Result<()> {
     let handle = relay.handle();
     let shutdown = shutdown_signal();
 
-    let host =
-        if handle.http.ip().is_unspecified() { "127.0.0.1".to_owned() } else { handle.http.ip().to_string() };
-    let url = match handle.http {
-        SocketAddr::V6(_) if !handle.http.ip().is_unspecified() => {
-            format!("http://[{host}]:{}/", handle.http.port())
-        }
-        _ => format!("http://{host}:{}/", handle.http.port()),
+    // Bound to every interface, this machine opens the page at loopback: 127.0.0.1, which a
+    // relay bound to `::` answers at too unless its sockets are IPv6 only.
+    let page_ip = match handle.http.ip() {
+        ip if !ip.is_unspecified() => ip,
+        IpAddr::V6(_) if !relay::interfaces::ipv6_any_takes_ipv4() => std::net::Ipv6Addr::LOCALHOST.into(),
+        _ => std::net::Ipv4Addr::LOCALHOST.into(),
     };
+    let url = format!("http://{}/", SocketAddr::new(page_ip, handle.http.port()));
     println!("UDP Playground relay is running.\n");
     // Bound to every interface, a server's own address (0.0.0.0) is one nobody can send to:
     // show it at the address students use instead. Scripts read these lines (bench/).
@@ -384,24 +384,20 @@ async fn start(cli: Cli) -> anyhow::Result<()> {
     }
     if config.bind.is_unspecified() {
         let port = handle.http.port();
-        let addresses: Vec<_> =
-            relay::interfaces::addresses().into_iter().filter(|(_, ip)| !ip.is_loopback()).collect();
+        let addresses = relay::interfaces::network_addresses(config.bind);
         if addresses.is_empty() {
             println!("  No network address found: students' machines cannot reach this one yet.");
         } else {
             println!("  Students open one of these (the same network as this machine):");
             for (name, ip) in addresses {
-                let url = match ip {
-                    std::net::IpAddr::V6(v6) => format!("http://[{v6}]:{port}/"),
-                    std::net::IpAddr::V4(v4) => format!("http://{v4}:{port}/"),
-                };
+                let url = format!("http://{}/", SocketAddr::new(ip, port));
                 println!("    {url:<32} ({name})");
             }
         }
         for host in &config.public_hosts {
             println!("    {}", relay::interfaces::host_url(host, port));
         }
-        println!("  On the projector, open the page with ?view=all to show everyone's traffic.");
+        println!("  On the projector, open {url}?view=all to show everyone's traffic.");
         if config.shared_changes == SharedChanges::Local {
             println!("  A student's page changes the servers and links for its own sockets only; pages");
             println!("  on this machine change them for everyone (--shared-changes anyone lets all pages).");

@@ -109,6 +109,25 @@ impl RelayProcess {
         panic!("no URL in the first 50 lines: {:#?}", banner.lines);
     }
 
+    /// Reads on past the banner's URL, up to the line containing `needle`, and returns every
+    /// line read.
+    async fn lines_until(&mut self, needle: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        // What follows the URL is a handful of lines; 50 is a bound, not an expectation.
+        for _ in 0..50 {
+            let line = within("reading the banner", self.stdout.next_line())
+                .await
+                .expect("read stdout")
+                .unwrap_or_else(|| panic!("stdout closed before {needle:?}; read so far: {lines:#?}"));
+            let found = line.contains(needle);
+            lines.push(line);
+            if found {
+                return lines;
+            }
+        }
+        panic!("no {needle:?} in the next 50 lines: {lines:#?}");
+    }
+
     /// Waits for the child to exit and returns its status and everything it wrote to stderr.
     async fn exit(&mut self) -> (ExitStatus, String) {
         let status = within("the relay to exit", self.child.wait()).await.expect("wait for the relay");
@@ -381,6 +400,16 @@ async fn bound_to_every_interface_the_banner_shows_addresses_students_can_type()
         banner.lines
     );
     assert!(banner.lines.iter().any(|l| l.contains("listen on every interface")), "{:#?}", banner.lines);
+
+    // The students' URLs, then the projector's at this machine's loopback. Bound to 0.0.0.0
+    // the relay listens on IPv4 only, so an IPv6 URL would be one nobody can open.
+    let http = banner.http.expect("banner() returns only once it saw the URL");
+    let rest = relay.lines_until("?view=all").await;
+    let projector = format!("http://127.0.0.1:{}/?view=all", http.port());
+    assert!(rest.last().is_some_and(|l| l.contains(&projector)), "{projector} in: {rest:#?}");
+    for line in &rest {
+        assert!(!line.contains("http://["), "an IPv6 URL on an IPv4 relay: {rest:#?}");
+    }
 
     // The server answers where the banner says. Its reply leaves from whichever address the
     // kernel routes from (the socket is bound to every interface), so only the port is compared.
