@@ -346,7 +346,7 @@ async fn a_browser_over_its_addresss_cap_is_told_so_and_gets_in_when_a_place_is_
     let status = browser.wait_for_text("#status", "turned this browser away", Duration::from_secs(20)).await;
     assert!(status.contains("--max-per-loopback"), "{status}");
     let banner = browser.text("#error").await;
-    assert!(banner.contains("close another tab"), "{banner}");
+    assert!(banner.starts_with("The relay turned") && banner.contains("Close another tab"), "{banner}");
     browser.screenshot("ui-refused").await;
     held.pop().expect("held").close().await;
     browser.wait_for(CONNECTED, Duration::from_secs(20)).await;

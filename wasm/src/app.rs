@@ -457,10 +457,10 @@ impl App {
             "/healthz",
             Box::new(|app, status, text| {
                 app.refused = (status == 429).then(|| {
-                    let why =
-                        fill("status-refused", &[&text.trim().strip_prefix("refused: ").unwrap_or(&text)]);
-                    app.show_error_for(&why, 15_000.0);
-                    why
+                    let why: [&dyn std::fmt::Display; 1] =
+                        [&text.trim().strip_prefix("refused: ").unwrap_or(&text)];
+                    app.show_error_for(&fill("error-refused", &why), 15_000.0);
+                    fill("status-refused", &why)
                 });
             }),
         );

@@ -269,6 +269,10 @@ pub const WORDS: Words = Words {
         ("status-closed-by", "the relay closed the connection ({0})"),
         ("status-no-answer", "the relay is not answering"),
         ("status-refused", "the relay turned this browser away, as {0}: close another tab of this page"),
+        (
+            "error-refused",
+            "The relay turned this browser away, as {0}. Close another tab of this page: this one then connects by itself.",
+        ),
         ("status-disconnected", "Disconnected: {0}. Reconnecting in {1} s…"),
         ("status-replay-demo", "Replaying a recording: no relay here{0}"),
         (
