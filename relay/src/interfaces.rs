@@ -37,7 +37,7 @@ pub fn join_urls(bind: IpAddr, port: u16, public_hosts: &[String]) -> Vec<String
 /// `::`) answers at, with their interfaces' names, loopback left out: the URLs of the banner,
 /// `hello.join` and the QR code are made from these.
 pub fn network_addresses(bind: IpAddr) -> Vec<(String, IpAddr)> {
-    answered_at(bind, ipv6_any_takes_ipv4(), addresses())
+    answered_at(bind, bind.is_ipv6() && ipv6_any_takes_ipv4(), addresses())
 }
 
 /// Which of `found` a socket bound to `bind` answers at, loopback left out. 0.0.0.0 is every

@@ -397,7 +397,7 @@ async fn start(cli: Cli) -> anyhow::Result<()> {
         for host in &config.public_hosts {
             println!("    {}", relay::interfaces::host_url(host, port));
         }
-        println!("  On the projector, open {url}?view=all to show everyone's traffic.");
+        println!("  On this machine's projector, open {url}?view=all to show everyone's traffic.");
         if config.shared_changes == SharedChanges::Local {
             println!("  A student's page changes the servers and links for its own sockets only; pages");
             println!("  on this machine change them for everyone (--shared-changes anyone lets all pages).");

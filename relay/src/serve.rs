@@ -183,7 +183,8 @@ async fn refuse(mut tcp: tokio::net::TcpStream, remote: SocketAddr, limit: usize
     let flag =
         if remote.ip().to_canonical().is_loopback() { "--max-per-loopback" } else { "--max-per-address" };
     tracing::warn!(%remote, limit, "refused a connection: too many from one address");
-    let body = format!("refused: {} already holds {limit} connections to this relay ({flag})\n", remote.ip());
+    let ip = remote.ip().to_canonical();
+    let body = format!("refused: {ip} already holds {limit} connections to this relay ({flag})\n");
     let response = format!(
         "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
          Connection: close\r\n\r\n{body}",

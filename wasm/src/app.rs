@@ -456,9 +456,10 @@ impl App {
         self.load(
             "/healthz",
             Box::new(|app, status, text| {
-                app.refused = (status == 429).then(|| {
-                    let why: [&dyn std::fmt::Display; 1] =
-                        [&text.trim().strip_prefix("refused: ").unwrap_or(&text)];
+                // Too late if a connection opened meanwhile; and only the relay's own words.
+                let why = text.trim().strip_prefix("refused: ").filter(|_| status == 429);
+                app.refused = why.filter(|_| app.conn != ConnState::Open).map(|why| {
+                    let why: [&dyn std::fmt::Display; 1] = [&why];
                     app.show_error_for(&fill("error-refused", &why), 15_000.0);
                     fill("status-refused", &why)
                 });

@@ -822,11 +822,13 @@ impl Model {
     fn add_lane(&mut self, lane: Lane) -> usize {
         if lane.kind.is_client() {
             let n = self.lanes.len();
-            // Open sockets, and outside clients heard lately: closed sockets do not count.
+            // Clients' open sockets, and outside clients with traffic in the window: closed
+            // sockets and servers do not count.
             let open = (0..n)
                 .filter(|&i| {
-                    self.lanes[i].keeps_column()
-                        || (self.lanes[i].kind == LaneKind::Outside && self.in_use(i))
+                    let l = &self.lanes[i];
+                    l.kind.is_client()
+                        && (l.keeps_column() || (l.kind == LaneKind::Outside && self.drawn_on(i)))
                 })
                 .count();
             let slot = if open >= MAX_LANES {
@@ -838,12 +840,14 @@ impl Model {
             };
             let Some(i) = slot else { return self.overflow_lane() };
             match self.lanes.get_mut(i) {
-                Some(old) => {
-                    *old = lane;
+                Some(_) => {
                     self.forget_lane(i);
+                    self.lanes[i] = lane;
                 }
                 None => self.lanes.push(lane),
             }
+            // Taken from now, even before anything is drawn on it.
+            self.seen_on(i, self.next_id);
             return i;
         }
         self.lanes.push(lane);
@@ -864,12 +868,17 @@ impl Model {
     /// Whether lane `i` is still to be seen: a server's or the shared one, an open socket's,
     /// one that something in the window is drawn on, one a chat client in the panel is on.
     fn in_use(&self, i: usize) -> bool {
-        let first = self.items.front().map_or(u64::MAX, |item| item.id);
         let lane = &self.lanes[i];
         lane.keeps_column()
             || !lane.kind.is_client()
-            || self.lane_seen.get(i).is_some_and(|&seen| seen > first)
+            || self.drawn_on(i)
             || self.chat.iter().any(|(_, c)| c.lane == i)
+    }
+
+    /// Whether something in the window is drawn on lane `i` (or it was just taken).
+    fn drawn_on(&self, i: usize) -> bool {
+        let first = self.items.front().map_or(self.next_id, |item| item.id);
+        self.lane_seen.get(i).is_some_and(|&seen| seen > first)
     }
 
     /// Forgets all that named `lane` before a new endpoint took it: a class goes through more
@@ -1033,7 +1042,7 @@ impl Model {
         if self.lane_seen.len() <= lane {
             self.lane_seen.resize(lane + 1, 0);
         }
-        self.lane_seen[lane] = id + 1;
+        self.lane_seen[lane] = self.lane_seen[lane].max(id + 1);
     }
 
     /// A lane's label, with the crowd member when there is one: `k[3]`.

@@ -62,12 +62,15 @@ const SILENT_SHARE: u64 = 4;
 
 impl Model {
     pub(super) fn chat_heard(&mut self, peer: SocketAddr, lane: usize, t_us: u64, timeout_ms: Option<u64>) {
-        if let Some((_, c)) = self.chat.iter_mut().find(|(p, _)| *p == peer) {
+        if let Some(i) = self.chat.iter().position(|(p, _)| *p == peer) {
+            let c = &mut self.chat[i].1;
             c.last_heard_us = t_us;
             c.lane = lane;
-            c.gone = None;
             if let Some(t) = timeout_ms {
                 c.timeout_ms = t;
+            }
+            if c.gone.take().is_some() {
+                self.place(i);
             }
             return;
         }
@@ -86,6 +89,15 @@ impl Model {
         let client =
             ChatClient { lane, last_heard_us: t_us, timeout_ms: timeout_ms.unwrap_or(10_000), gone: None };
         self.chat.push((peer, client));
+        self.place(self.chat.len() - 1);
+    }
+
+    /// Moves client `i` to its place in the panel's order: the clients in the room, in the
+    /// order they came, then those gone, the last to go first. Either way, between the two.
+    fn place(&mut self, i: usize) {
+        let client = self.chat.remove(i);
+        let at = self.chat.iter().position(|(_, c)| c.gone.is_some()).unwrap_or(self.chat.len());
+        self.chat.insert(at, client);
     }
 
     /// A chat server ended: a lesson's room (`room`, its session), or the class's. Its clients
@@ -106,8 +118,9 @@ impl Model {
     }
 
     pub(super) fn chat_gone(&mut self, peer: SocketAddr, state: Liveness, t_us: u64) {
-        if let Some((_, c)) = self.chat.iter_mut().find(|(p, _)| *p == peer) {
-            c.gone = Some((state, t_us));
+        if let Some(i) = self.chat.iter().position(|(p, _)| *p == peer) {
+            self.chat[i].1.gone = Some((state, t_us));
+            self.place(i);
         }
     }
 
@@ -115,9 +128,11 @@ impl Model {
     /// the order they came, then the [`GONE_SHOWN`] that went last, newest first. A class's
     /// projector would otherwise push a newcomer below a column of the evicted.
     pub fn chat_clients(&self, now_us: u64) -> Vec<ChatView> {
-        let live = self.chat.iter().filter(|(_, c)| c.gone.is_none());
-        let gone = self.chat.iter().rev().filter(|(_, c)| c.gone.is_some()).take(GONE_SHOWN);
-        live.chain(gone)
+        // In that order already (see `place`).
+        let live = self.chat.iter().filter(|(_, c)| c.gone.is_none()).count();
+        self.chat
+            .iter()
+            .take(live + GONE_SHOWN)
             .map(|(peer, c)| {
                 let timeout_us = c.timeout_ms.saturating_mul(1000);
                 let (state, until) = match c.gone {

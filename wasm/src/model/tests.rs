@@ -780,11 +780,10 @@ fn liveness_shows_the_room_first_and_only_the_last_few_gone() {
     for i in 0..7 {
         f.at(1_000, EventKind::ChatJoin { server: chat, peer: peer(i), clients: 1, timeout_ms });
     }
-    for i in 0..6 {
-        f.at(
-            5_000 + u64::from(i),
-            EventKind::ChatEvict { server: chat, peer: peer(i), silent_ms: 3_000, clients: 1 },
-        );
+    // Evicted in another order than they came: the panel goes by when they went.
+    for (k, i) in [5, 0, 4, 1, 3, 2].into_iter().enumerate() {
+        let evict = EventKind::ChatEvict { server: chat, peer: peer(i), silent_ms: 3_000, clients: 1 };
+        f.at(5_000 + k as u64, evict);
     }
     f.at(6_000, EventKind::ChatJoin { server: chat, peer: peer(9), clients: 2, timeout_ms });
     let rows: Vec<(u16, Liveness)> =
@@ -792,7 +791,7 @@ fn liveness_shows_the_room_first_and_only_the_last_few_gone() {
     let evicted = Liveness::Evicted;
     assert_eq!(
         rows,
-        [(6, Liveness::Silent), (9, Liveness::Alive), (5, evicted), (4, evicted), (3, evicted), (2, evicted)]
+        [(6, Liveness::Silent), (9, Liveness::Alive), (2, evicted), (3, evicted), (1, evicted), (4, evicted)]
     );
 }
 
@@ -1721,6 +1720,28 @@ fn a_class_of_closed_sockets_never_pushes_a_new_one_into_the_shared_lane() {
     let overflow = f.model.lanes().iter().position(|l| l.kind == LaneKind::Overflow).expect("shared");
     f.at(1_001, close(&format!("o{:04}", MAX_LANES)));
     assert!(!f.model.lanes()[overflow].closed, "the shared lane closed with one of its sockets");
+}
+
+/// A class's `nc` chat clients, evicted and gone from view, leave their places to newcomers:
+/// an outside client counts against the lanes only while its traffic is in the window.
+#[test]
+fn outside_clients_gone_from_view_leave_their_lanes_to_newcomers() {
+    let mut f = Feed::with_window(100);
+    let peer = |i: u16| addr(&format!("127.0.0.1:{}", 40_000 + i));
+    let chat = ServerName::Chat;
+    for i in 0..(MAX_LANES as u16 + 8) {
+        f.at(1, EventKind::ChatJoin { server: chat, peer: peer(i), clients: 1, timeout_ms: 3_000 });
+        f.at(2, EventKind::ChatEvict { server: chat, peer: peer(i), silent_ms: 3_000, clients: 0 });
+    }
+    assert!(f.model.lanes().iter().any(|l| l.kind == LaneKind::Overflow), "all in view at once: shared");
+    // A socket's traffic pushes them out of the window.
+    f.open("a", SOCK, ServerName::Echo, ECHO);
+    for dg in 0..100 {
+        f.at(10, send(dg, "a", ECHO, "x", None, None));
+    }
+    f.at(11, EventKind::ChatJoin { server: chat, peer: peer(999), clients: 1, timeout_ms: 3_000 });
+    let lane = f.lane("outside 127.0.0.1:40999");
+    assert_eq!(f.model.lanes()[lane].kind, LaneKind::Outside, "the newcomer has a lane of its own");
 }
 
 /// An error comes without a time: it is logged at the relay's time as the page estimates it,
