@@ -576,7 +576,7 @@ async fn outside_clients_shows_the_nc_and_python_commands_and_their_datagrams_li
         browser.attr("#diagram", "data-arrows").await.and_then(|a| a.parse::<u64>().ok()).unwrap_or(0)
     };
     let before = arrows().await;
-    terminal.send_to(b"one more line\n", echo).await.expect("send");
+    within("sending one more line", terminal.send_to(b"one more line\n", echo)).await.expect("send");
     browser.wait_for_text("#log li[data-kind=server_recv]", "one more line", WAIT).await;
     browser.wait_for(&format!("#diagram[data-arrows='{}']", before + 2), WAIT).await;
     let scale = browser.text("#scale").await;

@@ -281,16 +281,12 @@ fn liveness_row(c: &ChatView) -> [String; 4] {
         crate::model::Liveness::Left => "○ LEFT",
     };
     let detail = match c.state {
-        crate::model::Liveness::Alive | crate::model::Liveness::Silent => format!(
-            "· {} {} {} · {} {} s",
-            tr("heard"),
-            fixed(c.silent_ms as f64 / 1000.0, 1),
-            tr("s ago"),
-            tr("evicted in"),
-            fixed(c.countdown_ms as f64 / 1000.0, 1)
+        crate::model::Liveness::Alive | crate::model::Liveness::Silent => fill(
+            "liveness-live",
+            &[&fixed(c.silent_ms as f64 / 1000.0, 1), &fixed(c.countdown_ms as f64 / 1000.0, 1)],
         ),
         crate::model::Liveness::Evicted => {
-            format!("· {} {} {}", tr("after"), fixed(c.silent_ms as f64 / 1000.0, 1), tr("s of silence"))
+            fill("liveness-evicted", &[&fixed(c.silent_ms as f64 / 1000.0, 1)])
         }
         crate::model::Liveness::Left => format!("· {}", tr("said quit")),
     };
