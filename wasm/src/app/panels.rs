@@ -99,19 +99,13 @@ impl App {
             self.shown.drawn = drawn;
         }
         let visible = self.renderer.height() * self.view.us_per_px;
-        let scale = format!(
-            "{} {} · {} {} · {}",
-            ms_text(self.view.us_per_px as u64),
-            tr("per pixel"),
-            ms_text(visible as u64),
-            tr("visible"),
-            // A replay that follows its newest event is not live: it says so.
-            tr(match (self.view.paused, self.toolbox.replaying()) {
-                (true, _) => "paused",
-                (false, true) => "following",
-                (false, false) => "live",
-            })
-        );
+        // A replay that follows its newest event is not live: it says so.
+        let state = tr(match (self.view.paused, self.toolbox.replaying()) {
+            (true, _) => "paused",
+            (false, true) => "following",
+            (false, false) => "live",
+        });
+        let scale = fill("scale", &[&ms_text(self.view.us_per_px as u64), &ms_text(visible as u64), &state]);
         if scale != self.shown.scale {
             dom::set_text(&d, "scale", &scale);
             dom::set_pressed(&d, "pause-btn", self.view.paused);

@@ -200,7 +200,7 @@ pub const WORDS: Words = Words {
         ("waiting", "Waiting for the relay…"),
         (
             "empty-diagram",
-            "Pick a lesson above, or open a socket on the left and send something: its datagrams appear here.",
+            "Pick a lesson above, or open a socket and send something: its datagrams appear here.",
         ),
         ("empty-diagram-projector", "Pick a lesson above: its datagrams appear here, with everyone else's."),
         ("paused-mark", "❚❚ PAUSED"),
@@ -216,6 +216,7 @@ pub const WORDS: Words = Words {
         ("mark-closed", "closed"),
         ("mark-room-closed", "lesson chat room closed"),
         // A number and its unit stay on one line (a no-break space).
+        ("scale", "{0} per pixel · {1} visible · {2}"),
         ("liveness-live", "· heard {0}\u{a0}s ago · evicted in {1}\u{a0}s"),
         ("liveness-evicted", "· after {0}\u{a0}s of silence"),
         ("mark-lagged", "{0} events skipped"),
