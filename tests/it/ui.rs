@@ -334,9 +334,10 @@ async fn a_browser_over_its_addresss_cap_is_told_so_and_gets_in_when_a_place_is_
     let http_port = relay.http().port();
     relay.shutdown().await;
     browser.wait_for("#status[data-conn=closed]", WAIT).await;
-    // Failed tries double the page's wait: the next comes seconds after the relay is back,
-    // once the test holds every place this address has.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Failed tries double the page's wait: once it says 4 s (a wait of 4 or 8 s counting
+    // down), the next try comes seconds after the relay is back and the test holds every
+    // place this address has.
+    browser.wait_for_text("#status", "Reconnecting in 4 s", Duration::from_secs(20)).await;
     let relay = TestRelay::start_with(|c| {
         c.http_port = http_port;
         c.limits.addresses.per_loopback = 2;
