@@ -51,6 +51,10 @@ pub struct Hello {
     pub version: u32,
     /// This session's ID; client events carry it as `session`.
     pub session: String,
+    /// The relay's clock when it said hello, on the events' `t_us` scale: what happened before
+    /// (a projector's backlog) has a smaller `t_us`. Absent in recordings made before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub t_us: Option<u64>,
     /// Each server's UDP address.
     pub servers: BTreeMap<ServerName, SocketAddr>,
     /// Each server's live settings when the session started; changes arrive later as
@@ -164,6 +168,7 @@ mod tests {
         let hello = ServerMsg::Hello(Hello {
             version: VERSION,
             session: "s1".into(),
+            t_us: Some(1_500),
             servers: BTreeMap::from([(ServerName::Echo, "127.0.0.1:10004".parse().expect("addr"))]),
             settings: BTreeMap::from([(
                 ServerName::Lossy,
@@ -186,7 +191,7 @@ mod tests {
         });
         assert_eq!(
             serde_json::to_value(&hello).expect("serialize"),
-            json!({"type":"hello","version":1,"session":"s1","servers":{"echo":"127.0.0.1:10004"},
+            json!({"type":"hello","version":1,"session":"s1","t_us":1500,"servers":{"echo":"127.0.0.1:10004"},
                    "settings":{"lossy":{"drop":0.5,"seed":42}},
                    "links":{"echo":{"in":{"loss":0.0,"duplicate":0.0,"reorder":0.0,"delay_ms":0,"jitter_ms":0},
                                     "out":{"loss":0.0,"duplicate":0.0,"reorder":0.0,"delay_ms":0,"jitter_ms":0}}},

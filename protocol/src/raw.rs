@@ -168,6 +168,7 @@ impl RawEvent {
             MsgType::Hello => ServerMsg::Hello(Hello {
                 version: need(r.version, "version")?,
                 session: need(r.session, "session")?,
+                t_us: r.t_us,
                 servers: need(r.servers, "servers")?,
                 settings: match r.settings {
                     None | Some(Settings::Empty) => BTreeMap::new(),
@@ -463,6 +464,7 @@ mod tests {
         Hello {
             version: crate::message::VERSION,
             session: "s1".into(),
+            t_us: Some(2_000_000),
             servers: BTreeMap::from([(ServerName::Echo, "127.0.0.1:10004".parse().expect("addr"))]),
             settings,
             links,

@@ -386,6 +386,11 @@ impl EventBus {
             || self.routes.count.load(Ordering::Relaxed) > 0
     }
 
+    /// `at` on the events' clock: microseconds since the relay started.
+    pub fn t_us(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX)
+    }
+
     /// Stamps and publishes an event that happened at `at`. Never blocks.
     pub fn emit(&self, at: Instant, kind: EventKind) {
         if !self.is_observed() {
@@ -395,7 +400,7 @@ impl EventBus {
             metrics.count(&kind);
         }
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        let t_us = u64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX);
+        let t_us = self.t_us(at);
         let subscribed = self.subscribers.load(Ordering::Relaxed) > 0;
         // Held until the event is delivered: looked up once, whether anyone wants it and then
         // to hand it over.

@@ -244,6 +244,13 @@ impl Browser {
         }
     }
 
+    /// The `textContent` of every element matching `css`, in document order; possibly none.
+    pub async fn texts(&self, css: &str) -> Vec<String> {
+        let script = "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.textContent);";
+        let value = self.eval(script, vec![json!(css)]).await;
+        serde_json::from_value(value).expect("a list of strings")
+    }
+
     /// The rendered text of the first element matching `css`.
     pub async fn text(&self, css: &str) -> String {
         let element = self.find(css).await;

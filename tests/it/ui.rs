@@ -456,13 +456,6 @@ async fn nothing_in_the_side_columns_is_wider_than_they_are() {
     relay.shutdown().await;
 }
 
-/// The texts of every element matching `css`, in page order.
-async fn texts(browser: &Browser, css: &str) -> Vec<String> {
-    let script = "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.textContent);";
-    let value = browser.eval(script, vec![json!(css)]).await;
-    serde_json::from_value(value).expect("a list of strings")
-}
-
 /// The page puts a datagram's log line into words only when it writes the line, and changes
 /// the stats and the liveness rows in place rather than rebuilding them: what they say is
 /// still exactly what happened, line by line and row by row.
@@ -489,13 +482,12 @@ async fn the_log_written_late_and_the_panels_changed_in_place_say_exactly_what_h
     send(&browser, "two").await;
     browser.wait_for_text("#log li[data-kind=client_recv][data-socket=e]", "\"two\"", WAIT).await;
     Browser::limit("the stats to count the second round trip", WAIT, async {
-        while texts(&browser, "#stats dd[data-stat=sent], #stats dd[data-stat=received]").await != ["2", "2"]
-        {
+        while browser.texts("#stats dd[data-stat=sent], #stats dd[data-stat=received]").await != ["2", "2"] {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
     .await;
-    assert_eq!(texts(&browser, "#stats dt").await.len(), texts(&browser, "#stats dd").await.len());
+    assert_eq!(browser.texts("#stats dt").await.len(), browser.texts("#stats dd").await.len());
 
     // Two chat clients, each with its row; their countdowns tick in place.
     for name in ["c1", "c2"] {
@@ -509,10 +501,10 @@ async fn the_log_written_late_and_the_panels_changed_in_place_say_exactly_what_h
         }
     })
     .await;
-    let rows = texts(&browser, "#liveness li").await;
+    let rows = browser.texts("#liveness li").await;
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(rows.iter().all(|r| r.starts_with("● ALIVE") && r.contains("evicted in")), "{rows:?}");
-    assert_eq!(texts(&browser, "#liveness li .state").await, ["● ALIVE", "● ALIVE"]);
+    assert_eq!(browser.texts("#liveness li .state").await, ["● ALIVE", "● ALIVE"]);
 
     // c2 goes quiet: its row turns evicted, in place, and c1's stays alive.
     browser.eval("document.getElementById('send-socket').value = 'c2';", vec![]).await;
@@ -521,7 +513,7 @@ async fn the_log_written_late_and_the_panels_changed_in_place_say_exactly_what_h
     let evicted = browser.text("#liveness li[data-state=evicted]").await;
     assert!(evicted.starts_with("✕ EVICTED") && evicted.contains("s of silence"), "{evicted}");
     assert!(!evicted.contains("evicted in"), "{evicted}");
-    let rows = texts(&browser, "#liveness li").await;
+    let rows = browser.texts("#liveness li").await;
     assert_eq!(rows.len(), 2, "still one row each: {rows:?}");
     let alive = browser.text("#liveness li[data-state=alive]").await;
     assert!(alive.starts_with("● ALIVE") && alive.contains("evicted in"), "{alive}");

@@ -754,6 +754,15 @@ async fn the_projector_shows_traffic_from_before_it_was_opened() {
     browser.wait_for_text("#log li[data-kind=client_recv]", "\"second\"", WAIT).await;
     let got = lines(&browser, "#log li[data-kind=client_recv]").await;
     assert_eq!(got.len(), 2, "first and second, once each: {got:#?}");
+    // A projector opened at a lesson draws that history too, but its stats are the lesson's:
+    // the backlog arrives after the lesson began, stamped with when it happened.
+    browser.goto(&format!("http://{}/?lesson=boundaries&view=all", relay.http())).await;
+    browser.wait_for(CONNECTED, Browser::LOAD).await;
+    wait_done(&browser, "boundaries").await;
+    let got = lines(&browser, "#log li[data-kind=client_recv]").await;
+    assert_eq!(got.len(), 4, "the history's two, then the lesson's: {got:#?}");
+    let counted = browser.texts("#stats dd[data-stat=sent], #stats dd[data-stat=received]").await;
+    assert_eq!(counted, ["2", "2"], "the lesson's own datagrams");
     browser.close().await;
     relay.shutdown().await;
 }

@@ -498,7 +498,9 @@ impl App {
                     self.view.selected = None;
                     self.view.paused = false;
                 }
-                self.clock_offset_us = None;
+                // The relay's clock, from the moment it said hello (a relay too old to say it
+                // is read from the first events).
+                self.clock_offset_us = hello.t_us.map(|t_us| t_us as f64 - now_ms * 1000.0);
                 self.conn = ConnState::Open;
                 // Where students open the page, when they can reach this relay at all.
                 if let Some(url) = hello.join.first() {

@@ -66,10 +66,18 @@ pub use wire::{
 /// several minutes of a lesson.
 pub const DEFAULT_WINDOW: usize = 2_000;
 
-/// Clients' lanes open at once, at most (an open socket's, or an outside client's with
-/// traffic in the window). Past this, new endpoints share one "more clients" lane, so a busy
-/// classroom cannot squeeze the diagram without end.
+/// Clients' lanes open at once, at most (an open socket's, or an outside client's heard in
+/// the last [`OUTSIDE_HELD_US`]). Past this, new endpoints share one "more clients" lane, so a
+/// busy classroom cannot squeeze the diagram without end.
 pub const MAX_LANES: usize = 32;
+
+/// How long an outside client's lane keeps its place after its last datagram: a class's `nc`
+/// windows come and go, each on a new port, and the ones gone quiet make room for newcomers.
+/// (A projector shows about 5 s at its first zoom.)
+pub const OUTSIDE_HELD_US: u64 = 10_000_000;
+
+/// How often a stranger in the shared lane asks again for a lane of its own, at most.
+const OVERFLOW_RETRY_US: u64 = 1_000_000;
 
 /// Lanes the page knows, at most: past this, a new endpoint takes the lane of one closed and
 /// out of the window, so a class's morning of sockets cannot grow memory without end.
@@ -528,6 +536,8 @@ pub struct Model {
     items: VecDeque<Item>,
     /// Per lane, the newest item drawn on it, plus one (see [`Model::in_use`]).
     lane_seen: Vec<u64>,
+    /// Until this `t_us`, strangers go to the shared lane without asking for one of their own.
+    overflow_retry_us: u64,
     next_id: u64,
     window: usize,
     /// The arrow of each datagram, by the relay's name for it.
@@ -539,6 +549,8 @@ pub struct Model {
     newest_answered: HashMap<usize, u64>,
     chat: Vec<(SocketAddr, ChatClient)>,
     stats: Stats,
+    /// The stats count events from this `t_us` on (`restart_stats`).
+    stats_since_us: u64,
     log: VecDeque<Pending>,
     /// The newest `t_us` seen.
     pub latest_us: u64,
@@ -598,6 +610,7 @@ impl Model {
             crowd_got: HashMap::default(),
             items: VecDeque::new(),
             lane_seen: Vec::new(),
+            overflow_retry_us: 0,
             next_id: 0,
             window: window.max(1),
             dgs: DgIndex::default(),
@@ -605,6 +618,7 @@ impl Model {
             newest_answered: HashMap::default(),
             chat: Vec::new(),
             stats: Stats::default(),
+            stats_since_us: 0,
             log: VecDeque::new(),
             latest_us: 0,
             now_us: 0,
@@ -647,9 +661,11 @@ impl Model {
 
     /// Starts the stats again (a lesson's are its own), but for the events missed, which say
     /// the page fell behind at some point, and the lossy server's drop, which is a setting.
-    pub fn restart_stats(&mut self) {
+    /// Events from before `since_us` that arrive later are drawn but not counted.
+    pub fn restart_stats(&mut self, since_us: u64) {
         let Stats { missed, configured_drop, .. } = self.stats;
         self.stats = Stats { missed, configured_drop, ..Stats::default() };
+        self.stats_since_us = since_us;
     }
 
     /// The item with this id, if it is still in the window.
@@ -819,19 +835,34 @@ impl Model {
         }
     }
 
+    /// Client lanes that hold a place under [`MAX_LANES`]: open sockets, and outside clients
+    /// heard lately. Closed sockets and servers do not count.
+    fn client_places(&self) -> usize {
+        (0..self.lanes.len())
+            .filter(|&i| {
+                let l = &self.lanes[i];
+                l.kind.is_client()
+                    && (l.keeps_column() || (l.kind == LaneKind::Outside && self.heard_lately(i)))
+            })
+            .count()
+    }
+
+    /// Whether lane `i` had something drawn on it in the last [`OUTSIDE_HELD_US`] of the
+    /// relay's time, or was just taken.
+    fn heard_lately(&self, i: usize) -> bool {
+        if !self.drawn_on(i) {
+            return false;
+        }
+        match self.item(self.lane_seen[i] - 1) {
+            Some(item) => item.t_us.saturating_add(OUTSIDE_HELD_US) >= self.latest_us,
+            None => true, // taken, with nothing drawn yet
+        }
+    }
+
     fn add_lane(&mut self, lane: Lane) -> usize {
         if lane.kind.is_client() {
             let n = self.lanes.len();
-            // Clients' open sockets, and outside clients with traffic in the window: closed
-            // sockets and servers do not count.
-            let open = (0..n)
-                .filter(|&i| {
-                    let l = &self.lanes[i];
-                    l.kind.is_client()
-                        && (l.keeps_column() || (l.kind == LaneKind::Outside && self.drawn_on(i)))
-                })
-                .count();
-            let slot = if open >= MAX_LANES {
+            let slot = if self.client_places() >= MAX_LANES {
                 None
             } else if n < MAX_KNOWN_LANES {
                 Some(n)
@@ -890,6 +921,7 @@ impl Model {
         for sockets in self.by_socket.values_mut() {
             sockets.retain(|_, l| *l != lane);
         }
+        self.by_socket.retain(|_, sockets| !sockets.is_empty());
         for counts in
             [&mut self.crowd_members, &mut self.crowd_peak, &mut self.crowd_sent, &mut self.crowd_got]
         {
@@ -915,9 +947,18 @@ impl Model {
             self.by_addr.insert(addr, lane);
             return lane;
         }
+        // A stranger is not remembered in the shared lane: once others have gone quiet, it
+        // gets a lane of its own (asking at most once a second while there is no room).
+        if self.latest_us < self.overflow_retry_us {
+            return self.overflow_lane();
+        }
         let label = fill("lane-outside", &[&addr]);
         let lane = self.add_lane(Lane { kind: LaneKind::Outside, label, addr: Some(addr), closed: false });
-        self.by_addr.insert(addr, lane);
+        if self.lanes[lane].kind == LaneKind::Overflow {
+            self.overflow_retry_us = self.latest_us.saturating_add(OVERFLOW_RETRY_US);
+        } else {
+            self.by_addr.insert(addr, lane);
+        }
         lane
     }
 
@@ -1225,6 +1266,17 @@ impl Model {
     }
 
     fn event(&mut self, event: &Event) {
+        if event.t_us >= self.stats_since_us {
+            return self.draw_event(event);
+        }
+        // From before the stats restarted: a projector's backlog, arriving behind the lesson
+        // the page began as it connected. Drawn, not counted; a setting it changed still holds.
+        let counted = self.stats.clone();
+        self.draw_event(event);
+        self.stats = Stats { configured_drop: self.stats.configured_drop, ..counted };
+    }
+
+    fn draw_event(&mut self, event: &Event) {
         match self.seen.last() {
             Some(last) if *last >= event.seq => match self.seen.binary_search(&event.seq) {
                 Ok(_) => return, // drawn already

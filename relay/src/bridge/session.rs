@@ -179,6 +179,7 @@ pub async fn run(socket: WebSocket, state: AppState, ip: Option<std::net::IpAddr
     let hello = ServerMsg::Hello(Hello {
         version: VERSION,
         session: id.clone(),
+        t_us: Some(state.bus.t_us(std::time::Instant::now())),
         servers: state.relay.targets().collect(),
         settings: state.relay.settings().await,
         links: state.relay.links().await,

@@ -170,15 +170,16 @@ impl App {
             return;
         }
         self.undo_lesson();
-        // The stats tell this lesson's story, not the last one's with it.
-        self.model.restart_stats();
+        // The stats tell this lesson's story: not the last one's, nor a projector's backlog
+        // that arrives after it began.
+        self.lesson_since_us = self.relay_now_us();
+        self.model.restart_stats(self.lesson_since_us);
         for json in lesson::perfect_links(self.model.links()) {
             self.send_json(&json);
         }
         self.locals.clear();
         let now = self.now_ms();
         self.lesson = Some(Runner::new(lesson, now));
-        self.lesson_since_us = self.relay_now_us();
         if lesson::watches_all(lesson) {
             self.watching_all = true;
         }

@@ -878,8 +878,40 @@ fn configured_loss_sits_next_to_measured_loss() {
     assert_eq!(f.arrow(1).fate, Fate::Dropped);
     assert_eq!(f.arrow(2).fate, Fate::Delivered, "the drop names its own datagram, not the latest read");
     // A lesson starts its own stats: the counts go, the setting stays.
-    f.model.restart_stats();
+    f.model.restart_stats(2_000);
     assert_eq!((f.model.stats().measured_loss(), f.model.stats().configured_drop), (None, Some(0.5)));
+}
+
+#[test]
+fn a_backlog_behind_a_lesson_is_drawn_but_not_counted() {
+    // A projector opened at a lesson: the lesson begins at hello (t = 50 ms), and the relay's
+    // history arrives after it, each event stamped with when it happened.
+    let mut f = Feed::new();
+    f.model.restart_stats(50_000);
+    f.open("a", SOCK, ServerName::Lossy, LOSSY);
+    f.at(1, send(1, "a", LOSSY, "old", None, None));
+    f.at(1, server_recv(1, ServerName::Lossy, LOSSY, SOCK, "old"));
+    f.at(2, dropped(1, SOCK, 3));
+    f.at(
+        3,
+        EventKind::ServerConfigured {
+            server: ServerName::Lossy,
+            setting: "drop".into(),
+            value: 0.75,
+            by: None,
+            scope: Scope::All,
+        },
+    );
+    assert_eq!(f.arrow(1).fate, Fate::Dropped, "the backlog is drawn as it happened");
+    let stats = f.model.stats();
+    assert_eq!((stats.sent, stats.dropped, stats.events, stats.measured_loss()), (0, 0, 0, None));
+    assert_eq!(stats.configured_drop, Some(0.75), "a setting the backlog changed still holds");
+    // What happens once the lesson runs is its story.
+    f.at(60, send(2, "a", LOSSY, "new", None, None));
+    f.at(60, server_recv(2, ServerName::Lossy, LOSSY, SOCK, "new"));
+    f.at(61, dropped(2, SOCK, 3));
+    let stats = f.model.stats();
+    assert_eq!((stats.sent, stats.dropped, stats.events, stats.measured_loss()), (1, 1, 3, Some(1.0)));
 }
 
 #[test]
@@ -1739,9 +1771,38 @@ fn outside_clients_gone_from_view_leave_their_lanes_to_newcomers() {
     for dg in 0..100 {
         f.at(10, send(dg, "a", ECHO, "x", None, None));
     }
-    f.at(11, EventKind::ChatJoin { server: chat, peer: peer(999), clients: 1, timeout_ms: 3_000 });
+    // A second on (the shared lane's strangers ask again once a second).
+    f.at(1_100, EventKind::ChatJoin { server: chat, peer: peer(999), clients: 1, timeout_ms: 3_000 });
     let lane = f.lane("outside 127.0.0.1:40999");
     assert_eq!(f.model.lanes()[lane].kind, LaneKind::Outside, "the newcomer has a lane of its own");
+}
+
+/// A class's `nc` windows, each on a new port: those gone quiet for [`OUTSIDE_HELD_US`] make
+/// room, even while their traffic is still in the window, and a stranger put in the shared
+/// lane while the diagram was full gets a lane of its own once there is room.
+#[test]
+fn quiet_outside_clients_make_room_and_the_shared_lane_lets_its_strangers_go() {
+    let mut f = Feed::new();
+    let peer = |i: u16| format!("127.0.0.2:{}", 40_000 + i);
+    let hi = |f: &mut Feed, t_ms: u64, i: u16, dg: Dg| {
+        f.at(t_ms, server_recv(dg, ServerName::Echo, ECHO, &peer(i), "hi"));
+    };
+    for i in 0..MAX_LANES as u16 {
+        hi(&mut f, 1_000, i, Dg::from(i));
+    }
+    // The diagram is full: the next stranger shares a lane, and keeps asking for its own.
+    hi(&mut f, 2_000, 100, 100);
+    let shared = f.lane("more clients");
+    assert_eq!(f.model.lanes()[shared].kind, LaneKind::Overflow);
+    assert_eq!(f.arrow(100).from, shared);
+    // Eleven seconds on, the first class has gone quiet (its traffic is still in the window).
+    hi(&mut f, 12_500, 100, 101);
+    assert_eq!(f.arrow(101).from, f.lane("outside 127.0.0.2:40100"), "its own lane now");
+    hi(&mut f, 12_500, 101, 102);
+    assert_eq!(f.arrow(102).from, f.lane("outside 127.0.0.2:40101"), "and a newcomer's");
+    assert!(f.model.item(0).is_some(), "the quiet ones' datagrams are still drawn");
+    let outside = f.model.lanes().iter().filter(|l| l.kind == LaneKind::Outside).count();
+    assert_eq!(outside, MAX_LANES + 2, "the quiet keep their lanes, and their history on them");
 }
 
 /// An error comes without a time: it is logged at the relay's time as the page estimates it,
