@@ -294,8 +294,11 @@ async fn projector_mode_shows_an_outside_client_as_its_own_lane() {
     let drawn = browser.eval(script, vec![]).await.as_u64().unwrap_or(0);
     assert!(drawn >= 2, "the outside client and echo are drawn: {drawn}");
     browser.wait_for(&format!("#diagram[data-columns='{}']", drawn - 1), Duration::from_secs(30)).await;
+    // The list under the diagram names the lanes drawn, and counts the others.
     let lanes = browser.dom_text("#lanes").await;
-    assert!(lanes.contains(&format!(":{port}")), "the page still lists the outside client: {lanes}");
+    assert!(!lanes.contains(&format!(":{port}")), "the list names only the lanes drawn: {lanes}");
+    let hidden = browser.dom_text("#lanes li[data-lane-kind=hidden]").await;
+    assert_eq!(hidden, "and 1 more, not in view", "{lanes}");
     browser.close().await;
     relay.shutdown().await;
 }

@@ -492,10 +492,11 @@ async fn many_clients_draws_a_crowd_of_100_in_one_lane() {
     finish(browser, relay, "many-clients").await;
 }
 
-/// How many lanes the diagram draws (`data-columns`), and how many the page knows.
+/// How many lanes the diagram draws (`data-columns`), and how many the page knows (the
+/// lanes' list names those drawn and counts them all).
 async fn columns(browser: &Browser) -> (u64, u64) {
     let script = "return [Number(document.getElementById('diagram').getAttribute('data-columns')),
-                          document.querySelectorAll('#lanes li').length];";
+                          Number(document.getElementById('lanes').getAttribute('data-known'))];";
     let value = browser.eval(script, vec![]).await;
     (value[0].as_u64().unwrap_or(0), value[1].as_u64().unwrap_or(0))
 }

@@ -167,7 +167,7 @@ struct Shown {
     stats: Option<Vec<(&'static str, String, &'static str)>>,
     rtt: Option<[u64; crate::model::RTT_BUCKETS_US.len() + 1]>,
     liveness: Option<Vec<crate::model::ChatView>>,
-    lanes: Option<Vec<(String, &'static str, bool)>>,
+    lanes: Option<(Vec<dom::LaneRow>, usize)>,
     details: Option<(u64, Option<crate::model::Body>)>,
     summary: String,
     scale: String,

@@ -367,14 +367,26 @@ pub fn render_liveness(document: &Document, clients: &[ChatView], shown: Option<
     }
 }
 
-pub fn render_lanes(document: &Document, lanes: &[(String, &'static str, bool)]) {
+/// A lane in the lanes' list: its label, its kind (`data-lane-kind`), and whether it is closed.
+pub type LaneRow = (String, &'static str, bool);
+
+/// The lanes drawn, named, then how many more of the `known` are out of view
+/// (`data-known`).
+pub fn render_lanes(document: &Document, drawn: &[LaneRow], known: usize) {
     let Some(list) = document.get_element_by_id("lanes") else { return };
     list.set_text_content(None);
-    for (label, kind, closed) in lanes {
+    let _ = list.set_attribute("data-known", &known.to_string());
+    for (label, kind, closed) in drawn {
         let text = if *closed { format!("{label} {}", word("lane-closed")) } else { label.clone() };
         if let Ok(li) = child(document, &list, "li", "", &text) {
             let _ = li.set_attribute("data-lane-kind", kind);
         }
+    }
+    let hidden = known.saturating_sub(drawn.len());
+    if hidden > 0
+        && let Ok(li) = child(document, &list, "li", "", &fill("lanes-hidden", &[&hidden]))
+    {
+        let _ = li.set_attribute("data-lane-kind", "hidden");
     }
 }
 

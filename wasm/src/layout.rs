@@ -326,6 +326,17 @@ impl Bands {
     }
 }
 
+/// The address under a lane's header: the port, but for an outside client on another machine
+/// (a student's), told by its whole address. An IPv4 peer of a dual-stack socket reads as IPv4.
+pub fn lane_address(addr: std::net::SocketAddr, outside: bool) -> String {
+    let ip = addr.ip().to_canonical();
+    if outside && !ip.is_loopback() {
+        std::net::SocketAddr::new(ip, addr.port()).to_string()
+    } else {
+        format!(":{}", addr.port())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,6 +345,17 @@ mod tests {
 
     fn label(at: &[(f64, f64)]) -> Wanted {
         Wanted { w: 80.0, h: 14.0, at: at.to_vec(), must: false, first: false }
+    }
+
+    #[test]
+    fn a_lane_names_a_student_machine_by_its_address_and_this_one_by_the_port() {
+        let at = |s: &str| s.parse::<std::net::SocketAddr>().expect("address");
+        assert_eq!(lane_address(at("192.0.2.7:40522"), true), "192.0.2.7:40522");
+        assert_eq!(lane_address(at("[::ffff:192.0.2.7]:40522"), true), "192.0.2.7:40522");
+        assert_eq!(lane_address(at("[2001:db8::7]:40522"), true), "[2001:db8::7]:40522");
+        assert_eq!(lane_address(at("127.0.0.1:40522"), true), ":40522");
+        assert_eq!(lane_address(at("[::ffff:127.0.0.1]:40522"), true), ":40522");
+        assert_eq!(lane_address(at("192.0.2.2:10004"), false), ":10004", "a server, a page's socket");
     }
 
     #[test]

@@ -117,8 +117,8 @@ pub struct Renderer {
     oldest_whole: Option<u64>,
     /// The lane headers' height in the last frame.
     header: f64,
-    /// The lanes the last frame drew, of the model's.
-    columns: usize,
+    /// The lanes the last frame drew, left to right, of the model's.
+    columns: Vec<usize>,
     /// See [`Renderer::beyond`].
     beyond: Beyond,
     /// Where the last frame drew its [`Beyond`] tags, and whether each is the top edge's.
@@ -191,7 +191,7 @@ impl Renderer {
             dash_hold: dash(&[2.0, 3.0]),
             oldest_whole: None,
             header: 0.0,
-            columns: 0,
+            columns: Vec::new(),
             beyond: Beyond::default(),
             tags: Vec::new(),
             hint: ("", 0.0, 0.0, Vec::new()),
@@ -276,12 +276,12 @@ impl Renderer {
                 j -= 1;
             }
         }
-        self.columns = order.len();
         let n = order.len().max(1) as f64;
         let span = (w - gutter - 10.0).max(10.0);
         for (slot, &i) in order.iter().enumerate() {
             lane_x[i] = gutter + span * (slot as f64 + 0.5) / n;
         }
+        self.columns = order;
 
         // Lane lines and headers.
         ctx.set_line_width(1.0);
@@ -727,8 +727,11 @@ impl Renderer {
             ctx.set_text_align("center");
             ctx.set_font(&font(13.0, "700"));
             ctx.set_fill_style_str(if lane.closed { GREY } else { colour });
-            // An outside lane's address is on the line below; the header keeps to the word.
-            let name = match lane.addr.filter(|_| lane.kind == LaneKind::Outside) {
+            // An outside lane's address is on the line below; the header keeps to the word, or,
+            // in a class's narrow columns, to its glyph (the legend says what ▲ is).
+            let outside = lane.addr.filter(|_| lane.kind == LaneKind::Outside);
+            let name = match outside {
+                Some(_) if slot < 84.0 * s => "",
                 Some(addr) => {
                     lane.label.strip_suffix(&addr.to_string()).map_or(lane.label.as_str(), str::trim_end)
                 }
@@ -738,7 +741,7 @@ impl Renderer {
             let closed = if lane.closed { word("lane-closed") } else { "" };
             let gap = if closed.is_empty() { "" } else { " " };
             let label = format!("{glyph} {name}{crowd}{gap}{closed}");
-            let _ = ctx.fill_text_with_max_width(&label, x, 17.0 * s, (slot - 6.0).max(20.0));
+            let _ = ctx.fill_text_with_max_width(label.trim_end(), x, 17.0 * s, (slot - 6.0).max(20.0));
             if let Some(addr) = lane.addr {
                 ctx.set_font(&font(10.0, "400"));
                 ctx.set_fill_style_str(MUTED);
@@ -748,7 +751,7 @@ impl Renderer {
                     None => String::new(),
                 };
                 let _ = ctx.fill_text_with_max_width(
-                    &format!(":{}{counts}", addr.port()),
+                    &format!("{}{counts}", layout::lane_address(addr, outside.is_some())),
                     x,
                     33.0 * s,
                     (slot - 6.0).max(20.0),
@@ -822,9 +825,10 @@ impl Renderer {
     }
 
     /// What lies beyond the last frame's edges while paused (`data-beyond`).
-    /// The lanes the last frame drew: a closed lane only while something in view is on it.
-    pub fn columns(&self) -> usize {
-        self.columns
+    /// The lanes the last frame drew, left to right: a closed lane, or an outside client's,
+    /// only while something in view is on it.
+    pub fn columns(&self) -> &[usize] {
+        &self.columns
     }
 
     pub fn beyond(&self) -> Beyond {

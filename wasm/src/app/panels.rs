@@ -41,21 +41,22 @@ impl App {
             dom::render_liveness(&d, &clients, self.shown.liveness.as_deref());
             self.shown.liveness = Some(clients);
         }
-        let lanes: Vec<(String, &'static str, bool)> = self
-            .model
-            .lanes()
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
+        // The lanes the diagram draws, in its order, and how many more the page knows: a
+        // class's morning of `nc` windows and closed sockets would fill the screen.
+        let all = self.model.lanes();
+        let drawn: Vec<dom::LaneRow> = (self.renderer.columns().iter())
+            .filter_map(|&i| {
+                let l = all.get(i)?;
                 let label = match self.model.crowd_size(i) {
                     Some(n) => format!("{} ×{n}", l.label),
                     None => l.label.clone(),
                 };
-                (label, l.kind.as_str(), l.closed)
+                Some((label, l.kind.as_str(), l.closed))
             })
             .collect();
+        let lanes = (drawn, all.len());
         if self.shown.lanes.as_ref() != Some(&lanes) {
-            dom::render_lanes(&d, &lanes);
+            dom::render_lanes(&d, &lanes.0, lanes.1);
             self.shown.lanes = Some(lanes);
         }
         let links = Some((self.link_server, self.model.links_revision()));
@@ -84,8 +85,12 @@ impl App {
                 beyond.push_str(&format!(" {mark} {} {}", r.cx as i32, r.cy as i32));
             }
         }
-        let drawn =
-            (self.renderer.oldest_whole(), self.renderer.height() as u32, beyond, self.renderer.columns());
+        let drawn = (
+            self.renderer.oldest_whole(),
+            self.renderer.height() as u32,
+            beyond,
+            self.renderer.columns().len(),
+        );
         if drawn != self.shown.drawn {
             if let Some(canvas) = d.get_element_by_id("diagram") {
                 let _ = match drawn.0 {
