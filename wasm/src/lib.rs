@@ -38,6 +38,12 @@ mod render;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen::prelude::*;
 
+/// Talc in place of Rust's default dlmalloc: smaller in the bundle, and faster at the many
+/// small allocations of reading events (BENCHMARKS.md). The page has one thread.
+#[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
 /// Entry point: wires the page, connects to the relay and starts drawing. Marks `#status`
 /// with `data-state="ready"` once the UI runs.
 #[cfg(target_arch = "wasm32")]
