@@ -370,19 +370,19 @@ pub fn render_liveness(document: &Document, clients: &[ChatView], shown: Option<
 /// A lane in the lanes' list: its label, its kind (`data-lane-kind`), and whether it is closed.
 pub type LaneRow = (String, &'static str, bool);
 
-/// The lanes drawn, named, then how many more of the `known` are out of view
+/// The lanes of those here now, named, then how many more of the `known` there are
 /// (`data-known`).
-pub fn render_lanes(document: &Document, drawn: &[LaneRow], known: usize) {
+pub fn render_lanes(document: &Document, here: &[LaneRow], known: usize) {
     let Some(list) = document.get_element_by_id("lanes") else { return };
     list.set_text_content(None);
     let _ = list.set_attribute("data-known", &known.to_string());
-    for (label, kind, closed) in drawn {
+    for (label, kind, closed) in here {
         let text = if *closed { format!("{label} {}", word("lane-closed")) } else { label.clone() };
         if let Ok(li) = child(document, &list, "li", "", &text) {
             let _ = li.set_attribute("data-lane-kind", kind);
         }
     }
-    let hidden = known.saturating_sub(drawn.len());
+    let hidden = known.saturating_sub(here.len());
     if hidden > 0
         && let Ok(li) = child(document, &list, "li", "", &fill("lanes-hidden", &[&hidden]))
     {

@@ -791,6 +791,8 @@ impl Model {
         for sockets in self.by_socket.values_mut() {
             sockets.retain(|_, lane| self.lanes[*lane].kind != LaneKind::Own);
         }
+        // The old session's, now empty: a page that reconnects all morning keeps none.
+        self.by_socket.retain(|_, sockets| !sockets.is_empty());
         for (name, addr) in hello.servers.clone() {
             // `nobody` gets its lane only once something is sent there.
             if name == ServerName::Nobody {
@@ -835,26 +837,32 @@ impl Model {
         }
     }
 
+    /// Whether lane `i` stands for someone here at `now_us`: a server, an open socket, or an
+    /// outside client (or the shared lane) heard in the [`OUTSIDE_HELD_US`] before. What the
+    /// lanes' list names; the rest it counts.
+    pub fn present(&self, i: usize, now_us: u64) -> bool {
+        self.lanes.get(i).is_some_and(|l| {
+            l.keeps_column()
+                || (matches!(l.kind, LaneKind::Outside | LaneKind::Overflow) && self.heard_lately(i, now_us))
+        })
+    }
+
     /// Client lanes that hold a place under [`MAX_LANES`]: open sockets, and outside clients
-    /// heard lately. Closed sockets and servers do not count.
+    /// heard lately. Closed sockets, servers and the shared lane do not count.
     fn client_places(&self) -> usize {
         (0..self.lanes.len())
-            .filter(|&i| {
-                let l = &self.lanes[i];
-                l.kind.is_client()
-                    && (l.keeps_column() || (l.kind == LaneKind::Outside && self.heard_lately(i)))
-            })
+            .filter(|&i| self.lanes[i].kind.is_client() && self.present(i, self.latest_us))
             .count()
     }
 
-    /// Whether lane `i` had something drawn on it in the last [`OUTSIDE_HELD_US`] of the
-    /// relay's time, or was just taken.
-    fn heard_lately(&self, i: usize) -> bool {
+    /// Whether lane `i` had something drawn on it in the [`OUTSIDE_HELD_US`] before `now_us`
+    /// (the relay's time), or was just taken.
+    fn heard_lately(&self, i: usize, now_us: u64) -> bool {
         if !self.drawn_on(i) {
             return false;
         }
         match self.item(self.lane_seen[i] - 1) {
-            Some(item) => item.t_us.saturating_add(OUTSIDE_HELD_US) >= self.latest_us,
+            Some(item) => item.t_us.saturating_add(OUTSIDE_HELD_US) >= now_us,
             None => true, // taken, with nothing drawn yet
         }
     }

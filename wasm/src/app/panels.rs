@@ -41,20 +41,30 @@ impl App {
             dom::render_liveness(&d, &clients, self.shown.liveness.as_deref());
             self.shown.liveness = Some(clients);
         }
-        // The lanes the diagram draws, in its order, and how many more the page knows: a
-        // class's morning of `nc` windows and closed sockets would fill the screen.
+        // Who is here now or drawn, in the diagram's order (clients, then servers), and how
+        // many more the page knows: a class's morning of `nc` windows and closed sockets would
+        // fill the screen. (Not only the columns drawn: with a class, those change every row.)
         let all = self.model.lanes();
-        let drawn: Vec<dom::LaneRow> = (self.renderer.columns().iter())
-            .filter_map(|&i| {
-                let l = all.get(i)?;
+        let mut drawn = vec![false; all.len()];
+        for &i in self.renderer.columns() {
+            if let Some(d) = drawn.get_mut(i) {
+                *d = true;
+            }
+        }
+        let mut here: Vec<dom::LaneRow> = Vec::new();
+        for rank in 0..=4 {
+            for (i, l) in all.iter().enumerate() {
+                if l.kind.rank() != rank || !(drawn[i] || self.model.present(i, now_us)) {
+                    continue;
+                }
                 let label = match self.model.crowd_size(i) {
                     Some(n) => format!("{} ×{n}", l.label),
                     None => l.label.clone(),
                 };
-                Some((label, l.kind.as_str(), l.closed))
-            })
-            .collect();
-        let lanes = (drawn, all.len());
+                here.push((label, l.kind.as_str(), l.closed));
+            }
+        }
+        let lanes = (here, all.len());
         if self.shown.lanes.as_ref() != Some(&lanes) {
             dom::render_lanes(&d, &lanes.0, lanes.1);
             self.shown.lanes = Some(lanes);

@@ -922,6 +922,7 @@ fn a_new_session_closes_the_old_sockets_lanes() {
     assert!(f.model.lanes()[a].keeps_column(), "an open socket's lane is drawn with nothing in view");
     f.model.apply(&hello());
     assert!(f.model.lanes()[a].closed);
+    assert!(f.model.by_socket.is_empty(), "the old session leaves no entry behind");
     assert!(!f.model.lanes()[a].keeps_column(), "a closed socket's lane shows only with its traffic");
     f.model.apply(&ServerMsg::Lagged { missed: 7 });
     assert_eq!(f.model.stats().missed, 7);
@@ -1790,6 +1791,10 @@ fn quiet_outside_clients_make_room_and_the_shared_lane_lets_its_strangers_go() {
     for i in 0..MAX_LANES as u16 {
         hi(&mut f, 1_000, i, Dg::from(i));
     }
+    // Here until quiet for 10 s (the lanes' list names them); a server always is.
+    let first = f.lane("outside 127.0.0.2:40000");
+    assert!(f.model.present(first, 11_000_000) && !f.model.present(first, 11_000_001));
+    assert!(f.model.present(f.lane("echo"), u64::MAX));
     // The diagram is full: the next stranger shares a lane, and keeps asking for its own.
     hi(&mut f, 2_000, 100, 100);
     let shared = f.lane("more clients");

@@ -90,7 +90,7 @@ pub const WORDS: Words = Words {
         ("lane-outside", "outside {0}"),
         ("lane-target", "target {0}"),
         ("lane-closed", "(closed)"),
-        ("lanes-hidden", "and {0} more, not in view"),
+        ("lanes-hidden", "{0} more, gone or quiet"),
         ("log-open", "{0} opened on {1}, {2}, aimed at {3}"),
         ("open-connected", "connected"),
         ("open-unconnected", "unconnected (sendto)"),
