@@ -493,7 +493,7 @@ async fn many_clients_draws_a_crowd_of_100_in_one_lane() {
 }
 
 /// How many lanes the diagram draws (`data-columns`), and how many the page knows (the
-/// lanes' list names those drawn and counts them all).
+/// lanes' list names those here or drawn, and counts them all in `data-known`).
 async fn columns(browser: &Browser) -> (u64, u64) {
     let script = "return [Number(document.getElementById('diagram').getAttribute('data-columns')),
                           Number(document.getElementById('lanes').getAttribute('data-known'))];";

@@ -431,7 +431,7 @@ impl App {
         self.performance.as_ref().map_or(0.0, web_sys::Performance::now)
     }
 
-    /// The relay's clock now, estimated from the newest events.
+    /// The relay's clock now, estimated from its hello and the newest events.
     fn relay_now_us(&self) -> u64 {
         match self.clock_offset_us {
             Some(offset) => (self.now_ms() * 1000.0 + offset).max(self.model.latest_us as f64) as u64,
@@ -497,6 +497,14 @@ impl App {
                     self.model = Model::default();
                     self.view.selected = None;
                     self.view.paused = false;
+                    // A running lesson's stats still leave out the history that comes again
+                    // (from this relay's start, if it restarted and its clock with it).
+                    if self.lesson.is_some() {
+                        if let Some(t_us) = hello.t_us {
+                            self.lesson_since_us = self.lesson_since_us.min(t_us);
+                        }
+                        self.model.restart_stats(self.lesson_since_us);
+                    }
                 }
                 // The relay's clock, from the moment it said hello (a relay too old to say it
                 // is read from the first events).

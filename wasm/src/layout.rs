@@ -327,10 +327,11 @@ impl Bands {
 }
 
 /// The address under a lane's header: the port, but for an outside client on another machine
-/// (a student's), told by its whole address. An IPv4 peer of a dual-stack socket reads as IPv4.
-pub fn lane_address(addr: std::net::SocketAddr, outside: bool) -> String {
+/// (a student's) with room for it, told by its whole address. An IPv4 peer of a dual-stack
+/// socket reads as IPv4.
+pub fn lane_address(addr: std::net::SocketAddr, whole: bool) -> String {
     let ip = addr.ip().to_canonical();
-    if outside && !ip.is_loopback() {
+    if whole && !ip.is_loopback() {
         std::net::SocketAddr::new(ip, addr.port()).to_string()
     } else {
         format!(":{}", addr.port())
@@ -355,7 +356,11 @@ mod tests {
         assert_eq!(lane_address(at("[2001:db8::7]:40522"), true), "[2001:db8::7]:40522");
         assert_eq!(lane_address(at("127.0.0.1:40522"), true), ":40522");
         assert_eq!(lane_address(at("[::ffff:127.0.0.1]:40522"), true), ":40522");
-        assert_eq!(lane_address(at("192.0.2.2:10004"), false), ":10004", "a server, a page's socket");
+        assert_eq!(
+            lane_address(at("192.0.2.2:10004"), false),
+            ":10004",
+            "a server, a page's socket, a narrow column"
+        );
     }
 
     #[test]

@@ -66,7 +66,7 @@ pub use wire::{
 /// several minutes of a lesson.
 pub const DEFAULT_WINDOW: usize = 2_000;
 
-/// Clients' lanes open at once, at most (an open socket's, or an outside client's heard in
+/// Clients' lanes open at once, at most (an open socket's, or an outside client's with traffic in
 /// the last [`OUTSIDE_HELD_US`]). Past this, new endpoints share one "more clients" lane, so a
 /// busy classroom cannot squeeze the diagram without end.
 pub const MAX_LANES: usize = 32;
@@ -76,7 +76,9 @@ pub const MAX_LANES: usize = 32;
 /// (A projector shows about 5 s at its first zoom.)
 pub const OUTSIDE_HELD_US: u64 = 10_000_000;
 
-/// How often a stranger in the shared lane asks again for a lane of its own, at most.
+/// While the diagram is full, how long strangers go straight to the shared lane before one
+/// asks again for a lane of its own, at most: sooner if an outside client's place runs out
+/// first, or a socket closes.
 const OVERFLOW_RETRY_US: u64 = 1_000_000;
 
 /// Lanes the page knows, at most: past this, a new endpoint takes the lane of one closed and
@@ -102,7 +104,11 @@ pub enum LaneKind {
 }
 
 impl LaneKind {
-    /// Left-to-right order in the diagram: clients on the left, servers on the right.
+    /// The largest [`LaneKind::rank`].
+    pub const LAST_RANK: u8 = 4;
+
+    /// Left-to-right order in the diagram: clients on the left, servers on the right, from 0
+    /// to [`LaneKind::LAST_RANK`].
     pub fn rank(&self) -> u8 {
         match self {
             Self::Own => 0,
@@ -538,6 +544,8 @@ pub struct Model {
     lane_seen: Vec<u64>,
     /// Until this `t_us`, strangers go to the shared lane without asking for one of their own.
     overflow_retry_us: u64,
+    /// The shared lane, once made (it is never taken again).
+    overflow: Option<usize>,
     next_id: u64,
     window: usize,
     /// The arrow of each datagram, by the relay's name for it.
@@ -611,6 +619,7 @@ impl Model {
             items: VecDeque::new(),
             lane_seen: Vec::new(),
             overflow_retry_us: 0,
+            overflow: None,
             next_id: 0,
             window: window.max(1),
             dgs: DgIndex::default(),
@@ -838,26 +847,38 @@ impl Model {
     }
 
     /// Whether lane `i` stands for someone here at `now_us`: a server, an open socket, or an
-    /// outside client (or the shared lane) heard in the [`OUTSIDE_HELD_US`] before. What the
+    /// outside client (or the shared lane) with traffic, either way, in the [`OUTSIDE_HELD_US`]
+    /// before. What the
     /// lanes' list names; the rest it counts.
     pub fn present(&self, i: usize, now_us: u64) -> bool {
         self.lanes.get(i).is_some_and(|l| {
             l.keeps_column()
-                || (matches!(l.kind, LaneKind::Outside | LaneKind::Overflow) && self.heard_lately(i, now_us))
+                || (matches!(l.kind, LaneKind::Outside | LaneKind::Overflow) && self.busy_lately(i, now_us))
         })
     }
 
-    /// Client lanes that hold a place under [`MAX_LANES`]: open sockets, and outside clients
-    /// heard lately. Closed sockets, servers and the shared lane do not count.
-    fn client_places(&self) -> usize {
-        (0..self.lanes.len())
-            .filter(|&i| self.lanes[i].kind.is_client() && self.present(i, self.latest_us))
-            .count()
+    /// Client lanes that hold a place under [`MAX_LANES`] (open sockets, and outside clients
+    /// with traffic lately; closed sockets, servers and the shared lane do not count), and the
+    /// `t_us` at which the first outside client's place runs out.
+    fn client_places(&self) -> (usize, u64) {
+        let (mut places, mut frees_at) = (0, u64::MAX);
+        for (i, l) in self.lanes.iter().enumerate() {
+            if !l.kind.is_client() || !self.present(i, self.latest_us) {
+                continue;
+            }
+            places += 1;
+            if !l.keeps_column()
+                && let Some(item) = self.item(self.lane_seen[i] - 1)
+            {
+                frees_at = frees_at.min(item.t_us.saturating_add(OUTSIDE_HELD_US + 1));
+            }
+        }
+        (places, frees_at)
     }
 
     /// Whether lane `i` had something drawn on it in the [`OUTSIDE_HELD_US`] before `now_us`
     /// (the relay's time), or was just taken.
-    fn heard_lately(&self, i: usize, now_us: u64) -> bool {
+    fn busy_lately(&self, i: usize, now_us: u64) -> bool {
         if !self.drawn_on(i) {
             return false;
         }
@@ -870,7 +891,9 @@ impl Model {
     fn add_lane(&mut self, lane: Lane) -> usize {
         if lane.kind.is_client() {
             let n = self.lanes.len();
-            let slot = if self.client_places() >= MAX_LANES {
+            let (places, frees_at) = self.client_places();
+            let slot = if places >= MAX_LANES {
+                self.overflow_retry_us = frees_at.min(self.latest_us.saturating_add(OVERFLOW_RETRY_US));
                 None
             } else if n < MAX_KNOWN_LANES {
                 Some(n)
@@ -895,12 +918,13 @@ impl Model {
 
     /// The lane endpoints past [`MAX_LANES`] share.
     fn overflow_lane(&mut self) -> usize {
-        if let Some(i) = self.lanes.iter().position(|l| l.kind == LaneKind::Overflow) {
+        if let Some(i) = self.overflow {
             return i;
         }
         let overflow =
             Lane { kind: LaneKind::Overflow, label: word("lane-more").into(), addr: None, closed: false };
         self.lanes.push(overflow);
+        self.overflow = Some(self.lanes.len() - 1);
         self.lanes.len() - 1
     }
 
@@ -962,9 +986,7 @@ impl Model {
         }
         let label = fill("lane-outside", &[&addr]);
         let lane = self.add_lane(Lane { kind: LaneKind::Outside, label, addr: Some(addr), closed: false });
-        if self.lanes[lane].kind == LaneKind::Overflow {
-            self.overflow_retry_us = self.latest_us.saturating_add(OVERFLOW_RETRY_US);
-        } else {
+        if Some(lane) != self.overflow {
             self.by_addr.insert(addr, lane);
         }
         lane
@@ -1347,6 +1369,8 @@ impl Model {
                 self.log_line(seq, "client_open", own, text, id);
             }
             EventKind::ClientClose { session, socket, member } => {
+                // A place may be free: the shared lane's strangers may ask again.
+                self.overflow_retry_us = 0;
                 let lane = self.socket_lane(session, socket, None);
                 let members = match member {
                     Some(_) => self.crowd_members.get_mut(&lane).map(|n| {

@@ -728,10 +728,12 @@ impl Renderer {
             ctx.set_font(&font(13.0, "700"));
             ctx.set_fill_style_str(if lane.closed { GREY } else { colour });
             // An outside lane's address is on the line below; the header keeps to the word, or,
-            // in a class's narrow columns, to its glyph (the legend says what ▲ is).
+            // in a class's narrow columns, to its glyph (the legend says what ▲ is), and the
+            // line below to the port.
             let outside = lane.addr.filter(|_| lane.kind == LaneKind::Outside);
+            let wide = slot >= 84.0 * s;
             let name = match outside {
-                Some(_) if slot < 84.0 * s => "",
+                Some(_) if !wide => "",
                 Some(addr) => {
                     lane.label.strip_suffix(&addr.to_string()).map_or(lane.label.as_str(), str::trim_end)
                 }
@@ -751,7 +753,7 @@ impl Renderer {
                     None => String::new(),
                 };
                 let _ = ctx.fill_text_with_max_width(
-                    &format!("{}{counts}", layout::lane_address(addr, outside.is_some())),
+                    &format!("{}{counts}", layout::lane_address(addr, outside.is_some() && wide)),
                     x,
                     33.0 * s,
                     (slot - 6.0).max(20.0),

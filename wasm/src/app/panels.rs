@@ -5,7 +5,7 @@
 use super::{App, ConnState, LOG_LINES, LOG_PER_WRITE, log};
 use crate::connection;
 use crate::dom;
-use crate::model::ms_text;
+use crate::model::{LaneKind, ms_text};
 use crate::text::{fill, tr, word};
 
 impl App {
@@ -51,8 +51,9 @@ impl App {
                 *d = true;
             }
         }
+        // By rank, a pass each: a sort would cost the bundle more than the few passes cost.
         let mut here: Vec<dom::LaneRow> = Vec::new();
-        for rank in 0..=4 {
+        for rank in 0..=LaneKind::LAST_RANK {
             for (i, l) in all.iter().enumerate() {
                 if l.kind.rank() != rank || !(drawn[i] || self.model.present(i, now_us)) {
                     continue;

@@ -554,7 +554,11 @@ impl App {
         }
         self.clock_offset_us = None;
         // The live session went on behind the recording, its sockets and lesson too: what it
-        // kept for Save, the messages of the replay's time included, is drawn again at once.
+        // kept for Save, the messages of the replay's time included, is drawn again at once,
+        // and a lesson's stats count again from its start.
+        if self.lesson.is_some() {
+            self.model.restart_stats(self.lesson_since_us);
+        }
         for entry in parse_jsonl(&self.toolbox.session_text()).entries {
             self.model.apply(&entry.msg);
         }

@@ -1756,7 +1756,8 @@ fn a_class_of_closed_sockets_never_pushes_a_new_one_into_the_shared_lane() {
 }
 
 /// A class's `nc` chat clients, evicted and gone from view, leave their places to newcomers:
-/// an outside client counts against the lanes only while its traffic is in the window.
+/// an outside client counts against the lanes only while its traffic is in the window (and for
+/// at most [`OUTSIDE_HELD_US`] after it).
 #[test]
 fn outside_clients_gone_from_view_leave_their_lanes_to_newcomers() {
     let mut f = Feed::with_window(100);
@@ -1778,9 +1779,9 @@ fn outside_clients_gone_from_view_leave_their_lanes_to_newcomers() {
     assert_eq!(f.model.lanes()[lane].kind, LaneKind::Outside, "the newcomer has a lane of its own");
 }
 
-/// A class's `nc` windows, each on a new port: those gone quiet for [`OUTSIDE_HELD_US`] make
-/// room, even while their traffic is still in the window, and a stranger put in the shared
-/// lane while the diagram was full gets a lane of its own once there is room.
+/// A class's `nc` windows, each on a new port: those without traffic for [`OUTSIDE_HELD_US`]
+/// make room, even while their traffic is still in the window, and a stranger put in the
+/// shared lane while the diagram was full gets a lane of its own once there is room.
 #[test]
 fn quiet_outside_clients_make_room_and_the_shared_lane_lets_its_strangers_go() {
     let mut f = Feed::new();
@@ -1800,11 +1801,15 @@ fn quiet_outside_clients_make_room_and_the_shared_lane_lets_its_strangers_go() {
     let shared = f.lane("more clients");
     assert_eq!(f.model.lanes()[shared].kind, LaneKind::Overflow);
     assert_eq!(f.arrow(100).from, shared);
-    // Eleven seconds on, the first class has gone quiet (its traffic is still in the window).
-    hi(&mut f, 12_500, 100, 101);
-    assert_eq!(f.arrow(101).from, f.lane("outside 127.0.0.2:40100"), "its own lane now");
-    hi(&mut f, 12_500, 101, 102);
-    assert_eq!(f.arrow(102).from, f.lane("outside 127.0.0.2:40101"), "and a newcomer's");
+    assert!(!f.model.by_addr.contains_key(&addr(&peer(100))), "not remembered there");
+    // Just before the first class has been quiet for 10 s it is still full; the stranger is
+    // turned away again, and asks again as soon as the first place runs out, not a second on.
+    hi(&mut f, 10_900, 100, 101);
+    assert_eq!(f.arrow(101).from, shared);
+    hi(&mut f, 11_001, 100, 102);
+    assert_eq!(f.arrow(102).from, f.lane("outside 127.0.0.2:40100"), "its own lane now");
+    hi(&mut f, 11_001, 101, 103);
+    assert_eq!(f.arrow(103).from, f.lane("outside 127.0.0.2:40101"), "and a newcomer's");
     assert!(f.model.item(0).is_some(), "the quiet ones' datagrams are still drawn");
     let outside = f.model.lanes().iter().filter(|l| l.kind == LaneKind::Outside).count();
     assert_eq!(outside, MAX_LANES + 2, "the quiet keep their lanes, and their history on them");
@@ -1919,4 +1924,19 @@ fn a_datagram_a_connected_socket_refused_vanishes_and_says_why() {
         })
         .collect();
     assert_eq!(fates, [Fate::Vanished], "one arrow, ended where it vanished");
+}
+
+/// The lanes' list goes through the ranks one by one: a kind ranked past the last would be
+/// left out of it.
+#[test]
+fn every_lane_kind_is_ranked_within_the_lists_passes() {
+    let kinds = [
+        LaneKind::Own,
+        LaneKind::OtherSession,
+        LaneKind::Outside,
+        LaneKind::Overflow,
+        LaneKind::Server(ServerName::Echo),
+        LaneKind::Server(ServerName::Nobody),
+    ];
+    assert!(kinds.iter().all(|k| k.rank() <= LaneKind::LAST_RANK));
 }
