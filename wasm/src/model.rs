@@ -1103,6 +1103,21 @@ impl Model {
         lane
     }
 
+    /// A socket put in the shared lane while the diagram was full asks again for a lane of its
+    /// own as it sends, as a stranger does: `socket_lane` then takes it for a new socket. (Not
+    /// a crowd's members, who share their crowd's lane.)
+    fn leave_the_shared_lane(&mut self, session: &str, socket: &str, addr: SocketAddr) {
+        let Some(shared) = self.overflow else { return };
+        if self.latest_us < self.overflow_retry_us {
+            return;
+        }
+        let Some(sockets) = self.by_socket.get_mut(session) else { return };
+        if sockets.get(socket) == Some(&shared) {
+            sockets.remove(socket);
+            self.by_addr.remove(&addr);
+        }
+    }
+
     fn label(&self, lane: usize) -> &str {
         self.lanes.get(lane).map_or("?", |l| l.label.as_str())
     }
@@ -1392,6 +1407,9 @@ impl Model {
             }
             EventKind::ClientSend { session, socket, member, dg, from, to, len, payload, attempt, req } => {
                 self.stats.sent += 1;
+                if member.is_none() {
+                    self.leave_the_shared_lane(session, socket, *from);
+                }
                 let lane = self.socket_lane(session, socket, Some(*from));
                 if member.is_some() {
                     *self.crowd_sent.entry(lane).or_default() += 1;

@@ -1940,3 +1940,23 @@ fn every_lane_kind_is_ranked_within_the_lists_passes() {
     ];
     assert!(kinds.iter().all(|k| k.rank() <= LaneKind::LAST_RANK));
 }
+
+/// A class's page sockets past the diagram's places share a lane; once one of the first closes,
+/// the next that sends gets a lane of its own.
+#[test]
+fn a_socket_in_the_shared_lane_gets_its_own_once_a_place_is_free() {
+    let mut f = Feed::new();
+    let local = |i: u16| format!("127.0.0.1:{}", 50_000 + i);
+    for i in 0..=MAX_LANES as u16 {
+        f.open(&format!("s{i}"), &local(i), ServerName::Echo, ECHO);
+    }
+    let last = format!("s{MAX_LANES}");
+    f.at(1, send_from(1, &last, &local(MAX_LANES as u16), ECHO, "full", None, None));
+    let shared = f.lane("more clients");
+    assert_eq!(f.arrow(1).from, shared, "the diagram is full");
+    f.at(2, EventKind::ClientClose { session: "me".into(), socket: "s0".into(), member: None });
+    f.at(3, send_from(2, &last, &local(MAX_LANES as u16), ECHO, "room", None, None));
+    assert_eq!(f.arrow(2).from, f.lane(&last), "a lane of its own now");
+    assert_eq!(f.model.lanes()[f.lane(&last)].kind, LaneKind::Own);
+    assert_eq!(f.arrow(1).from, shared, "what it sent before stays where it was drawn");
+}
