@@ -197,7 +197,10 @@ def main():
     folder = Path(sys.argv[1] if len(sys.argv) > 1 else "bench/results")
     runs = [json.loads(line) for line in (folder / "loadgen.jsonl").read_text().splitlines() if line.strip()]
     meta = json.loads((folder / "run.json").read_text())
-    chats = [json.loads(line) for line in (folder / "chatfan.jsonl").read_text().splitlines() if line.strip()]
+    # CHAT_ROUNDS=0 runs no chat fan-out, and writes no chatfan.jsonl.
+    chat_file = folder / "chatfan.jsonl"
+    chat_lines = chat_file.read_text().splitlines() if chat_file.exists() else []
+    chats = [json.loads(line) for line in chat_lines if line.strip()]
     bus = json.loads((folder / "busbench.json").read_text())
 
     lines = [
@@ -209,8 +212,7 @@ def main():
         *loadgen_tables(runs, meta),
         "### Memory\n",
         *memory_table(meta),
-        "### Chat fan-out\n",
-        *chat_table(chats),
+        *(["### Chat fan-out\n", *chat_table(chats)] if chats else []),
         "### Event bus\n",
         *bus_table(bus),
     ]
