@@ -869,7 +869,8 @@ async fn a_students_phone_gets_one_column_no_wider_than_its_screen() {
         .eval(
             "const d = document.getElementById('diagram').getBoundingClientRect();
              return [document.documentElement.scrollWidth, document.documentElement.clientWidth,
-                     d.width, d.height, window.innerWidth];",
+                     d.width, d.height, window.innerWidth, d.top, window.innerHeight,
+                     document.getElementById('controls').getBoundingClientRect().top];",
             vec![],
         )
         .await;
@@ -877,6 +878,14 @@ async fn a_students_phone_gets_one_column_no_wider_than_its_screen() {
     assert_eq!(at(4), 390.0, "the window is a phone's width");
     assert!(at(0) <= at(1), "the page is {} px wide on a {}-px phone: it scrolls sideways", at(0), at(1));
     assert!(at(2) >= at(1) * 0.85 && at(3) >= 300.0, "the diagram is {}×{} px on the phone", at(2), at(3));
+    // The lesson runs on the first screen: its diagram starts there, before the socket form.
+    assert!(
+        at(5) < at(6) && at(5) < at(7),
+        "the diagram starts {} px down a {}-px screen, the controls at {} px",
+        at(5),
+        at(6),
+        at(7)
+    );
     browser.screenshot("ui-phone").await;
     browser.close().await;
     relay.shutdown().await;
