@@ -487,6 +487,9 @@ struct Pending {
     item: Option<u64>,
     dg: Option<Dg>,
     copy: Option<Dg>,
+    /// A crowd's members opening or closing, folded into this one line: its lane, and how
+    /// many members the line speaks for.
+    fold: Option<(usize, u32)>,
 }
 
 /// A lane's label, with the crowd member when there is one: `k[3]`.
@@ -1196,7 +1199,37 @@ impl Model {
         let kind = kind.into();
         let socket = socket.map(str::to_owned);
         let text = text.into();
-        self.log.push_back(Pending { seq, t_us, kind, socket, text, item, dg, copy: None });
+        self.log.push_back(Pending { seq, t_us, kind, socket, text, item, dg, copy: None, fold: None });
+    }
+
+    /// A crowd member's open or close: a hundred members opening at once say so in one line,
+    /// "k: 100 members opened…", not a hundred. The line waiting last in the outbox takes the
+    /// next member in, if it is the same crowd's same news; else the member's own line starts
+    /// a fold. `many` words the folded line from the count.
+    fn log_member(
+        &mut self,
+        (seq, kind, lane): (u64, &'static str, usize),
+        socket: Option<&str>,
+        text: String,
+        item: Option<u64>,
+        many: impl FnOnce(&str) -> String,
+    ) {
+        if let Some(line) = self.log.back_mut()
+            && let Some((l, n)) = &mut line.fold
+            && *l == lane
+            && line.kind == kind
+        {
+            *n += 1;
+            line.seq = seq;
+            line.t_us = self.latest_us;
+            line.item = item.or(line.item);
+            line.text = LogText::Ready(many(&n.to_string()));
+            return;
+        }
+        self.log_line(seq, kind, socket, text, item);
+        if let Some(line) = self.log.back_mut() {
+            line.fold = Some((lane, 1));
+        }
     }
 
     /// Starts the arrow of datagram `dg`. A server's answer to an outside client is taken as
@@ -1381,7 +1414,13 @@ impl Model {
                 }
                 let id = first.then(|| self.mark(event, lane, MarkKind::Opened, &text));
                 let own = self.own_socket(session, socket);
-                self.log_line(seq, "client_open", own, text, id);
+                if member.is_some() {
+                    let label = self.who(lane, None);
+                    let many = |n: &str| fill("log-crowd-open", &[&label, &n, &how, &target]);
+                    self.log_member((seq, "client_open", lane), own, text, id, many);
+                } else {
+                    self.log_line(seq, "client_open", own, text, id);
+                }
             }
             EventKind::ClientClose { session, socket, member } => {
                 // A place may be free: the shared lane's strangers may ask again.
@@ -1403,7 +1442,13 @@ impl Model {
                     self.mark(event, lane, MarkKind::Closed, &text)
                 });
                 let own = self.own_socket(session, socket);
-                self.log_line(seq, "client_close", own, text, id);
+                if member.is_some() {
+                    let label = self.who(lane, None);
+                    let many = |n: &str| fill("log-crowd-close", &[&label, &n]);
+                    self.log_member((seq, "client_close", lane), own, text, id, many);
+                } else {
+                    self.log_line(seq, "client_close", own, text, id);
+                }
             }
             EventKind::ClientSend { session, socket, member, dg, from, to, len, payload, attempt, req } => {
                 self.stats.sent += 1;

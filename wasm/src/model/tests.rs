@@ -737,12 +737,27 @@ fn a_crowd_shares_one_lane_and_labels_its_members() {
     assert!(reply.label().starts_with("[2] \"hi\""), "{}", reply.label());
     let log = f.log();
     assert!(log.iter().any(|l| l.kind == "client_send" && l.text.starts_with("k[2] → echo")), "{log:#?}");
+    // The members' opening is one line, not one a member.
+    let opened: Vec<&str> = log.iter().filter(|l| l.kind == "client_open").map(|l| l.text.as_str()).collect();
+    assert_eq!(opened, ["k: 3 members opened, each on a port of its own, connected, aimed at echo"]);
 
-    for m in 0..3 {
+    let close = |f: &mut Feed, m: u32| {
         assert!(!f.model.lanes()[k].closed, "the crowd is open until its last member closes");
         f.at(5, EventKind::ClientClose { session: "me".into(), socket: "k".into(), member: Some(m) });
-    }
+    };
+    close(&mut f, 0);
+    let log = f.log();
+    assert_eq!((log.len(), log[0].text.as_str(), log[0].item), (1, "k[0] closed", None), "{log:#?}");
+    // Handed out already, that line takes no more: the next ones fold into a line of their own,
+    // which selects the crowd's closing mark.
+    close(&mut f, 1);
+    close(&mut f, 2);
     assert!(f.model.lanes()[k].closed);
+    let log = f.log();
+    assert_eq!((log.len(), log[0].text.as_str()), (1, "k: 2 members closed"), "{log:#?}");
+    let mark =
+        f.model.items().iter().find(|i| matches!(&i.body, Body::Mark(m) if m.kind == MarkKind::Closed));
+    assert_eq!(log[0].item, mark.map(|i| i.id), "{log:#?}");
 }
 
 #[test]

@@ -96,6 +96,8 @@ pub const WORDS: Words = Words {
         ("open-unconnected", "unconnected (sendto)"),
         ("open-buffer", ", reads at most {0} bytes"),
         ("log-close", "{0} closed"),
+        ("log-crowd-open", "{0}: {1} members opened, each on a port of its own, {2}, aimed at {3}"),
+        ("log-crowd-close", "{0}: {1} members closed"),
         ("log-dg", "{0} → {1}: {2} ({3} B)"),
         ("send-attempt", ", attempt {0}"),
         ("send-waited", " after waiting {0} ms"),
