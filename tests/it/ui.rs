@@ -5,7 +5,7 @@
 //!
 //! Every wait is bounded: the [`Browser`] helpers time out, and so does everything else here.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use protocol::ServerName;
 use serde_json::json;
@@ -287,14 +287,35 @@ async fn projector_mode_shows_an_outside_client_as_its_own_lane() {
     browser.wait_for_text("#status", "projector", WAIT).await;
     browser.screenshot("ui-projector").await;
 
-    // An outside client never says it has gone: once its traffic has scrolled out of view,
-    // its lane gives its column back, so a class's `nc` windows do not pile up; quiet for
-    // 10 s, it leaves the list of those here. The page still knows it.
+    // Nothing else happens: the diagram keeps what happened last in view, a view's time and
+    // more after it (time stops once the newest event is a quarter of the view old), rather
+    // than scrolling it away into an empty diagram.
     let script = "return Number(document.getElementById('diagram').getAttribute('data-columns'));";
     let drawn = browser.eval(script, vec![]).await.as_u64().unwrap_or(0);
     assert!(drawn >= 2, "the outside client and echo are drawn: {drawn}");
-    browser.wait_for(&format!("#diagram[data-columns='{}']", drawn - 1), Duration::from_secs(30)).await;
-    let hidden = browser.wait_for_text("#lanes li[data-lane-kind=hidden]", "1 more", WAIT).await;
+    let span = browser.dom_text("#scale").await;
+    assert!(span.contains("visible · live"), "{span}");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let still = browser.eval(script, vec![]).await.as_u64().unwrap_or(0);
+    let oldest = browser.attr("#diagram", "data-oldest-item").await;
+    assert_eq!((still, oldest.is_some()), (drawn, true), "6 s later ({span}) the diagram scrolled away");
+
+    // An outside client never says it has gone: once a newer client's traffic has pushed its
+    // own out of view, its lane gives its column back, so a class's `nc` windows do not pile
+    // up; quiet for 10 s, it leaves the list of those here. The page still knows it.
+    let newer = udp_client().await;
+    let started = Instant::now();
+    let hidden = loop {
+        within("sending from another outside client", newer.send_to(b"tick", relay.addr(ServerName::Echo)))
+            .await
+            .expect("send");
+        let lanes = browser.dom_text("#lanes").await;
+        let hidden = browser.texts("#lanes li[data-lane-kind=hidden]").await.concat();
+        if !lanes.contains(&format!(":{port}")) || started.elapsed() > Duration::from_secs(20) {
+            break hidden;
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    };
     assert_eq!(hidden, "1 more, gone or quiet");
     let lanes = browser.dom_text("#lanes").await;
     assert!(!lanes.contains(&format!(":{port}")), "the list names those here: {lanes}");

@@ -60,6 +60,12 @@ const LOG_EVERY_MS: f64 = 100.0;
 const LOG_PER_WRITE: usize = 30;
 /// How often the panels are refreshed, in milliseconds.
 const PANEL_EVERY_MS: f64 = 100.0;
+/// A live diagram's time stops once its newest event is this share of the view old: what
+/// happened last stays on screen until something new does. See [`App::live_end_us`].
+const QUIET_HOLD: f64 = 0.25;
+/// How far behind the live edge the view may be and still jump to it in one frame; further
+/// (the first event after a quiet spell), it glides there over a few frames.
+const LIVE_SNAP_US: u64 = 100_000;
 
 /// A socket this page opened, remembered so a reconnect can open it again.
 #[derive(Clone, Debug)]
@@ -439,6 +445,29 @@ impl App {
         }
     }
 
+    /// Where a live view ends: now, while things happen. Once the newest event is
+    /// [`QUIET_HOLD`] of the view old, time stops there, so that a projector between a
+    /// student's datagrams, or opened after the traffic, shows what happened last rather than
+    /// an empty diagram it scrolled away from. The next event starts time again.
+    fn live_end_us(&self) -> u64 {
+        let span = (self.renderer.height() - self.renderer.header()).max(0.0) * self.view.us_per_px;
+        let held = self.model.latest_us.saturating_add((span * QUIET_HOLD) as u64);
+        self.relay_now_us().min(held)
+    }
+
+    /// Moves a live view to its edge: at once when it is close, or further than a view away
+    /// (back to live from an hour ago), else a third of the way each frame.
+    fn follow_live(&mut self) {
+        let target = self.live_end_us();
+        let span = self.renderer.height() * self.view.us_per_px;
+        let behind = target.saturating_sub(self.view.end_us);
+        self.view.end_us = if behind <= LIVE_SNAP_US || behind as f64 > span {
+            target
+        } else {
+            self.view.end_us + behind / 3
+        };
+    }
+
     fn conn_closed(&mut self) {
         (self.retry_at_ms, self.backoff_ms) =
             connection::after_close(self.conn, self.now_ms(), self.retry_at_ms, self.backoff_ms);
@@ -742,7 +771,7 @@ impl App {
         self.replay_frame(now_ms);
         let now_us = self.relay_now_us();
         if !self.view.paused {
-            self.view.end_us = now_us;
+            self.follow_live();
         }
         self.poll_lesson(now_ms);
         if self.view.projector {

@@ -245,9 +245,6 @@ impl Renderer {
         let ys: HashMap<u64, f64> = layout::rows(&points, time_y, gap).collect();
         // Rows this far above the lanes' headers are not drawn (their labels could reach down).
         let shown = |item: &Item| ys.get(&item.seq).is_some_and(|y| *y >= header - gap * 4.0);
-        // Following the traffic, with all of it above the view: a projector opened after a
-        // lesson, a class gone quiet.
-        let quiet = !view.paused && !model.items().is_empty() && !visible.iter().any(|item| shown(item));
 
         // Lane columns: clients left, servers right. A closed lane takes a column only while
         // something in view happened on it: a teacher going through the lessons would
@@ -774,15 +771,11 @@ impl Renderer {
             ctx.set_font(&font(15.0, "400"));
             ctx.set_fill_style_str(MUTED);
             let _ = ctx.fill_text(word("waiting"), w / 2.0, h / 2.0);
-        } else if model.items().is_empty() || quiet {
+        } else if model.items().is_empty() {
             ctx.set_text_align("center");
             ctx.set_font(&font(15.0, "400"));
             ctx.set_fill_style_str(MUTED);
-            let empty = match (quiet, view.projector) {
-                (true, _) => "quiet-diagram",
-                (false, true) => "empty-diagram-projector",
-                (false, false) => "empty-diagram",
-            };
+            let empty = if view.projector { "empty-diagram-projector" } else { "empty-diagram" };
             // In lines, on a phone's narrow canvas too, rather than squeezed into one.
             let (text, max) = (word(empty), span - 16.0 * s);
             if (self.hint.0, self.hint.1, self.hint.2) != (text, max, s) {

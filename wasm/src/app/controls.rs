@@ -326,8 +326,8 @@ impl App {
         if self.view.paused {
             self.go_live();
         } else {
+            // Frozen where it is: what the screen shows.
             self.view.paused = true;
-            self.view.end_us = self.relay_now_us();
         }
     }
 
@@ -343,25 +343,19 @@ impl App {
     /// Scrolls by `dy` pixels: up is back in time. Scrolling pauses the diagram.
     pub(super) fn scroll(&mut self, dy: f64) {
         self.lesson_fit = None;
-        if !self.view.paused {
-            self.view.paused = true;
-            self.view.end_us = self.relay_now_us();
-        }
-        let now = self.relay_now_us();
+        self.view.paused = true;
+        let live = self.live_end_us().max(self.view.end_us);
         let end = self.view.end_us as f64 + dy * self.view.us_per_px;
-        self.view.end_us = end.clamp(0.0, now as f64) as u64;
+        self.view.end_us = end.clamp(0.0, live as f64) as u64;
     }
 
     /// Turns the diagram a page `back` in its items (or on), pausing it: see
     /// [`Renderer::turn_page`](crate::render::Renderer::turn_page).
     pub(super) fn turn_page(&mut self, back: bool) {
         self.lesson_fit = None;
-        if !self.view.paused {
-            self.view.paused = true;
-            self.view.end_us = self.relay_now_us();
-        }
+        self.view.paused = true;
         if let Some(end_us) = self.renderer.turn_page(&self.model, &self.view, back) {
-            self.view.end_us = end_us.min(self.relay_now_us());
+            self.view.end_us = end_us.min(self.live_end_us().max(self.view.end_us));
         }
     }
 
@@ -394,7 +388,7 @@ impl App {
             let span = self.renderer.height().max(100.0) * self.view.us_per_px;
             let end = (t as f64 + span * 0.3) as u64;
             self.view.paused = true;
-            self.view.end_us = end.min(self.relay_now_us().max(t));
+            self.view.end_us = end.min(self.live_end_us().max(t));
         }
         self.render_details(true);
     }

@@ -206,10 +206,6 @@ pub const WORDS: Words = Words {
             "Pick a lesson above, or open a socket and send something: its datagrams appear here.",
         ),
         ("empty-diagram-projector", "Pick a lesson above: its datagrams appear here, with everyone else's."),
-        (
-            "quiet-diagram",
-            "Quiet for now: what came before is above. Page Up shows it; L comes back to live.",
-        ),
         ("paused-mark", "❚❚ PAUSED"),
         ("beyond-earlier", "▲ {0} earlier"),
         ("beyond-newer", "▼ {0} newer"),
