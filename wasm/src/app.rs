@@ -60,12 +60,6 @@ const LOG_EVERY_MS: f64 = 100.0;
 const LOG_PER_WRITE: usize = 30;
 /// How often the panels are refreshed, in milliseconds.
 const PANEL_EVERY_MS: f64 = 100.0;
-/// A live diagram's time stops once its newest event is this share of the view old: what
-/// happened last stays on screen until something new does. See [`App::live_end_us`].
-const QUIET_HOLD: f64 = 0.25;
-/// How far behind the live edge the view may be and still jump to it in one frame; further
-/// (the first event after a quiet spell), it glides there over a few frames.
-const LIVE_SNAP_US: u64 = 100_000;
 
 /// A socket this page opened, remembered so a reconnect can open it again.
 #[derive(Clone, Debug)]
@@ -445,27 +439,16 @@ impl App {
         }
     }
 
-    /// Where a live view ends: now, while things happen. Once the newest event is
-    /// [`QUIET_HOLD`] of the view old, time stops there, so that a projector between a
-    /// student's datagrams, or opened after the traffic, shows what happened last rather than
-    /// an empty diagram it scrolled away from. The next event starts time again.
+    /// Where a live view ends now: see [`crate::layout::live_end`].
     fn live_end_us(&self) -> u64 {
-        let span = (self.renderer.height() - self.renderer.header()).max(0.0) * self.view.us_per_px;
-        let held = self.model.latest_us.saturating_add((span * QUIET_HOLD) as u64);
-        self.relay_now_us().min(held)
+        let span = (self.renderer.height() - self.renderer.header()) * self.view.us_per_px;
+        crate::layout::live_end(self.relay_now_us(), self.model.latest_us, span)
     }
 
-    /// Moves a live view to its edge: at once when it is close, or further than a view away
-    /// (back to live from an hour ago), else a third of the way each frame.
+    /// Moves a live view toward its edge: see [`crate::layout::follow_live`].
     fn follow_live(&mut self) {
-        let target = self.live_end_us();
         let span = self.renderer.height() * self.view.us_per_px;
-        let behind = target.saturating_sub(self.view.end_us);
-        self.view.end_us = if behind <= LIVE_SNAP_US || behind as f64 > span {
-            target
-        } else {
-            self.view.end_us + behind / 3
-        };
+        self.view.end_us = crate::layout::follow_live(self.view.end_us, self.live_end_us(), span);
     }
 
     fn conn_closed(&mut self) {

@@ -299,6 +299,28 @@ pub fn projector_scale(height: f64) -> f64 {
     (height * SHARE_OF_HEIGHT).clamp(LAPTOP_PX, LARGEST_PX) / LAPTOP_PX
 }
 
+/// A live diagram's time stops once its newest event is this share of the view old.
+pub const QUIET_HOLD: f64 = 0.25;
+/// How far behind its edge a live view may be and still jump there in one frame.
+pub const LIVE_SNAP_US: u64 = 100_000;
+
+/// Where a live view of `span_us` ends, at `now_us` with the newest event at `latest_us`: now,
+/// while things happen; once the newest event is [`QUIET_HOLD`] of the view old, time stops
+/// there, so that what happened last stays on screen (a projector between a student's
+/// datagrams, or opened after the traffic) rather than scrolling away and leaving the diagram
+/// empty. The next event starts time again.
+pub fn live_end(now_us: u64, latest_us: u64, span_us: f64) -> u64 {
+    now_us.min(latest_us.saturating_add((span_us.max(0.0) * QUIET_HOLD) as u64))
+}
+
+/// A live view's next end, from `end_us` toward its edge `target_us`: there at once when it is
+/// close ([`LIVE_SNAP_US`]) or more than `span_us` away (back to live from an hour ago), else
+/// a third of the way each frame, so the first event after a quiet spell glides in.
+pub fn follow_live(end_us: u64, target_us: u64, span_us: f64) -> u64 {
+    let behind = target_us.saturating_sub(end_us);
+    if behind <= LIVE_SNAP_US || behind as f64 > span_us { target_us } else { end_us + behind / 3 }
+}
+
 /// The diagram cut into horizontal bands [`Bands::HEIGHT`] pixels high. A line or a label is
 /// filed under every band its height touches (what lies above or below the diagram, under the
 /// first or the last), so two things that overlap always share a band.
@@ -341,6 +363,41 @@ pub fn lane_address(addr: std::net::SocketAddr, whole: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_live_view_follows_now_then_holds_what_happened_last() {
+        const SPAN: f64 = 4_000_000.0; // a view of 4 s: time stops 1 s after the newest event
+        // While things happen, the view ends now.
+        assert_eq!(live_end(10_500_000, 10_000_000, SPAN), 10_500_000);
+        assert_eq!(live_end(11_000_000, 10_000_000, SPAN), 11_000_000);
+        // Quiet: it stops a quarter of the view after the newest event, however long after.
+        assert_eq!(live_end(11_000_001, 10_000_000, SPAN), 11_000_000);
+        assert_eq!(live_end(3_600_000_000, 10_000_000, SPAN), 11_000_000);
+        // An empty canvas holds nothing.
+        assert_eq!(live_end(20_000_000, 10_000_000, -5.0), 10_000_000);
+    }
+
+    #[test]
+    fn a_live_view_glides_to_its_edge_after_a_quiet_spell() {
+        const SPAN: f64 = 4_000_000.0;
+        // Each frame while following: at the edge at once.
+        assert_eq!(follow_live(10_000_000, 10_016_000, SPAN), 10_016_000);
+        assert_eq!(follow_live(10_000_000, 10_000_000 + LIVE_SNAP_US, SPAN), 10_000_000 + LIVE_SNAP_US);
+        // The first event after 20 s of quiet, held 1 s after the last: 19 s behind, over a
+        // view away, so at once; 0.9 s behind glides, a third a frame, then snaps.
+        assert_eq!(follow_live(11_000_000, 30_000_000, SPAN), 30_000_000);
+        let mut end = 11_000_000;
+        let mut frames = 0;
+        while end < 11_900_000 {
+            let next = follow_live(end, 11_900_000, SPAN);
+            assert!(next > end, "no frame stands still");
+            end = next;
+            frames += 1;
+        }
+        assert_eq!((end, frames), (11_900_000, 7));
+        // A view past its edge (a paused view let go) comes back to it.
+        assert_eq!(follow_live(12_000_000, 11_000_000, SPAN), 11_000_000);
+    }
 
     const BOUNDS: Rect = Rect { cx: 500.0, cy: 400.0, w: 1000.0, h: 800.0 };
 
