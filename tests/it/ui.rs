@@ -480,6 +480,48 @@ async fn nothing_in_the_side_columns_is_wider_than_they_are() {
     relay.shutdown().await;
 }
 
+/// A class's chat room on the projector: a dozen clients and more get one line each, the
+/// countdown in the meter under it, where a smaller room's rows say it in words too.
+#[tokio::test]
+async fn a_class_sized_chat_room_gets_a_line_a_client() {
+    let relay = TestRelay::start().await;
+    let browser = page(&relay, "?view=all").await;
+    browser.wait_for("body.projector", WAIT).await;
+    let mut class = Vec::new();
+    let mut small_room = None;
+    // Height of a row, and whether its words are shown.
+    let rows = "return Array.from(document.querySelectorAll('#liveness li')).map(li =>
+                  [li.getBoundingClientRect().height, getComputedStyle(li.querySelector('.muted')).display]);";
+    for n in [2, 13] {
+        while class.len() < n {
+            let student = udp_client().await;
+            within("registering", student.send_to(b"reg", relay.addr(ServerName::Chat))).await.expect("send");
+            class.push(student);
+        }
+        Browser::limit("the room's rows", WAIT, async {
+            while browser.find_all("#liveness li[data-state=alive]").await.len() < n {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        let shown: Vec<(f64, String)> =
+            serde_json::from_value(browser.eval(rows, vec![]).await).expect("rows");
+        assert_eq!(shown.len(), n, "{shown:?}");
+        let words = if n < 13 { "inline" } else { "none" };
+        assert!(shown.iter().all(|(_, display)| display == words), "{n} clients: {shown:?}");
+        let tallest = shown.iter().map(|(h, _)| *h).fold(0.0, f64::max);
+        match small_room {
+            None => small_room = Some(tallest),
+            Some(small) => {
+                assert!(tallest < 0.6 * small, "a row of {tallest} px, {small} px in a small room")
+            }
+        }
+    }
+    browser.screenshot("ui-projector-chat-room").await;
+    browser.close().await;
+    relay.shutdown().await;
+}
+
 /// The page puts a datagram's log line into words only when it writes the line, and changes
 /// the stats and the liveness rows in place rather than rebuilding them: what they say is
 /// still exactly what happened, line by line and row by row.
