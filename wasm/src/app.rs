@@ -441,14 +441,19 @@ impl App {
 
     /// Where a live view ends now: see [`crate::layout::live_end`].
     fn live_end_us(&self) -> u64 {
-        let span = (self.renderer.height() - self.renderer.header()) * self.view.us_per_px;
-        crate::layout::live_end(self.relay_now_us(), self.model.latest_us, span)
+        let busy = self.model.latest_us.max(self.model.holds_until_us);
+        crate::layout::live_end(self.relay_now_us(), busy, self.view_span_us())
+    }
+
+    /// How much time the canvas's rows show at the view's zoom.
+    fn view_span_us(&self) -> f64 {
+        (self.renderer.height() - self.renderer.header()) * self.view.us_per_px
     }
 
     /// Moves a live view toward its edge: see [`crate::layout::follow_live`].
     fn follow_live(&mut self) {
-        let span = self.renderer.height() * self.view.us_per_px;
-        self.view.end_us = crate::layout::follow_live(self.view.end_us, self.live_end_us(), span);
+        let (end, span) = (self.view.end_us, self.view_span_us());
+        self.view.end_us = crate::layout::follow_live(end, self.live_end_us(), span);
     }
 
     fn conn_closed(&mut self) {

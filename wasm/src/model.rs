@@ -565,6 +565,9 @@ pub struct Model {
     log: VecDeque<Pending>,
     /// The newest `t_us` seen.
     pub latest_us: u64,
+    /// When the datagrams a link holds now are due out (a hold of unknown length counts
+    /// for a second): a live view keeps time running until then, so a wait stays drawn growing.
+    pub holds_until_us: u64,
     /// The relay's clock now, as the page estimates it (the app sets it): the time of what the
     /// relay says without a time of its own, an error or its bye, which may come long after
     /// the newest event.
@@ -633,6 +636,7 @@ impl Model {
             stats_since_us: 0,
             log: VecDeque::new(),
             latest_us: 0,
+            holds_until_us: 0,
             now_us: 0,
             latest_seq: 0,
             links: BTreeMap::new(),
@@ -717,6 +721,8 @@ impl Model {
     pub fn seal_log(&mut self) {
         let lanes = &self.lanes;
         for line in &mut self.log {
+            // Sealed, a crowd's line takes no more members: its words stay as they were said.
+            line.fold = None;
             if matches!(line.text, LogText::Parts { .. }) {
                 let text = std::mem::replace(&mut line.text, LogText::Ready(String::new()));
                 line.text = LogText::Ready(text.words(lanes));
@@ -1416,7 +1422,12 @@ impl Model {
                 let own = self.own_socket(session, socket);
                 if member.is_some() {
                     let label = self.who(lane, None);
-                    let many = |n: &str| fill("log-crowd-open", &[&label, &n, &how, &target]);
+                    let buffer = recv_buffer.map(|b| fill("open-buffer", &[&thousands(b)]));
+                    let many = |n: &str| {
+                        let mut text = fill("log-crowd-open", &[&label, &n, &how, &target]);
+                        text.push_str(buffer.as_deref().unwrap_or_default());
+                        text
+                    };
                     self.log_member((seq, "client_open", lane), own, text, id, many);
                 } else {
                     self.log_line(seq, "client_open", own, text, id);

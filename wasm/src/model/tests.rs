@@ -677,6 +677,10 @@ fn a_crowd_shares_one_lane_and_labels_its_members() {
     let mut f = Feed::new();
     let members = ["127.0.0.1:51000", "127.0.0.1:51001", "127.0.0.1:51002"];
     for (m, local) in (0..).zip(members) {
+        if m == 2 {
+            // Sealed (the language changes), a line takes no more members.
+            f.model.seal_log();
+        }
         f.at(
             0,
             EventKind::ClientOpen {
@@ -737,9 +741,15 @@ fn a_crowd_shares_one_lane_and_labels_its_members() {
     assert!(reply.label().starts_with("[2] \"hi\""), "{}", reply.label());
     let log = f.log();
     assert!(log.iter().any(|l| l.kind == "client_send" && l.text.starts_with("k[2] → echo")), "{log:#?}");
-    // The members' opening is one line, not one a member.
+    // The members' opening is one line, not one a member, until the line is sealed.
     let opened: Vec<&str> = log.iter().filter(|l| l.kind == "client_open").map(|l| l.text.as_str()).collect();
-    assert_eq!(opened, ["k: 3 members opened, each on a port of its own, connected, aimed at echo"]);
+    assert_eq!(
+        opened,
+        [
+            "k: 2 members opened, each on a port of its own, connected, aimed at echo",
+            "k[2] opened on 127.0.0.1:51002, connected, aimed at echo"
+        ]
+    );
 
     let close = |f: &mut Feed, m: u32| {
         assert!(!f.model.lanes()[k].closed, "the crowd is open until its last member closes");
@@ -1126,6 +1136,8 @@ fn a_held_datagram_arrives_late_with_its_hold() {
     f.open("a", SOCK, ServerName::Echo, ECHO);
     f.at(0, send(1, "a", ECHO, "slow", None, None));
     f.at(0, link_hold(1, In, HoldReason::Delay, Some(200)));
+    // A live view keeps time running until it is due out.
+    assert_eq!(f.model.holds_until_us, 200_000);
     let waiting = f.arrow(1);
     assert_eq!(waiting.fate, Fate::InFlight);
     assert_eq!(waiting.link_note().as_deref(), Some("holding 200 ms"));
@@ -1162,6 +1174,7 @@ fn a_reordered_answer_arrives_after_the_one_that_passed_it() {
     f.at(1, server_recv(2, ServerName::Echo, ECHO, SOCK, "two"));
     f.at(2, echo(3, 1, "one"));
     f.at(2, link_hold(3, Out, HoldReason::Reorder, None));
+    assert_eq!(f.model.holds_until_us, 1_002_000, "a hold of unknown length counts for a second");
     assert_eq!(f.arrow(3).link_note().as_deref(), Some("held to reorder"));
     f.at(3, echo(4, 2, "two"));
     f.at(3, link_release(3, Out, 1_200));

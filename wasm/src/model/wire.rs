@@ -214,6 +214,8 @@ impl Model {
                     release_us: None,
                 });
                 self.stats.link_held += 1;
+                let due = event.t_us.saturating_add(hold_ms.map_or(1_000, u64::from).saturating_mul(1_000));
+                self.holds_until_us = self.holds_until_us.max(due);
                 if *reason == HoldReason::Reorder {
                     self.stats.link_reordered += 1;
                 }
